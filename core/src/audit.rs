@@ -1,0 +1,233 @@
+//! The audit trail: one record per transition attempt, chained with SHA-256.
+//!
+//! Each record's `hash` is the SHA-256 of its canonical encoding, which includes `prevHash`, so changing,
+//! removing or reordering any record breaks every hash after it.
+//!
+//! **Canonical encoding:** the record as a JSON object without its `hash` member, keys sorted by byte order,
+//! no insignificant whitespace, numbers and strings as `serde_json` writes them (UTF-8, minimal escapes).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ErrorCode;
+
+/// The `prevHash` of the first record in a chain: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit record. Field names are the reference module's, plus the chain and a few additions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Position in the chain, from 0.
+    pub seq: u64,
+    /// A random (v4) UUID from the engine's seeded generator.
+    pub id: String,
+    /// When the attempt completed, RFC 3339 with milliseconds.
+    pub timestamp: String,
+    /// The agent.
+    pub user_id: String,
+    /// The agent's state before the attempt, if known.
+    pub previous_state: Option<String>,
+    /// The requested state.
+    pub new_state: String,
+    /// The reason code sent (or that would have been sent).
+    pub reason_code: Option<String>,
+    /// Whether the tenant accepted the change.
+    pub success: bool,
+    /// From the start of the transition to its completion.
+    pub latency_ms: u64,
+    /// Whether the attempt was refused by compliance policy.
+    pub policy_violation: bool,
+    /// The stable error code, if it failed.
+    pub error_code: Option<ErrorCode>,
+    /// The error message, if it failed.
+    pub error_message: Option<String>,
+    /// API requests sent on behalf of this transition (validation and state change, retries included; token
+    /// requests excluded).
+    pub attempts: u32,
+    /// The `Idempotency-Key` of the state change, if one was sent.
+    pub idempotency_key: Option<String>,
+    /// The previous record's hash ([`GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// SHA-256 (hex) of this record's canonical encoding.
+    pub hash: String,
+}
+
+impl AuditRecord {
+    /// The canonical bytes the hash covers.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut value = serde_json::to_value(self).expect("audit records always serialize");
+        if let serde_json::Value::Object(map) = &mut value {
+            map.remove("hash");
+        }
+        // serde_json's Map is a BTreeMap here (no `preserve_order`), so keys come out sorted.
+        serde_json::to_vec(&value).expect("values always serialize")
+    }
+
+    /// Computes the hash this record should carry.
+    pub fn compute_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical_bytes()))
+    }
+}
+
+/// Where a chain stands: the next sequence number and the last hash. Persist it to continue a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainHead {
+    /// The `seq` the next record gets.
+    pub next_seq: u64,
+    /// The `hash` of the last record ([`GENESIS_HASH`] when empty).
+    pub last_hash: String,
+}
+
+impl Default for ChainHead {
+    fn default() -> Self {
+        Self {
+            next_seq: 0,
+            last_hash: GENESIS_HASH.to_owned(),
+        }
+    }
+}
+
+impl ChainHead {
+    /// Links `record` onto the chain: sets `seq`, `prevHash` and `hash`, then advances the head.
+    pub fn append(&mut self, mut record: AuditRecord) -> AuditRecord {
+        record.seq = self.next_seq;
+        record.prev_hash = std::mem::take(&mut self.last_hash);
+        record.hash = record.compute_hash();
+        self.next_seq += 1;
+        self.last_hash = record.hash.clone();
+        record
+    }
+}
+
+/// The first place a chain fails to verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The record's content does not match its hash: it was edited.
+    #[error("record {index} (seq {seq}): hash does not match its content")]
+    HashMismatch {
+        /// Position in the input, from 0.
+        index: usize,
+        /// The record's `seq`.
+        seq: u64,
+    },
+    /// The record's `prevHash` is not the previous record's hash: a record was removed, inserted or reordered.
+    #[error("record {index} (seq {seq}): prevHash does not link to the previous record")]
+    BrokenLink {
+        /// Position in the input, from 0.
+        index: usize,
+        /// The record's `seq`.
+        seq: u64,
+    },
+    /// The sequence numbers are not consecutive.
+    #[error("record {index}: expected seq {expected}, found {found}")]
+    SequenceGap {
+        /// Position in the input, from 0.
+        index: usize,
+        /// The expected `seq`.
+        expected: u64,
+        /// The `seq` found.
+        found: u64,
+    },
+}
+
+impl ChainError {
+    /// Position in the input of the first broken record.
+    pub fn index(&self) -> usize {
+        match self {
+            Self::HashMismatch { index, .. }
+            | Self::BrokenLink { index, .. }
+            | Self::SequenceGap { index, .. } => *index,
+        }
+    }
+}
+
+/// Verifies a chain that starts at `start` (use `ChainHead::default()` for a whole log) and returns the head
+/// after the last record.
+pub fn verify_chain<'a>(
+    start: ChainHead,
+    records: impl IntoIterator<Item = &'a AuditRecord>,
+) -> Result<ChainHead, ChainError> {
+    let mut head = start;
+    for (index, r) in records.into_iter().enumerate() {
+        if r.seq != head.next_seq {
+            return Err(ChainError::SequenceGap {
+                index,
+                expected: head.next_seq,
+                found: r.seq,
+            });
+        }
+        if r.prev_hash != head.last_hash {
+            return Err(ChainError::BrokenLink { index, seq: r.seq });
+        }
+        if r.compute_hash() != r.hash {
+            return Err(ChainError::HashMismatch { index, seq: r.seq });
+        }
+        head.next_seq += 1;
+        head.last_hash = r.hash.clone();
+    }
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(user: &str) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            id: "00000000-0000-4000-8000-000000000000".into(),
+            timestamp: "2026-01-05T08:00:00.000Z".into(),
+            user_id: user.into(),
+            previous_state: None,
+            new_state: "READY".into(),
+            reason_code: Some("WORKING".into()),
+            success: true,
+            latency_ms: 12,
+            policy_violation: false,
+            error_code: None,
+            error_message: None,
+            attempts: 3,
+            idempotency_key: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn chain_verifies_and_detects_tampering() {
+        let mut head = ChainHead::default();
+        let recs: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|u| head.append(draft(u)))
+            .collect();
+        assert_eq!(recs[0].prev_hash, GENESIS_HASH);
+        assert_eq!(recs[1].prev_hash, recs[0].hash);
+        assert_eq!(verify_chain(ChainHead::default(), &recs).unwrap(), head);
+
+        let mut edited = recs.clone();
+        edited[1].success = false;
+        assert_eq!(
+            verify_chain(ChainHead::default(), &edited).unwrap_err(),
+            ChainError::HashMismatch { index: 1, seq: 1 }
+        );
+        let removed = [recs[0].clone(), recs[2].clone()];
+        assert_eq!(
+            verify_chain(ChainHead::default(), &removed)
+                .unwrap_err()
+                .index(),
+            1
+        );
+    }
+
+    #[test]
+    fn canonical_encoding_is_sorted_and_excludes_hash() {
+        let r = ChainHead::default().append(draft("a"));
+        let s = String::from_utf8(r.canonical_bytes()).unwrap();
+        assert!(s.starts_with("{\"attempts\":3,\"errorCode\":null"), "{s}");
+        assert!(!s.contains("\"hash\""));
+        assert!(s.contains("\"prevHash\""));
+    }
+}

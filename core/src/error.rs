@@ -1,0 +1,145 @@
+//! Stable error codes and the error types that carry them.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, machine-readable error code.
+///
+/// The same string reaches Rust callers, JS callers and the audit log, so these names never change once released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The requested state name is malformed.
+    InvalidState,
+    /// The user id is empty, too long, or contains forbidden characters.
+    InvalidUserId,
+    /// Policy: the agent has no active shift.
+    AgentNotScheduled,
+    /// Policy: a mandatory break is due, so READY is refused.
+    MandatoryBreakViolation,
+    /// The API answered 401 twice in a row, even after a token refresh.
+    Unauthorized,
+    /// The token endpoint refused the credentials (`invalid_client` and friends).
+    AuthFailed,
+    /// The API answered 403: the credentials lack permission.
+    Forbidden,
+    /// The API answered 404 for the user.
+    UserNotFound,
+    /// The API answered 409.
+    Conflict,
+    /// The API refused the request with another 4xx status.
+    Rejected,
+    /// Retries were exhausted while the API kept answering 429.
+    RateLimited,
+    /// Retries were exhausted on 5xx answers, transport errors or timeouts.
+    UpstreamUnavailable,
+    /// The API answered with a body that could not be parsed.
+    BadResponse,
+    /// The configuration is invalid.
+    InvalidConfig,
+}
+
+impl ErrorCode {
+    /// The stable string form, e.g. `"MANDATORY_BREAK_VIOLATION"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidState => "INVALID_STATE",
+            Self::InvalidUserId => "INVALID_USER_ID",
+            Self::AgentNotScheduled => "AGENT_NOT_SCHEDULED",
+            Self::MandatoryBreakViolation => "MANDATORY_BREAK_VIOLATION",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::AuthFailed => "AUTH_FAILED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::UserNotFound => "USER_NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::Rejected => "REJECTED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
+            Self::BadResponse => "BAD_RESPONSE",
+            Self::InvalidConfig => "INVALID_CONFIG",
+        }
+    }
+
+    /// Every code, in declaration order (for docs, vectors and bindings).
+    pub const ALL: [ErrorCode; 14] = [
+        Self::InvalidState,
+        Self::InvalidUserId,
+        Self::AgentNotScheduled,
+        Self::MandatoryBreakViolation,
+        Self::Unauthorized,
+        Self::AuthFailed,
+        Self::Forbidden,
+        Self::UserNotFound,
+        Self::Conflict,
+        Self::Rejected,
+        Self::RateLimited,
+        Self::UpstreamUnavailable,
+        Self::BadResponse,
+        Self::InvalidConfig,
+    ];
+
+    /// Parses the stable string form.
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
+    /// Whether this code is a compliance-policy denial.
+    ///
+    /// Only these count towards `violationCount`; the reference module counted every failure, which
+    /// made transport trouble look like agents breaking policy.
+    pub fn is_policy_violation(self) -> bool {
+        matches!(
+            self,
+            Self::AgentNotScheduled | Self::MandatoryBreakViolation
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a transition (or a validation) did not succeed: a stable code plus a human message.
+///
+/// The message never contains a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{code}: {message}")]
+pub struct TransitionError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// A short human-readable explanation.
+    pub message: String,
+}
+
+impl TransitionError {
+    /// Builds an error from a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// An invalid engine or simulator configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting is out of range or malformed; the field is named, its value is not echoed.
+    #[error("invalid setting `{field}`: {reason}")]
+    Invalid {
+        /// The setting's name.
+        field: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The stable code of every configuration error.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidConfig
+    }
+}

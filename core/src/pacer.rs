@@ -1,0 +1,121 @@
+//! Client-side rate pacing: one token bucket per tenant, paused as a whole by a 429's `Retry-After`.
+
+use serde::{Deserialize, Serialize};
+
+/// The tenant's request budget as the client knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimit {
+    /// Requests per minute (the reference module's "100 requests per minute per tenant").
+    pub per_minute: u32,
+    /// Bucket capacity; `None` means one minute's worth, the usual reading of a per-minute quota.
+    pub burst: Option<u32>,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_minute: 100,
+            burst: None,
+        }
+    }
+}
+
+/// One token = this many units; refill adds `per_minute` units per millisecond, so all math is exact integers.
+const UNITS_PER_TOKEN: u64 = 60_000;
+
+/// A token bucket on virtual time.
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    per_minute: u64,
+    capacity: u64,
+    units: u64,
+    last_ms: Option<u64>,
+    paused_until_ms: u64,
+}
+
+impl Pacer {
+    /// A full bucket for this limit.
+    pub fn new(limit: &RateLimit) -> Self {
+        let per_minute = u64::from(limit.per_minute.max(1));
+        let burst = u64::from(limit.burst.unwrap_or(limit.per_minute).max(1));
+        let capacity = burst * UNITS_PER_TOKEN;
+        Self {
+            per_minute,
+            capacity,
+            units: capacity,
+            last_ms: None,
+            paused_until_ms: 0,
+        }
+    }
+
+    fn refill(&mut self, now_ms: u64) {
+        let from = self.last_ms.unwrap_or(now_ms).max(self.paused_until_ms);
+        if now_ms > from {
+            let add = (now_ms - from).saturating_mul(self.per_minute);
+            self.units = self.units.saturating_add(add).min(self.capacity);
+        }
+        self.last_ms = Some(now_ms.max(from));
+    }
+
+    /// Takes one token if one is available at `now_ms`; otherwise returns when one will be.
+    pub fn try_acquire(&mut self, now_ms: u64) -> Result<(), u64> {
+        if now_ms < self.paused_until_ms {
+            return Err(self.paused_until_ms + self.ms_until_token(0));
+        }
+        self.refill(now_ms);
+        if self.units >= UNITS_PER_TOKEN {
+            self.units -= UNITS_PER_TOKEN;
+            Ok(())
+        } else {
+            Err(now_ms + self.ms_until_token(self.units))
+        }
+    }
+
+    fn ms_until_token(&self, units: u64) -> u64 {
+        (UNITS_PER_TOKEN - units).div_ceil(self.per_minute)
+    }
+
+    /// Pauses every request until `until_ms` and empties the bucket, so sending resumes at the steady rate
+    /// rather than with a burst that would meet another 429.
+    pub fn pause_until(&mut self, until_ms: u64) {
+        if until_ms > self.paused_until_ms {
+            self.paused_until_ms = until_ms;
+            self.units = 0;
+            self.last_ms = Some(until_ms);
+        }
+    }
+
+    /// Until when the pacer is paused (0 if never).
+    pub fn paused_until_ms(&self) -> u64 {
+        self.paused_until_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_steady_rate() {
+        let mut p = Pacer::new(&RateLimit {
+            per_minute: 100,
+            burst: Some(2),
+        });
+        assert!(p.try_acquire(0).is_ok());
+        assert!(p.try_acquire(0).is_ok());
+        assert_eq!(p.try_acquire(0), Err(600));
+        assert_eq!(p.try_acquire(599), Err(600));
+        assert!(p.try_acquire(600).is_ok());
+        assert_eq!(p.try_acquire(600), Err(1200));
+    }
+
+    #[test]
+    fn pause_blocks_everything_then_resumes_empty() {
+        let mut p = Pacer::new(&RateLimit::default());
+        p.pause_until(10_000);
+        assert_eq!(p.try_acquire(5_000), Err(10_600));
+        assert_eq!(p.try_acquire(10_000), Err(10_600));
+        assert!(p.try_acquire(10_600).is_ok());
+    }
+}

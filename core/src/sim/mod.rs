@@ -1,0 +1,14 @@
+//! A simulated CXone tenant that speaks the `seed` profile, plus a virtual-clock harness.
+//!
+//! Like the engine, the tenant is sans-IO: [`SimTenant::handle_request`] takes `now` and a request and says what
+//! to answer and when. The same code runs in-process (tests, `simulate`, the browser) and behind a real HTTP
+//! server.
+
+mod tenant;
+mod workday;
+
+pub use tenant::{
+    AgentPlan, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig, SimOutcome,
+    SimReply, SimTenant, Window,
+};
+pub use workday::{PlannedCommand, Workday, WorkdayConfig, WORKDAY_EPOCH_MS};
