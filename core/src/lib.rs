@@ -20,28 +20,28 @@
 
 mod audit;
 mod config;
-// mod engine;
+mod engine;
 mod error;
 mod events;
 mod history;
 mod http;
 mod metrics;
 mod pacer;
-// mod policy;
-// mod profile;
+mod policy;
+mod profile;
 mod report;
 mod retry;
 mod rng;
 mod state;
 mod time;
-// mod token;
+mod token;
 
 #[cfg(feature = "sim")]
 pub mod sim;
 
 pub use audit::{verify_chain, AuditRecord, ChainError, ChainHead, GENESIS_HASH};
 pub use config::{Credentials, EngineConfig, ProfileKind, Secret};
-// pub use engine::{Command, Engine, Input, Output};
+pub use engine::{Command, Engine, Input, Output};
 pub use error::{ConfigError, ErrorCode, TransitionError};
 pub use events::{
     Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TransitionFailed,
@@ -51,8 +51,8 @@ pub use history::{AgentMetrics, History, HistoryConfig, StateEntry};
 pub use http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
 pub use metrics::{LatencyHistogram, LatencySummary, MAX_TRACKED_LATENCY_MS};
 pub use pacer::{Pacer, RateLimit};
-// pub use policy::{PolicyDecision, ScheduleCache};
-// pub use profile::{ApiProfile, ParsedToken, SeedProfile, TokenFailure};
+pub use policy::{PolicyDecision, ScheduleCache};
+pub use profile::{ApiProfile, ParsedToken, SeedProfile, TokenFailure};
 pub use report::{ComplianceReport, ReportBuilder, StateCounts};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use rng::DetRng;

@@ -1,0 +1,1056 @@
+//! The engine: one state machine that turns commands, HTTP answers and timeouts into requests and events.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditRecord, ChainHead};
+use crate::config::{EngineConfig, ProfileKind};
+use crate::error::{ConfigError, ErrorCode, TransitionError};
+use crate::events::{
+    Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TransitionFailed,
+    TransitionId, ValidationCompleted, WebhookData, WebhookPayload, AGENT_STATE_CHANGED,
+};
+use crate::history::History;
+use crate::http::{HttpRequest, HttpResponse, RequestId, TransportErrorKind};
+use crate::pacer::Pacer;
+use crate::policy::{PolicyDecision, ScheduleCache};
+use crate::profile::{ApiProfile, SeedProfile, TokenFailure};
+use crate::report::{ComplianceReport, ReportBuilder};
+use crate::retry::RetryDecision;
+use crate::rng::DetRng;
+use crate::state::{is_idle_state, AgentState, UserId};
+use crate::time::{iso8601, parse_retry_after};
+use crate::token::{Fetch, TokenCache};
+
+/// Something a caller asks the engine to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Command {
+    /// Change an agent's state (the reference's `transitionState`).
+    #[serde(rename_all = "camelCase")]
+    Transition {
+        /// The agent.
+        user_id: String,
+        /// The target state.
+        state: String,
+    },
+    /// Check policy only (the reference's `validateStateChange`); nothing is changed or audited.
+    #[serde(rename_all = "camelCase")]
+    Validate {
+        /// The agent.
+        user_id: String,
+        /// The target state.
+        state: String,
+    },
+}
+
+/// One input to the engine. Each is handed in with the current time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Input {
+    /// A caller's command.
+    Command(Command),
+    /// An HTTP answer to a request the engine handed out.
+    Response(HttpResponse),
+    /// A request that got no HTTP answer.
+    TransportError {
+        /// The request.
+        id: RequestId,
+        /// What went wrong.
+        kind: TransportErrorKind,
+    },
+    /// The deadline from [`Output::Timeout`] has passed (early calls are harmless).
+    Timeout,
+}
+
+/// One output of the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "camelCase")]
+pub enum Output {
+    /// Perform this request and hand back the answer with the same id.
+    Transmit(HttpRequest),
+    /// Persist or deliver this event.
+    Event(Event),
+    /// Nothing more for now: call [`Engine::handle_timeout`] at this time (Unix ms), or never if `None`.
+    Timeout(Option<u64>),
+}
+
+/// The request steps of a transition, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Schedule,
+    BreakStatus,
+    SetState,
+}
+
+impl Step {
+    fn kind(self) -> RequestKind {
+        match self {
+            Self::Schedule => RequestKind::Schedule,
+            Self::BreakStatus => RequestKind::BreakStatus,
+            Self::SetState => RequestKind::SetState,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Transition {
+    user: UserId,
+    state: AgentState,
+    reason_code: String,
+    validate_only: bool,
+    started_ms: u64,
+    attempts: u32,
+    retry: u32,
+    auth_resent: bool,
+    idempotency_key: Option<String>,
+    set_state_sent: bool,
+    schedule_ok: bool,
+    break_checked_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Owner {
+    Token,
+    Transition(TransitionId, Step),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    owner: Owner,
+    deadline_ms: u64,
+    token_generation: u64,
+}
+
+/// The sans-IO engine.
+///
+/// # Driving it
+/// 1. Hand in everything that happened with [`handle_input`](Self::handle_input) (or the typed helpers
+///    [`transition`](Self::transition), [`handle_response`](Self::handle_response), …), each with `now_ms`.
+/// 2. Drain [`poll_output`](Self::poll_output) until it returns [`Output::Timeout`]: perform each
+///    [`Output::Transmit`], persist or deliver each [`Output::Event`] in order.
+/// 3. When the timeout's time comes (or anything else happens), call [`handle_timeout`](Self::handle_timeout)
+///    and go back to step 2. Calling it early is harmless.
+///
+/// # Guarantees
+/// - Every transition command ends in exactly one `StateChanged` or `TransitionFailed`, preceded by its
+///   audit record; every validation command ends in one `ValidationCompleted`.
+/// - At most one transition per agent is in progress; later ones for that agent wait in order.
+/// - Every request passes the pacer; a token fetch is shared by all who need it.
+pub struct Engine {
+    config: EngineConfig,
+    profile: Box<dyn ApiProfile>,
+    base_url: String,
+    rng: DetRng,
+    token: TokenCache,
+    pacer: Pacer,
+    schedule_cache: ScheduleCache,
+    history: History,
+    report: ReportBuilder,
+    chain: ChainHead,
+    next_transition: u64,
+    next_request: u64,
+    transitions: BTreeMap<TransitionId, Transition>,
+    agent_queues: BTreeMap<UserId, VecDeque<TransitionId>>,
+    commit_queue: VecDeque<(TransitionId, Step)>,
+    check_queue: VecDeque<(TransitionId, Step)>,
+    token_waiters: VecDeque<(TransitionId, Step)>,
+    pending: BTreeMap<RequestId, Pending>,
+    deadlines: BTreeSet<(u64, RequestId)>,
+    backoffs: BTreeMap<(u64, TransitionId), Step>,
+    pacer_wake_ms: Option<u64>,
+    out: VecDeque<Output>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("base_url", &self.base_url)
+            .field("transitions", &self.transitions.len())
+            .field("in_flight", &self.pending.len())
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds an engine; the configuration is validated first.
+    pub fn new(config: EngineConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let profile: Box<dyn ApiProfile> = match config.profile {
+            ProfileKind::Seed => Box::new(SeedProfile),
+        };
+        Ok(Self {
+            profile,
+            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            rng: DetRng::new(config.seed),
+            token: TokenCache::new(config.token_refresh_margin_ms),
+            pacer: Pacer::new(&config.rate_limit),
+            schedule_cache: ScheduleCache::new(config.schedule_ttl_ms, config.history.max_agents),
+            history: History::new(config.history.clone()),
+            report: ReportBuilder::new(config.report_log_capacity),
+            chain: config.audit_chain_head.clone().unwrap_or_default(),
+            next_transition: 1,
+            next_request: 1,
+            transitions: BTreeMap::new(),
+            agent_queues: BTreeMap::new(),
+            commit_queue: VecDeque::new(),
+            check_queue: VecDeque::new(),
+            token_waiters: VecDeque::new(),
+            pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            backoffs: BTreeMap::new(),
+            pacer_wake_ms: None,
+            out: VecDeque::new(),
+            config,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Hands in one input. Returns the id assigned to a command, `None` for other inputs.
+    pub fn handle_input(&mut self, now_ms: u64, input: Input) -> Option<TransitionId> {
+        match input {
+            Input::Command(Command::Transition { user_id, state }) => {
+                Some(self.start_command(now_ms, user_id, state, false))
+            }
+            Input::Command(Command::Validate { user_id, state }) => {
+                Some(self.start_command(now_ms, user_id, state, true))
+            }
+            Input::Response(r) => {
+                self.handle_response(now_ms, r);
+                None
+            }
+            Input::TransportError { id, kind } => {
+                self.handle_transport_error(now_ms, id, kind);
+                None
+            }
+            Input::Timeout => {
+                self.handle_timeout(now_ms);
+                None
+            }
+        }
+    }
+
+    /// Starts a state change (the reference's `transitionState`).
+    pub fn transition(&mut self, now_ms: u64, user_id: &str, state: &str) -> TransitionId {
+        self.start_command(now_ms, user_id.to_owned(), state.to_owned(), false)
+    }
+
+    /// Starts a policy check without a change (the reference's `validateStateChange`).
+    pub fn validate(&mut self, now_ms: u64, user_id: &str, state: &str) -> TransitionId {
+        self.start_command(now_ms, user_id.to_owned(), state.to_owned(), true)
+    }
+
+    /// Hands in an HTTP answer. Answers to unknown or timed-out requests are ignored.
+    pub fn handle_response(&mut self, now_ms: u64, response: HttpResponse) {
+        let Some(p) = self.take_pending(response.id) else {
+            return;
+        };
+        match p.owner {
+            Owner::Token => self.on_token_result(now_ms, Ok(&response)),
+            Owner::Transition(id, step) => {
+                self.on_api_result(now_ms, id, step, p.token_generation, Ok(&response))
+            }
+        }
+        self.pump(now_ms);
+    }
+
+    /// Hands in a request that got no answer.
+    pub fn handle_transport_error(&mut self, now_ms: u64, id: RequestId, kind: TransportErrorKind) {
+        let Some(p) = self.take_pending(id) else {
+            return;
+        };
+        self.on_failure_without_answer(now_ms, p, kind);
+        self.pump(now_ms);
+    }
+
+    /// Advances timers: request timeouts, retry backoffs and the pacer.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now_ms {
+                break;
+            }
+            if let Some(p) = self.take_pending(id) {
+                self.on_failure_without_answer(now_ms, p, TransportErrorKind::Timeout);
+            }
+        }
+        while let Some((&(at, id), &step)) = self.backoffs.first_key_value() {
+            if at > now_ms {
+                break;
+            }
+            self.backoffs.remove(&(at, id));
+            self.enqueue(id, step);
+        }
+        if let Fetch::Backoff { until_ms, retry } = self.token.fetch {
+            if until_ms <= now_ms {
+                self.token.fetch = Fetch::Queued { retry };
+            }
+        }
+        self.pump(now_ms);
+    }
+
+    /// The next output. Drain until [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        self.out
+            .pop_front()
+            .unwrap_or_else(|| Output::Timeout(self.next_deadline()))
+    }
+
+    /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let queued = !self.commit_queue.is_empty()
+            || !self.check_queue.is_empty()
+            || matches!(self.token.fetch, Fetch::Queued { .. });
+        [
+            self.deadlines.first().map(|d| d.0),
+            self.backoffs.first_key_value().map(|(k, _)| k.0),
+            match self.token.fetch {
+                Fetch::Backoff { until_ms, .. } => Some(until_ms),
+                _ => None,
+            },
+            self.pacer_wake_ms.filter(|_| queued),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The reference's `calculateIdleTime`: the current stretch if the agent is in IDLE, PAUSED or NOT_READY.
+    pub fn idle_time(&self, user_id: &str, now_ms: u64) -> u64 {
+        self.history.idle_time(user_id, now_ms)
+    }
+
+    /// The compliance report at `now_ms`.
+    pub fn compliance_report(&self, now_ms: u64) -> ComplianceReport {
+        self.report.build(&self.history, now_ms)
+    }
+
+    /// State history and metrics.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Where the audit chain stands; persist it to continue the chain after a restart.
+    pub fn chain_head(&self) -> &ChainHead {
+        &self.chain
+    }
+
+    /// Policy violations so far.
+    pub fn violation_count(&self) -> u64 {
+        self.report.violation_count()
+    }
+
+    /// Commands not yet finished.
+    pub fn unfinished(&self) -> usize {
+        self.transitions.len()
+    }
+
+    /// Requests handed out and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    // ---- commands -------------------------------------------------------------------------------------
+
+    fn start_command(
+        &mut self,
+        now_ms: u64,
+        user_raw: String,
+        state_raw: String,
+        validate_only: bool,
+    ) -> TransitionId {
+        let id = TransitionId(self.next_transition);
+        self.next_transition += 1;
+        let parsed = UserId::parse(&user_raw).and_then(|u| Ok((u, AgentState::parse(&state_raw)?)));
+        let (user, state) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                if validate_only {
+                    self.emit_validation(now_ms, id, &user_raw, &state_raw, Err(e));
+                } else {
+                    self.emit_attempt(
+                        now_ms,
+                        id,
+                        Attempt {
+                            user_id: user_raw,
+                            new_state: state_raw,
+                            reason_code: None,
+                            result: Err(e),
+                            latency_ms: 0,
+                            attempts: 0,
+                            idempotency_key: None,
+                        },
+                    );
+                }
+                return id;
+            }
+        };
+        let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
+        let idempotency_key = (!validate_only).then(|| self.rng.uuid().to_string());
+        self.transitions.insert(
+            id,
+            Transition {
+                user: user.clone(),
+                state,
+                reason_code,
+                validate_only,
+                started_ms: now_ms,
+                attempts: 0,
+                retry: 0,
+                auth_resent: false,
+                idempotency_key,
+                set_state_sent: false,
+                schedule_ok: false,
+                break_checked_ms: None,
+            },
+        );
+        let queue = self.agent_queues.entry(user).or_default();
+        queue.push_back(id);
+        if queue.len() == 1 {
+            self.advance(now_ms, id);
+        }
+        self.pump(now_ms);
+        id
+    }
+
+    /// Decides a transition's next step from what it knows so far.
+    fn advance(&mut self, now_ms: u64, id: TransitionId) {
+        let Some(t) = self.transitions.get_mut(&id) else {
+            return;
+        };
+        if !t.schedule_ok {
+            if self.schedule_cache.scheduled(t.user.as_str(), now_ms) {
+                t.schedule_ok = true;
+            } else {
+                return self.dispatch(id, Step::Schedule);
+            }
+        }
+        if t.state.is_ready() && t.break_checked_ms.is_none() {
+            return self.dispatch(id, Step::BreakStatus);
+        }
+        if t.validate_only {
+            self.finish(now_ms, id, Ok(()));
+        } else {
+            self.dispatch(id, Step::SetState);
+        }
+    }
+
+    fn dispatch(&mut self, id: TransitionId, step: Step) {
+        if let Some(t) = self.transitions.get_mut(&id) {
+            t.retry = 0;
+        }
+        self.enqueue(id, step);
+    }
+
+    fn enqueue(&mut self, id: TransitionId, step: Step) {
+        match step {
+            Step::SetState => self.commit_queue.push_back((id, step)),
+            _ => self.check_queue.push_back((id, step)),
+        }
+    }
+
+    // ---- sending --------------------------------------------------------------------------------------
+
+    /// Sends what the pacer allows: the token fetch first, then state changes (already validated, so the
+    /// gap between check and change stays short), then lookups.
+    fn pump(&mut self, now_ms: u64) {
+        self.pacer_wake_ms = None;
+        loop {
+            if let Fetch::Queued { retry } = self.token.fetch {
+                match self.pacer.try_acquire(now_ms) {
+                    Ok(()) => {
+                        self.send_token(now_ms, retry);
+                        continue;
+                    }
+                    Err(at) => {
+                        self.pacer_wake_ms = Some(at);
+                        return;
+                    }
+                }
+            }
+            let (queue, &(id, step)) = match (self.commit_queue.front(), self.check_queue.front()) {
+                (Some(item), _) => (QueueName::Commit, item),
+                (None, Some(item)) => (QueueName::Check, item),
+                (None, None) => return,
+            };
+            if self.token.usable(now_ms).is_none() {
+                self.pop(queue);
+                self.token_waiters.push_back((id, step));
+                if self.token.fetch == Fetch::Idle {
+                    self.token.fetch = Fetch::Queued { retry: 0 };
+                }
+                continue;
+            }
+            if step == Step::SetState {
+                let t = &self.transitions[&id];
+                let stale = t
+                    .break_checked_ms
+                    .is_some_and(|at| now_ms > at.saturating_add(self.config.policy_max_age_ms));
+                if t.state.is_ready() && stale {
+                    self.pop(queue);
+                    if let Some(t) = self.transitions.get_mut(&id) {
+                        t.break_checked_ms = None;
+                        t.retry = 0;
+                    }
+                    self.check_queue.push_front((id, Step::BreakStatus));
+                    continue;
+                }
+            }
+            match self.pacer.try_acquire(now_ms) {
+                Ok(()) => {
+                    self.pop(queue);
+                    self.send_api(now_ms, id, step);
+                }
+                Err(at) => {
+                    self.pacer_wake_ms = Some(at);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self, queue: QueueName) {
+        match queue {
+            QueueName::Commit => self.commit_queue.pop_front(),
+            QueueName::Check => self.check_queue.pop_front(),
+        };
+    }
+
+    fn register(
+        &mut self,
+        now_ms: u64,
+        mut request: HttpRequest,
+        owner: Owner,
+        token_generation: u64,
+    ) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        request.id = id;
+        request.timeout_ms = self.config.request_timeout_ms;
+        let deadline_ms = now_ms.saturating_add(self.config.request_timeout_ms);
+        self.pending.insert(
+            id,
+            Pending {
+                owner,
+                deadline_ms,
+                token_generation,
+            },
+        );
+        self.deadlines.insert((deadline_ms, id));
+        self.out.push_back(Output::Transmit(request));
+    }
+
+    fn send_token(&mut self, now_ms: u64, retry: u32) {
+        let request = self.profile.token_request(&self.config);
+        let id = RequestId(self.next_request);
+        self.register(now_ms, request, Owner::Token, 0);
+        self.token.fetch = Fetch::InFlight { request: id, retry };
+    }
+
+    fn send_api(&mut self, now_ms: u64, id: TransitionId, step: Step) {
+        let Some((token, generation)) = self.token.usable(now_ms).map(|(t, g)| (t.clone(), g))
+        else {
+            return;
+        };
+        let t = self
+            .transitions
+            .get_mut(&id)
+            .expect("queued transitions exist");
+        t.attempts += 1;
+        let request = match step {
+            Step::Schedule => self
+                .profile
+                .schedule_request(&self.base_url, &t.user, &token),
+            Step::BreakStatus => self.profile.break_request(&self.base_url, &t.user, &token),
+            Step::SetState => {
+                t.set_state_sent = true;
+                self.profile.state_request(
+                    &self.base_url,
+                    &t.user,
+                    &t.state,
+                    &t.reason_code,
+                    &token,
+                    t.idempotency_key.as_deref().unwrap_or_default(),
+                )
+            }
+        };
+        self.register(now_ms, request, Owner::Transition(id, step), generation);
+    }
+
+    fn take_pending(&mut self, id: RequestId) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        self.deadlines.remove(&(p.deadline_ms, id));
+        Some(p)
+    }
+
+    // ---- answers --------------------------------------------------------------------------------------
+
+    fn on_failure_without_answer(&mut self, now_ms: u64, p: Pending, kind: TransportErrorKind) {
+        match p.owner {
+            Owner::Token => self.on_token_result(now_ms, Err(kind)),
+            Owner::Transition(id, step) => {
+                self.on_api_result(now_ms, id, step, p.token_generation, Err(kind))
+            }
+        }
+    }
+
+    fn on_token_result(&mut self, now_ms: u64, result: Result<&HttpResponse, TransportErrorKind>) {
+        let retry = match self.token.fetch {
+            Fetch::InFlight { retry, .. } => retry,
+            _ => 0,
+        };
+        let transient = match result {
+            Ok(r) if is_transient(r.status) => Some((Some(r.status), retry_after(r, now_ms))),
+            Ok(r) => {
+                match self.profile.parse_token(r) {
+                    Ok(tok) if (200..300).contains(&r.status) => {
+                        self.token
+                            .store(tok.access_token, tok.expires_in_ms, now_ms);
+                        // Waiters were at the head of their queues: put them back there, in order.
+                        while let Some((id, step)) = self.token_waiters.pop_back() {
+                            match step {
+                                Step::SetState => self.commit_queue.push_front((id, step)),
+                                _ => self.check_queue.push_front((id, step)),
+                            }
+                        }
+                    }
+                    Ok(_) | Err(TokenFailure::Refused(_)) => {
+                        let message = match self.profile.parse_token(r) {
+                            Err(TokenFailure::Refused(m)) => m,
+                            _ => format!("token endpoint answered {}", r.status),
+                        };
+                        self.fail_token_waiters(
+                            now_ms,
+                            TransitionError::new(ErrorCode::AuthFailed, message),
+                        );
+                    }
+                    Err(TokenFailure::Malformed(m)) if (200..300).contains(&r.status) => {
+                        self.fail_token_waiters(
+                            now_ms,
+                            TransitionError::new(ErrorCode::BadResponse, m),
+                        );
+                    }
+                    Err(TokenFailure::Malformed(_)) => {
+                        let message = format!("token endpoint answered {}", r.status);
+                        self.fail_token_waiters(
+                            now_ms,
+                            TransitionError::new(ErrorCode::AuthFailed, message),
+                        );
+                    }
+                }
+                None
+            }
+            Err(_) => Some((None, None)),
+        };
+        let Some((status, retry_after_ms)) = transient else {
+            return;
+        };
+        self.note_rate_limit(now_ms, status, retry_after_ms);
+        let next = retry + 1;
+        match self
+            .config
+            .retry
+            .decide(next, retry_after_ms, &mut self.rng)
+        {
+            RetryDecision::RetryAfter(delay_ms) => {
+                self.token.fetch = Fetch::Backoff {
+                    until_ms: now_ms + delay_ms,
+                    retry: next,
+                };
+                self.out
+                    .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
+                        transition_id: None,
+                        kind: RequestKind::Token,
+                        retry: next,
+                        delay_ms,
+                        status,
+                        at_ms: now_ms,
+                    })));
+            }
+            RetryDecision::GiveUp => {
+                let e = exhausted(status, "token request");
+                self.fail_token_waiters(now_ms, e);
+            }
+        }
+    }
+
+    fn fail_token_waiters(&mut self, now_ms: u64, error: TransitionError) {
+        self.token.fetch = Fetch::Idle;
+        while let Some((id, _)) = self.token_waiters.pop_front() {
+            self.finish(now_ms, id, Err(error.clone()));
+        }
+    }
+
+    fn on_api_result(
+        &mut self,
+        now_ms: u64,
+        id: TransitionId,
+        step: Step,
+        generation: u64,
+        result: Result<&HttpResponse, TransportErrorKind>,
+    ) {
+        let r = match result {
+            Err(kind) => return self.retry_or_fail(now_ms, id, step, None, None, Some(kind)),
+            Ok(r) => r,
+        };
+        match r.status {
+            200..=299 => self.on_api_success(now_ms, id, step, r),
+            401 => {
+                self.token.invalidate(generation);
+                let t = self
+                    .transitions
+                    .get_mut(&id)
+                    .expect("pending transitions exist");
+                if t.auth_resent {
+                    let e = TransitionError::new(
+                        ErrorCode::Unauthorized,
+                        "the API answered 401 again after a token refresh",
+                    );
+                    self.finish(now_ms, id, Err(e));
+                } else {
+                    t.auth_resent = true;
+                    self.enqueue(id, step);
+                }
+            }
+            s if is_transient(s) => {
+                let ra = retry_after(r, now_ms);
+                self.retry_or_fail(now_ms, id, step, Some(s), ra, None)
+            }
+            s => {
+                let code = match s {
+                    403 => ErrorCode::Forbidden,
+                    404 => ErrorCode::UserNotFound,
+                    409 => ErrorCode::Conflict,
+                    _ => ErrorCode::Rejected,
+                };
+                let detail = r
+                    .header("icStatusDescription")
+                    .map(str::to_owned)
+                    .or_else(|| error_field(&r.body))
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
+                let e = TransitionError::new(code, format!("the API answered {s}{detail}"));
+                self.finish(now_ms, id, Err(e));
+            }
+        }
+    }
+
+    fn on_api_success(&mut self, now_ms: u64, id: TransitionId, step: Step, r: &HttpResponse) {
+        match step {
+            Step::Schedule => match self.profile.parse_schedule(r) {
+                Ok(answer) => {
+                    let t = self
+                        .transitions
+                        .get_mut(&id)
+                        .expect("pending transitions exist");
+                    self.schedule_cache.record(
+                        t.user.as_str(),
+                        answer.scheduled,
+                        answer.shift_end_ms,
+                        now_ms,
+                    );
+                    if answer.scheduled {
+                        t.schedule_ok = true;
+                        self.advance(now_ms, id);
+                    } else {
+                        self.finish(
+                            now_ms,
+                            id,
+                            Err(policy_error(PolicyDecision::AgentNotScheduled)),
+                        );
+                    }
+                }
+                Err(e) => self.finish(now_ms, id, Err(e)),
+            },
+            Step::BreakStatus => match self.profile.parse_break(r) {
+                Ok(required) => {
+                    let t = self
+                        .transitions
+                        .get_mut(&id)
+                        .expect("pending transitions exist");
+                    t.break_checked_ms = Some(now_ms);
+                    match PolicyDecision::evaluate(&t.state, true, Some(required)) {
+                        PolicyDecision::Allowed => self.advance(now_ms, id),
+                        denial => self.finish(now_ms, id, Err(policy_error(denial))),
+                    }
+                }
+                Err(e) => self.finish(now_ms, id, Err(e)),
+            },
+            Step::SetState => {
+                let result = self.profile.parse_state(r);
+                self.finish(now_ms, id, result);
+            }
+        }
+    }
+
+    fn retry_or_fail(
+        &mut self,
+        now_ms: u64,
+        id: TransitionId,
+        step: Step,
+        status: Option<u16>,
+        retry_after_ms: Option<u64>,
+        transport: Option<TransportErrorKind>,
+    ) {
+        self.note_rate_limit(now_ms, status, retry_after_ms);
+        let t = self
+            .transitions
+            .get_mut(&id)
+            .expect("pending transitions exist");
+        t.retry += 1;
+        let retry = t.retry;
+        match self
+            .config
+            .retry
+            .decide(retry, retry_after_ms, &mut self.rng)
+        {
+            RetryDecision::RetryAfter(delay_ms) => {
+                self.backoffs.insert((now_ms + delay_ms, id), step);
+                self.out
+                    .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
+                        transition_id: Some(id),
+                        kind: step.kind(),
+                        retry,
+                        delay_ms,
+                        status,
+                        at_ms: now_ms,
+                    })));
+            }
+            RetryDecision::GiveUp => {
+                let what = match (status, transport) {
+                    (_, Some(TransportErrorKind::Timeout)) => "request (timed out)",
+                    (_, Some(_)) => "request (connection failed)",
+                    _ => "request",
+                };
+                self.finish(now_ms, id, Err(exhausted(status, what)));
+            }
+        }
+    }
+
+    /// A 429 with `Retry-After` pauses every request to the tenant, not only the one that got it.
+    fn note_rate_limit(&mut self, now_ms: u64, status: Option<u16>, retry_after_ms: Option<u64>) {
+        if let (Some(429), Some(ra)) = (status, retry_after_ms) {
+            if ra <= self.config.retry.max_retry_after_ms {
+                self.pacer.pause_until(now_ms + ra);
+            }
+        }
+    }
+
+    // ---- completion -----------------------------------------------------------------------------------
+
+    fn finish(&mut self, now_ms: u64, id: TransitionId, result: Result<(), TransitionError>) {
+        let Some(t) = self.transitions.remove(&id) else {
+            return;
+        };
+        let latency_ms = now_ms.saturating_sub(t.started_ms);
+        if t.validate_only {
+            let result = result.map(|()| t.reason_code.clone());
+            self.emit_validation(now_ms, id, t.user.as_str(), t.state.as_str(), result);
+        } else {
+            self.emit_attempt(
+                now_ms,
+                id,
+                Attempt {
+                    user_id: t.user.as_str().to_owned(),
+                    new_state: t.state.as_str().to_owned(),
+                    reason_code: Some(t.reason_code.clone()),
+                    result,
+                    latency_ms,
+                    attempts: t.attempts,
+                    idempotency_key: t.idempotency_key.clone().filter(|_| t.set_state_sent),
+                },
+            );
+        }
+        // Hand the agent's slot to its next waiting command.
+        let next = self.agent_queues.get_mut(&t.user).and_then(|q| {
+            q.retain(|x| *x != id);
+            q.front().copied()
+        });
+        match next {
+            Some(next) => self.advance(now_ms, next),
+            None => {
+                self.agent_queues.remove(&t.user);
+            }
+        }
+    }
+
+    fn emit_validation(
+        &mut self,
+        now_ms: u64,
+        id: TransitionId,
+        user_id: &str,
+        state: &str,
+        result: Result<String, TransitionError>,
+    ) {
+        let (valid, reason_code, error) = match result {
+            Ok(rc) => (true, Some(rc), None),
+            Err(e) => (false, None, Some(e)),
+        };
+        self.out.push_back(Output::Event(Event::ValidationCompleted(
+            ValidationCompleted {
+                transition_id: id,
+                user_id: user_id.to_owned(),
+                state: state.to_owned(),
+                valid,
+                reason_code,
+                error,
+                at_ms: now_ms,
+            },
+        )));
+    }
+
+    fn emit_attempt(&mut self, now_ms: u64, id: TransitionId, a: Attempt) {
+        let previous = self.history.current(&a.user_id).cloned();
+        let error = a.result.as_ref().err();
+        let error_code = error.map(|e| e.code);
+        let policy_violation = error_code.is_some_and(ErrorCode::is_policy_violation);
+        if let Some(code) = error_code.filter(|_| policy_violation) {
+            self.out
+                .push_back(Output::Event(Event::PolicyViolation(PolicyViolation {
+                    transition_id: id,
+                    user_id: a.user_id.clone(),
+                    requested_state: a.new_state.clone(),
+                    code,
+                    at_ms: now_ms,
+                })));
+        }
+        let record = AuditRecord {
+            seq: 0,
+            id: self.rng.uuid().to_string(),
+            timestamp: iso8601(now_ms),
+            user_id: a.user_id.clone(),
+            previous_state: previous.as_ref().map(|p| p.state.clone()),
+            new_state: a.new_state.clone(),
+            reason_code: a.reason_code.clone(),
+            success: a.result.is_ok(),
+            latency_ms: a.latency_ms,
+            policy_violation,
+            error_code,
+            error_message: error.map(|e| e.message.clone()),
+            attempts: a.attempts,
+            idempotency_key: a.idempotency_key,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let record = self.chain.append(record);
+        self.report.ingest(&record);
+        self.out
+            .push_back(Output::Event(Event::AuditRecord(record)));
+        match a.result {
+            Ok(()) => {
+                self.history.record(&a.user_id, &a.new_state, now_ms);
+                let idle_time_ms = previous
+                    .as_ref()
+                    .filter(|p| is_idle_state(&p.state))
+                    .map_or(0, |p| now_ms.saturating_sub(p.entered_at_ms));
+                let reason_code = a.reason_code.unwrap_or_default();
+                let previous_state = previous.map(|p| p.state);
+                self.out
+                    .push_back(Output::Event(Event::StateChanged(StateChanged {
+                        transition_id: id,
+                        user_id: a.user_id.clone(),
+                        previous_state: previous_state.clone(),
+                        new_state: a.new_state.clone(),
+                        reason_code: reason_code.clone(),
+                        latency_ms: a.latency_ms,
+                        attempts: a.attempts,
+                        at_ms: now_ms,
+                    })));
+                let payload = WebhookPayload {
+                    event: AGENT_STATE_CHANGED.to_owned(),
+                    event_id: self.rng.uuid().to_string(),
+                    timestamp: iso8601(now_ms),
+                    data: WebhookData {
+                        user_id: a.user_id,
+                        new_state: a.new_state,
+                        previous_state,
+                        reason_code,
+                        latency_ms: a.latency_ms,
+                        idle_time_ms,
+                        violation_count: self.report.violation_count(),
+                    },
+                };
+                self.out.push_back(Output::Event(Event::Webhook(payload)));
+            }
+            Err(error) => {
+                self.out
+                    .push_back(Output::Event(Event::TransitionFailed(TransitionFailed {
+                        transition_id: id,
+                        user_id: a.user_id,
+                        requested_state: a.new_state,
+                        error,
+                        latency_ms: a.latency_ms,
+                        attempts: a.attempts,
+                        at_ms: now_ms,
+                    })));
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum QueueName {
+    Commit,
+    Check,
+}
+
+/// The facts of one finished transition attempt.
+struct Attempt {
+    user_id: String,
+    new_state: String,
+    reason_code: Option<String>,
+    result: Result<(), TransitionError>,
+    latency_ms: u64,
+    attempts: u32,
+    idempotency_key: Option<String>,
+}
+
+fn is_transient(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
+fn retry_after(r: &HttpResponse, now_ms: u64) -> Option<u64> {
+    r.header("retry-after")
+        .and_then(|v| parse_retry_after(v, now_ms))
+}
+
+fn exhausted(status: Option<u16>, what: &str) -> TransitionError {
+    match status {
+        Some(429) => TransitionError::new(
+            ErrorCode::RateLimited,
+            format!("{what} still rate limited (429) after all retries"),
+        ),
+        Some(s) => TransitionError::new(
+            ErrorCode::UpstreamUnavailable,
+            format!("{what} still failing ({s}) after all retries"),
+        ),
+        None => TransitionError::new(
+            ErrorCode::UpstreamUnavailable,
+            format!("{what} got no answer after all retries"),
+        ),
+    }
+}
+
+fn policy_error(decision: PolicyDecision) -> TransitionError {
+    match decision {
+        PolicyDecision::MandatoryBreakViolation => TransitionError::new(
+            ErrorCode::MandatoryBreakViolation,
+            "a mandatory break is due: READY is not allowed",
+        ),
+        _ => TransitionError::new(
+            ErrorCode::AgentNotScheduled,
+            "the agent has no active shift",
+        ),
+    }
+}
+
+fn error_field(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let e = v.get("error")?.as_str()?;
+    Some(e.chars().take(200).collect())
+}
