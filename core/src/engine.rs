@@ -24,8 +24,10 @@ use crate::time::{iso8601, parse_retry_after};
 use crate::token::{Fetch, TokenCache};
 
 /// Something a caller asks the engine to do.
+///
+/// In JSON: `{"command": "transition", "userId": "…", "state": "READY"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(tag = "command", rename_all = "camelCase")]
 pub enum Command {
     /// Change an agent's state (the reference's `transitionState`).
     #[serde(rename_all = "camelCase")]
@@ -46,6 +48,10 @@ pub enum Command {
 }
 
 /// One input to the engine. Each is handed in with the current time.
+///
+/// In JSON the variant is named by `type`: `{"type": "command", "command": "transition", …}`,
+/// `{"type": "response", "id": 3, "status": 200, …}`, `{"type": "transportError", "id": 3, "kind": "reset"}`,
+/// `{"type": "timeout"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Input {

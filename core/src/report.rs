@@ -1,12 +1,12 @@
 //! The compliance report: the reference module's fields plus counts, percentiles and per-agent metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditRecord;
 use crate::history::{AgentMetrics, History};
-use crate::metrics::LatencySummary;
+use crate::metrics::{LatencyHistogram, LatencySummary};
 
 /// Attempts and successes for one requested state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,27 +49,249 @@ pub struct ComplianceReport {
 /// Accumulates audit records into a [`ComplianceReport`] with bounded memory.
 #[derive(Clone, Debug)]
 pub struct ReportBuilder {
-    _private: (),
+    log_capacity: usize,
+    /// The most recent records, oldest first.
+    logs: VecDeque<AuditRecord>,
+    total: u64,
+    successes: u64,
+    failures: u64,
+    violations: u64,
+    failures_by_code: BTreeMap<String, u64>,
+    per_state: BTreeMap<String, StateCounts>,
+    latency: LatencyHistogram,
 }
+
+/// The key for a failed record without an error code.
+const UNKNOWN_CODE: &str = "UNKNOWN";
 
 impl ReportBuilder {
     /// A builder that keeps at most `log_capacity` records for `logs`.
     pub fn new(log_capacity: usize) -> Self {
-        let _ = log_capacity;
-        unimplemented!()
+        Self {
+            log_capacity,
+            // Do not reserve the whole (possibly large) capacity up front.
+            logs: VecDeque::new(),
+            total: 0,
+            successes: 0,
+            failures: 0,
+            violations: 0,
+            failures_by_code: BTreeMap::new(),
+            per_state: BTreeMap::new(),
+            latency: LatencyHistogram::new(),
+        }
     }
     /// Counts one audit record.
     pub fn ingest(&mut self, record: &AuditRecord) {
-        let _ = record;
-        unimplemented!()
+        self.total = self.total.saturating_add(1);
+        let counts = self.per_state.entry(record.new_state.clone()).or_default();
+        counts.attempts = counts.attempts.saturating_add(1);
+        if record.success {
+            self.successes = self.successes.saturating_add(1);
+            counts.successes = counts.successes.saturating_add(1);
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            let code = record.error_code.map_or(UNKNOWN_CODE, |c| c.as_str());
+            let n = self.failures_by_code.entry(code.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+        // Only policy refusals are violations (the reference counted every failure).
+        if record.policy_violation {
+            self.violations = self.violations.saturating_add(1);
+        }
+        self.latency.record(record.latency_ms);
+        if self.log_capacity > 0 {
+            while self.logs.len() >= self.log_capacity {
+                self.logs.pop_front();
+            }
+            self.logs.push_back(record.clone());
+        }
     }
     /// Policy violations so far.
     pub fn violation_count(&self) -> u64 {
-        unimplemented!()
+        self.violations
     }
     /// The report, with per-agent metrics from `history` at `now_ms`.
     pub fn build(&self, history: &History, now_ms: u64) -> ComplianceReport {
-        let _ = (history, now_ms);
-        unimplemented!()
+        let latency = self.latency.summary();
+        let violation_frequency = if self.total == 0 {
+            0.0
+        } else {
+            self.violations as f64 / self.total as f64
+        };
+        ComplianceReport {
+            total_transitions: self.total,
+            violation_frequency,
+            average_latency_ms: js_round(latency.average_ms),
+            logs: self.logs.iter().cloned().collect(),
+            success_count: self.successes,
+            failure_count: self.failures,
+            violation_count: self.violations,
+            failures_by_code: self.failures_by_code.clone(),
+            latency,
+            per_state: self.per_state.clone(),
+            agents: history.all_metrics(now_ms),
+        }
+    }
+}
+
+/// `Math.round` for a non-negative mean: halves round up.
+fn js_round(x: f64) -> u64 {
+    // `as` saturates (and maps NaN to 0), which is what a latency wants.
+    (x + 0.5).floor() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::ChainHead;
+    use crate::error::ErrorCode;
+    use crate::state::{NOT_READY, READY};
+
+    fn record(
+        user: &str,
+        state: &str,
+        latency_ms: u64,
+        error_code: Option<ErrorCode>,
+        policy_violation: bool,
+    ) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            id: "00000000-0000-4000-8000-000000000000".into(),
+            timestamp: "2026-01-05T08:00:00.000Z".into(),
+            user_id: user.into(),
+            previous_state: None,
+            new_state: state.into(),
+            reason_code: None,
+            success: error_code.is_none() && !policy_violation,
+            latency_ms,
+            policy_violation,
+            error_code,
+            error_message: error_code.map(|c| c.as_str().to_owned()),
+            attempts: 1,
+            idempotency_key: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn empty_report() {
+        let r = ReportBuilder::new(10).build(&History::default(), 0);
+        assert_eq!(r.total_transitions, 0);
+        assert_eq!(r.violation_frequency, 0.0);
+        assert_eq!(r.average_latency_ms, 0);
+        assert!(r.logs.is_empty() && r.agents.is_empty() && r.per_state.is_empty());
+        assert_eq!(r.latency, LatencySummary::default());
+    }
+
+    #[test]
+    fn only_policy_violations_count_as_violations() {
+        let mut b = ReportBuilder::new(100);
+        b.ingest(&record("a", READY, 10, None, false));
+        b.ingest(&record(
+            "a",
+            READY,
+            10,
+            Some(ErrorCode::UpstreamUnavailable),
+            false,
+        ));
+        b.ingest(&record("a", READY, 10, Some(ErrorCode::Forbidden), false));
+        assert_eq!(b.violation_count(), 0, "plain failures are not violations");
+        b.ingest(&record(
+            "a",
+            READY,
+            10,
+            Some(ErrorCode::MandatoryBreakViolation),
+            true,
+        ));
+        let mut no_code = record("b", NOT_READY, 10, None, false);
+        no_code.success = false;
+        b.ingest(&no_code);
+        assert_eq!(b.violation_count(), 1);
+
+        let r = b.build(&History::default(), 0);
+        assert_eq!(r.total_transitions, 5);
+        assert_eq!(r.success_count, 1);
+        assert_eq!(r.failure_count, 4);
+        assert_eq!(r.violation_count, 1);
+        assert_eq!(r.violation_frequency, 0.2);
+        let codes: Vec<(&str, u64)> = r
+            .failures_by_code
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("FORBIDDEN", 1),
+                ("MANDATORY_BREAK_VIOLATION", 1),
+                ("UNKNOWN", 1),
+                ("UPSTREAM_UNAVAILABLE", 1),
+            ]
+        );
+        assert_eq!(
+            r.per_state[READY],
+            StateCounts {
+                attempts: 4,
+                successes: 1
+            }
+        );
+        assert_eq!(
+            r.per_state[NOT_READY],
+            StateCounts {
+                attempts: 1,
+                successes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn average_latency_rounds_like_math_round() {
+        assert_eq!(js_round(2.5), 3);
+        assert_eq!(js_round(2.4999), 2);
+        assert_eq!(js_round(3.5), 4);
+        assert_eq!(js_round(0.0), 0);
+
+        let mut b = ReportBuilder::new(0);
+        b.ingest(&record("a", READY, 2, None, false));
+        b.ingest(&record("a", READY, 3, None, false));
+        let r = b.build(&History::default(), 0);
+        assert_eq!(r.latency.average_ms, 2.5);
+        assert_eq!(r.average_latency_ms, 3);
+        assert_eq!(r.latency.count, 2);
+        assert_eq!(r.latency.max_ms, 3);
+    }
+
+    #[test]
+    fn logs_keep_the_most_recent_records() {
+        let mut head = ChainHead::default();
+        let mut b = ReportBuilder::new(3);
+        let mut none = ReportBuilder::new(0);
+        for i in 0..5 {
+            let r = head.append(record(&format!("u{i}"), READY, i, None, false));
+            b.ingest(&r);
+            none.ingest(&r);
+        }
+        let r = b.build(&History::default(), 0);
+        assert_eq!(r.total_transitions, 5, "counts cover every record");
+        assert_eq!(
+            r.logs.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            [2, 3, 4],
+            "oldest first"
+        );
+        assert!(none.build(&History::default(), 0).logs.is_empty());
+        assert_eq!(none.build(&History::default(), 0).total_transitions, 5);
+    }
+
+    #[test]
+    fn agents_come_from_history() {
+        let mut h = History::default();
+        h.record("b", READY, 0);
+        h.record("a", NOT_READY, 0);
+        let r = ReportBuilder::new(1).build(&h, 1_000);
+        assert_eq!(r.agents, h.all_metrics(1_000));
+        assert_eq!(r.agents[0].user_id, "a");
+        assert_eq!(r.agents[0].idle_time_ms, 1_000);
+        assert_eq!(r.agents[1].utilization, Some(1.0));
     }
 }

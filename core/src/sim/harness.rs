@@ -4,6 +4,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
+use serde::{Deserialize, Serialize};
+
 use super::tenant::{SimOutcome, SimTenant};
 use super::workday::Workday;
 use crate::config::{EngineConfig, Secret};
@@ -49,6 +51,19 @@ pub struct Harness {
     requests: Vec<(u64, HttpRequest)>,
     record_requests: bool,
     started: Vec<(u64, TransitionId)>,
+    transcript: Option<Vec<TranscriptStep>>,
+}
+
+/// One input handed to the engine and every output it produced before asking for a timeout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptStep {
+    /// Virtual time of the input (Unix ms).
+    pub at_ms: u64,
+    /// The input.
+    pub input: Input,
+    /// The outputs drained after it, ending with the [`Output::Timeout`].
+    pub outputs: Vec<Output>,
 }
 
 impl Harness {
@@ -68,6 +83,7 @@ impl Harness {
             requests: Vec::new(),
             record_requests: false,
             started: Vec::new(),
+            transcript: None,
         }
     }
 
@@ -123,6 +139,33 @@ impl Harness {
         &self.requests
     }
 
+    /// Records every input and the outputs it produced (off by default), for transcript vectors.
+    pub fn record_transcript(&mut self) {
+        self.transcript.get_or_insert_with(Vec::new);
+    }
+
+    /// The transcript so far, if recording.
+    pub fn transcript(&self) -> &[TranscriptStep] {
+        self.transcript.as_deref().unwrap_or_default()
+    }
+
+    /// Hands one input to the engine at the current virtual time and drains the outputs.
+    pub fn feed(&mut self, input: Input) -> Option<TransitionId> {
+        if let Some(t) = &mut self.transcript {
+            t.push(TranscriptStep {
+                at_ms: self.now_ms,
+                input: input.clone(),
+                outputs: Vec::new(),
+            });
+        }
+        let id = self.engine.handle_input(self.now_ms, input);
+        if let Some(id) = id {
+            self.started.push((self.now_ms, id));
+        }
+        self.drain();
+        id
+    }
+
     /// Events so far with their times.
     pub fn events(&self) -> &[(u64, Event)] {
         &self.events
@@ -148,24 +191,30 @@ impl Harness {
 
     /// Starts a transition now and drains the engine.
     pub fn transition(&mut self, user_id: &str, state: &str) -> TransitionId {
-        let id = self.engine.transition(self.now_ms, user_id, state);
-        self.started.push((self.now_ms, id));
-        self.drain();
-        id
+        self.feed(Input::Command(Command::Transition {
+            user_id: user_id.to_owned(),
+            state: state.to_owned(),
+        }))
+        .expect("commands get an id")
     }
 
     /// Starts a validation now and drains the engine.
     pub fn validate(&mut self, user_id: &str, state: &str) -> TransitionId {
-        let id = self.engine.validate(self.now_ms, user_id, state);
-        self.started.push((self.now_ms, id));
-        self.drain();
-        id
+        self.feed(Input::Command(Command::Validate {
+            user_id: user_id.to_owned(),
+            state: state.to_owned(),
+        }))
+        .expect("commands get an id")
     }
 
     /// Drains the engine's outputs: requests go to the tenant, events are collected.
     pub fn drain(&mut self) {
         loop {
-            match self.engine.poll_output() {
+            let output = self.engine.poll_output();
+            if let Some(step) = self.transcript.as_mut().and_then(|t| t.last_mut()) {
+                step.outputs.push(output.clone());
+            }
+            match output {
                 Output::Transmit(request) => {
                     let reply = self.tenant.handle_request(self.now_ms, &request);
                     let delivery = match reply.outcome {
@@ -220,8 +269,7 @@ impl Harness {
                 Delivery::Response(r) => Input::Response(r),
                 Delivery::Failure(id, kind) => Input::TransportError { id, kind },
             };
-            self.engine.handle_input(now, input);
-            self.drain();
+            self.feed(input);
         }
         while let Some(&Reverse((at, seq))) = self.commands.peek() {
             if at > now {
@@ -229,14 +277,10 @@ impl Harness {
             }
             self.commands.pop();
             let command = self.command_items.remove(&seq).expect("command exists");
-            if let Some(id) = self.engine.handle_input(now, Input::Command(command)) {
-                self.started.push((now, id));
-            }
-            self.drain();
+            self.feed(Input::Command(command));
         }
         if self.engine_deadline.is_some_and(|d| d <= now) {
-            self.engine.handle_timeout(now);
-            self.drain();
+            self.feed(Input::Timeout);
         }
         true
     }

@@ -4,11 +4,13 @@
 //! to answer and when. The same code runs in-process (tests, `simulate`, the browser) and behind a real HTTP
 //! server.
 
+mod day;
 mod harness;
 mod tenant;
 mod workday;
 
-pub use harness::{Harness, Livelock, SIM_BASE_URL};
+pub use day::{DayRun, DaySummary};
+pub use harness::{Harness, Livelock, TranscriptStep, SIM_BASE_URL};
 
 pub use tenant::{
     AgentPlan, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig, SimOutcome,

@@ -1,10 +1,14 @@
 //! The simulated tenant.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
+use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use crate::http::{HttpRequest, HttpResponse, TransportErrorKind};
+use crate::http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
+use crate::rng::DetRng;
+use crate::time::iso8601;
 
 /// A half-open time window `[start_ms, end_ms)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,58 +197,554 @@ pub struct GroundTruth {
     pub accepted_while_unscheduled: u64,
 }
 
+/// How many idempotency keys the tenant remembers (oldest forgotten first).
+const IDEMPOTENCY_MEMORY: usize = 200_000;
+
+/// Units of one request in the tenant's bucket; refill adds `rate_per_minute` units per ms, as in the pacer.
+const UNITS_PER_REQUEST: u64 = 60_000;
+
+/// The scope the tenant grants (the reference module's).
+const GRANTED_SCOPE: &str = "users:state:view users:state:write schedules:view breaks:view";
+
+impl AgentPlan {
+    /// The shift that contains `now_ms`, if any.
+    pub fn shift_at(&self, now_ms: u64) -> Option<Window> {
+        self.shifts.iter().copied().find(|w| w.contains(now_ms))
+    }
+
+    /// The break whose window, widened by `notice_ms` before its start, contains `now_ms`.
+    pub fn break_due_at(&self, now_ms: u64, notice_ms: u64) -> Option<Window> {
+        self.breaks
+            .iter()
+            .copied()
+            .find(|w| now_ms >= w.start_ms.saturating_sub(notice_ms) && now_ms < w.end_ms)
+    }
+}
+
+impl Window {
+    /// Whether `at_ms` lies in `[start_ms, end_ms)`.
+    pub fn contains(&self, at_ms: u64) -> bool {
+        at_ms >= self.start_ms && at_ms < self.end_ms
+    }
+}
+
+impl Endpoint {
+    /// The stable name used in counters and admin calls.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Schedule => "schedule",
+            Self::BreakStatus => "breakStatus",
+            Self::SetState => "setState",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AgentSim {
+    plan: AgentPlan,
+    state: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Stored {
+    status: u16,
+    body: String,
+}
+
 /// The simulated tenant.
+///
+/// Order of processing for each request, as a gateway in front of a real tenant would: route → rate limiter
+/// (429 + `Retry-After`) → injected fault → bearer-token check → the endpoint itself.
 #[derive(Debug)]
 pub struct SimTenant {
-    _private: (),
+    config: SimConfig,
+    rng: DetRng,
+    agents: BTreeMap<String, AgentSim>,
+    /// token → expiry (Unix ms).
+    tokens: BTreeMap<String, u64>,
+    bucket_units: u64,
+    bucket_last_ms: Option<u64>,
+    scripted: VecDeque<FaultRule>,
+    idempotency: BTreeMap<String, Stored>,
+    idempotency_order: VecDeque<String>,
+    truth: GroundTruth,
+    accepted: Vec<(String, String, String)>,
+}
+
+/// A tenant's view of one request after routing.
+enum Route {
+    Token,
+    Schedule(String),
+    BreakStatus(String),
+    SetState(String),
+    NotFound,
+}
+
+impl Route {
+    fn endpoint(&self) -> Option<Endpoint> {
+        match self {
+            Self::Token => Some(Endpoint::Token),
+            Self::Schedule(_) => Some(Endpoint::Schedule),
+            Self::BreakStatus(_) => Some(Endpoint::BreakStatus),
+            Self::SetState(_) => Some(Endpoint::SetState),
+            Self::NotFound => None,
+        }
+    }
+
+    fn user(&self) -> Option<&str> {
+        match self {
+            Self::Schedule(u) | Self::BreakStatus(u) | Self::SetState(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    fn parse(method: Method, path: &str) -> Self {
+        let decode = |seg: &str| -> Option<String> {
+            if seg.is_empty() || seg.contains('/') {
+                return None;
+            }
+            percent_decode_str(seg)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        };
+        let path = path.trim_end_matches('/');
+        if method == Method::Post && path == "/oauth2/token" {
+            return Self::Token;
+        }
+        if method == Method::Get {
+            if let Some(seg) = path.strip_prefix("/api/v2/schedules/users/") {
+                return decode(seg).map_or(Self::NotFound, Self::Schedule);
+            }
+            if let Some(seg) = path
+                .strip_prefix("/api/v2/breaks/users/")
+                .and_then(|r| r.strip_suffix("/status"))
+            {
+                return decode(seg).map_or(Self::NotFound, Self::BreakStatus);
+            }
+        }
+        if method == Method::Post {
+            if let Some(seg) = path
+                .strip_prefix("/api/v2/users/")
+                .and_then(|r| r.strip_suffix("/state"))
+            {
+                return decode(seg).map_or(Self::NotFound, Self::SetState);
+            }
+        }
+        Self::NotFound
+    }
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> HttpResponse {
+    HttpResponse {
+        id: RequestId(0),
+        status,
+        headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
+        body: body.to_string(),
+    }
+}
+
+fn error_response(status: u16, error: &str, description: &str) -> HttpResponse {
+    json_response(
+        status,
+        json!({ "error": error, "error_description": description }),
+    )
+}
+
+/// Parses an `application/x-www-form-urlencoded` body.
+fn parse_form(body: &str) -> BTreeMap<String, String> {
+    body.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
 }
 
 impl SimTenant {
     /// A tenant with no agents.
     pub fn new(config: SimConfig) -> Self {
-        let _ = config;
-        unimplemented!()
+        let bucket_units = u64::from(config.burst.max(1)) * UNITS_PER_REQUEST;
+        Self {
+            rng: DetRng::new(config.seed),
+            config,
+            agents: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            bucket_units,
+            bucket_last_ms: None,
+            scripted: VecDeque::new(),
+            idempotency: BTreeMap::new(),
+            idempotency_order: VecDeque::new(),
+            truth: GroundTruth::default(),
+            accepted: Vec::new(),
+        }
     }
-    /// Adds (or replaces) an agent.
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Adds (or replaces) an agent. A replaced agent keeps its current state.
     pub fn add_agent(&mut self, plan: AgentPlan) {
-        let _ = plan;
-        unimplemented!()
+        let state = self.agents.remove(&plan.user_id).and_then(|a| a.state);
+        self.agents
+            .insert(plan.user_id.clone(), AgentSim { plan, state });
     }
+
+    /// The plan of an agent.
+    pub fn agent(&self, user_id: &str) -> Option<&AgentPlan> {
+        self.agents.get(user_id).map(|a| &a.plan)
+    }
+
+    /// How many agents the tenant knows.
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
     /// Queues a scripted fault; rules apply in the order added.
     pub fn script_fault(&mut self, rule: FaultRule) {
-        let _ = rule;
-        unimplemented!()
+        if rule.times > 0 {
+            self.scripted.push_back(rule);
+        }
     }
+
+    /// Drops every scripted fault not yet used.
+    pub fn clear_scripted_faults(&mut self) {
+        self.scripted.clear();
+    }
+
     /// Sets the random-fault profile.
     pub fn set_random_faults(&mut self, faults: RandomFaults) {
-        let _ = faults;
-        unimplemented!()
+        self.config.faults = faults;
     }
+
     /// Changes the rate limit (the bucket keeps its current fill, clamped to the new burst).
     pub fn set_rate_limit(&mut self, rate_per_minute: u32, burst: u32) {
-        let _ = (rate_per_minute, burst);
-        unimplemented!()
+        self.config.rate_per_minute = rate_per_minute.max(1);
+        self.config.burst = burst.max(1);
+        self.bucket_units = self
+            .bucket_units
+            .min(u64::from(self.config.burst) * UNITS_PER_REQUEST);
     }
+
     /// Revokes every token issued so far.
     pub fn revoke_tokens(&mut self) {
-        unimplemented!()
+        self.tokens.clear();
     }
-    /// Handles one request arriving at `now_ms`.
-    pub fn handle_request(&mut self, now_ms: u64, request: &HttpRequest) -> SimReply {
-        let _ = (now_ms, request);
-        unimplemented!()
-    }
+
     /// The ground-truth counters.
     pub fn ground_truth(&self) -> &GroundTruth {
-        unimplemented!()
+        &self.truth
     }
+
     /// The state the tenant holds for an agent.
     pub fn agent_state(&self, user_id: &str) -> Option<&str> {
-        let _ = user_id;
-        unimplemented!()
+        self.agents.get(user_id)?.state.as_deref()
     }
-    /// The idempotency keys of every applied state change, in order, with the user and state.
+
+    /// Every applied state change, in order, as `(idempotency key, user, state)`.
     pub fn accepted_changes(&self) -> &[(String, String, String)] {
-        unimplemented!()
+        &self.accepted
+    }
+
+    /// Handles one request arriving at `now_ms`.
+    pub fn handle_request(&mut self, now_ms: u64, request: &HttpRequest) -> SimReply {
+        self.truth.total_requests += 1;
+        let route = Route::parse(request.method, request.path());
+        let name = route.endpoint().map_or("unknown", Endpoint::as_str);
+        *self
+            .truth
+            .requests_by_endpoint
+            .entry(name.to_owned())
+            .or_default() += 1;
+        let mut deliver_at_ms = now_ms
+            .saturating_add(self.config.latency_ms)
+            .saturating_add(self.rng.below(self.config.latency_jitter_ms));
+
+        let outcome = match self.admit(now_ms) {
+            Err(wait_ms) => {
+                self.truth.rate_limited += 1;
+                let mut r = error_response(429, "rate_limited", "too many requests");
+                r.headers.push((
+                    "Retry-After".to_owned(),
+                    wait_ms.div_ceil(1000).max(1).to_string(),
+                ));
+                SimOutcome::Response(r)
+            }
+            Ok(()) => match self.pick_fault(&route) {
+                None => SimOutcome::Response(self.process(now_ms, &route, request)),
+                Some(fault) => {
+                    self.truth.faults_injected += 1;
+                    match fault {
+                        FaultKind::Status {
+                            status,
+                            retry_after_s,
+                        } => {
+                            let mut r = error_response(status, "injected", "injected fault");
+                            if let Some(s) = retry_after_s {
+                                r.headers.push(("Retry-After".to_owned(), s.to_string()));
+                            }
+                            SimOutcome::Response(r)
+                        }
+                        FaultKind::RateLimit { retry_after_s } => {
+                            let mut r = error_response(429, "rate_limited", "injected 429");
+                            r.headers
+                                .push(("Retry-After".to_owned(), retry_after_s.to_string()));
+                            SimOutcome::Response(r)
+                        }
+                        FaultKind::Slow { extra_ms } => {
+                            deliver_at_ms = deliver_at_ms.saturating_add(extra_ms);
+                            SimOutcome::Response(self.process(now_ms, &route, request))
+                        }
+                        FaultKind::Malformed => SimOutcome::Response(HttpResponse {
+                            id: RequestId(0),
+                            status: 200,
+                            headers: vec![(
+                                "Content-Type".to_owned(),
+                                "application/json".to_owned(),
+                            )],
+                            body: "{\"status\": \"ACT".to_owned(),
+                        }),
+                        FaultKind::DropBefore => {
+                            SimOutcome::TransportError(TransportErrorKind::Reset)
+                        }
+                        FaultKind::DropAfter => {
+                            let _ = self.process(now_ms, &route, request);
+                            SimOutcome::TransportError(TransportErrorKind::Reset)
+                        }
+                        FaultKind::Unauthorized => SimOutcome::Response(error_response(
+                            401,
+                            "invalid_token",
+                            "the access token was revoked",
+                        )),
+                    }
+                }
+            },
+        };
+        if let SimOutcome::Response(r) = &outcome {
+            *self.truth.responses_by_status.entry(r.status).or_default() += 1;
+        }
+        SimReply {
+            deliver_at_ms,
+            outcome,
+        }
+    }
+
+    /// The tenant's own token bucket: `Err(ms until a request would be admitted)` when empty.
+    fn admit(&mut self, now_ms: u64) -> Result<(), u64> {
+        let capacity = u64::from(self.config.burst.max(1)) * UNITS_PER_REQUEST;
+        let per_minute = u64::from(self.config.rate_per_minute.max(1));
+        if let Some(last) = self.bucket_last_ms {
+            if now_ms > last {
+                self.bucket_units = self
+                    .bucket_units
+                    .saturating_add((now_ms - last).saturating_mul(per_minute))
+                    .min(capacity);
+            }
+        }
+        self.bucket_last_ms = Some(self.bucket_last_ms.map_or(now_ms, |l| l.max(now_ms)));
+        if self.bucket_units >= UNITS_PER_REQUEST {
+            self.bucket_units -= UNITS_PER_REQUEST;
+            Ok(())
+        } else {
+            Err((UNITS_PER_REQUEST - self.bucket_units).div_ceil(per_minute))
+        }
+    }
+
+    /// The first scripted rule that matches wins; otherwise a random fault may strike an API endpoint.
+    ///
+    /// Random faults spare the token endpoint: one bad token answer fails every transition waiting for it,
+    /// which would swamp a day's statistics. Script token faults explicitly.
+    fn pick_fault(&mut self, route: &Route) -> Option<FaultKind> {
+        let endpoint = route.endpoint()?;
+        let user = route.user();
+        if let Some(i) = self.scripted.iter().position(|r| {
+            r.endpoint.is_none_or(|e| e == endpoint)
+                && r.user_id.as_deref().is_none_or(|u| Some(u) == user)
+        }) {
+            let rule = &mut self.scripted[i];
+            rule.times -= 1;
+            let fault = rule.fault.clone();
+            if rule.times == 0 {
+                self.scripted.remove(i);
+            }
+            return Some(fault);
+        }
+        let faults = &self.config.faults;
+        if endpoint == Endpoint::Token || faults.kinds.is_empty() || faults.rate <= 0.0 {
+            return None;
+        }
+        if !self.rng.chance(faults.rate) {
+            return None;
+        }
+        let k = self.rng.below(faults.kinds.len() as u64) as usize;
+        Some(self.config.faults.kinds[k].clone())
+    }
+
+    fn bearer_ok(&mut self, now_ms: u64, request: &HttpRequest) -> bool {
+        let Some(token) = request
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        match self.tokens.get(token) {
+            Some(&exp) if now_ms < exp => true,
+            Some(_) => {
+                self.tokens.remove(token);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn process(&mut self, now_ms: u64, route: &Route, request: &HttpRequest) -> HttpResponse {
+        if let Route::Token = route {
+            return self.issue_token(now_ms, request);
+        }
+        if let Route::NotFound = route {
+            return error_response(404, "not_found", "no such endpoint");
+        }
+        if !self.bearer_ok(now_ms, request) {
+            return error_response(401, "invalid_token", "missing, expired or revoked token");
+        }
+        let user = route.user().unwrap_or_default().to_owned();
+        let notice = self.config.break_notice_ms;
+        let Some(agent) = self.agents.get(&user) else {
+            return error_response(404, "user_not_found", "no such user");
+        };
+        match route {
+            Route::Schedule(_) => {
+                let shift = agent.plan.shift_at(now_ms);
+                json_response(
+                    200,
+                    json!({
+                        "userId": user,
+                        "status": if shift.is_some() { "ACTIVE" } else { "INACTIVE" },
+                        "shiftStart": shift.map(|w| iso8601(w.start_ms)),
+                        "shiftEnd": shift.map(|w| iso8601(w.end_ms)),
+                    }),
+                )
+            }
+            Route::BreakStatus(_) => {
+                let due = agent.plan.break_due_at(now_ms, notice);
+                json_response(
+                    200,
+                    json!({
+                        "userId": user,
+                        "mandatoryBreakRequired": due.is_some(),
+                        "breakStart": due.map(|w| iso8601(w.start_ms)),
+                        "breakEnd": due.map(|w| iso8601(w.end_ms)),
+                    }),
+                )
+            }
+            Route::SetState(_) => self.set_state(now_ms, user, request),
+            Route::Token | Route::NotFound => unreachable!("handled above"),
+        }
+    }
+
+    fn issue_token(&mut self, now_ms: u64, request: &HttpRequest) -> HttpResponse {
+        let form = parse_form(request.body.as_deref().unwrap_or_default());
+        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return error_response(
+                400,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            );
+        }
+        let id_ok = form.get("client_id") == Some(&self.config.client_id);
+        let secret_ok = form.get("client_secret") == Some(&self.config.client_secret);
+        if !(id_ok && secret_ok) {
+            return error_response(401, "invalid_client", "client authentication failed");
+        }
+        self.tokens.retain(|_, &mut exp| exp > now_ms);
+        let token = format!("simtok-{}", self.rng.uuid().simple());
+        let ttl_ms = self.config.token_ttl_s.saturating_mul(1000);
+        self.tokens
+            .insert(token.clone(), now_ms.saturating_add(ttl_ms));
+        self.truth.tokens_issued += 1;
+        json_response(
+            200,
+            json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": self.config.token_ttl_s,
+                "scope": GRANTED_SCOPE,
+            }),
+        )
+    }
+
+    fn set_state(&mut self, now_ms: u64, user: String, request: &HttpRequest) -> HttpResponse {
+        let key = request.header("idempotency-key").map(str::to_owned);
+        if let Some(stored) = key.as_ref().and_then(|k| self.idempotency.get(k)) {
+            self.truth.idempotent_replays += 1;
+            let mut r = json_response(stored.status, json!(null));
+            r.body = stored.body.clone();
+            r.headers
+                .push(("Idempotent-Replayed".to_owned(), "true".to_owned()));
+            return r;
+        }
+        let body: Option<serde_json::Value> = request
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok());
+        let state = body
+            .as_ref()
+            .and_then(|v| v.get("state"))
+            .and_then(|s| s.as_str())
+            .map(str::to_owned);
+        let reason = body
+            .as_ref()
+            .and_then(|v| v.get("reasonCode"))
+            .and_then(|s| s.as_str())
+            .map(str::to_owned);
+        let Some(state) = state.filter(|s| crate::state::AgentState::parse(s).is_ok()) else {
+            return error_response(400, "invalid_request", "body needs a valid `state`");
+        };
+        let agent = self.agents.get_mut(&user).expect("checked by the caller");
+        if state == crate::state::READY && agent.plan.break_due_at(now_ms, 0).is_some() {
+            self.truth.ready_accepted_during_break += 1;
+        }
+        if agent.plan.shift_at(now_ms).is_none() {
+            self.truth.accepted_while_unscheduled += 1;
+        }
+        let previous = agent.state.replace(state.clone());
+        self.truth.state_changes_accepted += 1;
+        let response = json_response(
+            200,
+            json!({
+                "userId": user,
+                "state": state,
+                "previousState": previous,
+                "reasonCode": reason,
+                "updatedAt": iso8601(now_ms),
+            }),
+        );
+        let key = key.unwrap_or_default();
+        if !key.is_empty() {
+            if self.idempotency_order.len() >= IDEMPOTENCY_MEMORY {
+                if let Some(old) = self.idempotency_order.pop_front() {
+                    self.idempotency.remove(&old);
+                }
+            }
+            self.idempotency_order.push_back(key.clone());
+            self.idempotency.insert(
+                key.clone(),
+                Stored {
+                    status: response.status,
+                    body: response.body.clone(),
+                },
+            );
+        }
+        self.accepted.push((key, user, state));
+        response
     }
 }

@@ -1,0 +1,775 @@
+//! Scenario tests: the engine drives the simulated tenant on a virtual clock (quinn's `Pair` style).
+//! Each reads as a story: set up → act → drive → assert on events, requests and the tenant's ground truth.
+
+use cxone_agent_state_core::sim::DayRun;
+use cxone_agent_state_core::sim::{
+    AgentPlan, Endpoint, FaultKind, FaultRule, Harness, SimConfig, SimTenant, Window,
+    WorkdayConfig, SIM_BASE_URL, WORKDAY_EPOCH_MS,
+};
+use cxone_agent_state_core::{
+    verify_chain, AuditRecord, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event,
+    HttpRequest, RateLimit, Secret, TransitionId,
+};
+
+const T0: u64 = WORKDAY_EPOCH_MS;
+const HOUR: u64 = 3_600_000;
+const MIN: u64 = 60_000;
+
+fn window(from: u64, to: u64) -> Window {
+    Window {
+        start_ms: from,
+        end_ms: to,
+    }
+}
+
+/// An agent on shift all day with no breaks.
+fn on_shift(user: &str) -> AgentPlan {
+    AgentPlan {
+        user_id: user.into(),
+        shifts: vec![window(T0 - HOUR, T0 + 10 * HOUR)],
+        breaks: vec![],
+    }
+}
+
+/// An agent on shift whose mandatory break runs 10:00–10:45 (notice from 09:55).
+fn on_break_at_ten(user: &str) -> AgentPlan {
+    AgentPlan {
+        user_id: user.into(),
+        shifts: vec![window(T0 - HOUR, T0 + 10 * HOUR)],
+        breaks: vec![window(T0 + 2 * HOUR, T0 + 2 * HOUR + 45 * MIN)],
+    }
+}
+
+fn unscheduled(user: &str) -> AgentPlan {
+    AgentPlan {
+        user_id: user.into(),
+        shifts: vec![],
+        breaks: vec![],
+    }
+}
+
+fn engine_config(tenant: &SimConfig) -> EngineConfig {
+    let mut c = EngineConfig::new(
+        SIM_BASE_URL,
+        tenant.client_id.clone(),
+        Secret::new(tenant.client_secret.clone()),
+    );
+    c.seed = 7;
+    c.rate_limit = RateLimit {
+        per_minute: tenant.rate_per_minute,
+        burst: None,
+    };
+    c
+}
+
+fn pair_with(
+    agents: Vec<AgentPlan>,
+    tweak: impl FnOnce(&mut EngineConfig, &mut SimConfig),
+) -> Harness {
+    let mut sim = SimConfig::default();
+    let mut cfg = engine_config(&sim);
+    tweak(&mut cfg, &mut sim);
+    let mut tenant = SimTenant::new(sim);
+    for a in agents {
+        tenant.add_agent(a);
+    }
+    let engine = Engine::new(cfg).expect("valid config");
+    let mut h = Harness::new(engine, tenant, T0);
+    h.record_requests(true);
+    h
+}
+
+fn pair(agents: Vec<AgentPlan>) -> Harness {
+    pair_with(agents, |_, _| {})
+}
+
+fn audit_records(h: &Harness) -> Vec<AuditRecord> {
+    h.events()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::AuditRecord(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The final event of a transition: `Ok(new state)` or `Err(code)`.
+fn outcome(h: &Harness, id: TransitionId) -> Result<String, ErrorCode> {
+    h.events()
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::StateChanged(s) if s.transition_id == id => Some(Ok(s.new_state.clone())),
+            Event::TransitionFailed(f) if f.transition_id == id => Some(Err(f.error.code)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("transition {id:?} never finished"))
+}
+
+fn requests_to(h: &Harness, path_part: &str) -> Vec<(u64, HttpRequest)> {
+    h.requests()
+        .iter()
+        .filter(|(_, r)| r.url.contains(path_part))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn happy_path_sends_token_schedule_break_and_state() {
+    let mut h = pair(vec![on_shift("alice")]);
+    let id = h.transition("alice", "READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, id), Ok("READY".into()));
+    assert_eq!(h.tenant.agent_state("alice"), Some("READY"));
+    let paths: Vec<String> = h
+        .requests()
+        .iter()
+        .map(|(_, r)| r.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/oauth2/token",
+            "/api/v2/schedules/users/alice",
+            "/api/v2/breaks/users/alice/status",
+            "/api/v2/users/alice/state"
+        ]
+    );
+    let (_, set) = &h.requests()[3];
+    assert_eq!(
+        set.body.as_deref(),
+        Some(r#"{"reasonCode":"WORKING","state":"READY"}"#)
+    );
+    assert!(set
+        .header("authorization")
+        .unwrap()
+        .starts_with("Bearer simtok-"));
+    assert!(set.header("idempotency-key").is_some());
+
+    let audit = audit_records(&h);
+    assert_eq!(audit.len(), 1);
+    let r = &audit[0];
+    assert!(r.success && !r.policy_violation);
+    assert_eq!(r.reason_code.as_deref(), Some("WORKING"));
+    assert_eq!(r.attempts, 3);
+    assert!(r.latency_ms > 0, "latency covers the round trips");
+    // The webhook carries the reference's shape plus the additive fields.
+    let hook = h
+        .events()
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::Webhook(w) => Some(serde_json::to_value(w).unwrap()),
+            _ => None,
+        })
+        .expect("a webhook payload");
+    assert_eq!(hook["event"], "AGENT_STATE_CHANGED");
+    assert_eq!(hook["data"]["userId"], "alice");
+    assert_eq!(hook["data"]["newState"], "READY");
+    assert_eq!(hook["data"]["reasonCode"], "WORKING");
+    assert_eq!(hook["data"]["violationCount"], 0);
+    assert!(hook["eventId"].as_str().unwrap().len() == 36);
+}
+
+#[test]
+fn unscheduled_agent_is_refused_without_a_state_change() {
+    let mut h = pair(vec![unscheduled("bob")]);
+    let id = h.transition("bob", "READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, id), Err(ErrorCode::AgentNotScheduled));
+    assert!(requests_to(&h, "/state").is_empty(), "no change was sent");
+    assert!(
+        requests_to(&h, "/breaks/").is_empty(),
+        "an unscheduled agent needs no break lookup"
+    );
+    assert!(h.events().iter().any(
+        |(_, e)| matches!(e, Event::PolicyViolation(v) if v.code == ErrorCode::AgentNotScheduled)
+    ));
+    assert_eq!(h.engine.violation_count(), 1);
+    assert!(audit_records(&h)[0].policy_violation);
+}
+
+#[test]
+fn mandatory_break_blocks_ready_but_allows_not_ready() {
+    let mut h = pair(vec![on_break_at_ten("carol")]);
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let ready = h.transition("carol", "READY");
+    h.drive().unwrap();
+    let not_ready = h.transition("carol", "NOT_READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, ready), Err(ErrorCode::MandatoryBreakViolation));
+    assert_eq!(outcome(&h, not_ready), Ok("NOT_READY".into()));
+    assert_eq!(
+        requests_to(&h, "/breaks/").len(),
+        1,
+        "NOT_READY cannot be refused by a break, so it skips the lookup"
+    );
+    assert_eq!(h.tenant.ground_truth().ready_accepted_during_break, 0);
+    assert_eq!(h.tenant.agent_state("carol"), Some("NOT_READY"));
+    let report = h.engine.compliance_report(h.now_ms());
+    assert_eq!(report.violation_count, 1);
+    assert_eq!(report.success_count, 1);
+}
+
+#[test]
+fn a_break_that_is_due_soon_already_blocks_ready() {
+    // The tenant flags the break five minutes ahead; READY at 09:57 is refused too.
+    let mut h = pair(vec![on_break_at_ten("carol")]);
+    h.drive_until(T0 + 2 * HOUR - 3 * MIN);
+    let id = h.transition("carol", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::MandatoryBreakViolation));
+}
+
+#[test]
+fn retry_after_of_a_429_is_honoured() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: None,
+        fault: FaultKind::RateLimit { retry_after_s: 7 },
+        times: 1,
+    });
+    let id = h.transition("alice", "NOT_READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, id), Ok("NOT_READY".into()));
+    let sets = requests_to(&h, "/state");
+    assert_eq!(sets.len(), 2);
+    let waited = sets[1].0 - sets[0].0;
+    assert!(waited >= 7_000, "waited only {waited} ms");
+    // The same change keeps its idempotency key across the retry.
+    assert_eq!(
+        sets[0].1.header("idempotency-key"),
+        sets[1].1.header("idempotency-key")
+    );
+    let retry = h
+        .events()
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::RetryScheduled(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((retry.status, retry.retry), (Some(429), 1));
+    assert!(retry.delay_ms >= 7_000);
+}
+
+#[test]
+fn a_429_pauses_every_request_to_the_tenant() {
+    let mut h = pair(vec![on_shift("alice"), on_shift("dave")]);
+    // Warm the token so both changes go straight to their lookups.
+    let warm = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert!(outcome(&h, warm).is_ok());
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: Some("alice".into()),
+        fault: FaultKind::RateLimit { retry_after_s: 20 },
+        times: 1,
+    });
+    let start = h.now_ms();
+    h.transition("alice", "NOT_READY");
+    // Let alice's 429 land, then dave asks.
+    h.drive_until(start + 1_000);
+    let dave = h.transition("dave", "NOT_READY");
+    h.drive().unwrap();
+    assert!(outcome(&h, dave).is_ok());
+    let dave_first = requests_to(&h, "/dave")[0].0;
+    let limited_at = requests_to(&h, "/alice/state")[1].0; // the 429'd request
+    assert!(
+        dave_first >= limited_at + 20_000,
+        "dave's lookup went out {} ms after the 429",
+        dave_first - limited_at
+    );
+}
+
+#[test]
+fn persistent_503_is_retried_three_times_then_fails() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: None,
+        fault: FaultKind::Status {
+            status: 503,
+            retry_after_s: None,
+        },
+        times: 10,
+    });
+    let id = h.transition("alice", "NOT_READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, id), Err(ErrorCode::UpstreamUnavailable));
+    let sets = requests_to(&h, "/state");
+    assert_eq!(sets.len(), 4, "one try and three retries");
+    // The reference schedule: 1000·2^n + jitter in [0, 1000).
+    for (n, pair) in sets.windows(2).enumerate() {
+        let gap = pair[1].0 - pair[0].0;
+        let base = 1000 << (n + 1);
+        assert!(
+            (base..base + 1000 + 100).contains(&gap),
+            "retry {}: gap {gap}",
+            n + 1
+        );
+    }
+    assert_eq!(
+        h.engine.violation_count(),
+        0,
+        "an outage is not a policy violation"
+    );
+    let r = &audit_records(&h)[0];
+    assert_eq!(r.error_code, Some(ErrorCode::UpstreamUnavailable));
+    assert!(!r.policy_violation);
+}
+
+#[test]
+fn validation_lookups_are_retried_too() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::Schedule),
+        user_id: None,
+        fault: FaultKind::Status {
+            status: 502,
+            retry_after_s: None,
+        },
+        times: 2,
+    });
+    let id = h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Ok("READY".into()));
+    assert_eq!(requests_to(&h, "/schedules/").len(), 3);
+}
+
+#[test]
+fn exhausted_429s_give_rate_limited() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::Schedule),
+        user_id: None,
+        fault: FaultKind::RateLimit { retry_after_s: 1 },
+        times: 4,
+    });
+    let id = h.transition("alice", "IDLE");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::RateLimited));
+}
+
+#[test]
+fn a_revoked_token_is_refreshed_once_and_the_change_succeeds() {
+    let mut h = pair(vec![on_shift("alice")]);
+    let first = h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert!(outcome(&h, first).is_ok());
+    h.tenant.revoke_tokens();
+    let second = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, second), Ok("PAUSED".into()));
+    assert_eq!(h.tenant.ground_truth().tokens_issued, 2);
+    assert_eq!(
+        h.tenant.ground_truth().responses_by_status.get(&401),
+        Some(&1)
+    );
+}
+
+#[test]
+fn a_second_401_fails_unauthorized() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::Schedule),
+        user_id: None,
+        fault: FaultKind::Unauthorized,
+        times: 2,
+    });
+    let id = h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::Unauthorized));
+    assert_eq!(
+        h.tenant.ground_truth().tokens_issued,
+        2,
+        "one refresh, no more"
+    );
+}
+
+#[test]
+fn invalid_client_fails_auth_without_retrying() {
+    let mut h = pair_with(vec![on_shift("alice"), on_shift("dave")], |cfg, _| {
+        cfg.credentials.client_secret = Secret::new("wrong-secret-value");
+    });
+    let a = h.transition("alice", "READY");
+    let d = h.transition("dave", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, a), Err(ErrorCode::AuthFailed));
+    assert_eq!(outcome(&h, d), Err(ErrorCode::AuthFailed));
+    assert_eq!(requests_to(&h, "/oauth2/token").len(), 1);
+    assert_eq!(h.requests().len(), 1, "nothing else was sent");
+    let text = format!("{:?}", h.events());
+    assert!(!text.contains("wrong-secret-value"));
+}
+
+#[test]
+fn fifty_concurrent_transitions_share_one_token_request() {
+    let agents: Vec<_> = (0..50).map(|i| on_shift(&format!("a{i}"))).collect();
+    let mut h = pair(agents);
+    let ids: Vec<_> = (0..50)
+        .map(|i| h.transition(&format!("a{i}"), "NOT_READY"))
+        .collect();
+    h.drive().unwrap();
+    for id in ids {
+        assert!(outcome(&h, id).is_ok());
+    }
+    assert_eq!(requests_to(&h, "/oauth2/token").len(), 1);
+    assert_eq!(h.tenant.ground_truth().tokens_issued, 1);
+}
+
+#[test]
+fn the_token_is_refreshed_inside_its_last_minute() {
+    let mut h = pair_with(vec![on_shift("alice")], |_, sim| sim.token_ttl_s = 600);
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    // 8 min later: more than 60 s left, so the cached token serves.
+    h.drive_until(T0 + 8 * MIN);
+    h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(h.tenant.ground_truth().tokens_issued, 1);
+    // 9.5 min after issue: less than 60 s left, so it is refreshed first.
+    h.drive_until(T0 + 9 * MIN + 30_000);
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert_eq!(h.tenant.ground_truth().tokens_issued, 2);
+    assert_eq!(h.tenant.ground_truth().responses_by_status.get(&401), None);
+}
+
+#[test]
+fn a_thousand_transitions_are_paced_to_the_limit_without_a_429() {
+    // 250 agents, four changes each, all asked for at once.
+    let agents: Vec<_> = (0..250).map(|i| on_shift(&format!("p{i:03}"))).collect();
+    let mut h = pair(agents);
+    h.record_requests(false);
+    let states = ["READY", "PAUSED", "READY", "NOT_READY"];
+    let mut ids = Vec::new();
+    for s in states {
+        for i in 0..250 {
+            ids.push(h.transition(&format!("p{i:03}"), s));
+        }
+    }
+    h.drive().unwrap();
+    for id in &ids {
+        assert!(outcome(&h, *id).is_ok(), "{id:?}");
+    }
+    let truth = h.tenant.ground_truth();
+    assert_eq!(truth.rate_limited, 0);
+    assert_eq!(truth.responses_by_status.get(&429), None);
+    // The least time in which a 100/min bucket of 100 admits N requests.
+    let n = truth.total_requests;
+    let bound_ms = (n - 100) * 60_000 / 100;
+    let took = h.now_ms() - T0;
+    assert!(
+        took as f64 <= bound_ms as f64 * 1.05,
+        "took {took} ms for {n} requests; the rate bound is {bound_ms} ms"
+    );
+    assert!(took >= bound_ms, "faster than the limit allows?");
+}
+
+#[test]
+fn changes_for_one_agent_run_one_at_a_time_in_order() {
+    let mut h = pair(vec![on_shift("alice"), on_shift("dave")]);
+    let order = ["READY", "NOT_READY", "PAUSED", "READY", "IDLE"];
+    for s in order {
+        h.transition("alice", s);
+        h.transition("dave", s);
+    }
+    h.drive().unwrap();
+    let alice: Vec<&str> = h
+        .tenant
+        .accepted_changes()
+        .iter()
+        .filter(|(_, u, _)| u == "alice")
+        .map(|(_, _, s)| s.as_str())
+        .collect();
+    assert_eq!(alice, order);
+    // Never two requests for alice in flight at once: each goes out after the previous answer arrived.
+    let alice_audit: Vec<_> = audit_records(&h)
+        .into_iter()
+        .filter(|r| r.user_id == "alice")
+        .collect();
+    let prev: Vec<Option<&str>> = alice_audit
+        .iter()
+        .map(|r| r.previous_state.as_deref())
+        .collect();
+    assert_eq!(
+        prev,
+        [
+            None,
+            Some("READY"),
+            Some("NOT_READY"),
+            Some("PAUSED"),
+            Some("READY")
+        ]
+    );
+    let sets = requests_to(&h, "/alice/state");
+    let changed: Vec<u64> = h
+        .events()
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::StateChanged(s) if s.user_id == "alice" => Some(*t),
+            _ => None,
+        })
+        .collect();
+    for i in 1..sets.len() {
+        assert!(
+            sets[i].0 >= changed[i - 1],
+            "request {i} overlapped the one before"
+        );
+    }
+}
+
+#[test]
+fn secrets_never_reach_debug_events_errors_or_the_audit_log() {
+    const SECRET: &str = "s3cr3t-client-secret";
+    let mut h = pair_with(vec![on_shift("alice"), unscheduled("bob")], |cfg, sim| {
+        cfg.credentials.client_secret = Secret::new(SECRET);
+        sim.client_secret = SECRET.into();
+    });
+    h.transition("alice", "READY");
+    h.transition("bob", "READY");
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::BreakStatus),
+        user_id: None,
+        fault: FaultKind::Unauthorized,
+        times: 1,
+    });
+    h.drive().unwrap();
+    let tokens: Vec<String> = requests_to(&h, "/api/")
+        .iter()
+        .filter_map(|(_, r)| r.header("authorization").map(|a| a[7..].to_owned()))
+        .collect();
+    assert!(!tokens.is_empty());
+    let surfaces = [
+        format!("{:?}", h.engine),
+        format!("{:?}", h.engine.config()),
+        format!("{:?}", h.events()),
+        serde_json::to_string(&audit_records(&h)).unwrap(),
+        serde_json::to_string(&h.engine.compliance_report(h.now_ms())).unwrap(),
+        format!("{:?}", h.requests()),
+    ];
+    for s in &surfaces {
+        assert!(!s.contains(SECRET), "secret leaked: {s}");
+        for t in &tokens {
+            assert!(!s.contains(t.as_str()), "token leaked: {s}");
+        }
+    }
+}
+
+#[test]
+fn audit_chain_verifies_and_detects_a_tampered_record() {
+    let mut h = pair(vec![on_shift("alice"), unscheduled("bob")]);
+    for s in ["READY", "PAUSED", "READY"] {
+        h.transition("alice", s);
+        h.transition("bob", s);
+    }
+    h.drive().unwrap();
+    let records = audit_records(&h);
+    assert_eq!(records.len(), 6);
+    let head = verify_chain(ChainHead::default(), &records).unwrap();
+    assert_eq!(&head, h.engine.chain_head());
+
+    let mut tampered = records.clone();
+    tampered[3].success = !tampered[3].success;
+    assert_eq!(
+        verify_chain(ChainHead::default(), &tampered),
+        Err(ChainError::HashMismatch { index: 3, seq: 3 })
+    );
+    let mut reordered = records.clone();
+    reordered.swap(1, 2);
+    assert_eq!(
+        verify_chain(ChainHead::default(), &reordered)
+            .unwrap_err()
+            .index(),
+        1
+    );
+}
+
+#[test]
+fn a_restarted_engine_continues_the_chain() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    let first = audit_records(&h);
+    let head = h.engine.chain_head().clone();
+
+    let mut h2 = pair_with(vec![on_shift("alice")], |cfg, _| {
+        cfg.audit_chain_head = Some(head.clone());
+    });
+    h2.transition("alice", "PAUSED");
+    h2.drive().unwrap();
+    let all: Vec<_> = first.into_iter().chain(audit_records(&h2)).collect();
+    assert_eq!(all[1].seq, 1);
+    verify_chain(ChainHead::default(), &all).unwrap();
+}
+
+#[test]
+fn the_same_seed_gives_an_identical_audit_log() {
+    let run = |seed: u64| {
+        let mut day = DayRun::new(&WorkdayConfig {
+            agents: 30,
+            seed,
+            fault_rate: 0.05,
+            ..WorkdayConfig::default()
+        })
+        .unwrap();
+        let mut log = Vec::new();
+        day.run(|_, e| {
+            if let Event::AuditRecord(r) = e {
+                log.push(serde_json::to_string(r).unwrap());
+            }
+        })
+        .unwrap();
+        log.join("\n")
+    };
+    let a = run(11);
+    assert!(a.len() > 1000);
+    assert_eq!(a, run(11));
+    assert_ne!(a, run(12));
+}
+
+#[test]
+fn invalid_input_is_refused_before_any_request() {
+    let mut h = pair(vec![on_shift("alice")]);
+    let bad_state = h.transition("alice", "ready");
+    let bad_user = h.transition("../admin", "READY");
+    let slash = h.transition("a/b", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, bad_state), Err(ErrorCode::InvalidState));
+    assert_eq!(outcome(&h, bad_user), Err(ErrorCode::InvalidUserId));
+    assert_eq!(outcome(&h, slash), Err(ErrorCode::InvalidUserId));
+    assert!(h.requests().is_empty());
+    assert_eq!(audit_records(&h).len(), 3, "every attempt is audited");
+    assert_eq!(h.engine.violation_count(), 0);
+}
+
+#[test]
+fn a_malformed_body_gives_bad_response() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::BreakStatus),
+        user_id: None,
+        fault: FaultKind::Malformed,
+        times: 1,
+    });
+    let id = h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::BadResponse));
+    assert!(requests_to(&h, "/state").is_empty());
+}
+
+#[test]
+fn a_change_whose_answer_was_lost_is_applied_once() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: None,
+        fault: FaultKind::DropAfter,
+        times: 1,
+    });
+    let id = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
+    assert_eq!(h.tenant.ground_truth().state_changes_accepted, 1);
+    assert_eq!(h.tenant.ground_truth().idempotent_replays, 1);
+}
+
+#[test]
+fn an_answer_slower_than_the_timeout_is_retried() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::Schedule),
+        user_id: None,
+        fault: FaultKind::Slow { extra_ms: 30_000 },
+        times: 1,
+    });
+    let id = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
+    let lookups = requests_to(&h, "/schedules/");
+    assert_eq!(lookups.len(), 2);
+    assert!(lookups[1].0 - lookups[0].0 >= 10_000, "the timeout is 10 s");
+}
+
+#[test]
+fn the_schedule_answer_is_cached_for_its_ttl() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.transition("alice", "READY");
+    h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(requests_to(&h, "/schedules/").len(), 1);
+    h.drive_until(T0 + 2 * MIN);
+    h.transition("alice", "NOT_READY");
+    h.drive().unwrap();
+    assert_eq!(requests_to(&h, "/schedules/").len(), 2);
+
+    // TTL 0: the reference's call-every-time behaviour.
+    let mut h = pair_with(vec![on_shift("alice")], |cfg, _| cfg.schedule_ttl_ms = 0);
+    h.transition("alice", "READY");
+    h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(requests_to(&h, "/schedules/").len(), 2);
+}
+
+#[test]
+fn validate_checks_policy_without_changing_or_auditing() {
+    let mut h = pair(vec![on_break_at_ten("carol")]);
+    h.drive_until(T0 + 2 * HOUR + MIN);
+    h.validate("carol", "READY");
+    h.validate("carol", "TRAINING");
+    h.drive().unwrap();
+    let results: Vec<(bool, Option<String>)> = h
+        .events()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ValidationCompleted(v) => Some((v.valid, v.reason_code.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, [(false, None), (true, Some("GENERAL".into()))]);
+    assert!(audit_records(&h).is_empty());
+    assert!(requests_to(&h, "/state").is_empty());
+}
+
+#[test]
+fn idle_time_and_utilization_follow_the_timeline() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    let ready_at = h.now_ms();
+    h.drive_until(ready_at + 30 * MIN);
+    h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    let paused_at = h.now_ms();
+    assert_eq!(h.engine.idle_time("alice", paused_at + 10 * MIN), 10 * MIN);
+    let m = h
+        .engine
+        .history()
+        .agent_metrics("alice", paused_at + 10 * MIN)
+        .unwrap();
+    assert_eq!(m.time_in_state_ms["READY"], paused_at - ready_at);
+    let u = m.utilization.unwrap();
+    assert!((u - 0.75).abs() < 0.01, "utilization {u}");
+}
+
+#[test]
+fn a_default_day_never_sends_ready_into_a_break() {
+    let mut day = DayRun::new(&WorkdayConfig::default()).unwrap();
+    day.run(|_, _| {}).unwrap();
+    let s = day.summary();
+    assert_eq!(s.ground_truth.ready_accepted_during_break, 0);
+    assert!(s.report.violation_count > 0, "rule breakers were stopped");
+    assert!(s.report.success_count > s.report.total_transitions / 2);
+    assert_eq!(s.report.total_transitions, s.commands);
+    assert_eq!(
+        s.ground_truth.rate_limited, 0,
+        "the pacer kept under the limit"
+    );
+    assert!(s.ground_truth.faults_injected > 0);
+}

@@ -1,0 +1,259 @@
+//! `cxone-agent-state simulate`: a shift day against the in-process simulated tenant, on virtual time.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use cxone_agent_state_core::sim::{DayRun, DaySummary, WorkdayConfig};
+use cxone_agent_state_core::{verify_chain, AuditRecord, ChainHead, Event};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Options of `simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of agents.
+    #[arg(long, default_value_t = 200)]
+    agents: usize,
+    /// Shift length in hours.
+    #[arg(long, default_value_t = 8)]
+    hours: u64,
+    /// Seed of the day, the tenant and the engine: the same seed gives the same run.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Share of API requests that meet a random fault (5xx, 429, slow, malformed, dropped, revoked token).
+    #[arg(long, default_value_t = 0.02)]
+    fault_rate: f64,
+    /// The tenant's rate limit in requests per minute (the client paces itself to it).
+    #[arg(long, default_value_t = 100)]
+    rate_limit: u32,
+    /// Where the audit log (JSON Lines) is written.
+    #[arg(long, default_value = "simulate-audit.jsonl")]
+    audit_log: PathBuf,
+    /// Print the summary as JSON (report plus the tenant's ground-truth counters) instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Runs the day and prints the report. Exits 1 if the tenant ever accepted READY during a mandatory break.
+pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.agents > 0, "--agents must be at least 1");
+    anyhow::ensure!(
+        (1..=24).contains(&args.hours),
+        "--hours must be between 1 and 24"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.fault_rate),
+        "--fault-rate must be between 0 and 1"
+    );
+    anyhow::ensure!(args.rate_limit > 0, "--rate-limit must be at least 1");
+    let config = WorkdayConfig {
+        agents: args.agents,
+        shift_hours: args.hours,
+        seed: args.seed,
+        fault_rate: args.fault_rate,
+        rate_per_minute: args.rate_limit,
+        ..WorkdayConfig::default()
+    };
+    let wall = Instant::now();
+    let mut day = DayRun::new(&config).context("invalid simulation settings")?;
+    let file = File::create(&args.audit_log)
+        .with_context(|| format!("cannot create audit log {}", args.audit_log.display()))?;
+    let mut audit = BufWriter::new(file);
+
+    let bar = if args.no_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1000)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} simulating [{bar:40}] {percent:>3}% {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    // Ten virtual minutes per slice: fine-grained enough for the bar, coarse enough to cost nothing.
+    const SLICE_MS: u64 = 10 * 60_000;
+    let mut records = 0u64;
+    while !day.is_done() {
+        for (_, event) in day.advance(SLICE_MS) {
+            if let Event::AuditRecord(r) = &event {
+                serde_json::to_writer(&mut audit, r)?;
+                audit.write_all(b"\n")?;
+                records += 1;
+            }
+        }
+        bar.set_position((day.progress() * 1000.0) as u64);
+        bar.set_message(format!("{records} audit records"));
+    }
+    bar.finish_and_clear();
+    let file = audit.into_inner().context("cannot flush the audit log")?;
+    file.sync_all().context("cannot sync the audit log")?;
+    let elapsed = wall.elapsed();
+
+    let verified = verify_file(&args.audit_log)?;
+    let summary = day.summary();
+    if args.json {
+        let mut value = serde_json::to_value(&summary)?;
+        value["auditLog"] = serde_json::json!({
+            "path": args.audit_log.display().to_string(),
+            "records": verified,
+            "chainVerified": true,
+        });
+        value["wallTimeMs"] = serde_json::json!(elapsed.as_secs_f64() * 1000.0);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_tables(&summary);
+        println!(
+            "audit log: {} ({verified} records, hash chain verified)",
+            args.audit_log.display()
+        );
+        println!(
+            "simulated {:.1} h for {} agents in {:.2} s of wall time",
+            (summary.finished_ms - summary.started_ms) as f64 / 3_600_000.0,
+            args.agents,
+            elapsed.as_secs_f64()
+        );
+    }
+    if summary.ground_truth.ready_accepted_during_break > 0 {
+        eprintln!(
+            "COMPLIANCE FAILURE: the tenant accepted READY during a mandatory break {} times",
+            summary.ground_truth.ready_accepted_during_break
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the audit log back and checks its hash chain; returns the number of records.
+fn verify_file(path: &PathBuf) -> anyhow::Result<u64> {
+    let reader = BufReader::new(File::open(path)?);
+    let mut head = ChainHead::default();
+    let mut n = 0;
+    for (i, line) in reader.lines().enumerate() {
+        let record: AuditRecord = serde_json::from_str(&line?)
+            .with_context(|| format!("audit log line {} is not a record", i + 1))?;
+        head = verify_chain(head, [&record]).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn table(header: [&str; 2]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    t
+}
+
+fn right(s: impl ToString) -> Cell {
+    Cell::new(s.to_string()).set_alignment(CellAlignment::Right)
+}
+
+fn print_tables(s: &DaySummary) {
+    let r = &s.report;
+    let g = &s.ground_truth;
+    let mut t = table(["compliance report", "value"]);
+    let rows: Vec<(&str, String)> = vec![
+        ("total transitions", r.total_transitions.to_string()),
+        ("succeeded", r.success_count.to_string()),
+        ("failed", r.failure_count.to_string()),
+        ("policy violations blocked", r.violation_count.to_string()),
+        (
+            "violation frequency",
+            format!("{:.2} %", r.violation_frequency * 100.0),
+        ),
+        ("average latency", format!("{} ms", r.average_latency_ms)),
+        (
+            "latency p50 / p95 / p99 / max",
+            format!(
+                "{} / {} / {} / {} ms",
+                r.latency.p50_ms, r.latency.p95_ms, r.latency.p99_ms, r.latency.max_ms
+            ),
+        ),
+        ("retries scheduled", s.retries.to_string()),
+        (
+            "API requests per transition",
+            format!("{:.2}", s.api_requests_per_transition),
+        ),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![Cell::new(k), right(v)]);
+    }
+    println!("{t}");
+
+    let mut t = table(["failures by code", "count"]);
+    for (code, n) in &r.failures_by_code {
+        t.add_row(vec![Cell::new(code), right(n)]);
+    }
+    println!("{t}");
+
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["requested state", "attempts", "accepted"]);
+    for (state, c) in &r.per_state {
+        t.add_row(vec![
+            Cell::new(state),
+            right(c.attempts),
+            right(c.successes),
+        ]);
+    }
+    println!("{t}");
+
+    let utils: Vec<f64> = r.agents.iter().filter_map(|a| a.utilization).collect();
+    let idle: Vec<u64> = r.agents.iter().map(|a| a.cumulative_idle_ms).collect();
+    let mut t = table(["agents", "value"]);
+    t.add_row(vec![
+        Cell::new("agents with a state"),
+        right(r.agents.len()),
+    ]);
+    if !utils.is_empty() {
+        let mean = utils.iter().sum::<f64>() / utils.len() as f64;
+        let min = utils.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = utils.iter().copied().fold(0.0, f64::max);
+        t.add_row(vec![
+            Cell::new("utilization mean / min / max"),
+            right(format!(
+                "{:.1} % / {:.1} % / {:.1} %",
+                mean * 100.0,
+                min * 100.0,
+                max * 100.0
+            )),
+        ]);
+    }
+    if !idle.is_empty() {
+        let mean = idle.iter().sum::<u64>() / idle.len() as u64;
+        t.add_row(vec![
+            Cell::new("cumulative idle per agent (mean)"),
+            right(format!("{:.1} min", mean as f64 / 60_000.0)),
+        ]);
+    }
+    println!("{t}");
+
+    let mut t = table(["simulated tenant (ground truth)", "value"]);
+    let rows: Vec<(&str, u64)> = vec![
+        ("requests received", g.total_requests),
+        ("429s sent by its rate limiter", g.rate_limited),
+        ("faults injected", g.faults_injected),
+        ("tokens issued", g.tokens_issued),
+        ("state changes accepted", g.state_changes_accepted),
+        ("idempotent replays", g.idempotent_replays),
+        (
+            "changes accepted while unscheduled",
+            g.accepted_while_unscheduled,
+        ),
+        (
+            "READY accepted during a mandatory break",
+            g.ready_accepted_during_break,
+        ),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![Cell::new(k), right(v)]);
+    }
+    println!("{t}");
+}
