@@ -13,7 +13,7 @@ if (imports.length > 0) {
   console.error(`FAIL: ${file} has imports: ${JSON.stringify(imports)}`);
   process.exit(1);
 }
-const { instance } = await WebAssembly.instantiate(module, {});
+const instance = await WebAssembly.instantiate(module, {});
 const digest = instance.exports.probe_simulated_day(Number(agents), Number(seed)) >>> 0;
 console.log(`wasm-digest=${digest} (size ${readFileSync(file).length} bytes, 0 imports)`);
 if (expected !== undefined && String(digest) !== expected) {

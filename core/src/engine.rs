@@ -108,7 +108,15 @@ struct Transition {
     validate_only: bool,
     started_ms: u64,
     attempts: u32,
-    retry: u32,
+    /// Retries so far per step. Never reset within a transition, so a step that keeps failing transiently
+    /// runs out of retries even when a policy re-check or a 401 sends it round again.
+    retries: [u32; 3],
+    /// Times this transition had to wait for a token fetch; bounded, so tokens that expire before they can
+    /// be used end the transition instead of fetching forever.
+    token_waits: u32,
+    /// A break re-check was made for the next state-change send; the send goes out after it even if
+    /// pacing made that answer older than `policy_max_age_ms` (otherwise a slow limit re-checks forever).
+    rechecked_for_send: bool,
     auth_resent: bool,
     idempotency_key: Option<String>,
     set_state_sent: bool,
@@ -407,7 +415,9 @@ impl Engine {
                 validate_only,
                 started_ms: now_ms,
                 attempts: 0,
-                retry: 0,
+                retries: [0; 3],
+                token_waits: 0,
+                rechecked_for_send: false,
                 auth_resent: false,
                 idempotency_key,
                 set_state_sent: false,
@@ -447,9 +457,6 @@ impl Engine {
     }
 
     fn dispatch(&mut self, id: TransitionId, step: Step) {
-        if let Some(t) = self.transitions.get_mut(&id) {
-            t.retry = 0;
-        }
         self.enqueue(id, step);
     }
 
@@ -486,6 +493,19 @@ impl Engine {
             };
             if self.token.usable(now_ms).is_none() {
                 self.pop(queue);
+                let t = self
+                    .transitions
+                    .get_mut(&id)
+                    .expect("queued transitions exist");
+                t.token_waits += 1;
+                if t.token_waits > MAX_TOKEN_WAITS {
+                    let e = TransitionError::new(
+                        ErrorCode::AuthFailed,
+                        "every token from the token endpoint expired before it could be used",
+                    );
+                    self.finish(now_ms, id, Err(e));
+                    continue;
+                }
                 self.token_waiters.push_back((id, step));
                 if self.token.fetch == Fetch::Idle {
                     self.token.fetch = Fetch::Queued { retry: 0 };
@@ -497,11 +517,11 @@ impl Engine {
                 let stale = t
                     .break_checked_ms
                     .is_some_and(|at| now_ms > at.saturating_add(self.config.policy_max_age_ms));
-                if t.state.is_ready() && stale {
+                if t.state.is_ready() && stale && !t.rechecked_for_send {
                     self.pop(queue);
                     if let Some(t) = self.transitions.get_mut(&id) {
                         t.break_checked_ms = None;
-                        t.retry = 0;
+                        t.rechecked_for_send = true;
                     }
                     self.check_queue.push_front((id, Step::BreakStatus));
                     continue;
@@ -575,6 +595,7 @@ impl Engine {
             Step::BreakStatus => self.profile.break_request(&self.base_url, &t.user, &token),
             Step::SetState => {
                 t.set_state_sent = true;
+                t.rechecked_for_send = false;
                 self.profile.state_request(
                     &self.base_url,
                     &t.user,
@@ -808,8 +829,9 @@ impl Engine {
             .transitions
             .get_mut(&id)
             .expect("pending transitions exist");
-        t.retry += 1;
-        let retry = t.retry;
+        let slot = &mut t.retries[step as usize];
+        *slot += 1;
+        let retry = *slot;
         match self
             .config
             .retry
@@ -1015,6 +1037,10 @@ struct Attempt {
     attempts: u32,
     idempotency_key: Option<String>,
 }
+
+/// How often one transition may wait for a token fetch: the first fetch, a refresh after a 401, and a
+/// couple of expiries during long outages.
+const MAX_TOKEN_WAITS: u32 = 4;
 
 fn is_transient(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)

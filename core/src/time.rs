@@ -4,8 +4,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Formats Unix-epoch milliseconds as RFC 3339 with milliseconds, e.g. `2026-01-05T08:00:00.000Z`.
 pub fn iso8601(ms: u64) -> String {
+    // humantime cannot write years past 9999; clamp instead of panicking on an absurd clock.
+    let ms = ms.min(MAX_FORMATTABLE_MS);
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
+
+/// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write with a four-digit year.
+const MAX_FORMATTABLE_MS: u64 = 253_402_300_799_999;
 
 /// Parses an RFC 3339 timestamp into Unix-epoch milliseconds.
 pub fn parse_iso8601(s: &str) -> Option<u64> {
@@ -18,7 +23,9 @@ pub fn parse_iso8601(s: &str) -> Option<u64> {
 /// A date in the past gives 0. An unparseable value gives `None`.
 pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
+    // delta-seconds is `1*DIGIT` (RFC 9110): no sign, no spaces inside.
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
         return Some(secs.saturating_mul(1000));
     }
     let at = httpdate::parse_http_date(v).ok()?;
@@ -53,5 +60,12 @@ mod tests {
         );
         assert_eq!(parse_retry_after(&http_date(now - 5_000), now), Some(0));
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("+5", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(u64::MAX)
+        );
+        assert_eq!(iso8601(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

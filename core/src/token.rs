@@ -22,6 +22,7 @@ pub(crate) enum Fetch {
 /// throw away a newer one that another request already fetched.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
+    /// The token and the time from which it is no longer handed out (refresh due).
     token: Option<(Secret, u64)>,
     generation: u64,
     refresh_margin_ms: u64,
@@ -41,18 +42,18 @@ impl TokenCache {
     /// The token and its generation, if it has more than the refresh margin of life left at `now_ms`.
     pub(crate) fn usable(&self, now_ms: u64) -> Option<(&Secret, u64)> {
         match &self.token {
-            Some((t, expires_at))
-                if now_ms.saturating_add(self.refresh_margin_ms) < *expires_at =>
-            {
-                Some((t, self.generation))
-            }
+            Some((t, refresh_at)) if now_ms < *refresh_at => Some((t, self.generation)),
             _ => None,
         }
     }
 
+    /// Stores a token. It is refreshed `refresh_margin_ms` before it expires, but never later than half-way
+    /// through its life: a token that lives less than the margin would otherwise never be usable.
     pub(crate) fn store(&mut self, token: Secret, expires_in_ms: u64, now_ms: u64) {
         self.generation += 1;
-        self.token = Some((token, now_ms.saturating_add(expires_in_ms)));
+        let margin = self.refresh_margin_ms.min(expires_in_ms / 2);
+        let refresh_at = now_ms.saturating_add(expires_in_ms - margin);
+        self.token = Some((token, refresh_at));
         self.fetch = Fetch::Idle;
     }
 
@@ -75,6 +76,16 @@ mod tests {
         c.store(Secret::new("t"), 3_600_000, 0);
         assert!(c.usable(3_539_999).is_some());
         assert!(c.usable(3_540_000).is_none());
+    }
+
+    #[test]
+    fn a_token_shorter_than_the_margin_is_used_for_half_its_life() {
+        let mut c = TokenCache::new(60_000);
+        c.store(Secret::new("t"), 30_000, 1_000);
+        assert!(c.usable(15_999).is_some());
+        assert!(c.usable(16_000).is_none());
+        c.store(Secret::new("z"), 0, 1_000);
+        assert!(c.usable(1_000).is_none());
     }
 
     #[test]

@@ -773,3 +773,29 @@ fn a_default_day_never_sends_ready_into_a_break() {
     );
     assert!(s.ground_truth.faults_injected > 0);
 }
+
+#[test]
+fn a_very_slow_limit_still_sends_the_change_after_one_recheck() {
+    // One request a minute: every break answer is a minute old when the change gets its slot. The engine
+    // re-checks once, then sends, instead of re-checking forever.
+    let mut h = pair_with(vec![on_shift("alice")], |cfg, sim| {
+        cfg.rate_limit.per_minute = 1;
+        sim.rate_per_minute = 1;
+        sim.burst = 1;
+    });
+    let id = h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Ok("READY".into()));
+    assert_eq!(requests_to(&h, "/breaks/").len(), 2);
+    assert_eq!(h.tenant.ground_truth().rate_limited, 0);
+}
+
+#[test]
+fn tokens_shorter_lived_than_the_refresh_margin_still_work() {
+    let mut h = pair_with(vec![on_shift("alice")], |_, sim| sim.token_ttl_s = 30);
+    let a = h.transition("alice", "READY");
+    let b = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert!(outcome(&h, a).is_ok() && outcome(&h, b).is_ok());
+    assert_eq!(h.tenant.ground_truth().tokens_issued, 1);
+}

@@ -211,8 +211,11 @@ impl Harness {
     pub fn drain(&mut self) {
         loop {
             let output = self.engine.poll_output();
+            // A step's outputs end at its first Timeout; later drains with no input in between add nothing.
             if let Some(step) = self.transcript.as_mut().and_then(|t| t.last_mut()) {
-                step.outputs.push(output.clone());
+                if !matches!(step.outputs.last(), Some(Output::Timeout(_))) {
+                    step.outputs.push(output.clone());
+                }
             }
             match output {
                 Output::Transmit(request) => {

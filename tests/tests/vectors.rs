@@ -1,0 +1,51 @@
+//! Replays every JSON vector natively, and checks the generated ones are current.
+//!
+//! `UPDATE_VECTORS=1 cargo test -p cxone-agent-state-tests --test vectors` rewrites the generated files
+//! (retry delays, audit chain, transcripts) after an intended change; review the diff before committing.
+
+use std::path::Path;
+
+use cxone_agent_state_tests::{generated_files, replay_file, ALL};
+
+#[test]
+fn every_vector_replays() {
+    for (name, text) in ALL {
+        let n = replay_file(name, text).unwrap_or_else(|f| panic!("{name}: {f}"));
+        assert!(n > 0, "{name} holds no vectors");
+    }
+}
+
+#[test]
+fn generated_vectors_are_current() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors");
+    let update = std::env::var_os("UPDATE_VECTORS").is_some();
+    for (name, fresh) in generated_files() {
+        let path = dir.join(name);
+        if update {
+            std::fs::write(&path, &fresh).unwrap();
+            continue;
+        }
+        let stored = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            stored == fresh,
+            "{name} is out of date with the implementation; if the change is intended, run \
+             UPDATE_VECTORS=1 cargo test -p cxone-agent-state-tests --test vectors and review the diff"
+        );
+    }
+}
+
+#[test]
+fn a_changed_output_fails_the_replay_and_names_the_vector() {
+    let mut transcripts = cxone_agent_state_tests::generate_transcripts();
+    let t = &mut transcripts[0];
+    // Corrupt one recorded output: the replay must notice and say which vector.
+    let step = t
+        .steps
+        .iter_mut()
+        .find(|s| s.outputs.len() > 1)
+        .expect("a step with outputs");
+    step.outputs.remove(0);
+    let err = cxone_agent_state_tests::replay_transcript(t).unwrap_err();
+    assert_eq!(err.id, "transcript-happy-ready");
+    assert!(err.message.contains("outputs differ"));
+}
