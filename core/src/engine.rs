@@ -8,8 +8,9 @@ use crate::audit::{AuditRecord, ChainHead};
 use crate::config::{EngineConfig, ProfileKind};
 use crate::error::{ConfigError, ErrorCode, TransitionError};
 use crate::events::{
-    Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TransitionFailed,
-    TransitionId, ValidationCompleted, WebhookData, WebhookPayload, AGENT_STATE_CHANGED,
+    ChangeIntent, Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged,
+    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookPayload,
+    AGENT_STATE_CHANGED,
 };
 use crate::history::History;
 use crate::http::{HttpRequest, HttpResponse, RequestId, TransportErrorKind};
@@ -44,6 +45,19 @@ pub enum Command {
         user_id: String,
         /// The target state.
         state: String,
+    },
+    /// Finish a change that was journaled ([`Event::ChangeIntent`]) but whose outcome was never recorded,
+    /// e.g. after a crash: it runs like a transition (policy is checked again) and sends the journaled
+    /// `Idempotency-Key`, so a tenant that already applied the change answers from its replay cache
+    /// instead of applying it twice.
+    #[serde(rename_all = "camelCase")]
+    Resume {
+        /// The agent.
+        user_id: String,
+        /// The target state.
+        state: String,
+        /// The key the interrupted change was sent with.
+        idempotency_key: String,
     },
 }
 
@@ -230,11 +244,21 @@ impl Engine {
     pub fn handle_input(&mut self, now_ms: u64, input: Input) -> Option<TransitionId> {
         match input {
             Input::Command(Command::Transition { user_id, state }) => {
-                Some(self.start_command(now_ms, user_id, state, false))
+                Some(self.start_command(now_ms, user_id, state, Mode::Change(None)))
             }
             Input::Command(Command::Validate { user_id, state }) => {
-                Some(self.start_command(now_ms, user_id, state, true))
+                Some(self.start_command(now_ms, user_id, state, Mode::Validate))
             }
+            Input::Command(Command::Resume {
+                user_id,
+                state,
+                idempotency_key,
+            }) => Some(self.start_command(
+                now_ms,
+                user_id,
+                state,
+                Mode::Change(Some(idempotency_key)),
+            )),
             Input::Response(r) => {
                 self.handle_response(now_ms, r);
                 None
@@ -252,12 +276,33 @@ impl Engine {
 
     /// Starts a state change (the reference's `transitionState`).
     pub fn transition(&mut self, now_ms: u64, user_id: &str, state: &str) -> TransitionId {
-        self.start_command(now_ms, user_id.to_owned(), state.to_owned(), false)
+        self.start_command(
+            now_ms,
+            user_id.to_owned(),
+            state.to_owned(),
+            Mode::Change(None),
+        )
     }
 
     /// Starts a policy check without a change (the reference's `validateStateChange`).
     pub fn validate(&mut self, now_ms: u64, user_id: &str, state: &str) -> TransitionId {
-        self.start_command(now_ms, user_id.to_owned(), state.to_owned(), true)
+        self.start_command(now_ms, user_id.to_owned(), state.to_owned(), Mode::Validate)
+    }
+
+    /// Finishes a journaled change after a restart (see [`Command::Resume`]).
+    pub fn resume(
+        &mut self,
+        now_ms: u64,
+        user_id: &str,
+        state: &str,
+        idempotency_key: &str,
+    ) -> TransitionId {
+        self.start_command(
+            now_ms,
+            user_id.to_owned(),
+            state.to_owned(),
+            Mode::Change(Some(idempotency_key.to_owned())),
+        )
     }
 
     /// Hands in an HTTP answer. Answers to unknown or timed-out requests are ignored.
@@ -376,11 +421,24 @@ impl Engine {
         now_ms: u64,
         user_raw: String,
         state_raw: String,
-        validate_only: bool,
+        mode: Mode,
     ) -> TransitionId {
         let id = TransitionId(self.next_transition);
         self.next_transition += 1;
-        let parsed = UserId::parse(&user_raw).and_then(|u| Ok((u, AgentState::parse(&state_raw)?)));
+        let validate_only = matches!(mode, Mode::Validate);
+        let given_key = match &mode {
+            Mode::Change(Some(k)) => Some(k.clone()),
+            _ => None,
+        };
+        let parsed = UserId::parse(&user_raw)
+            .and_then(|u| Ok((u, AgentState::parse(&state_raw)?)))
+            .and_then(|v| match &given_key {
+                Some(k) if !valid_idempotency_key(k) => Err(TransitionError::new(
+                    ErrorCode::InvalidIdempotencyKey,
+                    "an idempotency key is 1 to 128 printable ASCII characters",
+                )),
+                _ => Ok(v),
+            });
         let (user, state) = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -405,7 +463,11 @@ impl Engine {
             }
         };
         let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
-        let idempotency_key = (!validate_only).then(|| self.rng.uuid().to_string());
+        let idempotency_key = match mode {
+            Mode::Validate => None,
+            Mode::Change(Some(k)) => Some(k),
+            Mode::Change(None) => Some(self.rng.uuid().to_string()),
+        };
         self.transitions.insert(
             id,
             Transition {
@@ -594,6 +656,19 @@ impl Engine {
                 .schedule_request(&self.base_url, &t.user, &token),
             Step::BreakStatus => self.profile.break_request(&self.base_url, &t.user, &token),
             Step::SetState => {
+                if !t.set_state_sent {
+                    // Journal point: a host makes this durable before it performs the request below, so a
+                    // crash can never leave a change applied by the tenant but unknown to the audit trail.
+                    self.out
+                        .push_back(Output::Event(Event::ChangeIntent(ChangeIntent {
+                            transition_id: id,
+                            user_id: t.user.as_str().to_owned(),
+                            state: t.state.as_str().to_owned(),
+                            reason_code: t.reason_code.clone(),
+                            idempotency_key: t.idempotency_key.clone().unwrap_or_default(),
+                            at_ms: now_ms,
+                        })));
+                }
                 t.set_state_sent = true;
                 t.rechecked_for_send = false;
                 self.profile.state_request(
@@ -1019,6 +1094,18 @@ impl Engine {
             }
         }
     }
+}
+
+/// What a command asks for.
+enum Mode {
+    /// A policy check only.
+    Validate,
+    /// A change, with the idempotency key of a resumed one.
+    Change(Option<String>),
+}
+
+fn valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[derive(Clone, Copy)]

@@ -37,6 +37,16 @@ pub enum ErrorCode {
     BadResponse,
     /// The configuration is invalid.
     InvalidConfig,
+    /// A resumed change carries an unusable idempotency key.
+    InvalidIdempotencyKey,
+    /// A webhook URL is not https (plain http is allowed on loopback only).
+    InvalidWebhookUrl,
+    /// The durable audit log is damaged before its last line (not a torn write: tampering or disk damage).
+    AuditLogCorrupt,
+    /// An access token handed in by the caller had already expired.
+    TokenExpired,
+    /// The durable audit log could not be written, so no outcome can be reported safely.
+    AuditLogUnavailable,
 }
 
 impl ErrorCode {
@@ -57,11 +67,16 @@ impl ErrorCode {
             Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
             Self::BadResponse => "BAD_RESPONSE",
             Self::InvalidConfig => "INVALID_CONFIG",
+            Self::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            Self::InvalidWebhookUrl => "INVALID_WEBHOOK_URL",
+            Self::AuditLogCorrupt => "AUDIT_LOG_CORRUPT",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::AuditLogUnavailable => "AUDIT_LOG_UNAVAILABLE",
         }
     }
 
     /// Every code, in declaration order (for docs, vectors and bindings).
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::InvalidState,
         Self::InvalidUserId,
         Self::AgentNotScheduled,
@@ -76,6 +91,11 @@ impl ErrorCode {
         Self::UpstreamUnavailable,
         Self::BadResponse,
         Self::InvalidConfig,
+        Self::InvalidIdempotencyKey,
+        Self::InvalidWebhookUrl,
+        Self::AuditLogCorrupt,
+        Self::TokenExpired,
+        Self::AuditLogUnavailable,
     ];
 
     /// Parses the stable string form.
@@ -135,11 +155,20 @@ pub enum ConfigError {
         /// Why it is invalid.
         reason: String,
     },
+    /// A webhook URL that is not https (plain http is allowed on loopback only), or not a URL at all.
+    #[error("invalid webhook URL: {reason}")]
+    WebhookUrl {
+        /// Why it is refused.
+        reason: String,
+    },
 }
 
 impl ConfigError {
-    /// The stable code of every configuration error.
+    /// The stable code of the error.
     pub fn code(&self) -> ErrorCode {
-        ErrorCode::InvalidConfig
+        match self {
+            Self::Invalid { .. } => ErrorCode::InvalidConfig,
+            Self::WebhookUrl { .. } => ErrorCode::InvalidWebhookUrl,
+        }
     }
 }

@@ -12,7 +12,8 @@ pub struct TransitionId(pub u64);
 
 /// An event from the engine.
 ///
-/// For every transition command the engine emits, in this order: zero or more [`Event::RetryScheduled`],
+/// For every transition command the engine emits, in this order: zero or more [`Event::RetryScheduled`]
+/// and at most one [`Event::ChangeIntent`] (always before the first state-change request it announces),
 /// at most one [`Event::PolicyViolation`], exactly one [`Event::AuditRecord`], then exactly one of
 /// [`Event::StateChanged`] (followed by its [`Event::Webhook`]) or [`Event::TransitionFailed`]. The audit
 /// record comes first so a host can make it durable before it reports the outcome.
@@ -34,6 +35,27 @@ pub enum Event {
     RetryScheduled(RetryScheduled),
     /// A validation-only command finished.
     ValidationCompleted(ValidationCompleted),
+    /// A state change is about to be sent for the first time: journal it before performing the request.
+    ChangeIntent(ChangeIntent),
+}
+
+/// A state change about to be sent. Hosts with a durable audit log journal it first; on restart, a journaled
+/// intent without an audit record is finished with [`Command::Resume`](crate::Command::Resume).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeIntent {
+    /// The command.
+    pub transition_id: TransitionId,
+    /// The agent.
+    pub user_id: String,
+    /// The target state.
+    pub state: String,
+    /// The reason code being sent.
+    pub reason_code: String,
+    /// The `Idempotency-Key` the change is sent with (and resent with).
+    pub idempotency_key: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
 }
 
 /// The tenant accepted a state change.

@@ -26,6 +26,7 @@ mod events;
 mod history;
 mod http;
 mod metrics;
+mod outbox;
 mod pacer;
 mod policy;
 mod profile;
@@ -39,21 +40,25 @@ mod token;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use audit::{verify_chain, AuditRecord, ChainError, ChainHead, GENESIS_HASH};
+pub use audit::{
+    scan_log, verify_chain, AuditRecord, ChainError, ChainHead, LogError, LogScan, GENESIS_HASH,
+};
 pub use config::{Credentials, EngineConfig, ProfileKind, Secret};
 pub use engine::{Command, Engine, Input, Output};
 pub use error::{ConfigError, ErrorCode, TransitionError};
 pub use events::{
-    Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TransitionFailed,
-    TransitionId, ValidationCompleted, WebhookData, WebhookPayload, AGENT_STATE_CHANGED,
+    ChangeIntent, Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged,
+    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookPayload,
+    AGENT_STATE_CHANGED,
 };
 pub use history::{AgentMetrics, History, HistoryConfig, StateEntry};
 pub use http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
 pub use metrics::{LatencyHistogram, LatencySummary, MAX_TRACKED_LATENCY_MS};
+pub use outbox::*;
 pub use pacer::{Pacer, RateLimit};
 pub use policy::{PolicyDecision, ScheduleCache};
 pub use profile::{ApiProfile, ParsedToken, SeedProfile, TokenFailure};
-pub use report::{ComplianceReport, ReportBuilder, StateCounts};
+pub use report::{ComplianceReport, ReportBuilder, ReportReplay, StateCounts};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use rng::DetRng;
 pub use state::{

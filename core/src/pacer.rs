@@ -8,7 +8,13 @@ use serde::{Deserialize, Serialize};
 pub struct RateLimit {
     /// Requests per minute (the reference module's "100 requests per minute per tenant").
     pub per_minute: u32,
-    /// Bucket capacity; `None` means one minute's worth, the usual reading of a per-minute quota.
+    /// Bucket capacity. `None` means one second's worth of the per-minute rate (at least 1).
+    ///
+    /// A client is told a per-minute quota but not the burst the tenant's limiter allows. Bursting a whole
+    /// minute's worth meets a 429 storm at any gateway whose bucket is smaller; one second's worth is the
+    /// smallest burst common gateways configure for such a quota, so it never overruns a limiter the client
+    /// cannot see, and costs at most one second against the fastest possible schedule. Set it when the
+    /// tenant's burst is known.
     pub burst: Option<u32>,
 }
 
@@ -38,7 +44,7 @@ impl Pacer {
     /// A full bucket for this limit.
     pub fn new(limit: &RateLimit) -> Self {
         let per_minute = u64::from(limit.per_minute.max(1));
-        let burst = u64::from(limit.burst.unwrap_or(limit.per_minute).max(1));
+        let burst = u64::from(limit.burst.unwrap_or(limit.per_minute / 60).max(1));
         let capacity = burst * UNITS_PER_TOKEN;
         Self {
             per_minute,
@@ -108,6 +114,21 @@ mod tests {
         assert_eq!(p.try_acquire(599), Err(600));
         assert!(p.try_acquire(600).is_ok());
         assert_eq!(p.try_acquire(600), Err(1200));
+    }
+
+    #[test]
+    fn the_default_burst_is_one_seconds_worth() {
+        let mut p = Pacer::new(&RateLimit {
+            per_minute: 6_000,
+            burst: None,
+        });
+        for _ in 0..100 {
+            assert!(p.try_acquire(0).is_ok());
+        }
+        assert_eq!(p.try_acquire(0), Err(10));
+        let mut slow = Pacer::new(&RateLimit::default());
+        assert!(slow.try_acquire(0).is_ok());
+        assert_eq!(slow.try_acquire(0), Err(600));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditRecord;
-use crate::history::{AgentMetrics, History};
+use crate::history::{AgentMetrics, History, HistoryConfig};
 use crate::metrics::{LatencyHistogram, LatencySummary};
 
 /// Attempts and successes for one requested state.
@@ -131,6 +131,44 @@ impl ReportBuilder {
             per_state: self.per_state.clone(),
             agents: history.all_metrics(now_ms),
         }
+    }
+}
+
+/// Rebuilds the report from an audit log, record by record (see `cxone-agent-state report`).
+///
+/// The timeline comes from the successful records' timestamps; "now" is the last record's time, so idle
+/// time and utilization read as of the end of the log.
+#[derive(Clone, Debug)]
+pub struct ReportReplay {
+    builder: ReportBuilder,
+    history: History,
+    last_ms: u64,
+}
+
+impl ReportReplay {
+    /// An empty replay keeping at most `log_capacity` records for `logs`.
+    pub fn new(log_capacity: usize) -> Self {
+        Self {
+            builder: ReportBuilder::new(log_capacity),
+            history: History::new(HistoryConfig::default()),
+            last_ms: 0,
+        }
+    }
+
+    /// Counts one record. A record whose timestamp cannot be read still counts, at the last known time.
+    pub fn ingest(&mut self, record: &AuditRecord) {
+        let at_ms = crate::time::parse_iso8601(&record.timestamp).unwrap_or(self.last_ms);
+        self.last_ms = self.last_ms.max(at_ms);
+        self.builder.ingest(record);
+        if record.success {
+            self.history
+                .record(&record.user_id, &record.new_state, at_ms);
+        }
+    }
+
+    /// The report as of the last record.
+    pub fn report(&self) -> ComplianceReport {
+        self.builder.build(&self.history, self.last_ms)
     }
 }
 

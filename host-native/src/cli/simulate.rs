@@ -8,10 +8,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::Cell;
 use cxone_agent_state_core::sim::{DayRun, DaySummary, WorkdayConfig};
 use cxone_agent_state_core::{verify_chain, AuditRecord, ChainHead, Event};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::tables::{self, right, table};
 
 /// Options of `simulate`.
 #[derive(Debug, Args)]
@@ -145,94 +147,15 @@ fn verify_file(path: &PathBuf) -> anyhow::Result<u64> {
     Ok(n)
 }
 
-fn table(header: [&str; 2]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(header);
-    t
-}
-
-fn right(s: impl ToString) -> Cell {
-    Cell::new(s.to_string()).set_alignment(CellAlignment::Right)
-}
-
 fn print_tables(s: &DaySummary) {
-    let r = &s.report;
+    tables::print_report(&s.report);
     let g = &s.ground_truth;
-    let mut t = table(["compliance report", "value"]);
-    let rows: Vec<(&str, String)> = vec![
-        ("total transitions", r.total_transitions.to_string()),
-        ("succeeded", r.success_count.to_string()),
-        ("failed", r.failure_count.to_string()),
-        ("policy violations blocked", r.violation_count.to_string()),
-        (
-            "violation frequency",
-            format!("{:.2} %", r.violation_frequency * 100.0),
-        ),
-        ("average latency", format!("{} ms", r.average_latency_ms)),
-        (
-            "latency p50 / p95 / p99 / max",
-            format!(
-                "{} / {} / {} / {} ms",
-                r.latency.p50_ms, r.latency.p95_ms, r.latency.p99_ms, r.latency.max_ms
-            ),
-        ),
-        ("retries scheduled", s.retries.to_string()),
-        (
-            "API requests per transition",
-            format!("{:.2}", s.api_requests_per_transition),
-        ),
-    ];
-    for (k, v) in rows {
-        t.add_row(vec![Cell::new(k), right(v)]);
-    }
-    println!("{t}");
-
-    let mut t = table(["failures by code", "count"]);
-    for (code, n) in &r.failures_by_code {
-        t.add_row(vec![Cell::new(code), right(n)]);
-    }
-    println!("{t}");
-
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_header(["requested state", "attempts", "accepted"]);
-    for (state, c) in &r.per_state {
-        t.add_row(vec![
-            Cell::new(state),
-            right(c.attempts),
-            right(c.successes),
-        ]);
-    }
-    println!("{t}");
-
-    let utils: Vec<f64> = r.agents.iter().filter_map(|a| a.utilization).collect();
-    let idle: Vec<u64> = r.agents.iter().map(|a| a.cumulative_idle_ms).collect();
-    let mut t = table(["agents", "value"]);
+    let mut t = table(["simulation", "value"]);
+    t.add_row(vec![Cell::new("retries scheduled"), right(s.retries)]);
     t.add_row(vec![
-        Cell::new("agents with a state"),
-        right(r.agents.len()),
+        Cell::new("API requests per transition"),
+        right(format!("{:.2}", s.api_requests_per_transition)),
     ]);
-    if !utils.is_empty() {
-        let mean = utils.iter().sum::<f64>() / utils.len() as f64;
-        let min = utils.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = utils.iter().copied().fold(0.0, f64::max);
-        t.add_row(vec![
-            Cell::new("utilization mean / min / max"),
-            right(format!(
-                "{:.1} % / {:.1} % / {:.1} %",
-                mean * 100.0,
-                min * 100.0,
-                max * 100.0
-            )),
-        ]);
-    }
-    if !idle.is_empty() {
-        let mean = idle.iter().sum::<u64>() / idle.len() as u64;
-        t.add_row(vec![
-            Cell::new("cumulative idle per agent (mean)"),
-            right(format!("{:.1} min", mean as f64 / 60_000.0)),
-        ]);
-    }
     println!("{t}");
 
     let mut t = table(["simulated tenant (ground truth)", "value"]);

@@ -1,0 +1,114 @@
+//! The connection and durability options shared by `transition` and `bulk`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use cxone_agent_state::{AgentStateManager, ManagerConfig, Settings};
+use cxone_agent_state_core::Secret;
+
+/// Where the tenant is, how to authenticate, where the audit log and webhooks go.
+///
+/// Every option falls back to the environment variable the reference module uses; a flag wins over it.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Tenant domain: the API is `https://{domain}.api.nice.incontact.com`.
+    #[arg(long, env = "CXONE_DOMAIN")]
+    domain: Option<String>,
+    /// OAuth client id.
+    #[arg(long, env = "CXONE_CLIENT_ID")]
+    client_id: Option<String>,
+    /// OAuth client secret (prefer the environment: flags show up in process lists).
+    #[arg(long, env = "CXONE_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// API base URL, overriding the domain (e.g. a local `sim-server`).
+    #[arg(long, env = "CXONE_BASE_URL")]
+    base_url: Option<String>,
+    /// Token endpoint (default `{base}/oauth2/token`).
+    #[arg(long, env = "CXONE_TOKEN_URL")]
+    token_url: Option<String>,
+    /// The tenant's request budget per minute (default 100).
+    #[arg(long, env = "CXONE_RATE_LIMIT_PER_MIN")]
+    rate_limit: Option<u32>,
+    /// The durable audit log (JSON Lines; `.journal` and `.outbox` files live beside it).
+    #[arg(long, env = "CXONE_AUDIT_LOG", default_value = "cxone-audit.jsonl")]
+    audit_log: PathBuf,
+    /// Webhook receiver: https, or http on loopback only.
+    #[arg(long, env = "WORKFORCE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// HMAC-SHA256 key for the `X-Signature-256` header of webhooks.
+    #[arg(long, env = "WORKFORCE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// How long to wait at exit for undelivered webhooks (they go out on the next start otherwise).
+    #[arg(long, default_value_t = 30)]
+    webhook_drain_secs: u64,
+    /// Per-request timeout in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    /// Seed of the engine's jitter and ids (random by default).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl ConnectArgs {
+    /// The manager configuration these options describe.
+    pub fn config(&self) -> anyhow::Result<ManagerConfig> {
+        let settings = Settings {
+            domain: self.domain.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone().map(Secret::new),
+            base_url: self.base_url.clone(),
+            token_url: self.token_url.clone(),
+            rate_limit_per_min: self.rate_limit,
+            audit_log: Some(self.audit_log.clone()),
+            webhook_url: self.webhook_url.clone(),
+            webhook_secret: self.webhook_secret.clone().map(Secret::new),
+            seed: self.seed,
+            request_timeout_ms: Some(self.request_timeout_ms),
+        };
+        Ok(settings.into_config()?)
+    }
+
+    /// How long to wait for the outbox at exit.
+    pub fn webhook_drain(&self) -> Duration {
+        Duration::from_secs(self.webhook_drain_secs)
+    }
+
+    /// Starts a manager and says on stderr what recovery found.
+    pub async fn start(&self) -> anyhow::Result<AgentStateManager> {
+        let manager = AgentStateManager::start(self.config()?)
+            .await
+            .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+        let r = manager.recovery();
+        if let Some(p) = &r.torn_tail_saved_to {
+            eprintln!(
+                "recovered: the audit log's torn last line (an interrupted write) was set aside in {}",
+                p.display()
+            );
+        }
+        if !r.interrupted.is_empty() {
+            eprintln!(
+                "recovered: resuming {} state change(s) interrupted before their outcome was recorded",
+                r.interrupted.len()
+            );
+        }
+        if !r.undelivered.is_empty() {
+            eprintln!(
+                "recovered: delivering {} webhook event(s) left from an earlier run",
+                r.undelivered.len()
+            );
+        }
+        Ok(manager)
+    }
+}
+
+/// Shuts the manager down and reports webhooks left for the next start.
+pub async fn finish(manager: AgentStateManager, drain: Duration) {
+    let summary = manager.shutdown(drain).await;
+    if summary.undelivered_webhooks > 0 {
+        eprintln!(
+            "{} webhook event(s) are still waiting; they will be delivered on the next start",
+            summary.undelivered_webhooks
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! `cxone-agent-state sim-server`: the simulated tenant over real HTTP, on the wall clock.
+//!
+//! Prints `sim-server listening on http://HOST:PORT` as its first stdout line, then one JSON line
+//! `{"baseUrl","clientId","agents","ratePerMinute","burst"}`, and serves until Ctrl-C (or, with
+//! `--exit-on-stdin-eof`, until stdin is closed).
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use cxone_agent_state::sim_server;
+use cxone_agent_state_core::sim::{AgentPlan, RandomFaults, SimConfig, SimTenant, Window};
+use tokio::sync::oneshot;
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// Options of `sim-server`.
+#[derive(Args)]
+pub struct SimServerArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Number of agents, `agent-0001`…, each on shift from an hour ago for 24 hours, with no breaks
+    /// (add agents with breaks through `POST /admin/agents`).
+    #[arg(long, default_value_t = 100)]
+    agents: usize,
+    /// The tenant's rate limit in requests per minute.
+    #[arg(long, default_value_t = 100)]
+    rate_limit: u32,
+    /// The tenant's burst (token-bucket capacity) [default: rate limit / 60, at least 1]. Clients are not
+    /// told it: they learn it from 429 answers.
+    #[arg(long)]
+    burst: Option<u32>,
+    /// Seed of tokens and random faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The accepted OAuth client id.
+    #[arg(long, default_value = "sim-client")]
+    client_id: String,
+    /// The accepted OAuth client secret (a built-in default applies; its value is not shown here).
+    #[arg(long, default_value = "sim-secret", hide_default_value = true)]
+    client_secret: String,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_ttl: u64,
+    /// Added latency of every answer, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    latency_ms: u64,
+    /// Extra latency drawn uniformly in [0, N) milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_jitter_ms: u64,
+    /// Share of API requests (not token requests) that meet a random fault (5xx, 429, slow, malformed,
+    /// dropped connection, revoked token).
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// `mandatoryBreakRequired` turns true this many seconds before a break starts.
+    #[arg(long, default_value_t = 300)]
+    break_notice_secs: u64,
+    /// Also stop when stdin is closed (for a parent process that spawns the server).
+    #[arg(long)]
+    exit_on_stdin_eof: bool,
+}
+
+impl fmt::Debug for SimServerArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimServerArgs")
+            .field("listen", &self.listen)
+            .field("agents", &self.agents)
+            .field("rate_limit", &self.rate_limit)
+            .field("burst", &self.burst)
+            .field("seed", &self.seed)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("token_ttl", &self.token_ttl)
+            .field("latency_ms", &self.latency_ms)
+            .field("latency_jitter_ms", &self.latency_jitter_ms)
+            .field("fault_rate", &self.fault_rate)
+            .field("break_notice_secs", &self.break_notice_secs)
+            .field("exit_on_stdin_eof", &self.exit_on_stdin_eof)
+            .finish()
+    }
+}
+
+impl SimServerArgs {
+    fn burst(&self) -> u32 {
+        self.burst.unwrap_or((self.rate_limit / 60).max(1))
+    }
+
+    fn config(&self) -> anyhow::Result<SimConfig> {
+        anyhow::ensure!(self.rate_limit > 0, "--rate-limit must be at least 1");
+        anyhow::ensure!(self.burst() > 0, "--burst must be at least 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.fault_rate),
+            "--fault-rate must be between 0 and 1"
+        );
+        anyhow::ensure!(self.token_ttl > 0, "--token-ttl must be at least 1");
+        anyhow::ensure!(!self.client_id.is_empty(), "--client-id must not be empty");
+        Ok(SimConfig {
+            seed: self.seed,
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            token_ttl_s: self.token_ttl,
+            rate_per_minute: self.rate_limit,
+            burst: self.burst(),
+            latency_ms: self.latency_ms,
+            latency_jitter_ms: self.latency_jitter_ms,
+            break_notice_ms: self.break_notice_secs.saturating_mul(1000),
+            faults: RandomFaults {
+                rate: self.fault_rate,
+                kinds: RandomFaults::default_kinds(),
+            },
+        })
+    }
+
+    fn tenant(&self, now_ms: u64) -> anyhow::Result<SimTenant> {
+        let mut tenant = SimTenant::new(self.config()?);
+        let shift = Window {
+            start_ms: now_ms.saturating_sub(HOUR_MS),
+            end_ms: now_ms.saturating_add(23 * HOUR_MS),
+        };
+        for i in 0..self.agents {
+            tenant.add_agent(AgentPlan {
+                user_id: format!("agent-{:04}", i + 1),
+                shifts: vec![shift],
+                breaks: Vec::new(),
+            });
+        }
+        Ok(tenant)
+    }
+}
+
+/// Serves the simulated tenant until Ctrl-C (or stdin EOF with `--exit-on-stdin-eof`).
+pub fn run(args: &SimServerArgs) -> anyhow::Result<ExitCode> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis() as u64;
+    let tenant = args.tenant(now_ms)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let result = runtime.block_on(serve(args, tenant));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn serve(args: &SimServerArgs, tenant: SimTenant) -> anyhow::Result<ExitCode> {
+    let handle = sim_server::start(args.listen, tenant)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let base_url = handle.base_url();
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "sim-server listening on {base_url}")?;
+        let info = serde_json::json!({
+            "baseUrl": base_url,
+            "clientId": args.client_id,
+            "agents": args.agents,
+            "ratePerMinute": args.rate_limit,
+            "burst": args.burst(),
+        });
+        writeln!(out, "{info}")?;
+        out.flush()?;
+    }
+    let stdin_closed = if args.exit_on_stdin_eof {
+        Some(watch_stdin_eof()?)
+    } else {
+        None
+    };
+    let stdin_closed = async {
+        match stdin_closed {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            r.context("cannot listen for Ctrl-C")?;
+            eprintln!("sim-server: interrupted, stopping");
+        }
+        () = stdin_closed => eprintln!("sim-server: stdin closed, stopping"),
+    }
+    handle.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads (and discards) stdin on a plain thread, which never blocks the runtime's shutdown, and signals EOF.
+fn watch_stdin_eof() -> anyhow::Result<oneshot::Receiver<()>> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("sim-server-stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(());
+        })
+        .context("cannot watch stdin")?;
+    Ok(rx)
+}

@@ -1,0 +1,205 @@
+//! Human-readable (and CSV) renderings of a compliance report.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use cxone_agent_state_core::ComplianceReport;
+
+/// A two-column table.
+pub fn table(header: [&str; 2]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    t
+}
+
+/// A right-aligned cell.
+pub fn right(s: impl ToString) -> Cell {
+    Cell::new(s.to_string()).set_alignment(CellAlignment::Right)
+}
+
+/// Prints the report's figures, failures by code, counts per state and an agent summary.
+pub fn print_report(r: &ComplianceReport) {
+    let mut t = table(["compliance report", "value"]);
+    let rows: Vec<(&str, String)> = vec![
+        ("total transitions", r.total_transitions.to_string()),
+        ("succeeded", r.success_count.to_string()),
+        ("failed", r.failure_count.to_string()),
+        ("policy violations blocked", r.violation_count.to_string()),
+        (
+            "violation frequency",
+            format!("{:.2} %", r.violation_frequency * 100.0),
+        ),
+        ("average latency", format!("{} ms", r.average_latency_ms)),
+        (
+            "latency p50 / p95 / p99 / max",
+            format!(
+                "{} / {} / {} / {} ms",
+                r.latency.p50_ms, r.latency.p95_ms, r.latency.p99_ms, r.latency.max_ms
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![Cell::new(k), right(v)]);
+    }
+    println!("{t}");
+
+    if !r.failures_by_code.is_empty() {
+        let mut t = table(["failures by code", "count"]);
+        for (code, n) in &r.failures_by_code {
+            t.add_row(vec![Cell::new(code), right(n)]);
+        }
+        println!("{t}");
+    }
+
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["requested state", "attempts", "accepted"]);
+    for (state, c) in &r.per_state {
+        t.add_row(vec![
+            Cell::new(state),
+            right(c.attempts),
+            right(c.successes),
+        ]);
+    }
+    println!("{t}");
+
+    let utils: Vec<f64> = r.agents.iter().filter_map(|a| a.utilization).collect();
+    let idle: Vec<u64> = r.agents.iter().map(|a| a.cumulative_idle_ms).collect();
+    let mut t = table(["agents", "value"]);
+    t.add_row(vec![
+        Cell::new("agents with a state"),
+        right(r.agents.len()),
+    ]);
+    if !utils.is_empty() {
+        let mean = utils.iter().sum::<f64>() / utils.len() as f64;
+        let min = utils.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = utils.iter().copied().fold(0.0, f64::max);
+        t.add_row(vec![
+            Cell::new("utilization mean / min / max"),
+            right(format!(
+                "{:.1} % / {:.1} % / {:.1} %",
+                mean * 100.0,
+                min * 100.0,
+                max * 100.0
+            )),
+        ]);
+    }
+    if !idle.is_empty() {
+        let mean = idle.iter().sum::<u64>() / idle.len() as u64;
+        t.add_row(vec![
+            Cell::new("cumulative idle per agent (mean)"),
+            right(format!("{:.1} min", mean as f64 / 60_000.0)),
+        ]);
+    }
+    println!("{t}");
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The report as `section,key,value` CSV rows (with a header).
+pub fn report_csv(r: &ComplianceReport) -> String {
+    let mut rows: Vec<(String, String, String)> = vec![
+        (
+            "summary".into(),
+            "totalTransitions".into(),
+            r.total_transitions.to_string(),
+        ),
+        (
+            "summary".into(),
+            "successCount".into(),
+            r.success_count.to_string(),
+        ),
+        (
+            "summary".into(),
+            "failureCount".into(),
+            r.failure_count.to_string(),
+        ),
+        (
+            "summary".into(),
+            "violationCount".into(),
+            r.violation_count.to_string(),
+        ),
+        (
+            "summary".into(),
+            "violationFrequency".into(),
+            r.violation_frequency.to_string(),
+        ),
+        (
+            "summary".into(),
+            "averageLatencyMs".into(),
+            r.average_latency_ms.to_string(),
+        ),
+        (
+            "latency".into(),
+            "p50Ms".into(),
+            r.latency.p50_ms.to_string(),
+        ),
+        (
+            "latency".into(),
+            "p95Ms".into(),
+            r.latency.p95_ms.to_string(),
+        ),
+        (
+            "latency".into(),
+            "p99Ms".into(),
+            r.latency.p99_ms.to_string(),
+        ),
+        (
+            "latency".into(),
+            "maxMs".into(),
+            r.latency.max_ms.to_string(),
+        ),
+    ];
+    for (code, n) in &r.failures_by_code {
+        rows.push(("failuresByCode".into(), code.clone(), n.to_string()));
+    }
+    for (state, c) in &r.per_state {
+        rows.push((
+            format!("state:{state}"),
+            "attempts".into(),
+            c.attempts.to_string(),
+        ));
+        rows.push((
+            format!("state:{state}"),
+            "successes".into(),
+            c.successes.to_string(),
+        ));
+    }
+    for a in &r.agents {
+        let section = format!("agent:{}", a.user_id);
+        rows.push((
+            section.clone(),
+            "currentState".into(),
+            a.current_state.clone(),
+        ));
+        rows.push((
+            section.clone(),
+            "cumulativeIdleMs".into(),
+            a.cumulative_idle_ms.to_string(),
+        ));
+        rows.push((
+            section.clone(),
+            "trackedMs".into(),
+            a.tracked_ms.to_string(),
+        ));
+        rows.push((
+            section,
+            "utilization".into(),
+            a.utilization.map_or(String::new(), |u| u.to_string()),
+        ));
+    }
+    let mut out = String::from("section,key,value\n");
+    for (a, b, c) in rows {
+        out.push_str(&format!(
+            "{},{},{}\n",
+            csv_field(&a),
+            csv_field(&b),
+            csv_field(&c)
+        ));
+    }
+    out
+}

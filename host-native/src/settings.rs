@@ -1,0 +1,269 @@
+//! Settings from the environment names the reference module uses, plus our additions.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `CXONE_DOMAIN` | tenant domain; the base URL defaults to `https://{domain}.api.nice.incontact.com` |
+//! | `CXONE_CLIENT_ID`, `CXONE_CLIENT_SECRET` | OAuth client credentials |
+//! | `CXONE_BASE_URL` | API base URL (overrides the domain) |
+//! | `CXONE_TOKEN_URL` | token endpoint (default `{base}/oauth2/token`) |
+//! | `CXONE_RATE_LIMIT_PER_MIN` | the tenant's request budget (default 100) |
+//! | `CXONE_AUDIT_LOG` | the durable audit log (JSON Lines) |
+//! | `WORKFORCE_WEBHOOK_URL`, `WORKFORCE_WEBHOOK_SECRET` | webhook receiver and its HMAC key |
+//! | `TARGET_USER_ID` | the default agent of `transition` (read by the CLI) |
+//!
+//! Command-line flags override the environment. Errors name the setting, never a secret's value.
+
+use std::path::PathBuf;
+
+use cxone_agent_state_core::{EngineConfig, OutboxConfig, RateLimit, Secret};
+
+use crate::manager::ManagerConfig;
+
+/// A missing or invalid setting. The message names the variable (and flag) but never echoes a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// A required setting is not set.
+    #[error("missing setting {name} (set the environment variable or pass {flag})")]
+    Missing {
+        /// The environment variable.
+        name: &'static str,
+        /// The equivalent flag.
+        flag: &'static str,
+    },
+    /// A setting is set but unusable.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// The environment variable.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Every setting, each optional until [`into_config`](Settings::into_config) checks them.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// `CXONE_DOMAIN`.
+    pub domain: Option<String>,
+    /// `CXONE_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// `CXONE_CLIENT_SECRET`.
+    pub client_secret: Option<Secret>,
+    /// `CXONE_BASE_URL`.
+    pub base_url: Option<String>,
+    /// `CXONE_TOKEN_URL`.
+    pub token_url: Option<String>,
+    /// `CXONE_RATE_LIMIT_PER_MIN`.
+    pub rate_limit_per_min: Option<u32>,
+    /// `CXONE_AUDIT_LOG`.
+    pub audit_log: Option<PathBuf>,
+    /// `WORKFORCE_WEBHOOK_URL`.
+    pub webhook_url: Option<String>,
+    /// `WORKFORCE_WEBHOOK_SECRET`.
+    pub webhook_secret: Option<Secret>,
+    /// Seed of the engine's jitter and ids; random when unset.
+    pub seed: Option<u64>,
+    /// Per-request timeout in ms (default 10 000).
+    pub request_timeout_ms: Option<u64>,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (an environment, a map in tests). Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let rate_limit_per_min = match get("CXONE_RATE_LIMIT_PER_MIN") {
+            None => None,
+            Some(v) => Some(v.trim().parse().map_err(|_| SettingsError::Invalid {
+                name: "CXONE_RATE_LIMIT_PER_MIN",
+                reason: "not a whole number".into(),
+            })?),
+        };
+        Ok(Self {
+            domain: get("CXONE_DOMAIN"),
+            client_id: get("CXONE_CLIENT_ID"),
+            client_secret: get("CXONE_CLIENT_SECRET").map(Secret::new),
+            base_url: get("CXONE_BASE_URL"),
+            token_url: get("CXONE_TOKEN_URL"),
+            rate_limit_per_min,
+            audit_log: get("CXONE_AUDIT_LOG").map(PathBuf::from),
+            webhook_url: get("WORKFORCE_WEBHOOK_URL"),
+            webhook_secret: get("WORKFORCE_WEBHOOK_SECRET").map(Secret::new),
+            seed: None,
+            request_timeout_ms: None,
+        })
+    }
+
+    /// Checks the settings and builds a manager configuration.
+    pub fn into_config(self) -> Result<ManagerConfig, SettingsError> {
+        let base_url = match (&self.base_url, &self.domain) {
+            (Some(b), _) => b.trim_end_matches('/').to_owned(),
+            (None, Some(d)) => {
+                let ok = !d.is_empty()
+                    && d.len() <= 63
+                    && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !ok {
+                    return Err(SettingsError::Invalid {
+                        name: "CXONE_DOMAIN",
+                        reason: "a tenant domain is letters, digits and '-' only".into(),
+                    });
+                }
+                format!("https://{d}.api.nice.incontact.com")
+            }
+            (None, None) => {
+                return Err(SettingsError::Missing {
+                    name: "CXONE_DOMAIN",
+                    flag: "--domain or --base-url",
+                })
+            }
+        };
+        let client_id = self.client_id.ok_or(SettingsError::Missing {
+            name: "CXONE_CLIENT_ID",
+            flag: "--client-id",
+        })?;
+        let client_secret = self.client_secret.ok_or(SettingsError::Missing {
+            name: "CXONE_CLIENT_SECRET",
+            flag: "--client-secret",
+        })?;
+        let mut engine = EngineConfig::new(base_url, client_id, client_secret);
+        engine.token_url = self.token_url;
+        engine.seed = self.seed.unwrap_or_else(random_seed);
+        if let Some(per_minute) = self.rate_limit_per_min {
+            if per_minute == 0 {
+                return Err(SettingsError::Invalid {
+                    name: "CXONE_RATE_LIMIT_PER_MIN",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            engine.rate_limit = RateLimit {
+                per_minute,
+                burst: None,
+            };
+        }
+        if let Some(t) = self.request_timeout_ms {
+            engine.request_timeout_ms = t;
+        }
+        engine.validate().map_err(|e| SettingsError::Invalid {
+            name: match &e {
+                cxone_agent_state_core::ConfigError::Invalid { field, .. }
+                    if field.contains("url") =>
+                {
+                    "CXONE_BASE_URL / CXONE_TOKEN_URL"
+                }
+                _ => "configuration",
+            },
+            reason: e.to_string(),
+        })?;
+        let webhook = match self.webhook_url {
+            None => None,
+            Some(url) => {
+                cxone_agent_state_core::validate_webhook_url(&url).map_err(|e| {
+                    SettingsError::Invalid {
+                        name: "WORKFORCE_WEBHOOK_URL",
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some(OutboxConfig {
+                    url,
+                    secret: self.webhook_secret,
+                    seed: engine.seed ^ 0x0b0c_5eed,
+                    ..OutboxConfig::default()
+                })
+            }
+        };
+        Ok(ManagerConfig {
+            engine,
+            audit_log: self.audit_log,
+            webhook,
+        })
+    }
+}
+
+/// A seed from the OS for a production engine (tests pass one for reproducibility).
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS has a random source");
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_reference_environment_builds_a_config() {
+        let s = Settings::from_lookup(env(&[
+            ("CXONE_DOMAIN", "acme"),
+            ("CXONE_CLIENT_ID", "id"),
+            ("CXONE_CLIENT_SECRET", "very-secret"),
+            ("CXONE_RATE_LIMIT_PER_MIN", "250"),
+            ("WORKFORCE_WEBHOOK_URL", "https://hooks.example/wfm"),
+            ("WORKFORCE_WEBHOOK_SECRET", "hook-secret"),
+        ]))
+        .unwrap();
+        let c = s.into_config().unwrap();
+        assert_eq!(c.engine.base_url, "https://acme.api.nice.incontact.com");
+        assert_eq!(
+            c.engine.token_endpoint(),
+            "https://acme.api.nice.incontact.com/oauth2/token"
+        );
+        assert_eq!(c.engine.rate_limit.per_minute, 250);
+        assert!(c.webhook.is_some());
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("very-secret") && !debug.contains("hook-secret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn missing_and_bad_settings_are_named_without_secrets() {
+        let e = Settings::from_lookup(env(&[
+            ("CXONE_DOMAIN", "acme"),
+            ("CXONE_CLIENT_SECRET", "s3"),
+        ]))
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+        assert!(e.to_string().contains("CXONE_CLIENT_ID"), "{e}");
+        let e = Settings::from_lookup(env(&[
+            ("CXONE_DOMAIN", "acme.evil.com/x"),
+            ("CXONE_CLIENT_ID", "i"),
+            ("CXONE_CLIENT_SECRET", "s3"),
+        ]))
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+        assert!(e.to_string().contains("CXONE_DOMAIN"));
+        let e = Settings::from_lookup(env(&[("CXONE_RATE_LIMIT_PER_MIN", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("CXONE_RATE_LIMIT_PER_MIN"));
+        let e = Settings::from_lookup(env(&[
+            ("CXONE_BASE_URL", "http://127.0.0.1:9"),
+            ("CXONE_CLIENT_ID", "i"),
+            ("CXONE_CLIENT_SECRET", "topsecret"),
+            ("WORKFORCE_WEBHOOK_URL", "http://hooks.example/x?token=abc"),
+        ]))
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("WORKFORCE_WEBHOOK_URL"), "{text}");
+        assert!(
+            !text.contains("topsecret") && !text.contains("token=abc"),
+            "{text}"
+        );
+    }
+}

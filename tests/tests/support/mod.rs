@@ -1,0 +1,334 @@
+//! Shared support for the end-to-end tests: the binary, a simulated tenant over real HTTP (in-process or as
+//! the `sim-server` child process), a webhook sink that can be taken down, and real-time agent plans.
+//!
+//! Every server listens on 127.0.0.1 on a free port and stops by itself (dropped handle, or the child sees
+//! its stdin close).
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use cxone_agent_state::sim_server::{self, SimServerHandle};
+use cxone_agent_state::{now_ms, ManagerConfig};
+use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant, Window};
+use cxone_agent_state_core::{EngineConfig, OutboxConfig, RateLimit, Secret};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+pub const HOUR: u64 = 3_600_000;
+pub const CLIENT_ID: &str = "sim-client";
+pub const CLIENT_SECRET: &str = "sim-secret";
+
+/// The `cxone-agent-state` binary, built on first use if this test run has not built it.
+pub fn binary() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
+    let bin = dir.join("cxone-agent-state");
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "cxone-agent-state",
+                "--bin",
+                "cxone-agent-state",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binary failed");
+    });
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// An agent on shift from an hour ago for a day, with no breaks (real time).
+pub fn on_shift(user: &str) -> AgentPlan {
+    let now = now_ms();
+    AgentPlan {
+        user_id: user.into(),
+        shifts: vec![Window {
+            start_ms: now - HOUR,
+            end_ms: now + 23 * HOUR,
+        }],
+        breaks: vec![],
+    }
+}
+
+/// An agent on shift whose mandatory break is running now (real time).
+pub fn on_break(user: &str) -> AgentPlan {
+    let now = now_ms();
+    AgentPlan {
+        breaks: vec![Window {
+            start_ms: now - 60_000,
+            end_ms: now + HOUR,
+        }],
+        ..on_shift(user)
+    }
+}
+
+/// An agent with no shift.
+pub fn unscheduled(user: &str) -> AgentPlan {
+    AgentPlan {
+        user_id: user.into(),
+        shifts: vec![],
+        breaks: vec![],
+    }
+}
+
+/// A simulated tenant over real HTTP, in this process.
+pub async fn sim(agents: Vec<AgentPlan>, tweak: impl FnOnce(&mut SimConfig)) -> SimServerHandle {
+    let mut config = SimConfig {
+        latency_ms: 2,
+        latency_jitter_ms: 0,
+        rate_per_minute: 6_000,
+        burst: 100,
+        ..SimConfig::default()
+    };
+    tweak(&mut config);
+    let mut tenant = SimTenant::new(config);
+    for a in agents {
+        tenant.add_agent(a);
+    }
+    sim_server::start(SocketAddr::from(([127, 0, 0, 1], 0)), tenant)
+        .await
+        .expect("the simulated tenant starts")
+}
+
+/// A manager configuration for a simulated tenant at `base_url`, with a fixed seed.
+pub fn config(base_url: &str, audit_log: Option<PathBuf>) -> ManagerConfig {
+    let mut engine = EngineConfig::new(base_url, CLIENT_ID, Secret::new(CLIENT_SECRET));
+    engine.seed = 7;
+    engine.rate_limit = RateLimit {
+        per_minute: 6_000,
+        burst: None,
+    };
+    engine.request_timeout_ms = 2_000;
+    // Short backoffs keep real-time tests quick; the schedule's shape is what the core tests pin.
+    engine.retry.base_ms = 100;
+    engine.retry.jitter_ms = 50;
+    ManagerConfig {
+        engine,
+        audit_log,
+        webhook: None,
+    }
+}
+
+/// A webhook configuration for a sink, with short backoffs.
+pub fn webhook(url: &str, secret: Option<&str>) -> OutboxConfig {
+    OutboxConfig {
+        url: url.into(),
+        secret: secret.map(Secret::new),
+        base_backoff_ms: 100,
+        max_backoff_ms: 500,
+        jitter_ms: 50,
+        timeout_ms: 1_000,
+        ..OutboxConfig::default()
+    }
+}
+
+/// The `sim-server` binary as a child process; it exits when this handle (its stdin) is dropped.
+pub struct SimProcess {
+    child: Child,
+    /// Its base URL.
+    pub base_url: String,
+}
+
+impl SimProcess {
+    /// Starts `sim-server` with extra flags and waits for its first line.
+    pub fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(binary())
+            .args([
+                "sim-server",
+                "--listen",
+                "127.0.0.1:0",
+                "--exit-on-stdin-eof",
+            ])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sim-server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped"))
+            .read_line(&mut line)
+            .expect("sim-server prints its URL");
+        let base_url = line
+            .trim()
+            .strip_prefix("sim-server listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, base_url }
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET an admin endpoint as JSON.
+pub async fn admin_get(base: &str, path: &str) -> Value {
+    let text = reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("admin GET")
+        .text()
+        .await
+        .expect("admin body");
+    serde_json::from_str(&text).expect("admin JSON")
+}
+
+/// POST JSON to an admin endpoint.
+pub async fn admin_post(base: &str, path: &str, body: &Value) -> Value {
+    let text = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("admin POST")
+        .text()
+        .await
+        .expect("admin body");
+    serde_json::from_str(&text).expect("admin JSON")
+}
+
+/// One delivery the sink saw.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// `X-Event-Id`.
+    pub event_id: String,
+    /// `X-Signature-256`, if any.
+    pub signature: Option<String>,
+    /// The body.
+    pub body: Value,
+    /// The raw body.
+    pub raw: Vec<u8>,
+}
+
+/// A webhook receiver on loopback that records deliveries; while `down`, it answers 503 (and counts).
+pub struct WebhookSink {
+    /// `http://127.0.0.1:PORT/hook`.
+    pub url: String,
+    /// Accepted deliveries (2xx answered), in arrival order.
+    pub received: Arc<Mutex<Vec<Delivery>>>,
+    /// While true, every delivery gets 503.
+    pub down: Arc<AtomicBool>,
+    /// Deliveries refused while down.
+    pub refused: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WebhookSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WebhookSink {
+    /// Starts the sink.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let down = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicU64::new(0));
+        let (r, d, f) = (received.clone(), down.clone(), refused.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (r, d, f) = (r.clone(), d.clone(), f.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (r, d, f) = (r.clone(), d.clone(), f.clone());
+                        async move {
+                            let header = |n: &str| {
+                                req.headers()
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_owned)
+                            };
+                            let event_id = header("x-event-id").unwrap_or_default();
+                            let signature = header("x-signature-256");
+                            let raw = req.into_body().collect().await.map(|b| b.to_bytes());
+                            let raw = raw.map(|b| b.to_vec()).unwrap_or_default();
+                            let status = if d.load(Ordering::SeqCst) {
+                                f.fetch_add(1, Ordering::SeqCst);
+                                503
+                            } else {
+                                r.lock().unwrap().push(Delivery {
+                                    event_id,
+                                    signature,
+                                    body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+                                    raw,
+                                });
+                                200
+                            };
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            received,
+            down,
+            refused,
+            task,
+        }
+    }
+
+    /// The distinct event ids received so far.
+    pub fn ids(&self) -> std::collections::BTreeSet<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.event_id.clone())
+            .collect()
+    }
+}
+
+/// Waits (polling) until `f` holds or `timeout_ms` passes; returns whether it held.
+pub async fn eventually(timeout_ms: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
