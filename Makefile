@@ -38,9 +38,11 @@ wasm-check:
 	  test -n "$$native"; \
 	  node scripts/wasm-check.mjs $(WASM_PROBE) 20 7 "$$native"
 
-## Criterion benches: engine throughput and a 1,000-agent day, each with a same-run baseline ratio.
+## Criterion benches: engine throughput and a 1,000-agent day, each with a same-run baseline ratio; then a
+## 1,000-agent burst against sim-server over loopback, judged against the tenant's rate bound.
 bench:
 	$(CARGO) bench -p cxone-agent-state-core --bench engine
+	$(CARGO) bench -p cxone-agent-state --bench loopback
 
 ## Rewrites the generated vectors after an intended change (review the diff).
 vectors:
