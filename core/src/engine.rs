@@ -47,9 +47,14 @@ pub enum Command {
         state: String,
     },
     /// Finish a change that was journaled ([`Event::ChangeIntent`]) but whose outcome was never recorded,
-    /// e.g. after a crash: it runs like a transition (policy is checked again) and sends the journaled
-    /// `Idempotency-Key`, so a tenant that already applied the change answers from its replay cache
-    /// instead of applying it twice.
+    /// e.g. after a crash. It is sent again with the journaled `Idempotency-Key`, so a tenant that already
+    /// applied it answers from its replay cache instead of applying it twice.
+    ///
+    /// Policy: the journaled change passed its checks at `journaled_at_ms`. While that is no older than
+    /// `policy_max_age_ms` (the freshness every send is held to), the change is re-sent as it was, so a
+    /// change the tenant had already accepted is recorded as the success it was. An older intent is
+    /// checked again first; if policy now refuses it, the refusal is recorded with a note that the earlier
+    /// send may have reached the tenant (the seed API offers no way to ask).
     #[serde(rename_all = "camelCase")]
     Resume {
         /// The agent.
@@ -58,6 +63,9 @@ pub enum Command {
         state: String,
         /// The key the interrupted change was sent with.
         idempotency_key: String,
+        /// When the change was journaled (its [`ChangeIntent::at_ms`]); `None` if unknown (checked again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        journaled_at_ms: Option<u64>,
     },
 }
 
@@ -134,6 +142,8 @@ struct Transition {
     auth_resent: bool,
     idempotency_key: Option<String>,
     set_state_sent: bool,
+    /// Started by [`Command::Resume`] with a journaled key.
+    resumed: bool,
     schedule_ok: bool,
     break_checked_ms: Option<u64>,
 }
@@ -253,11 +263,12 @@ impl Engine {
                 user_id,
                 state,
                 idempotency_key,
+                journaled_at_ms,
             }) => Some(self.start_command(
                 now_ms,
                 user_id,
                 state,
-                Mode::Change(Some(idempotency_key)),
+                Mode::Change(Some((idempotency_key, journaled_at_ms))),
             )),
             Input::Response(r) => {
                 self.handle_response(now_ms, r);
@@ -296,12 +307,13 @@ impl Engine {
         user_id: &str,
         state: &str,
         idempotency_key: &str,
+        journaled_at_ms: Option<u64>,
     ) -> TransitionId {
         self.start_command(
             now_ms,
             user_id.to_owned(),
             state.to_owned(),
-            Mode::Change(Some(idempotency_key.to_owned())),
+            Mode::Change(Some((idempotency_key.to_owned(), journaled_at_ms))),
         )
     }
 
@@ -426,9 +438,9 @@ impl Engine {
         let id = TransitionId(self.next_transition);
         self.next_transition += 1;
         let validate_only = matches!(mode, Mode::Validate);
-        let given_key = match &mode {
-            Mode::Change(Some(k)) => Some(k.clone()),
-            _ => None,
+        let (given_key, journaled_at_ms) = match &mode {
+            Mode::Change(Some((k, at))) => (Some(k.clone()), *at),
+            _ => (None, None),
         };
         let parsed = UserId::parse(&user_raw)
             .and_then(|u| Ok((u, AgentState::parse(&state_raw)?)))
@@ -463,9 +475,11 @@ impl Engine {
             }
         };
         let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
+        let fresh_journal = journaled_at_ms
+            .is_some_and(|at| at <= now_ms && now_ms - at <= self.config.policy_max_age_ms);
         let idempotency_key = match mode {
             Mode::Validate => None,
-            Mode::Change(Some(k)) => Some(k),
+            Mode::Change(Some((k, _))) => Some(k),
             Mode::Change(None) => Some(self.rng.uuid().to_string()),
         };
         self.transitions.insert(
@@ -483,8 +497,11 @@ impl Engine {
                 auth_resent: false,
                 idempotency_key,
                 set_state_sent: false,
-                schedule_ok: false,
-                break_checked_ms: None,
+                resumed: given_key.is_some(),
+                // A resumed change whose checks are still fresh goes straight to the send; the send-time
+                // freshness rule in `pump` still applies to its break check.
+                schedule_ok: fresh_journal,
+                break_checked_ms: journaled_at_ms.filter(|_| fresh_journal),
             },
         );
         let queue = self.agent_queues.entry(user).or_default();
@@ -951,6 +968,15 @@ impl Engine {
             return;
         };
         let latency_ms = now_ms.saturating_sub(t.started_ms);
+        let result = match result {
+            Err(mut e) if t.resumed && !t.set_state_sent => {
+                e.message.push_str(
+                    " (a resumed change: its send before the interruption may have reached the tenant)",
+                );
+                Err(e)
+            }
+            r => r,
+        };
         if t.validate_only {
             let result = result.map(|()| t.reason_code.clone());
             self.emit_validation(now_ms, id, t.user.as_str(), t.state.as_str(), result);
@@ -965,7 +991,12 @@ impl Engine {
                     result,
                     latency_ms,
                     attempts: t.attempts,
-                    idempotency_key: t.idempotency_key.clone().filter(|_| t.set_state_sent),
+                    // A resumed change records its journaled key even if it was refused before sending,
+                    // so the journal entry counts as settled and is not resumed again on the next start.
+                    idempotency_key: t
+                        .idempotency_key
+                        .clone()
+                        .filter(|_| t.set_state_sent || t.resumed),
                 },
             );
         }
@@ -1022,9 +1053,10 @@ impl Engine {
                     at_ms: now_ms,
                 })));
         }
+        let record_id = self.rng.uuid().to_string();
         let record = AuditRecord {
             seq: 0,
-            id: self.rng.uuid().to_string(),
+            id: record_id.clone(),
             timestamp: iso8601(now_ms),
             user_id: a.user_id.clone(),
             previous_state: previous.as_ref().map(|p| p.state.clone()),
@@ -1036,7 +1068,7 @@ impl Engine {
             error_code,
             error_message: error.map(|e| e.message.clone()),
             attempts: a.attempts,
-            idempotency_key: a.idempotency_key,
+            idempotency_key: a.idempotency_key.clone(),
             prev_hash: String::new(),
             hash: String::new(),
         };
@@ -1066,7 +1098,7 @@ impl Engine {
                     })));
                 let payload = WebhookPayload {
                     event: AGENT_STATE_CHANGED.to_owned(),
-                    event_id: self.rng.uuid().to_string(),
+                    event_id: webhook_event_id(a.idempotency_key.as_deref().unwrap_or(&record_id)),
                     timestamp: iso8601(now_ms),
                     data: WebhookData {
                         user_id: a.user_id,
@@ -1100,8 +1132,8 @@ impl Engine {
 enum Mode {
     /// A policy check only.
     Validate,
-    /// A change, with the idempotency key of a resumed one.
-    Change(Option<String>),
+    /// A change; for a resumed one, its journaled idempotency key and journal time.
+    Change(Option<(String, Option<u64>)>),
 }
 
 fn valid_idempotency_key(key: &str) -> bool {
@@ -1128,6 +1160,18 @@ struct Attempt {
 /// How often one transition may wait for a token fetch: the first fetch, a refresh after a 401, and a
 /// couple of expiries during long outages.
 const MAX_TOKEN_WAITS: u32 = 4;
+
+/// The webhook event id of a change: derived from its idempotency key, so a change that is resumed after a
+/// crash (and announced again) carries the same id and receivers dedupe it.
+fn webhook_event_id(change_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("cxone-agent-state/webhook/{change_key}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
 
 fn is_transient(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)

@@ -174,7 +174,8 @@ pub struct ValidationCompleted {
 pub struct WebhookPayload {
     /// Always `AGENT_STATE_CHANGED`.
     pub event: String,
-    /// A unique id for receivers to dedupe on (added).
+    /// A unique id for receivers to dedupe on (added). It is derived from the change's idempotency key, so
+    /// the same change announced twice (after a crash and resume) carries the same id.
     pub event_id: String,
     /// RFC 3339 with milliseconds.
     pub timestamp: String,

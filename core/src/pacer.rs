@@ -12,9 +12,10 @@ pub struct RateLimit {
     ///
     /// A client is told a per-minute quota but not the burst the tenant's limiter allows. Bursting a whole
     /// minute's worth meets a 429 storm at any gateway whose bucket is smaller; one second's worth is the
-    /// smallest burst common gateways configure for such a quota, so it never overruns a limiter the client
-    /// cannot see, and costs at most one second against the fastest possible schedule. Set it when the
-    /// tenant's burst is known.
+    /// smallest burst common gateways configure for such a quota, so it stays under a limiter the client
+    /// cannot see (network jitter aside: requests that bunch up in transit can still meet an occasional
+    /// 429, which then pauses the whole pacer), and costs at most one second against the fastest possible
+    /// schedule. Set it when the tenant's burst is known.
     pub burst: Option<u32>,
 }
 

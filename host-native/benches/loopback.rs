@@ -49,11 +49,7 @@ async fn run(agents: usize, quick: bool) {
         .await
         .expect("sim-server starts");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut engine = EngineConfig::new(
-        server.base_url(),
-        "sim-client",
-        Secret::new("sim-secret"),
-    );
+    let mut engine = EngineConfig::new(server.base_url(), "sim-client", Secret::new("sim-secret"));
     engine.rate_limit = RateLimit {
         per_minute: RATE_PER_MIN,
         burst: None,
@@ -74,7 +70,11 @@ async fn run(agents: usize, quick: bool) {
     for (i, u) in users.iter().enumerate() {
         let m = Arc::clone(&manager);
         let user = u.clone();
-        let state = if i % 4 == 0 { "READY" } else { ["NOT_READY", "PAUSED", "IDLE"][i % 3] };
+        let state = if i % 4 == 0 {
+            "READY"
+        } else {
+            ["NOT_READY", "PAUSED", "IDLE"][i % 3]
+        };
         tasks.spawn(async move { m.transition_state(&user, state).await.is_ok() });
     }
     let mut ok = 0usize;
@@ -85,7 +85,12 @@ async fn run(agents: usize, quick: bool) {
     let manager = Arc::into_inner(manager).expect("all done");
     manager.shutdown(Duration::from_secs(1)).await;
 
-    let truth = server.tenant().lock().expect("tenant").ground_truth().clone();
+    let truth = server
+        .tenant()
+        .lock()
+        .expect("tenant")
+        .ground_truth()
+        .clone();
     let requests = truth.total_requests;
     let per_ms = f64::from(RATE_PER_MIN) / 60_000.0;
     let bound_ms = requests.saturating_sub(u64::from(TENANT_BURST)) as f64 / per_ms;
@@ -99,7 +104,10 @@ async fn run(agents: usize, quick: bool) {
         "successes: {ok}/{agents} ({:.1} %)   [target: all]",
         ok as f64 * 100.0 / agents as f64
     );
-    println!("429s sent by the tenant: {}   [target: 0]", truth.rate_limited);
+    println!(
+        "429s sent by the tenant: {}   [target: 0]",
+        truth.rate_limited
+    );
     println!(
         "API requests per transition: {per_transition:.3} ({requests} requests, {} tokens)   [target: ≤ 2.3; the reference needs 3 + a token per caller]",
         truth.tokens_issued

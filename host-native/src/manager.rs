@@ -167,7 +167,7 @@ impl AgentStateManager {
         };
         let now = now_ms();
         for i in &recovery.interrupted {
-            engine.resume(now, &i.user_id, &i.state, &i.idempotency_key);
+            engine.resume(now, &i.user_id, &i.state, &i.idempotency_key, Some(i.at_ms));
         }
         let (requests, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);

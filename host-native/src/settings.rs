@@ -41,6 +41,19 @@ pub enum SettingsError {
     },
 }
 
+impl SettingsError {
+    /// The stable code: `INVALID_WEBHOOK_URL` for a refused webhook URL, `INVALID_CONFIG` otherwise.
+    pub fn code(&self) -> cxone_agent_state_core::ErrorCode {
+        match self {
+            Self::Invalid {
+                name: "WORKFORCE_WEBHOOK_URL",
+                ..
+            } => cxone_agent_state_core::ErrorCode::InvalidWebhookUrl,
+            _ => cxone_agent_state_core::ErrorCode::InvalidConfig,
+        }
+    }
+}
+
 /// Every setting, each optional until [`into_config`](Settings::into_config) checks them.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {

@@ -833,7 +833,7 @@ mod tests {
         let mut client = Client::connect(&handle).await;
         let tok = token(&mut client).await;
         let bearer = format!("Bearer {tok}");
-        let rule = json!({ "endpoint": "schedule", "fault": { "kind": "slow", "extra_ms": 300 }, "times": 1 });
+        let rule = json!({ "endpoint": "schedule", "fault": { "kind": "slow", "extraMs": 300 }, "times": 1 });
         let r = client
             .send("POST", "/admin/faults", &[], &rule.to_string())
             .await

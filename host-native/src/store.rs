@@ -379,12 +379,12 @@ fn write_batch(files: &mut Files, batch: &Batch) -> io::Result<()> {
         }
         out
     }
-    // One write per file, so a crash tears at most the last line.
+    // One write per file, so a crash tears at most the last line. Order: journal, outbox, audit. A crash
+    // after the outbox write but before the audit write leaves a webhook with no audit record; the journaled
+    // change is then resumed and announced again under the same event id (derived from its idempotency key),
+    // which the outbox and receivers dedupe. The other order could lose the webhook of an audited change.
     if !batch.intents.is_empty() {
         files.journal.write_all(&lines(&batch.intents))?;
-    }
-    if !batch.audit.is_empty() {
-        files.audit.write_all(&lines(&batch.audit))?;
     }
     let outbox: Vec<OutboxLine> = batch
         .outbox
@@ -396,6 +396,9 @@ fn write_batch(files: &mut Files, batch: &Batch) -> io::Result<()> {
         .collect();
     if !outbox.is_empty() {
         files.outbox.write_all(&lines(&outbox))?;
+    }
+    if !batch.audit.is_empty() {
+        files.audit.write_all(&lines(&batch.audit))?;
     }
     Ok(())
 }

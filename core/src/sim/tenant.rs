@@ -48,7 +48,11 @@ pub enum Endpoint {
 
 /// An injected fault.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum FaultKind {
     /// Answer this status (e.g. 500, 503) without processing the request.
     Status {

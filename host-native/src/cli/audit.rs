@@ -44,14 +44,15 @@ fn verify(file: &Path) -> anyhow::Result<ExitCode> {
     match scan_log(&bytes, ChainHead::default(), |_| {}) {
         Ok(scan) => {
             torn_note(&scan);
-            println!(
+            outln!(
                 "OK: {} records, hash chain intact; head {}",
-                scan.records, scan.head.last_hash
+                scan.records,
+                scan.head.last_hash
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("FAIL: {}: {}", file.display(), describe(&e));
+            outln!("FAIL: {}: {}", file.display(), describe(&e));
             Ok(ExitCode::from(1))
         }
     }
@@ -92,12 +93,12 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     torn_note(&scan);
     let report = replay.report();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if args.csv {
-        print!("{}", tables::report_csv(&report));
+        out!("{}", tables::report_csv(&report));
     } else {
-        tables::print_report(&report);
-        println!(
+        tables::print_report(&report)?;
+        outln!(
             "rebuilt from {} records of {}",
             scan.records,
             args.audit_log.display()

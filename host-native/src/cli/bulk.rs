@@ -170,7 +170,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                 anyhow::anyhow!("cannot create {}: {e}", p.display())
             })?))
         }
-        None => Box::new(io::stdout()),
+        None => Box::new(super::Stdout),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -66,7 +66,9 @@ impl ConnectArgs {
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
         };
-        Ok(settings.into_config()?)
+        settings
+            .into_config()
+            .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))
     }
 
     /// How long to wait for the outbox at exit.

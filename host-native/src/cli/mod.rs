@@ -1,5 +1,22 @@
 //! The subcommands.
 
+/// `println!` that tolerates a closed stdout (`… | head`): output stops, the command still finishes and
+/// returns its real exit code. Other write errors propagate with `?`.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!($crate::cli::Stdout, $($t)*)?
+    }};
+}
+
+/// `print!` with the same tolerance.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!($crate::cli::Stdout, $($t)*)?
+    }};
+}
+
 pub mod audit;
 pub mod bulk;
 pub mod connect;
@@ -7,3 +24,22 @@ pub mod sim_server;
 pub mod simulate;
 pub mod tables;
 pub mod transition;
+
+/// Standard output that swallows `BrokenPipe`: a reader that went away is not an error of ours.
+pub struct Stdout;
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::io::stdout().lock().write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match std::io::stdout().lock().flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
+}

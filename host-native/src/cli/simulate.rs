@@ -109,14 +109,14 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "chainVerified": true,
         });
         value["wallTimeMs"] = serde_json::json!(elapsed.as_secs_f64() * 1000.0);
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print_tables(&summary);
-        println!(
+        print_tables(&summary)?;
+        outln!(
             "audit log: {} ({verified} records, hash chain verified)",
             args.audit_log.display()
         );
-        println!(
+        outln!(
             "simulated {:.1} h for {} agents in {:.2} s of wall time",
             (summary.finished_ms - summary.started_ms) as f64 / 3_600_000.0,
             args.agents,
@@ -147,8 +147,8 @@ fn verify_file(path: &PathBuf) -> anyhow::Result<u64> {
     Ok(n)
 }
 
-fn print_tables(s: &DaySummary) {
-    tables::print_report(&s.report);
+fn print_tables(s: &DaySummary) -> std::io::Result<()> {
+    tables::print_report(&s.report)?;
     let g = &s.ground_truth;
     let mut t = table(["simulation", "value"]);
     t.add_row(vec![Cell::new("retries scheduled"), right(s.retries)]);
@@ -156,7 +156,7 @@ fn print_tables(s: &DaySummary) {
         Cell::new("API requests per transition"),
         right(format!("{:.2}", s.api_requests_per_transition)),
     ]);
-    println!("{t}");
+    outln!("{t}");
 
     let mut t = table(["simulated tenant (ground truth)", "value"]);
     let rows: Vec<(&str, u64)> = vec![
@@ -178,5 +178,6 @@ fn print_tables(s: &DaySummary) {
     for (k, v) in rows {
         t.add_row(vec![Cell::new(k), right(v)]);
     }
-    println!("{t}");
+    outln!("{t}");
+    Ok(())
 }

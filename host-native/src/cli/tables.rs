@@ -16,7 +16,7 @@ pub fn right(s: impl ToString) -> Cell {
 }
 
 /// Prints the report's figures, failures by code, counts per state and an agent summary.
-pub fn print_report(r: &ComplianceReport) {
+pub fn print_report(r: &ComplianceReport) -> std::io::Result<()> {
     let mut t = table(["compliance report", "value"]);
     let rows: Vec<(&str, String)> = vec![
         ("total transitions", r.total_transitions.to_string()),
@@ -39,14 +39,14 @@ pub fn print_report(r: &ComplianceReport) {
     for (k, v) in rows {
         t.add_row(vec![Cell::new(k), right(v)]);
     }
-    println!("{t}");
+    outln!("{t}");
 
     if !r.failures_by_code.is_empty() {
         let mut t = table(["failures by code", "count"]);
         for (code, n) in &r.failures_by_code {
             t.add_row(vec![Cell::new(code), right(n)]);
         }
-        println!("{t}");
+        outln!("{t}");
     }
 
     let mut t = Table::new();
@@ -59,7 +59,7 @@ pub fn print_report(r: &ComplianceReport) {
             right(c.successes),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
 
     let utils: Vec<f64> = r.agents.iter().filter_map(|a| a.utilization).collect();
     let idle: Vec<u64> = r.agents.iter().map(|a| a.cumulative_idle_ms).collect();
@@ -89,7 +89,8 @@ pub fn print_report(r: &ComplianceReport) {
             right(format!("{:.1} min", mean as f64 / 60_000.0)),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
+    Ok(())
 }
 
 fn csv_field(s: &str) -> String {

@@ -59,7 +59,7 @@ pub fn run(args: &TransitionArgs) -> anyhow::Result<ExitCode> {
                 )
             }
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         Ok(code)
     })
 }

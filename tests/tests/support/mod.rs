@@ -39,17 +39,33 @@ pub fn binary() -> PathBuf {
     let bin = dir.join("cxone-agent-state");
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "cxone-agent-state",
-                "--bin",
-                "cxone-agent-state",
-            ])
-            .status()
-            .expect("cargo runs");
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "-q",
+            "-p",
+            "cxone-agent-state",
+            "--bin",
+            "cxone-agent-state",
+        ]);
+        // `cargo test` sets package variables for the test; passed on, they change build-script inputs
+        // (ring's among them) and force a rebuild of the TLS stack on every run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            let per_package = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| key.starts_with(p));
+            if per_package || key == "CARGO_TARGET_TMPDIR" || key == "OUT_DIR" {
+                build.env_remove(&key);
+            }
+        }
+        let status = build.status().expect("cargo runs");
         assert!(status.success(), "building the binary failed");
     });
     assert!(bin.exists(), "{} missing", bin.display());

@@ -1,0 +1,1585 @@
+//! End-to-end tests of the `cxone-agent-state` binary against the simulated tenant over real HTTP on
+//! 127.0.0.1: `transition`, `bulk` (including a `kill -9` halfway and a restart), `audit verify`, `report`,
+//! `sim-server` and `simulate`.
+//!
+//! The CLI and (mostly) the tenant are both real child processes. Every child starts with the inherited
+//! `CXONE_*`, `WORKFORCE_*` and `TARGET_USER_ID` variables removed, so the machine's environment cannot leak
+//! in; everything a test needs is passed explicitly.
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fmt;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use cxone_agent_state_core::sim::{AgentPlan, Endpoint, FaultKind, FaultRule};
+use serde_json::Value;
+use support::{admin_get, admin_post, SimProcess, WebhookSink, CLIENT_ID, CLIENT_SECRET};
+use tokio::io::AsyncWriteExt;
+
+/// Variables the CLI reads; removed from every child even if the scan below misses them.
+const KNOWN_VARS: &[&str] = &[
+    "CXONE_DOMAIN",
+    "CXONE_CLIENT_ID",
+    "CXONE_CLIENT_SECRET",
+    "CXONE_BASE_URL",
+    "CXONE_TOKEN_URL",
+    "CXONE_RATE_LIMIT_PER_MIN",
+    "CXONE_AUDIT_LOG",
+    "CXONE_LOG",
+    "WORKFORCE_WEBHOOK_URL",
+    "WORKFORCE_WEBHOOK_SECRET",
+    "TARGET_USER_ID",
+];
+
+/// The binary with `args`, a clean environment and no stdin.
+fn cli<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = Command::new(support::binary());
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("CXONE_") || n.starts_with("WORKFORCE_") || n == "TARGET_USER_ID" {
+            c.env_remove(&name);
+        }
+    }
+    for name in KNOWN_VARS {
+        c.env_remove(name);
+    }
+    c.args(args);
+    c
+}
+
+/// The connection flags for a simulated tenant at `base`, with a durable audit log at `audit`.
+fn connect(base: &str, audit: &Path) -> Vec<String> {
+    [
+        "--base-url",
+        base,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+        "--audit-log",
+        path_str(audit),
+        // The client paces itself to this budget; the servers below allow it.
+        "--rate-limit",
+        "6000",
+        "--webhook-drain-secs",
+        "2",
+        "--request-timeout-ms",
+        "5000",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Replaces the value of `flag` in `flags`.
+fn set_flag(flags: &mut [String], flag: &str, value: &str) {
+    let i = flags
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} not among {flags:?}"));
+    flags[i + 1] = value.to_owned();
+}
+
+/// `[a, b, ...]` + `more` as owned strings.
+fn args(head: &[&str], more: &[String]) -> Vec<String> {
+    head.iter()
+        .map(|s| (*s).to_owned())
+        .chain(more.iter().cloned())
+        .collect()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// What a finished CLI run left.
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// stdout as one JSON document.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
+    }
+
+    /// stdout as JSON Lines.
+    fn json_lines(&self) -> Vec<Value> {
+        json_lines(&self.stdout)
+    }
+
+    fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Runs a command to completion (60 s at most), feeding it `input` on stdin if given.
+async fn run_input(cmd: Command, input: Option<&[u8]>) -> Out {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("the CLI starts");
+    if let Some(bytes) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(bytes).await.expect("stdin takes the input");
+        drop(stdin);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the CLI finishes within 60 s")
+        .expect("the CLI can be waited for");
+    let out = Out {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!out.stderr.contains("panicked"), "the CLI panicked:\n{out}");
+    out
+}
+
+async fn run(cmd: Command) -> Out {
+    run_input(cmd, None).await
+}
+
+/// A simulated tenant as a child process with a generous rate limit and `agents` agents on shift.
+fn server(agents: usize, extra: &[&str]) -> SimProcess {
+    let agents = agents.to_string();
+    let mut flags = vec![
+        "--rate-limit",
+        "6000",
+        "--burst",
+        "100",
+        "--agents",
+        &agents,
+    ];
+    flags.extend_from_slice(extra);
+    SimProcess::start(&flags)
+}
+
+async fn total_requests(base: &str) -> u64 {
+    admin_get(base, "/admin/ground-truth").await["totalRequests"]
+        .as_u64()
+        .expect("totalRequests")
+}
+
+async fn agent_state(base: &str, user: &str) -> Value {
+    admin_get(base, &format!("/admin/agents/{user}")).await["state"].clone()
+}
+
+async fn add_agent(base: &str, plan: AgentPlan) {
+    let body = serde_json::to_value(plan).expect("plans serialize");
+    let r = admin_post(base, "/admin/agents", &body).await;
+    assert_eq!(r["added"], 1, "{r}");
+}
+
+/// The complete (newline-terminated) lines of a JSON Lines file.
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    json_lines(complete)
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
+fn key_of(v: &Value) -> Option<String> {
+    v["idempotencyKey"].as_str().map(str::to_owned)
+}
+
+/// Waits until nothing accepts connections on `addr` any more.
+fn port_closes(addr: SocketAddr, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn addr_of(base_url: &str) -> SocketAddr {
+    base_url
+        .strip_prefix("http://")
+        .expect("http base URL")
+        .parse()
+        .expect("base URL is host:port")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// transition
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn transition_success_prints_json_and_exits_0() {
+    let sim = server(3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+
+    let out = run(cli(args(
+        &["transition", "--user", "agent-0001", "--state", "READY"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let v = out.json();
+    assert_eq!(v["success"], true, "{out}");
+    assert_eq!(v["userId"], "agent-0001");
+    assert_eq!(v["newState"], "READY");
+    assert_eq!(v["previousState"], Value::Null);
+    assert!(v["attempts"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
+
+    // A second run on the same log continues its hash chain.
+    let out = run(cli(args(
+        &["transition", "--user", "agent-0001", "--state", "NOT_READY"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.json()["newState"], "NOT_READY");
+    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "NOT_READY");
+
+    // Both changes are in the audit log as successes carrying the keys the tenant saw.
+    let records = read_jsonl(&audit);
+    assert_eq!(records.len(), 2, "{records:?}");
+    let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
+    let accepted: Vec<String> = accepted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(key_of)
+        .collect();
+    let logged: Vec<String> = records.iter().filter_map(key_of).collect();
+    assert_eq!(accepted, logged);
+    assert!(records.iter().all(|r| r["success"] == true));
+    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+}
+
+#[tokio::test]
+async fn transition_ready_during_a_mandatory_break_exits_2() {
+    let sim = server(1, &[]);
+    add_agent(&sim.base_url, support::on_break("brk")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let out = run(cli(args(
+        &["transition", "--user", "brk", "--state", "READY"],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(2), "{out}");
+    let v = out.json();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"]["code"], "MANDATORY_BREAK_VIOLATION", "{out}");
+    assert_eq!(v["policyViolation"], true);
+    // Nothing was changed at the tenant.
+    assert_eq!(agent_state(&sim.base_url, "brk").await, Value::Null);
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["readyAcceptedDuringBreak"], 0, "{truth}");
+    assert_eq!(truth["stateChangesAccepted"], 0, "{truth}");
+    let records = read_jsonl(&audit);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["policyViolation"], true);
+    assert_eq!(records[0]["errorCode"], "MANDATORY_BREAK_VIOLATION");
+}
+
+#[tokio::test]
+async fn transition_for_an_unscheduled_agent_exits_2() {
+    let sim = server(1, &[]);
+    add_agent(&sim.base_url, support::unscheduled("ghost")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let out = run(cli(args(
+        &["transition", "--user", "ghost", "--state", "NOT_READY"],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(2), "{out}");
+    let v = out.json();
+    assert_eq!(v["error"]["code"], "AGENT_NOT_SCHEDULED", "{out}");
+    assert_eq!(v["policyViolation"], true);
+    assert_eq!(agent_state(&sim.base_url, "ghost").await, Value::Null);
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["acceptedWhileUnscheduled"], 0, "{truth}");
+    assert_eq!(truth["stateChangesAccepted"], 0, "{truth}");
+}
+
+#[tokio::test]
+async fn invalid_state_and_user_id_exit_1_without_reaching_the_tenant() {
+    let sim = server(1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+
+    let out = run(cli(args(
+        &["transition", "--user", "agent-0001", "--state", "ready"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    let v = out.json();
+    assert_eq!(v["error"]["code"], "INVALID_STATE", "{out}");
+    assert_eq!(v["policyViolation"], false);
+
+    for user in ["../x", "a/b"] {
+        let out = run(cli(args(
+            &["transition", "--user", user, "--state", "READY"],
+            &conn,
+        )))
+        .await;
+        assert_eq!(out.code(), Some(1), "{user}: {out}");
+        let v = out.json();
+        assert_eq!(v["error"]["code"], "INVALID_USER_ID", "{user}: {out}");
+        assert_eq!(v["userId"], user);
+    }
+    assert_eq!(
+        total_requests(&sim.base_url).await,
+        0,
+        "no request (not even a token request) reached the tenant"
+    );
+    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, Value::Null);
+}
+
+#[tokio::test]
+async fn missing_settings_are_named_on_stderr_without_a_panic() {
+    let sim = server(1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+
+    // No client id anywhere.
+    let out = run(cli([
+        "transition",
+        "--user",
+        "agent-0001",
+        "--state",
+        "READY",
+        "--base-url",
+        sim.base_url.as_str(),
+        "--client-secret",
+        CLIENT_SECRET,
+        "--audit-log",
+        path_str(&audit),
+    ]))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("CXONE_CLIENT_ID"), "{out}");
+    assert!(out.stdout.trim().is_empty(), "{out}");
+
+    // No user: neither --user nor TARGET_USER_ID.
+    let out = run(cli(args(
+        &["transition", "--state", "READY"],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("TARGET_USER_ID"), "{out}");
+
+    // No tenant: neither --base-url nor --domain.
+    let out = run(cli([
+        "transition",
+        "--user",
+        "agent-0001",
+        "--state",
+        "READY",
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+        "--audit-log",
+        path_str(&audit),
+    ]))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("CXONE_DOMAIN"), "{out}");
+
+    assert_eq!(total_requests(&sim.base_url).await, 0);
+}
+
+#[tokio::test]
+async fn the_client_secret_never_appears_in_output_even_with_debug_logs() {
+    const SECRET: &str = "e2e-S3cret-9f2c7a";
+    const WRONG: &str = "e2e-Wr0ng-41d7be";
+    let sim = server(3, &["--client-secret", SECRET]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let base = [
+        "--base-url",
+        sim.base_url.as_str(),
+        "--client-id",
+        CLIENT_ID,
+        "--audit-log",
+        path_str(&audit),
+        "--rate-limit",
+        "6000",
+        "--webhook-drain-secs",
+        "1",
+    ];
+
+    // The secret from the environment, debug logging on.
+    let mut cmd = cli(args(
+        &["transition", "--user", "agent-0001", "--state", "READY"],
+        &base.map(str::to_owned),
+    ));
+    cmd.env("CXONE_CLIENT_SECRET", SECRET)
+        .env("CXONE_LOG", "debug");
+    let out = run(cmd).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        !out.stderr.trim().is_empty(),
+        "debug logging produced nothing, so the check below would prove little:\n{out}"
+    );
+    assert!(!out.all_output().contains(SECRET), "secret leaked:\n{out}");
+
+    // The secret as a flag, trace logging on.
+    let mut cmd = cli(args(
+        &[
+            "transition",
+            "--user",
+            "agent-0002",
+            "--state",
+            "NOT_READY",
+            "--client-secret",
+            SECRET,
+        ],
+        &base.map(str::to_owned),
+    ));
+    cmd.env("CXONE_LOG", "trace");
+    let out = run(cmd).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(!out.all_output().contains(SECRET), "secret leaked:\n{out}");
+
+    // A wrong secret: AUTH_FAILED, and neither secret is echoed.
+    for (how, level) in [("env", "debug"), ("flag", "debug")] {
+        let mut extra = base.map(str::to_owned).to_vec();
+        if how == "flag" {
+            extra.extend(["--client-secret".to_owned(), WRONG.to_owned()]);
+        }
+        let mut cmd = cli(args(
+            &["transition", "--user", "agent-0003", "--state", "READY"],
+            &extra,
+        ));
+        if how == "env" {
+            cmd.env("CXONE_CLIENT_SECRET", WRONG);
+        }
+        cmd.env("CXONE_LOG", level);
+        let out = run(cmd).await;
+        assert_eq!(out.code(), Some(1), "{how}: {out}");
+        assert_eq!(out.json()["error"]["code"], "AUTH_FAILED", "{how}: {out}");
+        let all = out.all_output();
+        assert!(
+            !all.contains(WRONG) && !all.contains(SECRET),
+            "secret leaked ({how}):\n{out}"
+        );
+    }
+    assert_eq!(agent_state(&sim.base_url, "agent-0003").await, Value::Null);
+
+    // Nor in the durable files, nor in --help with the secret in the environment.
+    for suffix in ["", ".journal", ".outbox"] {
+        let mut p = audit.clone().into_os_string();
+        p.push(suffix);
+        let text = std::fs::read_to_string(PathBuf::from(p)).unwrap_or_default();
+        assert!(
+            !text.contains(SECRET) && !text.contains(WRONG),
+            "secret in audit{suffix}"
+        );
+    }
+    let mut cmd = cli(["transition", "--help"]);
+    cmd.env("CXONE_CLIENT_SECRET", SECRET);
+    let out = run(cmd).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        !out.all_output().contains(SECRET),
+        "--help shows the secret"
+    );
+}
+
+#[tokio::test]
+async fn settings_come_from_the_environment_and_target_user_id_picks_the_agent() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("env-audit.jsonl");
+    let mut cmd = cli(["transition", "--state", "READY"]);
+    cmd.env("CXONE_BASE_URL", &sim.base_url)
+        .env("CXONE_CLIENT_ID", CLIENT_ID)
+        .env("CXONE_CLIENT_SECRET", CLIENT_SECRET)
+        .env("CXONE_AUDIT_LOG", &audit)
+        .env("CXONE_RATE_LIMIT_PER_MIN", "6000")
+        .env("TARGET_USER_ID", "agent-0004");
+    let out = run(cmd).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.json()["userId"], "agent-0004", "{out}");
+    assert_eq!(agent_state(&sim.base_url, "agent-0004").await, "READY");
+    let records = read_jsonl(&audit);
+    assert_eq!(records.len(), 1, "CXONE_AUDIT_LOG is where the log went");
+    assert_eq!(records[0]["userId"], "agent-0004");
+
+    // --user wins over TARGET_USER_ID.
+    let mut cmd = cli(args(
+        &["transition", "--user", "agent-0005", "--state", "PAUSED"],
+        &connect(&sim.base_url, &audit),
+    ));
+    cmd.env("TARGET_USER_ID", "agent-0004");
+    let out = run(cmd).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.json()["userId"], "agent-0005");
+    assert_eq!(agent_state(&sim.base_url, "agent-0004").await, "READY");
+    assert_eq!(agent_state(&sim.base_url, "agent-0005").await, "PAUSED");
+}
+
+const NON_LOOPBACK_HOOK: &str = "http://hooks.example.com/wfm?token=abc123xyz";
+
+#[tokio::test]
+async fn a_plain_http_webhook_url_off_loopback_is_refused() {
+    let sim = server(1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    for via_env in [false, true] {
+        let mut extra = connect(&sim.base_url, &audit);
+        if !via_env {
+            extra.extend(["--webhook-url".to_owned(), NON_LOOPBACK_HOOK.to_owned()]);
+        }
+        let mut cmd = cli(args(
+            &["transition", "--user", "agent-0001", "--state", "READY"],
+            &extra,
+        ));
+        if via_env {
+            cmd.env("WORKFORCE_WEBHOOK_URL", NON_LOOPBACK_HOOK);
+        }
+        let out = run(cmd).await;
+        assert_eq!(out.code(), Some(1), "env={via_env}: {out}");
+        assert!(
+            out.stderr.contains("WORKFORCE_WEBHOOK_URL"),
+            "env={via_env}: {out}"
+        );
+        assert!(
+            out.stderr.contains("loopback"),
+            "the reason is given: {out}"
+        );
+        assert!(
+            !out.all_output().contains("abc123xyz"),
+            "the URL's query is echoed:\n{out}"
+        );
+    }
+    // An http URL on loopback is fine (nothing listens there; the drain gives up at once).
+    let mut conn = connect(&sim.base_url, &audit);
+    set_flag(&mut conn, "--webhook-drain-secs", "0");
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--user",
+            "agent-0001",
+            "--state",
+            "READY",
+            "--webhook-url",
+            "http://127.0.0.1:9/hook",
+        ],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    // Only the last run reached the tenant.
+    assert_eq!(
+        admin_get(&sim.base_url, "/admin/ground-truth").await["stateChangesAccepted"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_refused_webhook_url_names_the_code_invalid_webhook_url() {
+    let sim = server(1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--user",
+            "agent-0001",
+            "--state",
+            "READY",
+            "--webhook-url",
+            NON_LOOPBACK_HOOK,
+        ],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.all_output().contains("INVALID_WEBHOOK_URL"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// bulk
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bulk_csv_a_malformed_row_fails_alone() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    let output = dir.path().join("results.jsonl");
+    std::fs::write(
+        &input,
+        "userId,state\nagent-0001,READY\nagent-0002,NOT_READY,extra\nagent-0003,PAUSED\n\"agent-0004\",READY\n",
+    )
+    .unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input), "--output", path_str(&output)],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(
+        out.code(),
+        Some(1),
+        "a failed row makes the exit non-zero: {out}"
+    );
+    assert!(
+        out.stdout.trim().is_empty(),
+        "results went to --output: {out}"
+    );
+    let summary = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("bulk: "))
+        .unwrap_or_else(|| panic!("no summary line on stderr: {out}"));
+    assert!(summary.contains("bulk: 4 rows"), "{summary}");
+    assert!(summary.contains("3 succeeded"), "{summary}");
+    assert!(summary.contains("1 malformed"), "{summary}");
+
+    let results = read_jsonl(&output);
+    assert_eq!(results.len(), 4, "{results:?}");
+    let by_row: BTreeMap<u64, &Value> = results
+        .iter()
+        .map(|r| (r["row"].as_u64().expect("row number"), r))
+        .collect();
+    assert_eq!(by_row.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(by_row[&2]["success"], false);
+    assert_eq!(by_row[&2]["error"]["code"], "MALFORMED_ROW");
+    for (row, user, state) in [
+        (1, "agent-0001", "READY"),
+        (3, "agent-0003", "PAUSED"),
+        (4, "agent-0004", "READY"),
+    ] {
+        assert_eq!(by_row[&row]["success"], true, "{}", by_row[&row]);
+        assert_eq!(by_row[&row]["userId"], user);
+        assert_eq!(by_row[&row]["newState"], state);
+        assert_eq!(agent_state(&sim.base_url, user).await, state);
+    }
+    assert_eq!(agent_state(&sim.base_url, "agent-0002").await, Value::Null);
+    // Malformed rows never reach the engine, so the audit log holds the three changes.
+    assert_eq!(read_jsonl(&audit).len(), 3);
+}
+
+#[tokio::test]
+async fn bulk_json_lines_all_succeed_exit_0() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.jsonl");
+    let output = dir.path().join("results.jsonl");
+    let states = ["READY", "NOT_READY", "PAUSED", "READY", "IDLE"];
+    let mut text = String::new();
+    for (i, s) in states.iter().enumerate() {
+        text.push_str(&format!(
+            "{{\"userId\":\"agent-{:04}\",\"state\":\"{s}\"}}\n\n",
+            i + 1
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input), "--output", path_str(&output)],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("bulk: 5 rows"), "{out}");
+    assert!(out.stderr.contains("5 succeeded"), "{out}");
+    let results = read_jsonl(&output);
+    assert_eq!(results.len(), 5);
+    let rows: BTreeSet<u64> = results.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    assert_eq!(rows, (1..=5).collect());
+    assert!(results.iter().all(|r| r["success"] == true), "{results:?}");
+    for (i, s) in states.iter().enumerate() {
+        assert_eq!(
+            agent_state(&sim.base_url, &format!("agent-{:04}", i + 1)).await,
+            *s
+        );
+    }
+}
+
+#[tokio::test]
+async fn bulk_reads_stdin_and_prints_results_on_stdout() {
+    let sim = server(6, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+
+    let csv = "userId,state\nagent-0001,READY\nagent-0002,PAUSED\nagent-0003,NOT_READY\n";
+    let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(csv.as_bytes())).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let results = out.json_lines();
+    assert_eq!(results.len(), 3, "{out}");
+    assert!(results.iter().all(|r| r["success"] == true), "{out}");
+    assert!(out.stderr.contains("bulk: 3 rows"), "{out}");
+    assert_eq!(agent_state(&sim.base_url, "agent-0002").await, "PAUSED");
+
+    let jsonl = "{\"userId\":\"agent-0004\",\"state\":\"READY\"}\n{not json\n";
+    let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(jsonl.as_bytes())).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    let results = out.json_lines();
+    assert_eq!(results.len(), 2, "{out}");
+    let bad = results.iter().find(|r| r["row"] == 2).expect("row 2");
+    assert_eq!(bad["error"]["code"], "MALFORMED_ROW");
+    let good = results.iter().find(|r| r["row"] == 1).expect("row 1");
+    assert_eq!(good["success"], true);
+    assert_eq!(agent_state(&sim.base_url, "agent-0004").await, "READY");
+}
+
+#[tokio::test]
+async fn bulk_exits_non_zero_when_a_well_formed_row_is_refused() {
+    let sim = server(3, &[]);
+    add_agent(&sim.base_url, support::unscheduled("ghost")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    std::fs::write(
+        &input,
+        "userId,state\nagent-0001,READY\nghost,READY\nagent-0002,READY\n",
+    )
+    .unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input)],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    let results = out.json_lines();
+    assert_eq!(results.len(), 3, "{out}");
+    let ghost = results.iter().find(|r| r["row"] == 2).unwrap();
+    assert_eq!(ghost["error"]["code"], "AGENT_NOT_SCHEDULED");
+    assert_eq!(
+        results.iter().filter(|r| r["success"] == true).count(),
+        2,
+        "{out}"
+    );
+    assert!(out.stderr.contains("1 refused by policy"), "{out}");
+}
+
+#[tokio::test]
+async fn bulk_empty_input_is_a_clear_error() {
+    let sim = server(1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    for (name, text) in [("empty.csv", ""), ("blank.csv", "\n  \n\n")] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, text).unwrap();
+        let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
+        assert_eq!(out.code(), Some(1), "{name}: {out}");
+        assert!(out.stderr.contains("empty"), "{name}: {out}");
+        assert!(out.stdout.trim().is_empty(), "{name}: {out}");
+    }
+    let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(b"")).await;
+    assert_eq!(out.code(), Some(1), "stdin: {out}");
+    assert!(out.stderr.contains("empty"), "stdin: {out}");
+    // A missing file is an error too, naming the file.
+    let missing = dir.path().join("nope.csv");
+    let out = run(cli(args(&["bulk", path_str(&missing)], &conn))).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("nope.csv"), "{out}");
+    assert_eq!(total_requests(&sim.base_url).await, 0);
+}
+
+#[tokio::test]
+async fn bulk_concurrency_is_respected() {
+    let sim = server(40, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    let mut csv = String::from("userId,state\n");
+    for i in 1..=12 {
+        csv.push_str(&format!("agent-{i:04},READY\n"));
+    }
+    // One at a time: results come back in input order.
+    let input = dir.path().join("serial.csv");
+    std::fs::write(&input, &csv).unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input), "--concurrency", "1"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let rows: Vec<u64> = out
+        .json_lines()
+        .iter()
+        .map(|r| r["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, (1..=12).collect::<Vec<_>>(), "{out}");
+
+    // Several at a time: everything still succeeds exactly once.
+    let mut csv = String::from("userId,state\n");
+    for i in 13..=40 {
+        csv.push_str(&format!("agent-{i:04},NOT_READY\n"));
+    }
+    let input = dir.path().join("parallel.csv");
+    std::fs::write(&input, &csv).unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input), "--concurrency", "4"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let rows: BTreeSet<u64> = out
+        .json_lines()
+        .iter()
+        .map(|r| r["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, (1..=28).collect());
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["stateChangesAccepted"], 40, "{truth}");
+
+    // Zero is refused up front.
+    let out = run(cli(args(
+        &["bulk", path_str(&input), "--concurrency", "0"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("--concurrency"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// kill -9 halfway through a bulk run, then a restart
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_killed_halfway_recovers_on_restart() {
+    const ROWS: usize = 300;
+    // ~70 requests/s with a small burst and a slow answer: a run takes several seconds and, at any moment,
+    // state changes are in flight (accepted by the tenant or not, their outcome not yet recorded).
+    let sim = SimProcess::start(&[
+        "--agents",
+        "300",
+        "--rate-limit",
+        "4200",
+        "--burst",
+        "5",
+        "--latency-ms",
+        "150",
+    ]);
+    let sink = WebhookSink::start().await;
+    sink.down.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let journal = dir.path().join("audit.jsonl.journal");
+    let input = dir.path().join("rows.csv");
+    let output = dir.path().join("results.jsonl");
+    let mut csv = String::from("userId,state\n");
+    for i in 1..=ROWS {
+        let state = if i % 2 == 1 { "READY" } else { "NOT_READY" };
+        csv.push_str(&format!("agent-{i:04},{state}\n"));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let mut conn = connect(&sim.base_url, &audit);
+    // The client paces itself to the tenant's budget.
+    set_flag(&mut conn, "--rate-limit", "4200");
+    conn.extend(["--webhook-url".to_owned(), sink.url.clone()]);
+
+    let mut first = tokio::process::Command::from(cli(args(
+        &["bulk", path_str(&input), "--output", path_str(&output)],
+        &conn,
+    )));
+    first
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = first.spawn().expect("bulk starts");
+    let started = Instant::now();
+    loop {
+        if count_lines(&output) >= 100 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("bulk finished ({status}) before it could be killed; slow the tenant down");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "bulk made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.start_kill().expect("SIGKILL");
+    let status = child.wait().await.unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status}");
+    }
+    assert!(!status.success());
+
+    // What the kill left.
+    let accepted_at_kill = admin_get(&sim.base_url, "/admin/accepted-changes").await;
+    let accepted_at_kill = accepted_at_kill.as_array().unwrap().len();
+    assert!(
+        (90..ROWS).contains(&accepted_at_kill),
+        "killed halfway: {accepted_at_kill} changes accepted"
+    );
+    let logged_at_kill: BTreeSet<String> = read_jsonl(&audit).iter().filter_map(key_of).collect();
+    let intents_at_kill: BTreeSet<String> =
+        read_jsonl(&journal).iter().filter_map(key_of).collect();
+    let interrupted: BTreeSet<String> = intents_at_kill
+        .difference(&logged_at_kill)
+        .cloned()
+        .collect();
+    assert_eq!(sink.ids().len(), 0, "the sink was down");
+    eprintln!(
+        "at the kill: {accepted_at_kill} accepted, {} recorded, {} journaled, {} interrupted",
+        logged_at_kill.len(),
+        intents_at_kill.len(),
+        interrupted.len()
+    );
+
+    // Restart on the same files with a tiny input; the sink is back.
+    sink.down.store(false, Ordering::SeqCst);
+    let tiny = dir.path().join("tiny.csv");
+    std::fs::write(&tiny, "userId,state\nagent-0300,PAUSED\n").unwrap();
+    set_flag(&mut conn, "--webhook-drain-secs", "30");
+    let restart = run(cli(args(&["bulk", path_str(&tiny)], &conn))).await;
+    assert_eq!(restart.code(), Some(0), "{restart}");
+    assert!(
+        restart.stderr.contains("recovered: delivering"),
+        "the outbox left by the killed run is delivered: {restart}"
+    );
+    if !interrupted.is_empty() {
+        assert!(
+            restart
+                .stderr
+                .contains(&format!("resuming {} state change(s)", interrupted.len())),
+            "{} interrupted changes: {restart}",
+            interrupted.len()
+        );
+    }
+    assert!(
+        !restart.stderr.contains("still waiting"),
+        "every webhook was delivered before exit: {restart}"
+    );
+
+    // The log verifies...
+    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+    assert!(verify.stdout.starts_with("OK"), "{verify}");
+
+    // ...and records every change the tenant accepted, as a success with the key it was sent with.
+    let records = read_jsonl(&audit);
+    assert_eq!(
+        records.len(),
+        count_lines(&audit),
+        "no torn line after a clean exit"
+    );
+    let successes: Vec<&Value> = records.iter().filter(|r| r["success"] == true).collect();
+    let success_keys: BTreeSet<String> = successes.iter().copied().filter_map(key_of).collect();
+    assert_eq!(
+        success_keys.len(),
+        successes.len(),
+        "each change is recorded as a success once"
+    );
+    let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
+    let accepted_keys: Vec<String> = accepted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(key_of)
+        .collect();
+    let accepted_set: BTreeSet<String> = accepted_keys.iter().cloned().collect();
+    assert_eq!(
+        accepted_set.len(),
+        accepted_keys.len(),
+        "no change was applied twice"
+    );
+    let missing: Vec<&String> = accepted_set.difference(&success_keys).collect();
+    assert!(
+        missing.is_empty(),
+        "{} accepted changes have no success record: {missing:?}",
+        missing.len()
+    );
+    let phantom: Vec<&String> = success_keys.difference(&accepted_set).collect();
+    assert!(
+        phantom.is_empty(),
+        "success records the tenant never accepted: {phantom:?}"
+    );
+    let logged: BTreeSet<String> = records.iter().filter_map(key_of).collect();
+    let lost: Vec<&String> = intents_at_kill.difference(&logged).collect();
+    assert!(
+        lost.is_empty(),
+        "journaled changes with no outcome after the restart: {lost:?}"
+    );
+    assert!(
+        successes.len() > accepted_at_kill,
+        "the killed run's changes plus the restart's own"
+    );
+
+    // The outbox delivered what the killed run left, plus the restart's own events.
+    let want = successes.len();
+    assert!(
+        support::eventually(10_000, || sink.ids().len() >= want).await,
+        "{} distinct webhook events delivered, {want} successes recorded",
+        sink.ids().len()
+    );
+    let received = sink.received.lock().unwrap().clone();
+    let mut events_per_user: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for d in &received {
+        assert_eq!(d.body["event"], "AGENT_STATE_CHANGED", "{}", d.body);
+        assert_eq!(d.body["eventId"], d.event_id.as_str());
+        let user = d.body["data"]["userId"].as_str().unwrap().to_owned();
+        events_per_user
+            .entry(user)
+            .or_default()
+            .insert(d.event_id.clone());
+    }
+    let mut successes_per_user: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &successes {
+        *successes_per_user
+            .entry(s["userId"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    for (user, n) in &successes_per_user {
+        let got = events_per_user.get(user).map_or(0, BTreeSet::len);
+        assert!(got >= *n, "{user}: {n} successes, {got} webhook events");
+    }
+}
+
+/// Runs `transition USER READY` while the tenant holds back the answer to its state change, and kills it
+/// with SIGKILL once the tenant has applied the change: accepted, its outcome never recorded. Returns the
+/// change's idempotency key.
+async fn kill_after_the_tenant_accepted(base: &str, audit: &Path, user: &str) -> String {
+    // Typed, so the wire format follows the tenant's own serde attributes.
+    let rule = serde_json::to_value(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: Some(user.to_owned()),
+        fault: FaultKind::Slow { extra_ms: 30_000 },
+        times: 1,
+    })
+    .unwrap();
+    assert_eq!(
+        admin_post(base, "/admin/faults", &rule).await["scripted"],
+        1
+    );
+    let mut cmd = tokio::process::Command::from(cli(args(
+        &["transition", "--user", user, "--state", "READY"],
+        &connect(base, audit),
+    )));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("transition starts");
+    let started = Instant::now();
+    let key = loop {
+        let accepted = admin_get(base, "/admin/accepted-changes").await;
+        if let Some(c) = accepted
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["userId"] == user)
+        {
+            break key_of(c).expect("a key");
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "transition finished early"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the change never reached the tenant"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.unwrap();
+    let mut journal = audit.as_os_str().to_owned();
+    journal.push(".journal");
+    let journaled: Vec<String> = read_jsonl(Path::new(&journal))
+        .iter()
+        .filter_map(key_of)
+        .collect();
+    assert_eq!(
+        journaled,
+        std::slice::from_ref(&key),
+        "the intent was journaled"
+    );
+    assert!(
+        read_jsonl(audit)
+            .iter()
+            .all(|r| key_of(r).as_ref() != Some(&key)),
+        "the outcome was not recorded before the kill"
+    );
+    key
+}
+
+#[tokio::test]
+async fn a_change_accepted_just_before_a_kill_is_recorded_after_restart() {
+    let sim = server(3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let key = kill_after_the_tenant_accepted(&sim.base_url, &audit, "agent-0001").await;
+
+    let restart = run(cli(args(
+        &["transition", "--user", "agent-0002", "--state", "NOT_READY"],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(restart.code(), Some(0), "{restart}");
+    assert!(
+        restart.stderr.contains("resuming 1 state change(s)"),
+        "{restart}"
+    );
+    let records = read_jsonl(&audit);
+    let resumed = records
+        .iter()
+        .find(|r| key_of(r).as_ref() == Some(&key))
+        .unwrap_or_else(|| panic!("no record of {key}: {records:?}"));
+    assert_eq!(resumed["success"], true, "{resumed}");
+    assert_eq!(resumed["userId"], "agent-0001");
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["stateChangesAccepted"], 2, "applied once: {truth}");
+    assert_eq!(truth["idempotentReplays"], 1, "{truth}");
+    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
+    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+}
+
+#[tokio::test]
+async fn a_change_accepted_before_a_kill_is_not_recorded_as_refused_after_restart() {
+    let sim = server(3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let key = kill_after_the_tenant_accepted(&sim.base_url, &audit, "agent-0001").await;
+    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
+    // The agent's mandatory break starts before the restart (the tenant keeps its READY state).
+    add_agent(&sim.base_url, support::on_break("agent-0001")).await;
+
+    let restart = run(cli(args(
+        &["transition", "--user", "agent-0002", "--state", "NOT_READY"],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(restart.code(), Some(0), "{restart}");
+    let records = read_jsonl(&audit);
+    let resumed = records
+        .iter()
+        .find(|r| key_of(r).as_ref() == Some(&key))
+        .unwrap_or_else(|| panic!("no record of {key}: {records:?}"));
+    assert_eq!(
+        agent_state(&sim.base_url, "agent-0001").await,
+        "READY",
+        "the tenant applied the change"
+    );
+    assert_eq!(
+        resumed["success"], true,
+        "the tenant accepted {key}, the log says otherwise: {resumed}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// audit verify and report
+// ---------------------------------------------------------------------------------------------------------
+
+/// Three successful changes in order, through the CLI.
+async fn three_successes(base: &str, audit: &Path, dir: &Path) {
+    let input = dir.join("three.csv");
+    std::fs::write(
+        &input,
+        "userId,state\nagent-0001,READY\nagent-0002,NOT_READY\nagent-0003,PAUSED\n",
+    )
+    .unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input), "--concurrency", "1"],
+        &connect(base, audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+}
+
+#[tokio::test]
+async fn audit_verify_intact_tampered_and_torn() {
+    let sim = server(3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    three_successes(&sim.base_url, &audit, dir.path()).await;
+    let original = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(original.lines().count(), 3);
+
+    let out = run(cli(["audit", "verify", path_str(&audit)])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.starts_with("OK"), "{out}");
+    assert!(out.stdout.contains("3 records"), "{out}");
+    assert!(!out.stderr.contains("warning"), "{out}");
+
+    // Flip one field of the middle record.
+    let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    assert!(lines[1].contains("\"success\":true"), "{}", lines[1]);
+    lines[1] = lines[1].replace("\"success\":true", "\"success\":false");
+    let tampered = dir.path().join("tampered.jsonl");
+    std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
+    let out = run(cli(["audit", "verify", path_str(&tampered)])).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.all_output().contains("line 2"), "{out}");
+    assert!(!out.stdout.starts_with("OK"), "{out}");
+
+    // A tampered log is not reported on, and no manager starts on it.
+    let out = run(cli(["report", "--audit-log", path_str(&tampered)])).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("does not verify"), "{out}");
+    let requests_before = total_requests(&sim.base_url).await;
+    let out = run(cli(args(
+        &["transition", "--user", "agent-0001", "--state", "NOT_READY"],
+        &connect(&sim.base_url, &tampered),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("AUDIT_LOG_CORRUPT"), "{out}");
+    assert_eq!(total_requests(&sim.base_url).await, requests_before);
+    assert_eq!(
+        std::fs::read_to_string(&tampered).unwrap(),
+        lines.join("\n") + "\n",
+        "the tampered log is left as it was"
+    );
+
+    // A torn last line: the final newline missing, or the line cut short.
+    let no_newline = dir.path().join("no-newline.jsonl");
+    std::fs::write(&no_newline, original.trim_end_matches('\n')).unwrap();
+    let cut = dir.path().join("cut.jsonl");
+    std::fs::write(&cut, &original[..original.len() - 40]).unwrap();
+    for torn in [&no_newline, &cut] {
+        let out = run(cli(["audit", "verify", path_str(torn)])).await;
+        assert_eq!(out.code(), Some(0), "{}: {out}", torn.display());
+        assert!(out.stdout.contains("2 records"), "{out}");
+        assert!(
+            out.stderr.contains("warning") && out.stderr.contains("torn"),
+            "{out}"
+        );
+    }
+
+    // The next start sets the torn line aside and continues the chain.
+    let out = run(cli(args(
+        &["transition", "--user", "agent-0001", "--state", "IDLE"],
+        &connect(&sim.base_url, &cut),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("torn last line"), "{out}");
+    let out = run(cli(["audit", "verify", path_str(&cut)])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("3 records"), "{out}");
+    assert!(!out.stderr.contains("torn"), "{out}");
+}
+
+#[tokio::test]
+async fn a_closed_stdout_does_not_make_the_cli_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("simulate.jsonl");
+    let out = run(cli([
+        "simulate",
+        "--agents",
+        "2",
+        "--hours",
+        "1",
+        "--no-progress",
+        "--json",
+        "--audit-log",
+        path_str(&audit),
+    ]))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    for argv in [
+        vec!["report", "--audit-log", path_str(&audit), "--json"],
+        vec!["audit", "verify", path_str(&audit)],
+    ] {
+        let mut child = cli(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written, as `| head -0` would.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stderr.contains("panicked") && output.status.code() != Some(101),
+            "{argv:?}: {}\n{stderr}",
+            output.status
+        );
+    }
+}
+
+#[tokio::test]
+async fn report_table_json_and_csv() {
+    let sim = server(3, &[]);
+    add_agent(&sim.base_url, support::on_break("brk")).await;
+    add_agent(&sim.base_url, support::unscheduled("ghost")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("mix.csv");
+    std::fs::write(
+        &input,
+        "userId,state\n\
+         agent-0001,READY\n\
+         agent-0002,NOT_READY\n\
+         brk,READY\n\
+         ghost,READY\n\
+         agent-0003,ready\n\
+         nobody,READY\n",
+    )
+    .unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input), "--concurrency", "1"],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    let lines = count_lines(&audit);
+    assert_eq!(lines, 6, "one record per attempted transition");
+    let records = read_jsonl(&audit);
+    let violations = records
+        .iter()
+        .filter(|r| r["policyViolation"] == true)
+        .count();
+    assert_eq!(violations, 2);
+
+    // Table.
+    let out = run(cli(["report", "--audit-log", path_str(&audit)])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("compliance report"), "{out}");
+    assert!(out.stdout.contains("total transitions"), "{out}");
+    assert!(out.stdout.contains("MANDATORY_BREAK_VIOLATION"), "{out}");
+    assert!(out.stdout.contains("rebuilt from 6 records"), "{out}");
+
+    // JSON.
+    let out = run(cli(["report", "--audit-log", path_str(&audit), "--json"])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let r = out.json();
+    assert_eq!(r["totalTransitions"], lines as u64, "{r}");
+    assert_eq!(r["successCount"], 2, "{r}");
+    assert_eq!(r["failureCount"], 4, "{r}");
+    assert_eq!(
+        r["violationCount"], violations as u64,
+        "only policy refusals count as violations: {r}"
+    );
+    let by_code = &r["failuresByCode"];
+    for code in [
+        "MANDATORY_BREAK_VIOLATION",
+        "AGENT_NOT_SCHEDULED",
+        "INVALID_STATE",
+        "USER_NOT_FOUND",
+    ] {
+        assert_eq!(by_code[code], 1, "{code}: {by_code}");
+    }
+
+    // CSV.
+    let out = run(cli(["report", "--audit-log", path_str(&audit), "--csv"])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let mut csv_lines = out.stdout.lines();
+    assert_eq!(csv_lines.next(), Some("section,key,value"), "{out}");
+    let rows: Vec<&str> = csv_lines.collect();
+    assert!(rows.contains(&"summary,totalTransitions,6"), "{out}");
+    assert!(rows.contains(&"summary,violationCount,2"), "{out}");
+    assert!(
+        rows.iter().all(|r| r.split(',').count() >= 3),
+        "every row has three fields: {out}"
+    );
+
+    // The flags conflict.
+    let out = run(cli([
+        "report",
+        "--audit-log",
+        path_str(&audit),
+        "--json",
+        "--csv",
+    ]))
+    .await;
+    assert_ne!(out.code(), Some(0), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// sim-server and simulate
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sim_server_prints_its_url_then_json_and_stops_when_stdin_closes() {
+    use std::io::{BufRead, BufReader};
+    let mut child = cli([
+        "sim-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--exit-on-stdin-eof",
+        "--agents",
+        "7",
+        "--rate-limit",
+        "6000",
+        "--burst",
+        "100",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("sim-server starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let base = first
+        .trim_end()
+        .strip_prefix("sim-server listening on ")
+        .unwrap_or_else(|| panic!("first line {first:?}"))
+        .to_owned();
+    let port: u16 = base
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("{base}"))
+        .parse()
+        .expect("a port");
+    assert_ne!(port, 0);
+    let mut second = String::new();
+    stdout.read_line(&mut second).unwrap();
+    let info: Value = serde_json::from_str(second.trim()).expect("the second line is JSON");
+    assert_eq!(info["baseUrl"], base.as_str(), "{info}");
+    assert_eq!(info["agents"], 7);
+    assert_eq!(info["ratePerMinute"], 6000);
+    assert_eq!(info["burst"], 100);
+    assert_eq!(info["clientId"], CLIENT_ID);
+    assert!(!second.contains(CLIENT_SECRET), "{second}");
+
+    assert_eq!(
+        admin_get(&base, "/admin/health").await,
+        serde_json::json!({ "ok": true })
+    );
+    let agent = admin_get(&base, "/admin/agents/agent-0007").await;
+    assert_eq!(agent["plan"]["userId"], "agent-0007", "{agent}");
+
+    // Closing stdin stops it cleanly (exit 0, not a kill) and frees the port.
+    drop(child.stdin.take());
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("sim-server still running 10 s after its stdin closed");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(port_closes(addr_of(&base), Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn dropping_a_sim_process_closes_its_port() {
+    let sim = server(1, &[]);
+    assert_eq!(admin_get(&sim.base_url, "/admin/health").await["ok"], true);
+    let addr = addr_of(&sim.base_url);
+    drop(sim);
+    assert!(
+        port_closes(addr, Duration::from_secs(5)),
+        "still accepting after drop"
+    );
+}
+
+#[tokio::test]
+async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("simulate.jsonl");
+    let out = run(cli([
+        "simulate",
+        "--agents",
+        "20",
+        "--no-progress",
+        "--json",
+        "--audit-log",
+        path_str(&audit),
+    ]))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let v = out.json();
+    assert_eq!(v["groundTruth"]["readyAcceptedDuringBreak"], 0, "{v}");
+    assert!(
+        v["groundTruth"]["stateChangesAccepted"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    let lines = count_lines(&audit) as u64;
+    assert!(lines > 0);
+    assert_eq!(v["auditLog"]["records"], lines);
+    assert_eq!(v["auditLog"]["chainVerified"], true);
+    assert_eq!(v["report"]["totalTransitions"], lines);
+
+    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+    assert!(
+        verify.stdout.contains(&format!("{lines} records")),
+        "{verify}"
+    );
+    let report = run(cli(["report", "--audit-log", path_str(&audit), "--json"])).await;
+    assert_eq!(report.code(), Some(0), "{report}");
+    assert_eq!(report.json()["totalTransitions"], lines);
+
+    // The same seed gives the same day.
+    let again = dir.path().join("again.jsonl");
+    let out2 = run(cli([
+        "simulate",
+        "--agents",
+        "20",
+        "--no-progress",
+        "--json",
+        "--audit-log",
+        path_str(&again),
+    ]))
+    .await;
+    assert_eq!(out2.code(), Some(0), "{out2}");
+    assert_eq!(out2.json()["groundTruth"], v["groundTruth"]);
+}
