@@ -4,14 +4,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM_PROBE := target/wasm32-unknown-unknown/release/cxone_agent_state_wasm_probe.wasm
 
-.PHONY: run test setup lint doc unit wasm-check bench vectors
+.PHONY: run test setup lint doc unit wasm-check bench vectors package wasm-test js-test
 
 ## Simulates 200 agents through an 8-hour shift day against the embedded simulated tenant.
 run:
 	$(CARGO) run --release -q -p cxone-agent-state -- simulate $(ARGS)
 
 ## Installs what the tests need (idempotent), then runs formatting, lints, docs, every test and the wasm check.
-test: setup lint doc unit wasm-check
+test: setup lint doc unit wasm-check package wasm-test js-test
 	@echo "make test: all passed"
 
 setup:
@@ -20,6 +20,7 @@ setup:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p cxone-agent-state-wasm --all-targets --all-features -- -D warnings
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps -q
@@ -34,15 +35,35 @@ wasm-check:
 	    | grep -E '^(tokio|reqwest|js-sys|web-sys|wasm-bindgen|getrandom) '; then \
 	  echo "FAIL: the core's dependency tree has host crates"; exit 1; fi
 	$(CARGO) build -q -p cxone-agent-state-wasm-probe --target wasm32-unknown-unknown --release
-	native=$$($(CARGO) test -q -p cxone-agent-state-wasm-probe -- --nocapture 2>/dev/null | sed -n 's/^native-digest=//p'); \
+	native=$$($(CARGO) test -p cxone-agent-state-wasm-probe -- --nocapture 2>/dev/null | sed -n 's/^native-digest=//p'); \
 	  test -n "$$native"; \
 	  node scripts/wasm-check.mjs $(WASM_PROBE) 20 7 "$$native"
+
+## The npm package `cxone-agent-state` into bindings-wasm/pkg/ (`npm pack` there makes the tarball).
+package:
+	./scripts/build-package.sh
+
+## The JSON vectors replayed by the wasm build, in Node and in headless Chromium.
+wasm-test:
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test -p cxone-agent-state-wasm --target wasm32-unknown-unknown --test node
+	CHROMEDRIVER=$${CHROMEDRIVER:-/usr/bin/chromedriver} CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test -p cxone-agent-state-wasm --target wasm32-unknown-unknown --test browser
+
+## The package's JS suite (require/import, real HTTP against sim-server, fake fetch, vectors, npm pack) and
+## a TypeScript consumer compiled against the shipped .d.ts.
+js-test: package
+	$(CARGO) build -q -p cxone-agent-state
+	node --test --test-timeout=120000 bindings-wasm/test/*.test.mjs
+	bindings-wasm/node_modules/.bin/tsc -p bindings-wasm/test/types/tsconfig.json
 
 ## Criterion benches: engine throughput and a 1,000-agent day, each with a same-run baseline ratio; then a
 ## 1,000-agent burst against sim-server over loopback, judged against the tenant's rate bound.
 bench:
 	$(CARGO) bench -p cxone-agent-state-core --bench engine
 	$(CARGO) bench -p cxone-agent-state --bench loopback
+	$(MAKE) package
+	node bindings-wasm/bench/bench.mjs
 
 ## Rewrites the generated vectors after an intended change (review the diff).
 vectors:

@@ -25,4 +25,26 @@ if ! command -v node >/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
-log "ready: $(rustc --version), node $(node --version)"
+# wasm-bindgen-cli at exactly the version the crate pins (the CLI and the crate must match).
+want=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  log "installing wasm-bindgen-cli $want (found: ${have:-none})"
+  cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+# npm tooling of the package (esbuild, binaryen's wasm-opt, typescript) and of the pages (playwright-core).
+for dir in bindings-wasm www; do
+  if [ -f "$dir/package-lock.json" ] && ! (cd "$dir" && npm ls --depth=0 >/dev/null 2>&1); then
+    log "installing npm packages in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+done
+
+# Debian's Chromium and its driver, for the browser tests (wasm-bindgen-test and Playwright).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing chromium and chromium-driver from Debian"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+log "ready: $(rustc --version), node $(node --version), $(wasm-bindgen --version), $(chromium --version 2>/dev/null | head -1)"

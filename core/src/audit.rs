@@ -56,17 +56,83 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The canonical bytes the hash covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.canonical()).expect("audit records always serialize")
+    }
+
+    /// Computes the hash this record should carry (streamed: the canonical bytes are never buffered).
+    pub fn compute_hash(&self) -> String {
+        let mut hasher = HashWriter(Sha256::new());
+        serde_json::to_writer(&mut hasher, &self.canonical())
+            .expect("audit records always serialize");
+        hex::encode(hasher.0.finalize())
+    }
+
+    fn canonical(&self) -> Canonical<'_> {
+        Canonical {
+            attempts: self.attempts,
+            error_code: self.error_code,
+            error_message: &self.error_message,
+            id: &self.id,
+            idempotency_key: &self.idempotency_key,
+            latency_ms: self.latency_ms,
+            new_state: &self.new_state,
+            policy_violation: self.policy_violation,
+            prev_hash: &self.prev_hash,
+            previous_state: &self.previous_state,
+            reason_code: &self.reason_code,
+            seq: self.seq,
+            success: self.success,
+            timestamp: &self.timestamp,
+            user_id: &self.user_id,
+        }
+    }
+}
+
+/// The record without `hash`, its members declared in byte order of their JSON names, so serde_json
+/// writes the canonical encoding directly (no intermediate map). `canonical_encoding_is_sorted` pins it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Canonical<'a> {
+    attempts: u32,
+    error_code: Option<ErrorCode>,
+    error_message: &'a Option<String>,
+    id: &'a str,
+    idempotency_key: &'a Option<String>,
+    latency_ms: u64,
+    new_state: &'a str,
+    policy_violation: bool,
+    prev_hash: &'a str,
+    previous_state: &'a Option<String>,
+    reason_code: &'a Option<String>,
+    seq: u64,
+    success: bool,
+    timestamp: &'a str,
+    user_id: &'a str,
+}
+
+/// Feeds serde_json's output straight into the hasher.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AuditRecord {
+    #[cfg(test)]
+    fn canonical_via_map(&self) -> Vec<u8> {
         let mut value = serde_json::to_value(self).expect("audit records always serialize");
         if let serde_json::Value::Object(map) = &mut value {
             map.remove("hash");
         }
-        // serde_json's Map is a BTreeMap here (no `preserve_order`), so keys come out sorted.
+        // serde_json's Map is a BTreeMap (no `preserve_order`), so its keys come out sorted.
         serde_json::to_vec(&value).expect("values always serialize")
-    }
-
-    /// Computes the hash this record should carry.
-    pub fn compute_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_bytes()))
     }
 }
 
@@ -366,6 +432,23 @@ mod tests {
             scan_log(garbage.as_bytes(), ChainHead::default(), |_| {}),
             Err(LogError::Unreadable { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn canonical_encoding_is_sorted() {
+        // The direct encoding equals the sorted-map encoding, for every optional member set or not.
+        let mut r = ChainHead::default().append(draft("a\"b\u{e9}"));
+        assert_eq!(r.canonical_bytes(), r.canonical_via_map());
+        r.error_code = Some(ErrorCode::RateLimited);
+        r.error_message = Some("x\ny".into());
+        r.previous_state = Some("READY".into());
+        r.idempotency_key = Some("k".into());
+        r.reason_code = None;
+        assert_eq!(r.canonical_bytes(), r.canonical_via_map());
+        assert_eq!(
+            r.compute_hash(),
+            hex::encode(Sha256::digest(r.canonical_via_map()))
+        );
     }
 
     #[test]

@@ -55,6 +55,19 @@ pub enum ProfileKind {
     Seed,
 }
 
+/// Where access tokens come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// The engine asks the token endpoint with the client credentials.
+    #[default]
+    ClientCredentials,
+    /// The host hands tokens in (`Event::TokenRequested` → `Input::AccessToken`): a browser page gets them
+    /// from its own back end and never holds a client secret.
+    External,
+}
+
 /// Everything the engine needs. Build with [`EngineConfig::new`] and adjust fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -63,8 +76,10 @@ pub struct EngineConfig {
     pub base_url: String,
     /// Token endpoint; `{base_url}/oauth2/token` when `None`, as in the reference.
     pub token_url: Option<String>,
-    /// OAuth credentials.
+    /// OAuth credentials (unused with [`TokenSource::External`]).
     pub credentials: Credentials,
+    /// Where tokens come from.
+    pub token_source: TokenSource,
     /// API dialect.
     pub profile: ProfileKind,
     /// Seed of the generator behind jitter and ids. Same seed + same inputs = same outputs.
@@ -102,6 +117,7 @@ impl Default for EngineConfig {
                 client_secret: Secret::new(""),
             },
             profile: ProfileKind::Seed,
+            token_source: TokenSource::ClientCredentials,
             seed: 0,
             reason_codes: ReasonCodeTable::default(),
             token_refresh_margin_ms: 60_000,
@@ -151,11 +167,13 @@ impl EngineConfig {
                 return invalid("token_url", "must be an http(s) URL");
             }
         }
-        if self.credentials.client_id.is_empty() {
-            return invalid("client_id", "is empty");
-        }
-        if self.credentials.client_secret.is_empty() {
-            return invalid("client_secret", "is empty");
+        if self.token_source == TokenSource::ClientCredentials {
+            if self.credentials.client_id.is_empty() {
+                return invalid("client_id", "is empty");
+            }
+            if self.credentials.client_secret.is_empty() {
+                return invalid("client_secret", "is empty");
+            }
         }
         if self.rate_limit.per_minute == 0 {
             return invalid("rate_limit.per_minute", "must be at least 1");

@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, ChainHead};
-use crate::config::{EngineConfig, ProfileKind};
+use crate::config::{EngineConfig, ProfileKind, Secret, TokenSource};
 use crate::error::{ConfigError, ErrorCode, TransitionError};
 use crate::events::{
     ChangeIntent, Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged,
-    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookPayload,
-    AGENT_STATE_CHANGED,
+    TokenRequested, TransitionFailed, TransitionId, ValidationCompleted, WebhookData,
+    WebhookPayload, AGENT_STATE_CHANGED,
 };
 use crate::history::History;
 use crate::http::{HttpRequest, HttpResponse, RequestId, TransportErrorKind};
@@ -90,6 +90,20 @@ pub enum Input {
     },
     /// The deadline from [`Output::Timeout`] has passed (early calls are harmless).
     Timeout,
+    /// The host's token source answered an [`Event::TokenRequested`] (with [`TokenSource::External`]).
+    #[serde(rename_all = "camelCase")]
+    AccessToken {
+        /// The `requestId` of the event.
+        id: RequestId,
+        /// The token; `None` with `error` when the source failed.
+        access_token: Option<Secret>,
+        /// Its remaining life in ms.
+        #[serde(default)]
+        expires_in_ms: u64,
+        /// Why there is no token.
+        #[serde(default)]
+        error: Option<String>,
+    },
 }
 
 /// One output of the engine.
@@ -282,6 +296,19 @@ impl Engine {
                 self.handle_timeout(now_ms);
                 None
             }
+            Input::AccessToken {
+                id,
+                access_token,
+                expires_in_ms,
+                error,
+            } => {
+                let result = match access_token {
+                    Some(t) => Ok((t, expires_in_ms)),
+                    None => Err(error.unwrap_or_else(|| "no token".to_owned())),
+                };
+                self.handle_access_token(now_ms, id, result);
+                None
+            }
         }
     }
 
@@ -337,6 +364,54 @@ impl Engine {
             return;
         };
         self.on_failure_without_answer(now_ms, p, kind);
+        self.pump(now_ms);
+    }
+
+    /// Hands in the answer of the host's token source to an [`Event::TokenRequested`] (only with
+    /// [`TokenSource::External`]): a token and its remaining life, or why there is none. A token with no life
+    /// left fails the waiting transitions with `TOKEN_EXPIRED`; a failure fails them with `AUTH_FAILED`.
+    pub fn handle_access_token(
+        &mut self,
+        now_ms: u64,
+        id: RequestId,
+        result: Result<(Secret, u64), String>,
+    ) {
+        let Some(p) = self.take_pending(id) else {
+            return;
+        };
+        if !matches!(p.owner, Owner::Token) {
+            return;
+        }
+        match result {
+            Ok((token, expires_in_ms)) if expires_in_ms > 0 && !token.is_empty() => {
+                self.token.store(token, expires_in_ms, now_ms);
+                self.requeue_token_waiters();
+            }
+            Ok((token, _)) if token.is_empty() => self.fail_token_waiters(
+                now_ms,
+                TransitionError::new(
+                    ErrorCode::AuthFailed,
+                    "the token source gave an empty token",
+                ),
+            ),
+            Ok(_) => self.fail_token_waiters(
+                now_ms,
+                TransitionError::new(
+                    ErrorCode::TokenExpired,
+                    "the token source gave a token that had already expired",
+                ),
+            ),
+            Err(message) => self.fail_token_waiters(
+                now_ms,
+                TransitionError::new(
+                    ErrorCode::AuthFailed,
+                    format!(
+                        "the token source failed: {}",
+                        message.chars().take(200).collect::<String>()
+                    ),
+                ),
+            ),
+        }
         self.pump(now_ms);
     }
 
@@ -554,6 +629,11 @@ impl Engine {
         self.pacer_wake_ms = None;
         loop {
             if let Fetch::Queued { retry } = self.token.fetch {
+                if self.config.token_source == TokenSource::External {
+                    // No request to the tenant: the host's token source answers, so the pacer is not asked.
+                    self.request_external_token(now_ms, retry);
+                    continue;
+                }
                 match self.pacer.try_acquire(now_ms) {
                     Ok(()) => {
                         self.send_token(now_ms, retry);
@@ -650,6 +730,27 @@ impl Engine {
         self.out.push_back(Output::Transmit(request));
     }
 
+    fn request_external_token(&mut self, now_ms: u64, retry: u32) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let deadline_ms = now_ms.saturating_add(self.config.request_timeout_ms);
+        self.pending.insert(
+            id,
+            Pending {
+                owner: Owner::Token,
+                deadline_ms,
+                token_generation: 0,
+            },
+        );
+        self.deadlines.insert((deadline_ms, id));
+        self.token.fetch = Fetch::InFlight { request: id, retry };
+        self.out
+            .push_back(Output::Event(Event::TokenRequested(TokenRequested {
+                request_id: id,
+                at_ms: now_ms,
+            })));
+    }
+
     fn send_token(&mut self, now_ms: u64, retry: u32) {
         let request = self.profile.token_request(&self.config);
         let id = RequestId(self.next_request);
@@ -730,13 +831,7 @@ impl Engine {
                     Ok(tok) if (200..300).contains(&r.status) => {
                         self.token
                             .store(tok.access_token, tok.expires_in_ms, now_ms);
-                        // Waiters were at the head of their queues: put them back there, in order.
-                        while let Some((id, step)) = self.token_waiters.pop_back() {
-                            match step {
-                                Step::SetState => self.commit_queue.push_front((id, step)),
-                                _ => self.check_queue.push_front((id, step)),
-                            }
-                        }
+                        self.requeue_token_waiters();
                     }
                     Ok(_) | Err(TokenFailure::Refused(_)) => {
                         let message = match self.profile.parse_token(r) {
@@ -794,6 +889,16 @@ impl Engine {
             RetryDecision::GiveUp => {
                 let e = exhausted(status, "token request");
                 self.fail_token_waiters(now_ms, e);
+            }
+        }
+    }
+
+    /// Waiters were at the head of their queues: put them back there, in order.
+    fn requeue_token_waiters(&mut self) {
+        while let Some((id, step)) = self.token_waiters.pop_back() {
+            match step {
+                Step::SetState => self.commit_queue.push_front((id, step)),
+                _ => self.check_queue.push_front((id, step)),
             }
         }
     }

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     TokenExpired,
     /// The durable audit log could not be written, so no outcome can be reported safely.
     AuditLogUnavailable,
+    /// A browser page was given a client secret without opting in (the npm package refuses it).
+    ClientSecretInBrowser,
+    /// The npm package was used before its WebAssembly module was loaded (`await initAsync()` first).
+    NotInitialized,
 }
 
 impl ErrorCode {
@@ -72,11 +76,13 @@ impl ErrorCode {
             Self::AuditLogCorrupt => "AUDIT_LOG_CORRUPT",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::AuditLogUnavailable => "AUDIT_LOG_UNAVAILABLE",
+            Self::ClientSecretInBrowser => "CLIENT_SECRET_IN_BROWSER",
+            Self::NotInitialized => "NOT_INITIALIZED",
         }
     }
 
     /// Every code, in declaration order (for docs, vectors and bindings).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         Self::InvalidState,
         Self::InvalidUserId,
         Self::AgentNotScheduled,
@@ -96,6 +102,8 @@ impl ErrorCode {
         Self::AuditLogCorrupt,
         Self::TokenExpired,
         Self::AuditLogUnavailable,
+        Self::ClientSecretInBrowser,
+        Self::NotInitialized,
     ];
 
     /// Parses the stable string form.

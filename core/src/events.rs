@@ -37,6 +37,19 @@ pub enum Event {
     ValidationCompleted(ValidationCompleted),
     /// A state change is about to be sent for the first time: journal it before performing the request.
     ChangeIntent(ChangeIntent),
+    /// A token is needed from the host's token source ([`TokenSource::External`](crate::TokenSource)):
+    /// answer with [`Input::AccessToken`](crate::Input::AccessToken) and this `request_id`.
+    TokenRequested(TokenRequested),
+}
+
+/// The engine needs an access token from the host (e.g. a web console's own back end).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequested {
+    /// Answer with this id.
+    pub request_id: crate::http::RequestId,
+    /// When (Unix ms).
+    pub at_ms: u64,
 }
 
 /// A state change about to be sent. Hosts with a durable audit log journal it first; on restart, a journaled

@@ -43,13 +43,13 @@ pub mod sim;
 pub use audit::{
     scan_log, verify_chain, AuditRecord, ChainError, ChainHead, LogError, LogScan, GENESIS_HASH,
 };
-pub use config::{Credentials, EngineConfig, ProfileKind, Secret};
+pub use config::{Credentials, EngineConfig, ProfileKind, Secret, TokenSource};
 pub use engine::{Command, Engine, Input, Output};
 pub use error::{ConfigError, ErrorCode, TransitionError};
 pub use events::{
     ChangeIntent, Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged,
-    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookPayload,
-    AGENT_STATE_CHANGED,
+    TokenRequested, TransitionFailed, TransitionId, ValidationCompleted, WebhookData,
+    WebhookPayload, AGENT_STATE_CHANGED,
 };
 pub use history::{AgentMetrics, History, HistoryConfig, StateEntry};
 pub use http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};

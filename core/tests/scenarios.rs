@@ -799,3 +799,96 @@ fn tokens_shorter_lived_than_the_refresh_margin_still_work() {
     assert!(outcome(&h, a).is_ok() && outcome(&h, b).is_ok());
     assert_eq!(h.tenant.ground_truth().tokens_issued, 1);
 }
+
+mod external_tokens {
+    //! A browser console hands tokens in from its own back end instead of holding a client secret.
+    use super::*;
+    use cxone_agent_state_core::sim::TokenBackend;
+    use cxone_agent_state_core::TokenSource;
+
+    fn console(agents: Vec<AgentPlan>, backend: TokenBackend) -> Harness {
+        let mut h = pair_with(agents, |cfg, _| {
+            cfg.token_source = TokenSource::External;
+            cfg.credentials.client_id = String::new();
+            cfg.credentials.client_secret = Secret::new("");
+        });
+        h.set_token_backend(backend);
+        h
+    }
+
+    #[test]
+    fn fifty_changes_ask_the_token_source_once() {
+        let agents: Vec<_> = (0..50).map(|i| on_shift(&format!("c{i}"))).collect();
+        let mut h = console(agents, TokenBackend::Tenant);
+        let ids: Vec<_> = (0..50)
+            .map(|i| h.transition(&format!("c{i}"), "READY"))
+            .collect();
+        h.drive().unwrap();
+        for id in ids {
+            assert_eq!(outcome(&h, id), Ok("READY".into()));
+        }
+        assert_eq!(h.token_requests(), 1);
+        assert!(
+            requests_to(&h, "/oauth2/token").is_empty(),
+            "no secret, no token endpoint"
+        );
+        assert_eq!(
+            h.tenant.ground_truth().tokens_issued,
+            1,
+            "the back end's one fetch"
+        );
+    }
+
+    #[test]
+    fn a_revoked_token_asks_the_source_again() {
+        let mut h = console(vec![on_shift("alice")], TokenBackend::Tenant);
+        h.transition("alice", "READY");
+        h.drive().unwrap();
+        h.tenant.revoke_tokens();
+        let id = h.transition("alice", "PAUSED");
+        h.drive().unwrap();
+        assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
+        assert_eq!(h.token_requests(), 2);
+    }
+
+    #[test]
+    fn an_expired_token_fails_with_token_expired() {
+        let mut h = console(vec![on_shift("alice")], TokenBackend::Fixed("t".into(), 0));
+        let id = h.transition("alice", "READY");
+        h.drive().unwrap();
+        assert_eq!(outcome(&h, id), Err(ErrorCode::TokenExpired));
+        assert!(h.requests().is_empty());
+    }
+
+    #[test]
+    fn a_failing_source_fails_with_auth_failed() {
+        let mut h = console(
+            vec![on_shift("alice")],
+            TokenBackend::Failing("back end down".into()),
+        );
+        let id = h.transition("alice", "READY");
+        h.drive().unwrap();
+        assert_eq!(outcome(&h, id), Err(ErrorCode::AuthFailed));
+        let msg = h
+            .events()
+            .iter()
+            .find_map(|(_, e)| match e {
+                Event::TransitionFailed(f) => Some(f.error.message.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(msg.contains("back end down"), "{msg}");
+    }
+
+    #[test]
+    fn an_unanswered_token_request_times_out_and_is_asked_again() {
+        // No back end: the request times out (10 s), is retried per the schedule, then the change fails.
+        let mut h = pair_with(vec![on_shift("alice")], |cfg, _| {
+            cfg.token_source = TokenSource::External;
+        });
+        let id = h.transition("alice", "READY");
+        h.drive().unwrap();
+        assert_eq!(outcome(&h, id), Err(ErrorCode::UpstreamUnavailable));
+        assert_eq!(h.token_requests(), 4, "one ask and three retries");
+    }
+}

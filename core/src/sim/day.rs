@@ -31,6 +31,94 @@ pub struct DaySummary {
     pub started_ms: u64,
     /// Virtual time of the last event so far (Unix ms).
     pub finished_ms: u64,
+    /// Series for charts.
+    pub charts: DayCharts,
+}
+
+/// Agents whose state timelines the charts keep (the first ones by id).
+pub const TIMELINE_SAMPLE: usize = 12;
+
+/// Upper bounds (ms) of the latency histogram's buckets; the last bucket is open-ended.
+pub const LATENCY_BUCKETS_MS: [u64; 10] = [
+    50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000,
+];
+
+/// Chart series of a simulated day, gathered from its events as they pass (memory stays small).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DayCharts {
+    /// Start of hour 0 (Unix ms).
+    pub hour_zero_ms: u64,
+    /// Policy violations blocked, per hour of the day.
+    pub violations_per_hour: Vec<u64>,
+    /// Retries scheduled, per hour.
+    pub retries_per_hour: Vec<u64>,
+    /// Of those, retries after a 429, per hour.
+    pub rate_limited_per_hour: Vec<u64>,
+    /// Transition latencies: counts per bucket of [`LATENCY_BUCKETS_MS`] (plus one open-ended bucket).
+    pub latency_histogram: Vec<u64>,
+    /// State timelines of a sample of agents.
+    pub timelines: Vec<AgentTimeline>,
+}
+
+/// One agent's accepted states over the day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentTimeline {
+    /// The agent.
+    pub user_id: String,
+    /// `(entered at Unix ms, state)`, in order.
+    pub segments: Vec<(u64, String)>,
+}
+
+impl DayCharts {
+    fn new(hour_zero_ms: u64, sample: Vec<String>) -> Self {
+        Self {
+            hour_zero_ms,
+            latency_histogram: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            timelines: sample
+                .into_iter()
+                .map(|user_id| AgentTimeline {
+                    user_id,
+                    segments: Vec::new(),
+                })
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    fn bump(series: &mut Vec<u64>, hour: usize) {
+        if series.len() <= hour {
+            series.resize(hour + 1, 0);
+        }
+        series[hour] += 1;
+    }
+
+    fn note(&mut self, at_ms: u64, event: &Event) {
+        let hour = (at_ms.saturating_sub(self.hour_zero_ms) / 3_600_000) as usize;
+        match event {
+            Event::PolicyViolation(_) => Self::bump(&mut self.violations_per_hour, hour),
+            Event::RetryScheduled(r) => {
+                Self::bump(&mut self.retries_per_hour, hour);
+                if r.status == Some(429) {
+                    Self::bump(&mut self.rate_limited_per_hour, hour);
+                }
+            }
+            Event::AuditRecord(r) => {
+                let i = LATENCY_BUCKETS_MS
+                    .iter()
+                    .position(|&b| r.latency_ms <= b)
+                    .unwrap_or(LATENCY_BUCKETS_MS.len());
+                self.latency_histogram[i] += 1;
+            }
+            Event::StateChanged(c) => {
+                if let Some(t) = self.timelines.iter_mut().find(|t| t.user_id == c.user_id) {
+                    t.segments.push((at_ms, c.new_state.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A simulated day in progress: generate it, then [`advance`](Self::advance) it in slices (to show
@@ -44,20 +132,28 @@ pub struct DayRun {
     started_ms: u64,
     last_event_ms: u64,
     end_ms: u64,
+    charts: DayCharts,
 }
 
 impl DayRun {
     /// Generates the day and an engine seeded with the same seed.
     pub fn new(config: &WorkdayConfig) -> Result<Self, ConfigError> {
         let day = Workday::generate(config);
-        let engine = Engine::new(Harness::engine_config_for(&day, config.seed))?;
+        let mut engine_config = Harness::engine_config_for(&day, config.seed);
+        // The report carries the most recent records; the whole trail is the audit log.
+        engine_config.report_log_capacity = 500;
+        let engine = Engine::new(engine_config)?;
         let harness = Harness::for_workday(&day, engine);
+        let mut sample: Vec<String> = day.agents.iter().map(|a| a.user_id.clone()).collect();
+        sample.sort();
+        sample.truncate(TIMELINE_SAMPLE);
         Ok(Self {
             config: config.clone(),
             commands: day.commands.len() as u64,
             retries: 0,
             started_ms: harness.now_ms(),
             last_event_ms: harness.now_ms(),
+            charts: DayCharts::new(harness.now_ms(), sample),
             end_ms: day.end_ms,
             harness,
         })
@@ -108,6 +204,7 @@ impl DayRun {
 
     fn note(&mut self, at_ms: u64, event: &Event) {
         self.last_event_ms = self.last_event_ms.max(at_ms);
+        self.charts.note(at_ms, event);
         if matches!(event, Event::RetryScheduled(_)) {
             self.retries += 1;
         }
@@ -130,6 +227,7 @@ impl DayRun {
             retries: self.retries,
             started_ms: self.started_ms,
             finished_ms: now,
+            charts: self.charts.clone(),
         }
     }
 }

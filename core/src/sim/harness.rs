@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::tenant::{SimOutcome, SimTenant};
 use super::workday::Workday;
 use crate::config::{EngineConfig, Secret};
+
 use crate::engine::{Command, Engine, Input, Output};
 use crate::events::{Event, TransitionId};
 use crate::http::{HttpRequest, HttpResponse, RequestId, TransportErrorKind};
@@ -31,6 +32,18 @@ pub struct Livelock {
 enum Delivery {
     Response(HttpResponse),
     Failure(RequestId, TransportErrorKind),
+    Input(Input),
+}
+
+/// How the harness answers [`Event::TokenRequested`] (an engine with an external token source).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenBackend {
+    /// Like a web console's back end: fetch a token from the tenant with its own client credentials.
+    Tenant,
+    /// Always answer this token with this remaining life (ms).
+    Fixed(String, u64),
+    /// Always fail with this message.
+    Failing(String),
 }
 
 /// Engine + tenant + virtual clock.
@@ -52,6 +65,8 @@ pub struct Harness {
     record_requests: bool,
     started: Vec<(u64, TransitionId)>,
     transcript: Option<Vec<TranscriptStep>>,
+    token_backend: Option<TokenBackend>,
+    token_requests: u64,
 }
 
 /// One input handed to the engine and every output it produced before asking for a timeout.
@@ -84,6 +99,8 @@ impl Harness {
             record_requests: false,
             started: Vec::new(),
             transcript: None,
+            token_backend: None,
+            token_requests: 0,
         }
     }
 
@@ -166,6 +183,69 @@ impl Harness {
         id
     }
 
+    /// Answers the engine's token requests with `backend` (for [`TokenSource::External`](crate::TokenSource)).
+    pub fn set_token_backend(&mut self, backend: TokenBackend) {
+        self.token_backend = Some(backend);
+    }
+
+    /// Token requests the engine made of the host so far.
+    pub fn token_requests(&self) -> u64 {
+        self.token_requests
+    }
+
+    fn answer_token_request(&mut self, id: RequestId) {
+        self.token_requests += 1;
+        let Some(backend) = self.token_backend.clone() else {
+            return;
+        };
+        let (access_token, expires_in_ms, error) = match backend {
+            TokenBackend::Fixed(t, ttl) => (Some(Secret::new(t)), ttl, None),
+            TokenBackend::Failing(e) => (None, 0, Some(e)),
+            TokenBackend::Tenant => {
+                let config = self.tenant.config().clone();
+                let body = format!(
+                    "grant_type=client_credentials&client_id={}&client_secret={}",
+                    config.client_id, config.client_secret
+                );
+                let request = HttpRequest {
+                    id: RequestId(0),
+                    method: crate::http::Method::Post,
+                    url: format!("{SIM_BASE_URL}/oauth2/token"),
+                    headers: vec![],
+                    body: Some(body),
+                    timeout_ms: 0,
+                };
+                let reply = self.tenant.handle_request(self.now_ms, &request);
+                let parsed = match reply.outcome {
+                    SimOutcome::Response(r) => {
+                        serde_json::from_str::<serde_json::Value>(&r.body).ok()
+                    }
+                    SimOutcome::TransportError(_) => None,
+                };
+                let token = parsed.as_ref().and_then(|v| v["access_token"].as_str());
+                let ttl = parsed.as_ref().and_then(|v| v["expires_in"].as_u64());
+                match (token, ttl) {
+                    (Some(t), Some(ttl)) => (Some(Secret::new(t)), ttl * 1000, None),
+                    _ => (None, 0, Some("the back end got no token".to_owned())),
+                }
+            }
+        };
+        self.seq += 1;
+        self.deliveries.push(Reverse((
+            self.now_ms + self.tenant.config().latency_ms,
+            self.seq,
+        )));
+        self.delivery_items.insert(
+            self.seq,
+            Delivery::Input(Input::AccessToken {
+                id,
+                access_token,
+                expires_in_ms,
+                error,
+            }),
+        );
+    }
+
     /// Events so far with their times.
     pub fn events(&self) -> &[(u64, Event)] {
         &self.events
@@ -235,7 +315,12 @@ impl Harness {
                         self.requests.push((self.now_ms, request));
                     }
                 }
-                Output::Event(e) => self.events.push((self.now_ms, e)),
+                Output::Event(e) => {
+                    if let Event::TokenRequested(t) = &e {
+                        self.answer_token_request(t.request_id);
+                    }
+                    self.events.push((self.now_ms, e));
+                }
                 Output::Timeout(deadline) => {
                     self.engine_deadline = deadline;
                     return;
@@ -271,6 +356,7 @@ impl Harness {
             let input = match self.delivery_items.remove(&seq).expect("delivery exists") {
                 Delivery::Response(r) => Input::Response(r),
                 Delivery::Failure(id, kind) => Input::TransportError { id, kind },
+                Delivery::Input(input) => input,
             };
             self.feed(input);
         }

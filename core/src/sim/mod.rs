@@ -9,8 +9,8 @@ mod harness;
 mod tenant;
 mod workday;
 
-pub use day::{DayRun, DaySummary};
-pub use harness::{Harness, Livelock, TranscriptStep, SIM_BASE_URL};
+pub use day::{AgentTimeline, DayCharts, DayRun, DaySummary, LATENCY_BUCKETS_MS, TIMELINE_SAMPLE};
+pub use harness::{Harness, Livelock, TokenBackend, TranscriptStep, SIM_BASE_URL};
 
 pub use tenant::{
     AgentPlan, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig, SimOutcome,

@@ -1,0 +1,132 @@
+// The package against the native sim-server over real HTTP, with the real global fetch.
+import test, { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { pkgDir, startSimServer, credentials, onShift } from './helpers.mjs';
+
+const { AgentStateManager } = await import(join(pkgDir, 'node.mjs'));
+
+let sim;
+before(async () => {
+  sim = await startSimServer(['--agents', '120', '--rate-limit', '6000', '--burst', '100', '--latency-ms', '2']);
+});
+after(async () => sim.stop());
+
+const fast = { rateLimitPerMinute: 6000, retry: { maxRetries: 3, baseMs: 100, jitterMs: 50, capMs: 2000 } };
+const manager = (options = {}) => new AgentStateManager(credentials, undefined, { baseUrl: sim.baseUrl, seed: 1, ...fast, ...options });
+const truth = () => sim.admin('/admin/ground-truth');
+
+test('happy path: READY with events, audit hash chain and the tenant updated', async () => {
+  const m = manager();
+  const seen = [];
+  for (const type of ['statechange', 'audit', 'webhook', 'violation']) m.addEventListener(type, (e) => seen.push([type, e.detail]));
+  const r = await m.transitionState('agent-0001', 'READY');
+  assert.equal(r.success, true);
+  assert.equal(typeof r.latency, 'number');
+  assert.equal(r.reasonCode, 'WORKING');
+  assert.equal(r.newState, 'READY');
+  assert.deepEqual(seen.map(([t]) => t), ['audit', 'statechange', 'webhook']);
+  const audit = seen[0][1];
+  assert.match(audit.hash, /^[0-9a-f]{64}$/);
+  assert.equal(audit.prevHash, '0'.repeat(64));
+  assert.equal(audit.success, true);
+  assert.equal(seen[2][1].event, 'AGENT_STATE_CHANGED');
+  const agent = await sim.admin('/admin/agents/agent-0001');
+  assert.equal(agent.state, 'READY');
+  const report = m.getComplianceReport();
+  assert.equal(report.totalTransitions, 1);
+  assert.equal(report.successCount, 1);
+  m.close();
+});
+
+test('policy errors carry their codes; only policy refusals count as violations', async () => {
+  const now = Date.now();
+  await sim.admin('/admin/agents', [
+    { userId: 'ghost', shifts: [], breaks: [] },
+    onShift('on-break', [{ startMs: now - 60_000, endMs: now + 3_600_000 }]),
+  ]);
+  const m = manager();
+  const violations = [];
+  m.addEventListener('violation', (e) => violations.push(e.detail.code));
+  await assert.rejects(m.transitionState('ghost', 'READY'), (e) => e instanceof Error && e.code === 'AGENT_NOT_SCHEDULED' && e.policyViolation === true);
+  await assert.rejects(m.transitionState('on-break', 'READY'), (e) => e.code === 'MANDATORY_BREAK_VIOLATION');
+  const ok = await m.transitionState('on-break', 'NOT_READY');
+  assert.equal(ok.reasonCode, 'BREAK');
+  await assert.rejects(m.transitionState('agent-0002', 'ready'), (e) => e.code === 'INVALID_STATE' && e.policyViolation === false);
+  await assert.rejects(m.transitionState('../x', 'READY'), (e) => e.code === 'INVALID_USER_ID');
+  assert.deepEqual(violations, ['AGENT_NOT_SCHEDULED', 'MANDATORY_BREAK_VIOLATION']);
+  const report = m.getComplianceReport();
+  assert.equal(report.violationCount, 2);
+  assert.equal(report.failureCount, 4);
+  await assert.rejects(m.validateStateChange('on-break', 'READY'), (e) => e.code === 'MANDATORY_BREAK_VIOLATION');
+  assert.deepEqual(await m.validateStateChange('on-break', 'PAUSED'), { valid: true, reasonCode: 'ADHOC' });
+  m.close();
+});
+
+test('a 429 with Retry-After is honoured', async () => {
+  const m = manager();
+  await m.transitionState('agent-0003', 'READY'); // token and schedule cached
+  await sim.admin('/admin/faults', { endpoint: 'setState', userId: 'agent-0003', fault: { kind: 'rateLimit', retryAfterS: 1 }, times: 1 });
+  const retries = [];
+  m.addEventListener('retry', (e) => retries.push(e.detail));
+  const t = Date.now();
+  const r = await m.transitionState('agent-0003', 'PAUSED');
+  assert.ok(Date.now() - t >= 1000, `took ${Date.now() - t} ms`);
+  assert.equal(r.success, true);
+  assert.equal(retries.length, 1);
+  assert.equal(retries[0].status, 429);
+  assert.ok(retries[0].delayMs >= 1000);
+  m.close();
+});
+
+test('503s are retried three times, then UPSTREAM_UNAVAILABLE', async () => {
+  const m = manager();
+  await m.transitionState('agent-0004', 'READY');
+  await sim.admin('/admin/faults', { endpoint: 'setState', userId: 'agent-0004', fault: { kind: 'status', status: 503 }, times: 4 });
+  const before = (await truth()).requestsByEndpoint.setState;
+  await assert.rejects(m.transitionState('agent-0004', 'IDLE'), (e) => e.code === 'UPSTREAM_UNAVAILABLE');
+  assert.equal((await truth()).requestsByEndpoint.setState - before, 4);
+  assert.equal(m.getComplianceReport().violationCount, 0, 'an outage is not a violation');
+  m.close();
+});
+
+test('a 401 refreshes the token once and the change succeeds', async () => {
+  const m = manager();
+  await m.transitionState('agent-0005', 'READY');
+  const issued = (await truth()).tokensIssued;
+  await sim.admin('/admin/revoke-tokens', {});
+  const r = await m.transitionState('agent-0005', 'NOT_READY');
+  assert.equal(r.success, true);
+  assert.equal((await truth()).tokensIssued - issued, 1);
+  m.close();
+});
+
+test('50 concurrent transitions make exactly one token request', async () => {
+  const m = manager();
+  const issued = (await truth()).tokensIssued;
+  const users = Array.from({ length: 50 }, (_, i) => `agent-${String(i + 60).padStart(4, '0')}`);
+  const results = await Promise.all(users.map((u) => m.transitionState(u, 'NOT_READY')));
+  assert.ok(results.every((r) => r.success));
+  assert.equal((await truth()).tokensIssued - issued, 1);
+  m.close();
+});
+
+test('getAccessToken: the page never holds a secret; the back end hands out tokens', async () => {
+  let asked = 0;
+  const getAccessToken = async () => {
+    asked += 1;
+    // What a console's back end does: client credentials on the server side.
+    const res = await fetch(`${sim.baseUrl}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials&client_id=sim-client&client_secret=sim-secret',
+    });
+    const t = await res.json();
+    return { accessToken: t.access_token, expiresIn: t.expires_in };
+  };
+  const m = new AgentStateManager({ getAccessToken }, undefined, { baseUrl: sim.baseUrl, ...fast });
+  const results = await Promise.all(['agent-0110', 'agent-0111', 'agent-0112'].map((u) => m.transitionState(u, 'READY')));
+  assert.ok(results.every((r) => r.success));
+  assert.equal(asked, 1);
+  m.close();
+});

@@ -1,0 +1,69 @@
+// Compiled with `tsc --noEmit` against the shipped .d.ts: a consumer's view of the package. Each `Check`
+// fails to compile if the type it guards degrades to `any`.
+import {
+  AgentStateManager,
+  CxoneError,
+  simulateDay,
+  initAsync,
+  type ComplianceReport,
+  type DaySummary,
+  type ErrorCode,
+  type TransitionResult,
+} from 'cxone-agent-state';
+
+type IsAny<T> = 0 extends 1 & T ? true : false;
+/** `check<E>()(value)`: `value` must be an `E`, and its own type must not be `any`. */
+function check<E>(): <T extends E>(value: T, ...notAny: IsAny<T> extends true ? [never] : []) => void {
+  return () => {};
+}
+
+async function console(): Promise<void> {
+  await initAsync();
+  const manager = new AgentStateManager(
+    { getAccessToken: async () => ({ accessToken: 't', expiresIn: 3600 }) },
+    undefined,
+    { baseUrl: 'https://acme.api.nice.incontact.com', rateLimitPerMinute: 100 },
+  );
+  const result = await manager.transitionState('agent-7', 'READY');
+  check<TransitionResult>()(result);
+  check<number>()(result.latency);
+  check<string>()(result.reasonCode);
+  const code: ErrorCode = 'MANDATORY_BREAK_VIOLATION';
+  check<ErrorCode>()(code);
+
+  manager.addEventListener('statechange', (e) => {
+    check<string>()(e.detail.newState);
+    check<number>()(e.detail.latencyMs);
+  });
+  manager.addEventListener('audit', (e) => {
+    check<string>()(e.detail.hash);
+    check<boolean>()(e.detail.policyViolation);
+  });
+  manager.addEventListener('violation', (e) => check<ErrorCode>()(e.detail.code));
+  manager.addEventListener('webhook', (e) => check<string>()(e.detail.eventId));
+
+  const report = manager.getComplianceReport();
+  check<ComplianceReport>()(report);
+  check<number>()(report.violationFrequency);
+  check<number>()(report.latency.p95Ms);
+  check<string | null>()(report.logs[0].previousState);
+  check<number>()(manager.calculateIdleTime('agent-7'));
+  check<string>()(manager.getReasonCodeForState('READY'));
+
+  try {
+    await manager.validateStateChange('agent-7', 'READY');
+  } catch (e) {
+    if (e instanceof CxoneError) check<ErrorCode>()(e.code);
+  }
+
+  const day = simulateDay({ agents: 1000, hours: 8, seed: 42 });
+  check<DaySummary>()(day);
+  check<number>()(day.groundTruth.readyAcceptedDuringBreak);
+  check<number[]>()(day.charts.violationsPerHour);
+  // @ts-expect-error: agents is a number
+  simulateDay({ agents: 'many' });
+  // @ts-expect-error: a credential set needs a secret
+  new AgentStateManager({ clientId: 'x' });
+}
+
+void console;

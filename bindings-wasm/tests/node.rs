@@ -1,0 +1,16 @@
+//! Replays every JSON vector in wasm under Node; the results must equal the native ones.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+#[test]
+fn vectors_replay_in_node() {
+    common::replay_every_vector();
+}
+
+#[test]
+fn errors_are_js_errors_with_codes() {
+    common::errors_carry_codes();
+}
