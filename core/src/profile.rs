@@ -231,7 +231,18 @@ impl ApiProfile for SeedProfile {
         token: &Secret,
         idempotency_key: &str,
     ) -> HttpRequest {
-        let body = serde_json::json!({ "state": state.as_str(), "reasonCode": reason_code });
+        // Members in the order `json!` wrote them before (sorted), so the bytes on the wire are unchanged.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            reason_code: &'a str,
+            state: &'a str,
+        }
+        let body = serde_json::to_string(&Body {
+            reason_code,
+            state: state.as_str(),
+        })
+        .expect("strings serialize");
         request(
             Method::Post,
             format!("{base}/api/v2/users/{}/state", user.path_segment()),
@@ -240,7 +251,7 @@ impl ApiProfile for SeedProfile {
                 ("Content-Type".to_owned(), "application/json".to_owned()),
                 ("Idempotency-Key".to_owned(), idempotency_key.to_owned()),
             ],
-            Some(body.to_string()),
+            Some(body),
         )
     }
 
