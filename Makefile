@@ -4,14 +4,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM_PROBE := target/wasm32-unknown-unknown/release/cxone_agent_state_wasm_probe.wasm
 
-.PHONY: run test setup lint doc unit wasm-check bench vectors package wasm-test js-test
+.PHONY: run test setup lint doc unit wasm-check bench vectors package wasm-test js-test www www-deps test-www
 
 ## Simulates 200 agents through an 8-hour shift day against the embedded simulated tenant.
 run:
 	$(CARGO) run --release -q -p cxone-agent-state -- simulate $(ARGS)
 
 ## Installs what the tests need (idempotent), then runs formatting, lints, docs, every test and the wasm check.
-test: setup lint doc unit wasm-check package wasm-test js-test
+test: setup lint doc unit wasm-check package wasm-test js-test test-www
 	@echo "make test: all passed"
 
 setup:
@@ -57,13 +57,30 @@ js-test: package
 	node --test --test-timeout=120000 bindings-wasm/test/*.test.mjs
 	bindings-wasm/node_modules/.bin/tsc -p bindings-wasm/test/types/tsconfig.json
 
+## The pages' npm packages (the built package as a `file:` dependency, and playwright-core for the tests).
+www-deps: package
+	cd www && if ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
+
+## Serves the agent console and the compliance simulation on http://127.0.0.1:8080/ (PORT=… to change), with a
+## local sim-server and a token endpoint next to the pages.
+www: www-deps
+	$(CARGO) build -q -p cxone-agent-state
+	node www/server.mjs --port $${PORT:-8080}
+
+## The pages in headless Chromium (Debian's, through playwright-core); screenshots go to test-output/.
+test-www: www-deps
+	$(CARGO) build -q -p cxone-agent-state
+	node --test --test-timeout=180000 www/tests/www.test.mjs
+
 ## Criterion benches: engine throughput and a 1,000-agent day, each with a same-run baseline ratio; then a
-## 1,000-agent burst against sim-server over loopback, judged against the tenant's rate bound.
-bench:
+## 1,000-agent burst against sim-server over loopback, judged against the tenant's rate bound; then the npm
+## package (size, wasm ÷ native throughput, simulateDay in Node) and the simulation page in Chromium.
+bench: www-deps
 	$(CARGO) bench -p cxone-agent-state-core --bench engine
 	$(CARGO) bench -p cxone-agent-state --bench loopback
-	$(MAKE) package
 	node bindings-wasm/bench/bench.mjs
+	$(CARGO) build -q -p cxone-agent-state
+	node www/bench/sim-chromium.mjs
 
 ## Rewrites the generated vectors after an intended change (review the diff).
 vectors:

@@ -33,8 +33,9 @@ if [ "$have" != "$want" ]; then
   cargo install wasm-bindgen-cli --version "$want" --force
 fi
 
-# npm tooling of the package (esbuild, binaryen's wasm-opt, typescript) and of the pages (playwright-core).
-for dir in bindings-wasm www; do
+# npm tooling of the package (esbuild, binaryen's wasm-opt, typescript). The pages' packages (www/) depend
+# on the built package, so `make www-deps` installs them after `make package`.
+for dir in bindings-wasm; do
   if [ -f "$dir/package-lock.json" ] && ! (cd "$dir" && npm ls --depth=0 >/dev/null 2>&1); then
     log "installing npm packages in $dir"
     (cd "$dir" && npm ci --no-audit --no-fund)

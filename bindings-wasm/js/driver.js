@@ -394,6 +394,7 @@ export class AgentStateManager extends EventTarget {
               latencyMs: e.latencyMs,
               policyViolation:
                 e.error.code === 'AGENT_NOT_SCHEDULED' || e.error.code === 'MANDATORY_BREAK_VIOLATION',
+              breakWindow: e.error.breakWindow ?? null,
             }),
           ),
         );
@@ -402,7 +403,13 @@ export class AgentStateManager extends EventTarget {
         this.#settle(e.transitionId, (w) =>
           e.valid
             ? w.resolve({ valid: true, reasonCode: e.reasonCode })
-            : w.reject(new CxoneError(e.error.code, e.error.message, { userId: e.userId, state: e.state })),
+            : w.reject(
+                new CxoneError(e.error.code, e.error.message, {
+                  userId: e.userId,
+                  state: e.state,
+                  breakWindow: e.error.breakWindow ?? null,
+                }),
+              ),
         );
         return;
       case 'tokenRequested':

@@ -120,6 +120,8 @@ export declare class CxoneError extends Error {
   readonly policyViolation?: boolean;
   readonly userId?: string;
   readonly state?: string;
+  /** For `MANDATORY_BREAK_VIOLATION`: the break's window (Unix ms), when the tenant names it. */
+  readonly breakWindow?: { startMs: number; endMs: number } | null;
 }
 
 /** An event of `AgentStateManager`; `detail` carries the engine's event. */

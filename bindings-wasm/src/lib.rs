@@ -87,18 +87,20 @@ export interface StateChanged {
   transitionId: number; userId: string; previousState: string | null; newState: string;
   reasonCode: string; latencyMs: number; attempts: number; atMs: number;
 }
+/** Why a transition failed; `breakWindow` is set for a refusal during a named mandatory break. */
+export interface TransitionError { code: ErrorCode; message: string; breakWindow?: { startMs: number; endMs: number } }
 export interface TransitionFailed {
   transitionId: number; userId: string; requestedState: string;
-  error: { code: ErrorCode; message: string }; latencyMs: number; attempts: number; atMs: number;
+  error: TransitionError; latencyMs: number; attempts: number; atMs: number;
 }
 export interface PolicyViolation { transitionId: number; userId: string; requestedState: string; code: ErrorCode; atMs: number }
 export interface RetryScheduled {
-  transitionId: number | null; kind: "token" | "schedule" | "breakStatus" | "setState";
+  transitionId: number | null; userId: string | null; kind: "token" | "schedule" | "breakStatus" | "setState";
   retry: number; delayMs: number; status: number | null; atMs: number;
 }
 export interface ValidationCompleted {
   transitionId: number; userId: string; state: string; valid: boolean;
-  reasonCode: string | null; error: { code: ErrorCode; message: string } | null; atMs: number;
+  reasonCode: string | null; error: TransitionError | null; atMs: number;
 }
 
 /** An event from the engine. */

@@ -879,6 +879,7 @@ impl Engine {
                 self.out
                     .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
                         transition_id: None,
+                        user_id: None,
                         kind: RequestKind::Token,
                         retry: next,
                         delay_ms,
@@ -992,15 +993,26 @@ impl Engine {
                 Err(e) => self.finish(now_ms, id, Err(e)),
             },
             Step::BreakStatus => match self.profile.parse_break(r) {
-                Ok(required) => {
+                Ok(status) => {
                     let t = self
                         .transitions
                         .get_mut(&id)
                         .expect("pending transitions exist");
                     t.break_checked_ms = Some(now_ms);
-                    match PolicyDecision::evaluate(&t.state, true, Some(required)) {
+                    match PolicyDecision::evaluate(&t.state, true, Some(status.required)) {
                         PolicyDecision::Allowed => self.advance(now_ms, id),
-                        denial => self.finish(now_ms, id, Err(policy_error(denial))),
+                        denial => {
+                            let mut e = policy_error(denial);
+                            if let Some(w) = status.window {
+                                e.message = format!(
+                                    "a mandatory break ({} to {}) is due: READY is not allowed",
+                                    iso8601(w.start_ms),
+                                    iso8601(w.end_ms)
+                                );
+                                e.break_window = Some(w);
+                            }
+                            self.finish(now_ms, id, Err(e))
+                        }
                     }
                 }
                 Err(e) => self.finish(now_ms, id, Err(e)),
@@ -1029,6 +1041,7 @@ impl Engine {
         let slot = &mut t.retries[step as usize];
         *slot += 1;
         let retry = *slot;
+        let user = t.user.as_str().to_owned();
         match self
             .config
             .retry
@@ -1039,6 +1052,7 @@ impl Engine {
                 self.out
                     .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
                         transition_id: Some(id),
+                        user_id: Some(user),
                         kind: step.kind(),
                         retry,
                         delay_ms,

@@ -133,12 +133,27 @@ impl std::fmt::Display for ErrorCode {
 ///
 /// The message never contains a secret.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 #[error("{code}: {message}")]
 pub struct TransitionError {
     /// The stable code.
     pub code: ErrorCode,
     /// A short human-readable explanation.
     pub message: String,
+    /// For `MANDATORY_BREAK_VIOLATION`: the break, when the tenant said which (so a console can say
+    /// "mandatory break in progress until 10:45" in the agent's own time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_window: Option<BreakWindow>,
+}
+
+/// A mandatory break's window (Unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakWindow {
+    /// When the break starts.
+    pub start_ms: u64,
+    /// When it ends.
+    pub end_ms: u64,
 }
 
 impl TransitionError {
@@ -147,6 +162,7 @@ impl TransitionError {
         Self {
             code,
             message: message.into(),
+            break_window: None,
         }
     }
 }

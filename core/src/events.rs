@@ -149,6 +149,8 @@ pub enum RequestKind {
 pub struct RetryScheduled {
     /// The transition it serves (`None` for a token request, which serves many).
     pub transition_id: Option<TransitionId>,
+    /// The agent of that transition (so a console can show "retrying" next to them).
+    pub user_id: Option<String>,
     /// Which request.
     pub kind: RequestKind,
     /// The retry number, from 1.

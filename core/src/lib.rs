@@ -45,7 +45,7 @@ pub use audit::{
 };
 pub use config::{Credentials, EngineConfig, ProfileKind, Secret, TokenSource};
 pub use engine::{Command, Engine, Input, Output};
-pub use error::{ConfigError, ErrorCode, TransitionError};
+pub use error::{BreakWindow, ConfigError, ErrorCode, TransitionError};
 pub use events::{
     ChangeIntent, Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged,
     TokenRequested, TransitionFailed, TransitionId, ValidationCompleted, WebhookData,
@@ -57,7 +57,7 @@ pub use metrics::{LatencyHistogram, LatencySummary, MAX_TRACKED_LATENCY_MS};
 pub use outbox::*;
 pub use pacer::{Pacer, RateLimit};
 pub use policy::{PolicyDecision, ScheduleCache};
-pub use profile::{ApiProfile, ParsedToken, SeedProfile, TokenFailure};
+pub use profile::{ApiProfile, BreakStatus, ParsedToken, SeedProfile, TokenFailure};
 pub use report::{ComplianceReport, ReportBuilder, ReportReplay, StateCounts};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use rng::DetRng;

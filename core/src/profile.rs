@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::config::{EngineConfig, Secret};
-use crate::error::{ErrorCode, TransitionError};
+use crate::error::{BreakWindow, ErrorCode, TransitionError};
 use crate::http::{HttpRequest, HttpResponse, Method, RequestId};
 use crate::state::{AgentState, UserId};
 
@@ -41,6 +41,15 @@ pub struct ScheduleAnswer {
     pub shift_end_ms: Option<u64>,
 }
 
+/// A break answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakStatus {
+    /// Whether a mandatory break is required now (READY is refused).
+    pub required: bool,
+    /// The break's window, when the answer names it.
+    pub window: Option<BreakWindow>,
+}
+
 /// Builds requests and parses answers for one API dialect.
 ///
 /// Requests are returned with `id` 0 and `timeout_ms` 0; the engine fills both in.
@@ -55,8 +64,8 @@ pub trait ApiProfile: std::fmt::Debug + Send {
     fn parse_schedule(&self, response: &HttpResponse) -> Result<ScheduleAnswer, TransitionError>;
     /// "Is a mandatory break due for this agent?"
     fn break_request(&self, base: &str, user: &UserId, token: &Secret) -> HttpRequest;
-    /// Parses a 2xx break answer: whether a mandatory break is required.
-    fn parse_break(&self, response: &HttpResponse) -> Result<bool, TransitionError>;
+    /// Parses a 2xx break answer: whether a mandatory break is required, and its window if given.
+    fn parse_break(&self, response: &HttpResponse) -> Result<BreakStatus, TransitionError>;
     /// The state change.
     fn state_request(
         &self,
@@ -210,8 +219,9 @@ impl ApiProfile for SeedProfile {
         )
     }
 
-    fn parse_break(&self, response: &HttpResponse) -> Result<bool, TransitionError> {
-        json_body(response)?
+    fn parse_break(&self, response: &HttpResponse) -> Result<BreakStatus, TransitionError> {
+        let v = json_body(response)?;
+        let required = v
             .get("mandatoryBreakRequired")
             .and_then(Value::as_bool)
             .ok_or_else(|| {
@@ -219,7 +229,20 @@ impl ApiProfile for SeedProfile {
                     ErrorCode::BadResponse,
                     "break answer has no boolean `mandatoryBreakRequired`",
                 )
-            })
+            })?;
+        // `breakStart`/`breakEnd` are optional extras (the simulated tenant sends them).
+        let at = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .and_then(crate::time::parse_iso8601)
+        };
+        let window = match (at("breakStart"), at("breakEnd")) {
+            (Some(start_ms), Some(end_ms)) if start_ms <= end_ms => {
+                Some(BreakWindow { start_ms, end_ms })
+            }
+            _ => None,
+        };
+        Ok(BreakStatus { required, window })
     }
 
     fn state_request(
@@ -320,9 +343,25 @@ mod tests {
                 .code,
             ErrorCode::BadResponse
         );
-        assert!(SeedProfile
-            .parse_break(&resp(200, r#"{"mandatoryBreakRequired":true}"#))
-            .unwrap());
+        assert!(
+            SeedProfile
+                .parse_break(&resp(200, r#"{"mandatoryBreakRequired":true}"#))
+                .unwrap()
+                .required
+        );
+        let b = SeedProfile
+            .parse_break(&resp(
+                200,
+                r#"{"mandatoryBreakRequired":true,"breakStart":"2026-01-05T10:00:00.000Z","breakEnd":"2026-01-05T10:45:00.000Z"}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            b.window,
+            Some(BreakWindow {
+                start_ms: 1_767_607_200_000,
+                end_ms: 1_767_609_900_000
+            })
+        );
         assert_eq!(
             SeedProfile
                 .parse_break(&resp(200, r#"{"mandatoryBreakRequired":"yes"}"#))

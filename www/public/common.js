@@ -1,0 +1,105 @@
+// Helpers shared by the pages: formatting, report figures, downloads, error words.
+
+export const fmtMs = (ms) => {
+  if (ms === null || ms === undefined) return '—';
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+};
+export const fmtPct = (x) => (x === null || x === undefined ? '—' : `${(x * 100).toFixed(1)} %`);
+export const fmtClock = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+/** The report's headline figures, as `[key, label, display value, raw value]`. */
+export function reportFigures(r) {
+  return [
+    ['totalTransitions', 'Transitions', r.totalTransitions, r.totalTransitions],
+    ['successCount', 'Succeeded', r.successCount, r.successCount],
+    ['failureCount', 'Failed', r.failureCount, r.failureCount],
+    ['violationCount', 'Policy violations blocked', r.violationCount, r.violationCount],
+    ['violationFrequency', 'Violation frequency', fmtPct(r.violationFrequency), r.violationFrequency],
+    ['averageLatencyMs', 'Average latency', `${r.averageLatencyMs} ms`, r.averageLatencyMs],
+    ['p95Ms', 'Latency p95', `${r.latency.p95Ms} ms`, r.latency.p95Ms],
+    ['p99Ms', 'Latency p99', `${r.latency.p99Ms} ms`, r.latency.p99Ms],
+  ];
+}
+
+/** Renders the figures into a `<dl>`; each value carries `data-key` and `data-value` for machines. */
+export function renderFigures(dl, report) {
+  dl.replaceChildren(
+    ...reportFigures(report).map(([key, label, shown, raw]) => {
+      const div = document.createElement('div');
+      const dt = document.createElement('dt');
+      dt.textContent = label;
+      const dd = document.createElement('dd');
+      dd.textContent = String(shown);
+      dd.dataset.key = key;
+      dd.dataset.value = String(raw);
+      div.append(dt, dd);
+      return div;
+    }),
+  );
+}
+
+const csvField = (v) => {
+  const s = String(v ?? '');
+  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+};
+
+/** The report as `section,key,value` CSV (the same layout as `cxone-agent-state report --csv`). */
+export function reportCsv(r) {
+  const rows = [['section', 'key', 'value']];
+  for (const [key, , , raw] of reportFigures(r)) rows.push(['summary', key, raw]);
+  for (const [code, n] of Object.entries(r.failuresByCode)) rows.push(['failuresByCode', code, n]);
+  for (const [state, c] of Object.entries(r.perState)) {
+    rows.push([`state:${state}`, 'attempts', c.attempts], [`state:${state}`, 'successes', c.successes]);
+  }
+  for (const a of r.agents) {
+    rows.push([`agent:${a.userId}`, 'currentState', a.currentState], [`agent:${a.userId}`, 'cumulativeIdleMs', a.cumulativeIdleMs],
+      [`agent:${a.userId}`, 'utilization', a.utilization ?? '']);
+  }
+  return rows.map((r) => r.map(csvField).join(',')).join('\n') + '\n';
+}
+
+export function download(name, text, type) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], { type }));
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  setTimeout(() => {
+    URL.revokeObjectURL(a.href);
+    a.remove();
+  }, 0);
+}
+
+/** A refusal or failure in words a supervisor understands. */
+export function explain(error, now = Date.now()) {
+  const w = error.breakWindow;
+  switch (error.code) {
+    case 'MANDATORY_BREAK_VIOLATION':
+      if (!w) return 'Refused: a mandatory break is due';
+      return now >= w.startMs
+        ? `Refused: mandatory break in progress until ${fmtClock(w.endMs)}`
+        : `Refused: mandatory break due at ${fmtClock(w.startMs)} (until ${fmtClock(w.endMs)})`;
+    case 'AGENT_NOT_SCHEDULED':
+      return 'Refused: the agent is not on shift now';
+    case 'UPSTREAM_UNAVAILABLE':
+      return 'The tenant could not be reached (after retries) — check the API base URL';
+    case 'RATE_LIMITED':
+      return 'The tenant kept rate limiting (429) — try again shortly';
+    case 'TOKEN_EXPIRED':
+      return 'The token service handed out an already expired token — check the token endpoint';
+    case 'AUTH_FAILED':
+      return `Sign-in failed: ${error.message}`;
+    case 'UNAUTHORIZED':
+      return 'The tenant refused the token even after a refresh';
+    case 'INVALID_STATE':
+      return 'Not a valid state name';
+    case 'INVALID_USER_ID':
+      return 'Not a valid agent id';
+    default:
+      return `${error.code ?? 'ERROR'}: ${error.message}`;
+  }
+}

@@ -1,0 +1,190 @@
+// The agent console: one AgentStateManager, fed by the page's own token endpoint.
+import { AgentStateManager, initAsync } from 'cxone-agent-state';
+import { download, explain, fmtClock, fmtMs, fmtPct, renderFigures, reportCsv } from './common.js';
+
+const STATES = ['READY', 'NOT_READY', 'PAUSED', 'IDLE'];
+const $ = (s) => document.querySelector(s);
+let manager = null;
+let agents = [];
+const results = new Map(); // userId → { text, kind }
+let lastHash = '0'.repeat(64);
+let chainOk = true;
+
+function setStatus(text, kind = '') {
+  const el = $('#tenant-status');
+  el.textContent = text;
+  el.className = `status msg ${kind}`;
+}
+
+/** SHA-256 of the record's canonical encoding (sorted keys, no `hash`), as the core computes it. */
+async function verifyRecord(r) {
+  const { hash, ...rest } = r;
+  const canonical = JSON.stringify(Object.fromEntries(Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : 1))));
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(canonical));
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return hex === hash;
+}
+
+async function addAuditRow(r) {
+  const linked = r.prevHash === lastHash;
+  lastHash = r.hash;
+  const verified = await verifyRecord(r);
+  chainOk = chainOk && linked && verified;
+  const tr = document.createElement('tr');
+  tr.dataset.seq = r.seq;
+  const cells = [
+    [r.seq, 'num'],
+    [fmtClock(Date.parse(r.timestamp)), ''],
+    [r.userId, ''],
+    [r.newState, ''],
+    [r.success ? 'accepted' : r.errorCode, r.success ? 'msg ok' : 'msg bad'],
+    [`${r.latencyMs} ms`, 'num'],
+    [r.attempts, 'num'],
+    [r.hash.slice(0, 12), 'mono'],
+    [linked && verified ? '✓ linked, hash verified' : '✗ broken', linked && verified ? 'msg ok' : 'msg bad'],
+  ];
+  for (const [text, cls] of cells) {
+    const td = document.createElement('td');
+    td.textContent = String(text);
+    if (cls) td.className = cls;
+    tr.append(td);
+  }
+  $('#audit tbody').prepend(tr);
+  $('#chain-status').textContent = chainOk ? '— chain intact' : '— chain BROKEN';
+  $('#chain-status').className = chainOk ? 'msg ok' : 'msg bad';
+}
+
+function renderAgents() {
+  const tbody = $('#agents tbody');
+  if (tbody.children.length !== agents.length) {
+    tbody.replaceChildren(
+      ...agents.map((id) => {
+        const tr = document.createElement('tr');
+        tr.dataset.agent = id;
+        tr.innerHTML = '<th scope="row"></th><td class="state"></td><td class="num in-state"></td><td class="num idle"></td>'
+          + '<td class="num util"></td><td class="controls"></td><td class="result msg" aria-live="polite"></td>';
+        tr.querySelector('th').textContent = id;
+        const controls = tr.querySelector('.controls');
+        for (const s of STATES) {
+          const b = document.createElement('button');
+          b.type = 'button';
+          b.className = 'state';
+          b.textContent = s.replace('_', ' ');
+          b.dataset.state = s;
+          b.setAttribute('aria-label', `Set ${id} to ${s}`);
+          b.addEventListener('click', () => change(id, s, b));
+          controls.append(b);
+        }
+        return tr;
+      }),
+    );
+  }
+  if (!manager) return;
+  const now = Date.now();
+  for (const tr of tbody.children) {
+    const id = tr.dataset.agent;
+    const m = manager.getAgentMetrics(id);
+    const state = m?.currentState ?? 'unknown';
+    tr.querySelector('.state').innerHTML = `<span class="badge ${state}">${state}</span>`;
+    tr.querySelector('.in-state').textContent = m ? fmtMs(now - m.currentSinceMs) : '—';
+    tr.querySelector('.idle').textContent = m ? fmtMs(m.idleTimeMs) : '—';
+    tr.querySelector('.util').textContent = m ? fmtPct(m.utilization) : '—';
+    const r = results.get(id);
+    const cell = tr.querySelector('.result');
+    cell.textContent = r?.text ?? '';
+    cell.className = `result msg ${r?.kind ?? ''}`;
+  }
+}
+
+function renderReport() {
+  if (manager) renderFigures($('#report'), manager.getComplianceReport());
+}
+
+async function change(userId, state, button) {
+  if (!manager) return;
+  const buttons = button.parentElement.querySelectorAll('button');
+  buttons.forEach((b) => (b.disabled = true));
+  results.set(userId, { text: `Changing to ${state}…`, kind: '' });
+  renderAgents();
+  try {
+    const r = await manager.transitionState(userId, state);
+    results.set(userId, { text: `Changed to ${r.newState} in ${r.latencyMs} ms`, kind: 'ok' });
+  } catch (e) {
+    results.set(userId, { text: explain(e), kind: e.policyViolation ? 'warn' : 'bad' });
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+    renderAgents();
+    renderReport();
+  }
+}
+
+async function connect(baseUrl, tokenUrl, ids) {
+  manager?.close();
+  manager = null;
+  results.clear();
+  $('#audit tbody').replaceChildren();
+  lastHash = '0'.repeat(64);
+  chainOk = true;
+  agents = ids;
+  renderAgents();
+  setStatus('Connecting…');
+  try {
+    await initAsync();
+    // The token comes from our own back end: the page never holds a client secret.
+    const getAccessToken = async () => {
+      const res = await fetch(tokenUrl, { cache: 'no-store' });
+      const body = await res.json().catch(() => ({}));
+      if (!res.ok) throw new Error(body.message ?? `token endpoint answered ${res.status}`);
+      return body;
+    };
+    const first = await getAccessToken(); // fail fast with a clear message
+    if (!(first.expiresIn > 0)) {
+      setStatus('The token service handed out an already expired token — check the token endpoint.', 'bad');
+    }
+    manager = new AgentStateManager({ getAccessToken }, undefined, { baseUrl, rateLimitPerMinute: 600 });
+    manager.addEventListener('audit', (e) => {
+      addAuditRow(e.detail);
+      renderReport();
+    });
+    manager.addEventListener('retry', (e) => {
+      const d = e.detail;
+      if (d.userId) {
+        const why = d.status ? `HTTP ${d.status}` : 'no answer';
+        results.set(d.userId, { text: `Retrying in ${(d.delayMs / 1000).toFixed(1)} s (retry ${d.retry}, ${why})…`, kind: 'warn' });
+        renderAgents();
+      }
+    });
+    if (first.expiresIn > 0) setStatus(`Connected to ${baseUrl}; tokens from ${tokenUrl}.`, 'ok');
+    renderAgents();
+    renderReport();
+  } catch (e) {
+    setStatus(`Could not connect: ${e.message}. Check the token endpoint and the base URL.`, 'bad');
+  }
+}
+
+$('#connect').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const ids = $('#agent-ids').value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (ids.length === 0) return setStatus('List at least one agent id.', 'bad');
+  connect($('#base-url').value.trim(), $('#token-url').value.trim(), ids);
+});
+$('#export-json').addEventListener('click', () => {
+  if (manager) download('compliance-report.json', JSON.stringify(manager.getComplianceReport(), null, 2), 'application/json');
+});
+$('#export-csv').addEventListener('click', () => {
+  if (manager) download('compliance-report.csv', reportCsv(manager.getComplianceReport()), 'text/csv');
+});
+setInterval(() => {
+  renderAgents();
+}, 1000);
+
+// Defaults: the local sim-server and token endpoint that `make www` started.
+const config = await fetch('/config').then((r) => r.json()).catch(() => null);
+if (config) {
+  $('#base-url').value = config.baseUrl;
+  $('#token-url').value = config.tokenUrl;
+  $('#agent-ids').value = (config.agents ?? []).join(', ');
+  connect(config.baseUrl, config.tokenUrl, config.agents ?? []);
+} else {
+  setStatus('Enter a tenant and a token endpoint, then Connect.');
+}

@@ -1,0 +1,148 @@
+// The compliance simulation page: a form, a Web Worker running simulateDay in slices, charts and the report.
+import { bars, histogram, STATE_COLORS, timeline } from './charts.js';
+import { download, renderFigures, reportCsv } from './common.js';
+
+const $ = (s) => document.querySelector(s);
+const FIELDS = [
+  ['agents', 'agents', { min: 1, max: 5000, whole: true, label: 'Agent count' }],
+  ['hours', 'hours', { min: 1, max: 12, whole: true, label: 'Shift length' }],
+  ['break-every', 'breakEvery', { min: 1, max: 12, whole: true, label: 'Break interval' }],
+  ['break-minutes', 'breakMinutes', { min: 1, max: 120, whole: true, label: 'Break length' }],
+  ['faults', 'faults', { min: 0, max: 100, whole: false, label: 'Fault rate' }],
+  ['rate', 'rate', { min: 1, max: 1_000_000, whole: true, label: 'Rate limit' }],
+  ['seed', 'seed', { min: 0, max: Number.MAX_SAFE_INTEGER, whole: true, label: 'Seed' }],
+];
+let worker = null;
+let lastSummary = null;
+
+/** Reads and checks the form; returns the parameters or throws an Error naming the bad field. */
+function readForm() {
+  const out = {};
+  for (const [id, key, rule] of FIELDS) {
+    const input = $(`#${id}`);
+    const raw = input.value.trim();
+    const v = Number(raw);
+    const ok = raw !== '' && Number.isFinite(v) && v >= rule.min && v <= rule.max && (!rule.whole || Number.isInteger(v));
+    input.setAttribute('aria-invalid', ok ? 'false' : 'true');
+    if (!ok) {
+      input.focus();
+      throw new Error(`${rule.label} must be ${rule.whole ? 'a whole number' : 'a number'} from ${rule.min} to ${rule.max.toLocaleString()} (got “${raw}”).`);
+    }
+    out[key] = v;
+  }
+  return out;
+}
+
+function shareUrl(p) {
+  const q = new URLSearchParams(Object.entries(p).map(([k, v]) => [k, String(v)]));
+  return `${location.origin}${location.pathname}?${q}`;
+}
+
+function options(p) {
+  return {
+    agents: p.agents, hours: p.hours, seed: p.seed, faults: p.faults / 100, rateLimitPerMinute: p.rate,
+    breakEveryHours: p.breakEvery, breakMinutes: p.breakMinutes,
+  };
+}
+
+function draw(summary) {
+  const c = summary.charts;
+  const end = summary.finishedMs;
+  timeline($('[data-chart="timeline"]'), c.timelines, c.hourZeroMs, end);
+  $('#timeline-legend').innerHTML = Object.entries(STATE_COLORS)
+    .map(([s, col]) => `<span><i style="background:${col}"></i>${s}</span>`).join('') + '<span><i style="background:#6c5ce7"></i>other</span>';
+  const agents = summary.report.agents;
+  histogram($('[data-chart="utilization"]'), agents.filter((a) => a.utilization !== null).map((a) => a.utilization * 100),
+    [10, 20, 30, 40, 50, 60, 70, 80, 90, 100], (e) => `${e}%`, '#2e8b57');
+  histogram($('[data-chart="idle"]'), agents.map((a) => a.cumulativeIdleMs / 60_000), [15, 30, 45, 60, 90, 120, 180, 240],
+    (e) => `${e}`, '#7f8c8d');
+  const hours = Math.max(c.violationsPerHour.length, c.retriesPerHour.length, Math.ceil((end - c.hourZeroMs) / 3_600_000));
+  const hourLabels = Array.from({ length: hours }, (_, i) => `${i}`);
+  const pad = (xs) => hourLabels.map((_, i) => xs[i] ?? 0);
+  bars($('[data-chart="violations"]'), hourLabels, [{ values: pad(c.violationsPerHour), color: '#c0392b', label: 'violations blocked' }]);
+  const buckets = summary.latencyBucketsMs;
+  const latLabels = c.latencyHistogram.map((_, i) => (i < buckets.length ? `≤${buckets[i] >= 1000 ? `${buckets[i] / 1000}s` : `${buckets[i]}ms`}` : '>60s'));
+  bars($('[data-chart="latency"]'), latLabels, [{ values: c.latencyHistogram, color: '#1f5fbf', label: 'transitions' }]);
+  bars($('[data-chart="retries"]'), hourLabels, [
+    { values: pad(c.retriesPerHour), color: '#1f5fbf', label: 'retries' },
+    { values: pad(c.rateLimitedPerHour), color: '#c0392b', label: 'after a 429' },
+  ]);
+  renderFigures($('#report'), summary.report);
+  const g = summary.groundTruth;
+  const rows = [
+    ['requestsReceived', 'Requests the tenant received', g.totalRequests],
+    ['apiRequestsPerTransition', 'API requests per transition', summary.apiRequestsPerTransition.toFixed(2)],
+    ['rateLimited', '429s from its rate limiter', g.rateLimited],
+    ['faultsInjected', 'Faults injected', g.faultsInjected],
+    ['retries', 'Retries the engine scheduled', summary.retries],
+    ['readyAcceptedDuringBreak', 'READY accepted during a mandatory break', g.readyAcceptedDuringBreak],
+  ];
+  $('#truth tbody').innerHTML = rows.map(([k, label, v]) => `<tr><th scope="row">${label}</th><td class="num" data-key="${k}">${v}</td></tr>`).join('');
+  $('#export-json').disabled = false;
+  $('#export-csv').disabled = false;
+}
+
+function run(p) {
+  $('#form-error').textContent = '';
+  worker?.terminate();
+  worker = new Worker('/sim-worker.js', { type: 'module' });
+  $('#run').disabled = true;
+  $('#progress').value = 0;
+  $('#sim-status').textContent = `Simulating ${p.agents.toLocaleString()} agents × ${p.hours} h…`;
+  const t0 = performance.now();
+  worker.onmessage = (e) => {
+    const m = e.data;
+    if (m.type === 'progress') {
+      $('#progress').value = m.progress;
+    } else if (m.type === 'done') {
+      $('#progress').value = 1;
+      lastSummary = m.summary;
+      draw(m.summary);
+      const status = $('#sim-status');
+      status.textContent = `Simulated ${p.agents.toLocaleString()} agents × ${p.hours} h in ${(m.ms / 1000).toFixed(2)} s `
+        + `(${((performance.now() - t0) / 1000).toFixed(2)} s including loading): ${m.summary.report.totalTransitions.toLocaleString()} transitions, `
+        + `${m.summary.report.violationCount} violations blocked, ${m.summary.groundTruth.readyAcceptedDuringBreak} READY accepted during a break.`;
+      status.dataset.ms = String(Math.round(m.ms));
+      status.className = 'status msg ok';
+      $('#run').disabled = false;
+    } else {
+      $('#form-error').textContent = `The simulation stopped: ${m.message}`;
+      $('#run').disabled = false;
+    }
+  };
+  worker.onerror = (e) => {
+    $('#form-error').textContent = `The simulation could not start: ${e.message ?? 'worker error'}`;
+    $('#run').disabled = false;
+  };
+  worker.postMessage(options(p));
+}
+
+$('#params').addEventListener('submit', (e) => {
+  e.preventDefault();
+  try {
+    const p = readForm();
+    history.replaceState(null, '', shareUrl(p));
+    run(p);
+  } catch (err) {
+    $('#form-error').textContent = err.message;
+  }
+});
+$('#share').addEventListener('click', async () => {
+  try {
+    const url = shareUrl(readForm());
+    history.replaceState(null, '', url);
+    await navigator.clipboard?.writeText(url).catch(() => {});
+    $('#sim-status').textContent = `Share link: ${url}`;
+  } catch (err) {
+    $('#form-error').textContent = err.message;
+  }
+});
+$('#export-json').addEventListener('click', () => lastSummary && download('simulation.json', JSON.stringify(lastSummary, null, 2), 'application/json'));
+$('#export-csv').addEventListener('click', () => lastSummary && download('simulation-report.csv', reportCsv(lastSummary.report), 'text/csv'));
+
+// A shared link fills the form and reproduces the run.
+const q = new URLSearchParams(location.search);
+if ([...q.keys()].length > 0) {
+  for (const [id, key] of FIELDS) if (q.has(key)) $(`#${id}`).value = q.get(key);
+  $('#params').requestSubmit();
+}

@@ -1,0 +1,146 @@
+// The pages in real headless Chromium (Debian's, driven by playwright-core; nothing is downloaded).
+import test, { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const out = join(root, 'test-output');
+mkdirSync(out, { recursive: true });
+
+let server;
+let base;
+let browser;
+
+before(async () => {
+  server = spawn('node', [join(root, 'www', 'server.mjs'), '--port', '0', '--exit-on-stdin-eof'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const [line] = await once(createInterface({ input: server.stdout }), 'line');
+  base = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(line)[1];
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--no-first-run', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stdin.end();
+});
+
+async function openPage(path) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(base + path);
+  return { page, errors };
+}
+
+test('console: change an agent\'s state against sim-server, see the new state and a new audit row', async () => {
+  const { page, errors } = await openPage('/');
+  const row = page.locator('tr[data-agent="agent-0001"]');
+  await row.waitFor();
+  await page.locator('#tenant-status.ok').waitFor();
+  const before = await page.locator('#audit tbody tr').count();
+  await page.getByRole('button', { name: 'Set agent-0001 to READY' }).click();
+  await row.locator('.result', { hasText: 'Changed to READY' }).waitFor();
+  await row.locator('.state .badge', { hasText: 'READY' }).waitFor();
+  const audit = page.locator('#audit tbody tr').first();
+  assert.equal(await page.locator('#audit tbody tr').count(), before + 1);
+  assert.match(await audit.innerText(), /agent-0001[\s\S]*READY[\s\S]*accepted[\s\S]*✓ linked, hash verified/);
+  // Keyboard: focus the next control and press Enter.
+  await page.getByRole('button', { name: 'Set agent-0002 to PAUSED' }).focus();
+  await page.keyboard.press('Enter');
+  await page.locator('tr[data-agent="agent-0002"] .state .badge', { hasText: 'PAUSED' }).waitFor();
+  assert.equal(await page.locator('#report dd[data-key="successCount"]').getAttribute('data-value'), '2');
+  await page.screenshot({ path: join(out, 'console.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('console: READY during a scheduled break is refused with the reason in words', async () => {
+  const { page, errors } = await openPage('/');
+  await page.locator('#tenant-status.ok').waitFor();
+  await page.getByRole('button', { name: 'Set agent-0003 to READY' }).click();
+  const inBreak = page.locator('tr[data-agent="agent-0003"] .result');
+  await inBreak.filter({ hasText: 'Refused' }).waitFor();
+  assert.match(await inBreak.innerText(), /^Refused: mandatory break in progress until \d{1,2}:\d{2}/);
+  await page.getByRole('button', { name: 'Set agent-0005 to READY' }).click();
+  const due = page.locator('tr[data-agent="agent-0005"] .result');
+  await due.filter({ hasText: 'Refused' }).waitFor();
+  assert.match(await due.innerText(), /mandatory break due at \d{1,2}:\d{2}/);
+  // NOT_READY is still allowed during the break.
+  await page.getByRole('button', { name: 'Set agent-0003 to NOT_READY' }).click();
+  await inBreak.filter({ hasText: 'Changed to NOT_READY' }).waitFor();
+  await page.getByRole('button', { name: 'Set agent-0010 to READY' }).click();
+  await page.locator('tr[data-agent="agent-0010"] .result', { hasText: 'not on shift' }).waitFor();
+  assert.equal(await page.locator('#report dd[data-key="violationCount"]').getAttribute('data-value'), '3');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('console: an expired token and an unreachable tenant get clear messages, no crash', async () => {
+  const { page, errors } = await openPage('/');
+  await page.locator('#tenant-status.ok').waitFor();
+  await page.getByLabel('Token endpoint (your back end)').fill('/token?expired=1');
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.locator('#tenant-status', { hasText: 'already expired' }).waitFor();
+  await page.getByRole('button', { name: 'Set agent-0001 to IDLE' }).click();
+  await page.locator('tr[data-agent="agent-0001"] .result', { hasText: 'expired token' }).waitFor();
+
+  await page.getByLabel('Token endpoint (your back end)').fill('/token');
+  await page.getByLabel('API base URL').fill('http://127.0.0.1:9');
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.locator('#tenant-status.ok').waitFor();
+  await page.getByRole('button', { name: 'Set agent-0001 to IDLE' }).click();
+  await page.locator('tr[data-agent="agent-0001"] .result', { hasText: 'Retrying' }).waitFor();
+  await page.locator('tr[data-agent="agent-0001"] .result', { hasText: 'could not be reached' }).waitFor({ timeout: 40_000 });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('simulation: a 1,000-agent day runs in a worker, every chart is drawn, figures match the package', async () => {
+  const params = { agents: 1000, hours: 8, breakEvery: 2, breakMinutes: 15, faults: 2, rate: 100, seed: 42 };
+  const { page, errors } = await openPage(`/simulate.html?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]))}`);
+  const status = page.locator('#sim-status[data-ms]');
+  await status.waitFor({ timeout: 60_000 });
+  const ms = Number(await status.getAttribute('data-ms'));
+  console.log(`# simulated 1,000 agents × 8 h in Chromium in ${ms} ms`);
+  for (const chart of ['timeline', 'utilization', 'idle', 'violations', 'latency', 'retries']) {
+    const drawn = await page.locator(`svg[data-chart="${chart}"] rect`).count();
+    assert.ok(drawn >= 4, `${chart}: ${drawn} shapes`);
+    const heights = await page.locator(`svg[data-chart="${chart}"] rect`).evaluateAll((rs) => rs.map((r) => Number(r.getAttribute('height'))));
+    assert.ok(heights.some((h) => h > 1), `${chart} draws something visible`);
+  }
+  // The same day computed by the package in Node must give the same figures.
+  const m = await import(join(root, 'bindings-wasm', 'pkg', 'node.mjs'));
+  const day = m.simulateDay({ agents: 1000, hours: 8, seed: 42, faults: 0.02, rateLimitPerMinute: 100, breakEveryHours: 2, breakMinutes: 15 });
+  for (const key of ['totalTransitions', 'successCount', 'failureCount', 'violationCount', 'averageLatencyMs']) {
+    const shown = await page.locator(`#report dd[data-key="${key}"]`).getAttribute('data-value');
+    assert.equal(Number(shown), day.report[key], key);
+  }
+  assert.equal(Number(await page.locator('#truth td[data-key="readyAcceptedDuringBreak"]').innerText()), 0);
+  assert.equal(Number(await page.locator('#truth td[data-key="requestsReceived"]').innerText()), day.groundTruth.totalRequests);
+  await page.screenshot({ path: join(out, 'simulate.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('simulation: a negative agent count gets a clear message and nothing runs', async () => {
+  const { page, errors } = await openPage('/simulate.html');
+  await page.getByLabel('Agents', { exact: true }).fill('-5');
+  await page.getByRole('button', { name: 'Run simulation' }).click();
+  await page.locator('#form-error', { hasText: 'Agent count must be a whole number from 1' }).waitFor();
+  assert.equal(await page.getByLabel('Agents', { exact: true }).getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.locator('svg[data-chart="latency"] rect').count(), 0);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
