@@ -68,6 +68,23 @@ function draw(summary) {
     { values: pad(c.rateLimitedPerHour), color: '#c0392b', label: 'after a 429' },
   ]);
   renderFigures($('#report'), summary.report);
+  const cell = (text, cls = '') => { const td = document.createElement('td'); td.textContent = String(text); td.className = cls; return td; };
+  $('#per-state tbody').replaceChildren(...Object.entries(summary.report.perState).map(([state, c]) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = state;
+    tr.append(th, cell(c.attempts, 'num'), cell(c.successes, 'num'));
+    return tr;
+  }));
+  $('#failures tbody').replaceChildren(...Object.entries(summary.report.failuresByCode).map(([code, n]) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = code;
+    tr.append(th, cell(n, 'num'));
+    return tr;
+  }));
   const g = summary.groundTruth;
   const rows = [
     ['requestsReceived', 'Requests the tenant received', g.totalRequests],

@@ -127,6 +127,10 @@ test('simulation: a 1,000-agent day runs in a worker, every chart is drawn, figu
     const shown = await page.locator(`#report dd[data-key="${key}"]`).getAttribute('data-value');
     assert.equal(Number(shown), day.report[key], key);
   }
+  assert.equal(await page.locator('#per-state tbody tr').count(), Object.keys(day.report.perState).length);
+  assert.equal(await page.locator('#failures tbody tr').count(), Object.keys(day.report.failuresByCode).length);
+  const firstState = await page.locator('#per-state tbody tr').first().locator('td').first().innerText();
+  assert.equal(Number(firstState), Object.values(day.report.perState)[0].attempts);
   assert.equal(Number(await page.locator('#truth td[data-key="readyAcceptedDuringBreak"]').innerText()), 0);
   assert.equal(Number(await page.locator('#truth td[data-key="requestsReceived"]').innerText()), day.groundTruth.totalRequests);
   await page.screenshot({ path: join(out, 'simulate.png'), fullPage: true });
