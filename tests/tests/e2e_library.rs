@@ -117,45 +117,25 @@ async fn until_unfinished(m: &AgentStateManager, n: usize) {
     }
 }
 
-fn audit_records(events: &[Event]) -> Vec<AuditRecord> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::AuditRecord(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
+/// Defines `fn $name(events) -> Vec<$ty>`: the payloads of one event variant, in order.
+macro_rules! event_filter {
+    ($name:ident, $variant:ident, $ty:ty) => {
+        fn $name(events: &[Event]) -> Vec<$ty> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::$variant(x) => Some(x.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+    };
 }
 
-fn changes(events: &[Event]) -> Vec<StateChanged> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StateChanged(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn retries(events: &[Event]) -> Vec<RetryScheduled> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::RetryScheduled(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn webhooks(events: &[Event]) -> Vec<WebhookPayload> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Webhook(w) => Some(w.clone()),
-            _ => None,
-        })
-        .collect()
-}
+event_filter!(audit_records, AuditRecord, AuditRecord);
+event_filter!(changes, StateChanged, StateChanged);
+event_filter!(retries, RetryScheduled, RetryScheduled);
+event_filter!(webhooks, Webhook, WebhookPayload);
 
 /// Reads and verifies a whole durable audit log: (records, torn tail).
 fn read_log(path: &Path) -> (Vec<AuditRecord>, Option<Vec<u8>>) {
