@@ -13,7 +13,7 @@ fn main() {
     let mut checksum = 0;
     for _ in 0..runs {
         let t = Instant::now();
-        checksum = cxone_agent_state_wasm::throughput_workload(agents, per_agent);
+        checksum = cxone_agent_state_core::sim::throughput_workload(agents, per_agent);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);

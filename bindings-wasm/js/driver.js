@@ -271,6 +271,11 @@ export class AgentStateManager extends EventTarget {
     return this.#sync().complianceReport(this.#now());
   }
 
+  /** The compliance report as `section,key,value` CSV (the layout of `cxone-agent-state report --csv`). */
+  getComplianceReportCsv() {
+    return this.#sync().complianceReportCsv(this.#now());
+  }
+
   /** Webhook payloads accepted and not yet delivered. */
   get pendingWebhooks() {
     return this.#outbox ? this.#outbox.pending() : 0;
@@ -392,8 +397,7 @@ export class AgentStateManager extends EventTarget {
               state: e.requestedState,
               transitionId: e.transitionId,
               latencyMs: e.latencyMs,
-              policyViolation:
-                e.error.code === 'AGENT_NOT_SCHEDULED' || e.error.code === 'MANDATORY_BREAK_VIOLATION',
+              policyViolation: e.policyViolation,
               breakWindow: e.error.breakWindow ?? null,
             }),
           ),

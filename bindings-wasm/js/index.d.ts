@@ -172,6 +172,8 @@ export declare class AgentStateManager extends EventTarget {
   getAgentMetrics(userId: string): AgentMetrics | null;
   /** The compliance report. */
   getComplianceReport(): ComplianceReport;
+  /** The compliance report as `section,key,value` CSV (the layout of `cxone-agent-state report --csv`). */
+  getComplianceReportCsv(): string;
   /** Webhook payloads accepted and not yet delivered. */
   readonly pendingWebhooks: number;
   /** Stops timers and frees the engine. */

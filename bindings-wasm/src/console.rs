@@ -2,7 +2,7 @@
 
 use cxone_agent_state_core::{
     AgentState, Engine, EngineConfig, ErrorCode, HttpResponse, Outbox, OutboxConfig, OutboxEntry,
-    Output, ReasonCodeTable, RequestId, Secret, TransportErrorKind,
+    ReasonCodeTable, RequestId, Secret, TransportErrorKind,
 };
 use wasm_bindgen::prelude::*;
 
@@ -130,24 +130,10 @@ impl WasmEngine {
         self.inner.handle_timeout(time(now_ms));
     }
 
-    /// The next output.
-    #[wasm_bindgen(js_name = pollOutput, unchecked_return_type = "EngineOutput")]
-    pub fn poll_output(&mut self) -> JsValue {
-        to_js(&self.inner.poll_output())
-    }
-
     /// Every output up to and including the `timeout` one.
     #[wasm_bindgen(unchecked_return_type = "EngineOutput[]")]
     pub fn drain(&mut self) -> JsValue {
-        let mut out = Vec::new();
-        loop {
-            let o = self.inner.poll_output();
-            let end = matches!(o, Output::Timeout(_));
-            out.push(o);
-            if end {
-                return to_js(&out);
-            }
-        }
+        to_js(&self.inner.drain_outputs())
     }
 
     /// The reference's `calculateIdleTime`.
@@ -160,6 +146,12 @@ impl WasmEngine {
     #[wasm_bindgen(js_name = complianceReport, unchecked_return_type = "ComplianceReport")]
     pub fn compliance_report(&self, now_ms: f64) -> JsValue {
         to_js(&self.inner.compliance_report(time(now_ms)))
+    }
+
+    /// The compliance report at `now_ms` as `section,key,value` CSV (the CLI's `report --csv` layout).
+    #[wasm_bindgen(js_name = complianceReportCsv)]
+    pub fn compliance_report_csv(&self, now_ms: f64) -> String {
+        self.inner.compliance_report(time(now_ms)).to_csv()
     }
 
     /// Idle time, time per state and utilization of one agent (`null` if unknown).
@@ -178,17 +170,6 @@ impl WasmEngine {
             .reason_codes
             .reason_for(&state)
             .to_owned())
-    }
-
-    /// Policy violations so far.
-    #[wasm_bindgen(js_name = violationCount)]
-    pub fn violation_count(&self) -> f64 {
-        self.inner.violation_count() as f64
-    }
-
-    /// Commands not yet finished.
-    pub fn unfinished(&self) -> f64 {
-        self.inner.unfinished() as f64
     }
 }
 

@@ -91,7 +91,7 @@ export interface StateChanged {
 export interface TransitionError { code: ErrorCode; message: string; breakWindow?: { startMs: number; endMs: number } }
 export interface TransitionFailed {
   transitionId: number; userId: string; requestedState: string;
-  error: TransitionError; latencyMs: number; attempts: number; atMs: number;
+  error: TransitionError; policyViolation: boolean; latencyMs: number; attempts: number; atMs: number;
 }
 export interface PolicyViolation { transitionId: number; userId: string; requestedState: string; code: ErrorCode; atMs: number }
 export interface RetryScheduled {
@@ -147,13 +147,12 @@ export interface GroundTruth {
 }
 export interface DayCharts {
   hourZeroMs: number; violationsPerHour: number[]; retriesPerHour: number[]; rateLimitedPerHour: number[];
-  latencyHistogram: number[]; timelines: { userId: string; segments: [number, string][] }[];
+  latencyBucketsMs: number[]; latencyHistogram: number[]; timelines: { userId: string; segments: [number, string][] }[];
 }
 /** The outcome of a simulated day. */
 export interface DaySummary {
   config: Record<string, unknown>; report: ComplianceReport; groundTruth: GroundTruth; commands: number;
   apiRequestsPerTransition: number; retries: number; startedMs: number; finishedMs: number; charts: DayCharts;
-  latencyBucketsMs: number[];
 }
 "#;
 

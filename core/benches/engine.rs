@@ -22,12 +22,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use cxone_agent_state_core::sim::{
-    AgentPlan, DayRun, Harness, SimConfig, SimTenant, Window, Workday, WorkdayConfig, SIM_BASE_URL,
-    WORKDAY_EPOCH_MS,
+    AgentPlan, DayRun, Harness, SimConfig, SimTenant, Workday, WorkdayConfig, WORKDAY_EPOCH_MS,
 };
-use cxone_agent_state_core::{
-    Command, Engine, EngineConfig, Event, HttpRequest, RateLimit, Secret, NOT_READY, READY,
-};
+use cxone_agent_state_core::{Command, Engine, Event, HttpRequest, NOT_READY, READY};
 
 const T0: u64 = WORKDAY_EPOCH_MS;
 const HOUR_MS: u64 = 3_600_000;
@@ -63,14 +60,11 @@ fn tenant_config() -> SimConfig {
 fn throughput_tenant() -> SimTenant {
     let mut tenant = SimTenant::new(tenant_config());
     for i in 0..AGENTS {
-        tenant.add_agent(AgentPlan {
-            user_id: user(i),
-            shifts: vec![Window {
-                start_ms: T0 - HOUR_MS,
-                end_ms: T0 + 10 * HOUR_MS,
-            }],
-            breaks: Vec::new(),
-        });
+        tenant.add_agent(AgentPlan::on_shift(
+            user(i),
+            T0 - HOUR_MS,
+            T0 + 10 * HOUR_MS,
+        ));
     }
     tenant
 }
@@ -78,16 +72,7 @@ fn throughput_tenant() -> SimTenant {
 /// Engine + tenant + the `TRANSITIONS` commands scheduled on the virtual clock; nothing run yet.
 fn throughput_harness() -> Harness {
     let sim = tenant_config();
-    let mut config = EngineConfig::new(
-        SIM_BASE_URL,
-        sim.client_id.clone(),
-        Secret::new(sim.client_secret.clone()),
-    );
-    config.seed = 7;
-    config.rate_limit = RateLimit {
-        per_minute: HIGH_RATE_PER_MINUTE,
-        burst: None,
-    };
+    let config = Harness::engine_config_for_tenant(&sim, 7);
     let engine = Engine::new(config).expect("valid engine config");
     let mut h = Harness::new(engine, throughput_tenant(), T0);
     for i in 0..TRANSITIONS {

@@ -447,6 +447,14 @@ impl Engine {
             .unwrap_or_else(|| Output::Timeout(self.next_deadline()))
     }
 
+    /// Every pending output, in order, ending with the [`Output::Timeout`]: the drain step of the loop in one
+    /// call (hosts that cross a boundary per call, like wasm, want this).
+    pub fn drain_outputs(&mut self) -> Vec<Output> {
+        let mut out: Vec<Output> = self.out.drain(..).collect();
+        out.push(Output::Timeout(self.next_deadline()));
+        out
+    }
+
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work, if any.
     pub fn next_deadline(&self) -> Option<u64> {
         let queued = !self.commit_queue.is_empty()
@@ -706,17 +714,10 @@ impl Engine {
         };
     }
 
-    fn register(
-        &mut self,
-        now_ms: u64,
-        mut request: HttpRequest,
-        owner: Owner,
-        token_generation: u64,
-    ) {
+    /// Gives an outstanding request its id and deadline (its timeout is then a transport error).
+    fn track(&mut self, now_ms: u64, owner: Owner, token_generation: u64) -> RequestId {
         let id = RequestId(self.next_request);
         self.next_request += 1;
-        request.id = id;
-        request.timeout_ms = self.config.request_timeout_ms;
         let deadline_ms = now_ms.saturating_add(self.config.request_timeout_ms);
         self.pending.insert(
             id,
@@ -727,22 +728,26 @@ impl Engine {
             },
         );
         self.deadlines.insert((deadline_ms, id));
-        self.out.push_back(Output::Transmit(request));
+        id
     }
 
+    fn register(
+        &mut self,
+        now_ms: u64,
+        mut request: HttpRequest,
+        owner: Owner,
+        token_generation: u64,
+    ) -> RequestId {
+        let id = self.track(now_ms, owner, token_generation);
+        request.id = id;
+        request.timeout_ms = self.config.request_timeout_ms;
+        self.out.push_back(Output::Transmit(request));
+        id
+    }
+
+    /// With an external token source, the "request" is an event the host answers, tracked like any other.
     fn request_external_token(&mut self, now_ms: u64, retry: u32) {
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let deadline_ms = now_ms.saturating_add(self.config.request_timeout_ms);
-        self.pending.insert(
-            id,
-            Pending {
-                owner: Owner::Token,
-                deadline_ms,
-                token_generation: 0,
-            },
-        );
-        self.deadlines.insert((deadline_ms, id));
+        let id = self.track(now_ms, Owner::Token, 0);
         self.token.fetch = Fetch::InFlight { request: id, retry };
         self.out
             .push_back(Output::Event(Event::TokenRequested(TokenRequested {
@@ -753,8 +758,7 @@ impl Engine {
 
     fn send_token(&mut self, now_ms: u64, retry: u32) {
         let request = self.profile.token_request(&self.config);
-        let id = RequestId(self.next_request);
-        self.register(now_ms, request, Owner::Token, 0);
+        let id = self.register(now_ms, request, Owner::Token, 0);
         self.token.fetch = Fetch::InFlight { request: id, retry };
     }
 
@@ -1238,6 +1242,7 @@ impl Engine {
                         user_id: a.user_id,
                         requested_state: a.new_state,
                         error,
+                        policy_violation,
                         latency_ms: a.latency_ms,
                         attempts: a.attempts,
                         at_ms: now_ms,

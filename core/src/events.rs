@@ -121,6 +121,9 @@ pub struct TransitionFailed {
     pub requested_state: String,
     /// Why.
     pub error: TransitionError,
+    /// Whether compliance policy refused it (the audit record's `policyViolation`), so hosts need not
+    /// know which codes are policy codes.
+    pub policy_violation: bool,
     /// From command to completion.
     pub latency_ms: u64,
     /// API requests sent for this transition.

@@ -28,6 +28,13 @@ impl Default for RateLimit {
     }
 }
 
+impl RateLimit {
+    /// The bucket capacity in use: `burst`, or one second's worth of `per_minute` (at least 1).
+    pub fn effective_burst(&self) -> u32 {
+        self.burst.unwrap_or(self.per_minute / 60).max(1)
+    }
+}
+
 /// One token = this many units; refill adds `per_minute` units per millisecond, so all math is exact integers.
 const UNITS_PER_TOKEN: u64 = 60_000;
 
@@ -45,7 +52,7 @@ impl Pacer {
     /// A full bucket for this limit.
     pub fn new(limit: &RateLimit) -> Self {
         let per_minute = u64::from(limit.per_minute.max(1));
-        let burst = u64::from(limit.burst.unwrap_or(limit.per_minute / 60).max(1));
+        let burst = u64::from(limit.effective_burst());
         let capacity = burst * UNITS_PER_TOKEN;
         Self {
             per_minute,
@@ -81,6 +88,15 @@ impl Pacer {
 
     fn ms_until_token(&self, units: u64) -> u64 {
         (UNITS_PER_TOKEN - units).div_ceil(self.per_minute)
+    }
+
+    /// Changes the limit. The bucket keeps its current fill, clamped to the new capacity; refill from
+    /// the last acquisition on uses the new rate.
+    pub fn set_limit(&mut self, limit: &RateLimit) {
+        let fresh = Self::new(limit);
+        self.per_minute = fresh.per_minute;
+        self.capacity = fresh.capacity;
+        self.units = self.units.min(self.capacity);
     }
 
     /// Pauses every request until `until_ms` and empties the bucket, so sending resumes at the steady rate

@@ -119,23 +119,11 @@ fn json_body(response: &HttpResponse) -> Result<Value, TransitionError> {
     })
 }
 
+/// `application/x-www-form-urlencoded`, as `URLSearchParams` writes it (space becomes `+`).
 fn form_encode(pairs: &[(&str, &str)]) -> String {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-    // application/x-www-form-urlencoded, as URLSearchParams writes it: space becomes '+'.
-    const FORM: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'*')
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b' ');
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let enc = |s: &str| utf8_percent_encode(s, FORM).to_string().replace(' ', "+");
-            format!("{}={}", enc(k), enc(v))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 impl ApiProfile for SeedProfile {

@@ -46,6 +46,57 @@ pub struct ComplianceReport {
     pub agents: Vec<AgentMetrics>,
 }
 
+impl ComplianceReport {
+    /// The report as `section,key,value` CSV rows with a header (easy to pivot in a spreadsheet): the
+    /// summary, latency, failures by code, counts per state, then each agent. The CLI's `report --csv`
+    /// and the pages' exports all write this.
+    pub fn to_csv(&self) -> String {
+        fn field(s: &str) -> std::borrow::Cow<'_, str> {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\"")).into()
+            } else {
+                s.into()
+            }
+        }
+        let mut out = String::from("section,key,value\n");
+        let mut row = |section: &str, key: &str, value: &dyn std::fmt::Display| {
+            out.push_str(&format!(
+                "{},{},{}\n",
+                field(section),
+                field(key),
+                field(&value.to_string())
+            ));
+        };
+        row("summary", "totalTransitions", &self.total_transitions);
+        row("summary", "successCount", &self.success_count);
+        row("summary", "failureCount", &self.failure_count);
+        row("summary", "violationCount", &self.violation_count);
+        row("summary", "violationFrequency", &self.violation_frequency);
+        row("summary", "averageLatencyMs", &self.average_latency_ms);
+        row("latency", "p50Ms", &self.latency.p50_ms);
+        row("latency", "p95Ms", &self.latency.p95_ms);
+        row("latency", "p99Ms", &self.latency.p99_ms);
+        row("latency", "maxMs", &self.latency.max_ms);
+        for (code, n) in &self.failures_by_code {
+            row("failuresByCode", code, n);
+        }
+        for (state, c) in &self.per_state {
+            let section = format!("state:{state}");
+            row(&section, "attempts", &c.attempts);
+            row(&section, "successes", &c.successes);
+        }
+        for a in &self.agents {
+            let section = format!("agent:{}", a.user_id);
+            row(&section, "currentState", &a.current_state);
+            row(&section, "cumulativeIdleMs", &a.cumulative_idle_ms);
+            row(&section, "trackedMs", &a.tracked_ms);
+            let utilization = a.utilization.map(|u| u.to_string()).unwrap_or_default();
+            row(&section, "utilization", &utilization);
+        }
+        out
+    }
+}
+
 /// Accumulates audit records into a [`ComplianceReport`] with bounded memory.
 #[derive(Clone, Debug)]
 pub struct ReportBuilder {

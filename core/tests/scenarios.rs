@@ -4,11 +4,11 @@
 use cxone_agent_state_core::sim::DayRun;
 use cxone_agent_state_core::sim::{
     AgentPlan, Endpoint, FaultKind, FaultRule, Harness, SimConfig, SimTenant, Window,
-    WorkdayConfig, SIM_BASE_URL, WORKDAY_EPOCH_MS,
+    WorkdayConfig, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
     verify_chain, AuditRecord, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event,
-    HttpRequest, RateLimit, Secret, TransitionId,
+    HttpRequest, Secret, TransitionId,
 };
 
 const T0: u64 = WORKDAY_EPOCH_MS;
@@ -49,17 +49,7 @@ fn unscheduled(user: &str) -> AgentPlan {
 }
 
 fn engine_config(tenant: &SimConfig) -> EngineConfig {
-    let mut c = EngineConfig::new(
-        SIM_BASE_URL,
-        tenant.client_id.clone(),
-        Secret::new(tenant.client_secret.clone()),
-    );
-    c.seed = 7;
-    c.rate_limit = RateLimit {
-        per_minute: tenant.rate_per_minute,
-        burst: None,
-    };
-    c
+    Harness::engine_config_for_tenant(tenant, 7)
 }
 
 fn pair_with(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cxone_agent_state::sim_server;
 use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig};
-use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant, Window};
+use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
 use cxone_agent_state_core::{EngineConfig, RateLimit, Secret};
 
 const AGENTS: usize = 1_000;
@@ -36,14 +36,11 @@ async fn run(agents: usize, quick: bool) {
     });
     let users: Vec<String> = (1..=agents).map(|i| format!("agent-{i:04}")).collect();
     for u in &users {
-        tenant.add_agent(AgentPlan {
-            user_id: u.clone(),
-            shifts: vec![Window {
-                start_ms: now - 3_600_000,
-                end_ms: now + 23 * 3_600_000,
-            }],
-            breaks: vec![],
-        });
+        tenant.add_agent(AgentPlan::on_shift(
+            u.clone(),
+            now - 3_600_000,
+            now + 23 * 3_600_000,
+        ));
     }
     let server = sim_server::start(SocketAddr::from(([127, 0, 0, 1], 0)), tenant)
         .await
@@ -94,7 +91,11 @@ async fn run(agents: usize, quick: bool) {
     let requests = truth.total_requests;
     let per_ms = f64::from(RATE_PER_MIN) / 60_000.0;
     let bound_ms = requests.saturating_sub(u64::from(TENANT_BURST)) as f64 / per_ms;
-    let client_burst = (RATE_PER_MIN / 60).max(1);
+    let client_burst = RateLimit {
+        per_minute: RATE_PER_MIN,
+        burst: None,
+    }
+    .effective_burst();
     let client_model_ms = requests.saturating_sub(u64::from(client_burst)) as f64 / per_ms;
     let ratio = wall.as_secs_f64() * 1000.0 / bound_ms.max(1.0);
     let per_transition = requests as f64 / agents as f64;

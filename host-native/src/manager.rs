@@ -318,8 +318,9 @@ async fn drive(mut d: Driver) {
         let mut transmits = Vec::new();
         let mut batch = Batch::default();
         let mut publish = Vec::new();
-        let deadline = loop {
-            match d.engine.poll_output() {
+        let mut deadline = None;
+        for output in d.engine.drain_outputs() {
+            match output {
                 Output::Transmit(r) => transmits.push(r),
                 Output::Event(e) => {
                     match &e {
@@ -335,9 +336,9 @@ async fn drive(mut d: Driver) {
                     }
                     publish.push(e);
                 }
-                Output::Timeout(t) => break t,
+                Output::Timeout(t) => deadline = t,
             }
-        };
+        }
         // 2. Make the durable part durable before anything is sent or reported.
         let outbox = batch.outbox.clone();
         if let Some(w) = &d.writer {

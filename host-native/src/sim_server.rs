@@ -29,7 +29,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cxone_agent_state_core::sim::{
@@ -215,12 +215,6 @@ fn add_cors(headers: &mut HeaderMap) {
     );
 }
 
-fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
@@ -337,7 +331,7 @@ async fn route(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, 
         timeout_ms: 0,
     };
     let arrived = Instant::now();
-    let now_ms = unix_now_ms();
+    let now_ms = crate::now_ms();
     let reply = lock(&ctx.tenant).handle_request(now_ms, &request);
     let delay = Duration::from_millis(reply.deliver_at_ms.saturating_sub(now_ms));
     tokio::time::sleep(delay.saturating_sub(arrived.elapsed())).await;
@@ -557,32 +551,10 @@ fn one_or_many<T: DeserializeOwned>(body: &str) -> Result<Vec<T>, String> {
 
 /// Decodes `%XX` escapes (a `%` not followed by two hex digits stays as is); `None` if not UTF-8.
 fn percent_decode(segment: &str) -> Option<String> {
-    fn hex(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 #[cfg(test)]
@@ -607,7 +579,7 @@ mod tests {
     }
 
     fn on_shift(user: &str) -> AgentPlan {
-        let now = unix_now_ms();
+        let now = crate::now_ms();
         AgentPlan {
             user_id: user.to_owned(),
             shifts: vec![Window {

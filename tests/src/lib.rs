@@ -7,11 +7,11 @@
 
 use cxone_agent_state_core::sim::{
     AgentPlan, Endpoint, FaultKind, FaultRule, Harness, SimConfig, SimTenant, TranscriptStep,
-    Window, SIM_BASE_URL, WORKDAY_EPOCH_MS,
+    Window, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
     verify_chain, AgentState, AuditRecord, ChainHead, DetRng, Engine, EngineConfig, Output,
-    PolicyDecision, RateLimit, ReasonCodeTable, RetryDecision, RetryPolicy, Secret, UserId,
+    PolicyDecision, ReasonCodeTable, RetryDecision, RetryPolicy, Secret, UserId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -494,15 +494,7 @@ pub fn replay_transcript(t: &Transcript) -> Result<(), Failure> {
         Engine::new(t.config.clone()).map_err(|e| fail(&t.id, format!("config: {e}")))?;
     for (i, step) in t.steps.iter().enumerate() {
         engine.handle_input(step.at_ms, step.input.clone());
-        let mut outputs = Vec::new();
-        loop {
-            let o = engine.poll_output();
-            let end = matches!(o, Output::Timeout(_));
-            outputs.push(o);
-            if end {
-                break;
-            }
-        }
+        let outputs = engine.drain_outputs();
         let got = serde_json::to_value(&outputs).expect("outputs serialize");
         let want = serde_json::to_value(&step.outputs).expect("outputs serialize");
         if got != want {
@@ -562,16 +554,7 @@ fn record(
         seed: 3,
         ..SimConfig::default()
     };
-    let mut config = EngineConfig::new(
-        SIM_BASE_URL,
-        sim.client_id.clone(),
-        Secret::new(sim.client_secret.clone()),
-    );
-    config.seed = 2026;
-    config.rate_limit = RateLimit {
-        per_minute: 100,
-        burst: None,
-    };
+    let mut config = Harness::engine_config_for_tenant(&sim, 2026);
     let mut tenant = SimTenant::new(sim);
     for a in [
         agent("alice", true, false),

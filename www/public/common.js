@@ -42,26 +42,6 @@ export function renderFigures(dl, report) {
   );
 }
 
-const csvField = (v) => {
-  const s = String(v ?? '');
-  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-};
-
-/** The report as `section,key,value` CSV (the same layout as `cxone-agent-state report --csv`). */
-export function reportCsv(r) {
-  const rows = [['section', 'key', 'value']];
-  for (const [key, , , raw] of reportFigures(r)) rows.push(['summary', key, raw]);
-  for (const [code, n] of Object.entries(r.failuresByCode)) rows.push(['failuresByCode', code, n]);
-  for (const [state, c] of Object.entries(r.perState)) {
-    rows.push([`state:${state}`, 'attempts', c.attempts], [`state:${state}`, 'successes', c.successes]);
-  }
-  for (const a of r.agents) {
-    rows.push([`agent:${a.userId}`, 'currentState', a.currentState], [`agent:${a.userId}`, 'cumulativeIdleMs', a.cumulativeIdleMs],
-      [`agent:${a.userId}`, 'utilization', a.utilization ?? '']);
-  }
-  return rows.map((r) => r.map(csvField).join(',')).join('\n') + '\n';
-}
-
 export function download(name, text, type) {
   const a = document.createElement('a');
   a.href = URL.createObjectURL(new Blob([text], { type }));

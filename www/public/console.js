@@ -1,6 +1,6 @@
 // The agent console: one AgentStateManager, fed by the page's own token endpoint.
 import { AgentStateManager, initAsync } from 'cxone-agent-state';
-import { download, explain, fmtClock, fmtMs, fmtPct, renderFigures, reportCsv } from './common.js';
+import { download, explain, fmtClock, fmtMs, fmtPct, renderFigures } from './common.js';
 
 const STATES = ['READY', 'NOT_READY', 'PAUSED', 'IDLE'];
 const $ = (s) => document.querySelector(s);
@@ -172,7 +172,7 @@ $('#export-json').addEventListener('click', () => {
   if (manager) download('compliance-report.json', JSON.stringify(manager.getComplianceReport(), null, 2), 'application/json');
 });
 $('#export-csv').addEventListener('click', () => {
-  if (manager) download('compliance-report.csv', reportCsv(manager.getComplianceReport()), 'text/csv');
+  if (manager) download('compliance-report.csv', manager.getComplianceReportCsv(), 'text/csv');
 });
 setInterval(() => {
   renderAgents();

@@ -14,8 +14,9 @@ self.onmessage = async (e) => {
     }
     const summary = run.summary();
     const ms = performance.now() - started;
+    const csv = run.reportCsv();
     run.free();
-    self.postMessage({ type: 'done', summary, ms });
+    self.postMessage({ type: 'done', summary, csv, ms });
   } catch (err) {
     self.postMessage({ type: 'error', code: err?.code ?? 'ERROR', message: String(err?.message ?? err) });
   }

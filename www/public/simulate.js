@@ -1,6 +1,6 @@
 // The compliance simulation page: a form, a Web Worker running simulateDay in slices, charts and the report.
 import { bars, histogram, STATE_COLORS, timeline } from './charts.js';
-import { download, renderFigures, reportCsv } from './common.js';
+import { download, renderFigures } from './common.js';
 
 const $ = (s) => document.querySelector(s);
 const FIELDS = [
@@ -14,6 +14,7 @@ const FIELDS = [
 ];
 let worker = null;
 let lastSummary = null;
+let lastCsv = '';
 
 /** Reads and checks the form; returns the parameters or throws an Error naming the bad field. */
 function readForm() {
@@ -60,7 +61,7 @@ function draw(summary) {
   const hourLabels = Array.from({ length: hours }, (_, i) => `${i}`);
   const pad = (xs) => hourLabels.map((_, i) => xs[i] ?? 0);
   bars($('[data-chart="violations"]'), hourLabels, [{ values: pad(c.violationsPerHour), color: '#c0392b', label: 'violations blocked' }]);
-  const buckets = summary.latencyBucketsMs;
+  const buckets = c.latencyBucketsMs;
   const latLabels = c.latencyHistogram.map((_, i) => (i < buckets.length ? `≤${buckets[i] >= 1000 ? `${buckets[i] / 1000}s` : `${buckets[i]}ms`}` : '>60s'));
   bars($('[data-chart="latency"]'), latLabels, [{ values: c.latencyHistogram, color: '#1f5fbf', label: 'transitions' }]);
   bars($('[data-chart="retries"]'), hourLabels, [
@@ -114,6 +115,7 @@ function run(p) {
     } else if (m.type === 'done') {
       $('#progress').value = 1;
       lastSummary = m.summary;
+      lastCsv = m.csv;
       draw(m.summary);
       const status = $('#sim-status');
       status.textContent = `Simulated ${p.agents.toLocaleString()} agents × ${p.hours} h in ${(m.ms / 1000).toFixed(2)} s `
@@ -155,7 +157,7 @@ $('#share').addEventListener('click', async () => {
   }
 });
 $('#export-json').addEventListener('click', () => lastSummary && download('simulation.json', JSON.stringify(lastSummary, null, 2), 'application/json'));
-$('#export-csv').addEventListener('click', () => lastSummary && download('simulation-report.csv', reportCsv(lastSummary.report), 'text/csv'));
+$('#export-csv').addEventListener('click', () => lastSummary && download('simulation-report.csv', lastCsv, 'text/csv'));
 
 // A shared link fills the form and reproduces the run.
 const q = new URLSearchParams(location.search);

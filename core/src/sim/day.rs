@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::harness::{Harness, Livelock};
-use super::tenant::GroundTruth;
+use super::tenant::{AgentPlan, GroundTruth, SimConfig, SimTenant};
 use super::workday::{Workday, WorkdayConfig};
 use crate::engine::Engine;
 use crate::error::ConfigError;
@@ -55,7 +55,9 @@ pub struct DayCharts {
     pub retries_per_hour: Vec<u64>,
     /// Of those, retries after a 429, per hour.
     pub rate_limited_per_hour: Vec<u64>,
-    /// Transition latencies: counts per bucket of [`LATENCY_BUCKETS_MS`] (plus one open-ended bucket).
+    /// Upper bounds (ms) of the latency buckets ([`LATENCY_BUCKETS_MS`]).
+    pub latency_buckets_ms: Vec<u64>,
+    /// Transition latencies: counts per bucket of `latency_buckets_ms` (plus one open-ended bucket).
     pub latency_histogram: Vec<u64>,
     /// State timelines of a sample of agents.
     pub timelines: Vec<AgentTimeline>,
@@ -75,6 +77,7 @@ impl DayCharts {
     fn new(hour_zero_ms: u64, sample: Vec<String>) -> Self {
         Self {
             hour_zero_ms,
+            latency_buckets_ms: LATENCY_BUCKETS_MS.to_vec(),
             latency_histogram: vec![0; LATENCY_BUCKETS_MS.len() + 1],
             timelines: sample
                 .into_iter()
@@ -138,6 +141,7 @@ pub struct DayRun {
 impl DayRun {
     /// Generates the day and an engine seeded with the same seed.
     pub fn new(config: &WorkdayConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
         let day = Workday::generate(config);
         let mut engine_config = Harness::engine_config_for(&day, config.seed);
         // The report carries the most recent records; the whole trail is the audit log.
@@ -230,4 +234,37 @@ impl DayRun {
             charts: self.charts.clone(),
         }
     }
+}
+
+/// A fixed engine workload against the in-process tenant, for comparing hosts' speed (wasm with native):
+/// `agents` agents on shift each make `per_agent` changes, with no pacing in the way. Returns a checksum
+/// of the outcome (the audit chain's head), equal on every host.
+pub fn throughput_workload(agents: u32, per_agent: u32) -> u64 {
+    let t0 = super::WORKDAY_EPOCH_MS;
+    let sim = SimConfig {
+        rate_per_minute: 10_000_000,
+        burst: 10_000_000,
+        ..SimConfig::default()
+    };
+    let mut config = Harness::engine_config_for_tenant(&sim, 0);
+    config.rate_limit.burst = Some(sim.burst);
+    let mut tenant = SimTenant::new(sim);
+    for i in 0..agents {
+        tenant.add_agent(AgentPlan::on_shift(
+            format!("w{i}"),
+            t0 - 3_600_000,
+            t0 + 86_400_000,
+        ));
+    }
+    let engine = Engine::new(config).expect("the workload's configuration is valid");
+    let mut h = Harness::new(engine, tenant, t0);
+    let states = ["READY", "NOT_READY", "PAUSED", "IDLE"];
+    for round in 0..per_agent {
+        for i in 0..agents {
+            h.transition(&format!("w{i}"), states[(round as usize + i as usize) % 4]);
+        }
+        h.drive().expect("the workload quiesces");
+    }
+    let head = h.engine.chain_head();
+    head.next_seq ^ u64::from_str_radix(&head.last_hash[..12], 16).unwrap_or(0)
 }

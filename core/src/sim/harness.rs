@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
-use super::tenant::{SimOutcome, SimTenant};
+use super::tenant::{SimConfig, SimOutcome, SimTenant};
 use super::workday::Workday;
 use crate::config::{EngineConfig, Secret};
 
@@ -14,6 +14,7 @@ use crate::engine::{Command, Engine, Input, Output};
 use crate::events::{Event, TransitionId};
 use crate::http::{HttpRequest, HttpResponse, RequestId, TransportErrorKind};
 use crate::pacer::RateLimit;
+use crate::profile::{ApiProfile, SeedProfile};
 
 /// The base URL the engine uses against the in-process tenant (never resolved).
 pub const SIM_BASE_URL: &str = "http://sim.invalid";
@@ -107,14 +108,20 @@ impl Harness {
     /// An engine configuration that talks to a tenant built from `workday.tenant`: matching credentials and
     /// the tenant's per-minute limit (but not its burst, which a client is never told).
     pub fn engine_config_for(workday: &Workday, seed: u64) -> EngineConfig {
+        Self::engine_config_for_tenant(&workday.tenant, seed)
+    }
+
+    /// An engine configuration for a tenant built from `tenant`: its credentials and its per-minute limit
+    /// (but not its burst, which a client is never told).
+    pub fn engine_config_for_tenant(tenant: &SimConfig, seed: u64) -> EngineConfig {
         let mut c = EngineConfig::new(
             SIM_BASE_URL,
-            workday.tenant.client_id.clone(),
-            Secret::new(workday.tenant.client_secret.clone()),
+            tenant.client_id.clone(),
+            Secret::new(tenant.client_secret.clone()),
         );
         c.seed = seed;
         c.rate_limit = RateLimit {
-            per_minute: workday.tenant.rate_per_minute,
+            per_minute: tenant.rate_per_minute,
             burst: None,
         };
         c
@@ -168,18 +175,20 @@ impl Harness {
 
     /// Hands one input to the engine at the current virtual time and drains the outputs.
     pub fn feed(&mut self, input: Input) -> Option<TransitionId> {
-        if let Some(t) = &mut self.transcript {
-            t.push(TranscriptStep {
-                at_ms: self.now_ms,
-                input: input.clone(),
-                outputs: Vec::new(),
-            });
-        }
+        let recorded = self.transcript.is_some().then(|| input.clone());
         let id = self.engine.handle_input(self.now_ms, input);
         if let Some(id) = id {
             self.started.push((self.now_ms, id));
         }
-        self.drain();
+        let outputs = self.engine.drain_outputs();
+        if let (Some(t), Some(input)) = (&mut self.transcript, recorded) {
+            t.push(TranscriptStep {
+                at_ms: self.now_ms,
+                input,
+                outputs: outputs.clone(),
+            });
+        }
+        self.process(outputs);
         id
     }
 
@@ -202,31 +211,21 @@ impl Harness {
             TokenBackend::Fixed(t, ttl) => (Some(Secret::new(t)), ttl, None),
             TokenBackend::Failing(e) => (None, 0, Some(e)),
             TokenBackend::Tenant => {
-                let config = self.tenant.config().clone();
-                let body = format!(
-                    "grant_type=client_credentials&client_id={}&client_secret={}",
-                    config.client_id, config.client_secret
+                // The back end asks the tenant's token endpoint with the tenant's own credentials.
+                let tenant = self.tenant.config();
+                let backend = EngineConfig::new(
+                    SIM_BASE_URL,
+                    tenant.client_id.clone(),
+                    Secret::new(tenant.client_secret.clone()),
                 );
-                let request = HttpRequest {
-                    id: RequestId(0),
-                    method: crate::http::Method::Post,
-                    url: format!("{SIM_BASE_URL}/oauth2/token"),
-                    headers: vec![],
-                    body: Some(body),
-                    timeout_ms: 0,
-                };
-                let reply = self.tenant.handle_request(self.now_ms, &request);
-                let parsed = match reply.outcome {
-                    SimOutcome::Response(r) => {
-                        serde_json::from_str::<serde_json::Value>(&r.body).ok()
-                    }
+                let request = SeedProfile.token_request(&backend);
+                let token = match self.tenant.handle_request(self.now_ms, &request).outcome {
+                    SimOutcome::Response(r) => SeedProfile.parse_token(&r).ok(),
                     SimOutcome::TransportError(_) => None,
                 };
-                let token = parsed.as_ref().and_then(|v| v["access_token"].as_str());
-                let ttl = parsed.as_ref().and_then(|v| v["expires_in"].as_u64());
-                match (token, ttl) {
-                    (Some(t), Some(ttl)) => (Some(Secret::new(t)), ttl * 1000, None),
-                    _ => (None, 0, Some("the back end got no token".to_owned())),
+                match token {
+                    Some(t) => (Some(t.access_token), t.expires_in_ms, None),
+                    None => (None, 0, Some("the back end got no token".to_owned())),
                 }
             }
         };
@@ -289,14 +288,13 @@ impl Harness {
 
     /// Drains the engine's outputs: requests go to the tenant, events are collected.
     pub fn drain(&mut self) {
-        loop {
-            let output = self.engine.poll_output();
-            // A step's outputs end at its first Timeout; later drains with no input in between add nothing.
-            if let Some(step) = self.transcript.as_mut().and_then(|t| t.last_mut()) {
-                if !matches!(step.outputs.last(), Some(Output::Timeout(_))) {
-                    step.outputs.push(output.clone());
-                }
-            }
+        let outputs = self.engine.drain_outputs();
+        self.process(outputs);
+    }
+
+    /// Requests go to the tenant, events are collected, the timeout is remembered.
+    fn process(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
             match output {
                 Output::Transmit(request) => {
                     let reply = self.tenant.handle_request(self.now_ms, &request);
@@ -321,10 +319,7 @@ impl Harness {
                     }
                     self.events.push((self.now_ms, e));
                 }
-                Output::Timeout(deadline) => {
-                    self.engine_deadline = deadline;
-                    return;
-                }
+                Output::Timeout(deadline) => self.engine_deadline = deadline,
             }
         }
     }

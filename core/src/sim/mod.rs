@@ -9,7 +9,10 @@ mod harness;
 mod tenant;
 mod workday;
 
-pub use day::{AgentTimeline, DayCharts, DayRun, DaySummary, LATENCY_BUCKETS_MS, TIMELINE_SAMPLE};
+pub use day::{
+    throughput_workload, AgentTimeline, DayCharts, DayRun, DaySummary, LATENCY_BUCKETS_MS,
+    TIMELINE_SAMPLE,
+};
 pub use harness::{Harness, Livelock, TokenBackend, TranscriptStep, SIM_BASE_URL};
 
 pub use tenant::{

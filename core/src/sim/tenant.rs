@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
+use crate::pacer::{Pacer, RateLimit};
 use crate::rng::DetRng;
 use crate::time::iso8601;
 
@@ -204,13 +205,19 @@ pub struct GroundTruth {
 /// How many idempotency keys the tenant remembers (oldest forgotten first).
 const IDEMPOTENCY_MEMORY: usize = 200_000;
 
-/// Units of one request in the tenant's bucket; refill adds `rate_per_minute` units per ms, as in the pacer.
-const UNITS_PER_REQUEST: u64 = 60_000;
-
 /// The scope the tenant grants (the reference module's).
 const GRANTED_SCOPE: &str = "users:state:view users:state:write schedules:view breaks:view";
 
 impl AgentPlan {
+    /// An agent with one shift `[start_ms, end_ms)` and no breaks.
+    pub fn on_shift(user_id: impl Into<String>, start_ms: u64, end_ms: u64) -> Self {
+        Self {
+            user_id: user_id.into(),
+            shifts: vec![Window { start_ms, end_ms }],
+            breaks: Vec::new(),
+        }
+    }
+
     /// The shift that contains `now_ms`, if any.
     pub fn shift_at(&self, now_ms: u64) -> Option<Window> {
         self.shifts.iter().copied().find(|w| w.contains(now_ms))
@@ -267,8 +274,8 @@ pub struct SimTenant {
     agents: BTreeMap<String, AgentSim>,
     /// token → expiry (Unix ms).
     tokens: BTreeMap<String, u64>,
-    bucket_units: u64,
-    bucket_last_ms: Option<u64>,
+    /// The tenant's own rate limiter: the same token bucket the engine paces itself with.
+    limiter: Pacer,
     scripted: VecDeque<FaultRule>,
     idempotency: BTreeMap<String, Stored>,
     idempotency_order: VecDeque<String>,
@@ -356,33 +363,30 @@ fn error_response(status: u16, error: &str, description: &str) -> HttpResponse {
     )
 }
 
-/// Parses an `application/x-www-form-urlencoded` body.
+/// Parses an `application/x-www-form-urlencoded` body (a repeated name keeps its last value).
 fn parse_form(body: &str) -> BTreeMap<String, String> {
-    body.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| {
-                percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
+    form_urlencoded::parse(body.as_bytes())
+        .into_owned()
         .collect()
+}
+
+/// The tenant's limit as a [`Pacer`] limit: its rate and its (announced to nobody) burst.
+fn limit_of(config: &SimConfig) -> RateLimit {
+    RateLimit {
+        per_minute: config.rate_per_minute,
+        burst: Some(config.burst),
+    }
 }
 
 impl SimTenant {
     /// A tenant with no agents.
     pub fn new(config: SimConfig) -> Self {
-        let bucket_units = u64::from(config.burst.max(1)) * UNITS_PER_REQUEST;
         Self {
+            limiter: Pacer::new(&limit_of(&config)),
             rng: DetRng::new(config.seed),
             config,
             agents: BTreeMap::new(),
             tokens: BTreeMap::new(),
-            bucket_units,
-            bucket_last_ms: None,
             scripted: VecDeque::new(),
             idempotency: BTreeMap::new(),
             idempotency_order: VecDeque::new(),
@@ -434,9 +438,7 @@ impl SimTenant {
     pub fn set_rate_limit(&mut self, rate_per_minute: u32, burst: u32) {
         self.config.rate_per_minute = rate_per_minute.max(1);
         self.config.burst = burst.max(1);
-        self.bucket_units = self
-            .bucket_units
-            .min(u64::from(self.config.burst) * UNITS_PER_REQUEST);
+        self.limiter.set_limit(&limit_of(&self.config));
     }
 
     /// Revokes every token issued so far.
@@ -544,23 +546,9 @@ impl SimTenant {
 
     /// The tenant's own token bucket: `Err(ms until a request would be admitted)` when empty.
     fn admit(&mut self, now_ms: u64) -> Result<(), u64> {
-        let capacity = u64::from(self.config.burst.max(1)) * UNITS_PER_REQUEST;
-        let per_minute = u64::from(self.config.rate_per_minute.max(1));
-        if let Some(last) = self.bucket_last_ms {
-            if now_ms > last {
-                self.bucket_units = self
-                    .bucket_units
-                    .saturating_add((now_ms - last).saturating_mul(per_minute))
-                    .min(capacity);
-            }
-        }
-        self.bucket_last_ms = Some(self.bucket_last_ms.map_or(now_ms, |l| l.max(now_ms)));
-        if self.bucket_units >= UNITS_PER_REQUEST {
-            self.bucket_units -= UNITS_PER_REQUEST;
-            Ok(())
-        } else {
-            Err((UNITS_PER_REQUEST - self.bucket_units).div_ceil(per_minute))
-        }
+        self.limiter
+            .try_acquire(now_ms)
+            .map_err(|at_ms| at_ms.saturating_sub(now_ms))
     }
 
     /// The first scripted rule that matches wins; otherwise a random fault may strike an API endpoint.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tenant::{AgentPlan, FaultKind, RandomFaults, SimConfig, Window};
+use crate::error::ConfigError;
 use crate::rng::DetRng;
 use crate::state::{IDLE, NOT_READY, PAUSED, READY};
 
@@ -106,6 +107,35 @@ impl RandomFaults {
             FaultKind::DropAfter,
             FaultKind::Unauthorized,
         ]
+    }
+}
+
+impl WorkdayConfig {
+    /// Checks every parameter; the error names the field (as in JSON) and the allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |field: &'static str, value: f64, min: f64, max: f64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    field,
+                    reason: format!("must be from {min} to {max}"),
+                })
+            }
+        };
+        range("agents", self.agents as f64, 1.0, 100_000.0)?;
+        range("shiftHours", self.shift_hours as f64, 1.0, 24.0)?;
+        range("faultRate", self.fault_rate, 0.0, 1.0)?;
+        range("unscheduledShare", self.unscheduled_share, 0.0, 1.0)?;
+        range("ruleBreakerShare", self.rule_breaker_share, 0.0, 1.0)?;
+        range(
+            "ratePerMinute",
+            f64::from(self.rate_per_minute),
+            1.0,
+            1_000_000.0,
+        )?;
+        range("breakMinutes", self.break_minutes as f64, 1.0, 120.0)?;
+        range("breakEveryHours", self.break_every_hours as f64, 1.0, 12.0)
     }
 }
 

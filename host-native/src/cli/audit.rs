@@ -95,7 +95,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if args.csv {
-        out!("{}", tables::report_csv(&report));
+        out!("{}", report.to_csv());
     } else {
         tables::print_report(&report)?;
         outln!(

@@ -8,12 +8,13 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use cxone_agent_state::sim_server;
-use cxone_agent_state_core::sim::{AgentPlan, RandomFaults, SimConfig, SimTenant, Window};
+use cxone_agent_state_core::sim::{AgentPlan, RandomFaults, SimConfig, SimTenant};
+use cxone_agent_state_core::RateLimit;
 use tokio::sync::oneshot;
 
 const HOUR_MS: u64 = 3_600_000;
@@ -87,7 +88,12 @@ impl fmt::Debug for SimServerArgs {
 
 impl SimServerArgs {
     fn burst(&self) -> u32 {
-        self.burst.unwrap_or((self.rate_limit / 60).max(1))
+        // The same default the engine assumes when it is not told a tenant's burst.
+        RateLimit {
+            per_minute: self.rate_limit,
+            burst: self.burst,
+        }
+        .effective_burst()
     }
 
     fn config(&self) -> anyhow::Result<SimConfig> {
@@ -118,16 +124,12 @@ impl SimServerArgs {
 
     fn tenant(&self, now_ms: u64) -> anyhow::Result<SimTenant> {
         let mut tenant = SimTenant::new(self.config()?);
-        let shift = Window {
-            start_ms: now_ms.saturating_sub(HOUR_MS),
-            end_ms: now_ms.saturating_add(23 * HOUR_MS),
-        };
         for i in 0..self.agents {
-            tenant.add_agent(AgentPlan {
-                user_id: format!("agent-{:04}", i + 1),
-                shifts: vec![shift],
-                breaks: Vec::new(),
-            });
+            tenant.add_agent(AgentPlan::on_shift(
+                format!("agent-{:04}", i + 1),
+                now_ms.saturating_sub(HOUR_MS),
+                now_ms.saturating_add(23 * HOUR_MS),
+            ));
         }
         Ok(tenant)
     }
@@ -135,11 +137,7 @@ impl SimServerArgs {
 
 /// Serves the simulated tenant until Ctrl-C (or stdin EOF with `--exit-on-stdin-eof`).
 pub fn run(args: &SimServerArgs) -> anyhow::Result<ExitCode> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_millis() as u64;
-    let tenant = args.tenant(now_ms)?;
+    let tenant = args.tenant(cxone_agent_state::now_ms())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

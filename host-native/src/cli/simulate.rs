@@ -46,16 +46,6 @@ pub struct SimulateArgs {
 
 /// Runs the day and prints the report. Exits 1 if the tenant ever accepted READY during a mandatory break.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.agents > 0, "--agents must be at least 1");
-    anyhow::ensure!(
-        (1..=24).contains(&args.hours),
-        "--hours must be between 1 and 24"
-    );
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.fault_rate),
-        "--fault-rate must be between 0 and 1"
-    );
-    anyhow::ensure!(args.rate_limit > 0, "--rate-limit must be at least 1");
     let config = WorkdayConfig {
         agents: args.agents,
         shift_hours: args.hours,

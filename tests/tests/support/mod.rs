@@ -75,14 +75,7 @@ pub fn binary() -> PathBuf {
 /// An agent on shift from an hour ago for a day, with no breaks (real time).
 pub fn on_shift(user: &str) -> AgentPlan {
     let now = now_ms();
-    AgentPlan {
-        user_id: user.into(),
-        shifts: vec![Window {
-            start_ms: now - HOUR,
-            end_ms: now + 23 * HOUR,
-        }],
-        breaks: vec![],
-    }
+    AgentPlan::on_shift(user, now - HOUR, now + 23 * HOUR)
 }
 
 /// An agent on shift whose mandatory break is running now (real time).
