@@ -6,7 +6,8 @@ import {
   Outbox,
   errorCodes as wasmErrorCodes,
   reasonCodeForState,
-  validateWebhookUrl,
+  tenantBaseUrl,
+  verifyAuditRecord as wasmVerifyAuditRecord,
 } from './glue.js';
 import {
   SimulationRun,
@@ -131,6 +132,7 @@ export class AgentStateManager extends EventTarget {
   #engine = null;
   #outbox = null;
   #config;
+  #domain = null;
   #outboxConfig = null;
   #fetch;
   #now;
@@ -159,14 +161,11 @@ export class AgentStateManager extends EventTarget {
           'or set allowClientSecretInBrowser: true if you really mean it',
       );
     }
-    let baseUrl = options.baseUrl;
-    if (!baseUrl) {
-      const domain = authConfig.domain;
-      if (!domain || !/^[A-Za-z0-9-]{1,63}$/.test(domain)) {
-        throw new CxoneError('INVALID_CONFIG', 'set options.baseUrl or a valid authConfig.domain');
-      }
-      baseUrl = `https://${domain}.api.nice.incontact.com`;
+    if (!options.baseUrl && !authConfig.domain) {
+      throw new CxoneError('INVALID_CONFIG', 'set options.baseUrl or authConfig.domain');
     }
+    // The core turns a domain into the base URL (and refuses a malformed one) when the engine starts.
+    this.#domain = options.baseUrl ? null : String(authConfig.domain);
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') {
       throw new CxoneError('INVALID_CONFIG', 'no fetch: pass options.fetch');
@@ -175,7 +174,7 @@ export class AgentStateManager extends EventTarget {
     this.#now = typeof options.now === 'function' ? options.now : Date.now;
     this.#getAccessToken = external ? authConfig.getAccessToken : null;
     const config = {
-      baseUrl,
+      baseUrl: options.baseUrl ?? '',
       tokenUrl: options.tokenUrl ?? null,
       tokenSource: external ? 'external' : 'clientCredentials',
       credentials: {
@@ -208,10 +207,9 @@ export class AgentStateManager extends EventTarget {
     if (this.#engine) return;
     if (this.#closed) throw new CxoneError('INVALID_CONFIG', 'this manager was closed');
     try {
-      if (this.#outboxConfig) {
-        validateWebhookUrl(this.#outboxConfig.url);
-        this.#outbox = new Outbox(this.#outboxConfig);
-      }
+      if (this.#domain !== null) this.#config.baseUrl = tenantBaseUrl(this.#domain);
+      // Outbox() checks the webhook URL itself (INVALID_WEBHOOK_URL).
+      if (this.#outboxConfig) this.#outbox = new Outbox(this.#outboxConfig);
       this.#engine = new Engine(this.#config);
     } catch (e) {
       rethrow(e);
@@ -520,6 +518,16 @@ export function getReasonCodeForState(state) {
   requireReady();
   try {
     return reasonCodeForState(String(state));
+  } catch (e) {
+    return rethrow(e);
+  }
+}
+
+/** Whether an audit record's `hash` matches its content (the chain's canonical encoding, SHA-256). */
+export function verifyAuditRecord(record) {
+  requireReady();
+  try {
+    return wasmVerifyAuditRecord(record);
   } catch (e) {
     return rethrow(e);
   }

@@ -221,3 +221,6 @@ export declare function getReasonCodeForState(state: string): string;
 
 /** Every stable error code. */
 export declare function errorCodes(): ErrorCode[];
+
+/** Whether an audit record's `hash` matches its content (the chain's canonical encoding and SHA-256). */
+export declare function verifyAuditRecord(record: AuditRecord): boolean;

@@ -192,6 +192,23 @@ pub fn validate_webhook_url(url: &str) -> Result<(), JsValue> {
     cxone_agent_state_core::validate_webhook_url(url).map_err(|e| config_error(&e))
 }
 
+/// The API base URL of a tenant domain (`https://{domain}.api.nice.incontact.com`); throws `INVALID_CONFIG`
+/// for a domain that is not letters, digits and `-`.
+#[wasm_bindgen(js_name = tenantBaseUrl)]
+pub fn tenant_base_url(domain: &str) -> Result<String, JsValue> {
+    cxone_agent_state_core::tenant_base_url(domain).map_err(|e| config_error(&e))
+}
+
+/// Whether an audit record's `hash` matches its content (the chain's canonical encoding and SHA-256); throws
+/// `INVALID_CONFIG` if the value is not an audit record.
+#[wasm_bindgen(js_name = verifyAuditRecord)]
+pub fn verify_audit_record(
+    #[wasm_bindgen(unchecked_param_type = "AuditRecord")] record: JsValue,
+) -> Result<bool, JsValue> {
+    let record: cxone_agent_state_core::AuditRecord = from_js("audit record", &record)?;
+    Ok(record.compute_hash() == record.hash)
+}
+
 /// The webhook outbox: at-least-once delivery with backoff (in memory in the browser).
 #[wasm_bindgen(js_name = Outbox)]
 pub struct WasmOutbox {

@@ -68,6 +68,23 @@ pub enum TokenSource {
     External,
 }
 
+/// The API base URL of a tenant domain: `https://{domain}.api.nice.incontact.com`, as the reference
+/// module builds it. A domain is 1 to 63 letters, digits and `-` (nothing that could change the host).
+pub fn tenant_base_url(domain: &str) -> Result<String, ConfigError> {
+    let ok = !domain.is_empty()
+        && domain.len() <= 63
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(ConfigError::Invalid {
+            field: "domain",
+            reason: "a tenant domain is letters, digits and '-' only".to_owned(),
+        });
+    }
+    Ok(format!("https://{domain}.api.nice.incontact.com"))
+}
+
 /// Everything the engine needs. Build with [`EngineConfig::new`] and adjust fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -21,7 +21,7 @@ use crate::report::{ComplianceReport, ReportBuilder};
 use crate::retry::RetryDecision;
 use crate::rng::DetRng;
 use crate::state::{is_idle_state, AgentState, UserId};
-use crate::time::{iso8601, parse_retry_after};
+use crate::time::iso8601;
 use crate::token::{Fetch, TokenCache};
 
 /// Something a caller asks the engine to do.
@@ -376,31 +376,15 @@ impl Engine {
         id: RequestId,
         result: Result<(Secret, u64), String>,
     ) {
-        let Some(p) = self.take_pending(id) else {
-            return;
-        };
-        if !matches!(p.owner, Owner::Token) {
+        // Only an outstanding token request of an external source can be answered this way; any other id
+        // (an API request's, or with client credentials) is ignored and keeps its own answer and deadline.
+        let asked = matches!(self.pending.get(&id), Some(p) if matches!(p.owner, Owner::Token));
+        if self.config.token_source != TokenSource::External || !asked {
             return;
         }
+        self.take_pending(id);
         match result {
-            Ok((token, expires_in_ms)) if expires_in_ms > 0 && !token.is_empty() => {
-                self.token.store(token, expires_in_ms, now_ms);
-                self.requeue_token_waiters();
-            }
-            Ok((token, _)) if token.is_empty() => self.fail_token_waiters(
-                now_ms,
-                TransitionError::new(
-                    ErrorCode::AuthFailed,
-                    "the token source gave an empty token",
-                ),
-            ),
-            Ok(_) => self.fail_token_waiters(
-                now_ms,
-                TransitionError::new(
-                    ErrorCode::TokenExpired,
-                    "the token source gave a token that had already expired",
-                ),
-            ),
+            Ok((token, expires_in_ms)) => self.accept_token(now_ms, token, expires_in_ms),
             Err(message) => self.fail_token_waiters(
                 now_ms,
                 TransitionError::new(
@@ -605,28 +589,29 @@ impl Engine {
             if self.schedule_cache.scheduled(t.user.as_str(), now_ms) {
                 t.schedule_ok = true;
             } else {
-                return self.dispatch(id, Step::Schedule);
+                return self.enqueue(id, Step::Schedule);
             }
         }
         if t.state.is_ready() && t.break_checked_ms.is_none() {
-            return self.dispatch(id, Step::BreakStatus);
+            return self.enqueue(id, Step::BreakStatus);
         }
         if t.validate_only {
             self.finish(now_ms, id, Ok(()));
         } else {
-            self.dispatch(id, Step::SetState);
+            self.enqueue(id, Step::SetState);
         }
     }
 
-    fn dispatch(&mut self, id: TransitionId, step: Step) {
-        self.enqueue(id, step);
+    /// State changes wait in the commit queue (served first), lookups in the check queue.
+    fn queue_for(&mut self, step: Step) -> &mut VecDeque<(TransitionId, Step)> {
+        match step {
+            Step::SetState => &mut self.commit_queue,
+            _ => &mut self.check_queue,
+        }
     }
 
     fn enqueue(&mut self, id: TransitionId, step: Step) {
-        match step {
-            Step::SetState => self.commit_queue.push_back((id, step)),
-            _ => self.check_queue.push_back((id, step)),
-        }
+        self.queue_for(step).push_back((id, step));
     }
 
     // ---- sending --------------------------------------------------------------------------------------
@@ -829,37 +814,25 @@ impl Engine {
             _ => 0,
         };
         let transient = match result {
-            Ok(r) if is_transient(r.status) => Some((Some(r.status), retry_after(r, now_ms))),
+            Ok(r) if is_transient(r.status) => Some((Some(r.status), r.retry_after_ms(now_ms))),
             Ok(r) => {
-                match self.profile.parse_token(r) {
-                    Ok(tok) if (200..300).contains(&r.status) => {
-                        self.token
-                            .store(tok.access_token, tok.expires_in_ms, now_ms);
-                        self.requeue_token_waiters();
-                    }
-                    Ok(_) | Err(TokenFailure::Refused(_)) => {
-                        let message = match self.profile.parse_token(r) {
-                            Err(TokenFailure::Refused(m)) => m,
-                            _ => format!("token endpoint answered {}", r.status),
-                        };
-                        self.fail_token_waiters(
-                            now_ms,
-                            TransitionError::new(ErrorCode::AuthFailed, message),
-                        );
-                    }
+                let parsed = self.profile.parse_token(r);
+                let outcome = match parsed {
+                    Ok(tok) if (200..300).contains(&r.status) => Ok(tok),
                     Err(TokenFailure::Malformed(m)) if (200..300).contains(&r.status) => {
-                        self.fail_token_waiters(
-                            now_ms,
-                            TransitionError::new(ErrorCode::BadResponse, m),
-                        );
+                        Err(TransitionError::new(ErrorCode::BadResponse, m))
                     }
-                    Err(TokenFailure::Malformed(_)) => {
-                        let message = format!("token endpoint answered {}", r.status);
-                        self.fail_token_waiters(
-                            now_ms,
-                            TransitionError::new(ErrorCode::AuthFailed, message),
-                        );
+                    Err(TokenFailure::Refused(m)) => {
+                        Err(TransitionError::new(ErrorCode::AuthFailed, m))
                     }
+                    Ok(_) | Err(TokenFailure::Malformed(_)) => Err(TransitionError::new(
+                        ErrorCode::AuthFailed,
+                        format!("token endpoint answered {}", r.status),
+                    )),
+                };
+                match outcome {
+                    Ok(tok) => self.accept_token(now_ms, tok.access_token, tok.expires_in_ms),
+                    Err(e) => self.fail_token_waiters(now_ms, e),
                 }
                 None
             }
@@ -898,13 +871,28 @@ impl Engine {
         }
     }
 
+    /// Stores a token from either source and lets its waiters go; an empty token or one with no life left
+    /// fails them instead (fetching again would only get the same).
+    fn accept_token(&mut self, now_ms: u64, token: Secret, expires_in_ms: u64) {
+        if token.is_empty() {
+            let e = TransitionError::new(ErrorCode::AuthFailed, "the access token is empty");
+            return self.fail_token_waiters(now_ms, e);
+        }
+        if expires_in_ms == 0 {
+            let e = TransitionError::new(
+                ErrorCode::TokenExpired,
+                "the access token had already expired when it arrived",
+            );
+            return self.fail_token_waiters(now_ms, e);
+        }
+        self.token.store(token, expires_in_ms, now_ms);
+        self.requeue_token_waiters();
+    }
+
     /// Waiters were at the head of their queues: put them back there, in order.
     fn requeue_token_waiters(&mut self) {
         while let Some((id, step)) = self.token_waiters.pop_back() {
-            match step {
-                Step::SetState => self.commit_queue.push_front((id, step)),
-                _ => self.check_queue.push_front((id, step)),
-            }
+            self.queue_for(step).push_front((id, step));
         }
     }
 
@@ -947,7 +935,7 @@ impl Engine {
                 }
             }
             s if is_transient(s) => {
-                let ra = retry_after(r, now_ms);
+                let ra = r.retry_after_ms(now_ms);
                 self.retry_or_fail(now_ms, id, step, Some(s), ra, None)
             }
             s => {
@@ -1045,7 +1033,6 @@ impl Engine {
         let slot = &mut t.retries[step as usize];
         *slot += 1;
         let retry = *slot;
-        let user = t.user.as_str().to_owned();
         match self
             .config
             .retry
@@ -1053,6 +1040,7 @@ impl Engine {
         {
             RetryDecision::RetryAfter(delay_ms) => {
                 self.backoffs.insert((now_ms + delay_ms, id), step);
+                let user = self.transitions[&id].user.as_str().to_owned();
                 self.out
                     .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
                         transition_id: Some(id),
@@ -1176,11 +1164,17 @@ impl Engine {
                     at_ms: now_ms,
                 })));
         }
-        let record_id = self.rng.uuid().to_string();
+        // A change that succeeded was sent, so it has its idempotency key.
+        let webhook_id = a
+            .idempotency_key
+            .as_deref()
+            .filter(|_| a.result.is_ok())
+            .map(webhook_event_id);
+        let timestamp = iso8601(now_ms);
         let record = AuditRecord {
             seq: 0,
-            id: record_id.clone(),
-            timestamp: iso8601(now_ms),
+            id: self.rng.uuid().to_string(),
+            timestamp: timestamp.clone(),
             user_id: a.user_id.clone(),
             previous_state: previous.as_ref().map(|p| p.state.clone()),
             new_state: a.new_state.clone(),
@@ -1191,7 +1185,7 @@ impl Engine {
             error_code,
             error_message: error.map(|e| e.message.clone()),
             attempts: a.attempts,
-            idempotency_key: a.idempotency_key.clone(),
+            idempotency_key: a.idempotency_key,
             prev_hash: String::new(),
             hash: String::new(),
         };
@@ -1221,8 +1215,8 @@ impl Engine {
                     })));
                 let payload = WebhookPayload {
                     event: AGENT_STATE_CHANGED.to_owned(),
-                    event_id: webhook_event_id(a.idempotency_key.as_deref().unwrap_or(&record_id)),
-                    timestamp: iso8601(now_ms),
+                    event_id: webhook_id.unwrap_or_default(),
+                    timestamp,
                     data: WebhookData {
                         user_id: a.user_id,
                         new_state: a.new_state,
@@ -1289,7 +1283,10 @@ const MAX_TOKEN_WAITS: u32 = 4;
 /// crash (and announced again) carries the same id and receivers dedupe it.
 fn webhook_event_id(change_key: &str) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("cxone-agent-state/webhook/{change_key}"));
+    let digest = Sha256::new()
+        .chain_update("cxone-agent-state/webhook/")
+        .chain_update(change_key)
+        .finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes)
@@ -1299,11 +1296,6 @@ fn webhook_event_id(change_key: &str) -> String {
 
 fn is_transient(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
-}
-
-fn retry_after(r: &HttpResponse, now_ms: u64) -> Option<u64> {
-    r.header("retry-after")
-        .and_then(|v| parse_retry_after(v, now_ms))
 }
 
 fn exhausted(status: Option<u16>, what: &str) -> TransitionError {

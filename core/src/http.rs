@@ -125,6 +125,12 @@ impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
+
+    /// The wait a `Retry-After` header asks for (seconds or an HTTP date), in ms from `now_ms`.
+    pub fn retry_after_ms(&self, now_ms: u64) -> Option<u64> {
+        self.header("retry-after")
+            .and_then(|v| crate::time::parse_retry_after(v, now_ms))
+    }
 }
 
 /// Why a request produced no HTTP response.

@@ -43,7 +43,7 @@ pub mod sim;
 pub use audit::{
     scan_log, verify_chain, AuditRecord, ChainError, ChainHead, LogError, LogScan, GENESIS_HASH,
 };
-pub use config::{Credentials, EngineConfig, ProfileKind, Secret, TokenSource};
+pub use config::{tenant_base_url, Credentials, EngineConfig, ProfileKind, Secret, TokenSource};
 pub use engine::{Command, Engine, Input, Output};
 pub use error::{BreakWindow, ConfigError, ErrorCode, TransitionError};
 pub use events::{

@@ -9,8 +9,8 @@ use sha2::Sha256;
 use crate::config::Secret;
 use crate::error::ConfigError;
 use crate::http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
+use crate::retry::RetryPolicy;
 use crate::rng::DetRng;
-use crate::time::parse_retry_after;
 
 /// The longest webhook URL accepted.
 const MAX_URL_LEN: usize = 2048;
@@ -315,6 +315,8 @@ struct Slot {
 /// hosts can alert on it.
 pub struct Outbox {
     config: OutboxConfig,
+    /// The backoff schedule (capped exponential with jitter), shared with the engine's retries.
+    backoff: RetryPolicy,
     rng: DetRng,
     next_request: u64,
     next_seq: u64,
@@ -364,6 +366,12 @@ impl Outbox {
         }
         Ok(Self {
             rng: DetRng::new(config.seed),
+            backoff: RetryPolicy {
+                base_ms: config.base_backoff_ms,
+                jitter_ms: config.jitter_ms,
+                cap_ms: config.max_backoff_ms,
+                ..RetryPolicy::default()
+            },
             config,
             next_request: 1,
             next_seq: 0,
@@ -463,9 +471,7 @@ impl Outbox {
                 at_ms: now_ms,
             });
         } else {
-            let retry_after = response
-                .header("retry-after")
-                .and_then(|v| parse_retry_after(v, now_ms));
+            let retry_after = response.retry_after_ms(now_ms);
             self.schedule_retry(now_ms, seq, Some(response.status), retry_after);
         }
     }
@@ -548,14 +554,9 @@ impl Outbox {
             return;
         };
         let attempt = slot.attempts.max(1);
-        let cfg = &self.config;
-        let exp = cfg
-            .base_backoff_ms
-            .saturating_mul(1u64.checked_shl(attempt - 1).unwrap_or(u64::MAX));
-        let backoff = exp
-            .saturating_add(self.rng.below(cfg.jitter_ms))
-            .min(cfg.max_backoff_ms);
-        let retry_after_cap = cfg.max_backoff_ms.saturating_mul(5);
+        // Delivery never gives up, so only the schedule is used: the first retry waits `base`.
+        let backoff = self.backoff.backoff_ms(attempt - 1, &mut self.rng);
+        let retry_after_cap = self.config.max_backoff_ms.saturating_mul(5);
         let delay_ms = backoff.max(retry_after_ms.map_or(0, |ra| ra.min(retry_after_cap)));
         slot.state = SlotState::Waiting {
             due_ms: now_ms.saturating_add(delay_ms),

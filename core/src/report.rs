@@ -103,7 +103,6 @@ pub struct ReportBuilder {
     log_capacity: usize,
     /// The most recent records, oldest first.
     logs: VecDeque<AuditRecord>,
-    total: u64,
     successes: u64,
     failures: u64,
     violations: u64,
@@ -122,7 +121,6 @@ impl ReportBuilder {
             log_capacity,
             // Do not reserve the whole (possibly large) capacity up front.
             logs: VecDeque::new(),
-            total: 0,
             successes: 0,
             failures: 0,
             violations: 0,
@@ -133,8 +131,15 @@ impl ReportBuilder {
     }
     /// Counts one audit record.
     pub fn ingest(&mut self, record: &AuditRecord) {
-        self.total = self.total.saturating_add(1);
-        let counts = self.per_state.entry(record.new_state.clone()).or_default();
+        // Look the key up before inserting: most records hit an existing entry and need no new String.
+        if !self.per_state.contains_key(&record.new_state) {
+            self.per_state
+                .insert(record.new_state.clone(), StateCounts::default());
+        }
+        let counts = self
+            .per_state
+            .get_mut(&record.new_state)
+            .expect("inserted above");
         counts.attempts = counts.attempts.saturating_add(1);
         if record.success {
             self.successes = self.successes.saturating_add(1);
@@ -142,8 +147,12 @@ impl ReportBuilder {
         } else {
             self.failures = self.failures.saturating_add(1);
             let code = record.error_code.map_or(UNKNOWN_CODE, |c| c.as_str());
-            let n = self.failures_by_code.entry(code.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
+            match self.failures_by_code.get_mut(code) {
+                Some(n) => *n = n.saturating_add(1),
+                None => {
+                    self.failures_by_code.insert(code.to_owned(), 1);
+                }
+            }
         }
         // Only policy refusals are violations (the reference counted every failure).
         if record.policy_violation {
@@ -164,13 +173,14 @@ impl ReportBuilder {
     /// The report, with per-agent metrics from `history` at `now_ms`.
     pub fn build(&self, history: &History, now_ms: u64) -> ComplianceReport {
         let latency = self.latency.summary();
-        let violation_frequency = if self.total == 0 {
+        let total = self.successes.saturating_add(self.failures);
+        let violation_frequency = if total == 0 {
             0.0
         } else {
-            self.violations as f64 / self.total as f64
+            self.violations as f64 / total as f64
         };
         ComplianceReport {
-            total_transitions: self.total,
+            total_transitions: total,
             violation_frequency,
             average_latency_ms: js_round(latency.average_ms),
             logs: self.logs.iter().cloned().collect(),

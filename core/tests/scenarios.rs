@@ -882,3 +882,12 @@ mod external_tokens {
         assert_eq!(h.token_requests(), 4, "one ask and three retries");
     }
 }
+
+#[test]
+fn a_token_with_no_life_left_fails_token_expired_without_refetching() {
+    let mut h = pair_with(vec![on_shift("alice")], |_, sim| sim.token_ttl_s = 0);
+    let id = h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::TokenExpired));
+    assert_eq!(h.tenant.ground_truth().tokens_issued, 1);
+}

@@ -2,7 +2,37 @@
 
 use std::time::Duration;
 
-use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, TransportErrorKind};
+use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
+use tokio::sync::mpsc;
+
+/// A finished request: its id and what came back.
+pub type Answer = (RequestId, Result<HttpResponse, TransportErrorKind>);
+
+/// Performs `request` on its own task and sends the answer back by id: the drive loops keep running while
+/// requests are in flight.
+pub fn spawn_perform(
+    client: &reqwest::Client,
+    request: HttpRequest,
+    answers: &mpsc::UnboundedSender<Answer>,
+) {
+    let client = client.clone();
+    let answers = answers.clone();
+    tokio::spawn(async move {
+        let id = request.id;
+        let _ = answers.send((id, perform(&client, request).await));
+    });
+}
+
+/// Sleeps until a state machine's deadline (Unix ms, read against the system clock); never wakes for `None`.
+pub async fn sleep_until_deadline(deadline_ms: Option<u64>) {
+    match deadline_ms {
+        Some(at) => {
+            let wait = Duration::from_millis(at.saturating_sub(crate::now_ms()));
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// How long a TCP + TLS connect may take before the request counts as a connect failure.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -305,11 +305,7 @@ struct Driver {
 }
 
 async fn drive(mut d: Driver) {
-    type Answer = (
-        cxone_agent_state_core::RequestId,
-        Result<cxone_agent_state_core::HttpResponse, cxone_agent_state_core::TransportErrorKind>,
-    );
-    let (http_tx, mut http_rx) = mpsc::unbounded_channel::<Answer>();
+    let (http_tx, mut http_rx) = mpsc::unbounded_channel::<http::Answer>();
     let mut waiting: HashMap<TransitionId, Waiter> = HashMap::new();
     let mut closing: Option<oneshot::Sender<()>> = None;
     let mut accepting = true;
@@ -358,12 +354,7 @@ async fn drive(mut d: Driver) {
         }
         // 3. Perform the requests.
         for request in transmits {
-            let tx = http_tx.clone();
-            let client = d.client.clone();
-            tokio::spawn(async move {
-                let id = request.id;
-                let _ = tx.send((id, http::perform(&client, request).await));
-            });
+            http::spawn_perform(&d.client, request, &http_tx);
         }
         // 4. Report: webhooks to delivery, outcomes to callers, events to subscribers.
         if let Some(hooks) = &d.webhooks {
@@ -409,10 +400,6 @@ async fn drive(mut d: Driver) {
             return;
         }
         // 5. Wait for the next thing to happen.
-        let sleep = deadline.map(|at| {
-            let wait = Duration::from_millis(at.saturating_sub(now_ms()));
-            tokio::time::Instant::now() + wait
-        });
         tokio::select! {
             request = d.rx.recv(), if accepting && closing.is_none() => match request {
                 None => accepting = false,
@@ -425,7 +412,7 @@ async fn drive(mut d: Driver) {
                     Err(kind) => d.engine.handle_transport_error(now, id, kind),
                 }
             }
-            () = async { tokio::time::sleep_until(sleep.expect("guarded")).await }, if sleep.is_some() => {
+            () = http::sleep_until_deadline(deadline) => {
                 d.engine.handle_timeout(now_ms());
             }
         }

@@ -15,7 +15,9 @@
 
 use std::path::PathBuf;
 
-use cxone_agent_state_core::{EngineConfig, OutboxConfig, RateLimit, Secret};
+use cxone_agent_state_core::{
+    tenant_base_url, ConfigError, EngineConfig, ErrorCode, OutboxConfig, RateLimit, Secret,
+};
 
 use crate::manager::ManagerConfig;
 
@@ -38,19 +40,51 @@ pub enum SettingsError {
         name: &'static str,
         /// Why.
         reason: String,
+        /// The stable code (`INVALID_CONFIG`, or `INVALID_WEBHOOK_URL` for a refused webhook URL).
+        code: ErrorCode,
     },
 }
 
 impl SettingsError {
-    /// The stable code: `INVALID_WEBHOOK_URL` for a refused webhook URL, `INVALID_CONFIG` otherwise.
-    pub fn code(&self) -> cxone_agent_state_core::ErrorCode {
+    /// The stable code of the error.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Invalid {
-                name: "WORKFORCE_WEBHOOK_URL",
-                ..
-            } => cxone_agent_state_core::ErrorCode::InvalidWebhookUrl,
-            _ => cxone_agent_state_core::ErrorCode::InvalidConfig,
+            Self::Missing { .. } => ErrorCode::InvalidConfig,
+            Self::Invalid { code, .. } => *code,
         }
+    }
+
+    fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            name,
+            reason: reason.into(),
+            code: ErrorCode::InvalidConfig,
+        }
+    }
+}
+
+/// A configuration error from the core, named by the setting it came from (the core names its own fields).
+impl From<ConfigError> for SettingsError {
+    fn from(e: ConfigError) -> Self {
+        let code = e.code();
+        let (name, reason) = match e {
+            ConfigError::WebhookUrl { .. } => ("WORKFORCE_WEBHOOK_URL", e.to_string()),
+            ConfigError::Invalid { field, reason } => (
+                match field {
+                    "base_url" => "CXONE_BASE_URL",
+                    "token_url" => "CXONE_TOKEN_URL",
+                    "rate_limit.per_minute" => "CXONE_RATE_LIMIT_PER_MIN",
+                    "client_id" => "CXONE_CLIENT_ID",
+                    "client_secret" => "CXONE_CLIENT_SECRET",
+                    "domain" => "CXONE_DOMAIN",
+                    "request_timeout_ms" => "--request-timeout-ms",
+                    _ => "configuration",
+                },
+                reason,
+            ),
+            other => ("configuration", other.to_string()),
+        };
+        Self::Invalid { name, reason, code }
     }
 }
 
@@ -92,9 +126,8 @@ impl Settings {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let rate_limit_per_min = match get("CXONE_RATE_LIMIT_PER_MIN") {
             None => None,
-            Some(v) => Some(v.trim().parse().map_err(|_| SettingsError::Invalid {
-                name: "CXONE_RATE_LIMIT_PER_MIN",
-                reason: "not a whole number".into(),
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                SettingsError::invalid("CXONE_RATE_LIMIT_PER_MIN", "not a whole number")
             })?),
         };
         Ok(Self {
@@ -116,18 +149,7 @@ impl Settings {
     pub fn into_config(self) -> Result<ManagerConfig, SettingsError> {
         let base_url = match (&self.base_url, &self.domain) {
             (Some(b), _) => b.trim_end_matches('/').to_owned(),
-            (None, Some(d)) => {
-                let ok = !d.is_empty()
-                    && d.len() <= 63
-                    && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                if !ok {
-                    return Err(SettingsError::Invalid {
-                        name: "CXONE_DOMAIN",
-                        reason: "a tenant domain is letters, digits and '-' only".into(),
-                    });
-                }
-                format!("https://{d}.api.nice.incontact.com")
-            }
+            (None, Some(d)) => tenant_base_url(d)?,
             (None, None) => {
                 return Err(SettingsError::Missing {
                     name: "CXONE_DOMAIN",
@@ -147,12 +169,6 @@ impl Settings {
         engine.token_url = self.token_url;
         engine.seed = self.seed.unwrap_or_else(random_seed);
         if let Some(per_minute) = self.rate_limit_per_min {
-            if per_minute == 0 {
-                return Err(SettingsError::Invalid {
-                    name: "CXONE_RATE_LIMIT_PER_MIN",
-                    reason: "must be at least 1".into(),
-                });
-            }
             engine.rate_limit = RateLimit {
                 per_minute,
                 burst: None,
@@ -161,26 +177,11 @@ impl Settings {
         if let Some(t) = self.request_timeout_ms {
             engine.request_timeout_ms = t;
         }
-        engine.validate().map_err(|e| SettingsError::Invalid {
-            name: match &e {
-                cxone_agent_state_core::ConfigError::Invalid { field, .. }
-                    if field.contains("url") =>
-                {
-                    "CXONE_BASE_URL / CXONE_TOKEN_URL"
-                }
-                _ => "configuration",
-            },
-            reason: e.to_string(),
-        })?;
+        engine.validate()?;
         let webhook = match self.webhook_url {
             None => None,
             Some(url) => {
-                cxone_agent_state_core::validate_webhook_url(&url).map_err(|e| {
-                    SettingsError::Invalid {
-                        name: "WORKFORCE_WEBHOOK_URL",
-                        reason: e.to_string(),
-                    }
-                })?;
+                cxone_agent_state_core::validate_webhook_url(&url)?;
                 Some(OutboxConfig {
                     url,
                     secret: self.webhook_secret,

@@ -482,21 +482,19 @@ fn admin(method: Method, path: &str, body: &str, tenant: &Mutex<SimTenant>) -> R
             ok()
         }
         Admin::RandomFaults => match parse_json::<RandomFaults>(body) {
-            Ok(faults) if faults.rate.is_finite() && (0.0..=1.0).contains(&faults.rate) => {
-                lock(tenant).set_random_faults(faults);
-                ok()
-            }
-            Ok(_) => bad_request("`rate` must be between 0 and 1"),
+            Ok(faults) => match lock(tenant).set_random_faults(faults) {
+                Ok(()) => ok(),
+                Err(e) => bad_request(e),
+            },
             Err(e) => bad_request(e),
         },
         Admin::RateLimit => match parse_json::<RateLimitBody>(body) {
-            Ok(limit) if limit.rate_per_minute == 0 || limit.burst == Some(0) => {
-                bad_request("`ratePerMinute` and `burst` must be at least 1")
-            }
             Ok(limit) => {
                 let mut t = lock(tenant);
                 let burst = limit.burst.unwrap_or(t.config().burst);
-                t.set_rate_limit(limit.rate_per_minute, burst);
+                if let Err(e) = t.set_rate_limit(limit.rate_per_minute, burst) {
+                    return bad_request(e);
+                }
                 let value = json!({
                     "ratePerMinute": t.config().rate_per_minute,
                     "burst": t.config().burst,

@@ -5,10 +5,7 @@
 
 use std::time::Instant;
 
-use cxone_agent_state_core::{
-    ConfigError, HttpResponse, Outbox, OutboxConfig, OutboxEntry, OutboxEvent, RequestId,
-    TransportErrorKind,
-};
+use cxone_agent_state_core::{ConfigError, Outbox, OutboxConfig, OutboxEntry, OutboxEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -70,18 +67,12 @@ async fn deliver(
     writer: Option<Writer>,
     client: reqwest::Client,
 ) {
-    type Answer = (RequestId, Result<HttpResponse, TransportErrorKind>);
-    let (http_tx, mut http_rx) = mpsc::unbounded_channel::<Answer>();
+    let (http_tx, mut http_rx) = mpsc::unbounded_channel::<http::Answer>();
     let mut open = true;
     loop {
         let now = now_ms();
         while let Some(request) = outbox.poll_transmit(now) {
-            let tx = http_tx.clone();
-            let client = client.clone();
-            tokio::spawn(async move {
-                let id = request.id;
-                let _ = tx.send((id, http::perform(&client, request).await));
-            });
+            http::spawn_perform(&client, request, &http_tx);
         }
         let mut delivered = Vec::new();
         while let Some(event) = outbox.poll_event() {
@@ -112,10 +103,6 @@ async fn deliver(
             }
         }
         let _ = pending.send(outbox.pending());
-        let sleep = outbox.next_deadline().map(|at| {
-            tokio::time::Instant::now()
-                + std::time::Duration::from_millis(at.saturating_sub(now_ms()))
-        });
         tokio::select! {
             entry = rx.recv(), if open => match entry {
                 Some(e) => {
@@ -127,7 +114,7 @@ async fn deliver(
                 Ok(r) => outbox.handle_response(now_ms(), &r),
                 Err(kind) => outbox.handle_transport_error(now_ms(), id, kind),
             },
-            () = async { tokio::time::sleep_until(sleep.expect("guarded")).await }, if sleep.is_some() => {
+            () = http::sleep_until_deadline(outbox.next_deadline()) => {
                 outbox.handle_timeout(now_ms());
             }
         }

@@ -36,6 +36,18 @@ const KNOWN_VARS: &[&str] = &[
     "TARGET_USER_ID",
 ];
 
+/// A `userId,state` CSV of the server's agents `agent-NNNN` for `numbers`, each with `state(number)`.
+fn agents_csv(
+    numbers: std::ops::RangeInclusive<usize>,
+    state: impl Fn(usize) -> &'static str,
+) -> String {
+    let mut csv = String::from("userId,state\n");
+    for i in numbers {
+        csv.push_str(&format!("agent-{i:04},{}\n", state(i)));
+    }
+    csv
+}
+
 /// The binary with `args`, a clean environment and no stdin.
 fn cli<I, S>(args: I) -> Command
 where
@@ -841,10 +853,7 @@ async fn bulk_concurrency_is_respected() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let conn = connect(&sim.base_url, &audit);
-    let mut csv = String::from("userId,state\n");
-    for i in 1..=12 {
-        csv.push_str(&format!("agent-{i:04},READY\n"));
-    }
+    let csv = agents_csv(1..=12, |_| "READY");
     // One at a time: results come back in input order.
     let input = dir.path().join("serial.csv");
     std::fs::write(&input, &csv).unwrap();
@@ -862,10 +871,7 @@ async fn bulk_concurrency_is_respected() {
     assert_eq!(rows, (1..=12).collect::<Vec<_>>(), "{out}");
 
     // Several at a time: everything still succeeds exactly once.
-    let mut csv = String::from("userId,state\n");
-    for i in 13..=40 {
-        csv.push_str(&format!("agent-{i:04},NOT_READY\n"));
-    }
+    let csv = agents_csv(13..=40, |_| "NOT_READY");
     let input = dir.path().join("parallel.csv");
     std::fs::write(&input, &csv).unwrap();
     let out = run(cli(args(
@@ -919,11 +925,7 @@ async fn bulk_killed_halfway_recovers_on_restart() {
     let journal = dir.path().join("audit.jsonl.journal");
     let input = dir.path().join("rows.csv");
     let output = dir.path().join("results.jsonl");
-    let mut csv = String::from("userId,state\n");
-    for i in 1..=ROWS {
-        let state = if i % 2 == 1 { "READY" } else { "NOT_READY" };
-        csv.push_str(&format!("agent-{i:04},{state}\n"));
-    }
+    let csv = agents_csv(1..=ROWS, |i| if i % 2 == 1 { "READY" } else { "NOT_READY" });
     std::fs::write(&input, csv).unwrap();
     let mut conn = connect(&sim.base_url, &audit);
     // The client paces itself to the tenant's budget.

@@ -1,5 +1,5 @@
 // The agent console: one AgentStateManager, fed by the page's own token endpoint.
-import { AgentStateManager, initAsync } from 'cxone-agent-state';
+import { AgentStateManager, initAsync, verifyAuditRecord } from 'cxone-agent-state';
 import { download, explain, fmtClock, fmtMs, fmtPct, renderFigures } from './common.js';
 
 const STATES = ['READY', 'NOT_READY', 'PAUSED', 'IDLE'];
@@ -16,19 +16,10 @@ function setStatus(text, kind = '') {
   el.className = `status msg ${kind}`;
 }
 
-/** SHA-256 of the record's canonical encoding (sorted keys, no `hash`), as the core computes it. */
-async function verifyRecord(r) {
-  const { hash, ...rest } = r;
-  const canonical = JSON.stringify(Object.fromEntries(Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : 1))));
-  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(canonical));
-  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
-  return hex === hash;
-}
-
-async function addAuditRow(r) {
+function addAuditRow(r) {
   const linked = r.prevHash === lastHash;
   lastHash = r.hash;
-  const verified = await verifyRecord(r);
+  const verified = verifyAuditRecord(r);
   chainOk = chainOk && linked && verified;
   const tr = document.createElement('tr');
   tr.dataset.seq = r.seq;

@@ -3,14 +3,16 @@ import { bars, histogram, STATE_COLORS, timeline } from './charts.js';
 import { download, renderFigures } from './common.js';
 
 const $ = (s) => document.querySelector(s);
+// Input id, URL/query key, and the name used in messages. Each input's min, max and step (in the HTML) are
+// the rule; the package checks the ranges again and names the field if the page lets something through.
 const FIELDS = [
-  ['agents', 'agents', { min: 1, max: 5000, whole: true, label: 'Agent count' }],
-  ['hours', 'hours', { min: 1, max: 12, whole: true, label: 'Shift length' }],
-  ['break-every', 'breakEvery', { min: 1, max: 12, whole: true, label: 'Break interval' }],
-  ['break-minutes', 'breakMinutes', { min: 1, max: 120, whole: true, label: 'Break length' }],
-  ['faults', 'faults', { min: 0, max: 100, whole: false, label: 'Fault rate' }],
-  ['rate', 'rate', { min: 1, max: 1_000_000, whole: true, label: 'Rate limit' }],
-  ['seed', 'seed', { min: 0, max: Number.MAX_SAFE_INTEGER, whole: true, label: 'Seed' }],
+  ['agents', 'agents', 'Agent count'],
+  ['hours', 'hours', 'Shift length'],
+  ['break-every', 'breakEvery', 'Break interval'],
+  ['break-minutes', 'breakMinutes', 'Break length'],
+  ['faults', 'faults', 'Fault rate'],
+  ['rate', 'rate', 'Rate limit'],
+  ['seed', 'seed', 'Seed'],
 ];
 let worker = null;
 let lastSummary = null;
@@ -19,15 +21,18 @@ let lastCsv = '';
 /** Reads and checks the form; returns the parameters or throws an Error naming the bad field. */
 function readForm() {
   const out = {};
-  for (const [id, key, rule] of FIELDS) {
+  for (const [id, key, label] of FIELDS) {
     const input = $(`#${id}`);
+    const min = Number(input.min);
+    const max = input.max === '' ? Number.MAX_SAFE_INTEGER : Number(input.max);
+    const whole = input.step === '1';
     const raw = input.value.trim();
     const v = Number(raw);
-    const ok = raw !== '' && Number.isFinite(v) && v >= rule.min && v <= rule.max && (!rule.whole || Number.isInteger(v));
+    const ok = raw !== '' && Number.isFinite(v) && v >= min && v <= max && (!whole || Number.isInteger(v));
     input.setAttribute('aria-invalid', ok ? 'false' : 'true');
     if (!ok) {
       input.focus();
-      throw new Error(`${rule.label} must be ${rule.whole ? 'a whole number' : 'a number'} from ${rule.min} to ${rule.max.toLocaleString()} (got “${raw}”).`);
+      throw new Error(`${label} must be ${whole ? 'a whole number' : 'a number'} from ${min} to ${max.toLocaleString()} (got “${raw}”).`);
     }
     out[key] = v;
   }

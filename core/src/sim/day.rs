@@ -131,7 +131,6 @@ pub struct DayRun {
     config: WorkdayConfig,
     harness: Harness,
     commands: u64,
-    retries: u64,
     started_ms: u64,
     last_event_ms: u64,
     end_ms: u64,
@@ -154,7 +153,6 @@ impl DayRun {
         Ok(Self {
             config: config.clone(),
             commands: day.commands.len() as u64,
-            retries: 0,
             started_ms: harness.now_ms(),
             last_event_ms: harness.now_ms(),
             charts: DayCharts::new(harness.now_ms(), sample),
@@ -209,9 +207,6 @@ impl DayRun {
     fn note(&mut self, at_ms: u64, event: &Event) {
         self.last_event_ms = self.last_event_ms.max(at_ms);
         self.charts.note(at_ms, event);
-        if matches!(event, Event::RetryScheduled(_)) {
-            self.retries += 1;
-        }
     }
 
     /// The summary as things stand.
@@ -228,7 +223,7 @@ impl DayRun {
             },
             ground_truth: truth,
             commands: self.commands,
-            retries: self.retries,
+            retries: self.charts.retries_per_hour.iter().sum(),
             started_ms: self.started_ms,
             finished_ms: now,
             charts: self.charts.clone(),

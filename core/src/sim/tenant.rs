@@ -6,6 +6,7 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::error::ConfigError;
 use crate::http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
 use crate::pacer::{Pacer, RateLimit};
 use crate::rng::DetRng;
@@ -370,6 +371,43 @@ fn parse_form(body: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn check_at_least_one(field: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            field,
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn check_fault_rate(rate: f64) -> Result<(), ConfigError> {
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(ConfigError::Invalid {
+            field: "faults.rate",
+            reason: "must be between 0 and 1".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl SimConfig {
+    /// Checks the settings a tenant cannot run with; the error names the field (as in JSON).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_at_least_one("ratePerMinute", u64::from(self.rate_per_minute))?;
+        check_at_least_one("burst", u64::from(self.burst))?;
+        check_at_least_one("tokenTtlS", self.token_ttl_s)?;
+        check_fault_rate(self.faults.rate)?;
+        if self.client_id.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "clientId",
+                reason: "must not be empty".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The tenant's limit as a [`Pacer`] limit: its rate and its (announced to nobody) burst.
 fn limit_of(config: &SimConfig) -> RateLimit {
     RateLimit {
@@ -429,16 +467,22 @@ impl SimTenant {
         self.scripted.clear();
     }
 
-    /// Sets the random-fault profile.
-    pub fn set_random_faults(&mut self, faults: RandomFaults) {
+    /// Sets the random-fault profile; a rate outside `[0, 1]` is refused.
+    pub fn set_random_faults(&mut self, faults: RandomFaults) -> Result<(), ConfigError> {
+        check_fault_rate(faults.rate)?;
         self.config.faults = faults;
+        Ok(())
     }
 
-    /// Changes the rate limit (the bucket keeps its current fill, clamped to the new burst).
-    pub fn set_rate_limit(&mut self, rate_per_minute: u32, burst: u32) {
-        self.config.rate_per_minute = rate_per_minute.max(1);
-        self.config.burst = burst.max(1);
+    /// Changes the rate limit (the bucket keeps its current fill, clamped to the new burst); a rate or
+    /// burst of 0 is refused.
+    pub fn set_rate_limit(&mut self, rate_per_minute: u32, burst: u32) -> Result<(), ConfigError> {
+        check_at_least_one("ratePerMinute", u64::from(rate_per_minute))?;
+        check_at_least_one("burst", u64::from(burst))?;
+        self.config.rate_per_minute = rate_per_minute;
+        self.config.burst = burst;
         self.limiter.set_limit(&limit_of(&self.config));
+        Ok(())
     }
 
     /// Revokes every token issued so far.

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::connect::{finish, ConnectArgs};
+use super::connect::{finish, outcome_json, ConnectArgs};
 
 /// The code of a row that could not be read; the other rows go on.
 pub const MALFORMED_ROW: &str = "MALFORMED_ROW";
@@ -148,22 +148,16 @@ struct Tally {
 /// Runs the rows; exit 0 when every row succeeded, 1 when any failed, 130 when interrupted.
 pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
-    let input: Box<dyn Read + Send> = if args.file.as_os_str() == "-" {
-        Box::new(io::stdin())
+    // The bar follows the input as it is read (one pass over the file): bytes of a file, a spinner for stdin.
+    let (input, bar): (Box<dyn Read + Send>, ProgressBar) = if args.file.as_os_str() == "-" {
+        let bar = progress(None);
+        (Box::new(bar.wrap_read(io::stdin())), bar)
     } else {
-        Box::new(
-            File::open(&args.file)
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.file.display()))?,
-        )
+        let file = File::open(&args.file)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.file.display()))?;
+        let bar = progress(file.metadata().ok().map(|m| m.len()));
+        (Box::new(bar.wrap_read(file)), bar)
     };
-    let total = (args.file.as_os_str() != "-")
-        .then(|| std::fs::read(&args.file).ok())
-        .flatten()
-        .map(|b| {
-            b.split(|&c| c == b'\n')
-                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-                .count()
-        });
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(p) => {
             Box::new(BufWriter::new(File::create(p).map_err(|e| {
@@ -186,7 +180,6 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let manager = Arc::new(args.connect.start().await?);
-        let bar = progress(total.map(|t| t.saturating_sub(1) as u64));
         let started = Instant::now();
         let mut tally = Tally::default();
         let mut in_flight: JoinSet<(Value, Option<bool>)> = JoinSet::new();
@@ -218,7 +211,6 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                             "error": { "code": MALFORMED_ROW, "message": message },
                         });
                         writeln!(out, "{line}")?;
-                        bar.inc(1);
                     }
                     Ok((user, state)) => {
                         let m = Arc::clone(&manager);
@@ -238,7 +230,6 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                         Some(false) => tally.failed += 1,
                     }
                     writeln!(out, "{value}")?;
-                    bar.inc(1);
                     bar.set_message(format!(
                         "{} ok, {} refused, {} failed",
                         tally.succeeded, tally.violations, tally.failed + tally.malformed
@@ -294,19 +285,10 @@ async fn run_row(
     user: String,
     state: String,
 ) -> (Value, Option<bool>) {
-    match manager.transition_state(&user, &state).await {
-        Ok(c) => (
-            json!({ "row": number, "success": true, "userId": c.user_id,
-                "previousState": c.previous_state, "newState": c.new_state,
-                "reasonCode": c.reason_code, "latencyMs": c.latency_ms, "attempts": c.attempts }),
-            None,
-        ),
-        Err(e) => (
-            json!({ "row": number, "success": false, "userId": user, "state": state,
-                "error": { "code": e.code, "message": e.message } }),
-            Some(e.code.is_policy_violation()),
-        ),
-    }
+    let result = manager.transition_state(&user, &state).await;
+    let mut line = outcome_json(&user, &state, &result);
+    line["row"] = json!(number);
+    (line, result.err().map(|e| e.code.is_policy_violation()))
 }
 
 fn progress(total: Option<u64>) -> ProgressBar {
@@ -318,7 +300,7 @@ fn progress(total: Option<u64>) -> ProgressBar {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} {msg}")
+        ProgressStyle::with_template("{spinner} [{bar:40}] {bytes}/{total_bytes} read; {msg}")
             .expect("the template is valid")
             .progress_chars("=> "),
     );

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use cxone_agent_state::{AgentStateManager, ManagerConfig, Settings};
-use cxone_agent_state_core::Secret;
+use cxone_agent_state_core::{Secret, StateChanged, TransitionError};
 
 /// Where the tenant is, how to authenticate, where the audit log and webhooks go.
 ///
@@ -101,6 +101,32 @@ impl ConnectArgs {
             );
         }
         Ok(manager)
+    }
+}
+
+/// A transition's outcome as the JSON the CLI prints (`transition`) and writes per row (`bulk`).
+pub fn outcome_json(
+    user: &str,
+    state: &str,
+    result: &Result<StateChanged, TransitionError>,
+) -> serde_json::Value {
+    match result {
+        Ok(c) => serde_json::json!({
+            "success": true,
+            "userId": c.user_id,
+            "previousState": c.previous_state,
+            "newState": c.new_state,
+            "reasonCode": c.reason_code,
+            "latencyMs": c.latency_ms,
+            "attempts": c.attempts,
+        }),
+        Err(e) => serde_json::json!({
+            "success": false,
+            "userId": user,
+            "state": state,
+            "error": { "code": e.code, "message": e.message },
+            "policyViolation": e.code.is_policy_violation(),
+        }),
     }
 }
 

@@ -97,15 +97,7 @@ impl SimServerArgs {
     }
 
     fn config(&self) -> anyhow::Result<SimConfig> {
-        anyhow::ensure!(self.rate_limit > 0, "--rate-limit must be at least 1");
-        anyhow::ensure!(self.burst() > 0, "--burst must be at least 1");
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&self.fault_rate),
-            "--fault-rate must be between 0 and 1"
-        );
-        anyhow::ensure!(self.token_ttl > 0, "--token-ttl must be at least 1");
-        anyhow::ensure!(!self.client_id.is_empty(), "--client-id must not be empty");
-        Ok(SimConfig {
+        let config = SimConfig {
             seed: self.seed,
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
@@ -119,7 +111,9 @@ impl SimServerArgs {
                 rate: self.fault_rate,
                 kinds: RandomFaults::default_kinds(),
             },
-        })
+        };
+        config.validate().context("invalid sim-server settings")?;
+        Ok(config)
     }
 
     fn tenant(&self, now_ms: u64) -> anyhow::Result<SimTenant> {

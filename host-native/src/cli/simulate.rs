@@ -1,7 +1,7 @@
 //! `cxone-agent-state simulate`: a shift day against the in-process simulated tenant, on virtual time.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use comfy_table::Cell;
 use cxone_agent_state_core::sim::{DayRun, DaySummary, WorkdayConfig};
-use cxone_agent_state_core::{verify_chain, AuditRecord, ChainHead, Event};
+use cxone_agent_state_core::{scan_log, ChainHead, Event};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::tables::{self, right, table};
@@ -125,16 +125,15 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads the audit log back and checks its hash chain; returns the number of records.
 fn verify_file(path: &PathBuf) -> anyhow::Result<u64> {
-    let reader = BufReader::new(File::open(path)?);
-    let mut head = ChainHead::default();
-    let mut n = 0;
-    for (i, line) in reader.lines().enumerate() {
-        let record: AuditRecord = serde_json::from_str(&line?)
-            .with_context(|| format!("audit log line {} is not a record", i + 1))?;
-        head = verify_chain(head, [&record]).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
-        n += 1;
-    }
-    Ok(n)
+    let bytes = std::fs::read(path)?;
+    let scan = scan_log(&bytes, ChainHead::default(), |_| {})
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    anyhow::ensure!(
+        scan.torn_tail.is_none(),
+        "{}: the last line is incomplete",
+        path.display()
+    );
+    Ok(scan.records)
 }
 
 fn print_tables(s: &DaySummary) -> std::io::Result<()> {

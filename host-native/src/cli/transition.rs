@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::json;
 
-use super::connect::{finish, ConnectArgs};
+use super::connect::{finish, outcome_json, ConnectArgs};
 
 /// Options of `transition`.
 #[derive(Debug, Args)]
@@ -32,33 +31,12 @@ pub fn run(args: &TransitionArgs) -> anyhow::Result<ExitCode> {
         let manager = args.connect.start().await?;
         let result = manager.transition_state(&user, &args.state).await;
         finish(manager, args.connect.webhook_drain()).await;
-        let (out, code) = match result {
-            Ok(c) => (
-                json!({
-                    "success": true,
-                    "userId": c.user_id,
-                    "previousState": c.previous_state,
-                    "newState": c.new_state,
-                    "reasonCode": c.reason_code,
-                    "latencyMs": c.latency_ms,
-                    "attempts": c.attempts,
-                }),
-                ExitCode::SUCCESS,
-            ),
-            Err(e) => {
-                let code = if e.code.is_policy_violation() { 2 } else { 1 };
-                (
-                    json!({
-                        "success": false,
-                        "userId": user,
-                        "state": args.state,
-                        "error": { "code": e.code, "message": e.message },
-                        "policyViolation": e.code.is_policy_violation(),
-                    }),
-                    ExitCode::from(code),
-                )
-            }
+        let code = match &result {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) if e.code.is_policy_violation() => ExitCode::from(2),
+            Err(_) => ExitCode::from(1),
         };
+        let out = outcome_json(&user, &args.state, &result);
         outln!("{}", serde_json::to_string_pretty(&out)?);
         Ok(code)
     })
