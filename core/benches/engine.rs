@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use cxone_agent_state_core::sim::{
-    AgentPlan, DayRun, Harness, SimConfig, SimTenant, Workday, WorkdayConfig, WORKDAY_EPOCH_MS,
+    AgentPlan, Command, DayRun, Harness, SimConfig, SimTenant, Workday, WorkdayConfig,
+    WORKDAY_EPOCH_MS,
 };
-use cxone_agent_state_core::{Command, Engine, Event, HttpRequest, NOT_READY, READY};
+use cxone_agent_state_core::{Engine, Event, HttpRequest, NOT_READY, READY};
 
 const T0: u64 = WORKDAY_EPOCH_MS;
 const HOUR_MS: u64 = 3_600_000;

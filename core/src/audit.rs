@@ -5,6 +5,8 @@
 //!
 //! **Canonical encoding:** the record as a JSON object without its `hash` member, keys sorted by byte order,
 //! no insignificant whitespace, numbers and strings as `serde_json` writes them (UTF-8, minimal escapes).
+//! Optional members added after the first release (`settles`) are left out when absent, so older records
+//! keep their hashes.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,6 +49,11 @@ pub struct AuditRecord {
     pub attempts: u32,
     /// The `Idempotency-Key` of the state change, if one was sent.
     pub idempotency_key: Option<String>,
+    /// For a record that settles an earlier `OUTCOME_UNKNOWN` one: that record's `id`. Nothing is rewritten;
+    /// the settlement is a new record. Absent (not `null`) otherwise, so records written before the field
+    /// existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settles: Option<String>,
     /// The previous record's hash ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) of this record's canonical encoding.
@@ -81,6 +88,7 @@ impl AuditRecord {
             previous_state: &self.previous_state,
             reason_code: &self.reason_code,
             seq: self.seq,
+            settles: &self.settles,
             success: self.success,
             timestamp: &self.timestamp,
             user_id: &self.user_id,
@@ -105,6 +113,8 @@ struct Canonical<'a> {
     previous_state: &'a Option<String>,
     reason_code: &'a Option<String>,
     seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settles: &'a Option<String>,
     success: bool,
     timestamp: &'a str,
     user_id: &'a str,
@@ -237,105 +247,6 @@ pub fn verify_chain<'a>(
     Ok(head)
 }
 
-/// What reading a durable audit log (JSON Lines) found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogScan {
-    /// Where the chain stands after the last good record: continue it from here.
-    pub head: ChainHead,
-    /// Good records read.
-    pub records: u64,
-    /// Bytes of the file that hold good records (every byte after this is the torn tail).
-    pub good_len: usize,
-    /// An unfinished last line: a write cut short by a crash. It was never acknowledged, so setting it
-    /// aside loses nothing that was reported.
-    pub torn_tail: Option<Vec<u8>>,
-}
-
-/// Why a durable audit log cannot be continued.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LogError {
-    /// A complete line is not an audit record.
-    #[error("line {line}: not an audit record: {reason}")]
-    Unreadable {
-        /// 1-based line number.
-        line: usize,
-        /// The parser's complaint.
-        reason: String,
-    },
-    /// A record does not verify against the chain.
-    #[error("line {line}: {source}")]
-    Chain {
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong with the chain there.
-        source: ChainError,
-    },
-}
-
-impl LogError {
-    /// Always `AUDIT_LOG_CORRUPT`: only the last line can be torn by a crash, so anything else is damage.
-    pub fn code(&self) -> ErrorCode {
-        ErrorCode::AuditLogCorrupt
-    }
-
-    /// The 1-based line number of the first bad line.
-    pub fn line(&self) -> usize {
-        match self {
-            Self::Unreadable { line, .. } | Self::Chain { line, .. } => *line,
-        }
-    }
-}
-
-/// Reads a JSON Lines audit log, verifies its chain from `start`, and hands each good record to `each`.
-///
-/// Every acknowledged record ends with a newline, because a host writes the line and its newline before it
-/// syncs and reports. So a last line without a newline is a torn write and is returned as
-/// [`LogScan::torn_tail`]; a bad *complete* line anywhere is an error. Empty lines are skipped.
-pub fn scan_log(
-    bytes: &[u8],
-    start: ChainHead,
-    mut each: impl FnMut(&AuditRecord),
-) -> Result<LogScan, LogError> {
-    let mut head = start;
-    let mut records = 0;
-    let mut offset = 0;
-    let mut line_no = 0;
-    while offset < bytes.len() {
-        let Some(nl) = bytes[offset..].iter().position(|&b| b == b'\n') else {
-            return Ok(LogScan {
-                head,
-                records,
-                good_len: offset,
-                torn_tail: Some(bytes[offset..].to_vec()),
-            });
-        };
-        line_no += 1;
-        let line = &bytes[offset..offset + nl];
-        offset += nl + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let record: AuditRecord =
-            serde_json::from_slice(line).map_err(|e| LogError::Unreadable {
-                line: line_no,
-                reason: e.to_string(),
-            })?;
-        head = verify_chain(head, [&record]).map_err(|source| LogError::Chain {
-            line: line_no,
-            source,
-        })?;
-        each(&record);
-        records += 1;
-    }
-    Ok(LogScan {
-        head,
-        records,
-        good_len: offset,
-        torn_tail: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +267,7 @@ mod tests {
             error_message: None,
             attempts: 3,
             idempotency_key: None,
+            settles: None,
             prev_hash: String::new(),
             hash: String::new(),
         }
@@ -387,53 +299,6 @@ mod tests {
         );
     }
 
-    fn log_of(users: &[&str]) -> Vec<u8> {
-        let mut head = ChainHead::default();
-        let mut out = Vec::new();
-        for u in users {
-            out.extend(serde_json::to_vec(&head.append(draft(u))).unwrap());
-            out.push(b'\n');
-        }
-        out
-    }
-
-    #[test]
-    fn scan_sets_a_torn_tail_aside_and_continues_the_chain() {
-        let mut bytes = log_of(&["a", "b"]);
-        let good = bytes.len();
-        bytes.extend_from_slice(b"{\"seq\":2,\"id\":\"x");
-        let mut seen = Vec::new();
-        let scan = scan_log(&bytes, ChainHead::default(), |r| {
-            seen.push(r.user_id.clone())
-        })
-        .unwrap();
-        assert_eq!(seen, ["a", "b"]);
-        assert_eq!(scan.records, 2);
-        assert_eq!(scan.good_len, good);
-        assert_eq!(scan.torn_tail.as_deref(), Some(&bytes[good..]));
-        assert_eq!(scan.head.next_seq, 2);
-        // A complete record without its newline is torn too: it was never acknowledged.
-        let mut no_newline = log_of(&["a"]);
-        no_newline.pop();
-        let scan = scan_log(&no_newline, ChainHead::default(), |_| {}).unwrap();
-        assert_eq!((scan.records, scan.good_len), (0, 0));
-    }
-
-    #[test]
-    fn scan_refuses_damage_before_the_last_line() {
-        let bytes = log_of(&["a", "b", "c"]);
-        let text = String::from_utf8(bytes).unwrap();
-        let edited = text.replacen("\"userId\":\"b\"", "\"userId\":\"z\"", 1);
-        let err = scan_log(edited.as_bytes(), ChainHead::default(), |_| {}).unwrap_err();
-        assert_eq!(err.line(), 2);
-        assert_eq!(err.code(), ErrorCode::AuditLogCorrupt);
-        let garbage = text.replacen('{', "#", 1);
-        assert!(matches!(
-            scan_log(garbage.as_bytes(), ChainHead::default(), |_| {}),
-            Err(LogError::Unreadable { line: 1, .. })
-        ));
-    }
-
     #[test]
     fn canonical_encoding_is_sorted() {
         // The direct encoding equals the sorted-map encoding, for every optional member set or not.
@@ -444,6 +309,8 @@ mod tests {
         r.previous_state = Some("READY".into());
         r.idempotency_key = Some("k".into());
         r.reason_code = None;
+        assert_eq!(r.canonical_bytes(), r.canonical_via_map());
+        r.settles = Some("00000000-0000-4000-8000-000000000001".into());
         assert_eq!(r.canonical_bytes(), r.canonical_via_map());
         assert_eq!(
             r.compute_hash(),

@@ -2,15 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::ChainHead;
 use crate::error::ConfigError;
 use crate::history::HistoryConfig;
 use crate::pacer::RateLimit;
 use crate::retry::RetryPolicy;
 use crate::state::ReasonCodeTable;
 
-/// A secret string (client secret, token). `Debug` never shows it and it has no `Display`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a [`Secret`] serializes as: its value never leaves the process except inside the request that needs
+/// it (a token request's form, an `Authorization` header, a webhook signature).
+pub const REDACTED: &str = "[redacted]";
+
+/// A secret string (client secret, token, webhook key). `Debug` never shows it, it has no `Display`, and it
+/// serializes as `"[redacted]"` (so a configuration or a transcript written to a file holds no secret).
+/// It deserializes from its plain value.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -32,6 +37,12 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret([redacted])")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
     }
 }
 
@@ -85,13 +96,223 @@ pub fn tenant_base_url(domain: &str) -> Result<String, ConfigError> {
     Ok(format!("https://{domain}.api.nice.incontact.com"))
 }
 
+/// The longest URL accepted.
+const MAX_URL_LEN: usize = 2048;
+
+/// Checks a URL the engine sends to: `https://host[:port][/path][?query]`, or `http://` for a loopback host
+/// only (`localhost`, a `127.x.y.z` dotted quad, `[::1]`), so credentials and tokens never cross a network
+/// in clear.
+///
+/// Refused: other schemes, an empty or malformed host, a bad port, user info (`user:pass@`, because
+/// credentials in URLs end up in logs), a fragment, whitespace, control or non-ASCII characters (percent-encode
+/// or punycode them). The reason names what is wrong and never echoes any part of the URL, whose query or
+/// user info may carry secrets.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let refuse = |reason: &str| Err(reason.to_owned());
+    if url.is_empty() {
+        return refuse("the URL is empty");
+    }
+    if url.len() > MAX_URL_LEN {
+        return refuse("the URL is longer than 2048 characters");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("the URL contains whitespace or control characters");
+    }
+    if !url.is_ascii() {
+        return refuse("the URL contains non-ASCII characters (percent-encode or punycode them)");
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return refuse("not an absolute URL (expected https://host/...)");
+    };
+    let https = scheme.eq_ignore_ascii_case("https");
+    if !https && !scheme.eq_ignore_ascii_case("http") {
+        return refuse("the scheme must be https (http is allowed for loopback hosts only)");
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    if tail.contains('#') {
+        return refuse("the URL must not have a fragment");
+    }
+    if authority.contains('@') {
+        return refuse("the URL must not contain credentials (user info before '@')");
+    }
+    let (loopback, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((literal, after)) = bracketed.split_once(']') else {
+            return refuse("unterminated IPv6 literal in the host");
+        };
+        let port = match after {
+            "" => None,
+            p => match p.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return refuse("unexpected characters after the IPv6 literal"),
+            },
+        };
+        let Ok(ip) = literal.parse::<std::net::Ipv6Addr>() else {
+            return refuse("the host is not a valid IPv6 literal");
+        };
+        (ip.is_loopback(), port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return refuse("the host is empty");
+        }
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return refuse("the host contains characters not allowed in a host name");
+        }
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        (loopback, port)
+    };
+    if let Some(p) = port {
+        let valid = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (1..=65_535).contains(&n));
+        if !valid {
+            return refuse("the port must be a number from 1 to 65535");
+        }
+    }
+    if !https && !loopback {
+        return refuse("plain http is allowed for loopback hosts only; use https");
+    }
+    Ok(())
+}
+
+/// Checks a webhook URL with [`check_url`]; the error carries `INVALID_WEBHOOK_URL`.
+pub fn validate_webhook_url(url: &str) -> Result<(), ConfigError> {
+    check_url(url).map_err(|reason| ConfigError::WebhookUrl { reason })
+}
+
+/// Where and how webhooks are delivered. Defaults follow the reference's 5 s webhook timeout and add the
+/// retries, ordering and dead letters it lacked.
+///
+/// `Debug` shows neither the secret nor the URL's query.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WebhookConfig {
+    /// The receiver; see [`check_url`].
+    pub url: String,
+    /// When set, every delivery carries `X-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>`.
+    /// Must not be empty when set.
+    pub secret: Option<Secret>,
+    /// A delivery without an answer after this long counts as failed (the reference's 5000 ms).
+    pub timeout_ms: u64,
+    /// The wait before each new attempt, counted exactly as the engine counts its retries. `max_retries`
+    /// is not used: a receiver that is down (5xx, no answer) is retried until it answers or the payload
+    /// grows older than `dead_letter_after_ms`.
+    pub retry: RetryPolicy,
+    /// How many deliveries may be in flight at once; 1 delivers strictly in order.
+    pub max_in_flight: usize,
+    /// A payload the receiver refuses (a 4xx other than 408 and 429) this many times becomes a dead letter,
+    /// so one payload it will never take does not hold up every later one.
+    pub dead_letter_after_refusals: u32,
+    /// A payload still undelivered this long after it was accepted becomes a dead letter at its next
+    /// failure (a receiver gone for good). One day by default.
+    pub dead_letter_after_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret: None,
+            timeout_ms: 5_000,
+            retry: RetryPolicy {
+                cap_ms: 60_000,
+                ..RetryPolicy::default()
+            },
+            max_in_flight: 1,
+            dead_letter_after_refusals: 5,
+            dead_letter_after_ms: 86_400_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &RedactedUrl(&self.url))
+            .field("secret", &self.secret)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retry", &self.retry)
+            .field("max_in_flight", &self.max_in_flight)
+            .field(
+                "dead_letter_after_refusals",
+                &self.dead_letter_after_refusals,
+            )
+            .field("dead_letter_after_ms", &self.dead_letter_after_ms)
+            .finish()
+    }
+}
+
+impl WebhookConfig {
+    /// A configuration for this receiver with every other setting at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_webhook_url(&self.url)?;
+        if self.secret.as_ref().is_some_and(Secret::is_empty) {
+            return invalid("webhook.secret", "must not be empty when set");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("webhook.timeout_ms", "must be at least 1");
+        }
+        if self.max_in_flight == 0 {
+            return invalid("webhook.max_in_flight", "must be at least 1");
+        }
+        if self.dead_letter_after_refusals == 0 {
+            return invalid("webhook.dead_letter_after_refusals", "must be at least 1");
+        }
+        self.retry.validate("webhook.retry")
+    }
+}
+
+/// Shows a URL up to its query (or user info, should an unvalidated one carry it).
+pub(crate) struct RedactedUrl<'a>(pub(crate) &'a str);
+
+impl std::fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.0;
+        let cut = url.find(['?', '#', '@']).unwrap_or(url.len());
+        if cut == url.len() {
+            write!(f, "{url:?}")
+        } else {
+            write!(f, "\"{}[redacted]\"", url[..cut].escape_debug())
+        }
+    }
+}
+
+fn invalid<T>(field: &'static str, reason: &str) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        field,
+        reason: reason.to_owned(),
+    })
+}
+
 /// Everything the engine needs. Build with [`EngineConfig::new`] and adjust fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
 pub struct EngineConfig {
-    /// API base URL, e.g. `https://acme.api.nice.incontact.com` (no trailing slash needed).
+    /// API base URL, e.g. `https://acme.api.nice.incontact.com` (no trailing slash needed). https, or http on
+    /// loopback only.
     pub base_url: String,
-    /// Token endpoint; `{base_url}/oauth2/token` when `None`, as in the reference.
+    /// Token endpoint; `{base_url}/oauth2/token` when `None`, as in the reference. https, or http on
+    /// loopback only.
     pub token_url: Option<String>,
     /// OAuth credentials (unused with [`TokenSource::External`]).
     pub credentials: Credentials,
@@ -107,10 +328,16 @@ pub struct EngineConfig {
     pub token_refresh_margin_ms: u64,
     /// How long a schedule answer is reused per agent; 0 asks every time as the reference does.
     pub schedule_ttl_ms: u64,
-    /// A break check older than this when the state change is about to be sent is done again, so a
-    /// break that became due while the change waited for the pacer is still caught.
+    /// A policy check older than this when a change is about to be sent for the first time is made again,
+    /// so a break that became due while the change waited for the pacer is still caught.
     pub policy_max_age_ms: u64,
-    /// Retry schedule.
+    /// How long after the policy check that approved it a change may still be sent or re-sent. Past it the
+    /// change is not sent again: it ends as `OUTCOME_UNKNOWN` if a send may have reached the tenant, else as
+    /// `RATE_LIMITED` or `UPSTREAM_UNAVAILABLE`. This bounds sustained throttling per change, and it keeps a
+    /// late resend from applying a change that policy would no longer allow: keep it below the tenant's
+    /// break notice (the simulated tenant announces breaks 5 min ahead). Two minutes by default.
+    pub commit_window_ms: u64,
+    /// Retry schedule of API and token requests.
     pub retry: RetryPolicy,
     /// Client-side rate limit.
     pub rate_limit: RateLimit,
@@ -120,8 +347,13 @@ pub struct EngineConfig {
     pub history: HistoryConfig,
     /// Audit records kept in memory for the report's `logs`.
     pub report_log_capacity: usize,
-    /// Continue an existing audit chain (after a restart) instead of starting a new one.
-    pub audit_chain_head: Option<ChainHead>,
+    /// Open changes (running or waiting) the engine accepts before commands answer `BUSY`.
+    pub max_open_changes: usize,
+    /// A checkpoint record is written after this many other records (or after twice the number of open
+    /// items, if that is more), so recovery reads only what follows the last one. `None` writes none.
+    pub checkpoint_every: Option<u32>,
+    /// Where webhooks go; `None` sends none.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Default for EngineConfig {
@@ -140,12 +372,15 @@ impl Default for EngineConfig {
             token_refresh_margin_ms: 60_000,
             schedule_ttl_ms: 60_000,
             policy_max_age_ms: 30_000,
+            commit_window_ms: 120_000,
             retry: RetryPolicy::default(),
             rate_limit: RateLimit::default(),
             request_timeout_ms: 10_000,
             history: HistoryConfig::default(),
             report_log_capacity: 10_000,
-            audit_chain_head: None,
+            max_open_changes: 100_000,
+            checkpoint_every: Some(1_000),
+            webhook: None,
         }
     }
 }
@@ -169,20 +404,9 @@ impl EngineConfig {
 
     /// Checks every setting; the error names the field, never a secret.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field: &'static str, reason: &str| {
-            Err(ConfigError::Invalid {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
-        let url_ok = |u: &str| u.starts_with("https://") || u.starts_with("http://");
-        if !url_ok(&self.base_url) {
-            return invalid("base_url", "must be an http(s) URL");
-        }
+        check_url(&self.base_url).or_else(|r| invalid("base_url", &r))?;
         if let Some(t) = &self.token_url {
-            if !url_ok(t) {
-                return invalid("token_url", "must be an http(s) URL");
-            }
+            check_url(t).or_else(|r| invalid("token_url", &r))?;
         }
         if self.token_source == TokenSource::ClientCredentials {
             if self.credentials.client_id.is_empty() {
@@ -198,11 +422,21 @@ impl EngineConfig {
         if self.request_timeout_ms == 0 {
             return invalid("request_timeout_ms", "must be at least 1");
         }
-        if self.retry.cap_ms < self.retry.base_ms {
-            return invalid("retry.cap_ms", "must be at least retry.base_ms");
+        if self.commit_window_ms == 0 {
+            return invalid("commit_window_ms", "must be at least 1");
         }
+        if self.max_open_changes == 0 {
+            return invalid("max_open_changes", "must be at least 1");
+        }
+        if self.checkpoint_every == Some(0) {
+            return invalid("checkpoint_every", "must be at least 1 (or unset)");
+        }
+        self.retry.validate("retry")?;
         if self.history.max_entries_per_agent == 0 || self.history.max_agents == 0 {
             return invalid("history", "limits must be at least 1");
+        }
+        if let Some(w) = &self.webhook {
+            w.validate()?;
         }
         Ok(())
     }
@@ -212,5 +446,98 @@ impl EngineConfig {
         self.token_url
             .clone()
             .unwrap_or_else(|| format!("{}/oauth2/token", self.base_url.trim_end_matches('/')))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_serialize_redacted_and_deserialize_plain() {
+        let s = Secret::new("hunter2");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
+        let back: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(back.expose(), "hunter2");
+        let cfg = EngineConfig::new("https://t.example", "id", Secret::new("top-secret"));
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(!json.contains("top-secret"), "{json}");
+    }
+
+    #[test]
+    fn endpoints_must_be_https_or_loopback_http() {
+        let cfg = |base: &str| EngineConfig::new(base, "id", Secret::new("s"));
+        assert!(cfg("https://acme.api.nice.incontact.com")
+            .validate()
+            .is_ok());
+        assert!(cfg("http://127.0.0.1:8080").validate().is_ok());
+        assert!(cfg("http://localhost:1").validate().is_ok());
+        assert!(cfg("http://[::1]:9").validate().is_ok());
+        let e = cfg("http://acme.example").validate().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    field: "base_url",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut c = cfg("https://a.example");
+        c.token_url = Some("http://10.0.0.1/token?secret=x".into());
+        let e = c.validate().unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                field: "token_url",
+                ..
+            }
+        ));
+        assert!(!e.to_string().contains("secret=x"));
+    }
+
+    #[test]
+    fn webhook_urls() {
+        for ok in [
+            "https://hooks.example.com/agent",
+            "https://h:8443/x?y=1",
+            "http://127.0.0.1:9/x",
+            "http://localhost/x",
+            "http://[::1]:80/",
+        ] {
+            assert!(validate_webhook_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "ftp://h/x",
+            "http://hooks.example.com/x",
+            "https://user:pw@h/x",
+            "https://h/x#frag",
+            "https:// h/x",
+            "https://h:0/x",
+            "https://h:99999/x",
+            "https://[::1/x",
+            "https:///x",
+            "https://hé/x",
+            "hooks.example.com",
+        ] {
+            let e = validate_webhook_url(bad).unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::InvalidWebhookUrl, "{bad}");
+        }
+    }
+
+    #[test]
+    fn webhook_debug_redacts_secret_and_query() {
+        let cfg = WebhookConfig {
+            secret: Some(Secret::new("hunter2")),
+            ..WebhookConfig::new("https://h/hook?token=sekrit")
+        };
+        let s = format!("{cfg:?}");
+        assert!(!s.contains("hunter2") && !s.contains("sekrit"), "{s}");
+        assert!(
+            s.contains("https://h/hook") && s.contains("[redacted]"),
+            "{s}"
+        );
     }
 }

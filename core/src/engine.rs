@@ -1,19 +1,26 @@
-//! The engine: one state machine that turns commands, HTTP answers and timeouts into requests and events.
+//! The engine: one sans-IO state machine. Shared tenant context (tokens, pacer, schedule cache, audit chain,
+//! history, report, the log's open state and the webhook outbox) lives here; each change is a small machine
+//! of its own ([`crate::change`]), as quinn keeps its endpoint apart from its connections.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, ChainHead};
+use crate::change::{Change, Committing, Lookup, Phase, Purpose, Verdict};
 use crate::config::{EngineConfig, ProfileKind, Secret, TokenSource};
-use crate::error::{ConfigError, ErrorCode, TransitionError};
+use crate::error::{CommandError, ConfigError, ErrorCode, TransitionError};
 use crate::events::{
-    ChangeIntent, Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged,
-    TokenRequested, TransitionFailed, TransitionId, ValidationCompleted, WebhookData,
-    WebhookPayload, AGENT_STATE_CHANGED,
+    Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TokenRequested,
+    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookDeadLettered,
+    WebhookDelivered, WebhookPayload, WebhookRetryScheduled, AGENT_STATE_CHANGED,
 };
-use crate::history::History;
-use crate::http::{HttpRequest, HttpResponse, RequestId, TransportErrorKind};
+use crate::history::{AgentMetrics, History};
+use crate::http::{HttpRequest, HttpResponse, RequestId, Target, Transmit, TransportErrorKind};
+use crate::log::{
+    Abandoned, ChangeIntent, DeadLetter, Delivered, LogState, Record, Replayed, WebhookEntry,
+};
+use crate::outbox::{Note, Outbox};
 use crate::pacer::Pacer;
 use crate::policy::{PolicyDecision, ScheduleCache};
 use crate::profile::{ApiProfile, SeedProfile, TokenFailure};
@@ -21,78 +28,45 @@ use crate::report::{ComplianceReport, ReportBuilder};
 use crate::retry::RetryDecision;
 use crate::rng::DetRng;
 use crate::state::{is_idle_state, AgentState, UserId};
-use crate::time::iso8601;
+use crate::time::{iso8601, Now};
 use crate::token::{Fetch, TokenCache};
 
-/// Something a caller asks the engine to do.
+/// Something the world tells the engine, with the time the host read when it happened.
 ///
-/// In JSON: `{"command": "transition", "userId": "…", "state": "READY"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "camelCase")]
-pub enum Command {
-    /// Change an agent's state (the reference's `transitionState`).
-    #[serde(rename_all = "camelCase")]
-    Transition {
-        /// The agent.
-        user_id: String,
-        /// The target state.
-        state: String,
-    },
-    /// Check policy only (the reference's `validateStateChange`); nothing is changed or audited.
-    #[serde(rename_all = "camelCase")]
-    Validate {
-        /// The agent.
-        user_id: String,
-        /// The target state.
-        state: String,
-    },
-    /// Finish a change that was journaled ([`Event::ChangeIntent`]) but whose outcome was never recorded,
-    /// e.g. after a crash. It is sent again with the journaled `Idempotency-Key`, so a tenant that already
-    /// applied it answers from its replay cache instead of applying it twice.
-    ///
-    /// Policy: the journaled change passed its checks at `journaled_at_ms`. While that is no older than
-    /// `policy_max_age_ms` (the freshness every send is held to), the change is re-sent as it was, so a
-    /// change the tenant had already accepted is recorded as the success it was. An older intent is
-    /// checked again first; if policy now refuses it, the refusal is recorded with a note that the earlier
-    /// send may have reached the tenant (the seed API offers no way to ask).
-    #[serde(rename_all = "camelCase")]
-    Resume {
-        /// The agent.
-        user_id: String,
-        /// The target state.
-        state: String,
-        /// The key the interrupted change was sent with.
-        idempotency_key: String,
-        /// When the change was journaled (its [`ChangeIntent::at_ms`]); `None` if unknown (checked again).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        journaled_at_ms: Option<u64>,
-    },
-}
-
-/// One input to the engine. Each is handed in with the current time.
+/// Commands (a caller asking for a change) are methods: [`Engine::transition`], [`Engine::validate`], …
 ///
-/// In JSON the variant is named by `type`: `{"type": "command", "command": "transition", …}`,
-/// `{"type": "response", "id": 3, "status": 200, …}`, `{"type": "transportError", "id": 3, "kind": "reset"}`,
-/// `{"type": "timeout"}`.
+/// In JSON the variant is named by `type`: `{"type": "response", "now": {…}, "id": 3, "response": {…}}`,
+/// `{"type": "transportError", "now": {…}, "id": 3, "kind": "reset"}`, `{"type": "timeout", "now": {…}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[non_exhaustive]
 pub enum Input {
-    /// A caller's command.
-    Command(Command),
     /// An HTTP answer to a request the engine handed out.
-    Response(HttpResponse),
+    Response {
+        /// When it arrived.
+        now: Now,
+        /// The request's id.
+        id: RequestId,
+        /// The answer.
+        response: HttpResponse,
+    },
     /// A request that got no HTTP answer.
     TransportError {
-        /// The request.
+        /// When it failed.
+        now: Now,
+        /// The request's id.
         id: RequestId,
         /// What went wrong.
         kind: TransportErrorKind,
     },
-    /// The deadline from [`Output::Timeout`] has passed (early calls are harmless).
-    Timeout,
     /// The host's token source answered an [`Event::TokenRequested`] (with [`TokenSource::External`]).
-    #[serde(rename_all = "camelCase")]
     AccessToken {
+        /// When it answered.
+        now: Now,
         /// The `requestId` of the event.
         id: RequestId,
         /// The token; `None` with `error` when the source failed.
@@ -104,92 +78,97 @@ pub enum Input {
         #[serde(default)]
         error: Option<String>,
     },
+    /// The deadline from [`Output::Timeout`] has passed (early calls are harmless).
+    Timeout {
+        /// Now.
+        now: Now,
+    },
 }
 
-/// One output of the engine.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "value", rename_all = "camelCase")]
-pub enum Output {
-    /// Perform this request and hand back the answer with the same id.
-    Transmit(HttpRequest),
-    /// Persist or deliver this event.
-    Event(Event),
-    /// Nothing more for now: call [`Engine::handle_timeout`] at this time (Unix ms), or never if `None`.
-    Timeout(Option<u64>),
-}
-
-/// The request steps of a transition, in the order they run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    Schedule,
-    BreakStatus,
-    SetState,
-}
-
-impl Step {
-    fn kind(self) -> RequestKind {
+impl Input {
+    /// When it happened.
+    pub fn now(&self) -> Now {
         match self {
-            Self::Schedule => RequestKind::Schedule,
-            Self::BreakStatus => RequestKind::BreakStatus,
-            Self::SetState => RequestKind::SetState,
+            Self::Response { now, .. }
+            | Self::TransportError { now, .. }
+            | Self::AccessToken { now, .. }
+            | Self::Timeout { now } => *now,
         }
     }
 }
 
-#[derive(Debug)]
-struct Transition {
-    user: UserId,
-    state: AgentState,
-    reason_code: String,
-    validate_only: bool,
-    started_ms: u64,
-    attempts: u32,
-    /// Retries so far per step. Never reset within a transition, so a step that keeps failing transiently
-    /// runs out of retries even when a policy re-check or a 401 sends it round again.
-    retries: [u32; 3],
-    /// Times this transition had to wait for a token fetch; bounded, so tokens that expire before they can
-    /// be used end the transition instead of fetching forever.
-    token_waits: u32,
-    /// A break re-check was made for the next state-change send; the send goes out after it even if
-    /// pacing made that answer older than `policy_max_age_ms` (otherwise a slow limit re-checks forever).
-    rechecked_for_send: bool,
-    auth_resent: bool,
-    idempotency_key: Option<String>,
-    set_state_sent: bool,
-    /// Started by [`Command::Resume`] with a journaled key.
-    resumed: bool,
-    schedule_ok: bool,
-    break_checked_ms: Option<u64>,
+/// One output of the engine. Drain until [`Output::Timeout`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "camelCase")]
+pub enum Output {
+    /// Perform this request and hand back the answer with the same id.
+    Transmit(Transmit),
+    /// Make this record durable — **before performing any later `Transmit` or reporting any later event**.
+    Persist(Record),
+    /// Deliver this event (outcomes to their callers, the rest to listeners).
+    Event(Event),
+    /// Nothing more for now: call [`Engine::handle_timeout`] when the monotonic clock reaches this
+    /// (milliseconds, the host's `mono_ms`), or never if `None`.
+    Timeout(Option<u64>),
+}
+
+/// What [`Engine::restore`] found in the log and did with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Restored {
+    /// Open changes sent again with their journaled `Idempotency-Key`.
+    pub resumed: usize,
+    /// Open changes too old to send again safely: recorded as `OUTCOME_UNKNOWN` and closed.
+    pub abandoned: usize,
+    /// Webhook payloads put back in line for delivery.
+    pub webhooks: usize,
+    /// Dead letters held (see [`Engine::replay_dead_letters`]).
+    pub dead_letters: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
 enum Owner {
     Token,
-    Transition(TransitionId, Step),
+    Change(TransitionId),
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     owner: Owner,
-    deadline_ms: u64,
+    deadline_mono: u64,
     token_generation: u64,
 }
+
+/// How often one transition may wait for a token fetch: the first fetch, a refresh after a 401, and a
+/// couple of expiries during long outages.
+const MAX_TOKEN_WAITS: u32 = 4;
+
+/// The longest raw input (a user id or state name that failed validation) written to a record as given;
+/// longer input is cut here and marked, so no caller can make a record arbitrarily large.
+const MAX_RAW_INPUT_CHARS: usize = 128;
 
 /// The sans-IO engine.
 ///
 /// # Driving it
-/// 1. Hand in everything that happened with [`handle_input`](Self::handle_input) (or the typed helpers
-///    [`transition`](Self::transition), [`handle_response`](Self::handle_response), …), each with `now_ms`.
-/// 2. Drain [`poll_output`](Self::poll_output) until it returns [`Output::Timeout`]: perform each
-///    [`Output::Transmit`], persist or deliver each [`Output::Event`] in order.
-/// 3. When the timeout's time comes (or anything else happens), call [`handle_timeout`](Self::handle_timeout)
-///    and go back to step 2. Calling it early is harmless.
+/// 1. Hand in what happened, each with a [`Now`]: commands as methods ([`transition`](Self::transition),
+///    [`validate`](Self::validate)), answers and timers as [`Input`]s ([`handle_input`](Self::handle_input) or
+///    the typed helpers).
+/// 2. Drain [`poll_output`](Self::poll_output) until it returns [`Output::Timeout`]: persist each
+///    [`Output::Persist`], perform each [`Output::Transmit`], deliver each [`Output::Event`] — in order.
+///    **Persist every `Persist` before performing any later `Transmit` or reporting any later event.**
+/// 3. When the monotonic clock reaches the timeout (or anything else happens), call
+///    [`handle_timeout`](Self::handle_timeout) and go back to step 2. Calling it early is harmless.
 ///
 /// # Guarantees
 /// - Every transition command ends in exactly one `StateChanged` or `TransitionFailed`, preceded by its
 ///   audit record; every validation command ends in one `ValidationCompleted`.
-/// - At most one transition per agent is in progress; later ones for that agent wait in order.
-/// - Every request passes the pacer; a token fetch is shared by all who need it.
+/// - Policy is decided before a change is first sent and never after. A change that may have reached the
+///   tenant ends as a success or as `OUTCOME_UNKNOWN` (unless the tenant's own answer to an idempotent
+///   resend says it was not applied).
+/// - Changes for one agent run one at a time, in the order they were asked for.
+/// - Every API and token request passes the pacer; a token fetch is shared by all who need it.
+/// - After [`close`](Self::close) the engine stays closed: commands answer `CLOSED`, inputs are ignored.
 pub struct Engine {
     config: EngineConfig,
     profile: Box<dyn ApiProfile>,
@@ -197,21 +176,28 @@ pub struct Engine {
     rng: DetRng,
     token: TokenCache,
     pacer: Pacer,
-    schedule_cache: ScheduleCache,
+    schedules: ScheduleCache,
     history: History,
     report: ReportBuilder,
     chain: ChainHead,
+    log: LogState,
+    outbox: Option<Outbox>,
     next_transition: u64,
     next_request: u64,
-    transitions: BTreeMap<TransitionId, Transition>,
-    agent_queues: BTreeMap<UserId, VecDeque<TransitionId>>,
-    commit_queue: VecDeque<(TransitionId, Step)>,
-    check_queue: VecDeque<(TransitionId, Step)>,
-    token_waiters: VecDeque<(TransitionId, Step)>,
+    changes: BTreeMap<TransitionId, Change>,
+    agents: BTreeMap<UserId, VecDeque<TransitionId>>,
+    runnable: VecDeque<TransitionId>,
+    commit_queue: VecDeque<TransitionId>,
+    check_queue: VecDeque<TransitionId>,
+    token_waiters: VecDeque<TransitionId>,
     pending: BTreeMap<RequestId, Pending>,
     deadlines: BTreeSet<(u64, RequestId)>,
-    backoffs: BTreeMap<(u64, TransitionId), Step>,
-    pacer_wake_ms: Option<u64>,
+    backoffs: BTreeSet<(u64, TransitionId)>,
+    pacer_wake_mono: Option<u64>,
+    last_mono: u64,
+    accepting: bool,
+    closed: bool,
+    restored: bool,
     out: VecDeque<Output>,
 }
 
@@ -219,9 +205,10 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("base_url", &self.base_url)
-            .field("transitions", &self.transitions.len())
+            .field("open_changes", &self.changes.len())
             .field("in_flight", &self.pending.len())
             .field("chain", &self.chain)
+            .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
 }
@@ -239,21 +226,28 @@ impl Engine {
             rng: DetRng::new(config.seed),
             token: TokenCache::new(config.token_refresh_margin_ms),
             pacer: Pacer::new(&config.rate_limit),
-            schedule_cache: ScheduleCache::new(config.schedule_ttl_ms, config.history.max_agents),
+            schedules: ScheduleCache::new(config.schedule_ttl_ms, config.history.max_agents),
             history: History::new(config.history.clone()),
             report: ReportBuilder::new(config.report_log_capacity),
-            chain: config.audit_chain_head.clone().unwrap_or_default(),
+            chain: ChainHead::default(),
+            log: LogState::default(),
+            outbox: config.webhook.clone().map(Outbox::new),
             next_transition: 1,
             next_request: 1,
-            transitions: BTreeMap::new(),
-            agent_queues: BTreeMap::new(),
+            changes: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            runnable: VecDeque::new(),
             commit_queue: VecDeque::new(),
             check_queue: VecDeque::new(),
             token_waiters: VecDeque::new(),
             pending: BTreeMap::new(),
             deadlines: BTreeSet::new(),
-            backoffs: BTreeMap::new(),
-            pacer_wake_ms: None,
+            backoffs: BTreeSet::new(),
+            pacer_wake_mono: None,
+            last_mono: 0,
+            accepting: true,
+            closed: false,
+            restored: false,
             out: VecDeque::new(),
             config,
         })
@@ -264,39 +258,290 @@ impl Engine {
         &self.config
     }
 
-    /// Hands in one input. Returns the id assigned to a command, `None` for other inputs.
-    pub fn handle_input(&mut self, now_ms: u64, input: Input) -> Option<TransitionId> {
+    // ---- restart ------------------------------------------------------------------------------------------
+
+    /// Continues from a durable log after a restart: the audit chain goes on from its head, every open
+    /// change is finished, and undelivered webhooks are sent. Call it once, before any command (later calls
+    /// do nothing).
+    ///
+    /// An open change is sent again with its journaled `Idempotency-Key` — without a new policy check
+    /// (policy was decided before its first send): a tenant that already applied it answers from its record
+    /// of that send, one that did not applies it now. A change whose approving check is older than the commit
+    /// window is not sent again (it could apply something policy no longer allows): it is recorded as
+    /// `OUTCOME_UNKNOWN` and closed.
+    pub fn restore(&mut self, now: Now, state: LogState) -> Restored {
+        let mut restored = Restored::default();
+        if self.restored || self.next_transition > 1 || self.closed {
+            return restored;
+        }
+        self.restored = true;
+        let now = self.clock(now);
+        self.chain = state.chain_head().clone();
+        self.log = state.clone();
+        for open in state.open_changes() {
+            let i = &open.intent;
+            let age = now.unix_ms.saturating_sub(i.approved_at_ms);
+            let parsed =
+                UserId::parse(&i.user_id).and_then(|u| Ok((u, AgentState::parse(&i.state)?)));
+            match parsed {
+                Ok((user, state)) if age <= self.config.commit_window_ms => {
+                    let id = self.next_id();
+                    let change = Change {
+                        user: user.clone(),
+                        state,
+                        reason_code: i.reason_code.clone(),
+                        purpose: Purpose::Change {
+                            key: i.idempotency_key.clone(),
+                            settles: open.unknown_record.clone(),
+                            resumed: true,
+                        },
+                        started_mono: now.mono_ms,
+                        attempts: 0,
+                        token_waits: 0,
+                        auth_resent: false,
+                        rechecks: 0,
+                        throttled_since: None,
+                        phase: Phase::Committing(Committing {
+                            send_by_mono: now
+                                .mono_ms
+                                .saturating_add(self.config.commit_window_ms - age),
+                            retries: 0,
+                            maybe_applied: true,
+                            throttled: false,
+                        }),
+                    };
+                    self.admit(id, change);
+                    restored.resumed += 1;
+                }
+                _ => {
+                    if open.unknown_record.is_none() {
+                        let e = TransitionError::new(
+                            ErrorCode::OutcomeUnknown,
+                            format!(
+                                "interrupted before the tenant confirmed it, and not sent again: its policy check \
+                                 is {} s old, past the {} s commit window",
+                                age / 1000,
+                                self.config.commit_window_ms / 1000
+                            ),
+                        );
+                        let record = self.audit_record(
+                            now,
+                            AuditDraft {
+                                user_id: truncate_raw(&i.user_id),
+                                new_state: truncate_raw(&i.state),
+                                reason_code: Some(i.reason_code.clone()),
+                                result: Err(&e),
+                                latency_ms: 0,
+                                attempts: 0,
+                                idempotency_key: Some(i.idempotency_key.clone()),
+                                settles: None,
+                            },
+                        );
+                        self.persist(Record::Audit(record));
+                    }
+                    self.persist(Record::Abandoned(Abandoned {
+                        idempotency_key: i.idempotency_key.clone(),
+                        reason: "older than the commit window: not sent again".to_owned(),
+                        at_ms: now.unix_ms,
+                    }));
+                    restored.abandoned += 1;
+                }
+            }
+        }
+        if let Some(outbox) = &mut self.outbox {
+            for e in state.undelivered() {
+                if outbox.enqueue(e.clone(), now) {
+                    restored.webhooks += 1;
+                }
+            }
+        }
+        restored.dead_letters = self.log.dead_letters().count();
+        self.run(now);
+        restored
+    }
+
+    // ---- commands -----------------------------------------------------------------------------------------
+
+    /// Starts a state change (the reference's `transitionState`). Its outcome comes as an event with this id.
+    pub fn transition(
+        &mut self,
+        now: Now,
+        user_id: &str,
+        state: &str,
+    ) -> Result<TransitionId, CommandError> {
+        self.command(now, user_id, state, false)
+    }
+
+    /// Starts a policy check only (the reference's `validateStateChange`); nothing is changed or audited.
+    pub fn validate(
+        &mut self,
+        now: Now,
+        user_id: &str,
+        state: &str,
+    ) -> Result<TransitionId, CommandError> {
+        self.command(now, user_id, state, true)
+    }
+
+    /// Puts dead letters back in line for delivery: the one with `event_id`, or all when `None`. Returns how
+    /// many. Each is recorded ([`Record::Replayed`]).
+    pub fn replay_dead_letters(&mut self, now: Now, event_id: Option<&str>) -> usize {
+        if self.closed || self.outbox.is_none() {
+            return 0;
+        }
+        let now = self.clock(now);
+        let letters: Vec<WebhookEntry> = self
+            .log
+            .dead_letters()
+            .filter(|d| event_id.is_none_or(|id| d.entry.event_id == id))
+            .map(|d| d.entry.clone())
+            .collect();
+        for entry in &letters {
+            self.persist(Record::Replayed(Replayed {
+                event_id: entry.event_id.clone(),
+                at_ms: now.unix_ms,
+            }));
+            if let Some(o) = &mut self.outbox {
+                o.enqueue(entry.clone(), now);
+            }
+        }
+        self.run(now);
+        letters.len()
+    }
+
+    /// Stops taking commands (they answer `CLOSED`); changes already taken run to their end. For a graceful
+    /// shutdown: stop, drive until [`open_changes`](Self::open_changes) is 0, then drop or [`close`](Self::close).
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
+    }
+
+    /// Closes the engine for good. Every open change ends now: one that may have reached the tenant as
+    /// `OUTCOME_UNKNOWN`, any other as `CLOSED`, each audited. Requests in flight are forgotten; undelivered
+    /// webhooks stay in the log for the next start. Later commands answer `CLOSED`; later inputs are ignored.
+    pub fn close(&mut self, now: Now) {
+        if self.closed {
+            return;
+        }
+        let now = self.clock(now);
+        self.accepting = false;
+        // A send still in flight may arrive.
+        for p in self.pending.values() {
+            if let Owner::Change(id) = p.owner {
+                if let Some(Phase::Committing(c)) = self.changes.get_mut(&id).map(|c| &mut c.phase)
+                {
+                    c.maybe_applied = true;
+                }
+            }
+        }
+        let ids: Vec<TransitionId> = self.changes.keys().copied().collect();
+        for id in ids {
+            let e = TransitionError::new(
+                ErrorCode::Closed,
+                "the engine was closed before the change completed",
+            );
+            self.finish(now, id, Verdict::NotCompleted(e));
+        }
+        self.runnable.clear();
+        self.commit_queue.clear();
+        self.check_queue.clear();
+        self.token_waiters.clear();
+        self.pending.clear();
+        self.deadlines.clear();
+        self.backoffs.clear();
+        self.token.fetch = Fetch::Idle;
+        if let Some(o) = &mut self.outbox {
+            o.forget_in_flight();
+        }
+        self.maybe_checkpoint(now);
+        self.closed = true;
+    }
+
+    fn command(
+        &mut self,
+        now: Now,
+        user_raw: &str,
+        state_raw: &str,
+        validate: bool,
+    ) -> Result<TransitionId, CommandError> {
+        if self.closed || !self.accepting {
+            return Err(CommandError::Closed);
+        }
+        if self.changes.len() >= self.config.max_open_changes {
+            return Err(CommandError::Busy {
+                limit: self.config.max_open_changes,
+            });
+        }
+        let now = self.clock(now);
+        self.restored = true;
+        let id = self.next_id();
+        let parsed = UserId::parse(user_raw).and_then(|u| Ok((u, AgentState::parse(state_raw)?)));
+        let (user, state) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                let (user_id, new_state) = (truncate_raw(user_raw), truncate_raw(state_raw));
+                if validate {
+                    self.emit_validation(now, id, user_id, new_state, Err(e));
+                } else {
+                    self.emit_refused_input(now, id, user_id, new_state, e);
+                }
+                self.maybe_checkpoint(now);
+                return Ok(id);
+            }
+        };
+        let purpose = if validate {
+            Purpose::Validate
+        } else {
+            Purpose::Change {
+                key: self.rng.uuid().to_string(),
+                settles: None,
+                resumed: false,
+            }
+        };
+        let change = Change {
+            user,
+            reason_code: self.config.reason_codes.reason_for(&state).to_owned(),
+            state,
+            purpose,
+            started_mono: now.mono_ms,
+            attempts: 0,
+            token_waits: 0,
+            auth_resent: false,
+            rechecks: 0,
+            throttled_since: None,
+            phase: Phase::Waiting,
+        };
+        self.admit(id, change);
+        self.run(now);
+        Ok(id)
+    }
+
+    fn next_id(&mut self) -> TransitionId {
+        let id = TransitionId(self.next_transition);
+        self.next_transition += 1;
+        id
+    }
+
+    /// Takes a change into the table and its agent's queue; the head of a queue may run.
+    fn admit(&mut self, id: TransitionId, change: Change) {
+        let queue = self.agents.entry(change.user.clone()).or_default();
+        queue.push_back(id);
+        if queue.len() == 1 {
+            self.runnable.push_back(id);
+        }
+        self.changes.insert(id, change);
+    }
+
+    // ---- inputs -------------------------------------------------------------------------------------------
+
+    /// Hands in one input.
+    pub fn handle_input(&mut self, input: Input) {
+        if self.closed {
+            return;
+        }
         match input {
-            Input::Command(Command::Transition { user_id, state }) => {
-                Some(self.start_command(now_ms, user_id, state, Mode::Change(None)))
-            }
-            Input::Command(Command::Validate { user_id, state }) => {
-                Some(self.start_command(now_ms, user_id, state, Mode::Validate))
-            }
-            Input::Command(Command::Resume {
-                user_id,
-                state,
-                idempotency_key,
-                journaled_at_ms,
-            }) => Some(self.start_command(
-                now_ms,
-                user_id,
-                state,
-                Mode::Change(Some((idempotency_key, journaled_at_ms))),
-            )),
-            Input::Response(r) => {
-                self.handle_response(now_ms, r);
-                None
-            }
-            Input::TransportError { id, kind } => {
-                self.handle_transport_error(now_ms, id, kind);
-                None
-            }
-            Input::Timeout => {
-                self.handle_timeout(now_ms);
-                None
-            }
+            Input::Response { now, id, response } => self.handle_response(now, id, response),
+            Input::TransportError { now, id, kind } => self.handle_transport_error(now, id, kind),
             Input::AccessToken {
+                now,
                 id,
                 access_token,
                 expires_in_ms,
@@ -304,125 +549,125 @@ impl Engine {
             } => {
                 let result = match access_token {
                     Some(t) => Ok((t, expires_in_ms)),
-                    None => Err(error.unwrap_or_else(|| "no token".to_owned())),
+                    None => Err(error.unwrap_or_else(|| "the token source gave no token".into())),
                 };
-                self.handle_access_token(now_ms, id, result);
-                None
+                self.handle_access_token(now, id, result);
             }
+            Input::Timeout { now } => self.handle_timeout(now),
         }
     }
 
-    /// Starts a state change (the reference's `transitionState`).
-    pub fn transition(&mut self, now_ms: u64, user_id: &str, state: &str) -> TransitionId {
-        self.start_command(
-            now_ms,
-            user_id.to_owned(),
-            state.to_owned(),
-            Mode::Change(None),
-        )
+    /// Hands in an HTTP answer to request `id`.
+    pub fn handle_response(&mut self, now: Now, id: RequestId, response: HttpResponse) {
+        self.answer(now, id, Ok(&response));
     }
 
-    /// Starts a policy check without a change (the reference's `validateStateChange`).
-    pub fn validate(&mut self, now_ms: u64, user_id: &str, state: &str) -> TransitionId {
-        self.start_command(now_ms, user_id.to_owned(), state.to_owned(), Mode::Validate)
+    /// Hands in a request that got no HTTP answer.
+    pub fn handle_transport_error(&mut self, now: Now, id: RequestId, kind: TransportErrorKind) {
+        self.answer(now, id, Err(kind));
     }
 
-    /// Finishes a journaled change after a restart (see [`Command::Resume`]).
-    pub fn resume(
+    fn answer(
         &mut self,
-        now_ms: u64,
-        user_id: &str,
-        state: &str,
-        idempotency_key: &str,
-        journaled_at_ms: Option<u64>,
-    ) -> TransitionId {
-        self.start_command(
-            now_ms,
-            user_id.to_owned(),
-            state.to_owned(),
-            Mode::Change(Some((idempotency_key.to_owned(), journaled_at_ms))),
-        )
-    }
-
-    /// Hands in an HTTP answer. Answers to unknown or timed-out requests are ignored.
-    pub fn handle_response(&mut self, now_ms: u64, response: HttpResponse) {
-        let Some(p) = self.take_pending(response.id) else {
+        now: Now,
+        id: RequestId,
+        result: Result<&HttpResponse, TransportErrorKind>,
+    ) {
+        if self.closed {
             return;
-        };
-        match p.owner {
-            Owner::Token => self.on_token_result(now_ms, Ok(&response)),
-            Owner::Transition(id, step) => {
-                self.on_api_result(now_ms, id, step, p.token_generation, Ok(&response))
+        }
+        let now = self.clock(now);
+        if self.outbox.as_ref().is_some_and(|o| o.owns(id)) {
+            let note = self
+                .outbox
+                .as_mut()
+                .and_then(|o| o.answer(now, id, result, &mut self.rng));
+            if let Some(note) = note {
+                self.on_outbox_note(now, note);
+            }
+        } else if let Some(p) = self.take_pending(id) {
+            match p.owner {
+                Owner::Token => self.on_token_answer(now, result),
+                Owner::Change(cid) => self.on_change_answer(now, cid, p.token_generation, result),
             }
         }
-        self.pump(now_ms);
+        self.run(now);
     }
 
-    /// Hands in a request that got no answer.
-    pub fn handle_transport_error(&mut self, now_ms: u64, id: RequestId, kind: TransportErrorKind) {
-        let Some(p) = self.take_pending(id) else {
-            return;
-        };
-        self.on_failure_without_answer(now_ms, p, kind);
-        self.pump(now_ms);
-    }
-
-    /// Hands in the answer of the host's token source to an [`Event::TokenRequested`] (only with
-    /// [`TokenSource::External`]): a token and its remaining life, or why there is none. A token with no life
-    /// left fails the waiting transitions with `TOKEN_EXPIRED`; a failure fails them with `AUTH_FAILED`.
+    /// Hands in the token source's answer to an [`Event::TokenRequested`]: the token and its remaining life
+    /// in ms, or why there is none.
     pub fn handle_access_token(
         &mut self,
-        now_ms: u64,
+        now: Now,
         id: RequestId,
         result: Result<(Secret, u64), String>,
     ) {
-        // Only an outstanding token request of an external source can be answered this way; any other id
-        // (an API request's, or with client credentials) is ignored and keeps its own answer and deadline.
-        let asked = matches!(self.pending.get(&id), Some(p) if matches!(p.owner, Owner::Token));
-        if self.config.token_source != TokenSource::External || !asked {
+        if self.closed {
             return;
         }
-        self.take_pending(id);
-        match result {
-            Ok((token, expires_in_ms)) => self.accept_token(now_ms, token, expires_in_ms),
-            Err(message) => self.fail_token_waiters(
-                now_ms,
-                TransitionError::new(
-                    ErrorCode::AuthFailed,
-                    format!(
-                        "the token source failed: {}",
-                        message.chars().take(200).collect::<String>()
-                    ),
-                ),
-            ),
+        let now = self.clock(now);
+        let expected = matches!(self.pending.get(&id), Some(p) if matches!(p.owner, Owner::Token));
+        if !expected || self.take_pending(id).is_none() {
+            return;
         }
-        self.pump(now_ms);
+        match result {
+            Ok((token, expires_in_ms)) => self.accept_token(now, token, expires_in_ms),
+            Err(message) => {
+                let e = TransitionError::new(
+                    ErrorCode::AuthFailed,
+                    format!("the token source failed: {message}"),
+                );
+                self.fail_token_waiters(now, e);
+            }
+        }
+        self.run(now);
     }
 
-    /// Advances timers: request timeouts, retry backoffs and the pacer.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
+    /// Advances timers: request timeouts, retry backoffs, the pacer and the outbox.
+    pub fn handle_timeout(&mut self, now: Now) {
+        if self.closed {
+            return;
+        }
+        let now = self.clock(now);
         while let Some(&(at, id)) = self.deadlines.first() {
-            if at > now_ms {
+            if at > now.mono_ms {
                 break;
             }
             if let Some(p) = self.take_pending(id) {
-                self.on_failure_without_answer(now_ms, p, TransportErrorKind::Timeout);
+                match p.owner {
+                    Owner::Token => self.on_token_answer(now, Err(TransportErrorKind::Timeout)),
+                    Owner::Change(cid) => self.on_change_answer(
+                        now,
+                        cid,
+                        p.token_generation,
+                        Err(TransportErrorKind::Timeout),
+                    ),
+                }
             }
         }
-        while let Some((&(at, id), &step)) = self.backoffs.first_key_value() {
-            if at > now_ms {
+        while let Some(&(at, id)) = self.backoffs.first() {
+            if at > now.mono_ms {
                 break;
             }
             self.backoffs.remove(&(at, id));
-            self.enqueue(id, step);
+            self.requeue(id);
         }
         if let Fetch::Backoff { until_ms, retry } = self.token.fetch {
-            if until_ms <= now_ms {
+            if until_ms <= now.mono_ms {
                 self.token.fetch = Fetch::Queued { retry };
             }
         }
-        self.pump(now_ms);
+        let notes = match &mut self.outbox {
+            Some(o) => o.expire(now, &mut self.rng),
+            None => Vec::new(),
+        };
+        for note in notes {
+            self.on_outbox_note(now, note);
+        }
+        self.run(now);
     }
+
+    // ---- outputs ------------------------------------------------------------------------------------------
 
     /// The next output. Drain until [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
@@ -439,33 +684,44 @@ impl Engine {
         out
     }
 
-    /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has work, if any.
+    /// The earliest monotonic time at which [`handle_timeout`](Self::handle_timeout) has work, if any.
     pub fn next_deadline(&self) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
         let queued = !self.commit_queue.is_empty()
             || !self.check_queue.is_empty()
             || matches!(self.token.fetch, Fetch::Queued { .. });
         [
             self.deadlines.first().map(|d| d.0),
-            self.backoffs.first_key_value().map(|(k, _)| k.0),
+            self.backoffs.first().map(|b| b.0),
             match self.token.fetch {
                 Fetch::Backoff { until_ms, .. } => Some(until_ms),
                 _ => None,
             },
-            self.pacer_wake_ms.filter(|_| queued),
+            self.pacer_wake_mono.filter(|_| queued),
+            self.outbox.as_ref().and_then(Outbox::next_deadline),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
+    // ---- getters ------------------------------------------------------------------------------------------
+
     /// The reference's `calculateIdleTime`: the current stretch if the agent is in IDLE, PAUSED or NOT_READY.
-    pub fn idle_time(&self, user_id: &str, now_ms: u64) -> u64 {
-        self.history.idle_time(user_id, now_ms)
+    pub fn idle_time(&self, user_id: &str, now: Now) -> u64 {
+        self.history.idle_time(user_id, now.unix_ms)
     }
 
-    /// The compliance report at `now_ms`.
-    pub fn compliance_report(&self, now_ms: u64) -> ComplianceReport {
-        self.report.build(&self.history, now_ms)
+    /// Idle time, time per state and utilization of one agent.
+    pub fn agent_metrics(&self, user_id: &str, now: Now) -> Option<AgentMetrics> {
+        self.history.agent_metrics(user_id, now.unix_ms)
+    }
+
+    /// The compliance report at `now`.
+    pub fn compliance_report(&self, now: Now) -> ComplianceReport {
+        self.report.build(&self.history, now.unix_ms)
     }
 
     /// State history and metrics.
@@ -473,9 +729,14 @@ impl Engine {
         &self.history
     }
 
-    /// Where the audit chain stands; persist it to continue the chain after a restart.
+    /// Where the audit chain stands.
     pub fn chain_head(&self) -> &ChainHead {
         &self.chain
+    }
+
+    /// What the log holds open (what a checkpoint would carry).
+    pub fn log_state(&self) -> &LogState {
+        &self.log
     }
 
     /// Policy violations so far.
@@ -483,341 +744,365 @@ impl Engine {
         self.report.violation_count()
     }
 
-    /// Commands not yet finished.
-    pub fn unfinished(&self) -> usize {
-        self.transitions.len()
+    /// Commands not yet finished (resumed changes included).
+    pub fn open_changes(&self) -> usize {
+        self.changes.len()
     }
 
-    /// Requests handed out and not yet answered.
+    /// API and token requests handed out and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
     }
 
-    // ---- commands -------------------------------------------------------------------------------------
-
-    fn start_command(
-        &mut self,
-        now_ms: u64,
-        user_raw: String,
-        state_raw: String,
-        mode: Mode,
-    ) -> TransitionId {
-        let id = TransitionId(self.next_transition);
-        self.next_transition += 1;
-        let validate_only = matches!(mode, Mode::Validate);
-        let (given_key, journaled_at_ms) = match &mode {
-            Mode::Change(Some((k, at))) => (Some(k.clone()), *at),
-            _ => (None, None),
-        };
-        let parsed = UserId::parse(&user_raw)
-            .and_then(|u| Ok((u, AgentState::parse(&state_raw)?)))
-            .and_then(|v| match &given_key {
-                Some(k) if !valid_idempotency_key(k) => Err(TransitionError::new(
-                    ErrorCode::InvalidIdempotencyKey,
-                    "an idempotency key is 1 to 128 printable ASCII characters",
-                )),
-                _ => Ok(v),
-            });
-        let (user, state) = match parsed {
-            Ok(v) => v,
-            Err(e) => {
-                if validate_only {
-                    self.emit_validation(now_ms, id, &user_raw, &state_raw, Err(e));
-                } else {
-                    self.emit_attempt(
-                        now_ms,
-                        id,
-                        Attempt {
-                            user_id: user_raw,
-                            new_state: state_raw,
-                            reason_code: None,
-                            result: Err(e),
-                            latency_ms: 0,
-                            attempts: 0,
-                            idempotency_key: None,
-                        },
-                    );
-                }
-                return id;
-            }
-        };
-        let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
-        let fresh_journal = journaled_at_ms
-            .is_some_and(|at| at <= now_ms && now_ms - at <= self.config.policy_max_age_ms);
-        let idempotency_key = match mode {
-            Mode::Validate => None,
-            Mode::Change(Some((k, _))) => Some(k),
-            Mode::Change(None) => Some(self.rng.uuid().to_string()),
-        };
-        self.transitions.insert(
-            id,
-            Transition {
-                user: user.clone(),
-                state,
-                reason_code,
-                validate_only,
-                started_ms: now_ms,
-                attempts: 0,
-                retries: [0; 3],
-                token_waits: 0,
-                rechecked_for_send: false,
-                auth_resent: false,
-                idempotency_key,
-                set_state_sent: false,
-                resumed: given_key.is_some(),
-                // A resumed change whose checks are still fresh goes straight to the send; the send-time
-                // freshness rule in `pump` still applies to its break check.
-                schedule_ok: fresh_journal,
-                break_checked_ms: journaled_at_ms.filter(|_| fresh_journal),
-            },
-        );
-        let queue = self.agent_queues.entry(user).or_default();
-        queue.push_back(id);
-        if queue.len() == 1 {
-            self.advance(now_ms, id);
-        }
-        self.pump(now_ms);
-        id
+    /// Webhook payloads accepted and not yet delivered (dead letters excluded).
+    pub fn pending_webhooks(&self) -> usize {
+        self.outbox.as_ref().map_or(0, Outbox::pending)
     }
 
-    /// Decides a transition's next step from what it knows so far.
-    fn advance(&mut self, now_ms: u64, id: TransitionId) {
-        let Some(t) = self.transitions.get_mut(&id) else {
+    /// Dead letters held.
+    pub fn dead_letters(&self) -> usize {
+        self.log.dead_letters().count()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    // ---- the loop -----------------------------------------------------------------------------------------
+
+    /// The monotonic clock never runs backwards here, whatever a host hands in.
+    fn clock(&mut self, now: Now) -> Now {
+        self.last_mono = self.last_mono.max(now.mono_ms);
+        Now {
+            mono_ms: self.last_mono,
+            unix_ms: now.unix_ms,
+        }
+    }
+
+    /// Runs until nothing more can happen at `now`: changes that became runnable start (iteratively: a
+    /// change that finishes hands its agent's slot on through the queue, never by recursion), then requests
+    /// go out as the pacer allows, then webhooks.
+    fn run(&mut self, now: Now) {
+        loop {
+            while let Some(id) = self.runnable.pop_front() {
+                self.advance(now, id);
+            }
+            self.pump(now);
+            if self.runnable.is_empty() {
+                break;
+            }
+        }
+        self.pump_outbox(now);
+        self.maybe_checkpoint(now);
+    }
+
+    fn advance(&mut self, now: Now, id: TransitionId) {
+        let Some(change) = self.changes.get(&id) else {
             return;
         };
-        if !t.schedule_ok {
-            if self.schedule_cache.scheduled(t.user.as_str(), now_ms) {
-                t.schedule_ok = true;
-            } else {
-                return self.enqueue(id, Step::Schedule);
-            }
+        match change.phase {
+            Phase::Waiting => self.begin_checks(now, id),
+            Phase::Committing(_) | Phase::Approved { .. } => self.commit_queue.push_back(id),
+            Phase::Checking { .. } => self.check_queue.push_back(id),
         }
-        if t.state.is_ready() && t.break_checked_ms.is_none() {
-            return self.enqueue(id, Step::BreakStatus);
-        }
-        if t.validate_only {
-            self.finish(now_ms, id, Ok(()));
+    }
+
+    /// Decides what policy still needs to know: the schedule (unless cached), then a break (READY only).
+    fn begin_checks(&mut self, now: Now, id: TransitionId) {
+        let Some(change) = self.changes.get_mut(&id) else {
+            return;
+        };
+        if !self.schedules.scheduled(change.user.as_str(), now) {
+            change.phase = Phase::Checking {
+                lookup: Lookup::Schedule,
+                retries: 0,
+            };
+            self.check_queue.push_back(id);
+        } else if change.state.is_ready() {
+            change.phase = Phase::Checking {
+                lookup: Lookup::BreakStatus,
+                retries: 0,
+            };
+            self.check_queue.push_back(id);
         } else {
-            self.enqueue(id, Step::SetState);
+            self.approve(now, id);
         }
     }
 
-    /// State changes wait in the commit queue (served first), lookups in the check queue.
-    fn queue_for(&mut self, step: Step) -> &mut VecDeque<(TransitionId, Step)> {
-        match step {
-            Step::SetState => &mut self.commit_queue,
-            _ => &mut self.check_queue,
+    fn approve(&mut self, now: Now, id: TransitionId) {
+        let Some(change) = self.changes.get_mut(&id) else {
+            return;
+        };
+        if change.purpose == Purpose::Validate {
+            return self.finish(now, id, Verdict::Applied);
+        }
+        change.phase = Phase::Approved {
+            approved_mono: now.mono_ms,
+            approved_unix: now.unix_ms,
+        };
+        self.commit_queue.push_back(id);
+    }
+
+    /// Back into its queue after a backoff, a 401 or a token arrived.
+    fn requeue(&mut self, id: TransitionId) {
+        match self.changes.get(&id).map(|c| &c.phase) {
+            Some(Phase::Checking { .. }) => self.check_queue.push_back(id),
+            Some(Phase::Approved { .. } | Phase::Committing(_)) => self.commit_queue.push_back(id),
+            _ => {}
         }
     }
 
-    fn enqueue(&mut self, id: TransitionId, step: Step) {
-        self.queue_for(step).push_back((id, step));
-    }
-
-    // ---- sending --------------------------------------------------------------------------------------
-
-    /// Sends what the pacer allows: the token fetch first, then state changes (already validated, so the
-    /// gap between check and change stays short), then lookups.
-    fn pump(&mut self, now_ms: u64) {
-        self.pacer_wake_ms = None;
+    /// Sends what the pacer allows: the token fetch first, then state changes (already validated, so the gap
+    /// between check and change stays short), then lookups.
+    fn pump(&mut self, now: Now) {
+        self.pacer_wake_mono = None;
         loop {
             if let Fetch::Queued { retry } = self.token.fetch {
                 if self.config.token_source == TokenSource::External {
                     // No request to the tenant: the host's token source answers, so the pacer is not asked.
-                    self.request_external_token(now_ms, retry);
+                    self.request_external_token(now, retry);
                     continue;
                 }
-                match self.pacer.try_acquire(now_ms) {
+                match self.pacer.try_acquire(now.mono_ms) {
                     Ok(()) => {
-                        self.send_token(now_ms, retry);
+                        self.send_token(now, retry);
                         continue;
                     }
                     Err(at) => {
-                        self.pacer_wake_ms = Some(at);
+                        self.pacer_wake_mono = Some(at);
                         return;
                     }
                 }
             }
-            let (queue, &(id, step)) = match (self.commit_queue.front(), self.check_queue.front()) {
-                (Some(item), _) => (QueueName::Commit, item),
-                (None, Some(item)) => (QueueName::Check, item),
+            let (from_commit, id) = match (self.commit_queue.front(), self.check_queue.front()) {
+                (Some(&id), _) => (true, id),
+                (None, Some(&id)) => (false, id),
                 (None, None) => return,
             };
-            if self.token.usable(now_ms).is_none() {
-                self.pop(queue);
-                let t = self
-                    .transitions
-                    .get_mut(&id)
-                    .expect("queued transitions exist");
-                t.token_waits += 1;
-                if t.token_waits > MAX_TOKEN_WAITS {
+            let pop = |e: &mut Self| {
+                if from_commit {
+                    e.commit_queue.pop_front();
+                } else {
+                    e.check_queue.pop_front();
+                }
+            };
+            let Some(change) = self.changes.get_mut(&id) else {
+                pop(self);
+                continue;
+            };
+            if self.token.usable(now.mono_ms).is_none() {
+                pop(self);
+                let change = self.changes.get_mut(&id).expect("present");
+                change.token_waits += 1;
+                if change.token_waits > MAX_TOKEN_WAITS {
                     let e = TransitionError::new(
                         ErrorCode::AuthFailed,
                         "every token from the token endpoint expired before it could be used",
                     );
-                    self.finish(now_ms, id, Err(e));
+                    self.finish(now, id, Verdict::NotCompleted(e));
                     continue;
                 }
-                self.token_waiters.push_back((id, step));
+                self.token_waiters.push_back(id);
                 if self.token.fetch == Fetch::Idle {
                     self.token.fetch = Fetch::Queued { retry: 0 };
                 }
                 continue;
             }
-            if step == Step::SetState {
-                let t = &self.transitions[&id];
-                let stale = t
-                    .break_checked_ms
-                    .is_some_and(|at| now_ms > at.saturating_add(self.config.policy_max_age_ms));
-                if t.state.is_ready() && stale && !t.rechecked_for_send {
-                    self.pop(queue);
-                    if let Some(t) = self.transitions.get_mut(&id) {
-                        t.break_checked_ms = None;
-                        t.rechecked_for_send = true;
+            match change.phase {
+                Phase::Approved { approved_mono, .. } => {
+                    let age = now.mono_ms.saturating_sub(approved_mono);
+                    let stale = age > self.config.commit_window_ms
+                        || (age > self.config.policy_max_age_ms && change.rechecks == 0);
+                    if stale {
+                        // Not yet sent: policy may (and must) be decided again.
+                        change.rechecks += 1;
+                        pop(self);
+                        self.begin_checks(now, id);
+                        continue;
                     }
-                    self.check_queue.push_front((id, Step::BreakStatus));
+                }
+                Phase::Committing(ref c) if now.mono_ms > c.send_by_mono => {
+                    let e = window_closed(c.throttled);
+                    pop(self);
+                    self.finish(now, id, Verdict::NotCompleted(e));
                     continue;
                 }
+                _ => {}
             }
-            match self.pacer.try_acquire(now_ms) {
+            match self.pacer.try_acquire(now.mono_ms) {
                 Ok(()) => {
-                    self.pop(queue);
-                    self.send_api(now_ms, id, step);
+                    pop(self);
+                    self.send(now, id);
                 }
                 Err(at) => {
-                    self.pacer_wake_ms = Some(at);
+                    self.pacer_wake_mono = Some(at);
                     return;
                 }
             }
         }
     }
 
-    fn pop(&mut self, queue: QueueName) {
-        match queue {
-            QueueName::Commit => self.commit_queue.pop_front(),
-            QueueName::Check => self.check_queue.pop_front(),
-        };
+    fn pump_outbox(&mut self, now: Now) {
+        while self.outbox.as_ref().is_some_and(|o| o.has_due(now)) {
+            let id = self.next_request_id();
+            let Some(request) = self.outbox.as_mut().and_then(|o| o.start_next(now, id)) else {
+                break;
+            };
+            self.out.push_back(Output::Transmit(Transmit {
+                id,
+                target: Target::Webhook,
+                request,
+            }));
+        }
+    }
+
+    fn next_request_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        id
     }
 
     /// Gives an outstanding request its id and deadline (its timeout is then a transport error).
-    fn track(&mut self, now_ms: u64, owner: Owner, token_generation: u64) -> RequestId {
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let deadline_ms = now_ms.saturating_add(self.config.request_timeout_ms);
+    fn track(&mut self, now: Now, owner: Owner, token_generation: u64) -> RequestId {
+        let id = self.next_request_id();
+        let deadline_mono = now.mono_ms.saturating_add(self.config.request_timeout_ms);
         self.pending.insert(
             id,
             Pending {
                 owner,
-                deadline_ms,
+                deadline_mono,
                 token_generation,
             },
         );
-        self.deadlines.insert((deadline_ms, id));
+        self.deadlines.insert((deadline_mono, id));
         id
     }
 
-    fn register(
+    fn transmit(
         &mut self,
-        now_ms: u64,
+        now: Now,
+        target: Target,
         mut request: HttpRequest,
         owner: Owner,
-        token_generation: u64,
-    ) -> RequestId {
-        let id = self.track(now_ms, owner, token_generation);
-        request.id = id;
+        generation: u64,
+    ) {
+        let id = self.track(now, owner, generation);
         request.timeout_ms = self.config.request_timeout_ms;
-        self.out.push_back(Output::Transmit(request));
-        id
-    }
-
-    /// With an external token source, the "request" is an event the host answers, tracked like any other.
-    fn request_external_token(&mut self, now_ms: u64, retry: u32) {
-        let id = self.track(now_ms, Owner::Token, 0);
-        self.token.fetch = Fetch::InFlight { request: id, retry };
-        self.out
-            .push_back(Output::Event(Event::TokenRequested(TokenRequested {
-                request_id: id,
-                at_ms: now_ms,
-            })));
-    }
-
-    fn send_token(&mut self, now_ms: u64, retry: u32) {
-        let request = self.profile.token_request(&self.config);
-        let id = self.register(now_ms, request, Owner::Token, 0);
-        self.token.fetch = Fetch::InFlight { request: id, retry };
-    }
-
-    fn send_api(&mut self, now_ms: u64, id: TransitionId, step: Step) {
-        let Some((token, generation)) = self.token.usable(now_ms).map(|(t, g)| (t.clone(), g))
-        else {
-            return;
-        };
-        let t = self
-            .transitions
-            .get_mut(&id)
-            .expect("queued transitions exist");
-        t.attempts += 1;
-        let request = match step {
-            Step::Schedule => self
-                .profile
-                .schedule_request(&self.base_url, &t.user, &token),
-            Step::BreakStatus => self.profile.break_request(&self.base_url, &t.user, &token),
-            Step::SetState => {
-                if !t.set_state_sent {
-                    // Journal point: a host makes this durable before it performs the request below, so a
-                    // crash can never leave a change applied by the tenant but unknown to the audit trail.
-                    self.out
-                        .push_back(Output::Event(Event::ChangeIntent(ChangeIntent {
-                            transition_id: id,
-                            user_id: t.user.as_str().to_owned(),
-                            state: t.state.as_str().to_owned(),
-                            reason_code: t.reason_code.clone(),
-                            idempotency_key: t.idempotency_key.clone().unwrap_or_default(),
-                            at_ms: now_ms,
-                        })));
-                }
-                t.set_state_sent = true;
-                t.rechecked_for_send = false;
-                self.profile.state_request(
-                    &self.base_url,
-                    &t.user,
-                    &t.state,
-                    &t.reason_code,
-                    &token,
-                    t.idempotency_key.as_deref().unwrap_or_default(),
-                )
-            }
-        };
-        self.register(now_ms, request, Owner::Transition(id, step), generation);
+        self.out.push_back(Output::Transmit(Transmit {
+            id,
+            target,
+            request,
+        }));
     }
 
     fn take_pending(&mut self, id: RequestId) -> Option<Pending> {
         let p = self.pending.remove(&id)?;
-        self.deadlines.remove(&(p.deadline_ms, id));
+        self.deadlines.remove(&(p.deadline_mono, id));
         Some(p)
     }
 
-    // ---- answers --------------------------------------------------------------------------------------
-
-    fn on_failure_without_answer(&mut self, now_ms: u64, p: Pending, kind: TransportErrorKind) {
-        match p.owner {
-            Owner::Token => self.on_token_result(now_ms, Err(kind)),
-            Owner::Transition(id, step) => {
-                self.on_api_result(now_ms, id, step, p.token_generation, Err(kind))
+    fn send(&mut self, now: Now, id: TransitionId) {
+        let Some((token, generation)) = self.token.usable(now.mono_ms).map(|(t, g)| (t.clone(), g))
+        else {
+            return;
+        };
+        let window = self.config.commit_window_ms;
+        let change = self.changes.get_mut(&id).expect("queued changes exist");
+        change.attempts += 1;
+        let request = match change.phase {
+            Phase::Checking {
+                lookup: Lookup::Schedule,
+                ..
+            } => self
+                .profile
+                .schedule_request(&self.base_url, &change.user, &token),
+            Phase::Checking {
+                lookup: Lookup::BreakStatus,
+                ..
+            } => self
+                .profile
+                .break_request(&self.base_url, &change.user, &token),
+            Phase::Approved {
+                approved_mono,
+                approved_unix,
+            } => {
+                // Journal point: a host makes this durable before it performs the request below, so a
+                // crash can never leave a change the tenant may hold unknown to the log.
+                let intent = ChangeIntent {
+                    transition_id: id,
+                    user_id: change.user.as_str().to_owned(),
+                    state: change.state.as_str().to_owned(),
+                    reason_code: change.reason_code.clone(),
+                    idempotency_key: change.key().unwrap_or_default().to_owned(),
+                    approved_at_ms: approved_unix,
+                    at_ms: now.unix_ms,
+                };
+                change.phase = Phase::Committing(Committing {
+                    send_by_mono: approved_mono.saturating_add(window),
+                    retries: 0,
+                    maybe_applied: false,
+                    throttled: false,
+                });
+                let request = self.state_request(id, &token);
+                self.persist(Record::Intent(intent));
+                request
             }
-        }
+            Phase::Committing(_) => self.state_request(id, &token),
+            Phase::Waiting => return,
+        };
+        self.transmit(now, Target::Api, request, Owner::Change(id), generation);
     }
 
-    fn on_token_result(&mut self, now_ms: u64, result: Result<&HttpResponse, TransportErrorKind>) {
+    fn state_request(&self, id: TransitionId, token: &Secret) -> HttpRequest {
+        let c = &self.changes[&id];
+        self.profile.state_request(
+            &self.base_url,
+            &c.user,
+            &c.state,
+            &c.reason_code,
+            token,
+            c.key().unwrap_or_default(),
+        )
+    }
+
+    // ---- tokens -------------------------------------------------------------------------------------------
+
+    /// With an external token source, the "request" is an event the host answers, tracked like any other.
+    fn request_external_token(&mut self, now: Now, retry: u32) {
+        let id = self.track(now, Owner::Token, 0);
+        self.token.fetch = Fetch::InFlight { request: id, retry };
+        self.out
+            .push_back(Output::Event(Event::TokenRequested(TokenRequested {
+                request_id: id,
+                at_ms: now.unix_ms,
+            })));
+    }
+
+    fn send_token(&mut self, now: Now, retry: u32) {
+        let request = self.profile.token_request(&self.config);
+        let id = self.track(now, Owner::Token, 0);
+        let mut request = request;
+        request.timeout_ms = self.config.request_timeout_ms;
+        self.out.push_back(Output::Transmit(Transmit {
+            id,
+            target: Target::Token,
+            request,
+        }));
+        self.token.fetch = Fetch::InFlight { request: id, retry };
+    }
+
+    fn on_token_answer(&mut self, now: Now, result: Result<&HttpResponse, TransportErrorKind>) {
         let retry = match self.token.fetch {
             Fetch::InFlight { retry, .. } => retry,
             _ => 0,
         };
         let transient = match result {
-            Ok(r) if is_transient(r.status) => Some((Some(r.status), r.retry_after_ms(now_ms))),
+            Ok(r) if is_transient(r.status) => {
+                Some((Some(r.status), r.retry_after_ms(now.unix_ms)))
+            }
             Ok(r) => {
-                let parsed = self.profile.parse_token(r);
-                let outcome = match parsed {
+                let outcome = match self.profile.parse_token(r) {
                     Ok(tok) if (200..300).contains(&r.status) => Ok(tok),
                     Err(TokenFailure::Malformed(m)) if (200..300).contains(&r.status) => {
                         Err(TransitionError::new(ErrorCode::BadResponse, m))
@@ -831,8 +1116,8 @@ impl Engine {
                     )),
                 };
                 match outcome {
-                    Ok(tok) => self.accept_token(now_ms, tok.access_token, tok.expires_in_ms),
-                    Err(e) => self.fail_token_waiters(now_ms, e),
+                    Ok(tok) => self.accept_token(now, tok.access_token, tok.expires_in_ms),
+                    Err(e) => self.fail_token_waiters(now, e),
                 }
                 None
             }
@@ -841,7 +1126,7 @@ impl Engine {
         let Some((status, retry_after_ms)) = transient else {
             return;
         };
-        self.note_rate_limit(now_ms, status, retry_after_ms);
+        self.note_rate_limit(now, status, retry_after_ms);
         let next = retry + 1;
         match self
             .config
@@ -850,7 +1135,7 @@ impl Engine {
         {
             RetryDecision::RetryAfter(delay_ms) => {
                 self.token.fetch = Fetch::Backoff {
-                    until_ms: now_ms + delay_ms,
+                    until_ms: now.mono_ms.saturating_add(delay_ms),
                     retry: next,
                 };
                 self.out
@@ -861,82 +1146,93 @@ impl Engine {
                         retry: next,
                         delay_ms,
                         status,
-                        at_ms: now_ms,
+                        at_ms: now.unix_ms,
                     })));
             }
             RetryDecision::GiveUp => {
                 let e = exhausted(status, "token request");
-                self.fail_token_waiters(now_ms, e);
+                self.fail_token_waiters(now, e);
             }
         }
     }
 
     /// Stores a token from either source and lets its waiters go; an empty token or one with no life left
     /// fails them instead (fetching again would only get the same).
-    fn accept_token(&mut self, now_ms: u64, token: Secret, expires_in_ms: u64) {
+    fn accept_token(&mut self, now: Now, token: Secret, expires_in_ms: u64) {
         if token.is_empty() {
             let e = TransitionError::new(ErrorCode::AuthFailed, "the access token is empty");
-            return self.fail_token_waiters(now_ms, e);
+            return self.fail_token_waiters(now, e);
         }
         if expires_in_ms == 0 {
             let e = TransitionError::new(
                 ErrorCode::TokenExpired,
                 "the access token had already expired when it arrived",
             );
-            return self.fail_token_waiters(now_ms, e);
+            return self.fail_token_waiters(now, e);
         }
-        self.token.store(token, expires_in_ms, now_ms);
-        self.requeue_token_waiters();
+        self.token.store(token, expires_in_ms, now.mono_ms);
+        // Waiters were at the head of their queues: put them back there, in order.
+        while let Some(id) = self.token_waiters.pop_back() {
+            match self.changes.get(&id).map(|c| &c.phase) {
+                Some(Phase::Checking { .. }) => self.check_queue.push_front(id),
+                Some(_) => self.commit_queue.push_front(id),
+                None => {}
+            }
+        }
     }
 
-    /// Waiters were at the head of their queues: put them back there, in order.
-    fn requeue_token_waiters(&mut self) {
-        while let Some((id, step)) = self.token_waiters.pop_back() {
-            self.queue_for(step).push_front((id, step));
-        }
-    }
-
-    fn fail_token_waiters(&mut self, now_ms: u64, error: TransitionError) {
+    fn fail_token_waiters(&mut self, now: Now, error: TransitionError) {
         self.token.fetch = Fetch::Idle;
-        while let Some((id, _)) = self.token_waiters.pop_front() {
-            self.finish(now_ms, id, Err(error.clone()));
+        while let Some(id) = self.token_waiters.pop_front() {
+            self.finish(now, id, Verdict::NotCompleted(error.clone()));
         }
     }
 
-    fn on_api_result(
+    /// A 429 with `Retry-After` pauses every request to the tenant, not only the one that got it.
+    fn note_rate_limit(&mut self, now: Now, status: Option<u16>, retry_after_ms: Option<u64>) {
+        if let (Some(429), Some(ra)) = (status, retry_after_ms) {
+            if ra <= self.config.retry.max_retry_after_ms {
+                self.pacer.pause_until(now.mono_ms.saturating_add(ra));
+            }
+        }
+    }
+
+    // ---- answers for changes ------------------------------------------------------------------------------
+
+    fn on_change_answer(
         &mut self,
-        now_ms: u64,
+        now: Now,
         id: TransitionId,
-        step: Step,
         generation: u64,
         result: Result<&HttpResponse, TransportErrorKind>,
     ) {
+        if !self.changes.contains_key(&id) {
+            return;
+        }
         let r = match result {
-            Err(kind) => return self.retry_or_fail(now_ms, id, step, None, None, Some(kind)),
+            Err(kind) => return self.transient(now, id, None, None, Some(kind)),
             Ok(r) => r,
         };
         match r.status {
-            200..=299 => self.on_api_success(now_ms, id, step, r),
+            200..=299 => self.on_success(now, id, r),
             401 => {
                 self.token.invalidate(generation);
-                let t = self
-                    .transitions
-                    .get_mut(&id)
-                    .expect("pending transitions exist");
-                if t.auth_resent {
+                let change = self.changes.get_mut(&id).expect("present");
+                if change.auth_resent {
                     let e = TransitionError::new(
                         ErrorCode::Unauthorized,
                         "the API answered 401 again after a token refresh",
                     );
-                    self.finish(now_ms, id, Err(e));
+                    // A 401 is refused before anything is processed: it says nothing of earlier sends.
+                    self.finish(now, id, Verdict::NotCompleted(e));
                 } else {
-                    t.auth_resent = true;
-                    self.enqueue(id, step);
+                    change.auth_resent = true;
+                    self.requeue(id);
                 }
             }
             s if is_transient(s) => {
-                let ra = r.retry_after_ms(now_ms);
-                self.retry_or_fail(now_ms, id, step, Some(s), ra, None)
+                let ra = r.retry_after_ms(now.unix_ms);
+                self.transient(now, id, Some(s), ra, None)
             }
             s => {
                 let code = match s {
@@ -952,47 +1248,47 @@ impl Engine {
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default();
                 let e = TransitionError::new(code, format!("the API answered {s}{detail}"));
-                self.finish(now_ms, id, Err(e));
+                self.finish(now, id, Verdict::TenantRefused(e));
             }
         }
     }
 
-    fn on_api_success(&mut self, now_ms: u64, id: TransitionId, step: Step, r: &HttpResponse) {
-        match step {
-            Step::Schedule => match self.profile.parse_schedule(r) {
+    fn on_success(&mut self, now: Now, id: TransitionId, r: &HttpResponse) {
+        let change = self.changes.get_mut(&id).expect("present");
+        match change.phase {
+            Phase::Checking {
+                lookup: Lookup::Schedule,
+                ..
+            } => match self.profile.parse_schedule(r) {
                 Ok(answer) => {
-                    let t = self
-                        .transitions
-                        .get_mut(&id)
-                        .expect("pending transitions exist");
-                    self.schedule_cache.record(
-                        t.user.as_str(),
+                    self.schedules.record(
+                        change.user.as_str(),
                         answer.scheduled,
                         answer.shift_end_ms,
-                        now_ms,
+                        now,
                     );
-                    if answer.scheduled {
-                        t.schedule_ok = true;
-                        self.advance(now_ms, id);
+                    if !answer.scheduled {
+                        let e = policy_error(PolicyDecision::AgentNotScheduled);
+                        self.finish(now, id, Verdict::Policy(e));
+                    } else if change.state.is_ready() {
+                        change.phase = Phase::Checking {
+                            lookup: Lookup::BreakStatus,
+                            retries: 0,
+                        };
+                        self.check_queue.push_back(id);
                     } else {
-                        self.finish(
-                            now_ms,
-                            id,
-                            Err(policy_error(PolicyDecision::AgentNotScheduled)),
-                        );
+                        self.approve(now, id);
                     }
                 }
-                Err(e) => self.finish(now_ms, id, Err(e)),
+                Err(e) => self.finish(now, id, Verdict::NotCompleted(e)),
             },
-            Step::BreakStatus => match self.profile.parse_break(r) {
+            Phase::Checking {
+                lookup: Lookup::BreakStatus,
+                ..
+            } => match self.profile.parse_break(r) {
                 Ok(status) => {
-                    let t = self
-                        .transitions
-                        .get_mut(&id)
-                        .expect("pending transitions exist");
-                    t.break_checked_ms = Some(now_ms);
-                    match PolicyDecision::evaluate(&t.state, true, Some(status.required)) {
-                        PolicyDecision::Allowed => self.advance(now_ms, id),
+                    match PolicyDecision::evaluate(&change.state, true, Some(status.required)) {
+                        PolicyDecision::Allowed => self.approve(now, id),
                         denial => {
                             let mut e = policy_error(denial);
                             if let Some(w) = status.window {
@@ -1003,281 +1299,466 @@ impl Engine {
                                 );
                                 e.break_window = Some(w);
                             }
-                            self.finish(now_ms, id, Err(e))
+                            self.finish(now, id, Verdict::Policy(e));
                         }
                     }
                 }
-                Err(e) => self.finish(now_ms, id, Err(e)),
+                Err(e) => self.finish(now, id, Verdict::NotCompleted(e)),
             },
-            Step::SetState => {
-                let result = self.profile.parse_state(r);
-                self.finish(now_ms, id, result);
-            }
+            Phase::Committing(ref mut c) => match self.profile.parse_state(r) {
+                Ok(()) => self.finish(now, id, Verdict::Applied),
+                Err(e) => {
+                    // A 2xx whose body cannot be read: the tenant may well have applied it.
+                    c.maybe_applied = true;
+                    self.finish(now, id, Verdict::NotCompleted(e));
+                }
+            },
+            Phase::Waiting | Phase::Approved { .. } => {}
         }
     }
 
-    fn retry_or_fail(
+    /// A 429, a 5xx, a transport error or a timeout: send again after a backoff, or give up.
+    fn transient(
         &mut self,
-        now_ms: u64,
+        now: Now,
         id: TransitionId,
-        step: Step,
         status: Option<u16>,
         retry_after_ms: Option<u64>,
         transport: Option<TransportErrorKind>,
     ) {
-        self.note_rate_limit(now_ms, status, retry_after_ms);
-        let t = self
-            .transitions
-            .get_mut(&id)
-            .expect("pending transitions exist");
-        let slot = &mut t.retries[step as usize];
-        *slot += 1;
-        let retry = *slot;
-        match self
-            .config
-            .retry
-            .decide(retry, retry_after_ms, &mut self.rng)
-        {
+        self.note_rate_limit(now, status, retry_after_ms);
+        let policy = &self.config.retry;
+        let window = self.config.commit_window_ms;
+        let change = self.changes.get_mut(&id).expect("present");
+        // A 429 that says how long to wait is throttling, not failure: it spends no retry, and a commit
+        // window after the first one the change gives up (RATE_LIMITED) instead of waiting on forever.
+        let throttle_wait = retry_after_ms.filter(|_| status == Some(429));
+        let throttled_since =
+            throttle_wait.map(|_| *change.throttled_since.get_or_insert(now.mono_ms));
+        let (retries, kind, send_by) = match &mut change.phase {
+            Phase::Checking { lookup, retries } => {
+                let kind = match lookup {
+                    Lookup::Schedule => RequestKind::Schedule,
+                    Lookup::BreakStatus => RequestKind::BreakStatus,
+                };
+                (retries, kind, None)
+            }
+            Phase::Committing(c) => {
+                c.throttled = status == Some(429);
+                if status.is_some_and(may_have_been_processed)
+                    || transport.is_some_and(|k| k.may_have_arrived())
+                {
+                    c.maybe_applied = true;
+                }
+                (&mut c.retries, RequestKind::SetState, Some(c.send_by_mono))
+            }
+            Phase::Waiting | Phase::Approved { .. } => return,
+        };
+        let (decision, retry) = match (throttle_wait, throttled_since) {
+            (Some(ra), _) if ra > policy.max_retry_after_ms => (RetryDecision::GiveUp, *retries),
+            (Some(ra), Some(since)) => {
+                // Reported as the retry it would be; not spent, so repeated 429s repeat the number.
+                let delay = policy.delay_ms(*retries + 1, Some(ra), &mut self.rng);
+                let decision = if now.mono_ms.saturating_add(delay) > since.saturating_add(window) {
+                    RetryDecision::GiveUp
+                } else {
+                    RetryDecision::RetryAfter(delay)
+                };
+                (decision, *retries + 1)
+            }
+            _ => {
+                *retries += 1;
+                (
+                    policy.decide(*retries, retry_after_ms, &mut self.rng),
+                    *retries,
+                )
+            }
+        };
+        // A change already sent is never sent after its commit window.
+        let decision = match (decision, send_by) {
+            (RetryDecision::RetryAfter(d), Some(by)) if now.mono_ms.saturating_add(d) > by => {
+                RetryDecision::GiveUp
+            }
+            (d, _) => d,
+        };
+        match decision {
             RetryDecision::RetryAfter(delay_ms) => {
-                self.backoffs.insert((now_ms + delay_ms, id), step);
-                let user = self.transitions[&id].user.as_str().to_owned();
+                self.backoffs
+                    .insert((now.mono_ms.saturating_add(delay_ms), id));
+                let user = change.user.as_str().to_owned();
                 self.out
                     .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
                         transition_id: Some(id),
                         user_id: Some(user),
-                        kind: step.kind(),
+                        kind,
                         retry,
                         delay_ms,
                         status,
-                        at_ms: now_ms,
+                        at_ms: now.unix_ms,
                     })));
             }
             RetryDecision::GiveUp => {
-                let what = match (status, transport) {
-                    (_, Some(TransportErrorKind::Timeout)) => "request (timed out)",
-                    (_, Some(_)) => "request (connection failed)",
-                    _ => "request",
+                let what = match transport {
+                    Some(TransportErrorKind::Timeout) => "request (timed out)",
+                    Some(_) => "request (connection failed)",
+                    None => "request",
                 };
-                self.finish(now_ms, id, Err(exhausted(status, what)));
+                self.finish(now, id, Verdict::NotCompleted(exhausted(status, what)));
             }
         }
     }
 
-    /// A 429 with `Retry-After` pauses every request to the tenant, not only the one that got it.
-    fn note_rate_limit(&mut self, now_ms: u64, status: Option<u16>, retry_after_ms: Option<u64>) {
-        if let (Some(429), Some(ra)) = (status, retry_after_ms) {
-            if ra <= self.config.retry.max_retry_after_ms {
-                self.pacer.pause_until(now_ms + ra);
+    // ---- webhooks -----------------------------------------------------------------------------------------
+
+    fn on_outbox_note(&mut self, now: Now, note: Note) {
+        match note {
+            Note::Delivered { event_id, attempts } => {
+                self.persist(Record::Delivered(Delivered {
+                    event_id: event_id.clone(),
+                    attempts,
+                    at_ms: now.unix_ms,
+                }));
+                self.emit(Event::WebhookDelivered(WebhookDelivered {
+                    event_id,
+                    attempts,
+                    at_ms: now.unix_ms,
+                }));
+            }
+            Note::Retry {
+                event_id,
+                attempt,
+                delay_ms,
+                status,
+            } => self.emit(Event::WebhookRetryScheduled(WebhookRetryScheduled {
+                event_id,
+                attempt,
+                delay_ms,
+                status,
+                at_ms: now.unix_ms,
+            })),
+            Note::DeadLettered {
+                event_id,
+                attempts,
+                last_status,
+                reason,
+            } => {
+                self.persist(Record::DeadLetter(DeadLetter {
+                    event_id: event_id.clone(),
+                    attempts,
+                    last_status,
+                    reason: reason.clone(),
+                    at_ms: now.unix_ms,
+                }));
+                let dead_letters = self.log.dead_letters().count();
+                self.emit(Event::WebhookDeadLettered(WebhookDeadLettered {
+                    event_id,
+                    attempts,
+                    last_status,
+                    reason,
+                    dead_letters,
+                    at_ms: now.unix_ms,
+                }));
             }
         }
     }
 
-    // ---- completion -----------------------------------------------------------------------------------
+    // ---- completion ---------------------------------------------------------------------------------------
 
-    fn finish(&mut self, now_ms: u64, id: TransitionId, result: Result<(), TransitionError>) {
-        let Some(t) = self.transitions.remove(&id) else {
+    fn emit(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn persist(&mut self, record: Record) {
+        self.log.apply_trusted(&record);
+        self.out.push_back(Output::Persist(record));
+    }
+
+    /// A checkpoint once enough has been written since the last one: at least `checkpoint_every` records,
+    /// and at least twice what it would carry, so writing checkpoints stays a small share of the log.
+    fn maybe_checkpoint(&mut self, now: Now) {
+        let Some(every) = self.config.checkpoint_every else {
             return;
         };
-        let latency_ms = now_ms.saturating_sub(t.started_ms);
-        let result = match result {
-            Err(mut e) if t.resumed && !t.set_state_sent => {
-                e.message.push_str(
-                    " (a resumed change: its send before the interruption may have reached the tenant)",
-                );
-                Err(e)
-            }
-            r => r,
-        };
-        if t.validate_only {
-            let result = result.map(|()| t.reason_code.clone());
-            self.emit_validation(now_ms, id, t.user.as_str(), t.state.as_str(), result);
-        } else {
-            self.emit_attempt(
-                now_ms,
-                id,
-                Attempt {
-                    user_id: t.user.as_str().to_owned(),
-                    new_state: t.state.as_str().to_owned(),
-                    reason_code: Some(t.reason_code.clone()),
-                    result,
-                    latency_ms,
-                    attempts: t.attempts,
-                    // A resumed change records its journaled key even if it was refused before sending,
-                    // so the journal entry counts as settled and is not resumed again on the next start.
-                    idempotency_key: t
-                        .idempotency_key
-                        .clone()
-                        .filter(|_| t.set_state_sent || t.resumed),
-                },
-            );
+        let threshold = u64::from(every).max(2 * self.log.open_items() as u64);
+        if self.log.since_checkpoint() >= threshold {
+            let c = self.log.checkpoint(now.unix_ms);
+            self.persist(Record::Checkpoint(c));
         }
-        // Hand the agent's slot to its next waiting command.
-        let next = self.agent_queues.get_mut(&t.user).and_then(|q| {
-            q.retain(|x| *x != id);
-            q.front().copied()
-        });
-        match next {
-            Some(next) => self.advance(now_ms, next),
-            None => {
-                self.agent_queues.remove(&t.user);
+    }
+
+    /// Ends a change: decides its outcome (see [`Change::outcome`]), records and reports it, and hands the
+    /// agent's slot to the next change waiting for it.
+    fn finish(&mut self, now: Now, id: TransitionId, verdict: Verdict) {
+        let Some(change) = self.changes.remove(&id) else {
+            return;
+        };
+        let policy_refusal = matches!(verdict, Verdict::Policy(_));
+        let result = change.outcome(verdict, self.profile.idempotent_resends());
+        let latency_ms = now.mono_ms.saturating_sub(change.started_mono);
+        if let Some(queue) = self.agents.get_mut(&change.user) {
+            queue.retain(|x| *x != id);
+            match queue.front() {
+                Some(&next) => self.runnable.push_back(next),
+                None => {
+                    self.agents.remove(&change.user);
+                }
+            }
+        }
+        match &change.purpose {
+            Purpose::Validate => {
+                let result = result.map(|()| change.reason_code.clone());
+                self.emit_validation(
+                    now,
+                    id,
+                    change.user.as_str().to_owned(),
+                    change.state.as_str().to_owned(),
+                    result,
+                );
+            }
+            Purpose::Change { key, settles, .. } => {
+                let key = change.journaled().then(|| key.clone());
+                debug_assert!(
+                    !policy_refusal || key.is_none(),
+                    "a refused change was never sent"
+                );
+                match result {
+                    Ok(()) => self.emit_success(now, id, &change, latency_ms, key, settles.clone()),
+                    Err(e) => self.emit_failure(
+                        now,
+                        id,
+                        FailureFacts {
+                            user_id: change.user.as_str().to_owned(),
+                            new_state: change.state.as_str().to_owned(),
+                            reason_code: Some(change.reason_code.clone()),
+                            latency_ms,
+                            attempts: change.attempts,
+                            idempotency_key: key,
+                            settles: settles.clone(),
+                        },
+                        e,
+                    ),
+                }
             }
         }
     }
 
     fn emit_validation(
         &mut self,
-        now_ms: u64,
+        now: Now,
         id: TransitionId,
-        user_id: &str,
-        state: &str,
+        user_id: String,
+        state: String,
         result: Result<String, TransitionError>,
     ) {
         let (valid, reason_code, error) = match result {
             Ok(rc) => (true, Some(rc), None),
             Err(e) => (false, None, Some(e)),
         };
-        self.out.push_back(Output::Event(Event::ValidationCompleted(
-            ValidationCompleted {
-                transition_id: id,
-                user_id: user_id.to_owned(),
-                state: state.to_owned(),
-                valid,
-                reason_code,
-                error,
-                at_ms: now_ms,
-            },
-        )));
+        self.emit(Event::ValidationCompleted(ValidationCompleted {
+            transition_id: id,
+            user_id,
+            state,
+            valid,
+            reason_code,
+            error,
+            at_ms: now.unix_ms,
+        }));
     }
 
-    fn emit_attempt(&mut self, now_ms: u64, id: TransitionId, a: Attempt) {
-        let previous = self.history.current(&a.user_id).cloned();
-        let error = a.result.as_ref().err();
+    fn emit_refused_input(
+        &mut self,
+        now: Now,
+        id: TransitionId,
+        user_id: String,
+        new_state: String,
+        e: TransitionError,
+    ) {
+        self.emit_failure(
+            now,
+            id,
+            FailureFacts {
+                user_id,
+                new_state,
+                reason_code: None,
+                latency_ms: 0,
+                attempts: 0,
+                idempotency_key: None,
+                settles: None,
+            },
+            e,
+        );
+    }
+
+    fn audit_record(&mut self, now: Now, d: AuditDraft<'_>) -> AuditRecord {
+        let previous_state = self.history.current(&d.user_id).map(|p| p.state.clone());
+        let error = d.result.err();
         let error_code = error.map(|e| e.code);
-        let policy_violation = error_code.is_some_and(ErrorCode::is_policy_violation);
-        if let Some(code) = error_code.filter(|_| policy_violation) {
-            self.out
-                .push_back(Output::Event(Event::PolicyViolation(PolicyViolation {
-                    transition_id: id,
-                    user_id: a.user_id.clone(),
-                    requested_state: a.new_state.clone(),
-                    code,
-                    at_ms: now_ms,
-                })));
-        }
-        // A change that succeeded was sent, so it has its idempotency key.
-        let webhook_id = a
-            .idempotency_key
-            .as_deref()
-            .filter(|_| a.result.is_ok())
-            .map(webhook_event_id);
-        let timestamp = iso8601(now_ms);
         let record = AuditRecord {
             seq: 0,
             id: self.rng.uuid().to_string(),
-            timestamp: timestamp.clone(),
-            user_id: a.user_id.clone(),
-            previous_state: previous.as_ref().map(|p| p.state.clone()),
-            new_state: a.new_state.clone(),
-            reason_code: a.reason_code.clone(),
-            success: a.result.is_ok(),
-            latency_ms: a.latency_ms,
-            policy_violation,
+            timestamp: iso8601(now.unix_ms),
+            user_id: d.user_id,
+            previous_state,
+            new_state: d.new_state,
+            reason_code: d.reason_code,
+            success: d.result.is_ok(),
+            latency_ms: d.latency_ms,
+            policy_violation: error_code.is_some_and(ErrorCode::is_policy_violation),
             error_code,
             error_message: error.map(|e| e.message.clone()),
-            attempts: a.attempts,
-            idempotency_key: a.idempotency_key,
+            attempts: d.attempts,
+            idempotency_key: d.idempotency_key,
+            settles: d.settles,
             prev_hash: String::new(),
             hash: String::new(),
         };
         let record = self.chain.append(record);
         self.report.ingest(&record);
-        self.out
-            .push_back(Output::Event(Event::AuditRecord(record)));
-        match a.result {
-            Ok(()) => {
-                self.history.record(&a.user_id, &a.new_state, now_ms);
-                let idle_time_ms = previous
-                    .as_ref()
-                    .filter(|p| is_idle_state(&p.state))
-                    .map_or(0, |p| now_ms.saturating_sub(p.entered_at_ms));
-                let reason_code = a.reason_code.unwrap_or_default();
-                let previous_state = previous.map(|p| p.state);
-                self.out
-                    .push_back(Output::Event(Event::StateChanged(StateChanged {
-                        transition_id: id,
-                        user_id: a.user_id.clone(),
-                        previous_state: previous_state.clone(),
-                        new_state: a.new_state.clone(),
-                        reason_code: reason_code.clone(),
-                        latency_ms: a.latency_ms,
-                        attempts: a.attempts,
-                        at_ms: now_ms,
-                    })));
-                let payload = WebhookPayload {
-                    event: AGENT_STATE_CHANGED.to_owned(),
-                    event_id: webhook_id.unwrap_or_default(),
-                    timestamp,
-                    data: WebhookData {
-                        user_id: a.user_id,
-                        new_state: a.new_state,
-                        previous_state,
-                        reason_code,
-                        latency_ms: a.latency_ms,
-                        idle_time_ms,
-                        violation_count: self.report.violation_count(),
-                    },
-                };
-                self.out.push_back(Output::Event(Event::Webhook(payload)));
-            }
-            Err(error) => {
-                self.out
-                    .push_back(Output::Event(Event::TransitionFailed(TransitionFailed {
-                        transition_id: id,
-                        user_id: a.user_id,
-                        requested_state: a.new_state,
-                        error,
-                        policy_violation,
-                        latency_ms: a.latency_ms,
-                        attempts: a.attempts,
-                        at_ms: now_ms,
-                    })));
+        record
+    }
+
+    fn emit_failure(&mut self, now: Now, id: TransitionId, f: FailureFacts, e: TransitionError) {
+        let record = self.audit_record(
+            now,
+            AuditDraft {
+                user_id: f.user_id.clone(),
+                new_state: f.new_state.clone(),
+                reason_code: f.reason_code,
+                result: Err(&e),
+                latency_ms: f.latency_ms,
+                attempts: f.attempts,
+                idempotency_key: f.idempotency_key,
+                settles: f.settles,
+            },
+        );
+        let policy_violation = record.policy_violation;
+        self.persist(Record::Audit(record));
+        if policy_violation {
+            self.emit(Event::PolicyViolation(PolicyViolation {
+                transition_id: id,
+                user_id: f.user_id.clone(),
+                requested_state: f.new_state.clone(),
+                code: e.code,
+                at_ms: now.unix_ms,
+            }));
+        }
+        self.emit(Event::TransitionFailed(TransitionFailed {
+            transition_id: id,
+            user_id: f.user_id,
+            requested_state: f.new_state,
+            error: e,
+            policy_violation,
+            latency_ms: f.latency_ms,
+            attempts: f.attempts,
+            at_ms: now.unix_ms,
+        }));
+    }
+
+    fn emit_success(
+        &mut self,
+        now: Now,
+        id: TransitionId,
+        change: &Change,
+        latency_ms: u64,
+        key: Option<String>,
+        settles: Option<String>,
+    ) {
+        let user_id = change.user.as_str().to_owned();
+        let new_state = change.state.as_str().to_owned();
+        let previous = self.history.current(&user_id).cloned();
+        let previous_state = previous.as_ref().map(|p| p.state.clone());
+        // The webhook's outbox entry goes first: a log cut between the two leaves the change open (resumed and
+        // announced again under the same event id) rather than audited without its webhook.
+        if self.outbox.is_some() {
+            let idle_time_ms = previous
+                .as_ref()
+                .filter(|p| is_idle_state(&p.state))
+                .map_or(0, |p| now.unix_ms.saturating_sub(p.entered_at_ms));
+            let payload = WebhookPayload {
+                event: AGENT_STATE_CHANGED.to_owned(),
+                event_id: webhook_event_id(key.as_deref().unwrap_or_default()),
+                timestamp: iso8601(now.unix_ms),
+                data: WebhookData {
+                    user_id: user_id.clone(),
+                    new_state: new_state.clone(),
+                    previous_state: previous_state.clone(),
+                    reason_code: change.reason_code.clone(),
+                    latency_ms,
+                    idle_time_ms,
+                    violation_count: self.report.violation_count(),
+                },
+            };
+            let entry = WebhookEntry {
+                event_id: payload.event_id.clone(),
+                body: serde_json::to_string(&payload).expect("payloads serialize"),
+                at_ms: now.unix_ms,
+            };
+            self.persist(Record::Webhook(entry.clone()));
+            if let Some(o) = &mut self.outbox {
+                o.enqueue(entry, now);
             }
         }
+        let record = self.audit_record(
+            now,
+            AuditDraft {
+                user_id: user_id.clone(),
+                new_state: new_state.clone(),
+                reason_code: Some(change.reason_code.clone()),
+                result: Ok(()),
+                latency_ms,
+                attempts: change.attempts,
+                idempotency_key: key,
+                settles,
+            },
+        );
+        self.persist(Record::Audit(record));
+        self.history.record(&user_id, &new_state, now.unix_ms);
+        self.emit(Event::StateChanged(StateChanged {
+            transition_id: id,
+            user_id,
+            previous_state,
+            new_state,
+            reason_code: change.reason_code.clone(),
+            latency_ms,
+            attempts: change.attempts,
+            at_ms: now.unix_ms,
+        }));
     }
 }
 
-/// What a command asks for.
-enum Mode {
-    /// A policy check only.
-    Validate,
-    /// A change; for a resumed one, its journaled idempotency key and journal time.
-    Change(Option<(String, Option<u64>)>),
-}
-
-fn valid_idempotency_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic())
-}
-
-#[derive(Clone, Copy)]
-enum QueueName {
-    Commit,
-    Check,
-}
-
-/// The facts of one finished transition attempt.
-struct Attempt {
+/// The facts of a failed change, for its record and event.
+struct FailureFacts {
     user_id: String,
     new_state: String,
     reason_code: Option<String>,
-    result: Result<(), TransitionError>,
     latency_ms: u64,
     attempts: u32,
     idempotency_key: Option<String>,
+    settles: Option<String>,
 }
 
-/// How often one transition may wait for a token fetch: the first fetch, a refresh after a 401, and a
-/// couple of expiries during long outages.
-const MAX_TOKEN_WAITS: u32 = 4;
+struct AuditDraft<'a> {
+    user_id: String,
+    new_state: String,
+    reason_code: Option<String>,
+    result: Result<(), &'a TransitionError>,
+    latency_ms: u64,
+    attempts: u32,
+    idempotency_key: Option<String>,
+    settles: Option<String>,
+}
+
+/// Raw input as given, cut to [`MAX_RAW_INPUT_CHARS`] characters with a marker naming the bytes left out.
+fn truncate_raw(raw: &str) -> String {
+    match raw.char_indices().nth(MAX_RAW_INPUT_CHARS) {
+        None => raw.to_owned(),
+        Some((cut, _)) => format!(
+            "{}…[truncated: {} more bytes]",
+            &raw[..cut],
+            raw.len() - cut
+        ),
+    }
+}
 
 /// The webhook event id of a change: derived from its idempotency key, so a change that is resumed after a
 /// crash (and announced again) carries the same id and receivers dedupe it.
@@ -1292,6 +1773,12 @@ fn webhook_event_id(change_key: &str) -> String {
     uuid::Builder::from_custom_bytes(bytes)
         .into_uuid()
         .to_string()
+}
+
+/// Whether a transient status may come from a server that processed the request: not a 429 or a 503, which
+/// say it was not handled (RFC 9110), but a 500, 502 or 504 may follow work that was done.
+fn may_have_been_processed(status: u16) -> bool {
+    status >= 500 && status != 503
 }
 
 fn is_transient(status: u16) -> bool {
@@ -1315,6 +1802,20 @@ fn exhausted(status: Option<u16>, what: &str) -> TransitionError {
     }
 }
 
+fn window_closed(throttled: bool) -> TransitionError {
+    if throttled {
+        TransitionError::new(
+            ErrorCode::RateLimited,
+            "the tenant was still throttling when the change's commit window closed",
+        )
+    } else {
+        TransitionError::new(
+            ErrorCode::UpstreamUnavailable,
+            "the change could not be sent again before its commit window closed",
+        )
+    }
+}
+
 fn policy_error(decision: PolicyDecision) -> TransitionError {
     match decision {
         PolicyDecision::MandatoryBreakViolation => TransitionError::new(
@@ -1332,4 +1833,19 @@ fn error_field(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     let e = v.get("error")?.as_str()?;
     Some(e.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_input_is_cut_with_a_marker() {
+        assert_eq!(truncate_raw("short"), "short");
+        let long = "é".repeat(300);
+        let cut = truncate_raw(&long);
+        assert!(cut.starts_with(&"é".repeat(MAX_RAW_INPUT_CHARS)));
+        assert!(cut.ends_with(&format!("[truncated: {} more bytes]", (300 - 128) * 2)));
+        assert!(cut.chars().count() < 200);
+    }
 }

@@ -51,6 +51,13 @@ pub enum ErrorCode {
     ClientSecretInBrowser,
     /// The npm package was used before its WebAssembly module was loaded (`await initAsync()` first).
     NotInitialized,
+    /// A state change was sent and may have reached the tenant, but no answer confirmed it: a failure of
+    /// knowledge, not of the change. The journal keeps it open until later records settle it.
+    OutcomeUnknown,
+    /// Too many changes are open at once (the engine's bounded queue is full); try again later.
+    Busy,
+    /// The manager was closed (or is shutting down) before the command could run.
+    Closed,
 }
 
 impl ErrorCode {
@@ -78,11 +85,15 @@ impl ErrorCode {
             Self::AuditLogUnavailable => "AUDIT_LOG_UNAVAILABLE",
             Self::ClientSecretInBrowser => "CLIENT_SECRET_IN_BROWSER",
             Self::NotInitialized => "NOT_INITIALIZED",
+            Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
+            Self::Busy => "BUSY",
+            Self::Closed => "CLOSED",
         }
     }
 
-    /// Every code, in declaration order (for docs, vectors and bindings).
-    pub const ALL: [ErrorCode; 21] = [
+    /// Every code, in declaration order (for docs, vectors and bindings). The list grows; match on codes,
+    /// not on positions.
+    pub const ALL: &'static [ErrorCode] = &[
         Self::InvalidState,
         Self::InvalidUserId,
         Self::AgentNotScheduled,
@@ -104,11 +115,14 @@ impl ErrorCode {
         Self::AuditLogUnavailable,
         Self::ClientSecretInBrowser,
         Self::NotInitialized,
+        Self::OutcomeUnknown,
+        Self::Busy,
+        Self::Closed,
     ];
 
     /// Parses the stable string form.
     pub fn parse(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == code)
+        Self::ALL.iter().copied().find(|c| c.as_str() == code)
     }
 
     /// Whether this code is a compliance-policy denial.
@@ -135,6 +149,7 @@ impl std::fmt::Display for ErrorCode {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[error("{code}: {message}")]
+#[non_exhaustive]
 pub struct TransitionError {
     /// The stable code.
     pub code: ErrorCode,
@@ -148,12 +163,20 @@ pub struct TransitionError {
 
 /// A mandatory break's window (Unix ms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(rename_all = "camelCase")]
 pub struct BreakWindow {
     /// When the break starts.
     pub start_ms: u64,
     /// When it ends.
     pub end_ms: u64,
+}
+
+impl BreakWindow {
+    /// A window from `start_ms` to `end_ms` (Unix ms).
+    pub fn new(start_ms: u64, end_ms: u64) -> Self {
+        Self { start_ms, end_ms }
+    }
 }
 
 impl TransitionError {
@@ -194,5 +217,54 @@ impl ConfigError {
             Self::Invalid { .. } => ErrorCode::InvalidConfig,
             Self::WebhookUrl { .. } => ErrorCode::InvalidWebhookUrl,
         }
+    }
+}
+
+/// Why the engine refused a command outright (no id was assigned, nothing was audited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The bounded queue of open changes is full (`BUSY`).
+    #[error("too many changes are open ({limit}); try again when some have finished")]
+    Busy {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The engine was closed (`CLOSED`).
+    #[error("the engine is closed")]
+    Closed,
+}
+
+impl CommandError {
+    /// The stable code of the error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Busy { .. } => ErrorCode::Busy,
+            Self::Closed => ErrorCode::Closed,
+        }
+    }
+}
+
+impl From<CommandError> for TransitionError {
+    fn from(e: CommandError) -> Self {
+        TransitionError::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_and_is_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+            assert!(seen.insert(c.as_str()), "{c} twice");
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+        assert!(seen.contains("OUTCOME_UNKNOWN"));
+        assert!(!ErrorCode::OutcomeUnknown.is_policy_violation());
     }
 }

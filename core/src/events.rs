@@ -1,9 +1,10 @@
-//! What the engine tells its host. Hosts persist and deliver these; the engine performs no side effects.
+//! What the engine tells its host besides requests and records: outcomes for callers, and what happened on
+//! the way. Hosts deliver these; the engine performs no side effects.
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditRecord;
 use crate::error::{ErrorCode, TransitionError};
+use crate::http::RequestId;
 
 /// Identifies one transition (or validation) command. Assigned by the engine in order, from 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -12,34 +13,37 @@ pub struct TransitionId(pub u64);
 
 /// An event from the engine.
 ///
-/// For every transition command the engine emits, in this order: zero or more [`Event::RetryScheduled`]
-/// and at most one [`Event::ChangeIntent`] (always before the first state-change request it announces),
-/// at most one [`Event::PolicyViolation`], exactly one [`Event::AuditRecord`], then exactly one of
-/// [`Event::StateChanged`] (followed by its [`Event::Webhook`]) or [`Event::TransitionFailed`]. The audit
-/// record comes first so a host can make it durable before it reports the outcome.
+/// For every transition command the engine emits, in this order: zero or more [`Event::RetryScheduled`],
+/// then its audit record ([`Output::Persist`](crate::Output::Persist)), at most one
+/// [`Event::PolicyViolation`], then exactly one of [`Event::StateChanged`] or [`Event::TransitionFailed`].
+/// The record comes first, so a host makes it durable before it reports the outcome. Every validation
+/// command ends in one [`Event::ValidationCompleted`]. A change resumed after a restart ends like any other,
+/// but no caller waits for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Event {
-    /// The tenant accepted a state change.
+    /// The tenant accepted a state change: the caller's result.
     StateChanged(StateChanged),
-    /// Compliance policy refused a change.
-    PolicyViolation(PolicyViolation),
-    /// A transition ended without a state change.
+    /// A transition ended without a confirmed state change: the caller's result. `OUTCOME_UNKNOWN` means the
+    /// change may have been applied.
     TransitionFailed(TransitionFailed),
-    /// An audit record to persist.
-    AuditRecord(AuditRecord),
-    /// A webhook payload to deliver.
-    Webhook(WebhookPayload),
+    /// A validation-only command finished: the caller's result.
+    ValidationCompleted(ValidationCompleted),
+    /// Compliance policy refused a change (also reported by its `TransitionFailed`).
+    PolicyViolation(PolicyViolation),
     /// A request failed transiently and will be sent again.
     RetryScheduled(RetryScheduled),
-    /// A validation-only command finished.
-    ValidationCompleted(ValidationCompleted),
-    /// A state change is about to be sent for the first time: journal it before performing the request.
-    ChangeIntent(ChangeIntent),
     /// A token is needed from the host's token source ([`TokenSource::External`](crate::TokenSource)):
     /// answer with [`Input::AccessToken`](crate::Input::AccessToken) and this `request_id`.
     TokenRequested(TokenRequested),
+    /// A webhook payload reached its receiver (a 2xx).
+    WebhookDelivered(WebhookDelivered),
+    /// A webhook delivery failed and will be tried again.
+    WebhookRetryScheduled(WebhookRetryScheduled),
+    /// The receiver kept refusing a webhook payload (or it grew too old): it is set aside as a dead letter,
+    /// persisted and counted, and later payloads flow again.
+    WebhookDeadLettered(WebhookDeadLettered),
 }
 
 /// The engine needs an access token from the host (e.g. a web console's own back end).
@@ -47,26 +51,7 @@ pub enum Event {
 #[serde(rename_all = "camelCase")]
 pub struct TokenRequested {
     /// Answer with this id.
-    pub request_id: crate::http::RequestId,
-    /// When (Unix ms).
-    pub at_ms: u64,
-}
-
-/// A state change about to be sent. Hosts with a durable audit log journal it first; on restart, a journaled
-/// intent without an audit record is finished with [`Command::Resume`](crate::Command::Resume).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChangeIntent {
-    /// The command.
-    pub transition_id: TransitionId,
-    /// The agent.
-    pub user_id: String,
-    /// The target state.
-    pub state: String,
-    /// The reason code being sent.
-    pub reason_code: String,
-    /// The `Idempotency-Key` the change is sent with (and resent with).
-    pub idempotency_key: String,
+    pub request_id: RequestId,
     /// When (Unix ms).
     pub at_ms: u64,
 }
@@ -85,7 +70,7 @@ pub struct StateChanged {
     pub new_state: String,
     /// The reason code sent.
     pub reason_code: String,
-    /// From command to completion.
+    /// From command to completion (monotonic).
     pub latency_ms: u64,
     /// API requests sent for this transition.
     pub attempts: u32,
@@ -109,22 +94,22 @@ pub struct PolicyViolation {
     pub at_ms: u64,
 }
 
-/// A transition ended without a state change.
+/// A transition ended without a confirmed state change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransitionFailed {
     /// The command.
     pub transition_id: TransitionId,
-    /// The agent (as given, even if invalid).
+    /// The agent (as given, even if invalid; cut short with a marker if absurdly long).
     pub user_id: String,
-    /// The requested state (as given, even if invalid).
+    /// The requested state (as given, even if invalid; cut short likewise).
     pub requested_state: String,
     /// Why.
     pub error: TransitionError,
     /// Whether compliance policy refused it (the audit record's `policyViolation`), so hosts need not
     /// know which codes are policy codes.
     pub policy_violation: bool,
-    /// From command to completion.
+    /// From command to completion (monotonic).
     pub latency_ms: u64,
     /// API requests sent for this transition.
     pub attempts: u32,
@@ -135,6 +120,7 @@ pub struct TransitionFailed {
 /// What kind of request a retry concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum RequestKind {
     /// The OAuth token request.
     Token,
@@ -156,7 +142,8 @@ pub struct RetryScheduled {
     pub user_id: Option<String>,
     /// Which request.
     pub kind: RequestKind,
-    /// The retry number, from 1.
+    /// The retry number, from 1. A 429 with `Retry-After` spends none: it is reported as the retry it would
+    /// be, so repeated 429s repeat the number.
     pub retry: u32,
     /// The wait before it is sent again.
     pub delay_ms: u64,
@@ -183,6 +170,52 @@ pub struct ValidationCompleted {
     /// Why not, when invalid.
     pub error: Option<TransitionError>,
     /// Completion time (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A webhook payload reached its receiver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivered {
+    /// The payload's event id.
+    pub event_id: String,
+    /// Attempts it took, from 1.
+    pub attempts: u32,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A webhook delivery failed (non-2xx, no answer, or timeout) and will be tried again after `delay_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookRetryScheduled {
+    /// The payload's event id.
+    pub event_id: String,
+    /// The attempt that failed, from 1.
+    pub attempt: u32,
+    /// The wait before the next attempt: the backoff, or a longer `Retry-After`.
+    pub delay_ms: u64,
+    /// The HTTP status, when the receiver answered; `None` for transport errors and timeouts.
+    pub status: Option<u16>,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A webhook payload was set aside as a dead letter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeadLettered {
+    /// The payload's event id.
+    pub event_id: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The receiver's last status, if it answered.
+    pub last_status: Option<u16>,
+    /// Why it was set aside.
+    pub reason: String,
+    /// Dead letters now held.
+    pub dead_letters: usize,
+    /// When (Unix ms).
     pub at_ms: u64,
 }
 

@@ -1,8 +1,8 @@
 //! The HTTP vocabulary shared by the engine, the simulated tenant and every host.
 //!
-//! The engine hands out [`HttpRequest`]s with a [`RequestId`]; the host performs them however it likes
-//! (reqwest, `fetch`, an in-process simulator) and hands back an [`HttpResponse`] or a transport error with
-//! the same id.
+//! The engine hands out [`Transmit`]s: an [`HttpRequest`] with a [`RequestId`] and its [`Target`]. The host
+//! performs them however it likes (reqwest, `fetch`, an in-process simulator) and hands back an
+//! [`HttpResponse`] or a transport error with the same id.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,14 +31,39 @@ impl Method {
     }
 }
 
-/// An HTTP request for the host to perform.
+/// Who a request goes to. Hosts may treat them alike (one HTTP client); the target is there for logs,
+/// metrics and hosts that route differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum Target {
+    /// The tenant's API (schedules, breaks, state changes).
+    Api,
+    /// The OAuth token endpoint.
+    Token,
+    /// The webhook receiver.
+    Webhook,
+}
+
+/// A request for the host to perform; hand the answer back with the same `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transmit {
+    /// Echo this id back with the answer ([`Input::Response`](crate::Input::Response) or
+    /// [`Input::TransportError`](crate::Input::TransportError)).
+    pub id: RequestId,
+    /// Who it goes to.
+    pub target: Target,
+    /// The request.
+    pub request: HttpRequest,
+}
+
+/// An HTTP request.
 ///
 /// `Debug` redacts the `Authorization` header and form bodies (which carry the client secret).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRequest {
-    /// Echo this id back with the response.
-    pub id: RequestId,
     /// The method.
     pub method: Method,
     /// The absolute URL.
@@ -96,7 +121,6 @@ impl std::fmt::Debug for HttpRequest {
             Some(b) => Some(b.as_str()),
         };
         f.debug_struct("HttpRequest")
-            .field("id", &self.id)
             .field("method", &self.method)
             .field("url", &self.url)
             .field("headers", &headers)
@@ -106,12 +130,10 @@ impl std::fmt::Debug for HttpRequest {
     }
 }
 
-/// An HTTP response handed back to the engine.
+/// An HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpResponse {
-    /// The id of the request this answers.
-    pub id: RequestId,
     /// The status code.
     pub status: u16,
     /// Header names and values.
@@ -126,10 +148,19 @@ impl HttpResponse {
         find_header(&self.headers, name)
     }
 
-    /// The wait a `Retry-After` header asks for (seconds or an HTTP date), in ms from `now_ms`.
-    pub fn retry_after_ms(&self, now_ms: u64) -> Option<u64> {
+    /// The wait a `Retry-After` header asks for (seconds or an HTTP date), in ms from `now_unix_ms`.
+    pub fn retry_after_ms(&self, now_unix_ms: u64) -> Option<u64> {
         self.header("retry-after")
-            .and_then(|v| crate::time::parse_retry_after(v, now_ms))
+            .and_then(|v| crate::time::parse_retry_after(v, now_unix_ms))
+    }
+
+    /// An answer with this status, headers and body.
+    pub fn new(status: u16, headers: Vec<(String, String)>, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            headers,
+            body: body.into(),
+        }
     }
 }
 
@@ -137,7 +168,7 @@ impl HttpResponse {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TransportErrorKind {
-    /// The connection could not be made.
+    /// The connection could not be made: the request never left, so it cannot have been applied.
     Connect,
     /// The connection dropped before a full response arrived.
     Reset,
@@ -145,6 +176,14 @@ pub enum TransportErrorKind {
     Timeout,
     /// Anything else.
     Other,
+}
+
+impl TransportErrorKind {
+    /// Whether the request may have reached the server before the failure. Only a failed connect proves
+    /// it did not.
+    pub fn may_have_arrived(self) -> bool {
+        self != Self::Connect
+    }
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -161,7 +200,6 @@ mod tests {
     #[test]
     fn path_strips_host_and_query() {
         let r = HttpRequest {
-            id: RequestId(1),
             method: Method::Get,
             url: "https://t.example/api/v2/x%2Fy?a=1".into(),
             headers: vec![],
@@ -174,7 +212,6 @@ mod tests {
     #[test]
     fn debug_redacts_authorization_and_forms() {
         let r = HttpRequest {
-            id: RequestId(1),
             method: Method::Post,
             url: "https://t.example/oauth2/token".into(),
             headers: vec![

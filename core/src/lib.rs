@@ -2,29 +2,51 @@
 //!
 //! A **sans-IO** engine for changing NICE CXone agent states under shift and break compliance.
 //!
-//! **The contract: no I/O, no clock, no OS randomness, deterministic.** Time comes in as Unix-epoch
-//! milliseconds on every call; jitter and ids come from a generator seeded by the configuration. The same seed
-//! and the same inputs give byte-identical outputs, on every host (tokio, Node, a browser).
+//! **The contract: no I/O, no clock, no OS randomness, deterministic.** Time comes in with every input as a
+//! [`Now`] (a monotonic reading for deadlines, a wall-clock one for records); jitter and ids come from a
+//! generator seeded by the configuration. The same seed and the same inputs give byte-identical outputs, on
+//! every host (tokio, Node, a browser).
 //!
 //! ```text
-//!            commands ─┐                       ┌─▶ Transmit(HttpRequest{id,…})  ──▶ host performs HTTP
-//!   HTTP responses/errors ─┼─▶ handle_input(now, ·) ─▶ Engine ─▶ poll_output(now) ─┼─▶ Event(…)  ──▶ host persists/delivers
-//!            timeouts ─┘                       └─▶ Timeout(next deadline)  ──▶ host sets a timer
+//!   commands (methods) ─┐                         ┌─▶ Transmit { id, target, request } ─▶ host performs HTTP
+//!   Input::Response     │                         ├─▶ Persist(record)  ─▶ host appends to its durable log
+//!   Input::TransportError ┼─▶ Engine ─▶ poll_output ┼─▶ Event(event)     ─▶ host tells callers and listeners
+//!   Input::AccessToken  │                         └─▶ Timeout(deadline) ─▶ host sets a timer (monotonic)
+//!   Input::Timeout ─────┘
 //! ```
 //!
-//! After every `handle_input`, drain `poll_output` until it returns [`Output::Timeout`].
+//! ## The drive loop
+//! 1. Hand in what happened: a command ([`Engine::transition`], [`Engine::validate`]) or an [`Input`], each
+//!    with its [`Now`].
+//! 2. Drain [`Engine::poll_output`] until it returns [`Output::Timeout`], acting on each output in order.
+//!    **Persist every [`Output::Persist`] before performing any later [`Output::Transmit`] or reporting any
+//!    later [`Output::Event`].** (An intent is persisted before the change is sent, an audit record before its
+//!    outcome is reported; that is what makes a crash at any moment safe.)
+//! 3. Sleep until the timeout's monotonic deadline, or until an answer or a command arrives; then back to 1.
+//!    Calling [`Engine::handle_timeout`] early is harmless.
 //!
-//! Modules, one concern each: [`state`](AgentState) names and reason codes, the `seed` API profile, the token
-//! cache, policy, retry scheduling, rate pacing, history and metrics, the audit chain, events and the report.
+//! ## What the engine guarantees
+//! - **The audit log never contradicts the tenant.** Policy is decided before a change is first sent and never
+//!   after; a change that may have reached the tenant ends as a success or as `OUTCOME_UNKNOWN`, and is settled
+//!   later by new records (see [`Engine::restore`]).
+//! - **Nothing accepted is lost**, given a host that follows the persist rule: see [`Record`] for how the
+//!   records are ordered so that every prefix of the log can be resumed.
+//!
+//! Modules, one concern each: states and reason codes, the `seed` API profile, the token cache, policy,
+//! retries, pacing, the per-change machine, the webhook outbox, the durable log, history and metrics, the
+//! audit chain, events and the report. The simulated tenant and the virtual-clock harness are in [`sim`]
+//! (feature `sim`).
 #![deny(missing_docs)]
 
 mod audit;
+mod change;
 mod config;
 mod engine;
 mod error;
 mod events;
 mod history;
 mod http;
+mod log;
 mod metrics;
 mod outbox;
 mod pacer;
@@ -40,29 +62,36 @@ mod token;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use audit::{
-    scan_log, verify_chain, AuditRecord, ChainError, ChainHead, LogError, LogScan, GENESIS_HASH,
+pub use audit::{verify_chain, AuditRecord, ChainError, ChainHead, GENESIS_HASH};
+pub use config::{
+    check_url, tenant_base_url, validate_webhook_url, Credentials, EngineConfig, ProfileKind,
+    Secret, TokenSource, WebhookConfig, REDACTED,
 };
-pub use config::{tenant_base_url, Credentials, EngineConfig, ProfileKind, Secret, TokenSource};
-pub use engine::{Command, Engine, Input, Output};
-pub use error::{BreakWindow, ConfigError, ErrorCode, TransitionError};
+pub use engine::{Engine, Input, Output, Restored};
+pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
 pub use events::{
-    ChangeIntent, Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged,
-    TokenRequested, TransitionFailed, TransitionId, ValidationCompleted, WebhookData,
-    WebhookPayload, AGENT_STATE_CHANGED,
+    Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TokenRequested,
+    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookDeadLettered,
+    WebhookDelivered, WebhookPayload, WebhookRetryScheduled, AGENT_STATE_CHANGED,
 };
-pub use history::{AgentMetrics, History, HistoryConfig, StateEntry};
-pub use http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
-pub use metrics::{LatencyHistogram, LatencySummary, MAX_TRACKED_LATENCY_MS};
-pub use outbox::*;
-pub use pacer::{Pacer, RateLimit};
-pub use policy::{PolicyDecision, ScheduleCache};
-pub use profile::{ApiProfile, BreakStatus, ParsedToken, SeedProfile, TokenFailure};
-pub use report::{ComplianceReport, ReportBuilder, ReportReplay, StateCounts};
-pub use retry::{RetryDecision, RetryPolicy};
-pub use rng::DetRng;
+pub use history::{AgentMetrics, HistoryConfig, StateEntry};
+pub use http::{
+    HttpRequest, HttpResponse, Method, RequestId, Target, Transmit, TransportErrorKind,
+};
+pub use log::{
+    last_checkpoint_start, scan_log, Abandoned, ChangeIntent, Checkpoint, DeadLetter,
+    DeadLetterEntry, Delivered, LogError, LogScan, LogState, LogStateError, OpenChange, Record,
+    Replayed, WebhookEntry, CHECKPOINT_LINE_PREFIX,
+};
+pub use metrics::{LatencySummary, MAX_TRACKED_LATENCY_MS};
+pub use pacer::RateLimit;
+pub use report::{ComplianceReport, ReportReplay, StateCounts};
+pub use retry::RetryPolicy;
 pub use state::{
     is_idle_state, AgentState, ReasonCodeTable, UserId, IDLE, IDLE_STATES, MAX_STATE_LEN,
     MAX_USER_ID_LEN, NOT_READY, PAUSED, READY,
 };
-pub use time::{http_date, iso8601, parse_iso8601, parse_retry_after};
+pub use time::{http_date, iso8601, parse_iso8601, parse_retry_after, Now};
+
+/// The engine's history of agent states (returned by [`Engine::history`]).
+pub use history::History;

@@ -38,7 +38,8 @@ impl RateLimit {
 /// One token = this many units; refill adds `per_minute` units per millisecond, so all math is exact integers.
 const UNITS_PER_TOKEN: u64 = 60_000;
 
-/// A token bucket on virtual time.
+/// A token bucket on monotonic time: the engine paces itself with one, and the simulated tenant's limiter is
+/// one too (tests use it to check that a run of sends kept to a limit).
 #[derive(Clone, Debug)]
 pub struct Pacer {
     per_minute: u64,
@@ -75,14 +76,14 @@ impl Pacer {
     /// Takes one token if one is available at `now_ms`; otherwise returns when one will be.
     pub fn try_acquire(&mut self, now_ms: u64) -> Result<(), u64> {
         if now_ms < self.paused_until_ms {
-            return Err(self.paused_until_ms + self.ms_until_token(0));
+            return Err(self.paused_until_ms.saturating_add(self.ms_until_token(0)));
         }
         self.refill(now_ms);
         if self.units >= UNITS_PER_TOKEN {
             self.units -= UNITS_PER_TOKEN;
             Ok(())
         } else {
-            Err(now_ms + self.ms_until_token(self.units))
+            Err(now_ms.saturating_add(self.ms_until_token(self.units)))
         }
     }
 
@@ -92,6 +93,7 @@ impl Pacer {
 
     /// Changes the limit. The bucket keeps its current fill, clamped to the new capacity; refill from
     /// the last acquisition on uses the new rate.
+    #[cfg(feature = "sim")]
     pub fn set_limit(&mut self, limit: &RateLimit) {
         let fresh = Self::new(limit);
         self.per_minute = fresh.per_minute;
@@ -107,11 +109,6 @@ impl Pacer {
             self.units = 0;
             self.last_ms = Some(until_ms);
         }
-    }
-
-    /// Until when the pacer is paused (0 if never).
-    pub fn paused_until_ms(&self) -> u64 {
-        self.paused_until_ms
     }
 }
 

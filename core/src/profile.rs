@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::config::{EngineConfig, Secret};
 use crate::error::{BreakWindow, ErrorCode, TransitionError};
-use crate::http::{HttpRequest, HttpResponse, Method, RequestId};
+use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::state::{AgentState, UserId};
 
 /// The scope string the reference module requests.
@@ -52,8 +52,11 @@ pub struct BreakStatus {
 
 /// Builds requests and parses answers for one API dialect.
 ///
-/// Requests are returned with `id` 0 and `timeout_ms` 0; the engine fills both in.
+/// Requests are returned with `timeout_ms` 0; the engine fills it in.
 pub trait ApiProfile: std::fmt::Debug + Send {
+    /// Whether a resend with the same `Idempotency-Key` is answered from the tenant's record of the first
+    /// send (as the seed API promises): then a definite answer to a resend settles every earlier send too.
+    fn idempotent_resends(&self) -> bool;
     /// The token request.
     fn token_request(&self, config: &EngineConfig) -> HttpRequest;
     /// Parses a 2xx or 4xx token answer.
@@ -91,7 +94,6 @@ fn request(
     body: Option<String>,
 ) -> HttpRequest {
     HttpRequest {
-        id: RequestId(0),
         method,
         url,
         headers,
@@ -127,6 +129,10 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
 }
 
 impl ApiProfile for SeedProfile {
+    fn idempotent_resends(&self) -> bool {
+        true
+    }
+
     fn token_request(&self, config: &EngineConfig) -> HttpRequest {
         let body = form_encode(&[
             ("grant_type", "client_credentials"),
@@ -295,12 +301,7 @@ mod tests {
 
     #[test]
     fn parses_answers() {
-        let resp = |status, body: &str| HttpResponse {
-            id: RequestId(1),
-            status,
-            headers: vec![],
-            body: body.to_owned(),
-        };
+        let resp = |status, body: &str| HttpResponse::new(status, vec![], body);
         let t = SeedProfile
             .parse_token(&resp(200, r#"{"access_token":"abc","expires_in":3600}"#))
             .unwrap();

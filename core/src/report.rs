@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditRecord;
+use crate::error::ErrorCode;
 use crate::history::{AgentMetrics, History, HistoryConfig};
 use crate::metrics::{LatencyHistogram, LatencySummary};
 
@@ -22,7 +23,8 @@ pub struct StateCounts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ComplianceReport {
-    /// Transition attempts (reference field).
+    /// Transition attempts (reference field): successes, failures and unknown outcomes. Settlements of
+    /// earlier unknown outcomes are not new attempts and are counted in `settled_count` only.
     pub total_transitions: u64,
     /// Policy violations ÷ attempts, 0 when there are none (reference field).
     pub violation_frequency: f64,
@@ -32,11 +34,16 @@ pub struct ComplianceReport {
     pub logs: Vec<AuditRecord>,
     /// Accepted changes.
     pub success_count: u64,
-    /// Attempts that did not change state (violations included).
+    /// Attempts that did not change state (violations included; unknown outcomes not).
     pub failure_count: u64,
+    /// Attempts that may or may not have changed state (`OUTCOME_UNKNOWN`): failures of knowledge, never
+    /// violations.
+    pub unknown_outcome_count: u64,
+    /// Records that settle an earlier unknown outcome.
+    pub settled_count: u64,
     /// Policy violations only.
     pub violation_count: u64,
-    /// Failures by error code.
+    /// Failures by error code (unknown outcomes are counted apart).
     pub failures_by_code: BTreeMap<String, u64>,
     /// Latency statistics over all attempts.
     pub latency: LatencySummary,
@@ -70,6 +77,12 @@ impl ComplianceReport {
         row("summary", "totalTransitions", &self.total_transitions);
         row("summary", "successCount", &self.success_count);
         row("summary", "failureCount", &self.failure_count);
+        row(
+            "summary",
+            "unknownOutcomeCount",
+            &self.unknown_outcome_count,
+        );
+        row("summary", "settledCount", &self.settled_count);
         row("summary", "violationCount", &self.violation_count);
         row("summary", "violationFrequency", &self.violation_frequency);
         row("summary", "averageLatencyMs", &self.average_latency_ms);
@@ -99,12 +112,14 @@ impl ComplianceReport {
 
 /// Accumulates audit records into a [`ComplianceReport`] with bounded memory.
 #[derive(Clone, Debug)]
-pub struct ReportBuilder {
+pub(crate) struct ReportBuilder {
     log_capacity: usize,
     /// The most recent records, oldest first.
     logs: VecDeque<AuditRecord>,
     successes: u64,
     failures: u64,
+    unknown: u64,
+    settled: u64,
     violations: u64,
     failures_by_code: BTreeMap<String, u64>,
     per_state: BTreeMap<String, StateCounts>,
@@ -116,13 +131,15 @@ const UNKNOWN_CODE: &str = "UNKNOWN";
 
 impl ReportBuilder {
     /// A builder that keeps at most `log_capacity` records for `logs`.
-    pub fn new(log_capacity: usize) -> Self {
+    pub(crate) fn new(log_capacity: usize) -> Self {
         Self {
             log_capacity,
             // Do not reserve the whole (possibly large) capacity up front.
             logs: VecDeque::new(),
             successes: 0,
             failures: 0,
+            unknown: 0,
+            settled: 0,
             violations: 0,
             failures_by_code: BTreeMap::new(),
             per_state: BTreeMap::new(),
@@ -130,7 +147,17 @@ impl ReportBuilder {
         }
     }
     /// Counts one audit record.
-    pub fn ingest(&mut self, record: &AuditRecord) {
+    pub(crate) fn ingest(&mut self, record: &AuditRecord) {
+        self.keep(record);
+        if record.settles.is_some() {
+            self.settled = self.settled.saturating_add(1);
+            return;
+        }
+        if record.error_code == Some(ErrorCode::OutcomeUnknown) {
+            self.unknown = self.unknown.saturating_add(1);
+            self.latency.record(record.latency_ms);
+            return;
+        }
         // Look the key up before inserting: most records hit an existing entry and need no new String.
         if !self.per_state.contains_key(&record.new_state) {
             self.per_state
@@ -159,6 +186,9 @@ impl ReportBuilder {
             self.violations = self.violations.saturating_add(1);
         }
         self.latency.record(record.latency_ms);
+    }
+
+    fn keep(&mut self, record: &AuditRecord) {
         if self.log_capacity > 0 {
             while self.logs.len() >= self.log_capacity {
                 self.logs.pop_front();
@@ -166,14 +196,18 @@ impl ReportBuilder {
             self.logs.push_back(record.clone());
         }
     }
+
     /// Policy violations so far.
-    pub fn violation_count(&self) -> u64 {
+    pub(crate) fn violation_count(&self) -> u64 {
         self.violations
     }
     /// The report, with per-agent metrics from `history` at `now_ms`.
-    pub fn build(&self, history: &History, now_ms: u64) -> ComplianceReport {
+    pub(crate) fn build(&self, history: &History, now_ms: u64) -> ComplianceReport {
         let latency = self.latency.summary();
-        let total = self.successes.saturating_add(self.failures);
+        let total = self
+            .successes
+            .saturating_add(self.failures)
+            .saturating_add(self.unknown);
         let violation_frequency = if total == 0 {
             0.0
         } else {
@@ -186,6 +220,8 @@ impl ReportBuilder {
             logs: self.logs.iter().cloned().collect(),
             success_count: self.successes,
             failure_count: self.failures,
+            unknown_outcome_count: self.unknown,
+            settled_count: self.settled,
             violation_count: self.violations,
             failures_by_code: self.failures_by_code.clone(),
             latency,
@@ -243,7 +279,6 @@ fn js_round(x: f64) -> u64 {
 mod tests {
     use super::*;
     use crate::audit::ChainHead;
-    use crate::error::ErrorCode;
     use crate::state::{NOT_READY, READY};
 
     fn record(
@@ -268,6 +303,7 @@ mod tests {
             error_message: error_code.map(|c| c.as_str().to_owned()),
             attempts: 1,
             idempotency_key: None,
+            settles: None,
             prev_hash: String::new(),
             hash: String::new(),
         }
@@ -392,5 +428,55 @@ mod tests {
         assert_eq!(r.agents[0].user_id, "a");
         assert_eq!(r.agents[0].idle_time_ms, 1_000);
         assert_eq!(r.agents[1].utilization, Some(1.0));
+    }
+}
+
+#[cfg(test)]
+mod unknown_tests {
+    use super::*;
+
+    fn rec(code: Option<ErrorCode>, settles: Option<&str>, success: bool) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            id: "x".into(),
+            timestamp: "2026-01-05T08:00:00.000Z".into(),
+            user_id: "a".into(),
+            previous_state: None,
+            new_state: "READY".into(),
+            reason_code: None,
+            success,
+            latency_ms: 10,
+            policy_violation: false,
+            error_code: code,
+            error_message: None,
+            attempts: 1,
+            idempotency_key: Some("k".into()),
+            settles: settles.map(str::to_owned),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn unknown_outcomes_are_counted_apart_and_never_as_violations() {
+        let mut b = ReportBuilder::new(10);
+        b.ingest(&rec(None, None, true));
+        b.ingest(&rec(Some(ErrorCode::OutcomeUnknown), None, false));
+        b.ingest(&rec(None, Some("x"), true));
+        let r = b.build(&History::default(), 0);
+        assert_eq!(r.total_transitions, 2);
+        assert_eq!(
+            (
+                r.success_count,
+                r.failure_count,
+                r.unknown_outcome_count,
+                r.settled_count
+            ),
+            (1, 0, 1, 1)
+        );
+        assert_eq!(r.violation_count, 0);
+        assert!(r.failures_by_code.is_empty());
+        assert_eq!(r.logs.len(), 3);
+        assert!(r.to_csv().contains("summary,unknownOutcomeCount,1"));
     }
 }

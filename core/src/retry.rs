@@ -1,7 +1,11 @@
 //! Retry scheduling: capped exponential backoff with jitter, `Retry-After` honoured.
+//!
+//! The engine (API and token requests) and the webhook outbox count retries the same way: retry `n` (from 1)
+//! waits [`RetryPolicy::backoff_ms`]`(n)`.
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ConfigError;
 use crate::rng::DetRng;
 
 /// The retry schedule. Defaults are the reference module's `executeWithRetry`: 3 retries, waiting
@@ -9,15 +13,17 @@ use crate::rng::DetRng;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt (the reference's `maxRetries = 3`).
+    /// Retries after the first attempt (the reference's `maxRetries = 3`). A 429 answered with
+    /// `Retry-After` does not spend one: throttling is bounded by the commit window instead.
     pub max_retries: u32,
     /// The base of the exponential (the reference's 1000 ms).
     pub base_ms: u64,
-    /// Jitter is drawn uniformly in `[0, jitter_ms)` (the reference's `Math.random() * 1000`).
+    /// Jitter drawn uniformly in `[0, jitter_ms)` (the reference's `Math.random() * 1000`), added after the
+    /// cap, so retries that reached the cap still spread out instead of arriving together.
     pub jitter_ms: u64,
-    /// No computed backoff exceeds this.
+    /// No exponential step exceeds this (jitter comes on top).
     pub cap_ms: u64,
-    /// A `Retry-After` longer than this is not waited for: the request fails at once.
+    /// A `Retry-After` longer than this is not waited for: the request gives up at once.
     pub max_retry_after_ms: u64,
 }
 
@@ -35,7 +41,7 @@ impl Default for RetryPolicy {
 
 /// What to do after a transient failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryDecision {
+pub(crate) enum RetryDecision {
     /// Send again after this many milliseconds.
     RetryAfter(u64),
     /// Give up.
@@ -43,18 +49,41 @@ pub enum RetryDecision {
 }
 
 impl RetryPolicy {
-    /// The backoff before retry number `retry` (from 1), without `Retry-After`.
-    pub fn backoff_ms(&self, retry: u32, rng: &mut DetRng) -> u64 {
+    /// Checks the schedule; `field` names it in the error.
+    pub fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
+        if self.base_ms == 0 || self.cap_ms < self.base_ms {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "needs base_ms ≥ 1 and cap_ms ≥ base_ms".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The wait before retry number `retry` (from 1), without `Retry-After`:
+    /// `min(base·2^retry, cap) + jitter`.
+    pub(crate) fn backoff_ms(&self, retry: u32, rng: &mut DetRng) -> u64 {
         let exp = self
             .base_ms
             .saturating_mul(1u64.checked_shl(retry.min(63)).unwrap_or(u64::MAX));
-        exp.saturating_add(rng.below(self.jitter_ms))
-            .min(self.cap_ms)
+        exp.min(self.cap_ms)
+            .saturating_add(rng.below(self.jitter_ms))
+    }
+
+    /// The wait before retry number `retry` when the server asked for `retry_after_ms`: the longer of the
+    /// two. Jitter is drawn either way, so the draw sequence does not depend on the header.
+    pub(crate) fn delay_ms(
+        &self,
+        retry: u32,
+        retry_after_ms: Option<u64>,
+        rng: &mut DetRng,
+    ) -> u64 {
+        self.backoff_ms(retry, rng).max(retry_after_ms.unwrap_or(0))
     }
 
     /// Decides retry number `retry` (from 1): give up past `max_retries`, or when the server asks for a wait
-    /// longer than `max_retry_after_ms`; otherwise wait the longer of the backoff and `Retry-After`.
-    pub fn decide(
+    /// longer than `max_retry_after_ms`; otherwise wait [`delay_ms`](Self::delay_ms).
+    pub(crate) fn decide(
         &self,
         retry: u32,
         retry_after_ms: Option<u64>,
@@ -66,8 +95,19 @@ impl RetryPolicy {
         if retry_after_ms.is_some_and(|ra| ra > self.max_retry_after_ms) {
             return RetryDecision::GiveUp;
         }
-        let backoff = self.backoff_ms(retry, rng);
-        RetryDecision::RetryAfter(backoff.max(retry_after_ms.unwrap_or(0)))
+        RetryDecision::RetryAfter(self.delay_ms(retry, retry_after_ms, rng))
+    }
+
+    /// The decisions a generator seeded with `seed` draws for `plan` (retry number, `Retry-After`), in order:
+    /// the delay, or `None` to give up. For the shared retry vectors.
+    pub fn draw_delays(&self, seed: u64, plan: &[(u32, Option<u64>)]) -> Vec<Option<u64>> {
+        let mut rng = DetRng::new(seed);
+        plan.iter()
+            .map(|&(retry, ra)| match self.decide(retry, ra, &mut rng) {
+                RetryDecision::RetryAfter(ms) => Some(ms),
+                RetryDecision::GiveUp => None,
+            })
+            .collect()
     }
 }
 
@@ -76,7 +116,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reference_schedule_with_cap() {
+    fn reference_schedule_with_cap_and_jitter_after_it() {
         let p = RetryPolicy::default();
         let mut rng = DetRng::new(3);
         for retry in 1..=3 {
@@ -84,8 +124,12 @@ mod tests {
             let base = 1000 << retry;
             assert!((base..base + 1000).contains(&d), "retry {retry}: {d}");
         }
-        assert_eq!(p.backoff_ms(10, &mut rng), 30_000);
+        // At the cap, jitter still spreads retries out.
+        let capped: Vec<u64> = (0..20).map(|_| p.backoff_ms(10, &mut rng)).collect();
+        assert!(capped.iter().all(|d| (30_000..31_000).contains(d)));
+        assert!(capped.windows(2).any(|w| w[0] != w[1]), "{capped:?}");
         assert_eq!(p.decide(4, None, &mut rng), RetryDecision::GiveUp);
+        assert_eq!(p.backoff_ms(u32::MAX, &mut rng) / 1000, 30);
     }
 
     #[test]
@@ -101,5 +145,13 @@ mod tests {
             RetryDecision::GiveUp => panic!("should retry"),
         }
         assert_eq!(p.decide(1, Some(400_000), &mut rng), RetryDecision::GiveUp);
+    }
+
+    #[test]
+    fn draws_are_reproducible() {
+        let p = RetryPolicy::default();
+        let plan = [(1, None), (2, Some(9_000)), (4, None)];
+        assert_eq!(p.draw_delays(5, &plan), p.draw_delays(5, &plan));
+        assert_eq!(p.draw_delays(5, &plan)[2], None);
     }
 }

@@ -29,11 +29,13 @@ impl DetRng {
     }
 
     /// A uniform float in `[0, 1)`.
+    #[cfg(feature = "sim")]
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// `true` with probability `p`.
+    #[cfg(feature = "sim")]
     pub fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.unit() < p
     }

@@ -1,6 +1,50 @@
-//! Time helpers. The engine never reads a clock: time arrives as Unix-epoch milliseconds.
+//! Time. The engine never reads a clock: every input carries a [`Now`], read by the host.
 
 use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A moment, as the host read it from two clocks.
+///
+/// - `mono_ms` comes from a **monotonic** clock (milliseconds from any origin the host likes, e.g. its start):
+///   every deadline, timeout, backoff, pacing interval and latency is measured on it, so stepping the wall
+///   clock (NTP, a VM resumed, an administrator) neither stalls timers nor fires them all at once.
+/// - `unix_ms` is **wall-clock** Unix-epoch milliseconds: it is used only where a record names a time
+///   (audit timestamps, webhook payloads, history), and where the tenant speaks in wall time (an HTTP-date
+///   `Retry-After`, a shift's end).
+///
+/// A virtual clock (the simulator, tests) may use the same number for both: [`Now::at`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Now {
+    /// Monotonic milliseconds.
+    pub mono_ms: u64,
+    /// Wall-clock Unix-epoch milliseconds.
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// A moment read from both clocks.
+    pub fn new(mono_ms: u64, unix_ms: u64) -> Self {
+        Self { mono_ms, unix_ms }
+    }
+
+    /// A moment of a virtual clock, where monotonic and wall time are the same number.
+    pub fn at(ms: u64) -> Self {
+        Self {
+            mono_ms: ms,
+            unix_ms: ms,
+        }
+    }
+
+    /// This moment `ms` later on both clocks (saturating).
+    pub fn plus(self, ms: u64) -> Self {
+        Self {
+            mono_ms: self.mono_ms.saturating_add(ms),
+            unix_ms: self.unix_ms.saturating_add(ms),
+        }
+    }
+}
 
 /// Formats Unix-epoch milliseconds as RFC 3339 with milliseconds, e.g. `2026-01-05T08:00:00.000Z`.
 pub fn iso8601(ms: u64) -> String {
@@ -18,10 +62,11 @@ pub fn parse_iso8601(s: &str) -> Option<u64> {
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
-/// Parses a `Retry-After` value (delta-seconds or an HTTP date) into a delay in milliseconds from `now_ms`.
+/// Parses a `Retry-After` value (delta-seconds or an HTTP date) into a delay in milliseconds from
+/// `now_unix_ms` (a date is wall time).
 ///
 /// A date in the past gives 0. An unparseable value gives `None`.
-pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
+pub fn parse_retry_after(value: &str, now_unix_ms: u64) -> Option<u64> {
     let v = value.trim();
     // delta-seconds is `1*DIGIT` (RFC 9110): no sign, no spaces inside.
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
@@ -30,7 +75,7 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     let at_ms = at.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
-    Some(at_ms.saturating_sub(now_ms))
+    Some(at_ms.saturating_sub(now_unix_ms))
 }
 
 /// Formats Unix-epoch milliseconds as an HTTP date (for `Retry-After` in the simulator).
@@ -67,5 +112,11 @@ mod tests {
             Some(u64::MAX)
         );
         assert_eq!(iso8601(u64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn plus_saturates() {
+        let n = Now::new(u64::MAX - 1, 5);
+        assert_eq!(n.plus(10), Now::new(u64::MAX, 15));
     }
 }

@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cxone_agent_state_core::sim::{
-    AgentPlan, Endpoint, FaultKind, FaultRule, RandomFaults, SimConfig, SimOutcome, SimTenant,
-    Window, SIM_BASE_URL,
+    AgentPlan, ApiProfile, Endpoint, FaultKind, FaultRule, Pacer, RandomFaults, SeedProfile,
+    SimConfig, SimOutcome, SimTenant, TokenFailure, Window, SIM_BASE_URL,
 };
 use cxone_agent_state_core::{
-    http_date, iso8601, parse_retry_after, verify_chain, AgentState, ApiProfile, AuditRecord,
-    ChainHead, Command, Engine, EngineConfig, ErrorCode, Event, HttpRequest, HttpResponse, Input,
-    Method, Output, Pacer, RateLimit, RequestId, Secret, SeedProfile, TokenFailure, TransitionId,
-    TransportErrorKind, UserId, MAX_USER_ID_LEN,
+    http_date, iso8601, parse_retry_after, verify_chain, AgentState, AuditRecord, ChainHead,
+    Engine, EngineConfig, ErrorCode, Event, HttpRequest, HttpResponse, Input, Method, Now, Output,
+    RateLimit, Record, RequestId, Secret, TransitionId, TransportErrorKind, UserId,
+    MAX_USER_ID_LEN,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, RngSeed};
@@ -365,8 +365,15 @@ fn plausible_body(api: Api, v: u8, token_ttl_s: u64) -> String {
 
 #[derive(Clone, Debug)]
 enum Delivery {
-    Response(HttpResponse),
+    Response(RequestId, HttpResponse),
     Failure(RequestId, TransportErrorKind),
+}
+
+/// What the host saw, in order: records and events interleaved as the engine emitted them.
+#[derive(Clone, Debug)]
+enum Seen {
+    Audit(AuditRecord),
+    Event(Event),
 }
 
 struct Host<'a> {
@@ -379,7 +386,7 @@ struct Host<'a> {
     seq: u64,
     deliveries: BTreeMap<(u64, u64), Delivery>,
     deadline: Option<u64>,
-    events: Vec<Event>,
+    events: Vec<Seen>,
     sends: Vec<(u64, HttpRequest)>,
     started: Vec<(TransitionId, Cmd)>,
     inputs: usize,
@@ -408,18 +415,19 @@ impl<'a> Host<'a> {
         }
     }
 
-    fn feed(&mut self, input: Input) -> Option<TransitionId> {
+    fn feed(&mut self, input: Input) {
         self.inputs += 1;
-        let id = self.engine.handle_input(self.now_ms, input);
+        self.engine.handle_input(input);
         self.drain();
-        id
     }
 
     fn drain(&mut self) {
         loop {
             match self.engine.poll_output() {
-                Output::Transmit(req) => self.answer(req),
-                Output::Event(e) => self.events.push(e),
+                Output::Transmit(t) => self.answer(t.id, t.request),
+                Output::Persist(Record::Audit(r)) => self.events.push(Seen::Audit(r)),
+                Output::Persist(_) => {}
+                Output::Event(e) => self.events.push(Seen::Event(e)),
                 Output::Timeout(deadline) => {
                     self.deadline = deadline;
                     return;
@@ -428,24 +436,26 @@ impl<'a> Host<'a> {
         }
     }
 
-    fn answer(&mut self, req: HttpRequest) {
+    fn answer(&mut self, id: RequestId, req: HttpRequest) {
         let a = &self.answers[self.next_answer % self.answers.len()];
         self.next_answer += 1;
         let api = classify(&req);
-        if api.is_none() || !self.request_ids.insert(req.id) {
+        if api.is_none() || !self.request_ids.insert(id) {
             self.strange.push(format!("{req:?}"));
         }
         let response = |status, headers, body| {
-            Delivery::Response(HttpResponse {
-                id: req.id,
-                status,
-                headers,
-                body,
-            })
+            Delivery::Response(
+                id,
+                HttpResponse {
+                    status,
+                    headers,
+                    body,
+                },
+            )
         };
         let delivery = match (&a.reply, api) {
             (Reply::Silence, _) => None,
-            (Reply::Transport(kind), _) => Some(Delivery::Failure(req.id, *kind)),
+            (Reply::Transport(kind), _) => Some(Delivery::Failure(id, *kind)),
             (Reply::Plausible(v), Some(api)) => Some(response(
                 200,
                 vec![],
@@ -495,35 +505,32 @@ impl<'a> Host<'a> {
                 return true;
             };
             self.now_ms = self.now_ms.max(next);
+            let now = Now::at(self.now_ms);
             while let Some(entry) = self.deliveries.first_entry() {
                 if entry.key().0 > self.now_ms {
                     break;
                 }
                 let input = match entry.remove() {
-                    Delivery::Response(r) => Input::Response(r),
-                    Delivery::Failure(id, kind) => Input::TransportError { id, kind },
+                    Delivery::Response(id, response) => Input::Response { now, id, response },
+                    Delivery::Failure(id, kind) => Input::TransportError { now, id, kind },
                 };
                 self.feed(input);
             }
             while let Some(c) = cmds.get(next_cmd).filter(|c| T0 + c.at_ms <= self.now_ms) {
                 let c = c.clone();
                 next_cmd += 1;
-                let command = if c.validate {
-                    Command::Validate {
-                        user_id: c.user.clone(),
-                        state: c.state.clone(),
-                    }
+                self.inputs += 1;
+                let id = if c.validate {
+                    self.engine.validate(now, &c.user, &c.state)
                 } else {
-                    Command::Transition {
-                        user_id: c.user.clone(),
-                        state: c.state.clone(),
-                    }
+                    self.engine.transition(now, &c.user, &c.state)
                 };
-                let id = self.feed(Input::Command(command));
-                self.started.push((id.expect("commands get an id"), c));
+                self.drain();
+                self.started
+                    .push((id.expect("the queue is far from full"), c));
             }
             if self.deadline.is_some_and(|d| d <= self.now_ms) {
-                self.feed(Input::Timeout);
+                self.feed(Input::Timeout { now });
             }
         }
         false
@@ -533,8 +540,8 @@ impl<'a> Host<'a> {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::AuditRecord(r) => Some(r),
-                _ => None,
+                Seen::Audit(r) => Some(r),
+                Seen::Event(_) => None,
             })
             .collect()
     }
@@ -561,13 +568,24 @@ fn input_error(c: &Cmd) -> Option<ErrorCode> {
     }
 }
 
+/// Raw input is recorded as given, or cut after 128 characters with a marker (never at any length).
+fn as_recorded(given: &str, recorded: &str) -> bool {
+    if given.chars().count() <= 128 {
+        return given == recorded;
+    }
+    let kept: String = given.chars().take(128).collect();
+    recorded.starts_with(&kept)
+        && recorded.contains("[truncated: ")
+        && recorded.len() < kept.len() + 40
+}
+
 fn code_round_trips(code: ErrorCode) -> Result<(), TestCaseError> {
     prop_assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
     Ok(())
 }
 
-/// Every command ends in exactly one terminal event of its kind, each transition's immediately preceded by its
-/// audit record, and the audit chain verifies.
+/// Every command ends in exactly one terminal event of its kind, each transition's preceded by its audit record
+/// (with at most a policy-violation event between them), and the audit chain verifies.
 fn check_outcomes(host: &Host<'_>) -> Result<(), TestCaseError> {
     let commands: BTreeMap<TransitionId, &Cmd> =
         host.started.iter().map(|(id, c)| (*id, c)).collect();
@@ -575,12 +593,15 @@ fn check_outcomes(host: &Host<'_>) -> Result<(), TestCaseError> {
 
     let mut terminal: BTreeMap<TransitionId, usize> = BTreeMap::new();
     let mut audits = 0;
-    for (i, e) in host.events.iter().enumerate() {
-        let (id, validation) = match e {
-            Event::AuditRecord(_) => {
+    for (i, seen) in host.events.iter().enumerate() {
+        let e = match seen {
+            Seen::Audit(_) => {
                 audits += 1;
                 continue;
             }
+            Seen::Event(e) => e,
+        };
+        let (id, validation) = match e {
             Event::StateChanged(s) => (s.transition_id, false),
             Event::TransitionFailed(f) => (f.transition_id, false),
             Event::ValidationCompleted(v) => (v.transition_id, true),
@@ -610,13 +631,27 @@ fn check_outcomes(host: &Host<'_>) -> Result<(), TestCaseError> {
                 }
             }
             _ => {
-                let Some(Event::AuditRecord(r)) = i.checked_sub(1).map(|p| &host.events[p]) else {
+                let before = host.events[..i]
+                    .iter()
+                    .rev()
+                    .find(|s| !matches!(s, Seen::Event(Event::PolicyViolation(_))));
+                let Some(Seen::Audit(r)) = before else {
                     return Err(TestCaseError::fail(format!(
                         "no audit record right before {e:?}"
                     )));
                 };
-                prop_assert_eq!(&r.user_id, &cmd.user);
-                prop_assert_eq!(&r.new_state, &cmd.state);
+                prop_assert!(
+                    as_recorded(&cmd.user, &r.user_id),
+                    "{:?} → {:?}",
+                    cmd.user,
+                    r.user_id
+                );
+                prop_assert!(
+                    as_recorded(&cmd.state, &r.new_state),
+                    "{:?} → {:?}",
+                    cmd.state,
+                    r.new_state
+                );
                 match e {
                     Event::StateChanged(s) => {
                         prop_assert!(r.success && r.error_code.is_none(), "{:?}", r);
@@ -630,6 +665,10 @@ fn check_outcomes(host: &Host<'_>) -> Result<(), TestCaseError> {
                         if let Some(code) = input_error(cmd) {
                             prop_assert_eq!(f.error.code, code);
                             prop_assert_eq!(f.attempts, 0);
+                        }
+                        // A policy refusal is never recorded for a change that was sent.
+                        if f.policy_violation {
+                            prop_assert!(r.idempotency_key.is_none(), "{:?}", r);
                         }
                     }
                     _ => unreachable!(),
@@ -691,7 +730,7 @@ proptest! {
             "no quiescence after {} inputs: virtual time +{} ms, {} unfinished, {} in flight, {} requests sent, the last: {:?}",
             host.inputs,
             host.now_ms - T0,
-            host.engine.unfinished(),
+            host.engine.open_changes(),
             host.engine.in_flight(),
             host.sends.len(),
             host.sends
@@ -702,7 +741,7 @@ proptest! {
                 .collect::<Vec<_>>()
         );
         prop_assert!(host.strange.is_empty(), "unexpected requests: {:?}", host.strange);
-        prop_assert_eq!(host.engine.unfinished(), 0);
+        prop_assert_eq!(host.engine.open_changes(), 0);
         prop_assert_eq!(host.engine.in_flight(), 0);
         prop_assert_eq!(host.engine.next_deadline(), None);
         check_outcomes(&host)?;
@@ -778,7 +817,7 @@ proptest! {
 
     #[test]
     fn seed_profile_parsers_never_panic(status in status(), headers in headers(), body in body()) {
-        let r = HttpResponse { id: RequestId(1), status, headers, body };
+        let r = HttpResponse { status, headers, body };
         let json: Option<Value> = serde_json::from_str(&r.body).ok();
         let ok_status = (200..300).contains(&status);
 
@@ -978,7 +1017,7 @@ fn sim_url() -> impl Strategy<Value = String> {
         "",
         "https://other.example",
         "://",
-        "http://sim.invalid?x=",
+        "https://sim.invalid?x=",
     ]);
     let query = strings(&["", "", "?a=1", "?", "#frag"]);
     (prefix, path, query).prop_map(|(p, a, q)| format!("{p}{a}{q}"))
@@ -1130,7 +1169,6 @@ proptest! {
         // A real token first, so authenticated paths are reached.
         let mut now = T0;
         let token_request = HttpRequest {
-            id: RequestId(0),
             method: Method::Post,
             url: format!("{SIM_BASE_URL}/oauth2/token"),
             headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
@@ -1157,8 +1195,8 @@ proptest! {
 
         for (i, raw) in requests.iter().enumerate() {
             now += raw.advance_ms;
+            let _ = i;
             let request = HttpRequest {
-                id: RequestId(i as u64 + 1),
                 method: if raw.post { Method::Post } else { Method::Get },
                 url: raw.url.clone(),
                 headers: raw

@@ -8,7 +8,7 @@ use cxone_agent_state_core::sim::{
 };
 use cxone_agent_state_core::{
     verify_chain, AuditRecord, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event,
-    HttpRequest, Secret, TransitionId,
+    HttpRequest, Now, Record, Secret, TransitionId,
 };
 
 const T0: u64 = WORKDAY_EPOCH_MS;
@@ -74,13 +74,7 @@ fn pair(agents: Vec<AgentPlan>) -> Harness {
 }
 
 fn audit_records(h: &Harness) -> Vec<AuditRecord> {
-    h.events()
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::AuditRecord(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
+    h.audit_records()
 }
 
 /// The final event of a transition: `Ok(new state)` or `Err(code)`.
@@ -143,21 +137,18 @@ fn happy_path_sends_token_schedule_break_and_state() {
     assert_eq!(r.reason_code.as_deref(), Some("WORKING"));
     assert_eq!(r.attempts, 3);
     assert!(r.latency_ms > 0, "latency covers the round trips");
-    // The webhook carries the reference's shape plus the additive fields.
-    let hook = h
-        .events()
+    // The intent was persisted before the state change went out, and closed by the audit record.
+    let kinds: Vec<&str> = h
+        .records()
         .iter()
-        .find_map(|(_, e)| match e {
-            Event::Webhook(w) => Some(serde_json::to_value(w).unwrap()),
-            _ => None,
+        .map(|(_, r)| match r {
+            Record::Intent(_) => "intent",
+            Record::Audit(_) => "audit",
+            _ => "other",
         })
-        .expect("a webhook payload");
-    assert_eq!(hook["event"], "AGENT_STATE_CHANGED");
-    assert_eq!(hook["data"]["userId"], "alice");
-    assert_eq!(hook["data"]["newState"], "READY");
-    assert_eq!(hook["data"]["reasonCode"], "WORKING");
-    assert_eq!(hook["data"]["violationCount"], 0);
-    assert!(hook["eventId"].as_str().unwrap().len() == 36);
+        .collect();
+    assert_eq!(kinds, ["intent", "audit"]);
+    assert_eq!(h.log_state().open_changes().count(), 0);
 }
 
 #[test]
@@ -197,7 +188,7 @@ fn mandatory_break_blocks_ready_but_allows_not_ready() {
     );
     assert_eq!(h.tenant.ground_truth().ready_accepted_during_break, 0);
     assert_eq!(h.tenant.agent_state("carol"), Some("NOT_READY"));
-    let report = h.engine.compliance_report(h.now_ms());
+    let report = h.engine.compliance_report(h.now());
     assert_eq!(report.violation_count, 1);
     assert_eq!(report.success_count, 1);
 }
@@ -276,6 +267,26 @@ fn a_429_pauses_every_request_to_the_tenant() {
 }
 
 #[test]
+fn a_persistent_500_after_sending_ends_outcome_unknown() {
+    // Unlike a 503, a 500 may come after the tenant did the work.
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: None,
+        fault: FaultKind::Status {
+            status: 500,
+            retry_after_s: None,
+        },
+        times: 10,
+    });
+    let id = h.transition("alice", "NOT_READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::OutcomeUnknown));
+    assert_eq!(requests_to(&h, "/state").len(), 4);
+    assert_eq!(h.engine.violation_count(), 0);
+}
+
+#[test]
 fn persistent_503_is_retried_three_times_then_fails() {
     let mut h = pair(vec![on_shift("alice")]);
     h.tenant.script_fault(FaultRule {
@@ -332,17 +343,65 @@ fn validation_lookups_are_retried_too() {
 }
 
 #[test]
-fn exhausted_429s_give_rate_limited() {
+fn exhausted_429s_without_retry_after_give_rate_limited() {
     let mut h = pair(vec![on_shift("alice")]);
     h.tenant.script_fault(FaultRule {
         endpoint: Some(Endpoint::Schedule),
         user_id: None,
-        fault: FaultKind::RateLimit { retry_after_s: 1 },
+        fault: FaultKind::Status {
+            status: 429,
+            retry_after_s: None,
+        },
         times: 4,
     });
     let id = h.transition("alice", "IDLE");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::RateLimited));
+    assert_eq!(
+        requests_to(&h, "/schedules/").len(),
+        4,
+        "one try and three retries"
+    );
+}
+
+#[test]
+fn a_429_with_retry_after_spends_no_retry_and_sustained_throttling_ends_at_the_window() {
+    // Five 429s with Retry-After: more than the three retries the budget has, all waited out.
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: None,
+        fault: FaultKind::RateLimit { retry_after_s: 5 },
+        times: 5,
+    });
+    let id = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
+    assert_eq!(requests_to(&h, "/state").len(), 6);
+
+    // A tenant that never stops throttling: the change gives up when its commit window closes, as
+    // RATE_LIMITED (a 429 is refused before processing, so nothing was applied).
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: None,
+        fault: FaultKind::RateLimit { retry_after_s: 7 },
+        times: 1_000,
+    });
+    let start = h.now_ms();
+    let id = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::RateLimited));
+    let sets = requests_to(&h, "/state");
+    let window = h.engine.config().commit_window_ms;
+    assert!(sets.len() > 10, "kept trying: {}", sets.len());
+    let last = sets.last().unwrap().0;
+    assert!(
+        last - start <= window,
+        "no send after the window ({} ms)",
+        last - start
+    );
+    assert_eq!(h.tenant.ground_truth().state_changes_accepted, 0);
 }
 
 #[test]
@@ -541,7 +600,7 @@ fn secrets_never_reach_debug_events_errors_or_the_audit_log() {
         format!("{:?}", h.engine.config()),
         format!("{:?}", h.events()),
         serde_json::to_string(&audit_records(&h)).unwrap(),
-        serde_json::to_string(&h.engine.compliance_report(h.now_ms())).unwrap(),
+        serde_json::to_string(&h.engine.compliance_report(h.now())).unwrap(),
         format!("{:?}", h.requests()),
     ];
     for s in &surfaces {
@@ -586,15 +645,13 @@ fn a_restarted_engine_continues_the_chain() {
     let mut h = pair(vec![on_shift("alice")]);
     h.transition("alice", "READY");
     h.drive().unwrap();
-    let first = audit_records(&h);
-    let head = h.engine.chain_head().clone();
-
-    let mut h2 = pair_with(vec![on_shift("alice")], |cfg, _| {
-        cfg.audit_chain_head = Some(head.clone());
-    });
-    h2.transition("alice", "PAUSED");
-    h2.drive().unwrap();
-    let all: Vec<_> = first.into_iter().chain(audit_records(&h2)).collect();
+    let cfg = h.engine.config().clone();
+    let restored = h.restart(cfg, None, 0);
+    assert_eq!((restored.resumed, restored.abandoned), (0, 0));
+    h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    let all = audit_records(&h);
+    assert_eq!(all.len(), 2);
     assert_eq!(all[1].seq, 1);
     verify_chain(ChainHead::default(), &all).unwrap();
 }
@@ -610,8 +667,8 @@ fn the_same_seed_gives_an_identical_audit_log() {
         })
         .unwrap();
         let mut log = Vec::new();
-        day.run(|_, e| {
-            if let Event::AuditRecord(r) = e {
+        day.run(|_, r| {
+            if let Record::Audit(r) = r {
                 log.push(serde_json::to_string(r).unwrap());
             }
         })
@@ -737,11 +794,13 @@ fn idle_time_and_utilization_follow_the_timeline() {
     h.transition("alice", "PAUSED");
     h.drive().unwrap();
     let paused_at = h.now_ms();
-    assert_eq!(h.engine.idle_time("alice", paused_at + 10 * MIN), 10 * MIN);
+    assert_eq!(
+        h.engine.idle_time("alice", Now::at(paused_at + 10 * MIN)),
+        10 * MIN
+    );
     let m = h
         .engine
-        .history()
-        .agent_metrics("alice", paused_at + 10 * MIN)
+        .agent_metrics("alice", Now::at(paused_at + 10 * MIN))
         .unwrap();
     assert_eq!(m.time_in_state_ms["READY"], paused_at - ready_at);
     let u = m.utilization.unwrap();
@@ -890,4 +949,408 @@ fn a_token_with_no_life_left_fails_token_expired_without_refetching() {
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::TokenExpired));
     assert_eq!(h.tenant.ground_truth().tokens_issued, 1);
+}
+
+// ---- the audit log never contradicts the tenant -------------------------------------------------------------
+
+fn set_state_fault(fault: FaultKind, times: u32) -> FaultRule {
+    FaultRule {
+        endpoint: Some(Endpoint::SetState),
+        user_id: None,
+        fault,
+        times,
+    }
+}
+
+fn failure_of(h: &Harness, id: TransitionId) -> cxone_agent_state_core::TransitionFailed {
+    h.events()
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::TransitionFailed(f) if f.transition_id == id => Some(f.clone()),
+            _ => None,
+        })
+        .expect("a failure")
+}
+
+/// The story from the core v2 issue: an agent goes READY a few minutes before a mandatory break; the change
+/// reaches the tenant but its answer is lost; the resend meets a 503 with `Retry-After: 40`; by the time the
+/// pause ends the break is due. The tenant holds READY, and so must the audit log.
+#[test]
+fn ready_just_before_a_break_whose_answer_was_lost_is_recorded_as_the_success_it_was() {
+    let mut h = pair(vec![on_break_at_ten("carol")]);
+    // 09:54:30: the break (10:00) is announced from 09:55, so READY is still allowed.
+    h.drive_until(T0 + 2 * HOUR - 5 * MIN - 30_000);
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::DropAfter, 1));
+    h.tenant.script_fault(set_state_fault(
+        FaultKind::Status {
+            status: 503,
+            retry_after_s: Some(40),
+        },
+        1,
+    ));
+    let id = h.transition("carol", "READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, id), Ok("READY".into()));
+    assert_eq!(h.tenant.agent_state("carol"), Some("READY"));
+    let truth = h.tenant.ground_truth();
+    assert_eq!(truth.state_changes_accepted, 1, "applied once");
+    assert_eq!(
+        truth.idempotent_replays, 1,
+        "the resend was answered from the first send"
+    );
+    assert_eq!(truth.ready_accepted_during_break, 0);
+    let sets = requests_to(&h, "/state");
+    assert_eq!(sets.len(), 3);
+    assert!(
+        sets[2].0 >= T0 + 2 * HOUR - 5 * MIN,
+        "the last resend went out after the break became due"
+    );
+    assert_eq!(
+        requests_to(&h, "/breaks/").len(),
+        1,
+        "no policy check after the send"
+    );
+    assert!(!h
+        .events()
+        .iter()
+        .any(|(_, e)| matches!(e, Event::PolicyViolation(_))));
+    let audit = audit_records(&h);
+    assert_eq!(audit.len(), 1);
+    assert!(audit[0].success && !audit[0].policy_violation);
+    assert_eq!(h.engine.violation_count(), 0);
+}
+
+#[test]
+fn a_change_that_may_have_been_applied_ends_outcome_unknown_and_is_settled_on_restart() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::DropAfter, 1));
+    h.tenant.script_fault(set_state_fault(
+        FaultKind::Status {
+            status: 503,
+            retry_after_s: None,
+        },
+        3,
+    ));
+    let id = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+
+    // The tenant applied it; the engine cannot know: OUTCOME_UNKNOWN, never UPSTREAM_UNAVAILABLE.
+    assert_eq!(h.tenant.agent_state("alice"), Some("PAUSED"));
+    let f = failure_of(&h, id);
+    assert_eq!(f.error.code, ErrorCode::OutcomeUnknown);
+    assert!(!f.policy_violation);
+    assert!(
+        f.error.message.contains("UPSTREAM_UNAVAILABLE"),
+        "{}",
+        f.error.message
+    );
+    let report = h.engine.compliance_report(h.now());
+    assert_eq!(
+        (
+            report.unknown_outcome_count,
+            report.failure_count,
+            report.violation_count
+        ),
+        (1, 0, 0)
+    );
+    let unknown = audit_records(&h).pop().unwrap();
+    assert_eq!(unknown.error_code, Some(ErrorCode::OutcomeUnknown));
+    // The journal keeps it open.
+    let open: Vec<_> = h.log_state().open_changes().cloned().collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].unknown_record.as_deref(), Some(unknown.id.as_str()));
+
+    // The next start resends it with the same key; the tenant answers from its record of the first send.
+    let cfg = h.engine.config().clone();
+    let restored = h.restart(cfg, None, 1_000);
+    assert_eq!(restored.resumed, 1);
+    h.drive().unwrap();
+    let settlement = audit_records(&h).pop().unwrap();
+    assert!(settlement.success);
+    assert_eq!(settlement.settles.as_deref(), Some(unknown.id.as_str()));
+    assert_eq!(settlement.idempotency_key, unknown.idempotency_key);
+    assert_eq!(h.tenant.ground_truth().state_changes_accepted, 1);
+    assert_eq!(
+        h.log_state().open_changes().count(),
+        0,
+        "settled and closed"
+    );
+    verify_chain(ChainHead::default(), &audit_records(&h)).unwrap();
+    let report = h.engine.compliance_report(h.now());
+    assert_eq!((report.settled_count, report.total_transitions), (1, 0));
+}
+
+#[test]
+fn an_interrupted_change_older_than_the_commit_window_is_not_sent_again() {
+    let mut h = pair(vec![on_shift("alice")]);
+    // The answer takes a minute; the process dies while it is on the way.
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 60_000 }, 1));
+    h.transition("alice", "READY");
+    h.drive_until(T0 + 5_000);
+    assert_eq!(h.tenant.agent_state("alice"), Some("READY"), "applied");
+    assert_eq!(h.log_state().open_changes().count(), 1);
+    // Down for ten minutes: far past the commit window.
+    let cfg = h.engine.config().clone();
+    let restored = h.restart(cfg, None, 10 * MIN);
+    assert_eq!((restored.resumed, restored.abandoned), (0, 1));
+    h.drive().unwrap();
+    let sets = requests_to(&h, "/state");
+    assert_eq!(sets.len(), 1, "not sent again");
+    let last = audit_records(&h).pop().unwrap();
+    assert_eq!(last.error_code, Some(ErrorCode::OutcomeUnknown));
+    assert!(!last.policy_violation);
+    assert_eq!(h.log_state().open_changes().count(), 0, "closed for good");
+    assert!(h
+        .records()
+        .iter()
+        .any(|(_, r)| matches!(r, Record::Abandoned(_))));
+}
+
+#[test]
+fn an_interrupted_change_inside_the_window_is_resent_and_applied_once() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 60_000 }, 1));
+    h.transition("alice", "NOT_READY");
+    h.drive_until(T0 + 5_000);
+    let cfg = h.engine.config().clone();
+    let restored = h.restart(cfg, None, 10_000);
+    assert_eq!(restored.resumed, 1);
+    h.drive().unwrap();
+    let audit = audit_records(&h);
+    assert_eq!(audit.len(), 1);
+    assert!(audit[0].success);
+    assert_eq!(
+        audit[0].settles, None,
+        "there was no unknown record to settle"
+    );
+    let truth = h.tenant.ground_truth();
+    assert_eq!(
+        (truth.state_changes_accepted, truth.idempotent_replays),
+        (1, 1)
+    );
+    assert_eq!(
+        requests_to(&h, "/breaks/").len() + requests_to(&h, "/schedules/").len(),
+        1,
+        "a resumed change is not checked again"
+    );
+}
+
+#[test]
+fn changes_for_one_agent_keep_their_order_when_the_first_is_delayed_by_faults() {
+    let mut h = pair(vec![on_shift("agent-0014")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::Schedule),
+        user_id: Some("agent-0014".into()),
+        fault: FaultKind::Status {
+            status: 503,
+            retry_after_s: None,
+        },
+        times: 2,
+    });
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 3_000 }, 1));
+    let a = h.transition("agent-0014", "READY");
+    let b = h.transition("agent-0014", "NOT_READY");
+    h.drive().unwrap();
+    assert!(outcome(&h, a).is_ok() && outcome(&h, b).is_ok());
+    let applied: Vec<&str> = h
+        .tenant
+        .accepted_changes()
+        .iter()
+        .map(|(_, _, s)| s.as_str())
+        .collect();
+    assert_eq!(applied, ["READY", "NOT_READY"]);
+    assert_eq!(h.tenant.agent_state("agent-0014"), Some("NOT_READY"));
+}
+
+// ---- time ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn a_wall_clock_step_neither_stalls_timers_nor_times_out_requests() {
+    for step in [-(HOUR as i64), HOUR as i64] {
+        let mut h = pair(vec![on_shift("alice")]);
+        h.tenant.script_fault(set_state_fault(
+            FaultKind::Status {
+                status: 503,
+                retry_after_s: None,
+            },
+            1,
+        ));
+        h.tenant
+            .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 4_000 }, 1));
+        let id = h.transition("alice", "PAUSED");
+        // The 503 arrives and a retry is scheduled (2–3 s); then the wall clock jumps.
+        h.drive_until(T0 + 2_000);
+        assert_eq!(requests_to(&h, "/state").len(), 1);
+        h.step_wall_clock(step);
+        h.drive().unwrap();
+        assert_eq!(outcome(&h, id), Ok("PAUSED".into()), "step {step}");
+        let sets = requests_to(&h, "/state");
+        assert_eq!(sets.len(), 2, "the slow answer (4 s) did not time out");
+        let gap = sets[1].0 - sets[0].0;
+        assert!(
+            (2_000..3_100).contains(&gap),
+            "step {step}: retried after {gap} ms"
+        );
+        // Records carry wall time.
+        let stamp = cxone_agent_state_core::parse_iso8601(&audit_records(&h)[0].timestamp).unwrap();
+        assert_eq!(stamp, h.now_ms().saturating_add_signed(step));
+        assert!(h.engine.compliance_report(h.now()).latency.max_ms < 10_000);
+    }
+}
+
+// ---- webhooks -----------------------------------------------------------------------------------------------
+
+#[test]
+fn a_payload_the_receiver_keeps_refusing_becomes_a_dead_letter_and_later_ones_flow() {
+    use cxone_agent_state_core::sim::{ReceiverAnswer, SIM_WEBHOOK_URL};
+    use cxone_agent_state_core::WebhookConfig;
+    let mut h = pair_with(vec![on_shift("alice"), on_shift("dave")], |cfg, _| {
+        cfg.webhook = Some(WebhookConfig {
+            dead_letter_after_refusals: 3,
+            ..WebhookConfig::new(SIM_WEBHOOK_URL)
+        });
+    });
+    for _ in 0..3 {
+        h.receiver.script.push_back(ReceiverAnswer::Status(422));
+    }
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    h.transition("dave", "PAUSED");
+    h.drive().unwrap();
+    let dead: Vec<_> = h
+        .events()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::WebhookDeadLettered(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].attempts, dead[0].last_status), (3, Some(422)));
+    assert_eq!(
+        h.receiver.accepted.len(),
+        1,
+        "the later payload was delivered"
+    );
+    assert!(h.receiver.accepted[0].contains("\"dave\""));
+    assert_eq!(h.engine.dead_letters(), 1);
+    assert_eq!(h.log_state().dead_letters().count(), 1);
+
+    // Replayed, it is delivered (the receiver takes it now).
+    let now = h.now();
+    assert_eq!(h.engine.replay_dead_letters(now, None), 1);
+    h.drive().unwrap();
+    assert_eq!(h.receiver.accepted.len(), 2);
+    assert!(h.receiver.accepted[1].contains("\"alice\""));
+    assert_eq!(h.engine.dead_letters(), 0);
+    assert_eq!(h.log_state().undelivered().count(), 0);
+    // Every payload precedes its change's audit record in the log.
+    let order: Vec<&str> = h
+        .records()
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Webhook(_) => Some("webhook"),
+            Record::Audit(_) => Some("audit"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["webhook", "audit", "webhook", "audit"]);
+}
+
+#[test]
+fn undelivered_webhooks_survive_a_restart() {
+    use cxone_agent_state_core::sim::{ReceiverAnswer, SIM_WEBHOOK_URL};
+    use cxone_agent_state_core::WebhookConfig;
+    let mut h = pair_with(vec![on_shift("alice")], |cfg, _| {
+        cfg.webhook = Some(WebhookConfig::new(SIM_WEBHOOK_URL));
+    });
+    h.receiver.default = ReceiverAnswer::Drop;
+    h.transition("alice", "READY");
+    h.drive_until(T0 + 20_000);
+    assert_eq!(h.log_state().undelivered().count(), 1);
+    h.receiver.default = ReceiverAnswer::Status(200);
+    let cfg = h.engine.config().clone();
+    let restored = h.restart(cfg, None, 0);
+    assert_eq!(restored.webhooks, 1);
+    h.drive().unwrap();
+    assert_eq!(h.receiver.accepted.len(), 1);
+    assert_eq!(h.log_state().undelivered().count(), 0);
+}
+
+// ---- limits, close and checkpoints ----------------------------------------------------------------------------
+
+#[test]
+fn the_bounded_queue_answers_busy_and_close_is_sticky() {
+    use cxone_agent_state_core::sim::Command;
+    use cxone_agent_state_core::CommandError;
+    let mut h = pair_with(vec![on_shift("alice"), on_shift("dave")], |cfg, _| {
+        cfg.max_open_changes = 2;
+    });
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 60_000 }, 1));
+    let first = h.transition("alice", "READY");
+    let second = h.transition("alice", "PAUSED");
+    let third = h.command(Command::Transition {
+        user_id: "dave".into(),
+        state: "READY".into(),
+    });
+    assert_eq!(third, Some(Err(CommandError::Busy { limit: 2 })));
+    assert_eq!(CommandError::Busy { limit: 2 }.code(), ErrorCode::Busy);
+    // alice's first change is in flight (slow) when the engine closes; the second waits behind it.
+    h.drive_until(T0 + 5_000);
+    assert!(h.tenant.agent_state("alice").is_some());
+    h.command(Command::Close);
+    assert_eq!(failure_of(&h, first).error.code, ErrorCode::OutcomeUnknown);
+    assert_eq!(failure_of(&h, second).error.code, ErrorCode::Closed);
+    assert_eq!(
+        h.command(Command::Validate {
+            user_id: "dave".into(),
+            state: "READY".into()
+        }),
+        Some(Err(CommandError::Closed))
+    );
+    assert_eq!(h.engine.next_deadline(), None);
+    h.drive().unwrap();
+    assert_eq!(audit_records(&h).len(), 2, "both audited, nothing more");
+}
+
+#[test]
+fn checkpoints_let_recovery_start_late_in_the_log() {
+    let agents: Vec<_> = (0..20).map(|i| on_shift(&format!("c{i}"))).collect();
+    let mut h = pair_with(agents, |cfg, _| cfg.checkpoint_every = Some(10));
+    for round in 0..3 {
+        for i in 0..20 {
+            h.transition(&format!("c{i}"), ["READY", "PAUSED", "NOT_READY"][round]);
+        }
+    }
+    h.drive().unwrap();
+    let records: Vec<Record> = h.records().iter().map(|(_, r)| r.clone()).collect();
+    let checkpoints: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Record::Checkpoint(_)))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(checkpoints.len() >= 5, "{}", checkpoints.len());
+    let last = *checkpoints.last().unwrap();
+    assert!(
+        records.len() - last <= 25,
+        "the tail after the last checkpoint is short"
+    );
+    let Record::Checkpoint(c) = &records[last] else {
+        unreachable!()
+    };
+    let mut from_checkpoint = cxone_agent_state_core::LogState::from_checkpoint(c);
+    for r in &records[last + 1..] {
+        from_checkpoint.apply(r).unwrap();
+    }
+    let whole = h.log_state();
+    assert_eq!(from_checkpoint.checkpoint(0), whole.checkpoint(0));
+    assert_eq!(from_checkpoint.chain_head(), h.engine.chain_head());
 }

@@ -1,4 +1,4 @@
-//! Performs the core's HTTP requests with reqwest (rustls, pooled connections, connect and request timeouts).
+//! Performs the core's requests with reqwest (rustls, pooled connections, connect and request timeouts).
 
 use std::time::Duration;
 
@@ -6,39 +6,28 @@ use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, RequestId, Trans
 use tokio::sync::mpsc;
 
 /// A finished request: its id and what came back.
-pub type Answer = (RequestId, Result<HttpResponse, TransportErrorKind>);
+pub(crate) type Answer = (RequestId, Result<HttpResponse, TransportErrorKind>);
 
-/// Performs `request` on its own task and sends the answer back by id: the drive loops keep running while
+/// How long a TCP + TLS connect may take before the request counts as a connect failure.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Performs `request` on its own task and sends the answer back by id: the drive loop keeps running while
 /// requests are in flight.
-pub fn spawn_perform(
+pub(crate) fn spawn_perform(
     client: &reqwest::Client,
+    id: RequestId,
     request: HttpRequest,
     answers: &mpsc::UnboundedSender<Answer>,
 ) {
     let client = client.clone();
     let answers = answers.clone();
     tokio::spawn(async move {
-        let id = request.id;
         let _ = answers.send((id, perform(&client, request).await));
     });
 }
 
-/// Sleeps until a state machine's deadline (Unix ms, read against the system clock); never wakes for `None`.
-pub async fn sleep_until_deadline(deadline_ms: Option<u64>) {
-    match deadline_ms {
-        Some(at) => {
-            let wait = Duration::from_millis(at.saturating_sub(crate::now_ms()));
-            tokio::time::sleep(wait).await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// How long a TCP + TLS connect may take before the request counts as a connect failure.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A pooled HTTPS client.
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .use_rustls_tls()
         .connect_timeout(CONNECT_TIMEOUT)
@@ -51,7 +40,7 @@ pub fn client() -> reqwest::Client {
 
 /// Performs one request. A dropped connection, a refused connect or a timeout comes back as a transport
 /// error, never as a panic or a made-up status.
-pub async fn perform(
+pub(crate) async fn perform(
     client: &reqwest::Client,
     request: HttpRequest,
 ) -> Result<HttpResponse, TransportErrorKind> {
@@ -82,12 +71,7 @@ pub async fn perform(
         })
         .collect();
     let body = response.text().await.map_err(kind)?;
-    Ok(HttpResponse {
-        id: request.id,
-        status,
-        headers,
-        body,
-    })
+    Ok(HttpResponse::new(status, headers, body))
 }
 
 fn kind(e: reqwest::Error) -> TransportErrorKind {

@@ -1,42 +1,60 @@
 //! `AgentStateManager`: the async face of the engine for Rust services.
 //!
-//! One driver task owns the engine and runs one `tokio::select!` over {the next deadline, finished HTTP
-//! calls, commands}. Any number of callers share it through a channel. After every input the driver drains
-//! the engine's outputs, makes the durable part of them durable (audit records, change intents, webhook
-//! payloads: one group commit), and only then performs the requests and reports outcomes.
+//! One driver task owns the engine and runs one `tokio::select!` over {a command, a finished HTTP call, the
+//! next deadline}. After every round of inputs it drains the engine, appends every record to the durable log
+//! and waits for the sync (one per round: group commit), and only then performs the requests and reports
+//! outcomes — the engine's persist rule, nothing more. Everything else (policy, retries, pacing, tokens,
+//! audit, webhooks) is decided in the core.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use cxone_agent_state_core::{
-    AgentMetrics, ComplianceReport, ConfigError, Engine, EngineConfig, ErrorCode, Event,
-    OutboxConfig, OutboxEntry, Output, StateChanged, TransitionError, TransitionId,
+    AgentMetrics, CommandError, ComplianceReport, ConfigError, DeadLetterEntry, Engine,
+    EngineConfig, ErrorCode, Event, Output, Record, Restored, StateChanged, TransitionError,
+    TransitionId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+use crate::clock::{Clocks, SystemClock, WallClock};
 use crate::http;
-use crate::store::{self, Batch, Recovery, StoreError, StorePaths, Writer};
-use crate::webhook::WebhookDelivery;
-
-/// Unix-epoch milliseconds from the system clock: the only clock the engine ever sees.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::store::{self, Recovery, StoreError, Writer};
 
 /// Everything a manager needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ManagerConfig {
-    /// The engine: endpoint, credentials, limits, retries.
+    /// The engine: endpoint, credentials, limits, retries, webhooks.
     pub engine: EngineConfig,
-    /// The durable audit log (plus `.journal` and `.outbox` beside it). `None` keeps audit records in memory
-    /// only, for embedders that persist the `AuditRecord` events themselves.
+    /// The durable log (JSON Lines; the audit log an auditor reads). `None` keeps records in memory only,
+    /// for embedders that persist the `Persisted` notices themselves.
     pub audit_log: Option<PathBuf>,
-    /// Where and how to deliver webhooks; `None` disables them.
-    pub webhook: Option<OutboxConfig>,
+    /// The wall clock (the system's by default; tests step it). Deadlines always use tokio's monotonic clock.
+    pub clock: Arc<dyn WallClock>,
+}
+
+impl ManagerConfig {
+    /// A configuration with this engine, this log and the system clock.
+    pub fn new(engine: EngineConfig, audit_log: Option<PathBuf>) -> Self {
+        Self {
+            engine,
+            audit_log,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for ManagerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerConfig")
+            .field("engine", &self.engine)
+            .field("audit_log", &self.audit_log)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a manager could not start.
@@ -46,7 +64,7 @@ pub enum StartError {
     /// The configuration is invalid (`INVALID_CONFIG`, `INVALID_WEBHOOK_URL`).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The durable files could not be opened or are damaged (`AUDIT_LOG_CORRUPT`).
+    /// The durable log could not be opened or is damaged (`AUDIT_LOG_CORRUPT`).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,34 +92,78 @@ pub struct Validation {
 
 /// What a shutdown left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownSummary {
-    /// Webhook events still undelivered after the drain timeout; they go out on the next start.
+    /// Webhook payloads still undelivered when the drain time ran out; they go out on the next start.
     pub undelivered_webhooks: usize,
+    /// Dead letters held (see `cxone-agent-state outbox list`).
+    pub dead_letters: usize,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, TransitionError>>;
+/// What subscribers hear: every event, and every record once it is durable.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Notice {
+    /// An engine event.
+    Event(Event),
+    /// A record, after it was made durable.
+    Persisted(Record),
+}
+
+type Outcome<T> = oneshot::Sender<Result<T, TransitionError>>;
 
 enum Request {
     Transition {
         user: String,
         state: String,
-        reply: Reply<StateChanged>,
+        accepted: oneshot::Sender<Result<TransitionId, CommandError>>,
+        done: Outcome<StateChanged>,
     },
     Validate {
         user: String,
         state: String,
-        reply: Reply<Validation>,
+        done: Outcome<Validation>,
     },
     Report(oneshot::Sender<ComplianceReport>),
     IdleTime(String, oneshot::Sender<u64>),
     Metrics(String, oneshot::Sender<Option<AgentMetrics>>),
-    Unfinished(oneshot::Sender<usize>),
-    Shutdown(oneshot::Sender<()>),
+    Counts(oneshot::Sender<Counts>),
+    DeadLetters(oneshot::Sender<Vec<DeadLetterEntry>>),
+    Replay(Option<String>, oneshot::Sender<usize>),
+    Shutdown(Duration, oneshot::Sender<ShutdownSummary>),
+}
+
+/// Counters of a running manager.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Changes not yet finished (resumed ones included).
+    pub open_changes: usize,
+    /// Webhook payloads accepted and not yet delivered.
+    pub pending_webhooks: usize,
+    /// Dead letters held.
+    pub dead_letters: usize,
 }
 
 enum Waiter {
-    Change(Reply<StateChanged>),
-    Check(Reply<Validation>),
+    Change(Outcome<StateChanged>),
+    Check(Outcome<Validation>),
+}
+
+/// A change the engine has taken, in order: await it for the outcome.
+#[derive(Debug)]
+pub struct PendingChange {
+    /// Its id.
+    pub id: TransitionId,
+    done: oneshot::Receiver<Result<StateChanged, TransitionError>>,
+}
+
+impl PendingChange {
+    /// The outcome: resolves once the tenant accepted the change and its audit record is durable, or with
+    /// the coded reason it was not (or, `OUTCOME_UNKNOWN`, may not have been) made.
+    pub async fn outcome(self) -> Result<StateChanged, TransitionError> {
+        self.done.await.unwrap_or_else(|_| Err(stopped()))
+    }
 }
 
 /// Changes agent states through CXone with compliance enforced, from any number of tasks.
@@ -119,87 +181,91 @@ enum Waiter {
 /// ```
 pub struct AgentStateManager {
     requests: mpsc::Sender<Request>,
-    events: broadcast::Sender<Event>,
+    log_failed: Arc<AtomicBool>,
+    notices: broadcast::Sender<Notice>,
     recovery: Recovery,
+    restored: Restored,
     driver: JoinHandle<()>,
-    webhooks: Option<WebhookDelivery>,
-    writer: Option<(Writer, std::thread::JoinHandle<()>)>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for AgentStateManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentStateManager")
             .field("durable", &self.writer.is_some())
-            .field("webhooks", &self.webhooks.is_some())
+            .field("restored", &self.restored)
             .finish_non_exhaustive()
     }
 }
 
+/// Commands waiting for the driver at most; past this, callers wait for room (back-pressure).
+const COMMAND_QUEUE: usize = 1024;
+
 impl AgentStateManager {
-    /// Opens the durable files (recovering from a crash if needed), starts the driver and the webhook
-    /// delivery, resumes interrupted changes and re-enqueues undelivered webhooks.
+    /// Opens the durable log (recovering from a crash if needed), restores what it holds open — changes
+    /// are finished, undelivered webhooks sent — and starts the driver.
     pub async fn start(config: ManagerConfig) -> Result<Self, StartError> {
-        let mut engine_config = config.engine.clone();
+        let mut engine = Engine::new(config.engine.clone())?;
+        let clocks = Clocks::new(config.clock.clone());
         let (writer, recovery) = match &config.audit_log {
             Some(path) => {
-                let paths = StorePaths::for_audit_log(path);
+                let now = config.clock.unix_ms();
                 let recovery = {
-                    let paths = paths.clone();
-                    tokio::task::spawn_blocking(move || store::recover(&paths, now_ms()))
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || store::recover(&path, now))
                         .await
                         .expect("recovery does not panic")?
                 };
-                engine_config.audit_chain_head = Some(recovery.chain_head.clone());
-                (Some(Writer::start(&paths)?), recovery)
+                let (writer, thread) = Writer::start(path)?;
+                (Some((writer, thread)), recovery)
             }
             None => (None, Recovery::default()),
         };
-        let mut engine = Engine::new(engine_config)?;
-        let client = http::client();
-        let webhooks = match config.webhook {
-            Some(c) => Some(WebhookDelivery::start(
-                c,
-                writer.as_ref().map(|(w, _)| w.clone()),
-                client.clone(),
-                recovery.undelivered.clone(),
-            )?),
-            None => None,
+        let restored = engine.restore(clocks.now(), recovery.state.clone());
+        let (requests, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (notices, _) = broadcast::channel(4096);
+        let (writer, thread) = match writer {
+            Some((w, t)) => (Some(w), Some(t)),
+            None => (None, None),
         };
-        let now = now_ms();
-        for i in &recovery.interrupted {
-            engine.resume(now, &i.user_id, &i.state, &i.idempotency_key, Some(i.at_ms));
-        }
-        let (requests, rx) = mpsc::channel(1024);
-        let (events, _) = broadcast::channel(4096);
+        let log_failed = Arc::new(AtomicBool::new(false));
         let driver = tokio::spawn(drive(Driver {
+            log_failed: log_failed.clone(),
             engine,
+            clocks,
             rx,
-            events: events.clone(),
-            writer: writer.as_ref().map(|(w, _)| w.clone()),
-            webhooks: webhooks.as_ref().map(WebhookDelivery::sender),
-            client,
+            notices: notices.clone(),
+            writer,
+            client: http::client(),
+            waiting: HashMap::new(),
+            closing: None,
         }));
         Ok(Self {
             requests,
-            events,
+            log_failed,
+            notices,
             recovery,
+            restored,
             driver,
-            webhooks,
-            writer,
+            writer: thread,
         })
     }
 
-    /// What opening the durable files found: a torn line set aside, interrupted changes resumed,
-    /// undelivered webhooks re-enqueued.
+    /// What opening the durable log found.
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
     }
 
-    /// Every event from now on (state changes, violations, failures, audit records, webhooks, retries).
-    /// A subscriber that falls more than 4,096 events behind misses the oldest; the audit log and the
-    /// webhook outbox are the durable channels.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// What the engine did with the open state it found: changes resumed or abandoned, webhooks put back in
+    /// line, dead letters held.
+    pub fn restored(&self) -> Restored {
+        self.restored
+    }
+
+    /// Every event and every durable record from now on. A subscriber that falls more than 4,096 notices
+    /// behind misses the oldest; the durable log is the channel that never loses anything.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
@@ -208,20 +274,50 @@ impl AgentStateManager {
         rx.await.ok()
     }
 
+    /// Hands a state change to the engine and returns once the engine has taken it (or refused it: `BUSY`,
+    /// `CLOSED`). Changes submitted one after another from one task reach the engine, and the tenant, in
+    /// that order for each agent: await this in input order, then await the outcomes in any order.
+    pub async fn submit_transition(
+        &self,
+        user_id: &str,
+        state: &str,
+    ) -> Result<PendingChange, TransitionError> {
+        let (done, done_rx) = oneshot::channel();
+        let accepted = self
+            .ask(|accepted| Request::Transition {
+                user: user_id.to_owned(),
+                state: state.to_owned(),
+                accepted,
+                done,
+            })
+            .await
+            .ok_or_else(|| self.stopped())?;
+        let id = accepted.map_err(TransitionError::from)?;
+        Ok(PendingChange { id, done: done_rx })
+    }
+
     /// Changes an agent's state (the reference's `transitionState`). Resolves once the tenant accepted the
-    /// change and its audit record is durable, or with the coded reason it was not made.
+    /// change and its audit record is durable, or with the coded reason it was not made (`OUTCOME_UNKNOWN`:
+    /// it may have been).
     pub async fn transition_state(
         &self,
         user_id: &str,
         state: &str,
     ) -> Result<StateChanged, TransitionError> {
-        self.ask(|reply| Request::Transition {
-            user: user_id.to_owned(),
-            state: state.to_owned(),
-            reply,
-        })
-        .await
-        .unwrap_or_else(|| Err(stopped()))
+        let pending = self.submit_transition(user_id, state).await?;
+        match pending.done.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    /// Why a call got no answer: the log failed, or the manager was shut down.
+    fn stopped(&self) -> TransitionError {
+        if self.log_failed.load(Ordering::SeqCst) {
+            log_failed()
+        } else {
+            stopped()
+        }
     }
 
     /// Checks policy without changing anything (the reference's `validateStateChange`).
@@ -230,13 +326,13 @@ impl AgentStateManager {
         user_id: &str,
         state: &str,
     ) -> Result<Validation, TransitionError> {
-        self.ask(|reply| Request::Validate {
+        self.ask(|done| Request::Validate {
             user: user_id.to_owned(),
             state: state.to_owned(),
-            reply,
+            done,
         })
         .await
-        .unwrap_or_else(|| Err(stopped()))
+        .unwrap_or_else(|| Err(self.stopped()))
     }
 
     /// The compliance report now (the reference's `getComplianceReport`).
@@ -258,195 +354,279 @@ impl AgentStateManager {
             .flatten()
     }
 
-    /// Transitions not yet finished (resumed ones included).
-    pub async fn unfinished(&self) -> usize {
-        self.ask(Request::Unfinished).await.unwrap_or(0)
+    /// Open changes, pending webhooks and dead letters.
+    pub async fn counts(&self) -> Counts {
+        self.ask(Request::Counts).await.unwrap_or_default()
     }
 
-    /// Webhook events accepted but not yet delivered.
-    pub fn undelivered_webhooks(&self) -> usize {
-        self.webhooks.as_ref().map_or(0, WebhookDelivery::pending)
+    /// The dead letters held, oldest first.
+    pub async fn dead_letters(&self) -> Vec<DeadLetterEntry> {
+        self.ask(Request::DeadLetters).await.unwrap_or_default()
     }
 
-    /// Stops taking commands, finishes every transition in flight, syncs the durable files, then waits up
-    /// to `webhook_drain` for the outbox to empty. What is left is delivered on the next start.
+    /// Puts dead letters back in line for delivery: the one with `event_id`, or all. Returns how many.
+    pub async fn replay_dead_letters(&self, event_id: Option<&str>) -> usize {
+        self.ask(|r| Request::Replay(event_id.map(str::to_owned), r))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Stops taking commands (they answer `CLOSED`), finishes every change already taken, waits up to
+    /// `webhook_drain` for the outbox to empty, and syncs the log. What is left is delivered on the next start.
     pub async fn shutdown(self, webhook_drain: Duration) -> ShutdownSummary {
-        let _ = self.ask(Request::Shutdown).await;
+        let summary = self
+            .ask(|r| Request::Shutdown(webhook_drain, r))
+            .await
+            .unwrap_or(ShutdownSummary {
+                undelivered_webhooks: 0,
+                dead_letters: 0,
+            });
         let _ = self.driver.await;
-        let undelivered_webhooks = match self.webhooks {
-            Some(w) => w.drain(Instant::now() + webhook_drain).await,
-            None => 0,
-        };
-        if let Some((writer, thread)) = self.writer {
-            let _ = writer.flush().await;
-            drop(writer);
+        if let Some(thread) = self.writer {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
-        ShutdownSummary {
-            undelivered_webhooks,
-        }
+        summary
     }
 }
 
+/// The answer of a manager that is no longer running.
 fn stopped() -> TransitionError {
+    TransitionError::new(ErrorCode::Closed, "the manager has stopped")
+}
+
+fn log_failed() -> TransitionError {
     TransitionError::new(
         ErrorCode::AuditLogUnavailable,
-        "the manager has stopped (its durable audit log could not be written, or it was shut down)",
+        "the durable log could not be written, so no outcome can be reported safely; the manager stopped",
     )
 }
 
+struct Closing {
+    drain_until: Instant,
+    reply: oneshot::Sender<ShutdownSummary>,
+}
+
 struct Driver {
+    log_failed: Arc<AtomicBool>,
     engine: Engine,
+    clocks: Clocks,
     rx: mpsc::Receiver<Request>,
-    events: broadcast::Sender<Event>,
+    notices: broadcast::Sender<Notice>,
     writer: Option<Writer>,
-    webhooks: Option<mpsc::UnboundedSender<OutboxEntry>>,
     client: reqwest::Client,
+    waiting: HashMap<TransitionId, Waiter>,
+    closing: Option<Closing>,
 }
 
 async fn drive(mut d: Driver) {
     let (http_tx, mut http_rx) = mpsc::unbounded_channel::<http::Answer>();
-    let mut waiting: HashMap<TransitionId, Waiter> = HashMap::new();
-    let mut closing: Option<oneshot::Sender<()>> = None;
-    let mut accepting = true;
+    let mut commands_open = true;
     loop {
         // 1. Drain the engine.
+        let mut records = Vec::new();
         let mut transmits = Vec::new();
-        let mut batch = Batch::default();
-        let mut publish = Vec::new();
+        let mut events = Vec::new();
         let mut deadline = None;
         for output in d.engine.drain_outputs() {
             match output {
-                Output::Transmit(r) => transmits.push(r),
-                Output::Event(e) => {
-                    match &e {
-                        Event::AuditRecord(r) => batch.audit.push(r.clone()),
-                        Event::ChangeIntent(i) => batch.intents.push(i.clone()),
-                        Event::Webhook(w) if d.webhooks.is_some() => {
-                            batch.outbox.push(OutboxEntry {
-                                event_id: w.event_id.clone(),
-                                body: serde_json::to_string(w).expect("payloads serialize"),
-                            })
-                        }
-                        _ => {}
-                    }
-                    publish.push(e);
-                }
+                Output::Persist(r) => records.push(r),
+                Output::Transmit(t) => transmits.push(t),
+                Output::Event(e) => events.push(e),
                 Output::Timeout(t) => deadline = t,
             }
         }
-        // 2. Make the durable part durable before anything is sent or reported.
-        let outbox = batch.outbox.clone();
-        if let Some(w) = &d.writer {
-            if !batch.is_empty() && !matches!(w.write(batch).await, Ok(Ok(()))) {
-                tracing::error!("the durable audit log could not be written; stopping");
-                for (_, waiter) in waiting.drain() {
-                    match waiter {
-                        Waiter::Change(r) => drop(r.send(Err(stopped()))),
-                        Waiter::Check(r) => drop(r.send(Err(stopped()))),
-                    }
+        // 2. Durable before anything is sent or reported.
+        if !records.is_empty() {
+            if let Some(w) = &d.writer {
+                if !matches!(w.write(records.clone()).await, Ok(Ok(()))) {
+                    tracing::error!("the durable log could not be written; stopping");
+                    return d.fail_everyone();
                 }
-                if let Some(c) = closing.take() {
-                    let _ = c.send(());
-                }
-                return;
+            }
+            for r in records {
+                let _ = d.notices.send(Notice::Persisted(r));
             }
         }
         // 3. Perform the requests.
-        for request in transmits {
-            http::spawn_perform(&d.client, request, &http_tx);
+        for t in transmits {
+            http::spawn_perform(&d.client, t.id, t.request, &http_tx);
         }
-        // 4. Report: webhooks to delivery, outcomes to callers, events to subscribers.
-        if let Some(hooks) = &d.webhooks {
-            for entry in outbox {
-                let _ = hooks.send(entry);
-            }
+        // 4. Report.
+        for e in events {
+            d.report(&e);
+            let _ = d.notices.send(Notice::Event(e));
         }
-        for e in publish {
-            match &e {
-                Event::StateChanged(s) => {
-                    if let Some(Waiter::Change(r)) = waiting.remove(&s.transition_id) {
-                        let _ = r.send(Ok(s.clone()));
-                    }
-                }
-                Event::TransitionFailed(f) => {
-                    if let Some(Waiter::Change(r)) = waiting.remove(&f.transition_id) {
-                        let _ = r.send(Err(f.error.clone()));
-                    }
-                }
-                Event::ValidationCompleted(v) => {
-                    if let Some(Waiter::Check(r)) = waiting.remove(&v.transition_id) {
-                        let result = match (&v.error, &v.reason_code) {
-                            (Some(e), _) => Err(e.clone()),
-                            (None, rc) => Ok(Validation {
-                                valid: true,
-                                reason_code: rc.clone().unwrap_or_default(),
-                            }),
-                        };
-                        let _ = r.send(result);
-                    }
-                }
-                _ => {}
-            }
-            let _ = d.events.send(e);
+        if d.done() {
+            return d.finish().await;
         }
-        if (closing.is_some() || !accepting) && d.engine.unfinished() == 0 {
-            if let Some(w) = &d.writer {
-                let _ = w.flush().await;
-            }
-            if let Some(c) = closing.take() {
-                let _ = c.send(());
-            }
-            return;
-        }
-        // 5. Wait for the next thing to happen.
+        // 5. Wait for the next thing to happen; take everything else already there too (one log sync for
+        //    the lot).
+        let wake = deadline.map(|at| d.clocks.instant(at));
+        // The drain deadline wakes the loop once; after it, only the open changes are waited for.
+        let drain_until = d
+            .closing
+            .as_ref()
+            .map(|c| c.drain_until)
+            .filter(|t| *t > Instant::now());
         tokio::select! {
-            request = d.rx.recv(), if accepting && closing.is_none() => match request {
-                None => accepting = false,
-                Some(r) => handle_request(&mut d.engine, r, &mut waiting, &mut closing),
+            request = d.rx.recv(), if commands_open => match request {
+                Some(r) => d.handle(r),
+                None => commands_open = false,
             },
-            Some((id, result)) = http_rx.recv() => {
-                let now = now_ms();
-                match result {
-                    Ok(response) => d.engine.handle_response(now, response),
-                    Err(kind) => d.engine.handle_transport_error(now, id, kind),
-                }
-            }
-            () = http::sleep_until_deadline(deadline) => {
-                d.engine.handle_timeout(now_ms());
+            Some((id, result)) = http_rx.recv() => d.answer(id, result),
+            () = sleep_until(wake) => d.engine.handle_timeout(d.clocks.now()),
+            () = sleep_until(drain_until) => {}
+        }
+        while let Ok((id, result)) = http_rx.try_recv() {
+            d.answer(id, result);
+        }
+        while commands_open {
+            match d.rx.try_recv() {
+                Ok(r) => d.handle(r),
+                Err(_) => break,
             }
         }
     }
 }
 
-fn handle_request(
-    engine: &mut Engine,
-    request: Request,
-    waiting: &mut HashMap<TransitionId, Waiter>,
-    closing: &mut Option<oneshot::Sender<()>>,
-) {
-    let now = now_ms();
-    match request {
-        Request::Transition { user, state, reply } => {
-            let id = engine.transition(now, &user, &state);
-            waiting.insert(id, Waiter::Change(reply));
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    fn answer(
+        &mut self,
+        id: cxone_agent_state_core::RequestId,
+        result: Result<cxone_agent_state_core::HttpResponse, cxone_agent_state_core::TransportErrorKind>,
+    ) {
+        let now = self.clocks.now();
+        match result {
+            Ok(response) => self.engine.handle_response(now, id, response),
+            Err(kind) => self.engine.handle_transport_error(now, id, kind),
         }
-        Request::Validate { user, state, reply } => {
-            let id = engine.validate(now, &user, &state);
-            waiting.insert(id, Waiter::Check(reply));
+    }
+
+    fn handle(&mut self, request: Request) {
+        let now = self.clocks.now();
+        match request {
+            Request::Transition {
+                user,
+                state,
+                accepted,
+                done,
+            } => {
+                let result = self.engine.transition(now, &user, &state);
+                if let Ok(id) = result {
+                    self.waiting.insert(id, Waiter::Change(done));
+                }
+                let _ = accepted.send(result);
+            }
+            Request::Validate { user, state, done } => match self.engine.validate(now, &user, &state) {
+                Ok(id) => {
+                    self.waiting.insert(id, Waiter::Check(done));
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e.into()));
+                }
+            },
+            Request::Report(r) => {
+                let _ = r.send(self.engine.compliance_report(now));
+            }
+            Request::IdleTime(user, r) => {
+                let _ = r.send(self.engine.idle_time(&user, now));
+            }
+            Request::Metrics(user, r) => {
+                let _ = r.send(self.engine.agent_metrics(&user, now));
+            }
+            Request::Counts(r) => {
+                let _ = r.send(Counts {
+                    open_changes: self.engine.open_changes(),
+                    pending_webhooks: self.engine.pending_webhooks(),
+                    dead_letters: self.engine.dead_letters(),
+                });
+            }
+            Request::DeadLetters(r) => {
+                let _ = r.send(self.engine.log_state().dead_letters().cloned().collect());
+            }
+            Request::Replay(event_id, r) => {
+                let _ = r.send(self.engine.replay_dead_letters(now, event_id.as_deref()));
+            }
+            Request::Shutdown(drain, reply) => {
+                self.engine.stop_accepting();
+                self.closing = Some(Closing {
+                    drain_until: Instant::now() + drain,
+                    reply,
+                });
+            }
         }
-        Request::Report(r) => {
-            let _ = r.send(engine.compliance_report(now));
+    }
+
+    /// Hands an outcome to the caller waiting for it.
+    fn report(&mut self, e: &Event) {
+        match e {
+            Event::StateChanged(s) => {
+                if let Some(Waiter::Change(r)) = self.waiting.remove(&s.transition_id) {
+                    let _ = r.send(Ok(s.clone()));
+                }
+            }
+            Event::TransitionFailed(f) => {
+                if let Some(Waiter::Change(r)) = self.waiting.remove(&f.transition_id) {
+                    let _ = r.send(Err(f.error.clone()));
+                }
+            }
+            Event::ValidationCompleted(v) => {
+                if let Some(Waiter::Check(r)) = self.waiting.remove(&v.transition_id) {
+                    let result = match (&v.error, &v.reason_code) {
+                        (Some(e), _) => Err(e.clone()),
+                        (None, rc) => Ok(Validation {
+                            valid: true,
+                            reason_code: rc.clone().unwrap_or_default(),
+                        }),
+                    };
+                    let _ = r.send(result);
+                }
+            }
+            _ => {}
         }
-        Request::IdleTime(user, r) => {
-            let _ = r.send(engine.idle_time(&user, now));
+    }
+
+    /// Shutting down, every change finished, and the outbox empty or out of time.
+    fn done(&self) -> bool {
+        let Some(c) = &self.closing else {
+            return false;
+        };
+        self.engine.open_changes() == 0
+            && (self.engine.pending_webhooks() == 0 || Instant::now() >= c.drain_until)
+    }
+
+    async fn finish(mut self) {
+        if let Some(w) = &self.writer {
+            let _ = w.flush().await;
         }
-        Request::Metrics(user, r) => {
-            let _ = r.send(engine.history().agent_metrics(&user, now));
+        if let Some(c) = self.closing.take() {
+            let _ = c.reply.send(ShutdownSummary {
+                undelivered_webhooks: self.engine.pending_webhooks(),
+                dead_letters: self.engine.dead_letters(),
+            });
         }
-        Request::Unfinished(r) => {
-            let _ = r.send(engine.unfinished());
+    }
+
+    fn fail_everyone(mut self) {
+        self.log_failed.store(true, Ordering::SeqCst);
+        for (_, waiter) in self.waiting.drain() {
+            match waiter {
+                Waiter::Change(r) => drop(r.send(Err(log_failed()))),
+                Waiter::Check(r) => drop(r.send(Err(log_failed()))),
+            }
         }
-        Request::Shutdown(r) => *closing = Some(r),
+        if let Some(c) = self.closing.take() {
+            let _ = c.reply.send(ShutdownSummary {
+                undelivered_webhooks: self.engine.pending_webhooks(),
+                dead_letters: self.engine.dead_letters(),
+            });
+        }
     }
 }

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use cxone_agent_state_core::{
-    tenant_base_url, ConfigError, EngineConfig, ErrorCode, OutboxConfig, RateLimit, Secret,
+    tenant_base_url, ConfigError, EngineConfig, ErrorCode, RateLimit, Secret, WebhookConfig,
 };
 
 use crate::manager::ManagerConfig;
@@ -77,6 +77,7 @@ impl From<ConfigError> for SettingsError {
                     "client_id" => "CXONE_CLIENT_ID",
                     "client_secret" => "CXONE_CLIENT_SECRET",
                     "domain" => "CXONE_DOMAIN",
+                    "webhook.secret" => "WORKFORCE_WEBHOOK_SECRET",
                     "request_timeout_ms" => "--request-timeout-ms",
                     _ => "configuration",
                 },
@@ -177,24 +178,14 @@ impl Settings {
         if let Some(t) = self.request_timeout_ms {
             engine.request_timeout_ms = t;
         }
+        if let Some(url) = self.webhook_url {
+            engine.webhook = Some(WebhookConfig {
+                secret: self.webhook_secret,
+                ..WebhookConfig::new(url)
+            });
+        }
         engine.validate()?;
-        let webhook = match self.webhook_url {
-            None => None,
-            Some(url) => {
-                cxone_agent_state_core::validate_webhook_url(&url)?;
-                Some(OutboxConfig {
-                    url,
-                    secret: self.webhook_secret,
-                    seed: engine.seed ^ 0x0b0c_5eed,
-                    ..OutboxConfig::default()
-                })
-            }
-        };
-        Ok(ManagerConfig {
-            engine,
-            audit_log: self.audit_log,
-            webhook,
-        })
+        Ok(ManagerConfig::new(engine, self.audit_log))
     }
 }
 

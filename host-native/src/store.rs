@@ -1,35 +1,32 @@
-//! The durable files behind a manager: the audit log, the change journal and the webhook outbox.
+//! The durable log: one append-only JSON Lines file holding every record the engine persists, in order.
 //!
-//! All three are JSON Lines, appended by one writer thread that syncs before it acknowledges, so a
-//! `kill -9` at any moment leaves each file a valid prefix plus, at worst, one torn last line:
-//!
-//! - **audit log** (`PATH`): one [`AuditRecord`] per transition attempt, hash-chained. A torn last line is
-//!   moved to `PATH.torn-<unix ms>` on open and the chain continues from the last good record.
-//! - **journal** (`PATH.journal`): a [`ChangeIntent`] is written (and synced) before a state change is sent.
-//!   An intent with no audit record carrying its idempotency key was interrupted: it is resumed on open.
-//! - **outbox** (`PATH.outbox`): webhook payloads to deliver, then `delivered` marks. What is not marked is
-//!   delivered again after a restart.
-//!
-//! Group commit: every batch queued while the thread was writing goes out with one sync per file.
+//! - **One file, one sync per group.** A writer thread takes every batch queued while it was busy, appends
+//!   them with one `write` and one `fdatasync`, and only then acknowledges them. The engine orders its records
+//!   so that every prefix of the file can be resumed (see `cxone_agent_state_core::Record`), so a `kill -9`
+//!   or a power loss at any byte loses nothing that was acknowledged.
+//! - **The audit log an auditor opens.** Audit records are the file's lines without a `kind`; `audit verify`
+//!   and `report` read the same file.
+//! - **Recovery bounded by what is open.** The engine writes checkpoints; recovery reads the file backwards to
+//!   the last whole checkpoint and folds only what follows it. A torn last line (a write cut short, or NUL
+//!   padding left by a power loss) is set aside in `PATH.torn-<unix ms>` and cut off; a whole last record
+//!   that only lacks its newline is kept and the newline added.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use cxone_agent_state_core::{
-    scan_log, AuditRecord, ChainHead, ChangeIntent, LogError, OutboxEntry,
+    last_checkpoint_start, scan_log, LogError, LogState, Record, CHECKPOINT_LINE_PREFIX,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-/// Why the durable files could not be opened.
+/// Why the durable log could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// A file could not be read or written.
+    /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -37,8 +34,8 @@ pub enum StoreError {
         /// The error.
         source: io::Error,
     },
-    /// The audit log is damaged before its last line (`AUDIT_LOG_CORRUPT`).
-    #[error("audit log {path} is corrupt at {source}; run `cxone-agent-state audit verify`")]
+    /// The log is damaged before its last line (`AUDIT_LOG_CORRUPT`).
+    #[error("log {path} is corrupt ({source}); run `cxone-agent-state audit verify`")]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -54,92 +51,126 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// What opening the files found.
+/// What opening the log found.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Recovery {
-    /// Where the audit chain continues.
-    pub chain_head: ChainHead,
-    /// Good audit records already in the log.
-    pub audit_records: u64,
-    /// Where a torn last line of the audit log was set aside, if there was one.
+    /// The open state, to hand to `Engine::restore`.
+    pub state: LogState,
+    /// Bytes of the file read to recover (from the last checkpoint on).
+    pub bytes_read: u64,
+    /// The file's length after recovery.
+    pub file_len: u64,
+    /// Records read (from the last checkpoint on, that checkpoint included).
+    pub records_read: u64,
+    /// Where a torn last line was set aside, if there was one.
     pub torn_tail_saved_to: Option<PathBuf>,
-    /// Journaled changes with no audit record: they must be resumed.
-    pub interrupted: Vec<ChangeIntent>,
-    /// Webhook payloads not yet delivered, oldest first.
-    pub undelivered: Vec<OutboxEntry>,
+    /// A whole last record lacked its newline, which was added.
+    pub newline_added: bool,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
-enum OutboxLine {
-    Enqueue { entry: OutboxEntry },
-    Delivered { event_id: String },
-}
+/// How much of the file is read back at a time while looking for the last checkpoint.
+const TAIL_CHUNK: u64 = 256 * 1024;
 
-/// The file paths of a store rooted at an audit log path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StorePaths {
-    /// The audit log.
-    pub audit: PathBuf,
-    /// The change journal.
-    pub journal: PathBuf,
-    /// The webhook outbox.
-    pub outbox: PathBuf,
-}
-
-impl StorePaths {
-    /// `PATH`, `PATH.journal`, `PATH.outbox`.
-    pub fn for_audit_log(audit: impl Into<PathBuf>) -> Self {
-        let audit = audit.into();
-        let with = |suffix: &str| {
-            let mut s = audit.clone().into_os_string();
-            s.push(suffix);
-            PathBuf::from(s)
-        };
-        Self {
-            journal: with(".journal"),
-            outbox: with(".outbox"),
-            audit,
-        }
-    }
-}
-
-/// Reads a JSON Lines file, ignoring a torn last line; unreadable complete lines are skipped too (the journal
-/// and outbox hold no chain, and a skipped line only means a resend, never a loss of an acknowledged write).
-fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, StoreError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(path)(e)),
+/// Opens (or creates) the log at `path` and recovers its open state. `now_unix_ms` names a torn tail's file.
+pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let (start, state) = find_start(&mut file, len).map_err(io_err(path))?;
+    let mut bytes = Vec::with_capacity((len - start) as usize);
+    file.seek(SeekFrom::Start(start)).map_err(io_err(path))?;
+    file.read_to_end(&mut bytes).map_err(io_err(path))?;
+    let scan = scan_log(&bytes, state, |_| {}).map_err(|source| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut recovery = Recovery {
+        bytes_read: bytes.len() as u64,
+        records_read: scan.records,
+        ..Recovery::default()
     };
-    let complete = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(&bytes[..0], |i| &bytes[..=i]);
-    Ok(complete
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect())
-}
-
-/// Rewrites a file atomically: a temporary file, synced, renamed over the old one.
-fn rewrite(path: &Path, lines: &[Vec<u8>]) -> Result<(), StoreError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    for l in lines {
-        f.write_all(l).map_err(io_err(&tmp))?;
-        f.write_all(b"\n").map_err(io_err(&tmp))?;
+    let good_end = start + scan.good_len as u64;
+    if let Some(tail) = &scan.torn_tail {
+        let mut saved = path.as_os_str().to_owned();
+        saved.push(format!(".torn-{now_unix_ms}"));
+        let saved = PathBuf::from(saved);
+        std::fs::write(&saved, tail).map_err(io_err(&saved))?;
+        file.set_len(good_end).map_err(io_err(path))?;
+        recovery.torn_tail_saved_to = Some(saved);
     }
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if scan.missing_newline {
+        file.seek(SeekFrom::Start(good_end)).map_err(io_err(path))?;
+        file.write_all(b"\n").map_err(io_err(path))?;
+        recovery.newline_added = true;
+    }
+    if recovery.torn_tail_saved_to.is_some() || recovery.newline_added {
+        file.sync_all().map_err(io_err(path))?;
+    }
+    recovery.file_len = file.metadata().map_err(io_err(path))?.len();
     sync_dir(path);
-    Ok(())
+    recovery.state = scan.state;
+    Ok(recovery)
 }
 
-/// Syncs the directory holding `path`, so a rename or a new file survives a crash (best effort).
+/// Where recovery starts: the byte after the last whole checkpoint line and the state it describes, or the
+/// start of the file. Reads backwards from the end, a chunk at a time.
+fn find_start(file: &mut File, len: u64) -> io::Result<(u64, LogState)> {
+    let mut end = len;
+    let mut buf: Vec<u8> = Vec::new();
+    while end > 0 || !buf.is_empty() {
+        let from = end.saturating_sub(TAIL_CHUNK);
+        let mut chunk = vec![0u8; (end - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        end = from;
+        // Only lines that start inside `buf` are whole: skip a first partial line unless at the file start.
+        let skip = if from == 0 {
+            0
+        } else {
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => continue,
+            }
+        };
+        let mut search_end = buf.len();
+        while let Some(at) = last_checkpoint_start(&buf[skip..search_end]) {
+            let line_start = skip + at;
+            let line_end = buf[line_start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|i| line_start + i);
+            if let Some(line_end) = line_end {
+                if let Ok(Record::Checkpoint(c)) = Record::parse_line(&buf[line_start..line_end]) {
+                    let mut state = LogState::from_checkpoint(&c);
+                    // The checkpoint line itself counts as read.
+                    state.apply(&Record::Checkpoint(c)).ok();
+                    return Ok((from + line_end as u64 + 1, state));
+                }
+            }
+            // A torn or unreadable checkpoint: look further back.
+            if line_start == skip {
+                break;
+            }
+            search_end = line_start - 1;
+        }
+        if from == 0 {
+            break;
+        }
+        // Keep only the partial first line for the next round.
+        buf.truncate(skip);
+    }
+    Ok((0, LogState::default()))
+}
+
+/// Syncs the directory holding `path`, so a new file survives a crash (best effort).
 fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = File::open(dir) {
@@ -148,113 +179,8 @@ fn sync_dir(path: &Path) {
     }
 }
 
-/// Opens (or creates) the three files and works out what a restart must do.
-pub fn recover(paths: &StorePaths, now_ms: u64) -> Result<Recovery, StoreError> {
-    let mut recovery = Recovery::default();
-    // Audit log: verify, set a torn tail aside, remember which changes it already records.
-    let mut recorded_keys = BTreeSet::new();
-    match std::fs::read(&paths.audit) {
-        Ok(bytes) => {
-            let scan = scan_log(&bytes, ChainHead::default(), |r| {
-                if let Some(k) = &r.idempotency_key {
-                    recorded_keys.insert(k.clone());
-                }
-            })
-            .map_err(|source| StoreError::Corrupt {
-                path: paths.audit.clone(),
-                source,
-            })?;
-            if let Some(tail) = &scan.torn_tail {
-                let mut saved = paths.audit.as_os_str().to_owned();
-                saved.push(format!(".torn-{now_ms}"));
-                let saved = PathBuf::from(saved);
-                std::fs::write(&saved, tail).map_err(io_err(&saved))?;
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&paths.audit)
-                    .map_err(io_err(&paths.audit))?;
-                f.set_len(scan.good_len as u64)
-                    .map_err(io_err(&paths.audit))?;
-                f.sync_all().map_err(io_err(&paths.audit))?;
-                recovery.torn_tail_saved_to = Some(saved);
-            }
-            recovery.chain_head = scan.head;
-            recovery.audit_records = scan.records;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&paths.audit)(e)),
-    }
-    // Journal: intents not yet in the audit log were interrupted. Keep only those.
-    let intents: Vec<ChangeIntent> = read_lines(&paths.journal)?;
-    let mut seen = BTreeSet::new();
-    recovery.interrupted = intents
-        .into_iter()
-        .filter(|i| !recorded_keys.contains(&i.idempotency_key))
-        .filter(|i| seen.insert(i.idempotency_key.clone()))
-        .collect();
-    let lines: Vec<Vec<u8>> = recovery
-        .interrupted
-        .iter()
-        .map(|i| serde_json::to_vec(i).expect("intents serialize"))
-        .collect();
-    rewrite(&paths.journal, &lines)?;
-    // Outbox: enqueued minus delivered, in order. Compact to just those.
-    let mut pending: BTreeMap<String, (usize, OutboxEntry)> = BTreeMap::new();
-    for (i, line) in read_lines::<OutboxLine>(&paths.outbox)?
-        .into_iter()
-        .enumerate()
-    {
-        match line {
-            OutboxLine::Enqueue { entry } => {
-                pending.entry(entry.event_id.clone()).or_insert((i, entry));
-            }
-            OutboxLine::Delivered { event_id } => {
-                pending.remove(&event_id);
-            }
-        }
-    }
-    let mut undelivered: Vec<(usize, OutboxEntry)> = pending.into_values().collect();
-    undelivered.sort_by_key(|(i, _)| *i);
-    recovery.undelivered = undelivered.into_iter().map(|(_, e)| e).collect();
-    let lines: Vec<Vec<u8>> = recovery
-        .undelivered
-        .iter()
-        .map(|e| serde_json::to_vec(&OutboxLine::Enqueue { entry: e.clone() }).expect("serializes"))
-        .collect();
-    rewrite(&paths.outbox, &lines)?;
-    Ok(recovery)
-}
-
-/// Writes to make durable, and what to do once they are.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Audit records, in chain order.
-    pub audit: Vec<AuditRecord>,
-    /// Change intents.
-    pub intents: Vec<ChangeIntent>,
-    /// Webhook payloads to enqueue.
-    pub outbox: Vec<OutboxEntry>,
-    /// Webhook deliveries to mark (not synced on their own: losing a mark only means a resend).
-    pub delivered: Vec<String>,
-}
-
-impl Batch {
-    /// Whether there is nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.audit.is_empty()
-            && self.intents.is_empty()
-            && self.outbox.is_empty()
-            && self.delivered.is_empty()
-    }
-
-    /// Whether the batch must be synced before it is acknowledged.
-    fn needs_sync(&self) -> bool {
-        !(self.audit.is_empty() && self.intents.is_empty() && self.outbox.is_empty())
-    }
-}
-
 enum Job {
-    Write(Batch, Option<oneshot::Sender<io::Result<()>>>),
+    Write(Vec<Record>, oneshot::Sender<io::Result<()>>),
     Flush(oneshot::Sender<io::Result<()>>),
 }
 
@@ -270,95 +196,70 @@ impl std::fmt::Debug for Job {
     }
 }
 
-struct Files {
-    audit: File,
-    journal: File,
-    outbox: File,
-}
-
 impl Writer {
-    /// Starts the writer thread over the three files (append mode).
-    pub fn start(paths: &StorePaths) -> Result<(Self, JoinHandle<()>), StoreError> {
-        let open = |p: &Path| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(io_err(p))
-        };
-        let files = Files {
-            audit: open(&paths.audit)?,
-            journal: open(&paths.journal)?,
-            outbox: open(&paths.outbox)?,
-        };
-        sync_dir(&paths.audit);
+    /// Starts the writer thread, appending to `path`.
+    pub fn start(path: &Path) -> Result<(Self, JoinHandle<()>), StoreError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        sync_dir(path);
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
-            .name("cxone-store-writer".into())
-            .spawn(move || writer_loop(files, rx))
-            .map_err(io_err(&paths.audit))?;
+            .name("cxone-log-writer".into())
+            .spawn(move || writer_loop(file, rx))
+            .map_err(io_err(path))?;
         Ok((Self { tx }, handle))
     }
 
-    /// Queues a batch; the returned receiver answers once it is durable.
-    pub fn write(&self, batch: Batch) -> oneshot::Receiver<io::Result<()>> {
+    /// Queues records; the receiver answers once they are written and synced.
+    pub fn write(&self, records: Vec<Record>) -> oneshot::Receiver<io::Result<()>> {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Job::Write(batch, Some(done))).is_err() {
-            let (done, rx) = oneshot::channel();
-            let _ = done.send(Err(io::Error::other("the store writer has stopped")));
-            return rx;
+        if let Err(mpsc::SendError(Job::Write(_, done))) = self.tx.send(Job::Write(records, done)) {
+            let _ = done.send(Err(io::Error::other("the log writer has stopped")));
         }
         rx
-    }
-
-    /// Queues a batch without waiting for it (delivery marks).
-    pub fn write_detached(&self, batch: Batch) {
-        let _ = self.tx.send(Job::Write(batch, None));
     }
 
     /// Answers once everything queued before it is written and synced.
     pub fn flush(&self) -> oneshot::Receiver<io::Result<()>> {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Job::Flush(done)).is_err() {
-            let (done, rx) = oneshot::channel();
+        if let Err(mpsc::SendError(Job::Flush(done))) = self.tx.send(Job::Flush(done)) {
             let _ = done.send(Ok(()));
-            return rx;
         }
         rx
     }
 }
 
-fn writer_loop(mut files: Files, rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut file: File, rx: mpsc::Receiver<Job>) {
+    let mut failed: Option<io::ErrorKind> = None;
     while let Ok(first) = rx.recv() {
-        // Group commit: take everything already queued, write it all, sync once per file.
+        // Group commit: everything already queued goes out with one write and one sync.
         let mut jobs = vec![first];
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
         }
-        let mut waiters = Vec::new();
-        let mut sync = false;
-        let mut result: io::Result<()> = Ok(());
+        let mut bytes = Vec::new();
+        let mut waiters = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
-                Job::Write(batch, done) => {
-                    sync |= batch.needs_sync();
-                    if result.is_ok() {
-                        result = write_batch(&mut files, &batch);
+                Job::Write(records, done) => {
+                    for r in &records {
+                        bytes.extend_from_slice(&r.to_line());
                     }
-                    waiters.extend(done);
-                }
-                Job::Flush(done) => {
-                    sync = true;
                     waiters.push(done);
                 }
+                Job::Flush(done) => waiters.push(done),
             }
         }
-        if result.is_ok() && sync {
-            result = files
-                .audit
-                .sync_data()
-                .and_then(|()| files.journal.sync_data())
-                .and_then(|()| files.outbox.sync_data());
+        // After a failure nothing more is written: a later record must never follow a hole.
+        let result = match failed {
+            Some(kind) => Err(io::Error::new(kind, "an earlier write to the log failed")),
+            None => file.write_all(&bytes).and_then(|()| file.sync_data()),
+        };
+        if let Err(e) = &result {
+            failed.get_or_insert(e.kind());
         }
         for w in waiters {
             let _ = w.send(match &result {
@@ -367,38 +268,8 @@ fn writer_loop(mut files: Files, rx: mpsc::Receiver<Job>) {
             });
         }
     }
-    let _ = files.outbox.sync_data();
+    let _ = file.sync_data();
 }
 
-fn write_batch(files: &mut Files, batch: &Batch) -> io::Result<()> {
-    fn lines<T: Serialize>(items: impl IntoIterator<Item = T>) -> Vec<u8> {
-        let mut out = Vec::new();
-        for item in items {
-            serde_json::to_writer(&mut out, &item).expect("store lines serialize");
-            out.push(b'\n');
-        }
-        out
-    }
-    // One write per file, so a crash tears at most the last line. Order: journal, outbox, audit. A crash
-    // after the outbox write but before the audit write leaves a webhook with no audit record; the journaled
-    // change is then resumed and announced again under the same event id (derived from its idempotency key),
-    // which the outbox and receivers dedupe. The other order could lose the webhook of an audited change.
-    if !batch.intents.is_empty() {
-        files.journal.write_all(&lines(&batch.intents))?;
-    }
-    let outbox: Vec<OutboxLine> = batch
-        .outbox
-        .iter()
-        .map(|e| OutboxLine::Enqueue { entry: e.clone() })
-        .chain(batch.delivered.iter().map(|id| OutboxLine::Delivered {
-            event_id: id.clone(),
-        }))
-        .collect();
-    if !outbox.is_empty() {
-        files.outbox.write_all(&lines(&outbox))?;
-    }
-    if !batch.audit.is_empty() {
-        files.audit.write_all(&lines(&batch.audit))?;
-    }
-    Ok(())
-}
+/// The first bytes of a checkpoint line (for tools that look for one).
+pub const CHECKPOINT_PREFIX: &[u8] = CHECKPOINT_LINE_PREFIX;

@@ -9,7 +9,9 @@ use super::workday::{Workday, WorkdayConfig};
 use crate::engine::Engine;
 use crate::error::ConfigError;
 use crate::events::Event;
+use crate::log::Record;
 use crate::report::ComplianceReport;
+use crate::time::Now;
 
 /// The outcome of a simulated day.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,13 +109,6 @@ impl DayCharts {
                     Self::bump(&mut self.rate_limited_per_hour, hour);
                 }
             }
-            Event::AuditRecord(r) => {
-                let i = LATENCY_BUCKETS_MS
-                    .iter()
-                    .position(|&b| r.latency_ms <= b)
-                    .unwrap_or(LATENCY_BUCKETS_MS.len());
-                self.latency_histogram[i] += 1;
-            }
             Event::StateChanged(c) => {
                 if let Some(t) = self.timelines.iter_mut().find(|t| t.user_id == c.user_id) {
                     t.segments.push((at_ms, c.new_state.clone()));
@@ -122,6 +117,25 @@ impl DayCharts {
             _ => {}
         }
     }
+
+    fn note_record(&mut self, record: &Record) {
+        if let Record::Audit(r) = record {
+            let i = LATENCY_BUCKETS_MS
+                .iter()
+                .position(|&b| r.latency_ms <= b)
+                .unwrap_or(LATENCY_BUCKETS_MS.len());
+            self.latency_histogram[i] += 1;
+        }
+    }
+}
+
+/// What one slice of a simulated day produced, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DaySlice {
+    /// Events with their virtual times.
+    pub events: Vec<(u64, Event)>,
+    /// Records for the durable log (audit records among them), with their virtual times.
+    pub records: Vec<(u64, Record)>,
 }
 
 /// A simulated day in progress: generate it, then [`advance`](Self::advance) it in slices (to show
@@ -182,31 +196,37 @@ impl DayRun {
         self.harness.next_time().is_none()
     }
 
-    /// Simulates up to `virtual_ms` more of the day and returns the events produced, in order.
-    pub fn advance(&mut self, virtual_ms: u64) -> Vec<(u64, Event)> {
+    /// Simulates up to `virtual_ms` more of the day and returns what it produced.
+    pub fn advance(&mut self, virtual_ms: u64) -> DaySlice {
         let until = self.harness.now_ms().saturating_add(virtual_ms);
         self.harness.drive_until(until);
-        let events = self.harness.take_events();
-        for (at, e) in &events {
-            self.note(*at, e);
-        }
-        events
+        self.collect()
     }
 
-    /// Runs the rest of the day, handing every event to `on_event`.
-    pub fn run(&mut self, mut on_event: impl FnMut(u64, &Event)) -> Result<(), Livelock> {
+    /// Runs the rest of the day, handing every record for the log to `on_record`.
+    pub fn run(&mut self, mut on_record: impl FnMut(u64, &Record)) -> Result<(), Livelock> {
         self.harness.drive()?;
-        let events = self.harness.take_events();
-        for (at, e) in &events {
-            self.note(*at, e);
-            on_event(*at, e);
+        let slice = self.collect();
+        for (at, r) in &slice.records {
+            on_record(*at, r);
         }
         Ok(())
     }
 
-    fn note(&mut self, at_ms: u64, event: &Event) {
-        self.last_event_ms = self.last_event_ms.max(at_ms);
-        self.charts.note(at_ms, event);
+    fn collect(&mut self) -> DaySlice {
+        let slice = DaySlice {
+            events: self.harness.take_events(),
+            records: self.harness.take_records(),
+        };
+        for (at, e) in &slice.events {
+            self.last_event_ms = self.last_event_ms.max(*at);
+            self.charts.note(*at, e);
+        }
+        for (at, r) in &slice.records {
+            self.last_event_ms = self.last_event_ms.max(*at);
+            self.charts.note_record(r);
+        }
+        slice
     }
 
     /// The summary as things stand.
@@ -215,7 +235,7 @@ impl DayRun {
         let truth = self.harness.tenant.ground_truth().clone();
         DaySummary {
             config: self.config.clone(),
-            report: self.harness.engine.compliance_report(now),
+            report: self.harness.engine.compliance_report(Now::at(now)),
             api_requests_per_transition: if self.commands == 0 {
                 0.0
             } else {
@@ -253,6 +273,7 @@ pub fn throughput_workload(agents: u32, per_agent: u32) -> u64 {
     }
     let engine = Engine::new(config).expect("the workload's configuration is valid");
     let mut h = Harness::new(engine, tenant, t0);
+    h.keep_records(false);
     let states = ["READY", "NOT_READY", "PAUSED", "IDLE"];
     for round in 0..per_agent {
         for i in 0..agents {

@@ -1,23 +1,32 @@
-//! A virtual-clock harness in the style of quinn's `Pair`: the engine drives the simulated tenant, and time
-//! jumps from one deadline to the next.
+//! A virtual-clock harness in the style of quinn's `Pair`: the engine drives the simulated tenant (and a
+//! simulated webhook receiver), and time jumps from one deadline to the next.
+//!
+//! The harness is also the engine's durable log: it keeps every persisted record, so a test can "crash" the
+//! engine ([`Harness::restart`]) and restore a new one from what was persisted.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::tenant::{SimConfig, SimOutcome, SimTenant};
 use super::workday::Workday;
-use crate::config::{EngineConfig, Secret};
-
-use crate::engine::{Command, Engine, Input, Output};
+use crate::audit::AuditRecord;
+use crate::config::{EngineConfig, Secret, REDACTED};
+use crate::engine::{Engine, Input, Output, Restored};
+use crate::error::CommandError;
 use crate::events::{Event, TransitionId};
-use crate::http::{HttpRequest, HttpResponse, RequestId, TransportErrorKind};
+use crate::http::{HttpRequest, HttpResponse, RequestId, Target, Transmit, TransportErrorKind};
+use crate::log::{LogState, Record};
 use crate::pacer::RateLimit;
 use crate::profile::{ApiProfile, SeedProfile};
+use crate::time::Now;
 
 /// The base URL the engine uses against the in-process tenant (never resolved).
-pub const SIM_BASE_URL: &str = "http://sim.invalid";
+pub const SIM_BASE_URL: &str = "https://sim.invalid";
+
+/// The URL of the in-process webhook receiver (never resolved).
+pub const SIM_WEBHOOK_URL: &str = "https://hooks.sim.invalid/agent-state";
 
 /// The harness ran more steps than allowed: something keeps scheduling work without finishing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,10 +38,90 @@ pub struct Livelock {
     pub now_ms: u64,
 }
 
+/// A command a transcript or a test hands the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "command",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[non_exhaustive]
+pub enum Command {
+    /// [`Engine::transition`].
+    Transition {
+        /// The agent.
+        user_id: String,
+        /// The target state.
+        state: String,
+    },
+    /// [`Engine::validate`].
+    Validate {
+        /// The agent.
+        user_id: String,
+        /// The target state.
+        state: String,
+    },
+    /// [`Engine::close`].
+    Close,
+}
+
+/// One step of a transcript: what was handed to the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// A command, at a time.
+    Command {
+        /// When.
+        now: Now,
+        /// What.
+        command: Command,
+    },
+    /// An input (it carries its time).
+    Input(Input),
+}
+
+impl Action {
+    /// When it happened.
+    pub fn now(&self) -> Now {
+        match self {
+            Self::Command { now, .. } => *now,
+            Self::Input(i) => i.now(),
+        }
+    }
+
+    /// Hands the action to an engine; a command's id (or refusal) is returned.
+    pub fn apply(&self, engine: &mut Engine) -> Option<Result<TransitionId, CommandError>> {
+        match self {
+            Self::Command { now, command } => match command {
+                Command::Transition { user_id, state } => {
+                    Some(engine.transition(*now, user_id, state))
+                }
+                Command::Validate { user_id, state } => Some(engine.validate(*now, user_id, state)),
+                Command::Close => {
+                    engine.close(*now);
+                    None
+                }
+            },
+            Self::Input(i) => {
+                engine.handle_input(i.clone());
+                None
+            }
+        }
+    }
+}
+
+/// One action handed to the engine and every output it produced before asking for a timeout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptStep {
+    /// What was handed in.
+    pub action: Action,
+    /// The outputs drained after it, ending with the [`Output::Timeout`].
+    pub outputs: Vec<Output>,
+}
+
 #[derive(Debug)]
 enum Delivery {
-    Response(HttpResponse),
-    Failure(RequestId, TransportErrorKind),
     Input(Input),
 }
 
@@ -47,14 +136,70 @@ pub enum TokenBackend {
     Failing(String),
 }
 
-/// Engine + tenant + virtual clock.
+/// How the simulated webhook receiver answers one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReceiverAnswer {
+    /// This HTTP status.
+    Status(u16),
+    /// The connection drops.
+    Drop,
+}
+
+/// A webhook receiver on the virtual clock: scripted answers first, then `default`.
+#[derive(Clone, Debug)]
+pub struct SimReceiver {
+    /// Answers for the next deliveries, in order.
+    pub script: VecDeque<ReceiverAnswer>,
+    /// Answers for a payload whose event id is here, always (a payload the receiver will never take).
+    pub refuse: BTreeMap<String, u16>,
+    /// The answer once the script is spent.
+    pub default: ReceiverAnswer,
+    /// Every delivery seen: (time, event id, answer).
+    pub seen: Vec<(u64, String, ReceiverAnswer)>,
+    /// Bodies accepted (2xx), in order.
+    pub accepted: Vec<String>,
+}
+
+impl Default for SimReceiver {
+    fn default() -> Self {
+        Self {
+            script: VecDeque::new(),
+            refuse: BTreeMap::new(),
+            default: ReceiverAnswer::Status(204),
+            seen: Vec::new(),
+            accepted: Vec::new(),
+        }
+    }
+}
+
+impl SimReceiver {
+    fn handle(&mut self, now_ms: u64, request: &HttpRequest) -> ReceiverAnswer {
+        let id = request.header("x-event-id").unwrap_or_default().to_owned();
+        let answer = match self.refuse.get(&id) {
+            Some(&s) => ReceiverAnswer::Status(s),
+            None => self.script.pop_front().unwrap_or(self.default),
+        };
+        if matches!(answer, ReceiverAnswer::Status(s) if (200..300).contains(&s)) {
+            self.accepted.push(request.body.clone().unwrap_or_default());
+        }
+        self.seen.push((now_ms, id, answer));
+        answer
+    }
+}
+
+/// Engine + tenant + webhook receiver + virtual clock + the durable log.
 #[derive(Debug)]
 pub struct Harness {
     /// The engine under test.
     pub engine: Engine,
     /// The simulated tenant.
     pub tenant: SimTenant,
+    /// The simulated webhook receiver.
+    pub receiver: SimReceiver,
     now_ms: u64,
+    /// What the engine's wall clock reads minus true (virtual) time: stepped by tests.
+    wall_offset_ms: i64,
     seq: u64,
     deliveries: BinaryHeap<Reverse<(u64, u64)>>,
     delivery_items: BTreeMap<u64, Delivery>,
@@ -62,6 +207,8 @@ pub struct Harness {
     command_items: BTreeMap<u64, Command>,
     engine_deadline: Option<u64>,
     events: Vec<(u64, Event)>,
+    records: Vec<(u64, Record)>,
+    keep_records: bool,
     requests: Vec<(u64, HttpRequest)>,
     record_requests: bool,
     started: Vec<(u64, TransitionId)>,
@@ -70,25 +217,15 @@ pub struct Harness {
     token_requests: u64,
 }
 
-/// One input handed to the engine and every output it produced before asking for a timeout.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TranscriptStep {
-    /// Virtual time of the input (Unix ms).
-    pub at_ms: u64,
-    /// The input.
-    pub input: Input,
-    /// The outputs drained after it, ending with the [`Output::Timeout`].
-    pub outputs: Vec<Output>,
-}
-
 impl Harness {
     /// A harness starting at `start_ms`.
     pub fn new(engine: Engine, tenant: SimTenant, start_ms: u64) -> Self {
         Self {
             engine,
             tenant,
+            receiver: SimReceiver::default(),
             now_ms: start_ms,
+            wall_offset_ms: 0,
             seq: 0,
             deliveries: BinaryHeap::new(),
             delivery_items: BTreeMap::new(),
@@ -96,6 +233,8 @@ impl Harness {
             command_items: BTreeMap::new(),
             engine_deadline: None,
             events: Vec::new(),
+            records: Vec::new(),
+            keep_records: true,
             requests: Vec::new(),
             record_requests: false,
             started: Vec::new(),
@@ -153,9 +292,31 @@ impl Harness {
         self.now_ms
     }
 
+    /// Virtual now, as the engine sees it: the monotonic clock is virtual time; the wall clock is virtual
+    /// time unless a test stepped it ([`step_wall_clock`](Self::step_wall_clock)).
+    pub fn now(&self) -> Now {
+        self.now_at(self.now_ms)
+    }
+
+    fn now_at(&self, at_ms: u64) -> Now {
+        Now::new(at_ms, at_ms.saturating_add_signed(self.wall_offset_ms))
+    }
+
+    /// Steps the engine's wall clock by `ms` (negative: back), as NTP or an administrator might; the monotonic
+    /// clock and the tenant's time do not move.
+    pub fn step_wall_clock(&mut self, ms: i64) {
+        self.wall_offset_ms = self.wall_offset_ms.saturating_add(ms);
+    }
+
     /// Keep a copy of every request sent (off by default; memory grows with the run).
     pub fn record_requests(&mut self, on: bool) {
         self.record_requests = on;
+    }
+
+    /// Keep every persisted record (on by default); a long simulated day turns it off and takes them as
+    /// they come with [`take_records`](Self::take_records).
+    pub fn keep_records(&mut self, on: bool) {
+        self.keep_records = on;
     }
 
     /// Requests sent so far with their send times, if recording.
@@ -163,7 +324,9 @@ impl Harness {
         &self.requests
     }
 
-    /// Records every input and the outputs it produced (off by default), for transcript vectors.
+    /// Records every action and the outputs it produced (off by default), for transcript vectors. Secrets
+    /// are replaced by `[redacted]` in what is recorded — inputs and outputs alike — so a transcript replays
+    /// exactly on an engine configured from its (redacted) configuration, and no vector holds a secret.
     pub fn record_transcript(&mut self) {
         self.transcript.get_or_insert_with(Vec::new);
     }
@@ -173,23 +336,32 @@ impl Harness {
         self.transcript.as_deref().unwrap_or_default()
     }
 
-    /// Hands one input to the engine at the current virtual time and drains the outputs.
-    pub fn feed(&mut self, input: Input) -> Option<TransitionId> {
-        let recorded = self.transcript.is_some().then(|| input.clone());
-        let id = self.engine.handle_input(self.now_ms, input);
-        if let Some(id) = id {
+    /// Hands one action to the engine at its time and drains the outputs.
+    pub fn act(&mut self, action: Action) -> Option<Result<TransitionId, CommandError>> {
+        let result = action.apply(&mut self.engine);
+        if let Some(Ok(id)) = result {
             self.started.push((self.now_ms, id));
         }
         let outputs = self.engine.drain_outputs();
-        if let (Some(t), Some(input)) = (&mut self.transcript, recorded) {
+        if let Some(t) = &mut self.transcript {
             t.push(TranscriptStep {
-                at_ms: self.now_ms,
-                input,
-                outputs: outputs.clone(),
+                action: redact_action(&action),
+                outputs: outputs.iter().map(redact_output).collect(),
             });
         }
         self.process(outputs);
-        id
+        result
+    }
+
+    /// Hands one input to the engine and drains the outputs.
+    pub fn feed(&mut self, input: Input) {
+        self.act(Action::Input(input));
+    }
+
+    /// Runs a command now and drains the engine.
+    pub fn command(&mut self, command: Command) -> Option<Result<TransitionId, CommandError>> {
+        let now = self.now();
+        self.act(Action::Command { now, command })
     }
 
     /// Answers the engine's token requests with `backend` (for [`TokenSource::External`](crate::TokenSource)).
@@ -229,20 +401,23 @@ impl Harness {
                 }
             }
         };
-        self.seq += 1;
-        self.deliveries.push(Reverse((
-            self.now_ms + self.tenant.config().latency_ms,
-            self.seq,
-        )));
-        self.delivery_items.insert(
-            self.seq,
-            Delivery::Input(Input::AccessToken {
+        let at = self.now_ms + self.tenant.config().latency_ms;
+        self.deliver_at(
+            at,
+            Input::AccessToken {
+                now: self.now_at(at),
                 id,
                 access_token,
                 expires_in_ms,
                 error,
-            }),
+            },
         );
+    }
+
+    fn deliver_at(&mut self, at_ms: u64, input: Input) {
+        self.seq += 1;
+        self.deliveries.push(Reverse((at_ms, self.seq)));
+        self.delivery_items.insert(self.seq, Delivery::Input(input));
     }
 
     /// Events so far with their times.
@@ -253,6 +428,53 @@ impl Harness {
     /// Takes the events collected so far.
     pub fn take_events(&mut self) -> Vec<(u64, Event)> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Every persisted record so far with its time: the durable log.
+    pub fn records(&self) -> &[(u64, Record)] {
+        &self.records
+    }
+
+    /// Takes the records collected so far.
+    pub fn take_records(&mut self) -> Vec<(u64, Record)> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// The audit records persisted so far, in order.
+    pub fn audit_records(&self) -> Vec<AuditRecord> {
+        self.records
+            .iter()
+            .filter_map(|(_, r)| r.as_audit().cloned())
+            .collect()
+    }
+
+    /// The fold of every persisted record: what a host would recover after a crash now.
+    pub fn log_state(&self) -> LogState {
+        let mut state = LogState::default();
+        for (_, r) in &self.records {
+            state
+                .apply(r)
+                .expect("the engine persists a consistent log");
+        }
+        state
+    }
+
+    /// Simulates a crash and a restart: answers in flight are lost, the process stays down for `down_ms`, then
+    /// a new engine built from `config` restores from the records persisted so far (or from the first `keep`
+    /// of them, to model a torn log), and the run continues.
+    pub fn restart(&mut self, config: EngineConfig, keep: Option<usize>, down_ms: u64) -> Restored {
+        if let Some(n) = keep {
+            self.records.truncate(n);
+        }
+        let state = self.log_state();
+        self.deliveries.clear();
+        self.delivery_items.clear();
+        self.now_ms = self.now_ms.saturating_add(down_ms);
+        self.engine = Engine::new(config).expect("a valid configuration");
+        self.engine_deadline = None;
+        let restored = self.engine.restore(self.now(), state);
+        self.drain();
+        restored
     }
 
     /// Commands started by the harness so far, with their times and ids.
@@ -270,47 +492,37 @@ impl Harness {
 
     /// Starts a transition now and drains the engine.
     pub fn transition(&mut self, user_id: &str, state: &str) -> TransitionId {
-        self.feed(Input::Command(Command::Transition {
+        self.command(Command::Transition {
             user_id: user_id.to_owned(),
             state: state.to_owned(),
-        }))
-        .expect("commands get an id")
+        })
+        .expect("commands answer")
+        .expect("the engine takes the command")
     }
 
     /// Starts a validation now and drains the engine.
     pub fn validate(&mut self, user_id: &str, state: &str) -> TransitionId {
-        self.feed(Input::Command(Command::Validate {
+        self.command(Command::Validate {
             user_id: user_id.to_owned(),
             state: state.to_owned(),
-        }))
-        .expect("commands get an id")
+        })
+        .expect("commands answer")
+        .expect("the engine takes the command")
     }
 
-    /// Drains the engine's outputs: requests go to the tenant, events are collected.
+    /// Drains the engine's outputs: requests go to the tenant or the receiver, records and events are kept.
     pub fn drain(&mut self) {
         let outputs = self.engine.drain_outputs();
         self.process(outputs);
     }
 
-    /// Requests go to the tenant, events are collected, the timeout is remembered.
     fn process(&mut self, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Transmit(request) => {
-                    let reply = self.tenant.handle_request(self.now_ms, &request);
-                    let delivery = match reply.outcome {
-                        SimOutcome::Response(mut r) => {
-                            r.id = request.id;
-                            Delivery::Response(r)
-                        }
-                        SimOutcome::TransportError(kind) => Delivery::Failure(request.id, kind),
-                    };
-                    self.seq += 1;
-                    self.deliveries
-                        .push(Reverse((reply.deliver_at_ms.max(self.now_ms), self.seq)));
-                    self.delivery_items.insert(self.seq, delivery);
-                    if self.record_requests {
-                        self.requests.push((self.now_ms, request));
+                Output::Transmit(t) => self.perform(t),
+                Output::Persist(r) => {
+                    if self.keep_records {
+                        self.records.push((self.now_ms, r));
                     }
                 }
                 Output::Event(e) => {
@@ -321,6 +533,49 @@ impl Harness {
                 }
                 Output::Timeout(deadline) => self.engine_deadline = deadline,
             }
+        }
+    }
+
+    fn perform(&mut self, t: Transmit) {
+        let Transmit {
+            id,
+            target,
+            request,
+        } = t;
+        if target == Target::Webhook {
+            let at = self.now_ms + 5;
+            let input = match self.receiver.handle(self.now_ms, &request) {
+                ReceiverAnswer::Status(status) => Input::Response {
+                    now: self.now_at(at),
+                    id,
+                    response: HttpResponse::new(status, vec![], ""),
+                },
+                ReceiverAnswer::Drop => Input::TransportError {
+                    now: self.now_at(at),
+                    id,
+                    kind: TransportErrorKind::Reset,
+                },
+            };
+            self.deliver_at(at, input);
+        } else {
+            let reply = self.tenant.handle_request(self.now_ms, &request);
+            let at = reply.deliver_at_ms.max(self.now_ms);
+            let input = match reply.outcome {
+                SimOutcome::Response(response) => Input::Response {
+                    now: self.now_at(at),
+                    id,
+                    response,
+                },
+                SimOutcome::TransportError(kind) => Input::TransportError {
+                    now: self.now_at(at),
+                    id,
+                    kind,
+                },
+            };
+            self.deliver_at(at, input);
+        }
+        if self.record_requests {
+            self.requests.push((self.now_ms, request));
         }
     }
 
@@ -348,11 +603,9 @@ impl Harness {
                 break;
             }
             self.deliveries.pop();
-            let input = match self.delivery_items.remove(&seq).expect("delivery exists") {
-                Delivery::Response(r) => Input::Response(r),
-                Delivery::Failure(id, kind) => Input::TransportError { id, kind },
-                Delivery::Input(input) => input,
-            };
+            let Delivery::Input(input) = self.delivery_items.remove(&seq).expect("delivery exists");
+            // The engine reads its clocks when the answer arrives (the wall clock may have been stepped).
+            let input = restamp(input, self.now());
             self.feed(input);
         }
         while let Some(&Reverse((at, seq))) = self.commands.peek() {
@@ -361,10 +614,10 @@ impl Harness {
             }
             self.commands.pop();
             let command = self.command_items.remove(&seq).expect("command exists");
-            self.feed(Input::Command(command));
+            self.command(command);
         }
         if self.engine_deadline.is_some_and(|d| d <= now) {
-            self.feed(Input::Timeout);
+            self.feed(Input::Timeout { now: self.now() });
         }
         true
     }
@@ -395,5 +648,104 @@ impl Harness {
             self.step();
         }
         self.now_ms = self.now_ms.max(until_ms);
+    }
+}
+
+fn restamp(input: Input, now: Now) -> Input {
+    match input {
+        Input::Response { id, response, .. } => Input::Response { now, id, response },
+        Input::TransportError { id, kind, .. } => Input::TransportError { now, id, kind },
+        Input::AccessToken {
+            id,
+            access_token,
+            expires_in_ms,
+            error,
+            ..
+        } => Input::AccessToken {
+            now,
+            id,
+            access_token,
+            expires_in_ms,
+            error,
+        },
+        Input::Timeout { .. } => Input::Timeout { now },
+    }
+}
+
+// ---- redaction of recorded transcripts -------------------------------------------------------------------
+
+/// Form fields that carry secrets.
+const SECRET_FORM_FIELDS: &[&str] = &["client_secret", "password", "refresh_token"];
+/// JSON members of token answers that carry secrets.
+const SECRET_JSON_MEMBERS: &[&str] = &["access_token", "refresh_token", "id_token"];
+
+fn redact_request(r: &HttpRequest) -> HttpRequest {
+    let mut r = r.clone();
+    for (k, v) in &mut r.headers {
+        if k.eq_ignore_ascii_case("authorization") {
+            let scheme = v.split(' ').next().unwrap_or_default();
+            *v = format!("{scheme} {REDACTED}");
+        }
+    }
+    let form = r
+        .header("content-type")
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if let (true, Some(body)) = (form, &r.body) {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| {
+                let v = if SECRET_FORM_FIELDS.contains(&k.as_ref()) {
+                    REDACTED.to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        r.body = Some(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish(),
+        );
+    }
+    r
+}
+
+fn redact_response(r: &HttpResponse) -> HttpResponse {
+    let mut r = r.clone();
+    if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(&r.body) {
+        let mut changed = false;
+        for m in SECRET_JSON_MEMBERS {
+            if let Some(v) = map.get_mut(*m).filter(|v| v.is_string()) {
+                *v = serde_json::Value::String(REDACTED.to_owned());
+                changed = true;
+            }
+        }
+        if changed {
+            r.body = serde_json::Value::Object(map).to_string();
+        }
+    }
+    r
+}
+
+fn redact_action(a: &Action) -> Action {
+    match a {
+        Action::Input(Input::Response { now, id, response }) => Action::Input(Input::Response {
+            now: *now,
+            id: *id,
+            response: redact_response(response),
+        }),
+        // An access token handed in serializes redacted already ([`Secret`]).
+        other => other.clone(),
+    }
+}
+
+fn redact_output(o: &Output) -> Output {
+    match o {
+        Output::Transmit(t) => Output::Transmit(Transmit {
+            id: t.id,
+            target: t.target,
+            request: redact_request(&t.request),
+        }),
+        other => other.clone(),
     }
 }

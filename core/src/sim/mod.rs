@@ -10,10 +10,22 @@ mod tenant;
 mod workday;
 
 pub use day::{
-    throughput_workload, AgentTimeline, DayCharts, DayRun, DaySummary, LATENCY_BUCKETS_MS,
-    TIMELINE_SAMPLE,
+    throughput_workload, AgentTimeline, DayCharts, DayRun, DaySlice, DaySummary,
+    LATENCY_BUCKETS_MS, TIMELINE_SAMPLE,
 };
-pub use harness::{Harness, Livelock, TokenBackend, TranscriptStep, SIM_BASE_URL};
+pub use harness::{
+    Action, Command, Harness, Livelock, ReceiverAnswer, SimReceiver, TokenBackend, TranscriptStep,
+    SIM_BASE_URL, SIM_WEBHOOK_URL,
+};
+
+/// The token bucket the engine and the simulated tenant pace with.
+pub use crate::pacer::Pacer;
+/// The policy rule itself, for the shared policy vectors.
+pub use crate::policy::PolicyDecision;
+/// The wire side of the `seed` profile, for tests and vectors that exercise it directly.
+pub use crate::profile::{
+    ApiProfile, BreakStatus, ParsedToken, ScheduleAnswer, SeedProfile, TokenFailure,
+};
 
 pub use tenant::{
     AgentPlan, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig, SimOutcome,

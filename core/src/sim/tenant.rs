@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ConfigError;
-use crate::http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
+use crate::http::{HttpRequest, HttpResponse, Method, TransportErrorKind};
 use crate::pacer::{Pacer, RateLimit};
 use crate::rng::DetRng;
 use crate::time::iso8601;
@@ -349,12 +349,11 @@ impl Route {
 }
 
 fn json_response(status: u16, body: serde_json::Value) -> HttpResponse {
-    HttpResponse {
-        id: RequestId(0),
+    HttpResponse::new(
         status,
-        headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
-        body: body.to_string(),
-    }
+        vec![("Content-Type".to_owned(), "application/json".to_owned())],
+        body.to_string(),
+    )
 }
 
 fn error_response(status: u16, error: &str, description: &str) -> HttpResponse {
@@ -554,15 +553,11 @@ impl SimTenant {
                             deliver_at_ms = deliver_at_ms.saturating_add(extra_ms);
                             SimOutcome::Response(self.process(now_ms, &route, request))
                         }
-                        FaultKind::Malformed => SimOutcome::Response(HttpResponse {
-                            id: RequestId(0),
-                            status: 200,
-                            headers: vec![(
-                                "Content-Type".to_owned(),
-                                "application/json".to_owned(),
-                            )],
-                            body: "{\"status\": \"ACT".to_owned(),
-                        }),
+                        FaultKind::Malformed => SimOutcome::Response(HttpResponse::new(
+                            200,
+                            vec![("Content-Type".to_owned(), "application/json".to_owned())],
+                            "{\"status\": \"ACT",
+                        )),
                         FaultKind::DropBefore => {
                             SimOutcome::TransportError(TransportErrorKind::Reset)
                         }

@@ -1,4 +1,7 @@
-//! The simulated tenant over real HTTP.
+//! # cxone-agent-state-sim-server
+//!
+//! The simulated tenant over real HTTP: what `cxone-agent-state sim-server` runs, what the end-to-end tests and
+//! the browser pages talk to, beside the sans-IO simulator it serves (`cxone_agent_state_core::sim`).
 //!
 //! [`start`] binds a socket and serves a [`SimTenant`] on the wall clock: every request (except the admin ones)
 //! becomes a core [`HttpRequest`], goes through [`SimTenant::handle_request`] at the current Unix time, and is
@@ -35,7 +38,7 @@ use bytes::Bytes;
 use cxone_agent_state_core::sim::{
     AgentPlan, FaultRule, RandomFaults, SimConfig, SimOutcome, SimTenant,
 };
-use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
+use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, TransportErrorKind};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -48,6 +51,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
+
+/// Unix-epoch milliseconds from the system clock: the simulated tenant's clock when it is served over HTTP.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Request bodies larger than this answer 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -323,7 +333,6 @@ async fn route(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, 
     }
 
     let request = HttpRequest {
-        id: RequestId(0),
         method,
         url: format!("{}{}", ctx.base_url, path_and_query),
         headers,
@@ -331,7 +340,7 @@ async fn route(request: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, 
         timeout_ms: 0,
     };
     let arrived = Instant::now();
-    let now_ms = crate::now_ms();
+    let now_ms = now_ms();
     let reply = lock(&ctx.tenant).handle_request(now_ms, &request);
     let delay = Duration::from_millis(reply.deliver_at_ms.saturating_sub(now_ms));
     tokio::time::sleep(delay.saturating_sub(arrived.elapsed())).await;
@@ -577,7 +586,7 @@ mod tests {
     }
 
     fn on_shift(user: &str) -> AgentPlan {
-        let now = crate::now_ms();
+        let now = now_ms();
         AgentPlan {
             user_id: user.to_owned(),
             shifts: vec![Window {

@@ -1,0 +1,261 @@
+//! One change (or validation) as a small machine with an explicit phase.
+//!
+//! ```text
+//!  Waiting ──▶ Checking ──▶ Approved ──first send──▶ Committing ──▶ applied | OUTCOME_UNKNOWN | refused by the tenant
+//!                 │  ▲          │                      (never back: policy is decided before the first send)
+//!                 │  └─stale────┘
+//!                 └──▶ refused by policy / failed before anything was sent
+//! ```
+//!
+//! Policy is decided in [`Phase::Checking`] only, before the first send. Once a change is
+//! [`Phase::Committing`] nothing can refuse it any more: it ends as applied, as `OUTCOME_UNKNOWN` when a send
+//! may have reached the tenant, or with a tenant's definite answer (which, under idempotent resends, speaks
+//! for every earlier send of the change too).
+
+use crate::error::{ErrorCode, TransitionError};
+use crate::state::{AgentState, UserId};
+
+/// Which policy lookup a change is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// "Is this agent scheduled now?"
+    Schedule,
+    /// "Is a mandatory break due?" (READY only.)
+    BreakStatus,
+}
+
+/// Where a change stands.
+#[derive(Clone, Debug)]
+pub(crate) enum Phase {
+    /// Behind an earlier change of the same agent.
+    Waiting,
+    /// Deciding policy: a lookup is queued, in flight, or backing off.
+    Checking {
+        lookup: Lookup,
+        /// Retries spent on this lookup.
+        retries: u32,
+    },
+    /// Policy allowed it at `approved_mono` (and `approved_unix`); waiting for its first send.
+    Approved {
+        approved_mono: u64,
+        approved_unix: u64,
+    },
+    /// Sent at least once.
+    Committing(Committing),
+}
+
+/// A change that has been sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Committing {
+    /// No send after this (monotonic): the end of the commit window.
+    pub(crate) send_by_mono: u64,
+    /// Retries spent (a 429 with `Retry-After` spends none).
+    pub(crate) retries: u32,
+    /// Whether any send may have reached the tenant: an answer lost after it left, a timeout, a 5xx, or an
+    /// unreadable 2xx. A resumed change starts with `true` (the previous run's send may have arrived).
+    pub(crate) maybe_applied: bool,
+    /// The last transient failure was a 429.
+    pub(crate) throttled: bool,
+}
+
+/// Validation only, or a real change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Validate,
+    Change {
+        /// The `Idempotency-Key` of every send of this change.
+        key: String,
+        /// For a change resumed after a restart that had ended `OUTCOME_UNKNOWN`: that record's id.
+        settles: Option<String>,
+        /// Resumed after a restart (its journal entry is already open).
+        resumed: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    pub(crate) user: UserId,
+    pub(crate) state: AgentState,
+    pub(crate) reason_code: String,
+    pub(crate) purpose: Purpose,
+    pub(crate) started_mono: u64,
+    /// API requests sent on its behalf.
+    pub(crate) attempts: u32,
+    /// Times it waited for a token fetch.
+    pub(crate) token_waits: u32,
+    /// A 401 was answered by refreshing the token once.
+    pub(crate) auth_resent: bool,
+    /// Policy checks redone before the first send because the approval had grown stale.
+    pub(crate) rechecks: u32,
+    /// When the tenant first answered this change's requests with 429 and a `Retry-After` (monotonic):
+    /// throttling spends no retries, and ends a commit window after this.
+    pub(crate) throttled_since: Option<u64>,
+    pub(crate) phase: Phase,
+}
+
+/// How a change ends, before the phase has its say.
+#[derive(Clone, Debug)]
+pub(crate) enum Verdict {
+    /// The tenant confirmed it.
+    Applied,
+    /// Policy refused it (only possible while checking).
+    Policy(TransitionError),
+    /// The tenant answered with a definite refusal (a 4xx).
+    TenantRefused(TransitionError),
+    /// It could not be completed (retries spent, the window closed, no token, an unreadable answer, the
+    /// engine closed): nothing in this verdict says whether a send arrived.
+    NotCompleted(TransitionError),
+}
+
+impl Change {
+    /// The idempotency key, for a real change.
+    pub(crate) fn key(&self) -> Option<&str> {
+        match &self.purpose {
+            Purpose::Change { key, .. } => Some(key),
+            Purpose::Validate => None,
+        }
+    }
+
+    /// Whether the change has been sent (its intent is in the journal).
+    pub(crate) fn journaled(&self) -> bool {
+        matches!(self.phase, Phase::Committing(_))
+            || matches!(self.purpose, Purpose::Change { resumed: true, .. })
+    }
+
+    /// The final result. This is the one place a verdict becomes an outcome, and the rule that keeps the audit
+    /// log from contradicting the tenant lives here: a change that may have been applied never ends as a
+    /// failure, unless the tenant itself said so in an answer that covers every send (idempotent resends).
+    pub(crate) fn outcome(
+        &self,
+        verdict: Verdict,
+        idempotent_resends: bool,
+    ) -> Result<(), TransitionError> {
+        let in_doubt = match &self.phase {
+            Phase::Committing(c) => c.maybe_applied,
+            _ => false,
+        };
+        match verdict {
+            Verdict::Applied => Ok(()),
+            Verdict::Policy(e) => {
+                debug_assert!(
+                    !matches!(self.phase, Phase::Committing(_)),
+                    "policy is never decided after a send"
+                );
+                if matches!(self.phase, Phase::Committing(_)) {
+                    return Err(unknown(&e));
+                }
+                Err(e)
+            }
+            Verdict::TenantRefused(e) if in_doubt && !idempotent_resends => Err(unknown(&e)),
+            Verdict::TenantRefused(e) => Err(e),
+            Verdict::NotCompleted(e) if in_doubt => Err(unknown(&e)),
+            Verdict::NotCompleted(e) => Err(e),
+        }
+    }
+}
+
+/// `OUTCOME_UNKNOWN`, keeping what ended the change in the message.
+fn unknown(cause: &TransitionError) -> TransitionError {
+    TransitionError::new(
+        ErrorCode::OutcomeUnknown,
+        format!(
+            "a send of this change may have reached the tenant, and no answer confirmed it ({}: {}); \
+             the journal keeps it open until later records settle it",
+            cause.code, cause.message
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(phase: Phase) -> Change {
+        Change {
+            user: UserId::parse("a").unwrap(),
+            state: AgentState::parse("READY").unwrap(),
+            reason_code: "WORKING".into(),
+            purpose: Purpose::Change {
+                key: "k".into(),
+                settles: None,
+                resumed: false,
+            },
+            started_mono: 0,
+            attempts: 0,
+            token_waits: 0,
+            auth_resent: false,
+            rechecks: 0,
+            throttled_since: None,
+            phase,
+        }
+    }
+
+    fn committing(maybe_applied: bool) -> Phase {
+        Phase::Committing(Committing {
+            send_by_mono: 1,
+            retries: 0,
+            maybe_applied,
+            throttled: false,
+        })
+    }
+
+    fn err(code: ErrorCode) -> TransitionError {
+        TransitionError::new(code, "x")
+    }
+
+    #[test]
+    fn a_change_in_doubt_never_ends_as_a_failure_of_the_change() {
+        let c = change(committing(true));
+        let code = |v: Verdict, idem| c.outcome(v, idem).unwrap_err().code;
+        assert_eq!(
+            code(
+                Verdict::NotCompleted(err(ErrorCode::UpstreamUnavailable)),
+                true
+            ),
+            ErrorCode::OutcomeUnknown
+        );
+        assert_eq!(
+            code(Verdict::TenantRefused(err(ErrorCode::Forbidden)), false),
+            ErrorCode::OutcomeUnknown
+        );
+        // Idempotent resends: the tenant's refusal of a resend covers the first send too.
+        assert_eq!(
+            code(Verdict::TenantRefused(err(ErrorCode::Forbidden)), true),
+            ErrorCode::Forbidden
+        );
+        assert!(c.outcome(Verdict::Applied, true).is_ok());
+    }
+
+    #[test]
+    fn a_change_not_sent_or_surely_not_applied_keeps_its_cause() {
+        for phase in [
+            Phase::Waiting,
+            Phase::Checking {
+                lookup: Lookup::Schedule,
+                retries: 0,
+            },
+            committing(false),
+        ] {
+            let c = change(phase);
+            assert_eq!(
+                c.outcome(Verdict::NotCompleted(err(ErrorCode::RateLimited)), false)
+                    .unwrap_err()
+                    .code,
+                ErrorCode::RateLimited
+            );
+        }
+        let c = change(Phase::Checking {
+            lookup: Lookup::BreakStatus,
+            retries: 0,
+        });
+        assert_eq!(
+            c.outcome(
+                Verdict::Policy(err(ErrorCode::MandatoryBreakViolation)),
+                true
+            )
+            .unwrap_err()
+            .code,
+            ErrorCode::MandatoryBreakViolation
+        );
+    }
+}

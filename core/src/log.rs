@@ -1,0 +1,870 @@
+//! The durable log: what a host persists ([`Record`]), how the open state is folded back out of it after a
+//! restart ([`LogState`]), and how a JSON Lines log is read ([`scan_log`]).
+//!
+//! **One ordered log.** Every record the engine asks a host to persist goes, in order, into one append-only
+//! JSON Lines file: audit records (hash-chained, exactly as an auditor reads them), and the operational
+//! records around them — a change's intent before it is first sent, a webhook payload accepted for delivery,
+//! its delivery, a dead letter, and periodic checkpoints. A host writes a group of records and syncs once;
+//! because the engine orders records so that every prefix of the log is a state it can resume from, a crash
+//! or a power loss at any byte loses nothing that was acknowledged:
+//!
+//! - an intent precedes its first send, so a change the tenant may hold is never unknown to the log;
+//! - a change's webhook payload precedes its audit record, so a log cut between them leaves the change open
+//!   (it is resumed and announced again under the same event id) instead of audited without its webhook;
+//! - a checkpoint summarises what is still open, so recovery reads only the log after the last one: its
+//!   cost is bounded by what is open, not by the length of history.
+//!
+//! Audit lines carry no `kind` (a line without one is an audit record, as in every log written so far);
+//! every other line names its `kind`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditRecord, ChainError, ChainHead};
+use crate::error::ErrorCode;
+use crate::events::TransitionId;
+
+/// One line of the durable log. Persist every one, in order, before performing any later transmit.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Record {
+    /// A state change is about to be sent for the first time.
+    Intent(ChangeIntent),
+    /// An audit record (hash-chained).
+    Audit(AuditRecord),
+    /// A webhook payload accepted for delivery.
+    Webhook(WebhookEntry),
+    /// A webhook payload reached its receiver.
+    Delivered(Delivered),
+    /// A webhook payload was set aside as a dead letter.
+    DeadLetter(DeadLetter),
+    /// A dead letter was put back in line for delivery.
+    Replayed(Replayed),
+    /// An open change will not be sent again (it is too old to send safely); its journal entry is closed.
+    Abandoned(Abandoned),
+    /// What was open at this point: recovery starts from the last checkpoint.
+    Checkpoint(Checkpoint),
+}
+
+/// A state change about to be sent. On restart, an intent without a closing audit record is finished by
+/// [`Engine::restore`](crate::Engine::restore).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeIntent {
+    /// The command (in the run that journaled it).
+    pub transition_id: TransitionId,
+    /// The agent.
+    pub user_id: String,
+    /// The target state.
+    pub state: String,
+    /// The reason code being sent.
+    pub reason_code: String,
+    /// The `Idempotency-Key` the change is sent with (and resent with).
+    pub idempotency_key: String,
+    /// When the policy check that approved it was made (Unix ms): resends stop a commit window later.
+    pub approved_at_ms: u64,
+    /// When it was journaled (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A webhook payload to deliver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEntry {
+    /// Unique per payload; sent as `X-Event-Id` for receivers to dedupe on.
+    pub event_id: String,
+    /// The JSON payload exactly as sent (and signed).
+    pub body: String,
+    /// When it was accepted (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A webhook payload reached its receiver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivered {
+    /// The payload.
+    pub event_id: String,
+    /// Attempts it took.
+    pub attempts: u32,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A webhook payload set aside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// The payload.
+    pub event_id: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The receiver's last status, if it answered.
+    pub last_status: Option<u16>,
+    /// Why.
+    pub reason: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A dead letter put back in line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replayed {
+    /// The payload.
+    pub event_id: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// An open change given up for good.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Abandoned {
+    /// The change's key.
+    pub idempotency_key: String,
+    /// Why.
+    pub reason: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A change journaled and not yet closed: never confirmed, or ended `OUTCOME_UNKNOWN`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenChange {
+    /// The intent.
+    pub intent: ChangeIntent,
+    /// The `id` of its `OUTCOME_UNKNOWN` audit record, if it has one (a settlement points to it).
+    pub unknown_record: Option<String>,
+}
+
+/// A dead letter with its payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterEntry {
+    /// The payload.
+    pub entry: WebhookEntry,
+    /// Why it was set aside.
+    pub dead: DeadLetter,
+}
+
+/// Everything still open at one point of the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Where the audit chain stood.
+    pub chain: ChainHead,
+    /// Open changes, oldest first.
+    pub open: Vec<OpenChange>,
+    /// Undelivered webhook payloads, in delivery order.
+    pub outbox: Vec<WebhookEntry>,
+    /// Dead letters, oldest first.
+    pub dead_letters: Vec<DeadLetterEntry>,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// The first bytes of a checkpoint line: hosts search backwards for it to start recovery there.
+pub const CHECKPOINT_LINE_PREFIX: &[u8] = b"{\"kind\":\"checkpoint\"";
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum TaggedRef<'a> {
+    Intent(&'a ChangeIntent),
+    Webhook(&'a WebhookEntry),
+    Delivered(&'a Delivered),
+    DeadLetter(&'a DeadLetter),
+    Replayed(&'a Replayed),
+    Abandoned(&'a Abandoned),
+    Checkpoint(&'a Checkpoint),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+enum Tagged {
+    Intent(ChangeIntent),
+    Webhook(WebhookEntry),
+    Delivered(Delivered),
+    DeadLetter(DeadLetter),
+    Replayed(Replayed),
+    Abandoned(Abandoned),
+    Checkpoint(Checkpoint),
+}
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Audit(r) => r.serialize(s),
+            Self::Intent(r) => TaggedRef::Intent(r).serialize(s),
+            Self::Webhook(r) => TaggedRef::Webhook(r).serialize(s),
+            Self::Delivered(r) => TaggedRef::Delivered(r).serialize(s),
+            Self::DeadLetter(r) => TaggedRef::DeadLetter(r).serialize(s),
+            Self::Replayed(r) => TaggedRef::Replayed(r).serialize(s),
+            Self::Abandoned(r) => TaggedRef::Abandoned(r).serialize(s),
+            Self::Checkpoint(r) => TaggedRef::Checkpoint(r).serialize(s),
+        }
+    }
+}
+
+impl From<Tagged> for Record {
+    fn from(t: Tagged) -> Self {
+        match t {
+            Tagged::Intent(r) => Self::Intent(r),
+            Tagged::Webhook(r) => Self::Webhook(r),
+            Tagged::Delivered(r) => Self::Delivered(r),
+            Tagged::DeadLetter(r) => Self::DeadLetter(r),
+            Tagged::Replayed(r) => Self::Replayed(r),
+            Tagged::Abandoned(r) => Self::Abandoned(r),
+            Tagged::Checkpoint(r) => Self::Checkpoint(r),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        let tagged = value.get("kind").is_some();
+        if tagged {
+            Tagged::deserialize(value)
+                .map(Record::from)
+                .map_err(serde::de::Error::custom)
+        } else {
+            AuditRecord::deserialize(value)
+                .map(Record::Audit)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+impl Record {
+    /// Parses one log line (without its newline).
+    pub fn parse_line(line: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Peek<'a> {
+            #[serde(borrow, default)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        let peek: Peek<'_> = serde_json::from_slice(line)?;
+        if peek.kind.is_some() {
+            serde_json::from_slice::<Tagged>(line).map(Record::from)
+        } else {
+            serde_json::from_slice(line).map(Record::Audit)
+        }
+    }
+
+    /// The record as one log line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("records always serialize");
+        out.push(b'\n');
+        out
+    }
+
+    /// The audit record, if this is one.
+    pub fn as_audit(&self) -> Option<&AuditRecord> {
+        match self {
+            Self::Audit(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// What is open according to the log: the fold of its records, from the start or from a checkpoint.
+///
+/// The engine keeps one in step with what it persists (to write checkpoints); a host rebuilds one from the
+/// log after a restart and hands it to [`Engine::restore`](crate::Engine::restore).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogState {
+    chain: ChainHead,
+    next_order: u64,
+    open: BTreeMap<u64, OpenChange>,
+    open_by_key: BTreeMap<String, u64>,
+    outbox: BTreeMap<u64, WebhookEntry>,
+    outbox_by_id: BTreeMap<String, u64>,
+    dead: BTreeMap<u64, DeadLetterEntry>,
+    dead_by_id: BTreeMap<String, u64>,
+    since_checkpoint: u64,
+    records: u64,
+}
+
+/// A record that does not follow from the ones before it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogStateError {
+    /// An audit record does not continue the chain.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A checkpoint names a chain head the records before it do not reach.
+    #[error("a checkpoint says the chain stands at seq {checkpoint_seq}, the records before it reach {actual_seq}")]
+    CheckpointDisagrees {
+        /// The checkpoint's next seq.
+        checkpoint_seq: u64,
+        /// The next seq the records reached.
+        actual_seq: u64,
+    },
+}
+
+impl LogState {
+    /// The state a checkpoint describes.
+    pub fn from_checkpoint(c: &Checkpoint) -> Self {
+        let mut s = Self::default();
+        s.adopt(c);
+        s
+    }
+
+    fn adopt(&mut self, c: &Checkpoint) {
+        let (records, next_order) = (self.records, self.next_order);
+        *self = Self {
+            chain: c.chain.clone(),
+            records,
+            next_order,
+            ..Self::default()
+        };
+        for o in &c.open {
+            let n = self.order();
+            self.open_by_key.insert(o.intent.idempotency_key.clone(), n);
+            self.open.insert(n, o.clone());
+        }
+        for e in &c.outbox {
+            self.push_outbox(e.clone());
+        }
+        for d in &c.dead_letters {
+            let n = self.order();
+            self.dead_by_id.insert(d.entry.event_id.clone(), n);
+            self.dead.insert(n, d.clone());
+        }
+    }
+
+    fn order(&mut self) -> u64 {
+        self.next_order += 1;
+        self.next_order
+    }
+
+    fn push_outbox(&mut self, e: WebhookEntry) {
+        if self.outbox_by_id.contains_key(&e.event_id) {
+            return;
+        }
+        let n = self.order();
+        self.outbox_by_id.insert(e.event_id.clone(), n);
+        self.outbox.insert(n, e);
+    }
+
+    /// Folds one record in. An audit record must continue the chain (its hash is checked too). A refused
+    /// record changes nothing.
+    pub fn apply(&mut self, record: &Record) -> Result<(), LogStateError> {
+        if let Record::Audit(r) = record {
+            self.chain = crate::audit::verify_chain(self.chain.clone(), [r])?;
+        }
+        if let Record::Checkpoint(c) = record {
+            if self.records > 0 && c.chain.next_seq != self.chain.next_seq {
+                return Err(LogStateError::CheckpointDisagrees {
+                    checkpoint_seq: c.chain.next_seq,
+                    actual_seq: self.chain.next_seq,
+                });
+            }
+        }
+        self.apply_trusted(record);
+        Ok(())
+    }
+
+    /// Folds in a record the engine itself just made (its chain is known to hold).
+    pub(crate) fn apply_trusted(&mut self, record: &Record) {
+        self.records += 1;
+        self.since_checkpoint += 1;
+        match record {
+            Record::Audit(r) => {
+                self.chain.next_seq = r.seq + 1;
+                self.chain.last_hash.clone_from(&r.hash);
+                if let Some(n) = r
+                    .idempotency_key
+                    .as_ref()
+                    .and_then(|k| self.open_by_key.get(k).copied())
+                {
+                    if r.error_code == Some(ErrorCode::OutcomeUnknown) {
+                        if let Some(o) = self.open.get_mut(&n) {
+                            o.unknown_record = Some(r.id.clone());
+                        }
+                    } else {
+                        self.close(n);
+                    }
+                }
+            }
+            Record::Intent(i) => {
+                if !self.open_by_key.contains_key(&i.idempotency_key) {
+                    let n = self.order();
+                    self.open_by_key.insert(i.idempotency_key.clone(), n);
+                    self.open.insert(
+                        n,
+                        OpenChange {
+                            intent: i.clone(),
+                            unknown_record: None,
+                        },
+                    );
+                }
+            }
+            Record::Abandoned(a) => {
+                if let Some(n) = self.open_by_key.get(&a.idempotency_key).copied() {
+                    self.close(n);
+                }
+            }
+            Record::Webhook(e) => self.push_outbox(e.clone()),
+            Record::Delivered(d) => {
+                if let Some(n) = self.outbox_by_id.remove(&d.event_id) {
+                    self.outbox.remove(&n);
+                }
+            }
+            Record::DeadLetter(d) => {
+                if let Some(n) = self.outbox_by_id.remove(&d.event_id) {
+                    if let Some(entry) = self.outbox.remove(&n) {
+                        let m = self.order();
+                        self.dead_by_id.insert(d.event_id.clone(), m);
+                        self.dead.insert(
+                            m,
+                            DeadLetterEntry {
+                                entry,
+                                dead: d.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+            Record::Replayed(r) => {
+                if let Some(n) = self.dead_by_id.remove(&r.event_id) {
+                    if let Some(d) = self.dead.remove(&n) {
+                        self.push_outbox(d.entry);
+                    }
+                }
+            }
+            Record::Checkpoint(c) => {
+                self.adopt(c);
+                self.since_checkpoint = 0;
+            }
+        }
+    }
+
+    fn close(&mut self, n: u64) {
+        if let Some(o) = self.open.remove(&n) {
+            self.open_by_key.remove(&o.intent.idempotency_key);
+        }
+    }
+
+    /// A checkpoint of everything open now.
+    pub fn checkpoint(&self, at_ms: u64) -> Checkpoint {
+        Checkpoint {
+            chain: self.chain.clone(),
+            open: self.open.values().cloned().collect(),
+            outbox: self.outbox.values().cloned().collect(),
+            dead_letters: self.dead.values().cloned().collect(),
+            at_ms,
+        }
+    }
+
+    /// Where the audit chain stands.
+    pub fn chain_head(&self) -> &ChainHead {
+        &self.chain
+    }
+
+    /// Open changes, oldest first.
+    pub fn open_changes(&self) -> impl Iterator<Item = &OpenChange> {
+        self.open.values()
+    }
+
+    /// Undelivered webhook payloads, in delivery order.
+    pub fn undelivered(&self) -> impl Iterator<Item = &WebhookEntry> {
+        self.outbox.values()
+    }
+
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&self) -> impl Iterator<Item = &DeadLetterEntry> {
+        self.dead.values()
+    }
+
+    /// Records folded in since the last checkpoint (or the start).
+    pub fn since_checkpoint(&self) -> u64 {
+        self.since_checkpoint
+    }
+
+    /// Records folded in.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Open items a checkpoint would carry.
+    pub fn open_items(&self) -> usize {
+        self.open.len() + self.outbox.len() + self.dead.len()
+    }
+}
+
+/// What reading a JSON Lines log found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogScan {
+    /// The fold of every good record read.
+    pub state: LogState,
+    /// Good records read.
+    pub records: u64,
+    /// Of those, audit records.
+    pub audit_records: u64,
+    /// Bytes that hold good records (everything after this is the torn tail). A last record that was whole
+    /// but lacked its newline counts as good: `missing_newline` says so.
+    pub good_len: usize,
+    /// The last record is whole but its newline is missing: add it before appending.
+    pub missing_newline: bool,
+    /// An unfinished last line (or NUL bytes a power loss left behind): a write cut short. It was never
+    /// acknowledged, so setting it aside loses nothing that was reported.
+    pub torn_tail: Option<Vec<u8>>,
+}
+
+/// Why a log cannot be read on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// A complete line is not a record.
+    #[error("line {line}: not a log record: {reason}")]
+    Unreadable {
+        /// 1-based line number.
+        line: usize,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A record does not follow from the ones before it (the audit chain is broken).
+    #[error("line {line}: {source}")]
+    Broken {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong there.
+        source: LogStateError,
+    },
+}
+
+impl LogError {
+    /// Always `AUDIT_LOG_CORRUPT`: only the last line can be torn by a crash, so anything else is damage.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::AuditLogCorrupt
+    }
+
+    /// The 1-based line number of the first bad line (counted from where the scan started).
+    pub fn line(&self) -> usize {
+        match self {
+            Self::Unreadable { line, .. } | Self::Broken { line, .. } => *line,
+        }
+    }
+}
+
+/// Reads JSON Lines log bytes, folding every record into `start` (a default state for a whole log, or
+/// the state of the checkpoint the bytes begin with) and handing each to `each`.
+///
+/// A host writes each line with its newline and syncs before it acknowledges anything, so only the last
+/// line can be cut short: a last line without a newline that is not a whole, valid record (or a run of NUL
+/// bytes, which some file systems leave after a power loss) is the torn tail. A whole last record without
+/// its newline is kept. A bad *complete* line anywhere is an error. Empty lines are skipped.
+pub fn scan_log(
+    bytes: &[u8],
+    start: LogState,
+    mut each: impl FnMut(&Record),
+) -> Result<LogScan, LogError> {
+    let mut state = start;
+    let (mut records, mut audit_records) = (0u64, 0u64);
+    let mut offset = 0;
+    let mut line_no = 0;
+    // NUL padding at the end is never data.
+    let end = bytes.len() - bytes.iter().rev().take_while(|&&b| b == 0).count();
+    while offset < end {
+        let nl = bytes[offset..end].iter().position(|&b| b == b'\n');
+        let line_end = nl.map_or(end, |i| offset + i);
+        let line = &bytes[offset..line_end];
+        line_no += 1;
+        let whole = nl.is_some();
+        if line.iter().all(u8::is_ascii_whitespace) {
+            offset = line_end + usize::from(whole);
+            continue;
+        }
+        let parsed = Record::parse_line(line);
+        let record = match parsed {
+            Ok(r) => r,
+            Err(_) if !whole => break,
+            Err(e) => {
+                return Err(LogError::Unreadable {
+                    line: line_no,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        // `apply` checks before it changes anything, so a refused record leaves the state as it was.
+        match state.apply(&record) {
+            Ok(()) => {}
+            Err(_) if !whole => break,
+            Err(source) => {
+                return Err(LogError::Broken {
+                    line: line_no,
+                    source,
+                })
+            }
+        }
+        each(&record);
+        records += 1;
+        if matches!(record, Record::Audit(_)) {
+            audit_records += 1;
+        }
+        offset = line_end + usize::from(whole);
+        if !whole {
+            return Ok(LogScan {
+                state,
+                records,
+                audit_records,
+                good_len: offset,
+                missing_newline: true,
+                torn_tail: (offset < bytes.len()).then(|| bytes[offset..].to_vec()),
+            });
+        }
+    }
+    Ok(LogScan {
+        state,
+        records,
+        audit_records,
+        good_len: offset,
+        missing_newline: false,
+        torn_tail: (offset < bytes.len()).then(|| bytes[offset..].to_vec()),
+    })
+}
+
+/// Where the last checkpoint line in `bytes` starts, if there is one (a line that begins with
+/// [`CHECKPOINT_LINE_PREFIX`]). Hosts call it on the tail of a log, reading further back until it answers.
+pub fn last_checkpoint_start(bytes: &[u8]) -> Option<usize> {
+    let mut end = bytes.len();
+    loop {
+        let start = bytes[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        if bytes[start..].starts_with(CHECKPOINT_LINE_PREFIX) {
+            return Some(start);
+        }
+        if start == 0 {
+            return None;
+        }
+        end = start - 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::ChainHead;
+
+    fn audit(
+        head: &mut ChainHead,
+        user: &str,
+        key: Option<&str>,
+        code: Option<ErrorCode>,
+    ) -> Record {
+        Record::Audit(head.append(AuditRecord {
+            seq: 0,
+            id: format!("id-{user}-{}", head.next_seq),
+            timestamp: "2026-01-05T08:00:00.000Z".into(),
+            user_id: user.into(),
+            previous_state: None,
+            new_state: "READY".into(),
+            reason_code: Some("WORKING".into()),
+            success: code.is_none(),
+            latency_ms: 5,
+            policy_violation: false,
+            error_code: code,
+            error_message: code.map(|c| c.as_str().to_owned()),
+            attempts: 1,
+            idempotency_key: key.map(str::to_owned),
+            settles: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }))
+    }
+
+    fn intent(key: &str) -> Record {
+        Record::Intent(ChangeIntent {
+            transition_id: TransitionId(1),
+            user_id: "a".into(),
+            state: "READY".into(),
+            reason_code: "WORKING".into(),
+            idempotency_key: key.into(),
+            approved_at_ms: 1,
+            at_ms: 2,
+        })
+    }
+
+    fn hook(id: &str) -> Record {
+        Record::Webhook(WebhookEntry {
+            event_id: id.into(),
+            body: "{\"x\":\"line\\nbreak\"}".into(),
+            at_ms: 3,
+        })
+    }
+
+    fn log(records: &[Record]) -> Vec<u8> {
+        records.iter().flat_map(Record::to_line).collect()
+    }
+
+    #[test]
+    fn lines_round_trip_and_audit_lines_carry_no_kind() {
+        let mut head = ChainHead::default();
+        let records = vec![
+            intent("k1"),
+            hook("e1"),
+            audit(&mut head, "a", Some("k1"), None),
+            Record::Delivered(Delivered {
+                event_id: "e1".into(),
+                attempts: 1,
+                at_ms: 4,
+            }),
+            Record::Checkpoint(LogState::default().checkpoint(5)),
+        ];
+        for r in &records {
+            let line = r.to_line();
+            let text = std::str::from_utf8(&line).unwrap();
+            assert_eq!(text.matches('\n').count(), 1, "{text}");
+            assert_eq!(text.contains("\"kind\""), r.as_audit().is_none(), "{text}");
+            assert_eq!(&Record::parse_line(&line[..line.len() - 1]).unwrap(), r);
+            let via_serde: Record = serde_json::from_slice(&line).unwrap();
+            assert_eq!(&via_serde, r);
+        }
+        let cp = records[4].to_line();
+        assert!(cp.starts_with(CHECKPOINT_LINE_PREFIX));
+        assert!(Record::parse_line(br#"{"kind":"intent","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn the_fold_opens_and_closes_changes_and_webhooks() {
+        let mut head = ChainHead::default();
+        let mut s = LogState::default();
+        for r in [intent("k1"), intent("k2"), hook("e1"), hook("e2")] {
+            s.apply(&r).unwrap();
+        }
+        s.apply(&audit(&mut head, "a", Some("k1"), None)).unwrap();
+        s.apply(&audit(
+            &mut head,
+            "a",
+            Some("k2"),
+            Some(ErrorCode::OutcomeUnknown),
+        ))
+        .unwrap();
+        let open: Vec<_> = s.open_changes().collect();
+        assert_eq!(open.len(), 1, "k1 closed; k2 stays open as unknown");
+        assert_eq!(open[0].intent.idempotency_key, "k2");
+        assert!(open[0].unknown_record.is_some());
+        s.apply(&Record::DeadLetter(DeadLetter {
+            event_id: "e1".into(),
+            attempts: 5,
+            last_status: Some(400),
+            reason: "refused".into(),
+            at_ms: 9,
+        }))
+        .unwrap();
+        assert_eq!(s.undelivered().count(), 1);
+        assert_eq!(s.dead_letters().count(), 1);
+        s.apply(&Record::Replayed(Replayed {
+            event_id: "e1".into(),
+            at_ms: 10,
+        }))
+        .unwrap();
+        let order: Vec<_> = s.undelivered().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(order, ["e2", "e1"], "a replayed letter goes to the back");
+        s.apply(&Record::Abandoned(Abandoned {
+            idempotency_key: "k2".into(),
+            reason: "old".into(),
+            at_ms: 11,
+        }))
+        .unwrap();
+        assert_eq!(s.open_changes().count(), 0);
+
+        // A checkpoint carries exactly the open state.
+        let cp = s.checkpoint(12);
+        let restored = LogState::from_checkpoint(&cp);
+        assert_eq!(restored.checkpoint(12), cp);
+    }
+
+    #[test]
+    fn a_broken_chain_is_refused() {
+        let mut head = ChainHead::default();
+        let a = audit(&mut head, "a", None, None);
+        let b = audit(&mut head, "b", None, None);
+        let mut s = LogState::default();
+        assert!(matches!(s.apply(&b), Err(LogStateError::Chain(_))));
+        s.apply(&a).unwrap();
+        s.apply(&b).unwrap();
+        assert_eq!(s.chain_head(), &head);
+    }
+
+    #[test]
+    fn scan_keeps_a_whole_last_record_and_sets_a_torn_one_aside() {
+        let mut head = ChainHead::default();
+        let records = [intent("k"), audit(&mut head, "a", Some("k"), None)];
+        let bytes = log(&records);
+        // Whole record, newline missing: kept.
+        let scan = scan_log(&bytes[..bytes.len() - 1], LogState::default(), |_| {}).unwrap();
+        assert_eq!((scan.records, scan.audit_records), (2, 1));
+        assert!(scan.missing_newline && scan.torn_tail.is_none());
+        // Cut inside the last record: torn.
+        let cut = bytes.len() - 10;
+        let scan = scan_log(&bytes[..cut], LogState::default(), |_| {}).unwrap();
+        assert_eq!(scan.records, 1);
+        assert_eq!(scan.torn_tail.as_deref(), Some(&bytes[scan.good_len..cut]));
+        assert_eq!(
+            scan.state.open_changes().count(),
+            1,
+            "the change stays open"
+        );
+        // NUL padding after a power loss.
+        let mut padded = bytes.clone();
+        padded.extend([0u8; 64]);
+        let scan = scan_log(&padded, LogState::default(), |_| {}).unwrap();
+        assert_eq!(scan.records, 2);
+        assert_eq!(scan.good_len, bytes.len());
+        assert_eq!(scan.torn_tail.map(|t| t.len()), Some(64));
+    }
+
+    #[test]
+    fn scan_refuses_damage_before_the_last_line() {
+        let mut head = ChainHead::default();
+        let records = [
+            audit(&mut head, "a", None, None),
+            audit(&mut head, "b", None, None),
+            audit(&mut head, "c", None, None),
+        ];
+        let text = String::from_utf8(log(&records)).unwrap();
+        let edited = text.replacen("\"userId\":\"b\"", "\"userId\":\"z\"", 1);
+        let err = scan_log(edited.as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(err.line(), 2);
+        assert_eq!(err.code(), ErrorCode::AuditLogCorrupt);
+        let garbage = text.replacen('{', "#", 1);
+        assert!(matches!(
+            scan_log(garbage.as_bytes(), LogState::default(), |_| {}),
+            Err(LogError::Unreadable { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn the_last_checkpoint_is_found_from_the_end() {
+        let mut head = ChainHead::default();
+        let mut s = LogState::default();
+        let mut records = vec![intent("k1")];
+        s.apply(&records[0]).unwrap();
+        let cp = Record::Checkpoint(s.checkpoint(1));
+        records.push(cp);
+        records.push(audit(&mut head, "a", Some("k1"), None));
+        let bytes = log(&records);
+        let at = last_checkpoint_start(&bytes).unwrap();
+        assert_eq!(at, records[0].to_line().len());
+        // Resuming from the checkpoint gives the same state as reading everything.
+        let Record::Checkpoint(c) = &records[1] else {
+            unreachable!()
+        };
+        let tail = scan_log(
+            &bytes[at + records[1].to_line().len()..],
+            LogState::from_checkpoint(c),
+            |_| {},
+        )
+        .unwrap();
+        let whole = scan_log(&bytes, LogState::default(), |_| {}).unwrap();
+        assert_eq!(tail.state.checkpoint(0), whole.state.checkpoint(0));
+        assert_eq!(last_checkpoint_start(&log(&records[2..])), None);
+    }
+}

@@ -1,0 +1,247 @@
+//! The first rule as a property: **the audit log never contradicts the tenant.**
+//!
+//! Random days against the simulated tenant with random faults — answers lost after the change was applied,
+//! connections dropped before it, 5xx, 429s with long `Retry-After`, answers slower than the timeout,
+//! unreadable bodies — mandatory breaks that start while changes are under way, and crashes followed by a
+//! restart from the durable log. Whatever happens, at the end:
+//!
+//! - every change the tenant applied is audited, and its last record is a success or `OUTCOME_UNKNOWN`,
+//!   never a refusal;
+//! - every change audited as a success was applied by the tenant;
+//! - the tenant never applied READY during a mandatory break;
+//! - the audit chain verifies across restarts.
+
+use std::collections::BTreeMap;
+
+use cxone_agent_state_core::sim::{
+    AgentPlan, Command, FaultKind, Harness, RandomFaults, SimConfig, SimTenant, Window,
+    WORKDAY_EPOCH_MS,
+};
+use cxone_agent_state_core::{verify_chain, AuditRecord, ChainHead, Engine, ErrorCode};
+use proptest::prelude::*;
+use proptest::test_runner::{RngAlgorithm, RngSeed};
+
+const T0: u64 = WORKDAY_EPOCH_MS;
+const MIN: u64 = 60_000;
+
+fn fault() -> impl Strategy<Value = FaultKind> {
+    prop_oneof![
+        3 => Just(FaultKind::DropAfter),
+        2 => Just(FaultKind::DropBefore),
+        2 => prop::sample::select(&[500u16, 502, 503, 504][..]).prop_flat_map(|status| {
+            prop::option::of(prop::sample::select(&[1u64, 40, 90][..]))
+                .prop_map(move |retry_after_s| FaultKind::Status { status, retry_after_s })
+        }),
+        2 => prop::sample::select(&[2u64, 40, 90, 200, 400][..])
+            .prop_map(|retry_after_s| FaultKind::RateLimit { retry_after_s }),
+        2 => prop::sample::select(&[2_000u64, 12_000, 40_000][..])
+            .prop_map(|extra_ms| FaultKind::Slow { extra_ms }),
+        1 => Just(FaultKind::Malformed),
+        1 => Just(FaultKind::Unauthorized),
+    ]
+}
+
+#[derive(Clone, Debug)]
+struct Plan {
+    seed: u64,
+    fault_rate: f64,
+    faults: Vec<FaultKind>,
+    /// Per agent: when its break starts, minutes after T0 (it lasts 15 min).
+    breaks: Vec<u64>,
+    /// (at, agent, state)
+    commands: Vec<(u64, usize, &'static str)>,
+    /// A crash at this time, down for this long.
+    crash: Option<(u64, u64)>,
+}
+
+fn plan() -> impl Strategy<Value = Plan> {
+    let agents = 4usize;
+    (
+        any::<u64>(),
+        prop_oneof![1 => Just(0.0), 3 => 0.05f64..0.6],
+        prop::collection::vec(fault(), 1..6),
+        prop::collection::vec(0u64..30, agents),
+        prop::collection::vec(
+            (
+                0u64..(40 * MIN),
+                0..agents,
+                prop::sample::select(&["READY", "READY", "NOT_READY", "PAUSED"][..]),
+            ),
+            1..24,
+        ),
+        prop::option::of((0u64..(40 * MIN), prop_oneof![Just(0u64), 0u64..(6 * MIN)])),
+    )
+        .prop_map(|(seed, fault_rate, faults, breaks, commands, crash)| Plan {
+            seed,
+            fault_rate,
+            faults,
+            breaks,
+            commands,
+            crash,
+        })
+}
+
+fn run(plan: &Plan) -> Result<(), TestCaseError> {
+    let sim = SimConfig {
+        seed: plan.seed,
+        faults: RandomFaults {
+            rate: plan.fault_rate,
+            kinds: plan.faults.clone(),
+        },
+        ..SimConfig::default()
+    };
+    let config = Harness::engine_config_for_tenant(&sim, plan.seed ^ 0x5eed);
+    let mut tenant = SimTenant::new(sim);
+    for (i, start) in plan.breaks.iter().enumerate() {
+        let start = T0 + start * MIN;
+        tenant.add_agent(AgentPlan {
+            user_id: format!("agent-{i}"),
+            shifts: vec![Window {
+                start_ms: T0 - 60 * MIN,
+                end_ms: T0 + 600 * MIN,
+            }],
+            breaks: vec![Window {
+                start_ms: start,
+                end_ms: start + 15 * MIN,
+            }],
+        });
+    }
+    let mut h = Harness::new(Engine::new(config.clone()).expect("valid"), tenant, T0);
+    for &(at, agent, state) in &plan.commands {
+        h.command_at(
+            T0 + at,
+            Command::Transition {
+                user_id: format!("agent-{agent}"),
+                state: state.to_owned(),
+            },
+        );
+    }
+    if let Some((at, down)) = plan.crash {
+        h.drive_until(T0 + at);
+        h.restart(config, None, down);
+    }
+    h.drive_bounded(2_000_000)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+    let audit: Vec<AuditRecord> = h.audit_records();
+    if std::env::var_os("CONTRADICTION_STATS").is_some() {
+        let count = |c: ErrorCode| audit.iter().filter(|r| r.error_code == Some(c)).count();
+        eprintln!(
+            "records {} ok {} unknown {} violations {} rate-limited {} upstream {} settled {} applied {} replays {} crash {:?}",
+            audit.len(),
+            audit.iter().filter(|r| r.success).count(),
+            count(ErrorCode::OutcomeUnknown),
+            audit.iter().filter(|r| r.policy_violation).count(),
+            count(ErrorCode::RateLimited),
+            count(ErrorCode::UpstreamUnavailable),
+            audit.iter().filter(|r| r.settles.is_some()).count(),
+            h.tenant.accepted_changes().len(),
+            h.tenant.ground_truth().idempotent_replays,
+            plan.crash.map(|c| c.1 > 0),
+        );
+    }
+    verify_chain(ChainHead::default(), &audit)
+        .map_err(|e| TestCaseError::fail(format!("the chain breaks: {e}")))?;
+    check(
+        &audit,
+        h.tenant.accepted_changes(),
+        h.tenant.ground_truth().ready_accepted_during_break,
+    )
+}
+
+/// The rule, checked against the tenant's ground truth.
+fn check(
+    audit: &[AuditRecord],
+    accepted: &[(String, String, String)],
+    ready_accepted_during_break: u64,
+) -> Result<(), TestCaseError> {
+    let mut last_by_key: BTreeMap<&str, &AuditRecord> = BTreeMap::new();
+    for r in audit {
+        if let Some(k) = &r.idempotency_key {
+            last_by_key.insert(k, r);
+        }
+        if r.policy_violation {
+            prop_assert!(
+                r.idempotency_key.is_none(),
+                "a sent change refused by policy: {:?}",
+                r
+            );
+        }
+    }
+    let applied: BTreeMap<&str, (&str, &str)> = accepted
+        .iter()
+        .map(|(k, u, s)| (k.as_str(), (u.as_str(), s.as_str())))
+        .collect();
+    for (key, (user, state)) in &applied {
+        let Some(r) = last_by_key.get(key) else {
+            return Err(TestCaseError::fail(format!(
+                "the tenant applied {state} for {user} ({key}) and the audit log has no record of it"
+            )));
+        };
+        prop_assert!(
+            r.success || r.error_code == Some(ErrorCode::OutcomeUnknown),
+            "the tenant applied {} for {}, the audit log says {:?}",
+            state,
+            user,
+            r
+        );
+    }
+    for r in audit {
+        if r.success {
+            let key = r.idempotency_key.as_deref().unwrap_or_default();
+            prop_assert!(
+                applied.contains_key(key),
+                "audited as applied, but the tenant never applied it: {:?}",
+                r
+            );
+        }
+    }
+    prop_assert_eq!(ready_accepted_during_break, 0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: RngSeed::Fixed(0x5eed_0c0d),
+        max_shrink_time: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_audit_log_never_contradicts_the_tenant(plan in plan()) {
+        run(&plan)?;
+    }
+}
+
+/// The property has teeth: the records the old engine wrote in the story of the core v2 issue (a refusal
+/// for a change the tenant applied, a definite failure for one that may have been) are caught.
+#[test]
+fn a_contradiction_would_be_caught() {
+    let sim = SimConfig::default();
+    let config = Harness::engine_config_for_tenant(&sim, 1);
+    let mut tenant = SimTenant::new(sim);
+    tenant.add_agent(AgentPlan::on_shift("agent-0", T0 - MIN, T0 + 600 * MIN));
+    let mut h = Harness::new(Engine::new(config).unwrap(), tenant, T0);
+    h.transition("agent-0", "READY");
+    h.drive().unwrap();
+    let audit = h.audit_records();
+    let accepted = h.tenant.accepted_changes().to_vec();
+    check(&audit, &accepted, 0).unwrap();
+    for (code, violation) in [
+        (ErrorCode::MandatoryBreakViolation, true),
+        (ErrorCode::UpstreamUnavailable, false),
+    ] {
+        let mut doctored = audit.clone();
+        let r = doctored.last_mut().unwrap();
+        r.success = false;
+        r.error_code = Some(code);
+        r.policy_violation = violation;
+        assert!(check(&doctored, &accepted, 0).is_err(), "{code} not caught");
+    }
+    // A success the tenant never saw is caught too, and so is READY inside a break.
+    assert!(check(&audit, &[], 0).is_err());
+    assert!(check(&audit, &accepted, 1).is_err());
+}
