@@ -6,12 +6,12 @@
 //! The vectors are embedded with `include_str!`, so a wasm build needs no file system.
 
 use cxone_agent_state_core::sim::{
-    AgentPlan, Endpoint, FaultKind, FaultRule, Harness, SimConfig, SimTenant, TranscriptStep,
-    Window, WORKDAY_EPOCH_MS,
+    AgentPlan, Endpoint, FaultKind, FaultRule, Harness, PolicyDecision, SimConfig, SimTenant,
+    TranscriptStep, Window, SIM_WEBHOOK_URL, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    verify_chain, AgentState, AuditRecord, ChainHead, DetRng, Engine, EngineConfig, Output,
-    PolicyDecision, ReasonCodeTable, RetryDecision, RetryPolicy, Secret, UserId,
+    verify_chain, AgentState, AuditRecord, ChainHead, Engine, EngineConfig, Output,
+    ReasonCodeTable, Record, RetryPolicy, Secret, UserId, WebhookConfig,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -238,30 +238,23 @@ pub struct RetryDraw {
     pub delay_ms: Option<u64>,
 }
 
-fn retry_decision(d: RetryDecision) -> Option<u64> {
-    match d {
-        RetryDecision::RetryAfter(ms) => Some(ms),
-        RetryDecision::GiveUp => None,
-    }
-}
-
-/// Replays `retry_delays.json`, and checks each delay against the reference formula too.
+/// Replays `retry_delays.json`, and checks each delay against the reference formula too:
+/// `min(base·2^n, cap) + jitter[0, jitter_ms)`.
 pub fn replay_retry_delays(text: &str) -> Result<usize, Failure> {
     let vectors: Vec<RetryVector> = parse("retry_delays.json", text)?;
     for v in &vectors {
-        let mut rng = DetRng::new(v.seed);
-        for (i, d) in v.draws.iter().enumerate() {
-            let got = retry_decision(v.policy.decide(d.retry, d.retry_after_ms, &mut rng));
+        let plan: Vec<(u32, Option<u64>)> =
+            v.draws.iter().map(|d| (d.retry, d.retry_after_ms)).collect();
+        let got = v.policy.draw_delays(v.seed, &plan);
+        for (i, (d, got)) in v.draws.iter().zip(got).enumerate() {
             check(&v.id, got == d.delay_ms, || {
                 format!("draw {i}: got {got:?}, expected {:?}", d.delay_ms)
             })?;
             if let (Some(ms), None) = (got, d.retry_after_ms) {
-                let base = v.policy.base_ms << d.retry;
-                let ok = (base.min(v.policy.cap_ms)
-                    ..=(base + v.policy.jitter_ms).min(v.policy.cap_ms))
-                    .contains(&ms);
+                let step = v.policy.base_ms.saturating_mul(1 << d.retry).min(v.policy.cap_ms);
+                let ok = (step..step + v.policy.jitter_ms.max(1)).contains(&ms);
                 check(&v.id, ok, || {
-                    format!("draw {i}: {ms} ms is outside base·2^n + jitter")
+                    format!("draw {i}: {ms} ms is outside min(base·2^n, cap) + jitter")
                 })?;
             }
         }
@@ -273,12 +266,12 @@ pub fn replay_retry_delays(text: &str) -> Result<usize, Failure> {
 pub fn generate_retry_delays() -> Vec<RetryVector> {
     let mut out = Vec::new();
     let draws_for = |policy: &RetryPolicy, seed: u64, plan: &[(u32, Option<u64>)]| {
-        let mut rng = DetRng::new(seed);
         plan.iter()
-            .map(|&(retry, retry_after_ms)| RetryDraw {
+            .zip(policy.draw_delays(seed, plan))
+            .map(|(&(retry, retry_after_ms), delay_ms)| RetryDraw {
                 retry,
                 retry_after_ms,
-                delay_ms: retry_decision(policy.decide(retry, retry_after_ms, &mut rng)),
+                delay_ms,
             })
             .collect::<Vec<_>>()
     };
@@ -419,7 +412,7 @@ pub fn generate_audit_chain(transcripts: &[Transcript]) -> Vec<AuditVector> {
         .flat_map(|t| t.steps.iter())
         .flat_map(|s| s.outputs.iter())
         .filter_map(|o| match o {
-            Output::Event(cxone_agent_state_core::Event::AuditRecord(r)) => Some(r.clone()),
+            Output::Persist(Record::Audit(r)) => Some(r.clone()),
             _ => None,
         })
         .collect();
@@ -493,7 +486,7 @@ pub fn replay_transcript(t: &Transcript) -> Result<(), Failure> {
     let mut engine =
         Engine::new(t.config.clone()).map_err(|e| fail(&t.id, format!("config: {e}")))?;
     for (i, step) in t.steps.iter().enumerate() {
-        engine.handle_input(step.at_ms, step.input.clone());
+        step.action.apply(&mut engine);
         let outputs = engine.drain_outputs();
         let got = serde_json::to_value(&outputs).expect("outputs serialize");
         let want = serde_json::to_value(&step.outputs).expect("outputs serialize");
@@ -501,8 +494,8 @@ pub fn replay_transcript(t: &Transcript) -> Result<(), Failure> {
             return Err(fail(
                 &t.id,
                 format!(
-                    "step {i} (at {} ms): outputs differ\n  got  {got}\n  want {want}",
-                    step.at_ms
+                    "step {i} (at {:?}): outputs differ\n  got  {got}\n  want {want}",
+                    step.action.now()
                 ),
             ));
         }
@@ -670,14 +663,126 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             },
         ),
         record(
+            "transcript-lost-answer-then-503",
+            "the change is applied but its answer is lost; the resend meets a 503 with Retry-After: 40 and is \
+             then answered from the first send: a success, sent with one Idempotency-Key",
+            |_, t| {
+                t.script_fault(fault(Endpoint::SetState, FaultKind::DropAfter, 1));
+                t.script_fault(fault(
+                    Endpoint::SetState,
+                    FaultKind::Status {
+                        status: 503,
+                        retry_after_s: Some(40),
+                    },
+                    1,
+                ));
+            },
+            |h| {
+                h.transition("alice", "READY");
+            },
+        ),
+        record(
+            "transcript-outcome-unknown",
+            "the change is applied but its answer is lost, and every resend meets a 500: OUTCOME_UNKNOWN, \
+             and its intent stays open",
+            |_, t| {
+                t.script_fault(fault(Endpoint::SetState, FaultKind::DropAfter, 1));
+                t.script_fault(fault(
+                    Endpoint::SetState,
+                    FaultKind::Status {
+                        status: 500,
+                        retry_after_s: None,
+                    },
+                    3,
+                ));
+            },
+            |h| {
+                h.transition("alice", "PAUSED");
+            },
+        ),
+        record(
+            "transcript-429-spends-no-retry",
+            "five 429s with Retry-After: 3 are waited out without spending the three retries",
+            |_, t| {
+                t.script_fault(fault(
+                    Endpoint::SetState,
+                    FaultKind::RateLimit { retry_after_s: 3 },
+                    5,
+                ))
+            },
+            |h| {
+                h.transition("alice", "IDLE");
+            },
+        ),
+        record(
+            "transcript-webhooks-and-a-dead-letter",
+            "the receiver refuses the first payload twice (dead letter), takes the second, then takes the \
+             first when it is replayed",
+            |c, _| {
+                c.webhook = Some(WebhookConfig {
+                    dead_letter_after_refusals: 2,
+                    ..WebhookConfig::new(SIM_WEBHOOK_URL)
+                })
+            },
+            |h| {
+                use cxone_agent_state_core::sim::ReceiverAnswer;
+                h.receiver.script.push_back(ReceiverAnswer::Status(422));
+                h.receiver.script.push_back(ReceiverAnswer::Status(422));
+                h.transition("alice", "READY");
+                h.drive().expect("quiesces");
+                h.transition("carol", "NOT_READY");
+                h.drive().expect("quiesces");
+                h.command(cxone_agent_state_core::sim::Command::ReplayDeadLetters { event_id: None });
+            },
+        ),
+        record(
+            "transcript-wall-clock-step",
+            "the wall clock jumps back an hour while a retry waits: the retry goes out on time and the \
+             records carry the stepped wall time",
+            |_, t| {
+                t.script_fault(fault(
+                    Endpoint::SetState,
+                    FaultKind::Status {
+                        status: 503,
+                        retry_after_s: None,
+                    },
+                    1,
+                ))
+            },
+            |h| {
+                h.transition("alice", "NOT_READY");
+                h.drive_until(T0 + 2_000);
+                h.step_wall_clock(-3_600_000);
+            },
+        ),
+        record(
+            "transcript-close",
+            "the engine closes while a change is on the wire and another waits behind it: OUTCOME_UNKNOWN \
+             and CLOSED, then commands are refused",
+            |_, t| t.script_fault(fault(Endpoint::SetState, FaultKind::Slow { extra_ms: 5_000 }, 1)),
+            |h| {
+                use cxone_agent_state_core::sim::Command;
+                h.transition("alice", "READY");
+                h.transition("alice", "PAUSED");
+                h.drive_until(T0 + 3_000);
+                h.command(Command::Close);
+                h.command(Command::Transition {
+                    user_id: "alice".into(),
+                    state: "IDLE".into(),
+                });
+            },
+        ),
+        record(
             "transcript-per-agent-order-and-bad-input",
-            "three changes for alice run in order; bad ids and states fail before any request",
-            |_, _| {},
+            "three changes for alice run in order; bad ids and states fail before any request (an absurdly \
+             long one is recorded cut short); a checkpoint every four records",
+            |c, _| c.checkpoint_every = Some(4),
             |h| {
                 h.transition("alice", "READY");
                 h.transition("alice", "TRAINING");
                 h.transition("../etc", "READY");
                 h.transition("alice", "ready");
+                h.transition(&"x".repeat(300), "READY");
                 h.validate("carol", "READY");
                 h.transition("alice", "NOT_READY");
             },

@@ -61,6 +61,12 @@ pub enum Command {
         /// The target state.
         state: String,
     },
+    /// [`Engine::replay_dead_letters`].
+    ReplayDeadLetters {
+        /// One dead letter, or all when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
+    },
     /// [`Engine::close`].
     Close,
 }
@@ -97,6 +103,10 @@ impl Action {
                     Some(engine.transition(*now, user_id, state))
                 }
                 Command::Validate { user_id, state } => Some(engine.validate(*now, user_id, state)),
+                Command::ReplayDeadLetters { event_id } => {
+                    engine.replay_dead_letters(*now, event_id.as_deref());
+                    None
+                }
                 Command::Close => {
                     engine.close(*now);
                     None
