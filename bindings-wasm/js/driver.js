@@ -1,9 +1,10 @@
-// The JS host of the cxone-agent-state engine: one async loop over `fetch` and `setTimeout`.
-// All decisions (policy, retries, pacing, tokens, audit) are made in the WebAssembly core; this file only
-// moves requests, answers, timers and events between the core and the world.
+// The JS host of the cxone-agent-state engine: one async loop over a queue of inputs (commands, `fetch`
+// answers, token answers, the timer). Each turn hands the queued inputs to the WebAssembly core, drains its
+// outputs and acts on them in order. Every decision (policy, retries, pacing, tokens, audit records, webhook
+// bodies, signatures and event ids) is made in the core; this file moves requests, answers, timers, records
+// and events between the core and the world.
 import {
   Engine,
-  Outbox,
   errorCodes as wasmErrorCodes,
   reasonCodeForState,
   tenantBaseUrl,
@@ -15,8 +16,7 @@ import {
   throughputWorkload as wasmThroughputWorkload,
 } from './sim_glue.js';
 
-// Two modules: the console module (engine + webhook outbox) and the simulation module, which only
-// simulation pages load.
+// Two modules: the console module (the engine) and the simulation module, which only simulation pages load.
 const modules = {
   engine: { ready: false, loading: null, load: null },
   sim: { ready: false, loading: null, load: null },
@@ -80,15 +80,18 @@ function requireReady(which = 'engine') {
   }
 }
 
-/** Rethrows what the core threw (already an Error with `code`) as a CxoneError. */
-function rethrow(e) {
-  if (e && typeof e === 'object' && typeof e.code === 'string') {
-    throw new CxoneError(e.code, e.message);
-  }
-  throw e;
+/** What the core threw (already an Error with `code`) as a CxoneError. */
+function coded(e) {
+  return e && typeof e === 'object' && typeof e.code === 'string' && !(e instanceof CxoneError)
+    ? new CxoneError(e.code, e.message)
+    : e;
 }
 
-/** An event dispatched by `AgentStateManager`; `detail` carries the engine's event. */
+function rethrow(e) {
+  throw coded(e);
+}
+
+/** An event dispatched by `AgentStateManager`; `detail` carries the engine's event or record. */
 export class CxoneEvent extends Event {
   constructor(type, detail) {
     super(type);
@@ -114,15 +117,47 @@ function randomSeed() {
   return Math.floor(Math.random() * Number.MAX_SAFE_INTEGER);
 }
 
+/** Engine events → listener names (`tokenRequested` is answered here, not dispatched). */
 const EVENT_NAMES = {
   stateChanged: 'statechange',
-  policyViolation: 'violation',
-  auditRecord: 'audit',
-  webhook: 'webhook',
-  retryScheduled: 'retry',
   transitionFailed: 'failure',
-  changeIntent: 'intent',
+  validationCompleted: 'validation',
+  policyViolation: 'violation',
+  retryScheduled: 'retry',
+  webhookDelivered: 'webhookdelivered',
+  webhookRetryScheduled: 'webhookretry',
+  webhookDeadLettered: 'webhookdeadletter',
 };
+
+/** The longest delay `setTimeout` takes (a later deadline is simply re-armed: early timeouts are harmless). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Errors that prove a request never left (the engine then knows a state change cannot have been applied).
+ * Anything else — a browser's bare `TypeError`, a reset — may have reached the tenant.
+ */
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function transportErrorKind(e) {
+  if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return 'timeout';
+  const code = e?.cause?.code ?? e?.code;
+  if (CONNECT_CODES.has(code)) return 'connect';
+  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' ? 'reset' : 'other';
+}
+
+/** Request headers as a plain object (wrappers of `fetch` may spread them). */
+function headerObject(pairs) {
+  const out = {};
+  for (const [name, value] of pairs) out[name] = name in out ? `${out[name]}, ${value}` : value;
+  return out;
+}
+
+function withoutType(e) {
+  const { type, ...rest } = e;
+  return rest;
+}
+
+const closedError = () => new CxoneError('CLOSED', 'the manager was closed');
 
 /**
  * Changes agent states through CXone with compliance enforced — the reference module's
@@ -130,17 +165,25 @@ const EVENT_NAMES = {
  */
 export class AgentStateManager extends EventTarget {
   #engine = null;
-  #outbox = null;
   #config;
   #domain = null;
-  #outboxConfig = null;
+  #records;
+  #restored = null;
   #fetch;
-  #now;
+  #monoNow;
+  #wallNow;
   #getAccessToken;
+  #persist;
+  #queue = [];
+  #wake = null;
+  #loop = null;
   #timer = null;
-  #outboxTimer = null;
   #waiting = new Map();
-  #closed = false;
+  #idle = [];
+  // 'open' → 'closing' (close() called: commands are refused) → 'closed' (the loop has stopped).
+  #state = 'open';
+  #failure = null;
+  #closed = null;
 
   constructor(authConfig, webhookUrl, options = {}) {
     super();
@@ -171,8 +214,12 @@ export class AgentStateManager extends EventTarget {
       throw new CxoneError('INVALID_CONFIG', 'no fetch: pass options.fetch');
     }
     this.#fetch = options.fetch ? fetchImpl : fetchImpl.bind(globalThis);
-    this.#now = typeof options.now === 'function' ? options.now : Date.now;
+    // Deadlines run on a monotonic clock; only records carry wall-clock time.
+    this.#monoNow = typeof options.monoNow === 'function' ? options.monoNow : () => performance.now();
+    this.#wallNow = typeof options.now === 'function' ? options.now : Date.now;
     this.#getAccessToken = external ? authConfig.getAccessToken : null;
+    this.#persist = typeof options.persist === 'function' ? options.persist : null;
+    this.#records = options.records ?? null;
     const config = {
       baseUrl: options.baseUrl ?? '',
       tokenUrl: options.tokenUrl ?? null,
@@ -182,43 +229,37 @@ export class AgentStateManager extends EventTarget {
         clientSecret: external ? '' : authConfig.clientSecret,
       },
       seed: options.seed ?? randomSeed(),
+      webhook: webhookUrl
+        ? { ...options.webhook, url: webhookUrl, secret: options.webhookSecret ?? options.webhook?.secret ?? null }
+        : null,
     };
     if (options.rateLimitPerMinute !== undefined) {
       config.rateLimit = { perMinute: options.rateLimitPerMinute, burst: options.rateLimitBurst ?? null };
     }
-    if (options.retry) config.retry = options.retry;
-    if (options.requestTimeoutMs !== undefined) config.requestTimeoutMs = options.requestTimeoutMs;
-    if (options.scheduleTtlMs !== undefined) config.scheduleTtlMs = options.scheduleTtlMs;
-    if (options.tokenRefreshMarginMs !== undefined) config.tokenRefreshMarginMs = options.tokenRefreshMarginMs;
-    if (options.reasonCodes) config.reasonCodes = options.reasonCodes;
-    this.#config = config;
-    if (webhookUrl) {
-      this.#outboxConfig = {
-        url: webhookUrl,
-        secret: options.webhookSecret ?? null,
-        seed: (config.seed + 1) % Number.MAX_SAFE_INTEGER,
-      };
+    for (const key of ['retry', 'requestTimeoutMs', 'scheduleTtlMs', 'tokenRefreshMarginMs', 'reasonCodes',
+      'policyMaxAgeMs', 'commitWindowMs', 'maxOpenChanges', 'checkpointEvery', 'reportLogCapacity']) {
+      if (options[key] !== undefined) config[key] = options[key];
     }
+    this.#config = config;
     // Where the module is already loaded (Node), configuration errors surface right here.
     if (modules.engine.ready) this.#start();
   }
 
   #start() {
     if (this.#engine) return;
-    if (this.#closed) throw new CxoneError('INVALID_CONFIG', 'this manager was closed');
+    if (this.#state !== 'open') throw this.#refusal();
     try {
       if (this.#domain !== null) this.#config.baseUrl = tenantBaseUrl(this.#domain);
-      // Outbox() checks the webhook URL itself (INVALID_WEBHOOK_URL).
-      if (this.#outboxConfig) this.#outbox = new Outbox(this.#outboxConfig);
       this.#engine = new Engine(this.#config);
+      if (this.#records) {
+        const { mono, unix } = this.#clock();
+        this.#restored = this.#engine.restore(mono, unix, this.#records);
+        this.#records = null;
+        this.#kick();
+      }
     } catch (e) {
       rethrow(e);
     }
-  }
-
-  async #ready() {
-    await initAsync();
-    this.#start();
   }
 
   #sync() {
@@ -227,23 +268,74 @@ export class AgentStateManager extends EventTarget {
     return this.#engine;
   }
 
+  #clock() {
+    return { mono: this.#monoNow(), unix: this.#wallNow() };
+  }
+
+  #refusal() {
+    return this.#failure ?? closedError();
+  }
+
+  // ---- commands -------------------------------------------------------------------------------------------
+
   /** Changes an agent's state. Resolves `{ success: true, latency, … }`; rejects with a coded error. */
-  async transitionState(userId, targetState) {
-    await this.#ready();
-    const id = this.#engine.transition(this.#now(), String(userId), String(targetState));
-    const done = new Promise((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
-    this.#pump();
-    return done;
+  transitionState(userId, targetState) {
+    return this.#command('transition', userId, targetState);
   }
 
   /** Checks policy without changing anything. Resolves `{ valid: true, reasonCode }`; rejects with a coded error. */
-  async validateStateChange(userId, targetState) {
-    await this.#ready();
-    const id = this.#engine.validate(this.#now(), String(userId), String(targetState));
-    const done = new Promise((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
-    this.#pump();
-    return done;
+  validateStateChange(userId, targetState) {
+    return this.#command('validate', userId, targetState);
   }
+
+  // Commands join the queue at once, so they reach the engine in call order (before the module has loaded,
+  // too): changes for one agent are then made in that order.
+  #command(type, userId, state) {
+    return new Promise((resolve, reject) => {
+      if (this.#state !== 'open') return reject(this.#refusal());
+      this.#push({ type, userId: String(userId), state: String(state), resolve, reject, ...this.#clock() });
+    });
+  }
+
+  /** Puts dead letters back in line for delivery: the one with `eventId`, or all. Resolves with how many. */
+  replayDeadLetters(eventId) {
+    return new Promise((resolve, reject) => {
+      if (this.#state !== 'open') return resolve(0);
+      this.#push({ type: 'replay', eventId: eventId ?? undefined, resolve, reject, ...this.#clock() });
+    });
+  }
+
+  /**
+   * Stops taking commands (later ones reject with `CLOSED`); changes already taken run to their end.
+   * Resolves once none is open.
+   */
+  stopAccepting() {
+    return new Promise((resolve) => {
+      if (this.#state !== 'open') return resolve();
+      this.#push({ type: 'stopAccepting', resolve });
+    });
+  }
+
+  /**
+   * Closes the manager for good. Every open change ends now — `OUTCOME_UNKNOWN` if it may have reached the
+   * tenant, `CLOSED` otherwise — audited and reported; later calls reject with `CLOSED`. Resolves once
+   * those outcomes are persisted and delivered. Undelivered webhooks stay in the log for the next start.
+   */
+  close() {
+    if (!this.#closed) {
+      this.#closed = new Promise((resolve) => {
+        if (this.#state === 'closed' || (!this.#engine && !this.#loop)) {
+          this.#state = 'closed';
+          return resolve();
+        }
+        this.#state = 'closing';
+        this.#push({ type: 'close', resolve, ...this.#clock() });
+      });
+    }
+    return this.#closed;
+  }
+
+  // ---- getters --------------------------------------------------------------------------------------------
 
   /** The reason code a state is sent with (READY → WORKING, …, others → GENERAL). */
   getReasonCodeForState(state) {
@@ -256,110 +348,228 @@ export class AgentStateManager extends EventTarget {
 
   /** The agent's current idle stretch in ms (IDLE, PAUSED or NOT_READY), 0 otherwise. */
   calculateIdleTime(userId) {
-    return this.#sync().idleTime(String(userId), this.#now());
+    const { mono, unix } = this.#clock();
+    return this.#sync().idleTime(String(userId), mono, unix);
   }
 
   /** Idle time, time per state and utilization of one agent, or `null`. */
   getAgentMetrics(userId) {
-    return this.#sync().agentMetrics(String(userId), this.#now());
+    const { mono, unix } = this.#clock();
+    return this.#sync().agentMetrics(String(userId), mono, unix);
   }
 
   /** The compliance report: the reference's fields plus counts, percentiles and per-agent metrics. */
   getComplianceReport() {
-    return this.#sync().complianceReport(this.#now());
+    const { mono, unix } = this.#clock();
+    return this.#sync().complianceReport(mono, unix);
   }
 
   /** The compliance report as `section,key,value` CSV (the layout of `cxone-agent-state report --csv`). */
   getComplianceReportCsv() {
-    return this.#sync().complianceReportCsv(this.#now());
+    const { mono, unix } = this.#clock();
+    return this.#sync().complianceReportCsv(mono, unix);
   }
 
-  /** Webhook payloads accepted and not yet delivered. */
+  /** The dead letters held, oldest first. */
+  getDeadLetters() {
+    return this.#sync().deadLetters();
+  }
+
+  /** Webhook payloads accepted and not yet delivered (dead letters excluded). */
   get pendingWebhooks() {
-    return this.#outbox ? this.#outbox.pending() : 0;
+    return this.#engine ? this.#engine.pendingWebhooks() : 0;
   }
 
-  /** Stops timers and frees the engine. Pending promises reject with `AUDIT_LOG_UNAVAILABLE`. */
-  close() {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    clearTimeout(this.#outboxTimer);
-    for (const { reject } of this.#waiting.values()) {
-      reject(new CxoneError('AUDIT_LOG_UNAVAILABLE', 'the manager was closed'));
+  /** Changes taken and not yet finished. */
+  get openChanges() {
+    return this.#engine ? this.#engine.openChanges() : 0;
+  }
+
+  /** What restoring `options.records` did (`null` without records, or before the module loaded). */
+  get restored() {
+    return this.#restored;
+  }
+
+  // ---- the loop -------------------------------------------------------------------------------------------
+
+  #push(item) {
+    this.#queue.push(item);
+    this.#kick();
+  }
+
+  #kick() {
+    if (this.#wake) {
+      const wake = this.#wake;
+      this.#wake = null;
+      wake();
+    } else if (!this.#loop) {
+      this.#loop = this.#run();
     }
-    this.#waiting.clear();
-    this.#engine?.free();
-    this.#outbox?.free();
-    this.#engine = null;
-    this.#outbox = null;
   }
 
-  #pump() {
-    if (!this.#engine) return;
-    for (const out of this.#engine.drain()) {
-      if (out.type === 'transmit') this.#send(out.value);
-      else if (out.type === 'event') this.#event(out.value);
-      else this.#arm(out.value);
+  async #run() {
+    try {
+      await initAsync();
+      this.#start();
+    } catch (e) {
+      return this.#stop(coded(e));
+    }
+    const engine = this.#engine;
+    for (;;) {
+      // 1. Hand in everything that happened.
+      const after = [];
+      for (const item of this.#queue.splice(0)) this.#handIn(engine, item, after);
+      // 2. Drain and act in order: every record persisted before any later request or event.
+      try {
+        await this.#act(engine.drain());
+      } catch (e) {
+        const message = `the durable log could not be written, so no outcome can be reported safely; the manager stopped (${e?.message ?? e})`;
+        return this.#stop(new CxoneError('AUDIT_LOG_UNAVAILABLE', message), after);
+      }
+      for (const done of after) done();
+      if (this.#idle.length > 0 && engine.openChanges() === 0) {
+        for (const resolve of this.#idle.splice(0)) resolve();
+      }
+      if (this.#state === 'closed') return undefined;
+      // 3. Wait for the next input.
+      if (this.#queue.length === 0) await new Promise((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #handIn(engine, item, after) {
+    const { mono, unix } = item;
+    switch (item.type) {
+      case 'transition':
+      case 'validate':
+        try {
+          const id = item.type === 'transition'
+            ? engine.transition(mono, unix, item.userId, item.state)
+            : engine.validate(mono, unix, item.userId, item.state);
+          this.#waiting.set(id, item);
+        } catch (e) {
+          item.reject(coded(e));
+        }
+        return;
+      case 'response':
+        return engine.handleResponse(mono, unix, item.id, item.status, item.headers, item.body);
+      case 'transportError':
+        return engine.handleTransportError(mono, unix, item.id, item.kind);
+      case 'accessToken':
+        return item.error === undefined
+          ? engine.handleAccessToken(mono, unix, item.id, item.token, item.expiresInMs)
+          : engine.handleAccessTokenError(mono, unix, item.id, item.error);
+      case 'timeout':
+        return engine.handleTimeout(mono, unix);
+      case 'replay': {
+        const n = engine.replayDeadLetters(mono, unix, item.eventId);
+        return after.push(() => item.resolve(n));
+      }
+      case 'stopAccepting':
+        engine.stopAccepting();
+        return this.#idle.push(item.resolve);
+      case 'close':
+        engine.close(mono, unix);
+        return after.push(() => this.#finish(item.resolve));
+      default:
+        throw new Error(`unknown input ${item.type}`);
+    }
+  }
+
+  async #act(outputs) {
+    for (const out of outputs) {
+      const v = out.value;
+      switch (out.type) {
+        case 'persist':
+          if (this.#persist) await this.#persist(v);
+          this.#dispatchRecord(v);
+          break;
+        case 'transmit':
+          this.#send(v);
+          break;
+        case 'event':
+          this.#report(v);
+          break;
+        default:
+          this.#arm(v);
+      }
+    }
+  }
+
+  /** The loop has stopped after a close: whatever still waits is refused. */
+  #finish(resolve) {
+    this.#state = 'closed';
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#refuseAll(closedError());
+    resolve();
+  }
+
+  /** The loop cannot go on (the module or the configuration failed, or a record could not be persisted). */
+  #stop(error, after = []) {
+    this.#failure = error;
+    this.#state = 'closed';
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#refuseAll(error);
+    for (const done of after) done();
+    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  #refuseAll(error) {
+    for (const w of this.#waiting.values()) w.reject(error);
+    this.#waiting.clear();
+    for (const item of this.#queue.splice(0)) {
+      if (item.type === 'transition' || item.type === 'validate') item.reject(error);
+      else if (item.type === 'replay') item.resolve(0);
+      else if (item.resolve) item.resolve();
     }
   }
 
   #arm(deadline) {
     clearTimeout(this.#timer);
     this.#timer = null;
-    if (deadline === null || deadline === undefined) return;
-    const delay = Math.max(0, deadline - this.#now());
+    if (deadline === null || this.#state === 'closed') return;
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(deadline - this.#monoNow())));
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      if (!this.#engine) return;
-      this.#engine.handleTimeout(this.#now());
-      this.#pump();
+      this.#push({ type: 'timeout', ...this.#clock() });
     }, delay);
   }
 
-  #perform(req, onAnswer, onFailure) {
+  #answer(item) {
+    if (this.#state !== 'closed') this.#push({ ...item, ...this.#clock() });
+  }
+
+  #send({ id, request }) {
     const ctrl = new AbortController();
-    const timer = req.timeoutMs > 0 ? setTimeout(() => ctrl.abort(), req.timeoutMs) : null;
-    const init = { method: req.method, headers: req.headers, signal: ctrl.signal };
-    if (req.body !== null && req.body !== undefined) init.body = req.body;
-    let call;
-    try {
-      call = Promise.resolve(this.#fetch(req.url, init));
-    } catch (e) {
-      call = Promise.reject(e);
-    }
-    call
+    const timer = setTimeout(() => ctrl.abort(), request.timeoutMs);
+    const init = { method: request.method, headers: headerObject(request.headers), signal: ctrl.signal };
+    if (request.body !== null) init.body = request.body;
+    new Promise((resolve) => resolve(this.#fetch(request.url, init)))
       .then(async (res) => {
         const body = await res.text();
-        const flat = [];
-        res.headers.forEach((value, name) => flat.push(name, value));
-        clearTimeout(timer);
-        onAnswer(res.status, flat, body);
+        const headers = [];
+        res.headers?.forEach?.((value, name) => headers.push(name, value));
+        return { type: 'response', id, status: res.status, headers, body };
       })
-      .catch((e) => {
+      .catch((e) => ({ type: 'transportError', id, kind: ctrl.signal.aborted ? 'timeout' : transportErrorKind(e) }))
+      .then((item) => {
         clearTimeout(timer);
-        const kind = ctrl.signal.aborted || e?.name === 'AbortError' || e?.name === 'TimeoutError'
-          ? 'timeout'
-          : e instanceof TypeError
-            ? 'connect'
-            : 'other';
-        onFailure(kind);
+        this.#answer(item);
       });
   }
 
-  #send(req) {
-    this.#perform(
-      req,
-      (status, headers, body) => {
-        if (!this.#engine) return;
-        this.#engine.handleResponse(this.#now(), req.id, status, headers, body);
-        this.#pump();
-      },
-      (kind) => {
-        if (!this.#engine) return;
-        this.#engine.handleTransportError(this.#now(), req.id, kind);
-        this.#pump();
-      },
-    );
+  #fetchToken(id) {
+    new Promise((resolve) => resolve(this.#getAccessToken()))
+      .then(
+        (t) => {
+          if (!t || typeof t.accessToken !== 'string') return { error: 'getAccessToken() returned no accessToken' };
+          const ms = Number(t.expiresIn) * 1000;
+          return { token: t.accessToken, expiresInMs: Number.isFinite(ms) ? ms : 0 };
+        },
+        (e) => ({ error: String(e?.message ?? e) }),
+      )
+      .then((answer) => this.#answer({ type: 'accessToken', id, ...answer }));
   }
 
   #settle(id, fn) {
@@ -370,36 +580,16 @@ export class AgentStateManager extends EventTarget {
     }
   }
 
-  #event(e) {
+  #report(e) {
     switch (e.type) {
       case 'stateChanged':
-        this.#settle(e.transitionId, (w) =>
-          w.resolve({
-            success: true,
-            latency: e.latencyMs,
-            latencyMs: e.latencyMs,
-            userId: e.userId,
-            previousState: e.previousState,
-            newState: e.newState,
-            reasonCode: e.reasonCode,
-            attempts: e.attempts,
-            transitionId: e.transitionId,
-          }),
-        );
+        this.#settle(e.transitionId, (w) => w.resolve({ success: true, latency: e.latencyMs, ...withoutType(e) }));
         break;
       case 'transitionFailed':
-        this.#settle(e.transitionId, (w) =>
-          w.reject(
-            new CxoneError(e.error.code, e.error.message, {
-              userId: e.userId,
-              state: e.requestedState,
-              transitionId: e.transitionId,
-              latencyMs: e.latencyMs,
-              policyViolation: e.policyViolation,
-              breakWindow: e.error.breakWindow ?? null,
-            }),
-          ),
-        );
+        this.#settle(e.transitionId, (w) => {
+          const { type, error, ...details } = e;
+          w.reject(new CxoneError(error.code, error.message, { ...details, breakWindow: error.breakWindow ?? null }));
+        });
         break;
       case 'validationCompleted':
         this.#settle(e.transitionId, (w) =>
@@ -407,87 +597,30 @@ export class AgentStateManager extends EventTarget {
             ? w.resolve({ valid: true, reasonCode: e.reasonCode })
             : w.reject(
                 new CxoneError(e.error.code, e.error.message, {
+                  transitionId: e.transitionId,
                   userId: e.userId,
                   state: e.state,
                   breakWindow: e.error.breakWindow ?? null,
                 }),
               ),
         );
-        return;
-      case 'tokenRequested':
-        this.#token(e.requestId);
-        return;
-      case 'webhook':
-        if (this.#outbox) {
-          this.#outbox.enqueue(this.#now(), e.eventId, JSON.stringify(stripType(e)));
-          this.#pumpOutbox();
-        }
         break;
+      case 'tokenRequested':
+        this.#fetchToken(e.requestId);
+        return;
       default:
         break;
     }
     const name = EVENT_NAMES[e.type];
-    if (name) this.dispatchEvent(new CxoneEvent(name, stripType(e)));
+    if (name) this.dispatchEvent(new CxoneEvent(name, withoutType(e)));
   }
 
-  #token(requestId) {
-    Promise.resolve()
-      .then(() => this.#getAccessToken())
-      .then(
-        (t) => {
-          if (!this.#engine) return;
-          if (!t || typeof t.accessToken !== 'string') {
-            this.#engine.handleAccessTokenError(this.#now(), requestId, 'getAccessToken() returned no accessToken');
-          } else {
-            const ms = Number(t.expiresIn) * 1000;
-            this.#engine.handleAccessToken(this.#now(), requestId, t.accessToken, Number.isFinite(ms) ? ms : 0);
-          }
-          this.#pump();
-        },
-        (err) => {
-          if (!this.#engine) return;
-          this.#engine.handleAccessTokenError(this.#now(), requestId, String(err?.message ?? err));
-          this.#pump();
-        },
-      );
+  /** Every record is dispatched under its kind in lower case ('audit' for audit records, which have none). */
+  #dispatchRecord(r) {
+    if (r.kind === undefined) return void this.dispatchEvent(new CxoneEvent('audit', r));
+    const { kind, ...rest } = r;
+    this.dispatchEvent(new CxoneEvent(kind.toLowerCase(), kind === 'webhook' ? JSON.parse(r.body) : rest));
   }
-
-  #pumpOutbox() {
-    const box = this.#outbox;
-    if (!box) return;
-    for (let req = box.pollTransmit(this.#now()); req; req = box.pollTransmit(this.#now())) {
-      this.#perform(
-        req,
-        (status, headers) => {
-          if (!this.#outbox) return;
-          this.#outbox.handleResponse(this.#now(), req.id, status, headers);
-          this.#pumpOutbox();
-        },
-        () => {
-          if (!this.#outbox) return;
-          this.#outbox.handleTransportError(this.#now(), req.id);
-          this.#pumpOutbox();
-        },
-      );
-    }
-    for (let ev = box.pollEvent(); ev; ev = box.pollEvent()) {
-      this.dispatchEvent(new CxoneEvent(ev.type === 'delivered' ? 'webhookdelivered' : 'webhookretry', ev));
-    }
-    clearTimeout(this.#outboxTimer);
-    const next = box.nextDeadline();
-    if (next !== undefined && next !== null) {
-      this.#outboxTimer = setTimeout(() => {
-        if (!this.#outbox) return;
-        this.#outbox.handleTimeout(this.#now());
-        this.#pumpOutbox();
-      }, Math.max(0, next - this.#now()));
-    }
-  }
-}
-
-function stripType(e) {
-  const { type, ...rest } = e;
-  return rest;
 }
 
 /**
@@ -545,4 +678,4 @@ export function throughputWorkload(agents, perAgent) {
   return wasmThroughputWorkload(agents, perAgent);
 }
 
-export { Engine, Outbox, SimulationRun };
+export { Engine, SimulationRun };

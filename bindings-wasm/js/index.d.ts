@@ -1,46 +1,85 @@
-// Types of the `cxone-agent-state` package. Engine-level types come from the WebAssembly binding.
+// Types of the `cxone-agent-state` package. Engine-level (wire) types come from the WebAssembly binding,
+// where `make types` checks them against real samples of the Rust types.
 import type {
+  Abandoned,
   AgentMetrics,
   AuditRecord,
+  ChangeIntent,
+  Checkpoint,
   ComplianceReport,
   DaySummary,
+  DeadLetter,
+  DeadLetterEntry,
+  Delivered,
   ErrorCode,
+  LogRecord,
   PolicyViolation,
+  Replayed,
+  Restored,
   RetryPolicy,
   RetryScheduled,
   SimulateDayOptions,
   StateChanged,
   TransitionFailed,
+  ValidationCompleted,
+  WebhookConfig,
+  WebhookDeadLettered,
+  WebhookDelivered,
   WebhookPayload,
+  WebhookRetryScheduled,
 } from './wasm.js';
-import { Engine, Outbox } from './wasm.js';
+import { Engine } from './wasm.js';
 import { SimulationRun } from './sim.js';
 
 export type {
+  Abandoned,
   AgentMetrics,
   AuditRecord,
+  ChainHead,
+  ChangeIntent,
+  Checkpoint,
+  CodedError,
   ComplianceReport,
   DayCharts,
   DaySummary,
+  DeadLetter,
+  DeadLetterEntry,
+  Delivered,
   EngineConfig,
   EngineEvent,
+  EngineInput,
   EngineOutput,
   ErrorCode,
   GroundTruth,
   HttpRequest,
   HttpResponse,
   LatencySummary,
+  LogRecord,
+  Now,
+  OpenChange,
   PolicyViolation,
+  Replayed,
+  Restored,
   RetryPolicy,
   RetryScheduled,
   SimulateDayOptions,
   StateChanged,
+  Target,
+  TokenRequested,
+  TransitionError,
   TransitionFailed,
+  Transmit,
   TransportErrorKind,
   ValidationCompleted,
+  WebhookConfig,
+  WebhookDeadLettered,
+  WebhookDelivered,
+  WebhookEntry,
   WebhookPayload,
+  WebhookRetryScheduled,
+  WorkdayConfig,
 } from './wasm.js';
-export { Engine, Outbox, SimulationRun };
+export { Engine, SimulationRun };
 
 /** A token handed out by your own back end (the browser never holds the client secret). */
 export interface AccessToken {
@@ -70,10 +109,19 @@ export interface ManagerOptions {
   baseUrl?: string;
   /** Token endpoint (default `{baseUrl}/oauth2/token`). */
   tokenUrl?: string;
-  /** A `fetch` to use instead of the global one (proxies, tests). */
+  /** A `fetch` to use instead of the global one (proxies, tests). It gets `init.headers` as a plain object. */
   fetch?: typeof fetch;
-  /** The clock, in Unix-epoch milliseconds (default `Date.now`). */
+  /** The wall clock, in Unix-epoch milliseconds (default `Date.now`): only records carry it. */
   now?: () => number;
+  /** The monotonic clock in milliseconds (default `performance.now`): every deadline is measured on it. */
+  monoNow?: () => number;
+  /**
+   * Makes one record durable (append it to your log). Awaited for every record, in order, before any later
+   * request is sent or event reported; if it throws, the manager stops (`AUDIT_LOG_UNAVAILABLE`).
+   */
+  persist?: (record: LogRecord) => void | Promise<void>;
+  /** Records a previous run persisted, in order: open changes are finished, undelivered webhooks sent. */
+  records?: LogRecord[];
   /** Seed of the engine's jitter and ids (random by default). */
   seed?: number;
   /** The tenant's request budget per minute (default 100, the reference's figure). */
@@ -88,23 +136,29 @@ export interface ManagerOptions {
   scheduleTtlMs?: number;
   /** Refresh a token when less than this much of its life is left (default 60 000 ms). */
   tokenRefreshMarginMs?: number;
+  /** A policy check older than this is made again before the change is first sent (default 30 000 ms). */
+  policyMaxAgeMs?: number;
+  /** How long after its policy check a change may still be sent (default 120 000 ms). */
+  commitWindowMs?: number;
+  /** Open changes accepted before calls reject with `BUSY` (default 100 000). */
+  maxOpenChanges?: number;
+  /** A checkpoint record after this many others (default 1000; `null`: none). */
+  checkpointEvery?: number | null;
+  /** Audit records the report's `logs` keeps (default 10 000). */
+  reportLogCapacity?: number;
   /** State → reason code table. */
   reasonCodes?: { codes: Record<string, string>; fallback: string };
   /** HMAC-SHA256 key for `X-Signature-256` on webhooks. */
   webhookSecret?: string;
+  /** Webhook delivery settings (the URL is the constructor's `webhookUrl`). */
+  webhook?: Omit<WebhookConfig, 'url'>;
 }
 
-/** What `transitionState` resolves with (the reference's `{ success, latency }`, plus details). */
-export interface TransitionResult {
+/** What `transitionState` resolves with: the core's `StateChanged`, plus the reference's `{ success, latency }`. */
+export interface TransitionResult extends StateChanged {
   success: true;
+  /** The reference's name for `latencyMs`. */
   latency: number;
-  latencyMs: number;
-  userId: string;
-  previousState: string | null;
-  newState: string;
-  reasonCode: string;
-  attempts: number;
-  transitionId: number;
 }
 
 /** What `validateStateChange` resolves with. */
@@ -116,27 +170,50 @@ export interface ValidationResult {
 /** An `Error` with a stable `code`. */
 export declare class CxoneError extends Error {
   readonly code: ErrorCode;
+  /** Set on failures of a command the engine took. */
+  readonly transitionId?: number;
+  readonly userId?: string;
+  /** The state a failed transition asked for. */
+  readonly requestedState?: string;
+  /** The state a failed validation checked. */
+  readonly state?: string;
   /** Set on transition failures: whether compliance policy refused the change. */
   readonly policyViolation?: boolean;
-  readonly userId?: string;
-  readonly state?: string;
+  readonly latencyMs?: number;
+  readonly attempts?: number;
+  readonly atMs?: number;
   /** For `MANDATORY_BREAK_VIOLATION`: the break's window (Unix ms), when the tenant names it. */
   readonly breakWindow?: { startMs: number; endMs: number } | null;
 }
 
-/** An event of `AgentStateManager`; `detail` carries the engine's event. */
+/** An event of `AgentStateManager`; `detail` carries the engine's event or record. */
 export declare class CxoneEvent<T = unknown> extends Event {
   readonly detail: T;
 }
 
+/** A record's members without its `kind`. */
+type Fields<T> = Omit<T, 'kind'>;
+
 export interface AgentStateEventMap {
+  // Engine events.
   statechange: CxoneEvent<StateChanged>;
-  violation: CxoneEvent<PolicyViolation>;
-  audit: CxoneEvent<AuditRecord>;
-  webhook: CxoneEvent<WebhookPayload>;
-  retry: CxoneEvent<RetryScheduled>;
   failure: CxoneEvent<TransitionFailed>;
-  webhookdelivered: CxoneEvent<{ eventId: string; attempts: number; atMs: number }>;
+  validation: CxoneEvent<ValidationCompleted>;
+  violation: CxoneEvent<PolicyViolation>;
+  retry: CxoneEvent<RetryScheduled>;
+  webhookdelivered: CxoneEvent<WebhookDelivered>;
+  webhookretry: CxoneEvent<WebhookRetryScheduled>;
+  webhookdeadletter: CxoneEvent<WebhookDeadLettered>;
+  // Records, each under its kind in lower case, as they are persisted.
+  audit: CxoneEvent<AuditRecord>;
+  intent: CxoneEvent<ChangeIntent>;
+  /** The payload, parsed from the record's body. */
+  webhook: CxoneEvent<WebhookPayload>;
+  delivered: CxoneEvent<Fields<Delivered>>;
+  deadletter: CxoneEvent<Fields<DeadLetter>>;
+  replayed: CxoneEvent<Fields<Replayed>>;
+  abandoned: CxoneEvent<Fields<Abandoned>>;
+  checkpoint: CxoneEvent<Fields<Checkpoint>>;
 }
 
 /**
@@ -160,7 +237,11 @@ export interface AgentStateEventMap {
  */
 export declare class AgentStateManager extends EventTarget {
   constructor(authConfig: AuthConfig, webhookUrl?: string, options?: ManagerOptions);
-  /** Changes an agent's state; rejects with a `CxoneError` (`AGENT_NOT_SCHEDULED`, `RATE_LIMITED`, …). */
+  /**
+   * Changes an agent's state; rejects with a `CxoneError` (`AGENT_NOT_SCHEDULED`, `RATE_LIMITED`,
+   * `OUTCOME_UNKNOWN` — the change may have been applied —, `BUSY`, `CLOSED`, …). Calls for one agent are
+   * made in call order.
+   */
   transitionState(userId: string, targetState: string): Promise<TransitionResult>;
   /** Checks policy without changing anything. */
   validateStateChange(userId: string, targetState: string): Promise<ValidationResult>;
@@ -174,10 +255,24 @@ export declare class AgentStateManager extends EventTarget {
   getComplianceReport(): ComplianceReport;
   /** The compliance report as `section,key,value` CSV (the layout of `cxone-agent-state report --csv`). */
   getComplianceReportCsv(): string;
-  /** Webhook payloads accepted and not yet delivered. */
+  /** Webhook payloads the receiver kept refusing, oldest first. */
+  getDeadLetters(): DeadLetterEntry[];
+  /** Puts dead letters back in line for delivery: the one with `eventId`, or all. Resolves with how many. */
+  replayDeadLetters(eventId?: string): Promise<number>;
+  /** Webhook payloads accepted and not yet delivered (dead letters excluded). */
   readonly pendingWebhooks: number;
-  /** Stops timers and frees the engine. */
-  close(): void;
+  /** Changes taken and not yet finished. */
+  readonly openChanges: number;
+  /** What restoring `options.records` did. */
+  readonly restored: Restored | null;
+  /** Stops taking commands (later ones reject with `CLOSED`); resolves once every change taken has finished. */
+  stopAccepting(): Promise<void>;
+  /**
+   * Closes the manager for good: open changes end now (`OUTCOME_UNKNOWN` if they may have reached the
+   * tenant, `CLOSED` otherwise); later calls reject with `CLOSED`. Resolves once those outcomes are
+   * persisted and delivered.
+   */
+  close(): Promise<void>;
   addEventListener<K extends keyof AgentStateEventMap>(
     type: K,
     listener: (event: AgentStateEventMap[K]) => void,

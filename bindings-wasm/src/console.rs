@@ -1,16 +1,19 @@
-//! The console module's exports: the engine, the webhook outbox and small helpers.
+//! The console module's exports: the engine and small helpers.
 
 use cxone_agent_state_core::{
-    AgentState, Engine, EngineConfig, ErrorCode, HttpResponse, Outbox, OutboxConfig, OutboxEntry,
-    ReasonCodeTable, RequestId, Secret, TransportErrorKind,
+    AgentState, CommandError, Engine, EngineConfig, ErrorCode, HttpResponse, LogState,
+    ReasonCodeTable, Record, RequestId, Secret, TransitionError, TransportErrorKind,
 };
 use wasm_bindgen::prelude::*;
 
-use crate::{coded, config_error, from_js, time, to_js};
-use cxone_agent_state_core::TransitionError;
+use crate::{coded, config_error, from_js, now, to_js};
 
 fn transition_error(e: &TransitionError) -> JsValue {
     coded(e.code.as_str(), &e.message)
+}
+
+fn command_error(e: &CommandError) -> JsValue {
+    coded(e.code().as_str(), &e.to_string())
 }
 
 /// Header pairs flattened as `[name, value, name, value, …]` (cheap to pass from `fetch`'s `Headers`).
@@ -23,13 +26,23 @@ fn header_pairs(flat: Vec<String>) -> Vec<(String, String)> {
     out
 }
 
-/// The sans-IO engine. Hand inputs in with the current time, then `drain()` outputs until the timeout.
+fn request_id(id: f64) -> RequestId {
+    RequestId(crate::time(id))
+}
+
+/// The sans-IO engine. Every call that changes something takes the time as two numbers: `monoMs` from a
+/// monotonic clock (`performance.now()`: every deadline is measured on it) and `unixMs` from the wall clock
+/// (`Date.now()`: only records carry it).
+///
+/// The drive loop: hand in a command or an answer, then `drain()` and act on every output in order —
+/// **persist each `persist` record before performing any later `transmit` or reporting any later `event`** —
+/// and call `handleTimeout` when the monotonic clock reaches the last output's deadline.
 ///
 /// ```js
 /// const engine = new Engine({ baseUrl: "https://acme.api.nice.incontact.com",
 ///   credentials: { clientId: "id", clientSecret: "secret" } });
-/// engine.transition(Date.now(), "agent-7", "READY");
-/// for (const out of engine.drain()) handle(out); // transmit, event, then timeout
+/// const id = engine.transition(performance.now(), Date.now(), "agent-7", "READY"); // throws BUSY, CLOSED
+/// for (const out of engine.drain()) await act(out); // transmit, persist, event, … then timeout
 /// ```
 #[wasm_bindgen(js_name = Engine)]
 pub struct WasmEngine {
@@ -38,7 +51,8 @@ pub struct WasmEngine {
 
 #[wasm_bindgen(js_class = Engine)]
 impl WasmEngine {
-    /// Builds an engine; throws `INVALID_CONFIG` (with the field named) on a bad configuration.
+    /// Builds an engine; throws `INVALID_CONFIG` (with the field named) or `INVALID_WEBHOOK_URL` on a bad
+    /// configuration.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "EngineConfig")] config: JsValue,
@@ -48,43 +62,115 @@ impl WasmEngine {
         Ok(Self { inner })
     }
 
-    /// Starts a state change; returns its transition id.
-    pub fn transition(&mut self, now_ms: f64, user_id: &str, state: &str) -> f64 {
-        self.inner.transition(time(now_ms), user_id, state).0 as f64
+    // ---- commands ---------------------------------------------------------------------------------------
+
+    /// Starts a state change; returns its transition id (its outcome is a `stateChanged` or
+    /// `transitionFailed` event with that id). Throws `BUSY` when too many changes are open, `CLOSED` after
+    /// `close()` or `stopAccepting()`.
+    pub fn transition(
+        &mut self,
+        mono_ms: f64,
+        unix_ms: f64,
+        user_id: &str,
+        state: &str,
+    ) -> Result<f64, JsValue> {
+        self.inner
+            .transition(now(mono_ms, unix_ms), user_id, state)
+            .map(|id| id.0 as f64)
+            .map_err(|e| command_error(&e))
     }
 
-    /// Starts a policy check; returns its transition id.
-    pub fn validate(&mut self, now_ms: f64, user_id: &str, state: &str) -> f64 {
-        self.inner.validate(time(now_ms), user_id, state).0 as f64
+    /// Starts a policy check; returns its transition id (its outcome is a `validationCompleted` event).
+    /// Throws `BUSY` or `CLOSED` like `transition`.
+    pub fn validate(
+        &mut self,
+        mono_ms: f64,
+        unix_ms: f64,
+        user_id: &str,
+        state: &str,
+    ) -> Result<f64, JsValue> {
+        self.inner
+            .validate(now(mono_ms, unix_ms), user_id, state)
+            .map(|id| id.0 as f64)
+            .map_err(|e| command_error(&e))
     }
 
-    /// Hands in an HTTP answer: the request id, the status, the headers flattened as `[name, value, …]`,
+    /// Puts dead letters back in line for delivery: the one with `eventId`, or all. Returns how many.
+    #[wasm_bindgen(js_name = replayDeadLetters)]
+    pub fn replay_dead_letters(
+        &mut self,
+        mono_ms: f64,
+        unix_ms: f64,
+        event_id: Option<String>,
+    ) -> f64 {
+        self.inner
+            .replay_dead_letters(now(mono_ms, unix_ms), event_id.as_deref()) as f64
+    }
+
+    /// Stops taking commands (they throw `CLOSED`); changes already taken run to their end.
+    #[wasm_bindgen(js_name = stopAccepting)]
+    pub fn stop_accepting(&mut self) {
+        self.inner.stop_accepting();
+    }
+
+    /// Closes the engine for good: every open change ends now (`OUTCOME_UNKNOWN` if it may have reached the
+    /// tenant, `CLOSED` otherwise), each audited — `drain()` afterwards to persist and report them. Later
+    /// commands throw `CLOSED`; later inputs are ignored.
+    pub fn close(&mut self, mono_ms: f64, unix_ms: f64) {
+        self.inner.close(now(mono_ms, unix_ms));
+    }
+
+    /// Continues from the records a previous run persisted (in order): open changes are finished,
+    /// undelivered webhooks sent. Call it once, before any command. Throws `AUDIT_LOG_CORRUPT` (naming the
+    /// record) if a record does not follow from the ones before it.
+    #[wasm_bindgen(unchecked_return_type = "Restored")]
+    pub fn restore(
+        &mut self,
+        mono_ms: f64,
+        unix_ms: f64,
+        #[wasm_bindgen(unchecked_param_type = "LogRecord[]")] records: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let corrupt = |e: String| coded(ErrorCode::AuditLogCorrupt.as_str(), &e);
+        let records: Vec<serde_json::Value> = from_js("records", &records)?;
+        let mut state = LogState::default();
+        for (i, value) in records.into_iter().enumerate() {
+            let record: Record = serde_json::from_value(value)
+                .map_err(|e| corrupt(format!("record {i} is not a log record: {e}")))?;
+            state
+                .apply(&record)
+                .map_err(|e| corrupt(format!("record {i}: {e}")))?;
+        }
+        Ok(to_js(&self.inner.restore(now(mono_ms, unix_ms), state)))
+    }
+
+    // ---- inputs -----------------------------------------------------------------------------------------
+
+    /// Hands in an HTTP answer to request `id`: the status, the headers flattened as `[name, value, …]`,
     /// and the body text.
     #[wasm_bindgen(js_name = handleResponse)]
     pub fn handle_response(
         &mut self,
-        now_ms: f64,
+        mono_ms: f64,
+        unix_ms: f64,
         id: f64,
         status: u16,
         headers: Vec<String>,
         body: String,
     ) {
         self.inner.handle_response(
-            time(now_ms),
-            HttpResponse {
-                id: RequestId(id as u64),
-                status,
-                headers: header_pairs(headers),
-                body,
-            },
+            now(mono_ms, unix_ms),
+            request_id(id),
+            HttpResponse::new(status, header_pairs(headers), body),
         );
     }
 
-    /// Hands in a request that got no answer.
+    /// Hands in a request that got no answer. `connect` says it never left (so it cannot have been applied);
+    /// when unsure, say `other`.
     #[wasm_bindgen(js_name = handleTransportError)]
     pub fn handle_transport_error(
         &mut self,
-        now_ms: f64,
+        mono_ms: f64,
+        unix_ms: f64,
         id: f64,
         #[wasm_bindgen(unchecked_param_type = "TransportErrorKind")] kind: &str,
     ) {
@@ -95,69 +181,117 @@ impl WasmEngine {
             _ => TransportErrorKind::Other,
         };
         self.inner
-            .handle_transport_error(time(now_ms), RequestId(id as u64), kind);
+            .handle_transport_error(now(mono_ms, unix_ms), request_id(id), kind);
     }
 
-    /// Hands in the token source's answer to a `tokenRequested` event.
+    /// Hands in the token source's answer to a `tokenRequested` event: the token and its remaining life.
     #[wasm_bindgen(js_name = handleAccessToken)]
     pub fn handle_access_token(
         &mut self,
-        now_ms: f64,
+        mono_ms: f64,
+        unix_ms: f64,
         request_id: f64,
         access_token: &str,
         expires_in_ms: f64,
     ) {
         self.inner.handle_access_token(
-            time(now_ms),
-            RequestId(request_id as u64),
-            Ok((Secret::new(access_token), time(expires_in_ms))),
+            now(mono_ms, unix_ms),
+            self::request_id(request_id),
+            Ok((Secret::new(access_token), crate::time(expires_in_ms))),
         );
     }
 
     /// Tells the engine the token source failed.
     #[wasm_bindgen(js_name = handleAccessTokenError)]
-    pub fn handle_access_token_error(&mut self, now_ms: f64, request_id: f64, message: &str) {
+    pub fn handle_access_token_error(
+        &mut self,
+        mono_ms: f64,
+        unix_ms: f64,
+        request_id: f64,
+        message: &str,
+    ) {
         self.inner.handle_access_token(
-            time(now_ms),
-            RequestId(request_id as u64),
+            now(mono_ms, unix_ms),
+            self::request_id(request_id),
             Err(message.to_owned()),
         );
     }
 
     /// Advances timers (early calls are harmless).
     #[wasm_bindgen(js_name = handleTimeout)]
-    pub fn handle_timeout(&mut self, now_ms: f64) {
-        self.inner.handle_timeout(time(now_ms));
+    pub fn handle_timeout(&mut self, mono_ms: f64, unix_ms: f64) {
+        self.inner.handle_timeout(now(mono_ms, unix_ms));
     }
 
-    /// Every output up to and including the `timeout` one.
+    // ---- outputs ----------------------------------------------------------------------------------------
+
+    /// Every output up to and including the `timeout` one (a monotonic deadline, or `null`).
     #[wasm_bindgen(unchecked_return_type = "EngineOutput[]")]
     pub fn drain(&mut self) -> JsValue {
         to_js(&self.inner.drain_outputs())
     }
 
+    // ---- getters ----------------------------------------------------------------------------------------
+
     /// The reference's `calculateIdleTime`.
     #[wasm_bindgen(js_name = idleTime)]
-    pub fn idle_time(&self, user_id: &str, now_ms: f64) -> f64 {
-        self.inner.idle_time(user_id, time(now_ms)) as f64
+    pub fn idle_time(&self, user_id: &str, mono_ms: f64, unix_ms: f64) -> f64 {
+        self.inner.idle_time(user_id, now(mono_ms, unix_ms)) as f64
     }
 
-    /// The compliance report at `now_ms`.
+    /// The compliance report.
     #[wasm_bindgen(js_name = complianceReport, unchecked_return_type = "ComplianceReport")]
-    pub fn compliance_report(&self, now_ms: f64) -> JsValue {
-        to_js(&self.inner.compliance_report(time(now_ms)))
+    pub fn compliance_report(&self, mono_ms: f64, unix_ms: f64) -> JsValue {
+        to_js(&self.inner.compliance_report(now(mono_ms, unix_ms)))
     }
 
-    /// The compliance report at `now_ms` as `section,key,value` CSV (the CLI's `report --csv` layout).
+    /// The compliance report as `section,key,value` CSV (the CLI's `report --csv` layout).
     #[wasm_bindgen(js_name = complianceReportCsv)]
-    pub fn compliance_report_csv(&self, now_ms: f64) -> String {
-        self.inner.compliance_report(time(now_ms)).to_csv()
+    pub fn compliance_report_csv(&self, mono_ms: f64, unix_ms: f64) -> String {
+        self.inner.compliance_report(now(mono_ms, unix_ms)).to_csv()
     }
 
     /// Idle time, time per state and utilization of one agent (`null` if unknown).
     #[wasm_bindgen(js_name = agentMetrics, unchecked_return_type = "AgentMetrics | null")]
-    pub fn agent_metrics(&self, user_id: &str, now_ms: f64) -> JsValue {
-        to_js(&self.inner.history().agent_metrics(user_id, time(now_ms)))
+    pub fn agent_metrics(&self, user_id: &str, mono_ms: f64, unix_ms: f64) -> JsValue {
+        to_js(&self.inner.agent_metrics(user_id, now(mono_ms, unix_ms)))
+    }
+
+    /// The dead letters held, oldest first.
+    #[wasm_bindgen(js_name = deadLetters, unchecked_return_type = "DeadLetterEntry[]")]
+    pub fn dead_letters(&self) -> JsValue {
+        let letters: Vec<_> = self.inner.log_state().dead_letters().collect();
+        to_js(&letters)
+    }
+
+    /// Webhook payloads accepted and not yet delivered (dead letters excluded).
+    #[wasm_bindgen(js_name = pendingWebhooks)]
+    pub fn pending_webhooks(&self) -> f64 {
+        self.inner.pending_webhooks() as f64
+    }
+
+    /// Commands not yet finished (resumed changes included).
+    #[wasm_bindgen(js_name = openChanges)]
+    pub fn open_changes(&self) -> f64 {
+        self.inner.open_changes() as f64
+    }
+
+    /// API and token requests handed out and not yet answered.
+    #[wasm_bindgen(js_name = inFlight)]
+    pub fn in_flight(&self) -> f64 {
+        self.inner.in_flight() as f64
+    }
+
+    /// Whether `close()` was called.
+    #[wasm_bindgen(js_name = isClosed)]
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Where the audit chain stands.
+    #[wasm_bindgen(js_name = chainHead, unchecked_return_type = "ChainHead")]
+    pub fn chain_head(&self) -> JsValue {
+        to_js(self.inner.chain_head())
     }
 
     /// The reason code a state is sent with; throws `INVALID_STATE` for a malformed name.
@@ -183,7 +317,8 @@ pub fn reason_code_for_state(state: &str) -> Result<String, JsValue> {
 /// Every stable error code.
 #[wasm_bindgen(js_name = errorCodes, unchecked_return_type = "ErrorCode[]")]
 pub fn error_codes() -> JsValue {
-    to_js(&ErrorCode::ALL.map(ErrorCode::as_str))
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    to_js(&codes)
 }
 
 /// Checks a webhook URL (https, or http on loopback); throws `INVALID_WEBHOOK_URL`.
@@ -207,90 +342,4 @@ pub fn verify_audit_record(
 ) -> Result<bool, JsValue> {
     let record: cxone_agent_state_core::AuditRecord = from_js("audit record", &record)?;
     Ok(record.compute_hash() == record.hash)
-}
-
-/// The webhook outbox: at-least-once delivery with backoff (in memory in the browser).
-#[wasm_bindgen(js_name = Outbox)]
-pub struct WasmOutbox {
-    inner: Outbox,
-}
-
-#[wasm_bindgen(js_class = Outbox)]
-impl WasmOutbox {
-    /// `{url, secret?, timeoutMs?, baseBackoffMs?, maxBackoffMs?, jitterMs?, maxInFlight?, seed?}`.
-    #[wasm_bindgen(constructor)]
-    pub fn new(
-        #[wasm_bindgen(
-            unchecked_param_type = "{ url: string; secret?: string | null; timeoutMs?: number; baseBackoffMs?: number; maxBackoffMs?: number; jitterMs?: number; maxInFlight?: number; seed?: number }"
-        )]
-        config: JsValue,
-    ) -> Result<WasmOutbox, JsValue> {
-        let config: OutboxConfig = from_js("outbox config", &config)?;
-        let inner = Outbox::new(config).map_err(|e| config_error(&e))?;
-        Ok(Self { inner })
-    }
-
-    /// Queues a payload (JSON text) under its event id.
-    pub fn enqueue(&mut self, now_ms: f64, event_id: &str, body: &str) {
-        let _ = self.inner.enqueue(
-            time(now_ms),
-            OutboxEntry {
-                event_id: event_id.to_owned(),
-                body: body.to_owned(),
-            },
-        );
-    }
-
-    /// The next delivery to perform, if one is due.
-    #[wasm_bindgen(js_name = pollTransmit, unchecked_return_type = "HttpRequest | null")]
-    pub fn poll_transmit(&mut self, now_ms: f64) -> JsValue {
-        to_js(&self.inner.poll_transmit(time(now_ms)))
-    }
-
-    /// Hands in a receiver's answer (headers flattened as `[name, value, …]`).
-    #[wasm_bindgen(js_name = handleResponse)]
-    pub fn handle_response(&mut self, now_ms: f64, id: f64, status: u16, headers: Vec<String>) {
-        self.inner.handle_response(
-            time(now_ms),
-            &HttpResponse {
-                id: RequestId(id as u64),
-                status,
-                headers: header_pairs(headers),
-                body: String::new(),
-            },
-        );
-    }
-
-    /// Hands in a delivery that got no answer.
-    #[wasm_bindgen(js_name = handleTransportError)]
-    pub fn handle_transport_error(&mut self, now_ms: f64, id: f64) {
-        self.inner.handle_transport_error(
-            time(now_ms),
-            RequestId(id as u64),
-            TransportErrorKind::Other,
-        );
-    }
-
-    /// Advances timers.
-    #[wasm_bindgen(js_name = handleTimeout)]
-    pub fn handle_timeout(&mut self, now_ms: f64) {
-        self.inner.handle_timeout(time(now_ms));
-    }
-
-    /// The next outbox event (`{type: "delivered" | "retryScheduled", …}`), or `null`.
-    #[wasm_bindgen(js_name = pollEvent, unchecked_return_type = "{ type: string; eventId: string } | null")]
-    pub fn poll_event(&mut self) -> JsValue {
-        to_js(&self.inner.poll_event())
-    }
-
-    /// When `handleTimeout` next has work (Unix ms), or `null`.
-    #[wasm_bindgen(js_name = nextDeadline)]
-    pub fn next_deadline(&self) -> Option<f64> {
-        self.inner.next_deadline().map(|d| d as f64)
-    }
-
-    /// Payloads accepted and not yet delivered.
-    pub fn pending(&self) -> f64 {
-        self.inner.pending() as f64
-    }
 }

@@ -2,10 +2,11 @@
 //!
 //! No logic lives here: each export converts JS values to core types and back. The package's JS driver
 //! (`bindings-wasm/js/`) performs the HTTP requests with `fetch` and the timers with `setTimeout`; time
-//! crosses the boundary as Unix-epoch milliseconds (`number`).
+//! crosses the boundary as two numbers, `monoMs` (a monotonic clock: every deadline) and `unixMs` (the wall
+//! clock: what records carry).
 //!
-//! Two modules are built from this crate: `console` (the engine and the webhook outbox, what an agent
-//! console loads) and `sim` (simulated days, loaded only by simulation pages).
+//! Two modules are built from this crate: `console` (the engine, what an agent console loads) and `sim`
+//! (simulated days, loaded only by simulation pages).
 //!
 //! Errors thrown to JS are real `Error` objects with a stable `code` property (the same codes as in Rust).
 
@@ -31,40 +32,69 @@ export type ErrorCode =
   | "UNAUTHORIZED" | "AUTH_FAILED" | "FORBIDDEN" | "USER_NOT_FOUND" | "CONFLICT" | "REJECTED"
   | "RATE_LIMITED" | "UPSTREAM_UNAVAILABLE" | "BAD_RESPONSE" | "INVALID_CONFIG"
   | "INVALID_IDEMPOTENCY_KEY" | "INVALID_WEBHOOK_URL" | "AUDIT_LOG_CORRUPT" | "TOKEN_EXPIRED"
-  | "AUDIT_LOG_UNAVAILABLE" | "CLIENT_SECRET_IN_BROWSER" | "NOT_INITIALIZED";
+  | "AUDIT_LOG_UNAVAILABLE" | "CLIENT_SECRET_IN_BROWSER" | "NOT_INITIALIZED" | "OUTCOME_UNKNOWN"
+  | "BUSY" | "CLOSED";
 
 /** An `Error` thrown by this package. */
 export interface CodedError extends Error { code: ErrorCode }
 
+/** A moment read from two clocks: `monoMs` (monotonic: every deadline) and `unixMs` (wall clock: records). */
+export interface Now { monoMs: number; unixMs: number }
+
 /** The retry schedule (defaults: the reference module's 3 retries of 1000·2^n + jitter[0,1000) ms). */
 export interface RetryPolicy { maxRetries?: number; baseMs?: number; jitterMs?: number; capMs?: number; maxRetryAfterMs?: number }
 
-/** The engine's configuration (every field but `baseUrl` has a default). */
+/** Where and how webhooks are delivered (every field but `url` has a default). */
+export interface WebhookConfig {
+  url: string;
+  /** HMAC-SHA256 key of `X-Signature-256`. */
+  secret?: string | null;
+  timeoutMs?: number;
+  retry?: RetryPolicy;
+  maxInFlight?: number;
+  /** A payload refused (4xx other than 408 and 429) this many times becomes a dead letter. */
+  deadLetterAfterRefusals?: number;
+  deadLetterAfterMs?: number;
+}
+
+/** The engine's configuration (every field but `baseUrl` has a default). Secrets serialize as "[redacted]". */
 export interface EngineConfig {
   baseUrl: string;
   tokenUrl?: string | null;
   credentials?: { clientId: string; clientSecret: string };
   tokenSource?: "clientCredentials" | "external";
+  profile?: "seed";
   seed?: number;
   reasonCodes?: { codes: Record<string, string>; fallback: string };
   tokenRefreshMarginMs?: number;
   scheduleTtlMs?: number;
   policyMaxAgeMs?: number;
+  commitWindowMs?: number;
   retry?: RetryPolicy;
-  rateLimit?: { perMinute: number; burst?: number | null };
+  rateLimit?: { perMinute?: number; burst?: number | null };
   requestTimeoutMs?: number;
   history?: { maxEntriesPerAgent: number; maxAgents: number };
   reportLogCapacity?: number;
+  /** Open changes accepted before commands answer `BUSY`. */
+  maxOpenChanges?: number;
+  /** A checkpoint record after this many others (`null`: none). */
+  checkpointEvery?: number | null;
+  webhook?: WebhookConfig | null;
 }
 
 /** An HTTP request for the host to perform. */
 export interface HttpRequest {
-  id: number; method: "GET" | "POST"; url: string;
-  headers: [string, string][]; body: string | null; timeoutMs: number;
+  method: "GET" | "POST"; url: string; headers: [string, string][]; body: string | null; timeoutMs: number;
 }
 
-/** An HTTP answer handed back by request id. */
-export interface HttpResponse { id: number; status: number; headers: [string, string][]; body: string }
+/** An HTTP answer. */
+export interface HttpResponse { status: number; headers: [string, string][]; body: string }
+
+/** Who a request goes to. */
+export type Target = "api" | "token" | "webhook";
+
+/** A request to perform; hand the answer back with the same `id`. */
+export interface Transmit { id: number; target: Target; request: HttpRequest }
 
 export type TransportErrorKind = "connect" | "reset" | "timeout" | "other";
 
@@ -73,8 +103,46 @@ export interface AuditRecord {
   seq: number; id: string; timestamp: string; userId: string; previousState: string | null;
   newState: string; reasonCode: string | null; success: boolean; latencyMs: number;
   policyViolation: boolean; errorCode: ErrorCode | null; errorMessage: string | null;
-  attempts: number; idempotencyKey: string | null; prevHash: string; hash: string;
+  attempts: number; idempotencyKey: string | null;
+  /** Set on a record that settles an earlier `OUTCOME_UNKNOWN` one: that record's `id`. */
+  settles?: string;
+  prevHash: string; hash: string;
 }
+
+/** A state change about to be sent for the first time. */
+export interface ChangeIntent {
+  transitionId: number; userId: string; state: string; reasonCode: string; idempotencyKey: string;
+  approvedAtMs: number; atMs: number;
+}
+/** A webhook payload accepted for delivery; `body` is the JSON text exactly as sent and signed. */
+export interface WebhookEntry { eventId: string; body: string; atMs: number }
+export interface Delivered { eventId: string; attempts: number; atMs: number }
+export interface DeadLetter { eventId: string; attempts: number; lastStatus: number | null; reason: string; atMs: number }
+export interface Replayed { eventId: string; atMs: number }
+export interface Abandoned { idempotencyKey: string; reason: string; atMs: number }
+/** Where the audit chain stands. */
+export interface ChainHead { nextSeq: number; lastHash: string }
+export interface OpenChange { intent: ChangeIntent; unknownRecord: string | null }
+/** A dead letter with its payload. */
+export interface DeadLetterEntry { entry: WebhookEntry; dead: DeadLetter }
+/** Everything open at one point of the log. */
+export interface Checkpoint {
+  chain: ChainHead; open: OpenChange[]; outbox: WebhookEntry[]; deadLetters: DeadLetterEntry[]; atMs: number;
+}
+
+/** One record of the durable log: an audit record (no `kind`), or an operational record named by `kind`. */
+export type LogRecord =
+  | (AuditRecord & { kind?: undefined })
+  | ({ kind: "intent" } & ChangeIntent)
+  | ({ kind: "webhook" } & WebhookEntry)
+  | ({ kind: "delivered" } & Delivered)
+  | ({ kind: "deadLetter" } & DeadLetter)
+  | ({ kind: "replayed" } & Replayed)
+  | ({ kind: "abandoned" } & Abandoned)
+  | ({ kind: "checkpoint" } & Checkpoint);
+
+/** What `restore` found in the log and did with it. */
+export interface Restored { resumed: number; abandoned: number; webhooks: number; deadLetters: number }
 
 /** The reference module's `AGENT_STATE_CHANGED` webhook, with additive fields. */
 export interface WebhookPayload {
@@ -89,6 +157,7 @@ export interface StateChanged {
 }
 /** Why a transition failed; `breakWindow` is set for a refusal during a named mandatory break. */
 export interface TransitionError { code: ErrorCode; message: string; breakWindow?: { startMs: number; endMs: number } }
+/** `OUTCOME_UNKNOWN` means the change may have been applied (never a policy violation). */
 export interface TransitionFailed {
   transitionId: number; userId: string; requestedState: string;
   error: TransitionError; policyViolation: boolean; latencyMs: number; attempts: number; atMs: number;
@@ -102,24 +171,41 @@ export interface ValidationCompleted {
   transitionId: number; userId: string; state: string; valid: boolean;
   reasonCode: string | null; error: TransitionError | null; atMs: number;
 }
+export interface TokenRequested { requestId: number; atMs: number }
+export interface WebhookDelivered { eventId: string; attempts: number; atMs: number }
+export interface WebhookRetryScheduled { eventId: string; attempt: number; delayMs: number; status: number | null; atMs: number }
+export interface WebhookDeadLettered {
+  eventId: string; attempts: number; lastStatus: number | null; reason: string; deadLetters: number; atMs: number;
+}
 
 /** An event from the engine. */
 export type EngineEvent =
   | ({ type: "stateChanged" } & StateChanged)
-  | ({ type: "policyViolation" } & PolicyViolation)
   | ({ type: "transitionFailed" } & TransitionFailed)
-  | ({ type: "auditRecord" } & AuditRecord)
-  | ({ type: "webhook" } & WebhookPayload)
-  | ({ type: "retryScheduled" } & RetryScheduled)
   | ({ type: "validationCompleted" } & ValidationCompleted)
-  | { type: "changeIntent"; transitionId: number; userId: string; state: string; reasonCode: string; idempotencyKey: string; atMs: number }
-  | { type: "tokenRequested"; requestId: number; atMs: number };
+  | ({ type: "policyViolation" } & PolicyViolation)
+  | ({ type: "retryScheduled" } & RetryScheduled)
+  | ({ type: "tokenRequested" } & TokenRequested)
+  | ({ type: "webhookDelivered" } & WebhookDelivered)
+  | ({ type: "webhookRetryScheduled" } & WebhookRetryScheduled)
+  | ({ type: "webhookDeadLettered" } & WebhookDeadLettered);
 
-/** One output of the engine: drain until `timeout`. */
+/**
+ * One output of the engine: drain until `timeout` (a monotonic deadline, or `null`). Persist every
+ * `persist` record before performing any later `transmit` or reporting any later `event`.
+ */
 export type EngineOutput =
-  | { type: "transmit"; value: HttpRequest }
+  | { type: "transmit"; value: Transmit }
+  | { type: "persist"; value: LogRecord }
   | { type: "event"; value: EngineEvent }
   | { type: "timeout"; value: number | null };
+
+/** What the world tells the engine, as JSON (the engine's typed `handle*` methods take the same facts). */
+export type EngineInput =
+  | { type: "response"; now: Now; id: number; response: HttpResponse }
+  | { type: "transportError"; now: Now; id: number; kind: TransportErrorKind }
+  | { type: "accessToken"; now: Now; id: number; accessToken: string | null; expiresInMs: number; error: string | null }
+  | { type: "timeout"; now: Now };
 
 export interface LatencySummary { count: number; averageMs: number; p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number }
 export interface AgentMetrics {
@@ -129,7 +215,12 @@ export interface AgentMetrics {
 /** The compliance report: the reference module's fields plus counts, percentiles and per-agent metrics. */
 export interface ComplianceReport {
   totalTransitions: number; violationFrequency: number; averageLatencyMs: number; logs: AuditRecord[];
-  successCount: number; failureCount: number; violationCount: number;
+  successCount: number; failureCount: number;
+  /** Changes that ended `OUTCOME_UNKNOWN` (they may have been applied). */
+  unknownOutcomeCount: number;
+  /** Records that settled an earlier `OUTCOME_UNKNOWN` one. */
+  settledCount: number;
+  violationCount: number;
   failuresByCode: Record<string, number>; latency: LatencySummary;
   perState: Record<string, { attempts: number; successes: number }>; agents: AgentMetrics[];
 }
@@ -139,6 +230,11 @@ export interface SimulateDayOptions {
   agents?: number; hours?: number; seed?: number; faults?: number; rateLimitPerMinute?: number;
   breakMinutes?: number; breakEveryHours?: number; unscheduledShare?: number; ruleBreakerShare?: number;
   startMs?: number;
+}
+/** The parameters a simulated day ran with. */
+export interface WorkdayConfig {
+  agents: number; seed: number; startMs: number; shiftHours: number; faultRate: number; unscheduledShare: number;
+  ruleBreakerShare: number; ratePerMinute: number; breakMinutes: number; breakEveryHours: number;
 }
 export interface GroundTruth {
   totalRequests: number; requestsByEndpoint: Record<string, number>; responsesByStatus: Record<string, number>;
@@ -151,7 +247,7 @@ export interface DayCharts {
 }
 /** The outcome of a simulated day. */
 export interface DaySummary {
-  config: Record<string, unknown>; report: ComplianceReport; groundTruth: GroundTruth; commands: number;
+  config: WorkdayConfig; report: ComplianceReport; groundTruth: GroundTruth; commands: number;
   apiRequestsPerTransition: number; retries: number; startedMs: number; finishedMs: number; charts: DayCharts;
 }
 "#;
@@ -188,6 +284,13 @@ pub(crate) fn from_js<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|e| bad_input(what, e))
 }
 
+/// A moment as JS hands it in: `performance.now()`-like monotonic ms and `Date.now()`-like wall ms.
+#[cfg(feature = "console")]
+pub(crate) fn now(mono_ms: f64, unix_ms: f64) -> cxone_agent_state_core::Now {
+    cxone_agent_state_core::Now::new(time(mono_ms), time(unix_ms))
+}
+
+/// Milliseconds from JS: fractions are dropped; negative, NaN and infinite values count as 0.
 pub(crate) fn time(ms: f64) -> u64 {
     if ms.is_finite() && ms > 0.0 {
         ms as u64

@@ -28,6 +28,9 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
+    /// The webhook outbox: payloads waiting, and dead letters to list and replay.
+    #[command(subcommand)]
+    Outbox(cli::outbox::OutboxCommand),
     /// Runs agents through a shift day against the in-process simulated tenant, on a virtual clock.
     Simulate(cli::simulate::SimulateArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::SimServer(a) => cli::sim_server::run(a),
         Command::Report(a) => cli::audit::report(a),
         Command::Audit(c) => cli::audit::run(c),
+        Command::Outbox(c) => cli::outbox::run(c),
         Command::Simulate(a) => cli::simulate::run(a),
     };
     match result {

@@ -34,7 +34,6 @@ impl PolicyDecision {
             Self::Allowed
         }
     }
-
 }
 
 /// Remembers "scheduled" answers per agent for a while.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cxone_agent_state::sim_server;
+use cxone_agent_state_sim_server as sim_server;
 use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig};
 use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
 use cxone_agent_state_core::{EngineConfig, RateLimit, Secret};
@@ -53,11 +53,10 @@ async fn run(agents: usize, quick: bool) {
     };
     engine.seed = 1;
     let manager = Arc::new(
-        AgentStateManager::start(ManagerConfig {
+        AgentStateManager::start(ManagerConfig::new(
             engine,
-            audit_log: Some(dir.path().join("bench-audit.jsonl")),
-            webhook: None,
-        })
+            Some(dir.path().join("bench-audit.jsonl")),
+        ))
         .await
         .expect("manager starts"),
     );

@@ -46,7 +46,10 @@ impl Clocks {
     }
 
     pub(crate) fn now(&self) -> Now {
-        Now::new(self.origin.elapsed().as_millis() as u64, self.wall.unix_ms())
+        Now::new(
+            self.origin.elapsed().as_millis() as u64,
+            self.wall.unix_ms(),
+        )
     }
 
     /// The tokio instant of a monotonic deadline.

@@ -480,10 +480,9 @@ async fn drive(mut d: Driver) {
         while let Ok((id, result)) = http_rx.try_recv() {
             d.answer(id, result);
         }
-        while commands_open {
-            match d.rx.try_recv() {
-                Ok(r) => d.handle(r),
-                Err(_) => break,
+        if commands_open {
+            while let Ok(r) = d.rx.try_recv() {
+                d.handle(r);
             }
         }
     }
@@ -500,7 +499,10 @@ impl Driver {
     fn answer(
         &mut self,
         id: cxone_agent_state_core::RequestId,
-        result: Result<cxone_agent_state_core::HttpResponse, cxone_agent_state_core::TransportErrorKind>,
+        result: Result<
+            cxone_agent_state_core::HttpResponse,
+            cxone_agent_state_core::TransportErrorKind,
+        >,
     ) {
         let now = self.clocks.now();
         match result {
@@ -524,14 +526,16 @@ impl Driver {
                 }
                 let _ = accepted.send(result);
             }
-            Request::Validate { user, state, done } => match self.engine.validate(now, &user, &state) {
-                Ok(id) => {
-                    self.waiting.insert(id, Waiter::Check(done));
+            Request::Validate { user, state, done } => {
+                match self.engine.validate(now, &user, &state) {
+                    Ok(id) => {
+                        self.waiting.insert(id, Waiter::Check(done));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e.into()));
+                    }
                 }
-                Err(e) => {
-                    let _ = done.send(Err(e.into()));
-                }
-            },
+            }
             Request::Report(r) => {
                 let _ = r.send(self.engine.compliance_report(now));
             }

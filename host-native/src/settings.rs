@@ -78,6 +78,7 @@ impl From<ConfigError> for SettingsError {
                     "client_secret" => "CXONE_CLIENT_SECRET",
                     "domain" => "CXONE_DOMAIN",
                     "webhook.secret" => "WORKFORCE_WEBHOOK_SECRET",
+                    "webhook.dead_letter_after_refusals" => "--webhook-dead-letter-after",
                     "request_timeout_ms" => "--request-timeout-ms",
                     _ => "configuration",
                 },
@@ -110,6 +111,8 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// `WORKFORCE_WEBHOOK_SECRET`.
     pub webhook_secret: Option<Secret>,
+    /// Refusals after which a webhook payload becomes a dead letter (default 5).
+    pub webhook_dead_letter_after: Option<u32>,
     /// Seed of the engine's jitter and ids; random when unset.
     pub seed: Option<u64>,
     /// Per-request timeout in ms (default 10 000).
@@ -141,6 +144,7 @@ impl Settings {
             audit_log: get("CXONE_AUDIT_LOG").map(PathBuf::from),
             webhook_url: get("WORKFORCE_WEBHOOK_URL"),
             webhook_secret: get("WORKFORCE_WEBHOOK_SECRET").map(Secret::new),
+            webhook_dead_letter_after: None,
             seed: None,
             request_timeout_ms: None,
         })
@@ -179,10 +183,14 @@ impl Settings {
             engine.request_timeout_ms = t;
         }
         if let Some(url) = self.webhook_url {
-            engine.webhook = Some(WebhookConfig {
+            let mut webhook = WebhookConfig {
                 secret: self.webhook_secret,
                 ..WebhookConfig::new(url)
-            });
+            };
+            if let Some(n) = self.webhook_dead_letter_after {
+                webhook.dead_letter_after_refusals = n;
+            }
+            engine.webhook = Some(webhook);
         }
         engine.validate()?;
         Ok(ManagerConfig::new(engine, self.audit_log))
@@ -226,7 +234,7 @@ mod tests {
             "https://acme.api.nice.incontact.com/oauth2/token"
         );
         assert_eq!(c.engine.rate_limit.per_minute, 250);
-        assert!(c.webhook.is_some());
+        assert!(c.engine.webhook.is_some());
         let debug = format!("{c:?}");
         assert!(
             !debug.contains("very-secret") && !debug.contains("hook-secret"),

@@ -118,6 +118,26 @@ pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
     Ok(recovery)
 }
 
+/// Reads the open state of the log at `path` without changing the file (for tools that only look: a torn
+/// tail is ignored, a missing file is an empty log).
+pub fn read_state(path: &Path) -> Result<LogState, StoreError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LogState::default()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let (start, state) = find_start(&mut file, len).map_err(io_err(path))?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(start)).map_err(io_err(path))?;
+    file.read_to_end(&mut bytes).map_err(io_err(path))?;
+    let scan = scan_log(&bytes, state, |_| {}).map_err(|source| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(scan.state)
+}
+
 /// Where recovery starts: the byte after the last whole checkpoint line and the state it describes, or the
 /// start of the file. Reads backwards from the end, a chunk at a time.
 fn find_start(file: &mut File, len: u64) -> io::Result<(u64, LogState)> {

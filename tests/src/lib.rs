@@ -243,15 +243,22 @@ pub struct RetryDraw {
 pub fn replay_retry_delays(text: &str) -> Result<usize, Failure> {
     let vectors: Vec<RetryVector> = parse("retry_delays.json", text)?;
     for v in &vectors {
-        let plan: Vec<(u32, Option<u64>)> =
-            v.draws.iter().map(|d| (d.retry, d.retry_after_ms)).collect();
+        let plan: Vec<(u32, Option<u64>)> = v
+            .draws
+            .iter()
+            .map(|d| (d.retry, d.retry_after_ms))
+            .collect();
         let got = v.policy.draw_delays(v.seed, &plan);
         for (i, (d, got)) in v.draws.iter().zip(got).enumerate() {
             check(&v.id, got == d.delay_ms, || {
                 format!("draw {i}: got {got:?}, expected {:?}", d.delay_ms)
             })?;
             if let (Some(ms), None) = (got, d.retry_after_ms) {
-                let step = v.policy.base_ms.saturating_mul(1 << d.retry).min(v.policy.cap_ms);
+                let step = v
+                    .policy
+                    .base_ms
+                    .saturating_mul(1 << d.retry)
+                    .min(v.policy.cap_ms);
                 let ok = (step..step + v.policy.jitter_ms.max(1)).contains(&ms);
                 check(&v.id, ok, || {
                     format!("draw {i}: {ms} ms is outside min(base·2^n, cap) + jitter")

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fmt;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -236,6 +236,22 @@ fn count_lines(path: &Path) -> usize {
     std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
 }
 
+/// The audit records of a log (its lines without a `kind`).
+fn read_audit(path: &Path) -> Vec<Value> {
+    read_jsonl(path)
+        .into_iter()
+        .filter(|v| v.get("kind").is_none())
+        .collect()
+}
+
+/// The records of one kind (`intent`, `webhook`, `delivered`, …) of a log.
+fn read_kind(path: &Path, kind: &str) -> Vec<Value> {
+    read_jsonl(path)
+        .into_iter()
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
 fn key_of(v: &Value) -> Option<String> {
     v["idempotencyKey"].as_str().map(str::to_owned)
 }
@@ -298,7 +314,7 @@ async fn transition_success_prints_json_and_exits_0() {
     assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "NOT_READY");
 
     // Both changes are in the audit log as successes carrying the keys the tenant saw.
-    let records = read_jsonl(&audit);
+    let records = read_audit(&audit);
     assert_eq!(records.len(), 2, "{records:?}");
     let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
     let accepted: Vec<String> = accepted
@@ -335,7 +351,7 @@ async fn transition_ready_during_a_mandatory_break_exits_2() {
     let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
     assert_eq!(truth["readyAcceptedDuringBreak"], 0, "{truth}");
     assert_eq!(truth["stateChangesAccepted"], 0, "{truth}");
-    let records = read_jsonl(&audit);
+    let records = read_audit(&audit);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["policyViolation"], true);
     assert_eq!(records[0]["errorCode"], "MANDATORY_BREAK_VIOLATION");
@@ -531,16 +547,12 @@ async fn the_client_secret_never_appears_in_output_even_with_debug_logs() {
     }
     assert_eq!(agent_state(&sim.base_url, "agent-0003").await, Value::Null);
 
-    // Nor in the durable files, nor in --help with the secret in the environment.
-    for suffix in ["", ".journal", ".outbox"] {
-        let mut p = audit.clone().into_os_string();
-        p.push(suffix);
-        let text = std::fs::read_to_string(PathBuf::from(p)).unwrap_or_default();
-        assert!(
-            !text.contains(SECRET) && !text.contains(WRONG),
-            "secret in audit{suffix}"
-        );
-    }
+    // Nor in the durable log, nor in --help with the secret in the environment.
+    let text = std::fs::read_to_string(&audit).unwrap_or_default();
+    assert!(
+        !text.contains(SECRET) && !text.contains(WRONG),
+        "secret in the log"
+    );
     let mut cmd = cli(["transition", "--help"]);
     cmd.env("CXONE_CLIENT_SECRET", SECRET);
     let out = run(cmd).await;
@@ -567,7 +579,7 @@ async fn settings_come_from_the_environment_and_target_user_id_picks_the_agent()
     assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(out.json()["userId"], "agent-0004", "{out}");
     assert_eq!(agent_state(&sim.base_url, "agent-0004").await, "READY");
-    let records = read_jsonl(&audit);
+    let records = read_audit(&audit);
     assert_eq!(records.len(), 1, "CXONE_AUDIT_LOG is where the log went");
     assert_eq!(records[0]["userId"], "agent-0004");
 
@@ -724,7 +736,7 @@ async fn bulk_csv_a_malformed_row_fails_alone() {
     }
     assert_eq!(agent_state(&sim.base_url, "agent-0002").await, Value::Null);
     // Malformed rows never reach the engine, so the audit log holds the three changes.
-    assert_eq!(read_jsonl(&audit).len(), 3);
+    assert_eq!(read_audit(&audit).len(), 3);
 }
 
 #[tokio::test]
@@ -922,7 +934,6 @@ async fn bulk_killed_halfway_recovers_on_restart() {
     sink.down.store(true, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let journal = dir.path().join("audit.jsonl.journal");
     let input = dir.path().join("rows.csv");
     let output = dir.path().join("results.jsonl");
     let csv = agents_csv(1..=ROWS, |i| if i % 2 == 1 { "READY" } else { "NOT_READY" });
@@ -972,9 +983,12 @@ async fn bulk_killed_halfway_recovers_on_restart() {
         (90..ROWS).contains(&accepted_at_kill),
         "killed halfway: {accepted_at_kill} changes accepted"
     );
-    let logged_at_kill: BTreeSet<String> = read_jsonl(&audit).iter().filter_map(key_of).collect();
-    let intents_at_kill: BTreeSet<String> =
-        read_jsonl(&journal).iter().filter_map(key_of).collect();
+    let logged_at_kill: BTreeSet<String> = read_audit(&audit).iter().filter_map(key_of).collect();
+    let intents_at_kill: BTreeSet<String> = read_kind(&audit, "intent")
+        .iter()
+        .filter_map(key_of)
+        .collect();
+    assert!(intents_at_kill.len() >= logged_at_kill.len() - 1);
     let interrupted: BTreeSet<String> = intents_at_kill
         .difference(&logged_at_kill)
         .cloned()
@@ -1002,7 +1016,7 @@ async fn bulk_killed_halfway_recovers_on_restart() {
         assert!(
             restart
                 .stderr
-                .contains(&format!("resuming {} state change(s)", interrupted.len())),
+                .contains(&format!("resending {} state change(s)", interrupted.len())),
             "{} interrupted changes: {restart}",
             interrupted.len()
         );
@@ -1018,12 +1032,12 @@ async fn bulk_killed_halfway_recovers_on_restart() {
     assert!(verify.stdout.starts_with("OK"), "{verify}");
 
     // ...and records every change the tenant accepted, as a success with the key it was sent with.
-    let records = read_jsonl(&audit);
     assert_eq!(
-        records.len(),
+        read_jsonl(&audit).len(),
         count_lines(&audit),
         "no torn line after a clean exit"
     );
+    let records = read_audit(&audit);
     let successes: Vec<&Value> = records.iter().filter(|r| r["success"] == true).collect();
     let success_keys: BTreeSet<String> = successes.iter().copied().filter_map(key_of).collect();
     assert_eq!(
@@ -1144,9 +1158,7 @@ async fn kill_after_the_tenant_accepted(base: &str, audit: &Path, user: &str) ->
     };
     child.start_kill().expect("SIGKILL");
     child.wait().await.unwrap();
-    let mut journal = audit.as_os_str().to_owned();
-    journal.push(".journal");
-    let journaled: Vec<String> = read_jsonl(Path::new(&journal))
+    let journaled: Vec<String> = read_kind(audit, "intent")
         .iter()
         .filter_map(key_of)
         .collect();
@@ -1156,7 +1168,7 @@ async fn kill_after_the_tenant_accepted(base: &str, audit: &Path, user: &str) ->
         "the intent was journaled"
     );
     assert!(
-        read_jsonl(audit)
+        read_audit(audit)
             .iter()
             .all(|r| key_of(r).as_ref() != Some(&key)),
         "the outcome was not recorded before the kill"
@@ -1178,10 +1190,10 @@ async fn a_change_accepted_just_before_a_kill_is_recorded_after_restart() {
     .await;
     assert_eq!(restart.code(), Some(0), "{restart}");
     assert!(
-        restart.stderr.contains("resuming 1 state change(s)"),
+        restart.stderr.contains("resending 1 state change(s)"),
         "{restart}"
     );
-    let records = read_jsonl(&audit);
+    let records = read_audit(&audit);
     let resumed = records
         .iter()
         .find(|r| key_of(r).as_ref() == Some(&key))
@@ -1212,7 +1224,7 @@ async fn a_change_accepted_before_a_kill_is_not_recorded_as_refused_after_restar
     )))
     .await;
     assert_eq!(restart.code(), Some(0), "{restart}");
-    let records = read_jsonl(&audit);
+    let records = read_audit(&audit);
     let resumed = records
         .iter()
         .find(|r| key_of(r).as_ref() == Some(&key))
@@ -1255,23 +1267,28 @@ async fn audit_verify_intact_tampered_and_torn() {
     let audit = dir.path().join("audit.jsonl");
     three_successes(&sim.base_url, &audit, dir.path()).await;
     let original = std::fs::read_to_string(&audit).unwrap();
-    assert_eq!(original.lines().count(), 3);
+    assert_eq!(
+        original.lines().count(),
+        6,
+        "an intent and an audit record per change"
+    );
 
     let out = run(cli(["audit", "verify", path_str(&audit)])).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.starts_with("OK"), "{out}");
-    assert!(out.stdout.contains("3 records"), "{out}");
+    assert!(out.stdout.contains("3 audit records"), "{out}");
     assert!(!out.stderr.contains("warning"), "{out}");
 
-    // Flip one field of the middle record.
+    // Flip one field of the middle audit record (the file's fourth line).
     let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
-    assert!(lines[1].contains("\"success\":true"), "{}", lines[1]);
-    lines[1] = lines[1].replace("\"success\":true", "\"success\":false");
+    assert!(lines[3].contains("\"success\":true"), "{}", lines[3]);
+    assert!(lines[3].contains("\"seq\":1,"), "{}", lines[3]);
+    lines[3] = lines[3].replace("\"success\":true", "\"success\":false");
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
     let out = run(cli(["audit", "verify", path_str(&tampered)])).await;
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.all_output().contains("line 2"), "{out}");
+    assert!(out.all_output().contains("line 4"), "{out}");
     assert!(!out.stdout.starts_with("OK"), "{out}");
 
     // A tampered log is not reported on, and no manager starts on it.
@@ -1293,22 +1310,28 @@ async fn audit_verify_intact_tampered_and_torn() {
         "the tampered log is left as it was"
     );
 
-    // A torn last line: the final newline missing, or the line cut short.
+    // A whole last record without its newline is kept; a line cut short is torn.
     let no_newline = dir.path().join("no-newline.jsonl");
     std::fs::write(&no_newline, original.trim_end_matches('\n')).unwrap();
+    let out = run(cli(["audit", "verify", path_str(&no_newline)])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("3 audit records"), "{out}");
+    assert!(
+        out.stderr.contains("newline") && !out.stderr.contains("torn"),
+        "{out}"
+    );
     let cut = dir.path().join("cut.jsonl");
     std::fs::write(&cut, &original[..original.len() - 40]).unwrap();
-    for torn in [&no_newline, &cut] {
-        let out = run(cli(["audit", "verify", path_str(torn)])).await;
-        assert_eq!(out.code(), Some(0), "{}: {out}", torn.display());
-        assert!(out.stdout.contains("2 records"), "{out}");
-        assert!(
-            out.stderr.contains("warning") && out.stderr.contains("torn"),
-            "{out}"
-        );
-    }
+    let out = run(cli(["audit", "verify", path_str(&cut)])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("2 audit records"), "{out}");
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains("torn"),
+        "{out}"
+    );
 
-    // The next start sets the torn line aside and continues the chain.
+    // The next start sets the torn line aside, resends the change whose outcome it held (same key: the
+    // tenant answers from its first send), and continues the chain.
     let out = run(cli(args(
         &["transition", "--user", "agent-0001", "--state", "IDLE"],
         &connect(&sim.base_url, &cut),
@@ -1316,10 +1339,24 @@ async fn audit_verify_intact_tampered_and_torn() {
     .await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stderr.contains("torn last line"), "{out}");
+    assert!(out.stderr.contains("resending 1 state change(s)"), "{out}");
     let out = run(cli(["audit", "verify", path_str(&cut)])).await;
     assert_eq!(out.code(), Some(0), "{out}");
-    assert!(out.stdout.contains("3 records"), "{out}");
+    assert!(out.stdout.contains("4 audit records"), "{out}");
     assert!(!out.stderr.contains("torn"), "{out}");
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["idempotentReplays"], 1, "{truth}");
+
+    // The whole-but-unterminated log is continued as it is (the newline is added).
+    let out = run(cli(args(
+        &["transition", "--user", "agent-0002", "--state", "IDLE"],
+        &connect(&sim.base_url, &no_newline),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("lacked its newline"), "{out}");
+    let out = run(cli(["audit", "verify", path_str(&no_newline)])).await;
+    assert!(out.stdout.contains("4 audit records"), "{out}");
 }
 
 #[tokio::test]
@@ -1386,9 +1423,8 @@ async fn report_table_json_and_csv() {
     )))
     .await;
     assert_eq!(out.code(), Some(1), "{out}");
-    let lines = count_lines(&audit);
-    assert_eq!(lines, 6, "one record per attempted transition");
-    let records = read_jsonl(&audit);
+    let records = read_audit(&audit);
+    assert_eq!(records.len(), 6, "one record per attempted transition");
     let violations = records
         .iter()
         .filter(|r| r["policyViolation"] == true)
@@ -1401,13 +1437,13 @@ async fn report_table_json_and_csv() {
     assert!(out.stdout.contains("compliance report"), "{out}");
     assert!(out.stdout.contains("total transitions"), "{out}");
     assert!(out.stdout.contains("MANDATORY_BREAK_VIOLATION"), "{out}");
-    assert!(out.stdout.contains("rebuilt from 6 records"), "{out}");
+    assert!(out.stdout.contains("rebuilt from 6 audit records"), "{out}");
 
     // JSON.
     let out = run(cli(["report", "--audit-log", path_str(&audit), "--json"])).await;
     assert_eq!(out.code(), Some(0), "{out}");
     let r = out.json();
-    assert_eq!(r["totalTransitions"], lines as u64, "{r}");
+    assert_eq!(r["totalTransitions"], records.len() as u64, "{r}");
     assert_eq!(r["successCount"], 2, "{r}");
     assert_eq!(r["failureCount"], 4, "{r}");
     assert_eq!(
@@ -1554,7 +1590,7 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
         v["groundTruth"]["stateChangesAccepted"].as_u64().unwrap() > 0,
         "{v}"
     );
-    let lines = count_lines(&audit) as u64;
+    let lines = read_audit(&audit).len() as u64;
     assert!(lines > 0);
     assert_eq!(v["auditLog"]["records"], lines);
     assert_eq!(v["auditLog"]["chainVerified"], true);
@@ -1563,7 +1599,7 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
     let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
     assert_eq!(verify.code(), Some(0), "{verify}");
     assert!(
-        verify.stdout.contains(&format!("{lines} records")),
+        verify.stdout.contains(&format!("{lines} audit records")),
         "{verify}"
     );
     let report = run(cli(["report", "--audit-log", path_str(&audit), "--json"])).await;
@@ -1584,4 +1620,131 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
     .await;
     assert_eq!(out2.code(), Some(0), "{out2}");
     assert_eq!(out2.json()["groundTruth"], v["groundTruth"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// per-agent order and the webhook outbox
+// ---------------------------------------------------------------------------------------------------------
+
+/// A CSV with `agent-0014,READY` then `agent-0014,NOT_READY` among other rows, at the default concurrency
+/// of 32, with the first change delayed by faults (a 503 on its schedule lookup, a slow answer to its send):
+/// the tenant applies the two in input order, every time.
+#[tokio::test]
+async fn bulk_applies_one_agents_changes_in_input_order_under_faults() {
+    for round in 0..3 {
+        let sim = server(60, &[]);
+        admin_post(
+            &sim.base_url,
+            "/admin/faults",
+            &serde_json::json!([
+                {"endpoint": "schedule", "userId": "agent-0014",
+                 "fault": {"kind": "status", "status": 503}, "times": 1},
+                {"endpoint": "setState", "userId": "agent-0014",
+                 "fault": {"kind": "slow", "extraMs": 200 + 100 * round}, "times": 1}
+            ]),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit.jsonl");
+        let input = dir.path().join("rows.csv");
+        let mut csv = String::from("userId,state\n");
+        for i in 1..=30 {
+            if i == 5 {
+                csv.push_str("agent-0014,READY\n");
+            }
+            if i == 12 {
+                csv.push_str("agent-0014,NOT_READY\n");
+            }
+            csv.push_str(&format!("agent-{:04},PAUSED\n", i + 20));
+        }
+        std::fs::write(&input, csv).unwrap();
+        let out = run(cli(args(
+            &["bulk", path_str(&input)],
+            &connect(&sim.base_url, &audit),
+        )))
+        .await;
+        assert_eq!(out.code(), Some(0), "{out}");
+        let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
+        let order: Vec<&str> = accepted
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["userId"] == "agent-0014")
+            .map(|c| c["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, ["READY", "NOT_READY"], "round {round}");
+        assert_eq!(agent_state(&sim.base_url, "agent-0014").await, "NOT_READY");
+    }
+}
+
+#[tokio::test]
+async fn outbox_list_shows_dead_letters_and_replay_delivers_them() {
+    let sim = server(3, &[]);
+    let sink = support::WebhookSink::start().await;
+    *sink.refuse_containing.lock().unwrap() = Some("agent-0001".into());
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut conn = connect(&sim.base_url, &audit);
+    conn.extend(
+        [
+            "--webhook-url",
+            &sink.url,
+            "--webhook-dead-letter-after",
+            "2",
+        ]
+        .map(str::to_owned),
+    );
+    set_flag(&mut conn, "--webhook-drain-secs", "60");
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, "userId,state\nagent-0001,READY\nagent-0002,READY\n").unwrap();
+
+    // The receiver refuses agent-0001's payload: after two refusals it is set aside, and the next flows.
+    let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stderr.contains("1 webhook event(s) are dead letters"),
+        "{out}"
+    );
+    assert_eq!(sink.ids().len(), 1);
+    assert_eq!(sink.refused.load(Ordering::SeqCst), 2);
+
+    let list = run(cli(["outbox", "list", "--audit-log", path_str(&audit)])).await;
+    assert_eq!(list.code(), Some(0), "{list}");
+    assert!(list.stdout.contains("1 dead letter(s)"), "{list}");
+    assert!(list.stdout.contains("422"), "{list}");
+    let json = run(cli([
+        "outbox",
+        "list",
+        "--json",
+        "--audit-log",
+        path_str(&audit),
+    ]))
+    .await;
+    let v = json.json();
+    assert_eq!(v["pending"], 0, "{v}");
+    let dead = v["deadLetters"].as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0]["entry"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("agent-0001"));
+    let event_id = dead[0]["entry"]["eventId"].as_str().unwrap().to_owned();
+
+    // Replayed once the receiver takes it: delivered, and gone from the list.
+    *sink.refuse_containing.lock().unwrap() = None;
+    let replay = run(cli(args(
+        &["outbox", "replay", "--event-id", &event_id],
+        &conn,
+    )))
+    .await;
+    assert_eq!(replay.code(), Some(0), "{replay}");
+    assert!(
+        replay.stderr.contains("replaying 1 dead letter(s)"),
+        "{replay}"
+    );
+    assert!(sink.ids().contains(&event_id));
+    let list = run(cli(["outbox", "list", "--audit-log", path_str(&audit)])).await;
+    assert!(list.stdout.contains("0 dead letter(s)"), "{list}");
+    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
 }

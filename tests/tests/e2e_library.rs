@@ -13,12 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig};
+use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig, Notice};
 use cxone_agent_state_core::sim::GroundTruth;
 use cxone_agent_state_core::{
-    scan_log, AuditRecord, ChainError, ChainHead, ChangeIntent, ErrorCode, Event, LogError,
-    RateLimit, RequestKind, RetryScheduled, Secret, StateChanged, TransitionError, TransitionId,
-    WebhookPayload,
+    scan_log, AuditRecord, ChainError, ChangeIntent, ErrorCode, Event, LogError, LogState,
+    LogStateError, RateLimit, Record, RequestKind, RetryScheduled, Secret, StateChanged,
+    TransitionError, TransitionId, WebhookPayload,
 };
 use serde_json::{json, Value};
 use support::{
@@ -83,9 +83,9 @@ async fn accepted(base: &str) -> Vec<(String, String, String)> {
 }
 
 /// Everything published so far. A round trip through the driver first: it answers commands only after it
-/// has published every event of its earlier rounds, so nothing finished before this call is missed.
-async fn settle(m: &AgentStateManager, rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
-    m.unfinished().await;
+/// has published every notice of its earlier rounds, so nothing finished before this call is missed.
+async fn settle(m: &AgentStateManager, rx: &mut broadcast::Receiver<Notice>) -> Vec<Notice> {
+    m.counts().await;
     let mut out = Vec::new();
     loop {
         match rx.try_recv() {
@@ -100,7 +100,19 @@ async fn settle(m: &AgentStateManager, rx: &mut broadcast::Receiver<Event>) -> V
 async fn until_idle(m: &AgentStateManager, timeout_ms: u64) -> bool {
     let end = Instant::now() + Duration::from_millis(timeout_ms);
     while Instant::now() < end {
-        if m.unfinished().await == 0 {
+        if m.counts().await.open_changes == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Polls until every webhook payload is delivered.
+async fn until_delivered(m: &AgentStateManager, timeout_ms: u64) -> bool {
+    let end = Instant::now() + Duration::from_millis(timeout_ms);
+    while Instant::now() < end {
+        if m.counts().await.pending_webhooks == 0 {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -111,20 +123,20 @@ async fn until_idle(m: &AgentStateManager, timeout_ms: u64) -> bool {
 /// Polls until `n` transitions are unfinished.
 async fn until_unfinished(m: &AgentStateManager, n: usize) {
     let end = Instant::now() + Duration::from_secs(5);
-    while m.unfinished().await != n {
+    while m.counts().await.open_changes != n {
         assert!(Instant::now() < end, "never saw {n} unfinished transitions");
         tokio::task::yield_now().await;
     }
 }
 
-/// Defines `fn $name(events) -> Vec<$ty>`: the payloads of one event variant, in order.
+/// Defines `fn $name(notices) -> Vec<$ty>`: the payloads of one event variant, in order.
 macro_rules! event_filter {
     ($name:ident, $variant:ident, $ty:ty) => {
-        fn $name(events: &[Event]) -> Vec<$ty> {
-            events
+        fn $name(notices: &[Notice]) -> Vec<$ty> {
+            notices
                 .iter()
-                .filter_map(|e| match e {
-                    Event::$variant(x) => Some(x.clone()),
+                .filter_map(|n| match n {
+                    Notice::Event(Event::$variant(x)) => Some(x.clone()),
                     _ => None,
                 })
                 .collect()
@@ -132,25 +144,53 @@ macro_rules! event_filter {
     };
 }
 
-event_filter!(audit_records, AuditRecord, AuditRecord);
 event_filter!(changes, StateChanged, StateChanged);
 event_filter!(retries, RetryScheduled, RetryScheduled);
-event_filter!(webhooks, Webhook, WebhookPayload);
 
-/// Reads and verifies a whole durable audit log: (records, torn tail).
+/// The audit records made durable, in order.
+fn audit_records(notices: &[Notice]) -> Vec<AuditRecord> {
+    notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Persisted(Record::Audit(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The webhook payloads accepted for delivery, in order.
+fn webhooks(notices: &[Notice]) -> Vec<WebhookPayload> {
+    notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Persisted(Record::Webhook(w)) => {
+                Some(serde_json::from_str(&w.body).expect("a payload"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads and verifies a whole durable log: (audit records, torn tail).
 fn read_log(path: &Path) -> (Vec<AuditRecord>, Option<Vec<u8>>) {
-    let bytes = std::fs::read(path).expect("the audit log exists");
+    let bytes = std::fs::read(path).expect("the log exists");
     let mut records = Vec::new();
-    let scan = scan_log(&bytes, ChainHead::default(), |r| records.push(r.clone()))
-        .unwrap_or_else(|e| panic!("the audit log does not verify: {e}"));
-    assert_eq!(scan.records as usize, records.len());
+    let scan = scan_log(&bytes, LogState::default(), |r| {
+        if let Record::Audit(a) = r {
+            records.push(a.clone());
+        }
+    })
+    .unwrap_or_else(|e| panic!("the log does not verify: {e}"));
+    assert_eq!(scan.audit_records as usize, records.len());
     (records, scan.torn_tail)
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+/// Every record of a durable log.
+fn read_records(path: &Path) -> Vec<Record> {
+    let bytes = std::fs::read(path).expect("the log exists");
+    let mut records = Vec::new();
+    scan_log(&bytes, LogState::default(), |r| records.push(r.clone())).expect("the log verifies");
+    records
 }
 
 fn audit_path(dir: &tempfile::TempDir) -> PathBuf {
@@ -183,27 +223,25 @@ async fn raw_token(base: &str) -> String {
     answer["access_token"].as_str().expect("a token").to_owned()
 }
 
-/// Appends one change intent to the journal beside an audit log, as a crashed manager would have left it.
+/// Appends one change intent to the log, as a crashed manager would have left it.
 fn journal_intent(audit: &Path, user: &str, state: &str, reason: &str, key: &str) {
     journal_intent_at(audit, user, state, reason, key, now_ms());
 }
 
-/// Journals an intent as of `at_ms`: older than the engine's 30 s policy freshness, it is checked again.
+/// Journals an intent approved at `at_ms`: older than the commit window, it is not sent again.
 fn journal_intent_at(audit: &Path, user: &str, state: &str, reason: &str, key: &str, at_ms: u64) {
-    let intent = ChangeIntent {
+    let intent = Record::Intent(ChangeIntent {
         transition_id: TransitionId(41),
         user_id: user.into(),
         state: state.into(),
         reason_code: reason.into(),
         idempotency_key: key.into(),
+        approved_at_ms: at_ms,
         at_ms,
-    };
-    let mut line = serde_json::to_vec(&intent).unwrap();
-    line.push(b'\n');
-    let journal = with_suffix(audit, ".journal");
-    let mut bytes = std::fs::read(&journal).unwrap_or_default();
-    bytes.extend(line);
-    std::fs::write(&journal, bytes).unwrap();
+    });
+    let mut bytes = std::fs::read(audit).unwrap_or_default();
+    bytes.extend(intent.to_line());
+    std::fs::write(audit, bytes).unwrap();
 }
 
 // ---- 1. the core scenarios, over real sockets ----------------------------------------------------------
@@ -254,23 +292,20 @@ async fn happy_path_changes_the_tenant_state() {
         (applied[0].1.as_str(), applied[0].2.as_str()),
         ("alice", "READY")
     );
-    let hooks = webhooks(&events);
-    assert_eq!(hooks.len(), 1);
-    assert_eq!(hooks[0].event, "AGENT_STATE_CHANGED");
-    assert_eq!(hooks[0].data.user_id, "alice");
-    assert_eq!(hooks[0].data.new_state, "READY");
-    // The order every host relies on: the audit record before the outcome, the webhook after it.
+    assert!(webhooks(&events).is_empty(), "no receiver, no payloads");
+    // The order every host relies on: the intent durable before the send, the audit record durable before
+    // the outcome (the webhook payload comes before the audit record; see the webhook tests).
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| match e {
-            Event::ChangeIntent(_) => "intent",
-            Event::AuditRecord(_) => "audit",
-            Event::StateChanged(_) => "changed",
-            Event::Webhook(_) => "webhook",
+            Notice::Persisted(Record::Intent(_)) => "intent",
+            Notice::Persisted(Record::Audit(_)) => "audit",
+            Notice::Persisted(Record::Webhook(_)) => "webhook",
+            Notice::Event(Event::StateChanged(_)) => "changed",
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["intent", "audit", "changed", "webhook"]);
+    assert_eq!(kinds, ["intent", "audit", "changed"]);
 
     let report = m.compliance_report().await.expect("a report");
     assert_eq!((report.total_transitions, report.success_count), (1, 1));
@@ -297,7 +332,7 @@ async fn unscheduled_agent_is_refused_before_any_state_change() {
     let events = settle(&m, &mut rx).await;
     assert!(
         events.iter().any(|e| matches!(e,
-        Event::PolicyViolation(v) if v.code == ErrorCode::AgentNotScheduled && v.user_id == "bob"))
+        Notice::Event(Event::PolicyViolation(v)) if v.code == ErrorCode::AgentNotScheduled && v.user_id == "bob"))
     );
     let audit = audit_records(&events);
     assert_eq!(audit.len(), 1);
@@ -502,7 +537,11 @@ async fn changes_for_one_agent_land_in_submission_order() {
             until_unfinished(&m, submitted).await;
         }
     }
-    assert_eq!(m.unfinished().await, 10, "all ten were in flight at once");
+    assert_eq!(
+        m.counts().await.open_changes,
+        10,
+        "all ten were in flight at once"
+    );
     while let Some(r) = set.join_next().await {
         r.unwrap().expect("every change succeeds");
     }
@@ -554,14 +593,14 @@ async fn validate_checks_policy_without_changing_or_auditing() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| matches!(e, Event::ValidationCompleted(_)))
+            .filter(|e| matches!(e, Notice::Event(Event::ValidationCompleted(_))))
             .count(),
         5
     );
     assert!(
         events
             .iter()
-            .all(|e| matches!(e, Event::ValidationCompleted(_))),
+            .all(|e| matches!(e, Notice::Event(Event::ValidationCompleted(_)))),
         "nothing but validation results: {events:?}"
     );
     let t = truth(&base).await;
@@ -575,8 +614,7 @@ async fn validate_checks_policy_without_changing_or_auditing() {
     let report = m.compliance_report().await.unwrap();
     assert_eq!((report.total_transitions, report.violation_count), (0, 0));
     m.shutdown(DRAIN).await;
-    assert_eq!(std::fs::read(&log).unwrap(), b"", "nothing was audited");
-    assert_eq!(std::fs::read(with_suffix(&log, ".journal")).unwrap(), b"");
+    assert_eq!(std::fs::read(&log).unwrap(), b"", "nothing was logged");
 }
 
 #[tokio::test]
@@ -636,7 +674,7 @@ async fn secrets_never_reach_debug_events_errors_or_files() {
     let log = audit_path(&dir);
     let mut cfg = config(&base, Some(log.clone()));
     cfg.engine.credentials.client_secret = Secret::new(SECRET);
-    cfg.webhook = Some(webhook(
+    cfg.engine.webhook = Some(webhook(
         &format!("{}?key={URL_SECRET}", sink.url),
         Some(HOOK_SECRET),
     ));
@@ -676,7 +714,13 @@ async fn secrets_never_reach_debug_events_errors_or_files() {
     let events = settle(&m, &mut rx).await;
     assert!(!events.is_empty());
     surfaces.push(format!("{events:?}"));
-    surfaces.push(serde_json::to_string(&events).unwrap());
+    for e in &events {
+        match e {
+            Notice::Persisted(r) => surfaces.push(serde_json::to_string(r).unwrap()),
+            Notice::Event(e) => surfaces.push(serde_json::to_string(e).unwrap()),
+            _ => {}
+        }
+    }
     for e in [&err, &err2] {
         surfaces.push(format!("{e} {e:?}"));
     }
@@ -684,11 +728,9 @@ async fn secrets_never_reach_debug_events_errors_or_files() {
     surfaces.push(serde_json::to_string(&m.compliance_report().await).unwrap());
     let summary = m.shutdown(DRAIN).await;
     surfaces.push(format!("{summary:?}"));
-    for suffix in ["", ".journal", ".outbox"] {
-        let bytes = std::fs::read(with_suffix(&log, suffix)).unwrap();
-        assert!(!bytes.is_empty(), "{suffix} was written");
-        surfaces.push(String::from_utf8(bytes).unwrap());
-    }
+    let bytes = std::fs::read(&log).unwrap();
+    assert!(!bytes.is_empty(), "the log was written");
+    surfaces.push(String::from_utf8(bytes).unwrap());
     for d in sink.received.lock().unwrap().iter() {
         surfaces.push(String::from_utf8_lossy(&d.raw).into_owned());
     }
@@ -739,33 +781,30 @@ async fn the_durable_audit_chain_verifies_and_pinpoints_a_tampered_byte() {
         "every applied change is in the log under its key"
     );
 
-    // Flip one hex digit of the fourth record's id.
+    // Flip one hex digit of the fourth audit record's id (its line, counting the other records too).
     let mut bytes = std::fs::read(&log).unwrap();
-    let starts: Vec<usize> = std::iter::once(0)
-        .chain(
-            bytes
-                .iter()
-                .enumerate()
-                .filter(|(_, &b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        )
-        .collect();
-    let line4 = starts[3];
-    let at = line4
-        + bytes[line4..]
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let (line_index, _) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("\"seq\":3,"))
+        .expect("a fourth audit record");
+    let line_start: usize = text.lines().take(line_index).map(|l| l.len() + 1).sum();
+    let at = line_start
+        + bytes[line_start..]
             .windows(6)
             .position(|w| w == b"\"id\":\"")
             .unwrap()
         + 6;
     bytes[at] = if bytes[at] == b'a' { b'b' } else { b'a' };
-    let err = scan_log(&bytes, ChainHead::default(), |_| {}).unwrap_err();
-    assert_eq!(err.line(), 4, "{err}");
+    let err = scan_log(&bytes, LogState::default(), |_| {}).unwrap_err();
+    assert_eq!(err.line(), line_index + 1, "{err}");
     assert!(
         matches!(
             err,
-            LogError::Chain {
-                line: 4,
-                source: ChainError::HashMismatch { seq: 3, .. }
+            LogError::Broken {
+                source: LogStateError::Chain(ChainError::HashMismatch { seq: 3, .. }),
+                ..
             }
         ),
         "{err:?}"
@@ -1080,7 +1119,7 @@ async fn revoking_tokens_while_many_changes_are_in_flight() {
         .await
     );
     admin_post(&base, "/admin/revoke-tokens", &json!({})).await;
-    let in_flight = m.unfinished().await;
+    let in_flight = m.counts().await.open_changes;
     assert!(in_flight > 0, "revoked mid-run");
     while let Some(r) = set.join_next().await {
         r.unwrap()
@@ -1112,7 +1151,7 @@ async fn webhooks_wait_out_a_down_receiver_without_holding_up_transitions() {
     sink.down.store(true, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&base, Some(audit_path(&dir)));
-    cfg.webhook = Some(webhook(&sink.url, None));
+    cfg.engine.webhook = Some(webhook(&sink.url, None));
     let m = start(cfg).await;
     let mut rx = m.subscribe();
 
@@ -1133,7 +1172,7 @@ async fn webhooks_wait_out_a_down_receiver_without_holding_up_transitions() {
         "a transition waited: {slowest:?}"
     );
     assert!(sink.received.lock().unwrap().is_empty());
-    assert!(m.undelivered_webhooks() > 0);
+    assert!(m.counts().await.pending_webhooks > 0);
 
     let events = settle(&m, &mut rx).await;
     let payloads = webhooks(&events);
@@ -1162,7 +1201,7 @@ async fn webhooks_wait_out_a_down_receiver_without_holding_up_transitions() {
             assert_eq!(d.signature, None, "no secret, no signature");
         }
     }
-    assert!(eventually(5_000, || m.undelivered_webhooks() == 0).await);
+    assert!(until_delivered(&m, 5_000).await);
     assert_eq!(m.shutdown(DRAIN).await.undelivered_webhooks, 0);
 }
 
@@ -1173,7 +1212,7 @@ async fn webhook_signature_is_the_hmac_of_the_raw_body() {
     let base = server.base_url();
     let sink = WebhookSink::start().await;
     let mut cfg = config(&base, None);
-    cfg.webhook = Some(webhook(&sink.url, Some(HOOK_SECRET)));
+    cfg.engine.webhook = Some(webhook(&sink.url, Some(HOOK_SECRET)));
     let m = start(cfg).await;
 
     m.transition_state("alice", "READY").await.unwrap();
@@ -1213,7 +1252,7 @@ async fn undelivered_webhooks_are_reported_at_shutdown_and_delivered_after_a_res
     let log = audit_path(&dir);
     let cfg = || {
         let mut c = config(&base, Some(log.clone()));
-        c.webhook = Some(webhook(&sink.url, None));
+        c.engine.webhook = Some(webhook(&sink.url, None));
         c
     };
 
@@ -1235,12 +1274,12 @@ async fn undelivered_webhooks_are_reported_at_shutdown_and_delivered_after_a_res
     let m = start(cfg()).await;
     let pending: Vec<String> = m
         .recovery()
-        .undelivered
-        .iter()
+        .state
+        .undelivered()
         .map(|e| e.event_id.clone())
         .collect();
     assert_eq!(pending, ids, "undelivered, oldest first");
-    assert_eq!(m.recovery().audit_records, 3);
+    assert_eq!(m.recovery().state.chain_head().next_seq, 3);
     assert!(
         eventually(10_000, || ids.iter().all(|id| sink.ids().contains(id))).await,
         "delivered after the restart: {:?}",
@@ -1258,11 +1297,7 @@ async fn undelivered_webhooks_are_reported_at_shutdown_and_delivered_after_a_res
 
     // The delivery marks are durable: a third start has nothing left to send.
     let m = start(cfg()).await;
-    assert!(
-        m.recovery().undelivered.is_empty(),
-        "{:?}",
-        m.recovery().undelivered
-    );
+    assert_eq!(m.recovery().state.undelivered().count(), 0);
     m.shutdown(DRAIN).await;
     assert_eq!(sink.received.lock().unwrap().len(), 3);
 }
@@ -1277,7 +1312,7 @@ async fn a_plain_http_webhook_url_off_loopback_is_refused_at_start() {
         "ftp://127.0.0.1/hook",
     ] {
         let mut cfg = config(&base, None);
-        cfg.webhook = Some(webhook(url, None));
+        cfg.engine.webhook = Some(webhook(url, None));
         let err = AgentStateManager::start(cfg).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidWebhookUrl, "{url}: {err}");
         assert!(!err.to_string().contains("url-secret-e2e"), "{err}");
@@ -1289,7 +1324,7 @@ async fn a_plain_http_webhook_url_off_loopback_is_refused_at_start() {
         "http://[::1]:9/hook",
     ] {
         let mut cfg = config(&base, None);
-        cfg.webhook = Some(webhook(url, None));
+        cfg.engine.webhook = Some(webhook(url, None));
         let m = AgentStateManager::start(cfg)
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
@@ -1314,11 +1349,11 @@ async fn a_second_manager_continues_the_chain() {
     assert_eq!(first.len(), 2);
 
     let m = start(config(&base, Some(log.clone()))).await;
-    assert_eq!(m.recovery().audit_records, 2);
-    assert_eq!(m.recovery().chain_head.next_seq, 2);
-    assert_eq!(m.recovery().chain_head.last_hash, first[1].hash);
+    assert_eq!(m.recovery().state.chain_head().next_seq, 2);
+    assert_eq!(m.recovery().state.chain_head().next_seq, 2);
+    assert_eq!(m.recovery().state.chain_head().last_hash, first[1].hash);
     assert!(m.recovery().torn_tail_saved_to.is_none());
-    assert!(m.recovery().interrupted.is_empty());
+    assert_eq!(m.restored().resumed, 0);
     let mut rx = m.subscribe();
     m.transition_state("alice", "READY").await.unwrap();
     let r = audit_records(&settle(&m, &mut rx).await).remove(0);
@@ -1369,7 +1404,7 @@ async fn a_torn_last_line_is_set_aside_and_the_chain_continues() {
         good,
         "truncated to the good records"
     );
-    assert_eq!(m.recovery().audit_records, 1);
+    assert_eq!(m.recovery().state.chain_head().next_seq, 1);
     m.transition_state("alice", "PAUSED").await.unwrap();
     m.shutdown(DRAIN).await;
 
@@ -1396,20 +1431,27 @@ async fn a_corrupt_middle_line_stops_the_start() {
 
     let text = String::from_utf8(std::fs::read(&log).unwrap()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 6, "an intent and an audit record per change");
+    // The second audit record, and where it sits in the file.
+    let at = lines.iter().position(|l| l.contains("\"seq\":1,")).unwrap();
     for damaged in [
-        lines[1].replacen("\"newState\":\"PAUSED\"", "\"newState\":\"IDLE\"", 1),
-        lines[1][..lines[1].len() / 2].to_owned(),
+        lines[at].replacen("\"newState\":\"PAUSED\"", "\"newState\":\"IDLE\"", 1),
+        lines[at][..lines[at].len() / 2].to_owned(),
     ] {
-        assert_ne!(damaged, lines[1]);
-        let corrupt = format!("{}\n{damaged}\n{}\n", lines[0], lines[2]);
+        assert_ne!(damaged, lines[at]);
+        let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        edited[at] = damaged;
+        let corrupt = edited.join("\n") + "\n";
         std::fs::write(&log, &corrupt).unwrap();
 
         let err = AgentStateManager::start(config(&base, Some(log.clone())))
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::AuditLogCorrupt, "{err}");
-        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(
+            err.to_string().contains(&format!("line {}", at + 1)),
+            "{err}"
+        );
         assert_eq!(
             std::fs::read_to_string(&log).unwrap(),
             corrupt,
@@ -1452,9 +1494,10 @@ async fn a_journaled_change_the_tenant_already_applied_is_resumed_without_reappl
     journal_intent(&log, "alice", "PAUSED", "ADHOC", key);
 
     let m = start(config(&base, Some(log.clone()))).await;
-    let interrupted = &m.recovery().interrupted;
-    assert_eq!(interrupted.len(), 1);
-    assert_eq!(interrupted[0].idempotency_key, key);
+    let open: Vec<_> = m.recovery().state.open_changes().cloned().collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].intent.idempotency_key, key);
+    assert_eq!(m.restored().resumed, 1);
     assert!(until_idle(&m, 5_000).await, "the resumed change finished");
     m.shutdown(DRAIN).await;
 
@@ -1474,7 +1517,7 @@ async fn a_journaled_change_the_tenant_already_applied_is_resumed_without_reappl
 
     // Recorded now, so a further restart has nothing to resume.
     let m = start(config(&base, Some(log.clone()))).await;
-    assert!(m.recovery().interrupted.is_empty());
+    assert_eq!(m.restored().resumed, 0);
     m.shutdown(DRAIN).await;
 }
 
@@ -1488,7 +1531,7 @@ async fn a_journaled_change_the_tenant_never_saw_is_applied_once() {
     journal_intent(&log, "bob", "NOT_READY", "BREAK", key);
 
     let m = start(config(&base, Some(log.clone()))).await;
-    assert_eq!(m.recovery().interrupted.len(), 1);
+    assert_eq!(m.restored().resumed, 1);
     assert!(until_idle(&m, 5_000).await);
     m.shutdown(DRAIN).await;
 
@@ -1505,43 +1548,214 @@ async fn a_journaled_change_the_tenant_never_saw_is_applied_once() {
     assert!(records[0].success);
 
     let m = start(config(&base, Some(log.clone()))).await;
-    assert!(m.recovery().interrupted.is_empty());
+    assert_eq!(m.restored().resumed, 0);
     m.shutdown(DRAIN).await;
 }
 
 #[tokio::test]
-async fn a_resumed_change_that_policy_refuses_is_not_resumed_again() {
+async fn an_interrupted_change_older_than_the_commit_window_is_closed_as_unknown_not_resent() {
     let server = sim(vec![unscheduled("zed")], |_| {}).await;
     let base = server.base_url();
     let dir = tempfile::tempdir().unwrap();
     let log = audit_path(&dir);
-    // Journaled two minutes ago: too old to re-send unchecked, so policy is asked again and refuses.
+    // Approved three minutes ago: resending it now could apply what policy would no longer allow, and
+    // refusing it now could contradict a tenant that applied it then. Neither: OUTCOME_UNKNOWN, closed.
     journal_intent_at(
         &log,
         "zed",
         "READY",
         "WORKING",
-        "e2e-refused-change-0003",
-        now_ms() - 120_000,
+        "e2e-stale-change-0003",
+        now_ms() - 180_000,
     );
 
     let m = start(config(&base, Some(log.clone()))).await;
-    assert_eq!(m.recovery().interrupted.len(), 1);
+    assert_eq!((m.restored().resumed, m.restored().abandoned), (0, 1));
     assert!(until_idle(&m, 5_000).await);
     m.shutdown(DRAIN).await;
     let (records, _) = read_log(&log);
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].error_code, Some(ErrorCode::AgentNotScheduled));
-    let message = records[0].error_message.as_deref().unwrap_or_default();
-    assert!(message.contains("resumed"), "{message}");
-    assert_eq!(truth(&base).await.state_changes_accepted, 0);
+    assert_eq!(records[0].error_code, Some(ErrorCode::OutcomeUnknown));
+    assert!(!records[0].policy_violation);
+    assert_eq!(
+        records[0].idempotency_key.as_deref(),
+        Some("e2e-stale-change-0003")
+    );
+    let t = truth(&base).await;
+    assert_eq!((hits(&t, "setState"), t.state_changes_accepted), (0, 0));
 
-    // The intent has its outcome in the audit log now; a restart must not run it (and audit it) again.
+    // Closed for good: a restart neither resends nor audits it again.
     let m = start(config(&base, Some(log.clone()))).await;
-    let again = m.recovery().interrupted.len();
-    assert!(until_idle(&m, 5_000).await);
+    assert_eq!((m.restored().resumed, m.restored().abandoned), (0, 0));
     m.shutdown(DRAIN).await;
     let (records, _) = read_log(&log);
-    assert_eq!(again, 0, "resumed again on the second start");
     assert_eq!(records.len(), 1, "audited again: {records:?}");
+}
+
+// ---- 5. time, dead letters and order --------------------------------------------------------------------
+
+/// A wall clock a test can step, as NTP or an administrator might.
+struct SteppedClock(std::sync::atomic::AtomicI64);
+
+impl cxone_agent_state::WallClock for SteppedClock {
+    fn unix_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn a_wall_clock_step_neither_stalls_timers_nor_times_out_requests() {
+    for step in [-3_600_000i64, 3_600_000] {
+        let server = sim(vec![on_shift("alice")], |_| {}).await;
+        let base = server.base_url();
+        // The first send meets a 503 (a retry waits ~200 ms); the resend is answered after 600 ms.
+        script(
+            &base,
+            json!([
+                {"endpoint": "setState", "fault": {"kind": "status", "status": 503}, "times": 1},
+                {"endpoint": "setState", "fault": {"kind": "slow", "extraMs": 600}, "times": 1}
+            ]),
+        )
+        .await;
+        let clock = Arc::new(SteppedClock(std::sync::atomic::AtomicI64::new(0)));
+        let mut cfg = config(&base, None);
+        cfg.clock = clock.clone();
+        let m = Arc::new(start(cfg).await);
+        let mut rx = m.subscribe();
+
+        let asked = Instant::now();
+        let task = {
+            let m = m.clone();
+            tokio::spawn(async move { m.transition_state("alice", "PAUSED").await })
+        };
+        // Step while the retry waits, and again while the slow resend is on the wire.
+        assert!(
+            eventually(2_000, || {
+                rx.try_recv()
+                    .is_ok_and(|n| matches!(n, Notice::Event(Event::RetryScheduled(_))))
+            })
+            .await,
+            "the 503 was retried"
+        );
+        clock.0.store(step, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        clock.0.store(2 * step, Ordering::SeqCst);
+        let changed = task.await.unwrap().expect("the change went through");
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(3), "step {step}: took {took:?}");
+        assert!(
+            changed.latency_ms < 3_000,
+            "latency is monotonic: {}",
+            changed.latency_ms
+        );
+        let t = truth(&base).await;
+        assert_eq!(
+            hits(&t, "setState"),
+            2,
+            "step {step}: no timeout, no extra resend"
+        );
+        // Records carry the stepped wall time.
+        let stamped = changed.at_ms as i64 - now_ms() as i64;
+        assert!(
+            (stamped - 2 * step).abs() < 5_000,
+            "step {step}: at_ms off by {stamped}"
+        );
+        let m = Arc::into_inner(m).unwrap();
+        m.shutdown(DRAIN).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_the_receiver_refuses_becomes_a_dead_letter_and_later_ones_flow() {
+    let server = sim(vec![on_shift("alice"), on_shift("dave")], |_| {}).await;
+    let base = server.base_url();
+    let sink = WebhookSink::start().await;
+    *sink.refuse_containing.lock().unwrap() = Some("\"alice\"".into());
+    let dir = tempfile::tempdir().unwrap();
+    let log = audit_path(&dir);
+    let cfg = || {
+        let mut c = config(&base, Some(log.clone()));
+        let mut w = webhook(&sink.url, None);
+        w.dead_letter_after_refusals = 3;
+        c.engine.webhook = Some(w);
+        c
+    };
+    let m = start(cfg()).await;
+    let mut rx = m.subscribe();
+    m.transition_state("alice", "READY").await.unwrap();
+    m.transition_state("dave", "READY").await.unwrap();
+    assert!(
+        eventually(10_000, || sink.ids().len() == 1).await,
+        "dave's payload was delivered behind alice's refused one"
+    );
+    assert!(sink.received.lock().unwrap()[0]
+        .raw
+        .windows(6)
+        .any(|w| w == b"\"dave\""));
+    let counts = m.counts().await;
+    assert_eq!((counts.dead_letters, counts.pending_webhooks), (1, 0));
+    let dead = m.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].dead.attempts, dead[0].dead.last_status),
+        (3, Some(422))
+    );
+    assert_eq!(sink.refused.load(Ordering::SeqCst), 3);
+    let notices = settle(&m, &mut rx).await;
+    assert!(notices
+        .iter()
+        .any(|n| matches!(n, Notice::Event(Event::WebhookDeadLettered(d)) if d.dead_letters == 1)));
+    let summary = m.shutdown(DRAIN).await;
+    assert_eq!((summary.dead_letters, summary.undelivered_webhooks), (1, 0));
+
+    // The dead letter is durable; once the receiver takes it, a replay delivers it.
+    *sink.refuse_containing.lock().unwrap() = None;
+    let m = start(cfg()).await;
+    assert_eq!(m.restored().dead_letters, 1);
+    assert_eq!(m.replay_dead_letters(None).await, 1);
+    assert!(eventually(10_000, || sink.ids().len() == 2).await);
+    assert_eq!(m.counts().await.dead_letters, 0);
+    m.shutdown(DRAIN).await;
+    let kinds: Vec<&str> = read_records(&log)
+        .iter()
+        .filter_map(|r| match r {
+            Record::DeadLetter(_) => Some("dead"),
+            Record::Replayed(_) => Some("replayed"),
+            Record::Delivered(_) => Some("delivered"),
+            _ => None,
+        })
+        .collect();
+    // In order: dave's payload waited behind alice's until it was set aside.
+    assert_eq!(kinds, ["dead", "delivered", "replayed", "delivered"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitted_changes_for_one_agent_reach_the_tenant_in_order_under_faults() {
+    let server = sim(vec![on_shift("agent-0014")], |_| {}).await;
+    let base = server.base_url();
+    // The first change's lookup meets a 503 and its send is slow: the second must still wait.
+    script(
+        &base,
+        json!([
+            {"endpoint": "schedule", "fault": {"kind": "status", "status": 503}, "times": 1},
+            {"endpoint": "setState", "fault": {"kind": "slow", "extraMs": 300}, "times": 1}
+        ]),
+    )
+    .await;
+    let m = start(config(&base, None)).await;
+    let first = m.submit_transition("agent-0014", "READY").await.unwrap();
+    let second = m
+        .submit_transition("agent-0014", "NOT_READY")
+        .await
+        .unwrap();
+    let (b, a) = tokio::join!(second.outcome(), first.outcome());
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    let order: Vec<String> = accepted(&base)
+        .await
+        .into_iter()
+        .map(|(_, _, s)| s)
+        .collect();
+    assert_eq!(order, ["READY", "NOT_READY"]);
+    assert_eq!(tenant_state(&base, "agent-0014").await, "NOT_READY");
+    m.shutdown(DRAIN).await;
 }

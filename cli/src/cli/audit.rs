@@ -1,19 +1,20 @@
-//! `cxone-agent-state audit verify` and `cxone-agent-state report`: read the durable audit log back.
+//! `cxone-agent-state audit verify` and `cxone-agent-state report`: read the durable log back.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use cxone_agent_state_core::{scan_log, ChainHead, LogError, LogScan, ReportReplay};
+use cxone_agent_state_core::{scan_log, LogError, LogScan, LogState, Record, ReportReplay};
 
 use super::tables;
 
 /// `audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Checks the hash chain; names the first broken record and exits 1 on tampering.
+    /// Checks the hash chain of every audit record (and that every other record follows from the ones
+    /// before it); names the first broken line and exits 1 on tampering.
     Verify {
-        /// The audit log (JSON Lines).
+        /// The log (JSON Lines).
         file: PathBuf,
     },
 }
@@ -25,7 +26,7 @@ pub fn run(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))
 }
 
@@ -37,17 +38,21 @@ fn torn_note(scan: &LogScan) {
             t.len()
         );
     }
+    if scan.missing_newline {
+        eprintln!("note: the last record is whole but lacks its newline; the next start adds it");
+    }
 }
 
 fn verify(file: &Path) -> anyhow::Result<ExitCode> {
     let bytes = read(file)?;
-    match scan_log(&bytes, ChainHead::default(), |_| {}) {
+    match scan_log(&bytes, LogState::default(), |_| {}) {
         Ok(scan) => {
             torn_note(&scan);
             outln!(
-                "OK: {} records, hash chain intact; head {}",
+                "OK: {} audit records ({} records in all), hash chain intact; head {}",
+                scan.audit_records,
                 scan.records,
-                scan.head.last_hash
+                scan.state.chain_head().last_hash
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -58,9 +63,11 @@ fn verify(file: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn describe(e: &LogError) -> String {
+pub(crate) fn describe(e: &LogError) -> String {
     match e {
-        LogError::Chain { line, source } => format!("first broken record on line {line}: {source}"),
+        LogError::Broken { line, source } => {
+            format!("first broken record on line {line}: {source}")
+        }
         other => format!("first broken record: {other}"),
     }
 }
@@ -68,7 +75,7 @@ fn describe(e: &LogError) -> String {
 /// Options of `report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The audit log to rebuild the report from.
+    /// The log to rebuild the report from.
     #[arg(long, env = "CXONE_AUDIT_LOG")]
     audit_log: PathBuf,
     /// Print JSON.
@@ -79,11 +86,16 @@ pub struct ReportArgs {
     csv: bool,
 }
 
-/// Rebuilds the compliance report from the audit log (which must verify).
+/// Rebuilds the compliance report from the log's audit records (the log must verify).
 pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let bytes = read(&args.audit_log)?;
     let mut replay = ReportReplay::new(usize::MAX);
-    let scan = scan_log(&bytes, ChainHead::default(), |r| replay.ingest(r)).map_err(|e| {
+    let scan = scan_log(&bytes, LogState::default(), |r| {
+        if let Record::Audit(r) = r {
+            replay.ingest(r);
+        }
+    })
+    .map_err(|e| {
         anyhow::anyhow!(
             "{} does not verify ({}); run `cxone-agent-state audit verify`",
             args.audit_log.display(),
@@ -99,8 +111,8 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         tables::print_report(&report)?;
         outln!(
-            "rebuilt from {} records of {}",
-            scan.records,
+            "rebuilt from {} audit records of {}",
+            scan.audit_records,
             args.audit_log.display()
         );
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use cxone_agent_state::AgentStateManager;
+use cxone_agent_state_core::{StateChanged, TransitionError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -145,6 +145,16 @@ struct Tally {
     malformed: u64,
 }
 
+impl Tally {
+    fn count(&mut self, failure: Option<bool>) {
+        match failure {
+            None => self.succeeded += 1,
+            Some(true) => self.violations += 1,
+            Some(false) => self.failed += 1,
+        }
+    }
+}
+
 /// Runs the rows; exit 0 when every row succeeded, 1 when any failed, 130 when interrupted.
 pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
@@ -213,8 +223,21 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                         writeln!(out, "{line}")?;
                     }
                     Ok((user, state)) => {
-                        let m = Arc::clone(&manager);
-                        in_flight.spawn(async move { run_row(&m, row.number, user, state).await });
+                        // Handed to the engine here, in input order: later changes for an agent wait
+                        // behind earlier ones, whatever the concurrency.
+                        match manager.submit_transition(&user, &state).await {
+                            Ok(pending) => {
+                                in_flight.spawn(async move {
+                                    let result = pending.outcome().await;
+                                    row_result(row.number, &user, &state, result)
+                                });
+                            }
+                            Err(e) => {
+                                let (line, failure) = row_result(row.number, &user, &state, Err(e));
+                                tally.count(failure);
+                                writeln!(out, "{line}")?;
+                            }
+                        }
                     }
                 }
             }
@@ -224,11 +247,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     let (value, failure) = done.expect("row tasks do not panic");
-                    match failure {
-                        None => tally.succeeded += 1,
-                        Some(true) => tally.violations += 1,
-                        Some(false) => tally.failed += 1,
-                    }
+                    tally.count(failure);
                     writeln!(out, "{value}")?;
                     bar.set_message(format!(
                         "{} ok, {} refused, {} failed",
@@ -278,15 +297,14 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// One row's transition: its result line, and `Some(is policy violation)` when it failed.
-async fn run_row(
-    manager: &AgentStateManager,
+/// One row's result line, and `Some(is policy violation)` when it failed.
+fn row_result(
     number: u64,
-    user: String,
-    state: String,
+    user: &str,
+    state: &str,
+    result: Result<StateChanged, TransitionError>,
 ) -> (Value, Option<bool>) {
-    let result = manager.transition_state(&user, &state).await;
-    let mut line = outcome_json(&user, &state, &result);
+    let mut line = outcome_json(user, state, &result);
     line["row"] = json!(number);
     (line, result.err().map(|e| e.code.is_policy_violation()))
 }

@@ -42,6 +42,10 @@ pub struct ConnectArgs {
     /// How long to wait at exit for undelivered webhooks (they go out on the next start otherwise).
     #[arg(long, default_value_t = 30)]
     webhook_drain_secs: u64,
+    /// A webhook payload the receiver refuses (4xx) this many times is set aside as a dead letter, so the
+    /// payloads behind it flow (see `outbox list` and `outbox replay`).
+    #[arg(long, env = "WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER", default_value_t = 5)]
+    webhook_dead_letter_after: u32,
     /// Per-request timeout in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
@@ -63,6 +67,7 @@ impl ConnectArgs {
             audit_log: Some(self.audit_log.clone()),
             webhook_url: self.webhook_url.clone(),
             webhook_secret: self.webhook_secret.clone().map(Secret::new),
+            webhook_dead_letter_after: Some(self.webhook_dead_letter_after),
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
         };
@@ -84,20 +89,39 @@ impl ConnectArgs {
         let r = manager.recovery();
         if let Some(p) = &r.torn_tail_saved_to {
             eprintln!(
-                "recovered: the audit log's torn last line (an interrupted write) was set aside in {}",
+                "recovered: the log's torn last line (an interrupted write) was set aside in {}",
                 p.display()
             );
         }
-        if !r.interrupted.is_empty() {
+        if r.newline_added {
             eprintln!(
-                "recovered: resuming {} state change(s) interrupted before their outcome was recorded",
-                r.interrupted.len()
+                "recovered: the log's last record was whole but lacked its newline; it was added"
             );
         }
-        if !r.undelivered.is_empty() {
+        let restored = manager.restored();
+        if restored.resumed > 0 {
+            eprintln!(
+                "recovered: resending {} state change(s) interrupted before the tenant confirmed them \
+                 (same Idempotency-Key)",
+                restored.resumed
+            );
+        }
+        if restored.abandoned > 0 {
+            eprintln!(
+                "recovered: {} interrupted state change(s) were too old to send again; recorded as OUTCOME_UNKNOWN",
+                restored.abandoned
+            );
+        }
+        if restored.webhooks > 0 {
             eprintln!(
                 "recovered: delivering {} webhook event(s) left from an earlier run",
-                r.undelivered.len()
+                restored.webhooks
+            );
+        }
+        if restored.dead_letters > 0 {
+            eprintln!(
+                "note: {} webhook event(s) are dead letters (see `cxone-agent-state outbox list`)",
+                restored.dead_letters
             );
         }
         Ok(manager)
@@ -137,6 +161,13 @@ pub async fn finish(manager: AgentStateManager, drain: Duration) {
         eprintln!(
             "{} webhook event(s) are still waiting; they will be delivered on the next start",
             summary.undelivered_webhooks
+        );
+    }
+    if summary.dead_letters > 0 {
+        eprintln!(
+            "{} webhook event(s) are dead letters (the receiver refused them); \
+             see `cxone-agent-state outbox list` and `outbox replay`",
+            summary.dead_letters
         );
     }
 }

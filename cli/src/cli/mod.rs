@@ -20,6 +20,7 @@ macro_rules! out {
 pub mod audit;
 pub mod bulk;
 pub mod connect;
+pub mod outbox;
 pub mod sim_server;
 pub mod simulate;
 pub mod tables;

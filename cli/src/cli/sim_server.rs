@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use cxone_agent_state::sim_server;
 use cxone_agent_state_core::sim::{AgentPlan, RandomFaults, SimConfig, SimTenant};
 use cxone_agent_state_core::RateLimit;
+use cxone_agent_state_sim_server as sim_server;
 use tokio::sync::oneshot;
 
 const HOUR_MS: u64 = 3_600_000;
@@ -131,7 +131,7 @@ impl SimServerArgs {
 
 /// Serves the simulated tenant until Ctrl-C (or stdin EOF with `--exit-on-stdin-eof`).
 pub fn run(args: &SimServerArgs) -> anyhow::Result<ExitCode> {
-    let tenant = args.tenant(cxone_agent_state::now_ms())?;
+    let tenant = args.tenant(sim_server::now_ms())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use comfy_table::Cell;
 use cxone_agent_state_core::sim::{DayRun, DaySummary, WorkdayConfig};
-use cxone_agent_state_core::{scan_log, ChainHead, Event};
+use cxone_agent_state_core::{scan_log, LogState, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::tables::{self, right, table};
@@ -74,10 +74,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     const SLICE_MS: u64 = 10 * 60_000;
     let mut records = 0u64;
     while !day.is_done() {
-        for (_, event) in day.advance(SLICE_MS) {
-            if let Event::AuditRecord(r) = &event {
-                serde_json::to_writer(&mut audit, r)?;
-                audit.write_all(b"\n")?;
+        // The whole log, as a real run writes it: intents, audit records, checkpoints.
+        for (_, record) in day.advance(SLICE_MS).records {
+            audit.write_all(&record.to_line())?;
+            if matches!(record, Record::Audit(_)) {
                 records += 1;
             }
         }
@@ -123,17 +123,17 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the audit log back and checks its hash chain; returns the number of records.
+/// Reads the log back and checks its hash chain; returns the number of audit records.
 fn verify_file(path: &PathBuf) -> anyhow::Result<u64> {
     let bytes = std::fs::read(path)?;
-    let scan = scan_log(&bytes, ChainHead::default(), |_| {})
+    let scan = scan_log(&bytes, LogState::default(), |_| {})
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     anyhow::ensure!(
-        scan.torn_tail.is_none(),
+        scan.torn_tail.is_none() && !scan.missing_newline,
         "{}: the last line is incomplete",
         path.display()
     );
-    Ok(scan.records)
+    Ok(scan.audit_records)
 }
 
 fn print_tables(s: &DaySummary) -> std::io::Result<()> {

@@ -3,8 +3,8 @@
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use cxone_agent_state_core::ComplianceReport;
 
-/// A two-column table.
-pub fn table(header: [&str; 2]) -> Table {
+/// A table with this header.
+pub fn table<const N: usize>(header: [&str; N]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(header);
     t
@@ -22,6 +22,11 @@ pub fn print_report(r: &ComplianceReport) -> std::io::Result<()> {
         ("total transitions", r.total_transitions.to_string()),
         ("succeeded", r.success_count.to_string()),
         ("failed", r.failure_count.to_string()),
+        (
+            "outcome unknown (may have been applied)",
+            r.unknown_outcome_count.to_string(),
+        ),
+        ("settled later", r.settled_count.to_string()),
         ("policy violations blocked", r.violation_count.to_string()),
         (
             "violation frequency",

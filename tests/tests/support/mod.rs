@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use cxone_agent_state::sim_server::{self, SimServerHandle};
 use cxone_agent_state::{now_ms, ManagerConfig};
 use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant, Window};
-use cxone_agent_state_core::{EngineConfig, OutboxConfig, RateLimit, Secret};
+use cxone_agent_state_core::{EngineConfig, RateLimit, RetryPolicy, Secret, WebhookConfig};
+use cxone_agent_state_sim_server::{self as sim_server, SimServerHandle};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -44,7 +44,7 @@ pub fn binary() -> PathBuf {
             "build",
             "-q",
             "-p",
-            "cxone-agent-state",
+            "cxone-agent-state-cli",
             "--bin",
             "cxone-agent-state",
         ]);
@@ -130,23 +130,21 @@ pub fn config(base_url: &str, audit_log: Option<PathBuf>) -> ManagerConfig {
     // Short backoffs keep real-time tests quick; the schedule's shape is what the core tests pin.
     engine.retry.base_ms = 100;
     engine.retry.jitter_ms = 50;
-    ManagerConfig {
-        engine,
-        audit_log,
-        webhook: None,
-    }
+    ManagerConfig::new(engine, audit_log)
 }
 
 /// A webhook configuration for a sink, with short backoffs.
-pub fn webhook(url: &str, secret: Option<&str>) -> OutboxConfig {
-    OutboxConfig {
-        url: url.into(),
+pub fn webhook(url: &str, secret: Option<&str>) -> WebhookConfig {
+    WebhookConfig {
         secret: secret.map(Secret::new),
-        base_backoff_ms: 100,
-        max_backoff_ms: 500,
-        jitter_ms: 50,
+        retry: RetryPolicy {
+            base_ms: 100,
+            cap_ms: 500,
+            jitter_ms: 50,
+            ..RetryPolicy::default()
+        },
         timeout_ms: 1_000,
-        ..OutboxConfig::default()
+        ..WebhookConfig::new(url)
     }
 }
 
@@ -242,6 +240,9 @@ pub struct WebhookSink {
     pub down: Arc<AtomicBool>,
     /// Deliveries refused while down.
     pub refused: Arc<AtomicU64>,
+    /// Deliveries whose body contains this text are refused with 422 (a payload the receiver will never
+    /// take), and counted in `refused`.
+    pub refuse_containing: Arc<Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -261,16 +262,22 @@ impl WebhookSink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let down = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicU64::new(0));
-        let (r, d, f) = (received.clone(), down.clone(), refused.clone());
+        let refuse_containing = Arc::new(Mutex::new(None::<String>));
+        let (r, d, f, rc) = (
+            received.clone(),
+            down.clone(),
+            refused.clone(),
+            refuse_containing.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (r, d, f) = (r.clone(), d.clone(), f.clone());
+                let (r, d, f, rc) = (r.clone(), d.clone(), f.clone(), rc.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (r, d, f) = (r.clone(), d.clone(), f.clone());
+                        let (r, d, f, rc) = (r.clone(), d.clone(), f.clone(), rc.clone());
                         async move {
                             let header = |n: &str| {
                                 req.headers()
@@ -282,7 +289,13 @@ impl WebhookSink {
                             let signature = header("x-signature-256");
                             let raw = req.into_body().collect().await.map(|b| b.to_bytes());
                             let raw = raw.map(|b| b.to_vec()).unwrap_or_default();
-                            let status = if d.load(Ordering::SeqCst) {
+                            let refuse = rc.lock().unwrap().clone().is_some_and(|needle| {
+                                String::from_utf8_lossy(&raw).contains(&needle)
+                            });
+                            let status = if refuse {
+                                f.fetch_add(1, Ordering::SeqCst);
+                                422
+                            } else if d.load(Ordering::SeqCst) {
                                 f.fetch_add(1, Ordering::SeqCst);
                                 503
                             } else {
@@ -313,6 +326,7 @@ impl WebhookSink {
             received,
             down,
             refused,
+            refuse_containing,
             task,
         }
     }

@@ -1,0 +1,112 @@
+//! `cxone-agent-state outbox list` and `outbox replay`: the webhook payloads still waiting, and the dead
+//! letters a receiver refused.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use comfy_table::Cell;
+use cxone_agent_state::store;
+use cxone_agent_state_core::iso8601;
+
+use super::connect::{finish, ConnectArgs};
+use super::tables::{right, table};
+
+/// `outbox` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Lists the dead letters (payloads the receiver kept refusing) and counts the payloads still waiting.
+    List {
+        /// The log.
+        #[arg(long, env = "CXONE_AUDIT_LOG", default_value = "cxone-audit.jsonl")]
+        audit_log: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts dead letters back in line and delivers them (to the configured webhook URL), then exits.
+    Replay {
+        /// Only this event id (all dead letters when absent).
+        #[arg(long)]
+        event_id: Option<String>,
+        #[command(flatten)]
+        connect: Box<ConnectArgs>,
+    },
+}
+
+/// Runs an `outbox` subcommand.
+pub fn run(command: &OutboxCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OutboxCommand::List { audit_log, json } => list(audit_log, *json),
+        OutboxCommand::Replay { event_id, connect } => replay(event_id.as_deref(), connect),
+    }
+}
+
+fn list(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let state = store::read_state(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dead: Vec<_> = state.dead_letters().collect();
+    let waiting = state.undelivered().count();
+    if json {
+        let value = serde_json::json!({
+            "pending": waiting,
+            "deadLetters": dead,
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{waiting} webhook event(s) waiting for delivery; {} dead letter(s)",
+        dead.len()
+    );
+    if !dead.is_empty() {
+        let mut t = table([
+            "event id",
+            "attempts",
+            "last status",
+            "accepted",
+            "set aside",
+            "why",
+        ]);
+        for d in &dead {
+            t.add_row(vec![
+                Cell::new(&d.entry.event_id),
+                right(d.dead.attempts),
+                right(
+                    d.dead
+                        .last_status
+                        .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                ),
+                Cell::new(iso8601(d.entry.at_ms)),
+                Cell::new(iso8601(d.dead.at_ms)),
+                Cell::new(&d.dead.reason),
+            ]);
+        }
+        outln!("{t}");
+        outln!("resend them with `cxone-agent-state outbox replay` (or `--event-id ID` for one)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(event_id: Option<&str>, connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let manager = connect.start().await?;
+        let n = manager.replay_dead_letters(event_id).await;
+        if n == 0 {
+            eprintln!(
+                "no dead letter{} to replay",
+                event_id
+                    .map(|id| format!(" with event id {id}"))
+                    .unwrap_or_default()
+            );
+        } else {
+            eprintln!("replaying {n} dead letter(s)");
+        }
+        finish(manager, connect.webhook_drain()).await;
+        Ok(if n == 0 && event_id.is_some() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
