@@ -8,7 +8,7 @@ WASM_PROBE := target/wasm32-unknown-unknown/release/cxone_agent_state_wasm_probe
 
 ## Simulates 200 agents through an 8-hour shift day against the embedded simulated tenant.
 run:
-	$(CARGO) run --release -q -p cxone-agent-state -- simulate $(ARGS)
+	$(CARGO) run --release -q -p cxone-agent-state-cli -- simulate $(ARGS)
 
 ## Installs what the tests need (idempotent), then runs formatting, lints, docs, every test and the wasm check.
 test: setup lint doc unit wasm-check package wasm-test js-test test-www
@@ -29,8 +29,12 @@ unit:
 	$(CARGO) test --workspace -q
 
 ## The core builds for wasm32 with no tokio, reqwest, js-sys or web-sys in its tree, its module imports nothing,
-## and a simulated day in wasm (Node) gives the same digest as natively.
+## and a simulated day in wasm (Node) gives the same digest as natively. The host library that Rust services
+## depend on has no command-line or server dependencies (those live in the CLI and sim-server crates).
 wasm-check:
+	@if $(CARGO) tree -p cxone-agent-state -e normal --prefix none \
+	    | grep -E '^(clap|indicatif|comfy-table|csv|anyhow|tracing-subscriber|cxone-agent-state-sim-server) '; then \
+	  echo "FAIL: the host library's dependency tree has CLI or server crates"; exit 1; fi
 	@if $(CARGO) tree -p cxone-agent-state-core --target wasm32-unknown-unknown -e normal --prefix none \
 	    | grep -E '^(tokio|reqwest|js-sys|web-sys|wasm-bindgen|getrandom) '; then \
 	  echo "FAIL: the core's dependency tree has host crates"; exit 1; fi

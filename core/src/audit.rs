@@ -19,6 +19,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// One audit record. Field names are the reference module's, plus the chain and a few additions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct AuditRecord {
     /// Position in the chain, from 0.
     pub seq: u64,

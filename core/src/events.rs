@@ -49,6 +49,7 @@ pub enum Event {
 /// The engine needs an access token from the host (e.g. a web console's own back end).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct TokenRequested {
     /// Answer with this id.
     pub request_id: RequestId,
@@ -59,6 +60,7 @@ pub struct TokenRequested {
 /// The tenant accepted a state change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct StateChanged {
     /// The command.
     pub transition_id: TransitionId,
@@ -81,6 +83,7 @@ pub struct StateChanged {
 /// Compliance policy refused a change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PolicyViolation {
     /// The command.
     pub transition_id: TransitionId,
@@ -97,6 +100,7 @@ pub struct PolicyViolation {
 /// A transition ended without a confirmed state change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct TransitionFailed {
     /// The command.
     pub transition_id: TransitionId,
@@ -135,6 +139,7 @@ pub enum RequestKind {
 /// A request failed transiently and will be sent again after `delay_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct RetryScheduled {
     /// The transition it serves (`None` for a token request, which serves many).
     pub transition_id: Option<TransitionId>,
@@ -156,6 +161,7 @@ pub struct RetryScheduled {
 /// A validation-only command finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ValidationCompleted {
     /// The command.
     pub transition_id: TransitionId,
@@ -176,6 +182,7 @@ pub struct ValidationCompleted {
 /// A webhook payload reached its receiver.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct WebhookDelivered {
     /// The payload's event id.
     pub event_id: String,
@@ -188,6 +195,7 @@ pub struct WebhookDelivered {
 /// A webhook delivery failed (non-2xx, no answer, or timeout) and will be tried again after `delay_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct WebhookRetryScheduled {
     /// The payload's event id.
     pub event_id: String,
@@ -204,6 +212,7 @@ pub struct WebhookRetryScheduled {
 /// A webhook payload was set aside as a dead letter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct WebhookDeadLettered {
     /// The payload's event id.
     pub event_id: String,

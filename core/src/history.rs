@@ -40,6 +40,7 @@ pub struct StateEntry {
 /// Derived metrics for one agent at a given `now`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct AgentMetrics {
     /// The agent.
     pub user_id: String,

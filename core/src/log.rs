@@ -153,6 +153,7 @@ pub struct DeadLetterEntry {
 /// Everything still open at one point of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Checkpoint {
     /// Where the audit chain stood.
     pub chain: ChainHead,
@@ -498,6 +499,7 @@ impl LogState {
 
 /// What reading a JSON Lines log found.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LogScan {
     /// The fold of every good record read.
     pub state: LogState,

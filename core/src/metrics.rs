@@ -77,6 +77,7 @@ impl LatencyHistogram {
 /// Count, average and percentiles of latencies.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct LatencySummary {
     /// How many.
     pub count: u64,

@@ -22,6 +22,7 @@ pub struct StateCounts {
 /// The compliance report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ComplianceReport {
     /// Transition attempts (reference field): successes, failures and unknown outcomes. Settlements of
     /// earlier unknown outcomes are not new attempts and are counted in `settled_count` only.

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cxone_agent_state_sim_server as sim_server;
 use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig};
 use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
 use cxone_agent_state_core::{EngineConfig, RateLimit, Secret};
+use cxone_agent_state_sim_server as sim_server;
 
 const AGENTS: usize = 1_000;
 const RATE_PER_MIN: u32 = 6_000;

@@ -49,3 +49,45 @@ fn a_changed_output_fails_the_replay_and_names_the_vector() {
     assert_eq!(err.id, "transcript-happy-ready");
     assert!(err.message.contains("outputs differ"));
 }
+
+#[test]
+fn no_vector_file_holds_a_secret() {
+    use cxone_agent_state_core::sim::SimConfig;
+    let sim = SimConfig::default();
+    for (name, text) in ALL {
+        assert!(
+            !text.contains(&sim.client_secret),
+            "{name} holds the client secret"
+        );
+        assert!(!text.contains("simtok-"), "{name} holds an access token");
+        // Every Authorization header and every secret-bearing field is redacted.
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let mut stack = vec![&value];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Array(items) => {
+                    if let [serde_json::Value::String(k), serde_json::Value::String(v)] =
+                        items.as_slice()
+                    {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            assert!(v.ends_with("[redacted]"), "{name}: {v}");
+                        }
+                    }
+                    stack.extend(items);
+                }
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        if ["clientSecret", "accessToken", "secret"].contains(&k.as_str()) {
+                            assert!(v.is_null() || v == "[redacted]", "{name}: {k} = {v}");
+                        }
+                    }
+                    stack.extend(map.values());
+                }
+                serde_json::Value::String(s) if s.contains("client_secret=") => {
+                    assert!(s.contains("client_secret=%5Bredacted%5D"), "{name}: {s}");
+                }
+                _ => {}
+            }
+        }
+    }
+}
