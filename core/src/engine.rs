@@ -1517,12 +1517,16 @@ impl Engine {
             }
             Purpose::Change { key, settles, .. } => {
                 let key = change.journaled().then(|| key.clone());
+                // Only a definite outcome settles an earlier unknown one; another unknown leaves it open.
+                let settles = settles
+                    .clone()
+                    .filter(|_| !matches!(&result, Err(e) if e.code == ErrorCode::OutcomeUnknown));
                 debug_assert!(
                     !policy_refusal || key.is_none(),
                     "a refused change was never sent"
                 );
                 match result {
-                    Ok(()) => self.emit_success(now, id, &change, latency_ms, key, settles.clone()),
+                    Ok(()) => self.emit_success(now, id, &change, latency_ms, key, settles),
                     Err(e) => self.emit_failure(
                         now,
                         id,
@@ -1533,7 +1537,7 @@ impl Engine {
                             latency_ms,
                             attempts: change.attempts,
                             idempotency_key: key,
-                            settles: settles.clone(),
+                            settles,
                         },
                         e,
                     ),

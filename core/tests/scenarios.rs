@@ -1354,3 +1354,44 @@ fn checkpoints_let_recovery_start_late_in_the_log() {
     assert_eq!(from_checkpoint.checkpoint(0), whole.checkpoint(0));
     assert_eq!(from_checkpoint.chain_head(), h.engine.chain_head());
 }
+
+#[test]
+fn an_unknown_outcome_stays_open_until_a_definite_answer_settles_it() {
+    let mut h = pair(vec![on_shift("alice")]);
+    let status_500 = |times| {
+        set_state_fault(
+            FaultKind::Status {
+                status: 500,
+                retry_after_s: None,
+            },
+            times,
+        )
+    };
+    h.tenant.script_fault(set_state_fault(FaultKind::DropAfter, 1));
+    h.tenant.script_fault(status_500(3));
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    let first = audit_records(&h).pop().unwrap();
+    assert_eq!(first.error_code, Some(ErrorCode::OutcomeUnknown));
+
+    // The next start resends it, and meets 500s again: still unknown, nothing settled.
+    h.tenant.script_fault(status_500(4));
+    let cfg = h.engine.config().clone();
+    assert_eq!(h.restart(cfg.clone(), None, 1_000).resumed, 1);
+    h.drive().unwrap();
+    let second = audit_records(&h).pop().unwrap();
+    assert_eq!(second.error_code, Some(ErrorCode::OutcomeUnknown));
+    assert_eq!(second.settles, None, "an unknown outcome settles nothing");
+    let open: Vec<_> = h.log_state().open_changes().cloned().collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].unknown_record.as_deref(), Some(second.id.as_str()));
+
+    // The start after that gets an answer: the settlement points at the latest unknown record.
+    assert_eq!(h.restart(cfg, None, 1_000).resumed, 1);
+    h.drive().unwrap();
+    let third = audit_records(&h).pop().unwrap();
+    assert!(third.success);
+    assert_eq!(third.settles.as_deref(), Some(second.id.as_str()));
+    assert_eq!(h.log_state().open_changes().count(), 0);
+    assert_eq!(h.tenant.ground_truth().state_changes_accepted, 1);
+}
