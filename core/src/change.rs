@@ -108,6 +108,30 @@ pub(crate) enum Verdict {
 }
 
 impl Change {
+    /// A change that has done nothing yet.
+    pub(crate) fn new(
+        user: UserId,
+        state: AgentState,
+        reason_code: String,
+        purpose: Purpose,
+        started_mono: u64,
+        phase: Phase,
+    ) -> Self {
+        Self {
+            user,
+            state,
+            reason_code,
+            purpose,
+            started_mono,
+            attempts: 0,
+            token_waits: 0,
+            auth_resent: false,
+            rechecks: 0,
+            throttled_since: None,
+            phase,
+        }
+    }
+
     /// The idempotency key, for a real change.
     pub(crate) fn key(&self) -> Option<&str> {
         match &self.purpose {
@@ -171,23 +195,18 @@ mod tests {
     use super::*;
 
     fn change(phase: Phase) -> Change {
-        Change {
-            user: UserId::parse("a").unwrap(),
-            state: AgentState::parse("READY").unwrap(),
-            reason_code: "WORKING".into(),
-            purpose: Purpose::Change {
+        Change::new(
+            UserId::parse("a").unwrap(),
+            AgentState::parse("READY").unwrap(),
+            "WORKING".into(),
+            Purpose::Change {
                 key: "k".into(),
                 settles: None,
                 resumed: false,
             },
-            started_mono: 0,
-            attempts: 0,
-            token_waits: 0,
-            auth_resent: false,
-            rechecks: 0,
-            throttled_since: None,
+            0,
             phase,
-        }
+        )
     }
 
     fn committing(maybe_applied: bool) -> Phase {

@@ -286,30 +286,27 @@ impl Engine {
             match parsed {
                 Ok((user, state)) if age <= self.config.commit_window_ms => {
                     let id = self.next_id();
-                    let change = Change {
-                        user: user.clone(),
-                        state,
-                        reason_code: i.reason_code.clone(),
-                        purpose: Purpose::Change {
-                            key: i.idempotency_key.clone(),
-                            settles: open.unknown_record.clone(),
-                            resumed: true,
-                        },
-                        started_mono: now.mono_ms,
-                        attempts: 0,
-                        token_waits: 0,
-                        auth_resent: false,
-                        rechecks: 0,
-                        throttled_since: None,
-                        phase: Phase::Committing(Committing {
-                            send_by_mono: now
-                                .mono_ms
-                                .saturating_add(self.config.commit_window_ms - age),
-                            retries: 0,
-                            maybe_applied: true,
-                            throttled: false,
-                        }),
+                    let phase = Phase::Committing(Committing {
+                        send_by_mono: now
+                            .mono_ms
+                            .saturating_add(self.config.commit_window_ms - age),
+                        retries: 0,
+                        maybe_applied: true,
+                        throttled: false,
+                    });
+                    let purpose = Purpose::Change {
+                        key: i.idempotency_key.clone(),
+                        settles: open.unknown_record.clone(),
+                        resumed: true,
                     };
+                    let change = Change::new(
+                        user,
+                        state,
+                        i.reason_code.clone(),
+                        purpose,
+                        now.mono_ms,
+                        phase,
+                    );
                     self.admit(id, change);
                     restored.resumed += 1;
                 }
@@ -496,19 +493,15 @@ impl Engine {
                 resumed: false,
             }
         };
-        let change = Change {
+        let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
+        let change = Change::new(
             user,
-            reason_code: self.config.reason_codes.reason_for(&state).to_owned(),
             state,
+            reason_code,
             purpose,
-            started_mono: now.mono_ms,
-            attempts: 0,
-            token_waits: 0,
-            auth_resent: false,
-            rechecks: 0,
-            throttled_since: None,
-            phase: Phase::Waiting,
-        };
+            now.mono_ms,
+            Phase::Waiting,
+        );
         self.admit(id, change);
         self.run(now);
         Ok(id)

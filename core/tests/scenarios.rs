@@ -1367,7 +1367,8 @@ fn an_unknown_outcome_stays_open_until_a_definite_answer_settles_it() {
             times,
         )
     };
-    h.tenant.script_fault(set_state_fault(FaultKind::DropAfter, 1));
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::DropAfter, 1));
     h.tenant.script_fault(status_500(3));
     h.transition("alice", "READY");
     h.drive().unwrap();
