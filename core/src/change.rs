@@ -8,9 +8,10 @@
 //! ```
 //!
 //! Policy is decided in [`Phase::Checking`] only, before the first send. Once a change is
-//! [`Phase::Committing`] nothing can refuse it any more: it ends as applied, as `OUTCOME_UNKNOWN` when a send
-//! may have reached the tenant, or with a tenant's definite answer (which, under idempotent resends, speaks
-//! for every earlier send of the change too).
+//! [`Phase::Committing`] nothing can refuse it any more: it ends as applied, or — once any send may have
+//! reached the tenant — as `OUTCOME_UNKNOWN`. A tenant's refusal (a 4xx) keeps its code only while no earlier
+//! send may have arrived: a 4xx to a resend may come from a gateway or from checks made before the tenant
+//! looks up the `Idempotency-Key`, so it says nothing about the send that was lost.
 
 use crate::error::{ErrorCode, TransitionError};
 use crate::state::{AgentState, UserId};
@@ -148,12 +149,8 @@ impl Change {
 
     /// The final result. This is the one place a verdict becomes an outcome, and the rule that keeps the audit
     /// log from contradicting the tenant lives here: a change that may have been applied never ends as a
-    /// failure, unless the tenant itself said so in an answer that covers every send (idempotent resends).
-    pub(crate) fn outcome(
-        &self,
-        verdict: Verdict,
-        idempotent_resends: bool,
-    ) -> Result<(), TransitionError> {
+    /// failure.
+    pub(crate) fn outcome(&self, verdict: Verdict) -> Result<(), TransitionError> {
         let in_doubt = match &self.phase {
             Phase::Committing(c) => c.maybe_applied,
             _ => false,
@@ -170,10 +167,8 @@ impl Change {
                 }
                 Err(e)
             }
-            Verdict::TenantRefused(e) if in_doubt && !idempotent_resends => Err(unknown(&e)),
-            Verdict::TenantRefused(e) => Err(e),
-            Verdict::NotCompleted(e) if in_doubt => Err(unknown(&e)),
-            Verdict::NotCompleted(e) => Err(e),
+            Verdict::TenantRefused(e) | Verdict::NotCompleted(e) if in_doubt => Err(unknown(&e)),
+            Verdict::TenantRefused(e) | Verdict::NotCompleted(e) => Err(e),
         }
     }
 }
@@ -225,24 +220,25 @@ mod tests {
     #[test]
     fn a_change_in_doubt_never_ends_as_a_failure_of_the_change() {
         let c = change(committing(true));
-        let code = |v: Verdict, idem| c.outcome(v, idem).unwrap_err().code;
+        let code = |v: Verdict| c.outcome(v).unwrap_err().code;
         assert_eq!(
-            code(
-                Verdict::NotCompleted(err(ErrorCode::UpstreamUnavailable)),
-                true
-            ),
+            code(Verdict::NotCompleted(err(ErrorCode::UpstreamUnavailable))),
             ErrorCode::OutcomeUnknown
         );
+        // A 4xx to a resend says nothing about the send that may have arrived.
         assert_eq!(
-            code(Verdict::TenantRefused(err(ErrorCode::Forbidden)), false),
+            code(Verdict::TenantRefused(err(ErrorCode::Forbidden))),
             ErrorCode::OutcomeUnknown
         );
-        // Idempotent resends: the tenant's refusal of a resend covers the first send too.
+        assert!(c.outcome(Verdict::Applied).is_ok());
+        // Surely not applied: the tenant's refusal keeps its code.
+        let c = change(committing(false));
         assert_eq!(
-            code(Verdict::TenantRefused(err(ErrorCode::Forbidden)), true),
+            c.outcome(Verdict::TenantRefused(err(ErrorCode::Forbidden)))
+                .unwrap_err()
+                .code,
             ErrorCode::Forbidden
         );
-        assert!(c.outcome(Verdict::Applied, true).is_ok());
     }
 
     #[test]
@@ -257,7 +253,7 @@ mod tests {
         ] {
             let c = change(phase);
             assert_eq!(
-                c.outcome(Verdict::NotCompleted(err(ErrorCode::RateLimited)), false)
+                c.outcome(Verdict::NotCompleted(err(ErrorCode::RateLimited)))
                     .unwrap_err()
                     .code,
                 ErrorCode::RateLimited
@@ -268,12 +264,9 @@ mod tests {
             retries: 0,
         });
         assert_eq!(
-            c.outcome(
-                Verdict::Policy(err(ErrorCode::MandatoryBreakViolation)),
-                true
-            )
-            .unwrap_err()
-            .code,
+            c.outcome(Verdict::Policy(err(ErrorCode::MandatoryBreakViolation)))
+                .unwrap_err()
+                .code,
             ErrorCode::MandatoryBreakViolation
         );
     }

@@ -18,7 +18,8 @@ use crate::events::{
 use crate::history::{AgentMetrics, History};
 use crate::http::{HttpRequest, HttpResponse, RequestId, Target, Transmit, TransportErrorKind};
 use crate::log::{
-    Abandoned, ChangeIntent, DeadLetter, Delivered, LogState, Record, Replayed, WebhookEntry,
+    Abandoned, ChangeIntent, DeadLetter, Delivered, LogState, OpenChange, Record, Replayed,
+    WebhookEntry,
 };
 use crate::outbox::{Note, Outbox};
 use crate::pacer::Pacer;
@@ -198,6 +199,8 @@ pub struct Engine {
     accepting: bool,
     closed: bool,
     restored: bool,
+    /// The generator was keyed to this run (see [`Engine::begin`]).
+    begun: bool,
     out: VecDeque<Output>,
 }
 
@@ -248,6 +251,7 @@ impl Engine {
             accepting: true,
             closed: false,
             restored: false,
+            begun: false,
             out: VecDeque::new(),
             config,
         })
@@ -278,13 +282,44 @@ impl Engine {
         let now = self.clock(now);
         self.chain = state.chain_head().clone();
         self.log = state.clone();
-        for open in state.open_changes() {
+        self.begin(now);
+        // A wall clock that reads earlier than the log's last record has been stepped back since: no age
+        // measured on it can be trusted, so nothing is resent (it could land outside its commit window).
+        let clock_behind = now.unix_ms < state.last_at_ms();
+        let opens: Vec<&OpenChange> = state.open_changes().collect();
+        let latest: BTreeMap<&str, usize> = opens
+            .iter()
+            .enumerate()
+            .map(|(index, o)| (o.intent.user_id.as_str(), index))
+            .collect();
+        for (index, open) in opens.iter().enumerate() {
             let i = &open.intent;
-            let age = now.unix_ms.saturating_sub(i.approved_at_ms);
             let parsed =
                 UserId::parse(&i.user_id).and_then(|u| Ok((u, AgentState::parse(&i.state)?)));
-            match parsed {
-                Ok((user, state)) if age <= self.config.commit_window_ms => {
+            let age = now
+                .unix_ms
+                .checked_sub(i.approved_at_ms)
+                .filter(|_| !clock_behind);
+            let window = self.config.commit_window_ms;
+            let verdict = match (parsed, age) {
+                // Only the latest open change of an agent may go out again: an older one would undo it.
+                _ if latest.get(i.user_id.as_str()) != Some(&index) => {
+                    Err("superseded by a later change of the same agent: not sent again".to_owned())
+                }
+                (Err(_), _) => Err("its agent or state is malformed: not sent again".to_owned()),
+                (Ok(_), None) => Err(
+                    "the wall clock reads earlier than the log, so its age cannot be trusted: not sent again"
+                        .to_owned(),
+                ),
+                (Ok(_), Some(age)) if age > window => Err(format!(
+                    "its policy check is {} s old, past the {} s commit window: not sent again",
+                    age / 1000,
+                    window / 1000
+                )),
+                (Ok(parsed), Some(age)) => Ok((parsed, age)),
+            };
+            match verdict {
+                Ok(((user, state), age)) => {
                     let id = self.next_id();
                     let phase = Phase::Committing(Committing {
                         send_by_mono: now
@@ -310,16 +345,11 @@ impl Engine {
                     self.admit(id, change);
                     restored.resumed += 1;
                 }
-                _ => {
+                Err(why) => {
                     if open.unknown_record.is_none() {
                         let e = TransitionError::new(
                             ErrorCode::OutcomeUnknown,
-                            format!(
-                                "interrupted before the tenant confirmed it, and not sent again: its policy check \
-                                 is {} s old, past the {} s commit window",
-                                age / 1000,
-                                self.config.commit_window_ms / 1000
-                            ),
+                            format!("interrupted before the tenant confirmed it; {why}"),
                         );
                         let record = self.audit_record(
                             now,
@@ -338,7 +368,7 @@ impl Engine {
                     }
                     self.persist(Record::Abandoned(Abandoned {
                         idempotency_key: i.idempotency_key.clone(),
-                        reason: "older than the commit window: not sent again".to_owned(),
+                        reason: why,
                         at_ms: now.unix_ms,
                     }));
                     restored.abandoned += 1;
@@ -347,7 +377,12 @@ impl Engine {
         }
         if let Some(outbox) = &mut self.outbox {
             for e in state.undelivered() {
-                if outbox.enqueue(e.clone(), now) {
+                let age = if clock_behind {
+                    0
+                } else {
+                    now.unix_ms.saturating_sub(e.at_ms)
+                };
+                if outbox.enqueue(e.clone(), now, age) {
                     restored.webhooks += 1;
                 }
             }
@@ -398,7 +433,7 @@ impl Engine {
                 at_ms: now.unix_ms,
             }));
             if let Some(o) = &mut self.outbox {
-                o.enqueue(entry.clone(), now);
+                o.enqueue(entry.clone(), now, 0);
             }
         }
         self.run(now);
@@ -469,6 +504,7 @@ impl Engine {
         }
         let now = self.clock(now);
         self.restored = true;
+        self.begin(now);
         let id = self.next_id();
         let parsed = UserId::parse(user_raw).and_then(|u| Ok((u, AgentState::parse(state_raw)?)));
         let (user, state) = match parsed {
@@ -505,6 +541,26 @@ impl Engine {
         self.admit(id, change);
         self.run(now);
         Ok(id)
+    }
+
+    /// Keys the generator behind ids and idempotency keys to this run: the configured seed mixed with the
+    /// time the run began and the head of the log it continues. The same inputs still give the same outputs,
+    /// but a restart (or a second run with the same seed) never draws the keys of an earlier run — a tenant
+    /// would answer a reused `Idempotency-Key` from its record of a different change.
+    fn begin(&mut self, now: Now) {
+        if std::mem::replace(&mut self.begun, true) {
+            return;
+        }
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.config.seed.to_le_bytes())
+            .chain_update(now.unix_ms.to_le_bytes())
+            .chain_update(self.chain.next_seq.to_le_bytes())
+            .chain_update(self.chain.last_hash.as_bytes())
+            .finalize();
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&digest[..8]);
+        self.rng = DetRng::new(u64::from_le_bytes(seed));
     }
 
     fn next_id(&mut self) -> TransitionId {
@@ -626,7 +682,8 @@ impl Engine {
             if at > now.mono_ms {
                 break;
             }
-            if let Some(p) = self.take_pending(id) {
+            self.deadlines.pop_first();
+            if let Some(p) = self.pending.remove(&id) {
                 match p.owner {
                     Owner::Token => self.on_token_answer(now, Err(TransportErrorKind::Timeout)),
                     Owner::Change(cid) => self.on_change_answer(
@@ -791,13 +848,20 @@ impl Engine {
     }
 
     fn advance(&mut self, now: Now, id: TransitionId) {
-        let Some(change) = self.changes.get(&id) else {
-            return;
-        };
-        match change.phase {
-            Phase::Waiting => self.begin_checks(now, id),
-            Phase::Committing(_) | Phase::Approved { .. } => self.commit_queue.push_back(id),
-            Phase::Checking { .. } => self.check_queue.push_back(id),
+        match self.changes.get(&id).map(|c| &c.phase) {
+            Some(Phase::Waiting) => self.begin_checks(now, id),
+            Some(_) => self.requeue(id),
+            None => {}
+        }
+    }
+
+    /// The queue a change waits in for its next request: lookups in the check queue, state changes in the
+    /// commit queue (served first).
+    fn queue_of(&mut self, id: TransitionId) -> Option<&mut VecDeque<TransitionId>> {
+        match self.changes.get(&id).map(|c| &c.phase) {
+            Some(Phase::Checking { .. }) => Some(&mut self.check_queue),
+            Some(Phase::Approved { .. } | Phase::Committing(_)) => Some(&mut self.commit_queue),
+            Some(Phase::Waiting) | None => None,
         }
     }
 
@@ -834,15 +898,15 @@ impl Engine {
             approved_mono: now.mono_ms,
             approved_unix: now.unix_ms,
         };
+        // Throttling met while checking does not eat into the time the change has to be sent.
+        change.throttled_since = None;
         self.commit_queue.push_back(id);
     }
 
-    /// Back into its queue after a backoff, a 401 or a token arrived.
+    /// Back into its queue after a backoff or a 401.
     fn requeue(&mut self, id: TransitionId) {
-        match self.changes.get(&id).map(|c| &c.phase) {
-            Some(Phase::Checking { .. }) => self.check_queue.push_back(id),
-            Some(Phase::Approved { .. } | Phase::Committing(_)) => self.commit_queue.push_back(id),
-            _ => {}
+        if let Some(q) = self.queue_of(id) {
+            q.push_back(id);
         }
     }
 
@@ -979,7 +1043,7 @@ impl Engine {
         mut request: HttpRequest,
         owner: Owner,
         generation: u64,
-    ) {
+    ) -> RequestId {
         let id = self.track(now, owner, generation);
         request.timeout_ms = self.config.request_timeout_ms;
         self.out.push_back(Output::Transmit(Transmit {
@@ -987,6 +1051,7 @@ impl Engine {
             target,
             request,
         }));
+        id
     }
 
     fn take_pending(&mut self, id: RequestId) -> Option<Pending> {
@@ -1038,6 +1103,7 @@ impl Engine {
                     throttled: false,
                 });
                 let request = self.state_request(id, &token);
+                self.supersede(now, &intent);
                 self.persist(Record::Intent(intent));
                 request
             }
@@ -1045,6 +1111,26 @@ impl Engine {
             Phase::Waiting => return,
         };
         self.transmit(now, Target::Api, request, Owner::Change(id), generation);
+    }
+
+    /// An earlier change of the same agent still open in the log (its outcome unknown) must never be sent
+    /// again once a later one goes out: a resend after a restart would undo the later change. It is closed
+    /// for good first, in the same group as the later change's intent.
+    fn supersede(&mut self, now: Now, later: &ChangeIntent) {
+        let earlier: Vec<String> = self
+            .log
+            .open_changes_of(&later.user_id)
+            .map(|o| o.intent.idempotency_key.clone())
+            .filter(|k| *k != later.idempotency_key)
+            .collect();
+        for key in earlier {
+            self.persist(Record::Abandoned(Abandoned {
+                idempotency_key: key,
+                reason: "superseded by a later change of the same agent: sending it again could undo that one"
+                    .to_owned(),
+                at_ms: now.unix_ms,
+            }));
+        }
     }
 
     fn state_request(&self, id: TransitionId, token: &Secret) -> HttpRequest {
@@ -1074,14 +1160,7 @@ impl Engine {
 
     fn send_token(&mut self, now: Now, retry: u32) {
         let request = self.profile.token_request(&self.config);
-        let id = self.track(now, Owner::Token, 0);
-        let mut request = request;
-        request.timeout_ms = self.config.request_timeout_ms;
-        self.out.push_back(Output::Transmit(Transmit {
-            id,
-            target: Target::Token,
-            request,
-        }));
+        let id = self.transmit(now, Target::Token, request, Owner::Token, 0);
         self.token.fetch = Fetch::InFlight { request: id, retry };
     }
 
@@ -1166,10 +1245,8 @@ impl Engine {
         self.token.store(token, expires_in_ms, now.mono_ms);
         // Waiters were at the head of their queues: put them back there, in order.
         while let Some(id) = self.token_waiters.pop_back() {
-            match self.changes.get(&id).map(|c| &c.phase) {
-                Some(Phase::Checking { .. }) => self.check_queue.push_front(id),
-                Some(_) => self.commit_queue.push_front(id),
-                None => {}
+            if let Some(q) = self.queue_of(id) {
+                q.push_front(id);
             }
         }
     }
@@ -1486,7 +1563,7 @@ impl Engine {
             return;
         };
         let policy_refusal = matches!(verdict, Verdict::Policy(_));
-        let result = change.outcome(verdict, self.profile.idempotent_resends());
+        let result = change.outcome(verdict);
         let latency_ms = now.mono_ms.saturating_sub(change.started_mono);
         if let Some(queue) = self.agents.get_mut(&change.user) {
             queue.retain(|x| *x != id);
@@ -1518,8 +1595,12 @@ impl Engine {
                     !policy_refusal || key.is_none(),
                     "a refused change was never sent"
                 );
+                // An unknown outcome whose commit window has closed can never be settled by a resend: its
+                // journal entry is closed at once instead of being carried in every checkpoint.
+                let window_closed = matches!(&change.phase, Phase::Committing(c) if now.mono_ms >= c.send_by_mono)
+                    && matches!(&result, Err(e) if e.code == ErrorCode::OutcomeUnknown);
                 match result {
-                    Ok(()) => self.emit_success(now, id, &change, latency_ms, key, settles),
+                    Ok(()) => self.emit_success(now, id, &change, latency_ms, key.clone(), settles),
                     Err(e) => self.emit_failure(
                         now,
                         id,
@@ -1529,11 +1610,19 @@ impl Engine {
                             reason_code: Some(change.reason_code.clone()),
                             latency_ms,
                             attempts: change.attempts,
-                            idempotency_key: key,
+                            idempotency_key: key.clone(),
                             settles,
                         },
                         e,
                     ),
+                }
+                if let (true, Some(key)) = (window_closed, key) {
+                    self.persist(Record::Abandoned(Abandoned {
+                        idempotency_key: key,
+                        reason: "its commit window has closed: it will not be sent again"
+                            .to_owned(),
+                        at_ms: now.unix_ms,
+                    }));
                 }
             }
         }
@@ -1692,7 +1781,7 @@ impl Engine {
             };
             self.persist(Record::Webhook(entry.clone()));
             if let Some(o) = &mut self.outbox {
-                o.enqueue(entry, now);
+                o.enqueue(entry, now, 0);
             }
         }
         let record = self.audit_record(
@@ -1772,14 +1861,17 @@ fn webhook_event_id(change_key: &str) -> String {
         .to_string()
 }
 
-/// Whether a transient status may come from a server that processed the request: not a 429 or a 503, which
-/// say it was not handled (RFC 9110), but a 500, 502 or 504 may follow work that was done.
+/// Whether a transient status may come from a server that processed the request. Only a 429 (a limiter
+/// refuses before anything is done) and a 408 or 425 (the server would not start) are sure not to; any 5xx
+/// may follow work that was done — a 503 too, which proxies also send when the upstream reset after the
+/// request was forwarded.
 fn may_have_been_processed(status: u16) -> bool {
-    status >= 500 && status != 503
+    status >= 500
 }
 
+/// Statuses worth sending again: throttling, a server that timed out or would not start yet, and any 5xx.
 fn is_transient(status: u16) -> bool {
-    status == 429 || (500..600).contains(&status)
+    matches!(status, 408 | 425 | 429) || (500..600).contains(&status)
 }
 
 fn exhausted(status: Option<u16>, what: &str) -> TransitionError {

@@ -281,6 +281,10 @@ pub struct LogState {
     next_order: u64,
     open: BTreeMap<u64, OpenChange>,
     open_by_key: BTreeMap<String, u64>,
+    open_by_user: BTreeMap<String, std::collections::BTreeSet<u64>>,
+    /// The latest wall time any record names: a clock that reads earlier than this after a restart has been
+    /// stepped back, and no age measured against it can be trusted.
+    last_at_ms: u64,
     outbox: BTreeMap<u64, WebhookEntry>,
     outbox_by_id: BTreeMap<String, u64>,
     dead: BTreeMap<u64, DeadLetterEntry>,
@@ -296,13 +300,11 @@ pub enum LogStateError {
     /// An audit record does not continue the chain.
     #[error(transparent)]
     Chain(#[from] ChainError),
-    /// A checkpoint names a chain head the records before it do not reach.
-    #[error("a checkpoint says the chain stands at seq {checkpoint_seq}, the records before it reach {actual_seq}")]
+    /// A checkpoint does not describe what the records before it leave open.
+    #[error("a checkpoint disagrees with the records before it: {reason}")]
     CheckpointDisagrees {
-        /// The checkpoint's next seq.
-        checkpoint_seq: u64,
-        /// The next seq the records reached.
-        actual_seq: u64,
+        /// What differs.
+        reason: String,
     },
 }
 
@@ -320,12 +322,11 @@ impl LogState {
             chain: c.chain.clone(),
             records,
             next_order,
+            last_at_ms: self.last_at_ms.max(c.at_ms),
             ..Self::default()
         };
         for o in &c.open {
-            let n = self.order();
-            self.open_by_key.insert(o.intent.idempotency_key.clone(), n);
-            self.open.insert(n, o.clone());
+            self.open_change(o.clone());
         }
         for e in &c.outbox {
             self.push_outbox(e.clone());
@@ -335,6 +336,16 @@ impl LogState {
             self.dead_by_id.insert(d.entry.event_id.clone(), n);
             self.dead.insert(n, d.clone());
         }
+    }
+
+    fn open_change(&mut self, o: OpenChange) {
+        let n = self.order();
+        self.open_by_key.insert(o.intent.idempotency_key.clone(), n);
+        self.open_by_user
+            .entry(o.intent.user_id.clone())
+            .or_default()
+            .insert(n);
+        self.open.insert(n, o);
     }
 
     fn order(&mut self) -> u64 {
@@ -358,11 +369,27 @@ impl LogState {
             self.chain = crate::audit::verify_chain(self.chain.clone(), [r])?;
         }
         if let Record::Checkpoint(c) = record {
-            if self.records > 0 && c.chain.next_seq != self.chain.next_seq {
-                return Err(LogStateError::CheckpointDisagrees {
-                    checkpoint_seq: c.chain.next_seq,
-                    actual_seq: self.chain.next_seq,
-                });
+            // Read from the start, every checkpoint must say exactly what the records before it leave open
+            // (recovery trusts the last one without reading what precedes it).
+            if self.records > 0 {
+                let mine = self.checkpoint(c.at_ms);
+                let reason = if mine.chain != c.chain {
+                    Some(format!(
+                        "the chain stands at seq {}, the checkpoint says {}",
+                        mine.chain.next_seq, c.chain.next_seq
+                    ))
+                } else if mine.open != c.open {
+                    Some("the open changes differ".to_owned())
+                } else if mine.outbox != c.outbox {
+                    Some("the undelivered webhooks differ".to_owned())
+                } else if mine.dead_letters != c.dead_letters {
+                    Some("the dead letters differ".to_owned())
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(LogStateError::CheckpointDisagrees { reason });
+                }
             }
         }
         self.apply_trusted(record);
@@ -392,30 +419,32 @@ impl LogState {
                 }
             }
             Record::Intent(i) => {
+                self.saw(i.at_ms);
                 if !self.open_by_key.contains_key(&i.idempotency_key) {
-                    let n = self.order();
-                    self.open_by_key.insert(i.idempotency_key.clone(), n);
-                    self.open.insert(
-                        n,
-                        OpenChange {
-                            intent: i.clone(),
-                            unknown_record: None,
-                        },
-                    );
+                    self.open_change(OpenChange {
+                        intent: i.clone(),
+                        unknown_record: None,
+                    });
                 }
             }
             Record::Abandoned(a) => {
+                self.saw(a.at_ms);
                 if let Some(n) = self.open_by_key.get(&a.idempotency_key).copied() {
                     self.close(n);
                 }
             }
-            Record::Webhook(e) => self.push_outbox(e.clone()),
+            Record::Webhook(e) => {
+                self.saw(e.at_ms);
+                self.push_outbox(e.clone());
+            }
             Record::Delivered(d) => {
+                self.saw(d.at_ms);
                 if let Some(n) = self.outbox_by_id.remove(&d.event_id) {
                     self.outbox.remove(&n);
                 }
             }
             Record::DeadLetter(d) => {
+                self.saw(d.at_ms);
                 if let Some(n) = self.outbox_by_id.remove(&d.event_id) {
                     if let Some(entry) = self.outbox.remove(&n) {
                         let m = self.order();
@@ -431,6 +460,7 @@ impl LogState {
                 }
             }
             Record::Replayed(r) => {
+                self.saw(r.at_ms);
                 if let Some(n) = self.dead_by_id.remove(&r.event_id) {
                     if let Some(d) = self.dead.remove(&n) {
                         self.push_outbox(d.entry);
@@ -444,9 +474,19 @@ impl LogState {
         }
     }
 
+    fn saw(&mut self, at_ms: u64) {
+        self.last_at_ms = self.last_at_ms.max(at_ms);
+    }
+
     fn close(&mut self, n: u64) {
         if let Some(o) = self.open.remove(&n) {
             self.open_by_key.remove(&o.intent.idempotency_key);
+            if let Some(set) = self.open_by_user.get_mut(&o.intent.user_id) {
+                set.remove(&n);
+                if set.is_empty() {
+                    self.open_by_user.remove(&o.intent.user_id);
+                }
+            }
         }
     }
 
@@ -469,6 +509,23 @@ impl LogState {
     /// Open changes, oldest first.
     pub fn open_changes(&self) -> impl Iterator<Item = &OpenChange> {
         self.open.values()
+    }
+
+    /// The open changes of one agent, oldest first.
+    pub fn open_changes_of<'a>(
+        &'a self,
+        user_id: &str,
+    ) -> impl Iterator<Item = &'a OpenChange> + 'a {
+        self.open_by_user
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.open.get(n))
+    }
+
+    /// The latest wall time (Unix ms) any record read so far names.
+    pub fn last_at_ms(&self) -> u64 {
+        self.last_at_ms
     }
 
     /// Undelivered webhook payloads, in delivery order.
@@ -577,6 +634,11 @@ pub fn scan_log(
         let line = &bytes[offset..line_end];
         line_no += 1;
         let whole = nl.is_some();
+        // A NUL byte is never part of a record: a power loss left a hole, and only the last (unsynced) group
+        // can have one, so everything from here on is the torn tail.
+        if line.contains(&0) {
+            break;
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             offset = line_end + usize::from(whole);
             continue;
@@ -800,6 +862,15 @@ mod tests {
         let mut head = ChainHead::default();
         let records = [intent("k"), audit(&mut head, "a", Some("k"), None)];
         let bytes = log(&records);
+        // A hole of NULs inside the last group, with a whole line after it: all of it is torn.
+        let mut holed = bytes.clone();
+        let last_start = records[0].to_line().len();
+        for b in &mut holed[last_start + 5..last_start + 15] {
+            *b = 0;
+        }
+        let scan = scan_log(&holed, LogState::default(), |_| {}).unwrap();
+        assert_eq!((scan.records, scan.good_len), (1, last_start));
+        assert!(scan.torn_tail.is_some());
         // Whole record, newline missing: kept.
         let scan = scan_log(&bytes[..bytes.len() - 1], LogState::default(), |_| {}).unwrap();
         assert_eq!((scan.records, scan.audit_records), (2, 1));

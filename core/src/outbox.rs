@@ -39,6 +39,10 @@ struct Slot {
     entry: WebhookEntry,
     attempts: u32,
     refusals: u32,
+    /// When this run took it, on the monotonic clock, and how old it already was then (carried over from an
+    /// earlier run): it ages on the monotonic clock, so a stepped wall clock cannot age it.
+    enqueued_mono: u64,
+    prior_age_ms: u64,
     state: SlotState,
 }
 
@@ -89,8 +93,9 @@ impl Outbox {
         }
     }
 
-    /// Queues a payload, due at once. A payload whose event id is already waiting is not queued twice.
-    pub(crate) fn enqueue(&mut self, entry: WebhookEntry, now: Now) -> bool {
+    /// Queues a payload, due at once, `age_ms` old already (0 for a new one). A payload whose event id is
+    /// already waiting is not queued twice.
+    pub(crate) fn enqueue(&mut self, entry: WebhookEntry, now: Now, age_ms: u64) -> bool {
         if self.by_event.contains_key(&entry.event_id) || !valid_event_id(&entry.event_id) {
             return false;
         }
@@ -103,6 +108,8 @@ impl Outbox {
                 entry,
                 attempts: 0,
                 refusals: 0,
+                enqueued_mono: now.mono_ms,
+                prior_age_ms: age_ms,
                 state: SlotState::Waiting {
                     due_mono: now.mono_ms,
                 },
@@ -222,7 +229,10 @@ impl Outbox {
         rng: &mut DetRng,
     ) -> Note {
         let slot = self.slots.get_mut(&order).expect("present");
-        let age = now.unix_ms.saturating_sub(slot.entry.at_ms);
+        let age = now
+            .mono_ms
+            .saturating_sub(slot.enqueued_mono)
+            .saturating_add(slot.prior_age_ms);
         let reason = if slot.refusals >= self.config.dead_letter_after_refusals {
             Some(format!(
                 "the receiver refused it {} times (last status {})",
@@ -343,6 +353,7 @@ mod tests {
                 at_ms: T0,
             },
             now,
+            0,
         );
         let r = o.start_next(now, RequestId(1)).expect("due at once");
         assert_eq!(r.method, Method::Post);
@@ -363,10 +374,10 @@ mod tests {
         let mut ids = Ids(0);
         let mut now = Now::at(T0);
         for i in 0..3 {
-            assert!(o.enqueue(entry(&format!("e{i}")), now));
+            assert!(o.enqueue(entry(&format!("e{i}")), now, 0));
         }
         assert!(
-            !o.enqueue(entry("e1"), now),
+            !o.enqueue(entry("e1"), now, 0),
             "a waiting id is not queued twice"
         );
         let mut delivered = Vec::new();
@@ -417,8 +428,8 @@ mod tests {
         });
         let mut rng = DetRng::new(2);
         let mut now = Now::at(T0);
-        o.enqueue(entry("bad"), now);
-        o.enqueue(entry("good"), now);
+        o.enqueue(entry("bad"), now, 0);
+        o.enqueue(entry("good"), now, 0);
         let mut notes = Vec::new();
         for n in 1..=3 {
             let r = o.start_next(now, RequestId(n)).unwrap();
@@ -441,11 +452,35 @@ mod tests {
             dead_letter_after_refusals: 1,
             ..WebhookConfig::new("https://h/x")
         });
-        o.enqueue(entry("e"), now);
+        o.enqueue(entry("e"), now, 0);
         let _ = o.start_next(now, RequestId(1));
         assert!(matches!(
             o.answer(now, RequestId(1), Ok(&answer(503, &[])), &mut rng),
             Some(Note::Retry { .. })
+        ));
+    }
+
+    #[test]
+    fn a_payload_ages_on_the_monotonic_clock() {
+        let mut o = Outbox::new(WebhookConfig {
+            dead_letter_after_ms: 60_000,
+            ..WebhookConfig::new("https://h/x")
+        });
+        let mut rng = DetRng::new(7);
+        // Carried over from an earlier run already 50 s old; the wall clock then jumps a day ahead.
+        o.enqueue(entry("e"), Now::new(1_000, T0), 50_000);
+        let _ = o.start_next(Now::new(1_000, T0), RequestId(1));
+        let stepped = Now::new(5_000, T0 + 86_400_000);
+        assert!(matches!(
+            o.answer(stepped, RequestId(1), Ok(&answer(500, &[])), &mut rng),
+            Some(Note::Retry { .. })
+        ));
+        // 11 s later on the monotonic clock it is 61 s old.
+        let later = Now::new(12_000, T0);
+        let _ = o.start_next(later, RequestId(2)).unwrap();
+        assert!(matches!(
+            o.answer(later, RequestId(2), Ok(&answer(500, &[])), &mut rng),
+            Some(Note::DeadLettered { .. })
         ));
     }
 
@@ -456,7 +491,7 @@ mod tests {
             ..WebhookConfig::new("https://h/x")
         });
         let mut rng = DetRng::new(3);
-        o.enqueue(entry("e"), Now::at(T0));
+        o.enqueue(entry("e"), Now::at(T0), 0);
         let _ = o.start_next(Now::at(T0), RequestId(1));
         assert!(matches!(
             o.answer(
@@ -480,7 +515,7 @@ mod tests {
         let mut o = Outbox::new(WebhookConfig::new("https://h/x"));
         let mut rng = DetRng::new(4);
         let now = Now::at(T0);
-        o.enqueue(entry("e"), now);
+        o.enqueue(entry("e"), now, 0);
         let _ = o.start_next(now, RequestId(1));
         let n = o.answer(
             now,
@@ -535,7 +570,7 @@ mod tests {
         let mut o = Outbox::new(WebhookConfig::new("https://h/x"));
         let mut rng = DetRng::new(5);
         let t = |ms| Now::at(T0 + ms);
-        o.enqueue(entry("e"), t(0));
+        o.enqueue(entry("e"), t(0), 0);
         let _ = o.start_next(t(0), RequestId(1));
         assert_eq!(o.next_deadline(), Some(T0 + 5_000));
         assert!(o.expire(t(4_999), &mut rng).is_empty(), "early is harmless");
@@ -585,7 +620,7 @@ mod tests {
         let mut rng = DetRng::new(6);
         let now = Now::at(T0);
         for i in 0..5 {
-            o.enqueue(entry(&format!("e{i}")), now);
+            o.enqueue(entry(&format!("e{i}")), now, 0);
         }
         let sent: Vec<String> = (1..=5)
             .filter_map(|i| o.start_next(now, RequestId(i)))
@@ -604,7 +639,7 @@ mod tests {
     fn bad_event_ids_are_refused() {
         let mut o = Outbox::new(WebhookConfig::new("https://h/x"));
         for bad in ["", "a b", "a\r\nX-Evil: 1", "é", &"x".repeat(201)] {
-            assert!(!o.enqueue(entry(bad), Now::at(T0)), "{bad:?}");
+            assert!(!o.enqueue(entry(bad), Now::at(T0), 0), "{bad:?}");
         }
         assert_eq!(o.pending(), 0);
     }

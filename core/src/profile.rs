@@ -54,9 +54,6 @@ pub struct BreakStatus {
 ///
 /// Requests are returned with `timeout_ms` 0; the engine fills it in.
 pub trait ApiProfile: std::fmt::Debug + Send {
-    /// Whether a resend with the same `Idempotency-Key` is answered from the tenant's record of the first
-    /// send (as the seed API promises): then a definite answer to a resend settles every earlier send too.
-    fn idempotent_resends(&self) -> bool;
     /// The token request.
     fn token_request(&self, config: &EngineConfig) -> HttpRequest;
     /// Parses a 2xx or 4xx token answer.
@@ -129,10 +126,6 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
 }
 
 impl ApiProfile for SeedProfile {
-    fn idempotent_resends(&self) -> bool {
-        true
-    }
-
     fn token_request(&self, config: &EngineConfig) -> HttpRequest {
         let body = form_encode(&[
             ("grant_type", "client_credentials"),

@@ -1,13 +1,15 @@
 //! The first rule as a property: **the audit log never contradicts the tenant.**
 //!
 //! Random days against the simulated tenant with random faults — answers lost after the change was applied,
-//! connections dropped before it, 5xx, 429s with long `Retry-After`, answers slower than the timeout,
+//! connections dropped before it, 5xx, 4xx, 429s with long `Retry-After`, answers slower than the timeout,
 //! unreadable bodies — mandatory breaks that start while changes are under way, and crashes followed by a
-//! restart from the durable log. Whatever happens, at the end:
+//! restart from the durable log, sometimes with the wall clock stepped. Whatever happens, at the end:
 //!
 //! - every change the tenant applied is audited, and its last record is a success or `OUTCOME_UNKNOWN`,
 //!   never a refusal;
 //! - every change audited as a success was applied by the tenant;
+//! - for every agent whose last success-or-unknown record is a success, the tenant holds that state (no
+//!   older change was applied after it);
 //! - the tenant never applied READY during a mandatory break;
 //! - the audit chain verifies across restarts.
 
@@ -38,6 +40,8 @@ fn fault() -> impl Strategy<Value = FaultKind> {
             .prop_map(|extra_ms| FaultKind::Slow { extra_ms }),
         1 => Just(FaultKind::Malformed),
         1 => Just(FaultKind::Unauthorized),
+        2 => prop::sample::select(&[403u16, 404, 408, 409, 422, 425][..])
+            .prop_map(|status| FaultKind::Status { status, retry_after_s: None }),
     ]
 }
 
@@ -50,8 +54,8 @@ struct Plan {
     breaks: Vec<u64>,
     /// (at, agent, state)
     commands: Vec<(u64, usize, &'static str)>,
-    /// A crash at this time, down for this long.
-    crash: Option<(u64, u64)>,
+    /// A crash at this time, down for this long, with the wall clock stepped by this much meanwhile.
+    crash: Option<(u64, u64, i64)>,
 }
 
 fn plan() -> impl Strategy<Value = Plan> {
@@ -69,7 +73,11 @@ fn plan() -> impl Strategy<Value = Plan> {
             ),
             1..24,
         ),
-        prop::option::of((0u64..(40 * MIN), prop_oneof![Just(0u64), 0u64..(6 * MIN)])),
+        prop::option::of((
+            0u64..(40 * MIN),
+            prop_oneof![Just(0u64), 0u64..(6 * MIN)],
+            prop_oneof![3 => Just(0i64), 1 => Just(-3_600_000i64), 1 => Just(3_600_000i64)],
+        )),
     )
         .prop_map(|(seed, fault_rate, faults, breaks, commands, crash)| Plan {
             seed,
@@ -116,8 +124,9 @@ fn run(plan: &Plan) -> Result<(), TestCaseError> {
             },
         );
     }
-    if let Some((at, down)) = plan.crash {
+    if let Some((at, down, step)) = plan.crash {
         h.drive_until(T0 + at);
+        h.step_wall_clock(step);
         h.restart(config, None, down);
     }
     h.drive_bounded(2_000_000)
@@ -137,7 +146,7 @@ fn run(plan: &Plan) -> Result<(), TestCaseError> {
             audit.iter().filter(|r| r.settles.is_some()).count(),
             h.tenant.accepted_changes().len(),
             h.tenant.ground_truth().idempotent_replays,
-            plan.crash.map(|c| c.1 > 0),
+            plan.crash.map(|c| (c.1 > 0, c.2)),
         );
     }
     verify_chain(ChainHead::default(), &audit)
@@ -146,7 +155,35 @@ fn run(plan: &Plan) -> Result<(), TestCaseError> {
         &audit,
         h.tenant.accepted_changes(),
         h.tenant.ground_truth().ready_accepted_during_break,
-    )
+    )?;
+    for agent in 0..plan.breaks.len() {
+        let user = format!("agent-{agent}");
+        check_final_state(&audit, &user, h.tenant.agent_state(&user))?;
+    }
+    Ok(())
+}
+
+/// The tenant holds the state of an agent's last audited success, unless an unknown outcome came after it.
+fn check_final_state(
+    audit: &[AuditRecord],
+    user: &str,
+    tenant_holds: Option<&str>,
+) -> Result<(), TestCaseError> {
+    let last = audit
+        .iter()
+        .filter(|r| r.user_id == user)
+        .rfind(|r| r.success || r.error_code == Some(ErrorCode::OutcomeUnknown));
+    if let Some(r) = last.filter(|r| r.success) {
+        prop_assert_eq!(
+            tenant_holds,
+            Some(r.new_state.as_str()),
+            "the log's last word on {} is {:?}, the tenant holds {:?}",
+            user,
+            r,
+            tenant_holds
+        );
+    }
+    Ok(())
 }
 
 /// The rule, checked against the tenant's ground truth.
@@ -244,4 +281,7 @@ fn a_contradiction_would_be_caught() {
     // A success the tenant never saw is caught too, and so is READY inside a break.
     assert!(check(&audit, &[], 0).is_err());
     assert!(check(&audit, &accepted, 1).is_err());
+    // So is an older change applied after the last audited success (a resend out of order).
+    check_final_state(&audit, "agent-0", Some("READY")).unwrap();
+    assert!(check_final_state(&audit, "agent-0", Some("NOT_READY")).is_err());
 }

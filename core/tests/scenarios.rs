@@ -301,7 +301,8 @@ fn persistent_503_is_retried_three_times_then_fails() {
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
 
-    assert_eq!(outcome(&h, id), Err(ErrorCode::UpstreamUnavailable));
+    // A 503 may come from a proxy after it forwarded the send: unknown, not a definite failure.
+    assert_eq!(outcome(&h, id), Err(ErrorCode::OutcomeUnknown));
     let sets = requests_to(&h, "/state");
     assert_eq!(sets.len(), 4, "one try and three retries");
     // The reference schedule: 1000·2^n + jitter in [0, 1000).
@@ -320,8 +321,56 @@ fn persistent_503_is_retried_three_times_then_fails() {
         "an outage is not a policy violation"
     );
     let r = &audit_records(&h)[0];
-    assert_eq!(r.error_code, Some(ErrorCode::UpstreamUnavailable));
+    assert_eq!(r.error_code, Some(ErrorCode::OutcomeUnknown));
     assert!(!r.policy_violation);
+
+    // Before anything was sent, the same outage is a definite failure.
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(Endpoint::Schedule),
+        user_id: None,
+        fault: FaultKind::Status {
+            status: 503,
+            retry_after_s: None,
+        },
+        times: 10,
+    });
+    let id = h.transition("alice", "NOT_READY");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::UpstreamUnavailable));
+    assert!(requests_to(&h, "/state").is_empty());
+}
+
+#[test]
+fn a_4xx_to_a_resend_after_a_lost_answer_is_unknown_not_a_refusal() {
+    for status in [403u16, 404, 408, 409, 422] {
+        let mut h = pair(vec![on_shift("alice")]);
+        h.tenant
+            .script_fault(set_state_fault(FaultKind::DropAfter, 1));
+        h.tenant.script_fault(set_state_fault(
+            FaultKind::Status {
+                status,
+                retry_after_s: None,
+            },
+            if status == 408 { 10 } else { 1 },
+        ));
+        let id = h.transition("alice", "PAUSED");
+        h.drive().unwrap();
+        assert_eq!(h.tenant.agent_state("alice"), Some("PAUSED"), "{status}");
+        assert_eq!(outcome(&h, id), Err(ErrorCode::OutcomeUnknown), "{status}");
+    }
+    // The same 4xx to a first send is the tenant's refusal.
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(set_state_fault(
+        FaultKind::Status {
+            status: 409,
+            retry_after_s: None,
+        },
+        1,
+    ));
+    let id = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::Conflict));
 }
 
 #[test]
@@ -1395,4 +1444,142 @@ fn an_unknown_outcome_stays_open_until_a_definite_answer_settles_it() {
     assert_eq!(third.settles.as_deref(), Some(second.id.as_str()));
     assert_eq!(h.log_state().open_changes().count(), 0);
     assert_eq!(h.tenant.ground_truth().state_changes_accepted, 1);
+}
+
+#[test]
+fn an_unknown_change_is_never_resent_after_a_later_change_of_the_same_agent() {
+    let mut h = pair(vec![on_shift("alice")]);
+    // READY never arrives (dropped before, then 500s): unknown, and not applied.
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::DropBefore, 1));
+    h.tenant.script_fault(set_state_fault(
+        FaultKind::Status {
+            status: 500,
+            retry_after_s: None,
+        },
+        3,
+    ));
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    assert_eq!(
+        audit_records(&h).pop().unwrap().error_code,
+        Some(ErrorCode::OutcomeUnknown)
+    );
+    assert_eq!(h.log_state().open_changes().count(), 1);
+    // NOT_READY is sent and applied, but its answer is slow; the process dies while it is on the way.
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 30_000 }, 1));
+    let at = h.now_ms();
+    h.transition("alice", "NOT_READY");
+    h.drive_until(at + 5_000);
+    assert_eq!(h.tenant.agent_state("alice"), Some("NOT_READY"));
+    // Sending NOT_READY closed READY's journal entry for good.
+    let open: Vec<String> = h
+        .log_state()
+        .open_changes()
+        .map(|o| o.intent.state.clone())
+        .collect();
+    assert_eq!(open, ["NOT_READY"]);
+    let cfg = h.engine.config().clone();
+    let restored = h.restart(cfg, None, 2_000);
+    assert_eq!((restored.resumed, restored.abandoned), (1, 0));
+    h.drive().unwrap();
+    assert_eq!(
+        h.tenant.agent_state("alice"),
+        Some("NOT_READY"),
+        "READY was not resent"
+    );
+    let applied: Vec<&str> = h
+        .tenant
+        .accepted_changes()
+        .iter()
+        .map(|(_, _, s)| s.as_str())
+        .collect();
+    assert_eq!(applied, ["NOT_READY"]);
+    let last = audit_records(&h).pop().unwrap();
+    assert!(last.success && last.new_state == "NOT_READY");
+}
+
+#[test]
+fn a_wall_clock_stepped_back_across_a_restart_resends_nothing() {
+    let mut h = pair(vec![on_break_at_ten("carol")]);
+    h.drive_until(T0 + 2 * HOUR - 5 * MIN - 30_000);
+    // The send never arrives; the process dies before its retry.
+    h.tenant
+        .script_fault(set_state_fault(FaultKind::DropBefore, 1));
+    let at = h.now_ms();
+    h.transition("carol", "READY");
+    // Paced at one request a second: token, schedule, break, then the send at ~1.8 s, dropped.
+    h.drive_until(at + 2_500);
+    assert_eq!(h.log_state().open_changes().count(), 1);
+    assert_eq!(requests_to(&h, "/state").len(), 1);
+    // Down for eleven minutes (the break has begun), and the wall clock now reads an hour early.
+    h.step_wall_clock(-(HOUR as i64));
+    let cfg = h.engine.config().clone();
+    let restored = h.restart(cfg, None, 11 * MIN);
+    assert_eq!((restored.resumed, restored.abandoned), (0, 1));
+    h.drive().unwrap();
+    assert_eq!(h.tenant.ground_truth().ready_accepted_during_break, 0);
+    assert_eq!(h.tenant.agent_state("carol"), None);
+    let last = audit_records(&h).pop().unwrap();
+    assert_eq!(last.error_code, Some(ErrorCode::OutcomeUnknown));
+    assert!(last.error_message.unwrap().contains("wall clock"));
+}
+
+#[test]
+fn restore_resends_only_the_latest_open_change_of_an_agent() {
+    use cxone_agent_state_core::{ChangeIntent, LogState};
+    let intent = |key: &str, state: &str| {
+        Record::Intent(ChangeIntent {
+            transition_id: TransitionId(1),
+            user_id: "alice".into(),
+            state: state.into(),
+            reason_code: "X".into(),
+            idempotency_key: key.into(),
+            approved_at_ms: T0,
+            at_ms: T0,
+        })
+    };
+    // A log written before a later send closed the earlier one: both open.
+    let mut state = LogState::default();
+    state.apply(&intent("k-old", "READY")).unwrap();
+    state.apply(&intent("k-new", "PAUSED")).unwrap();
+    let mut h = pair(vec![on_shift("alice")]);
+    let mut engine = Engine::new(h.engine.config().clone()).unwrap();
+    let restored = engine.restore(Now::at(T0 + 1_000), state);
+    assert_eq!((restored.resumed, restored.abandoned), (1, 1));
+    h.engine = engine;
+    h.drive().unwrap();
+    let applied: Vec<&str> = h
+        .tenant
+        .accepted_changes()
+        .iter()
+        .map(|(k, _, _)| k.as_str())
+        .collect();
+    assert_eq!(applied, ["k-new"]);
+}
+
+#[test]
+fn a_restart_never_draws_the_keys_of_an_earlier_run() {
+    let mut h = pair(vec![on_shift("alice"), on_shift("dave")]);
+    let cfg = h.engine.config().clone();
+    for round in 0..3 {
+        h.transition("alice", ["READY", "PAUSED", "IDLE"][round]);
+        h.transition("dave", ["NOT_READY", "READY", "PAUSED"][round]);
+        h.drive().unwrap();
+        // Same seed, same configuration, a new process.
+        h.restart(cfg.clone(), None, 1_000);
+    }
+    let keys: Vec<&str> = h
+        .tenant
+        .accepted_changes()
+        .iter()
+        .map(|(k, _, _)| k.as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+    assert_eq!(keys.len(), 6);
+    assert_eq!(unique.len(), 6, "a key was reused: {keys:?}");
+    assert_eq!(h.tenant.ground_truth().idempotent_replays, 0);
+    assert_eq!(h.tenant.agent_state("alice"), Some("IDLE"));
+    assert_eq!(h.tenant.agent_state("dave"), Some("PAUSED"));
 }
