@@ -78,7 +78,7 @@ fn throughput_harness() -> Harness {
     let mut h = Harness::new(engine, throughput_tenant(), T0);
     for i in 0..TRANSITIONS {
         // Rounds alternate NOT_READY, READY, NOT_READY, … for every agent.
-        let state = if (i / AGENTS) % 2 == 0 {
+        let state = if (i / AGENTS).is_multiple_of(2) {
             NOT_READY
         } else {
             READY

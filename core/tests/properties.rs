@@ -358,8 +358,8 @@ fn plausible_body(api: Api, v: u8, token_ttl_s: u64) -> String {
             _ => r#"{"status":"ACTIVE"}"#.to_owned(),
         },
         // A break is rarely due, as on a real tenant.
-        Api::Break => format!(r#"{{"mandatoryBreakRequired":{}}}"#, v % 8 == 0),
-        Api::State => if v % 2 == 0 { "{}" } else { "" }.to_owned(),
+        Api::Break => format!(r#"{{"mandatoryBreakRequired":{}}}"#, v.is_multiple_of(8)),
+        Api::State => if v.is_multiple_of(2) { "{}" } else { "" }.to_owned(),
     }
 }
 

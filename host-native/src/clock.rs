@@ -52,8 +52,9 @@ impl Clocks {
         )
     }
 
-    /// The tokio instant of a monotonic deadline.
-    pub(crate) fn instant(&self, mono_ms: u64) -> Instant {
-        self.origin + std::time::Duration::from_millis(mono_ms)
+    /// The tokio instant of a monotonic deadline; `None` past the end of time (never wake for it).
+    pub(crate) fn instant(&self, mono_ms: u64) -> Option<Instant> {
+        self.origin
+            .checked_add(std::time::Duration::from_millis(mono_ms))
     }
 }

@@ -30,8 +30,9 @@ use crate::store::{self, Recovery, StoreError, Writer};
 pub struct ManagerConfig {
     /// The engine: endpoint, credentials, limits, retries, webhooks.
     pub engine: EngineConfig,
-    /// The durable log (JSON Lines; the audit log an auditor reads). `None` keeps records in memory only,
-    /// for embedders that persist the `Persisted` notices themselves.
+    /// The durable log (JSON Lines; the audit log an auditor reads), locked for this process while it runs.
+    /// `None` keeps nothing durable: records are only published as `Persisted` notices, with no promise
+    /// that they survive a crash (for tests and demos).
     pub audit_log: Option<PathBuf>,
     /// The wall clock (the system's by default; tests step it). Deadlines always use tokio's monotonic clock.
     pub clock: Arc<dyn WallClock>,
@@ -210,13 +211,11 @@ impl AgentStateManager {
         let (writer, recovery) = match &config.audit_log {
             Some(path) => {
                 let now = config.clock.unix_ms();
-                let recovery = {
-                    let path = path.clone();
-                    tokio::task::spawn_blocking(move || store::recover(&path, now))
+                let path = path.clone();
+                let (recovery, writer, thread) =
+                    tokio::task::spawn_blocking(move || store::open(&path, now))
                         .await
-                        .expect("recovery does not panic")?
-                };
-                let (writer, thread) = Writer::start(path)?;
+                        .expect("recovery does not panic")?;
                 (Some((writer, thread)), recovery)
             }
             None => (None, Recovery::default()),
@@ -402,7 +401,8 @@ fn log_failed() -> TransitionError {
 }
 
 struct Closing {
-    drain_until: Instant,
+    /// `None`: wait for every webhook, however long.
+    drain_until: Option<Instant>,
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
@@ -440,7 +440,7 @@ async fn drive(mut d: Driver) {
             if let Some(w) = &d.writer {
                 if !matches!(w.write(records.clone()).await, Ok(Ok(()))) {
                     tracing::error!("the durable log could not be written; stopping");
-                    return d.fail_everyone();
+                    return d.fail_everyone(events);
                 }
             }
             for r in records {
@@ -461,12 +461,12 @@ async fn drive(mut d: Driver) {
         }
         // 5. Wait for the next thing to happen; take everything else already there too (one log sync for
         //    the lot).
-        let wake = deadline.map(|at| d.clocks.instant(at));
+        let wake = deadline.and_then(|at| d.clocks.instant(at));
         // The drain deadline wakes the loop once; after it, only the open changes are waited for.
         let drain_until = d
             .closing
             .as_ref()
-            .map(|c| c.drain_until)
+            .and_then(|c| c.drain_until)
             .filter(|t| *t > Instant::now());
         tokio::select! {
             request = d.rx.recv(), if commands_open => match request {
@@ -561,7 +561,7 @@ impl Driver {
             Request::Shutdown(drain, reply) => {
                 self.engine.stop_accepting();
                 self.closing = Some(Closing {
-                    drain_until: Instant::now() + drain,
+                    drain_until: Instant::now().checked_add(drain),
                     reply,
                 });
             }
@@ -603,7 +603,8 @@ impl Driver {
             return false;
         };
         self.engine.open_changes() == 0
-            && (self.engine.pending_webhooks() == 0 || Instant::now() >= c.drain_until)
+            && (self.engine.pending_webhooks() == 0
+                || c.drain_until.is_some_and(|t| Instant::now() >= t))
     }
 
     async fn finish(mut self) {
@@ -618,8 +619,42 @@ impl Driver {
         }
     }
 
-    fn fail_everyone(mut self) {
+    /// The log cannot be written: nothing more is sent, and every caller hears what is known. `unreported`
+    /// are this round's events, whose records never became durable.
+    fn fail_everyone(mut self, unreported: Vec<Event>) {
         self.log_failed.store(true, Ordering::SeqCst);
+        // Close the engine: changes that may have reached the tenant end as OUTCOME_UNKNOWN, the rest as
+        // not made. Their records cannot be written either; the outcomes still reach the callers.
+        self.engine.close(self.clocks.now());
+        let closing: Vec<Event> = self
+            .engine
+            .drain_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        for e in unreported.into_iter().chain(closing) {
+            let e = match e {
+                // Applied by the tenant, but not audited: the caller must not take it as a plain success.
+                Event::StateChanged(s) => {
+                    if let Some(Waiter::Change(r)) = self.waiting.remove(&s.transition_id) {
+                        let _ = r.send(Err(TransitionError::new(
+                            ErrorCode::AuditLogUnavailable,
+                            "the tenant applied this change, but its audit record could not be made durable",
+                        )));
+                    }
+                    continue;
+                }
+                Event::TransitionFailed(mut f) if f.error.code != ErrorCode::OutcomeUnknown => {
+                    f.error = log_failed();
+                    Event::TransitionFailed(f)
+                }
+                other => other,
+            };
+            self.report(&e);
+        }
         for (_, waiter) in self.waiting.drain() {
             match waiter {
                 Waiter::Change(r) => drop(r.send(Err(log_failed()))),

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use cxone_agent_state_core::{
-    last_checkpoint_start, scan_log, LogError, LogState, Record, CHECKPOINT_LINE_PREFIX,
+    last_checkpoint_start, scan_log, LogError, LogScan, LogState, Record,
 };
 use tokio::sync::oneshot;
 
@@ -41,6 +41,14 @@ pub enum StoreError {
         path: PathBuf,
         /// Where and how.
         source: LogError,
+    },
+    /// Another process holds the log (a second writer would fork its hash chain).
+    #[error(
+        "log {path} is in use by another process (a running service or command); stop it first"
+    )]
+    Locked {
+        /// The file.
+        path: PathBuf,
     },
 }
 
@@ -72,8 +80,13 @@ pub struct Recovery {
 /// How much of the file is read back at a time while looking for the last checkpoint.
 const TAIL_CHUNK: u64 = 256 * 1024;
 
-/// Opens (or creates) the log at `path` and recovers its open state. `now_unix_ms` names a torn tail's file.
-pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
+/// Opens (or creates) the log at `path` for this process alone (an exclusive lock, held until the writer
+/// stops), recovers its open state, and starts the writer appending to it. `now_unix_ms` names a torn tail's
+/// file.
+pub fn open(
+    path: &Path,
+    now_unix_ms: u64,
+) -> Result<(Recovery, Writer, JoinHandle<()>), StoreError> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -81,8 +94,33 @@ pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
         .truncate(false)
         .open(path)
         .map_err(io_err(path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::Locked {
+                path: path.to_owned(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path)(e)),
+    }
+    let recovery = recover_file(&mut file, path, now_unix_ms)?;
+    file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
+    let (writer, thread) = Writer::start_on(file, path)?;
+    Ok((recovery, writer, thread))
+}
+
+/// Recovers the log at `path` (as [`open`] does) without keeping it open: for tools and tests.
+pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
+    let (recovery, writer, thread) = open(path, now_unix_ms)?;
+    drop(writer);
+    let _ = thread.join();
+    Ok(recovery)
+}
+
+/// What the log reads as from its last checkpoint on, and where that part starts.
+fn read_tail(file: &mut File, path: &Path) -> Result<(u64, u64, LogScan), StoreError> {
     let len = file.metadata().map_err(io_err(path))?.len();
-    let (start, state) = find_start(&mut file, len).map_err(io_err(path))?;
+    let (start, state) = find_start(file, len).map_err(io_err(path))?;
     let mut bytes = Vec::with_capacity((len - start) as usize);
     file.seek(SeekFrom::Start(start)).map_err(io_err(path))?;
     file.read_to_end(&mut bytes).map_err(io_err(path))?;
@@ -90,8 +128,13 @@ pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
         path: path.to_owned(),
         source,
     })?;
+    Ok((start, bytes.len() as u64, scan))
+}
+
+fn recover_file(file: &mut File, path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
+    let (start, bytes_read, scan) = read_tail(file, path)?;
     let mut recovery = Recovery {
-        bytes_read: bytes.len() as u64,
+        bytes_read,
         records_read: scan.records,
         ..Recovery::default()
     };
@@ -118,24 +161,15 @@ pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
     Ok(recovery)
 }
 
-/// Reads the open state of the log at `path` without changing the file (for tools that only look: a torn
-/// tail is ignored, a missing file is an empty log).
+/// Reads the open state of the log at `path` without changing the file or locking it (for tools that only
+/// look: a torn tail is ignored, a missing file is an empty log).
 pub fn read_state(path: &Path) -> Result<LogState, StoreError> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LogState::default()),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let len = file.metadata().map_err(io_err(path))?.len();
-    let (start, state) = find_start(&mut file, len).map_err(io_err(path))?;
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(start)).map_err(io_err(path))?;
-    file.read_to_end(&mut bytes).map_err(io_err(path))?;
-    let scan = scan_log(&bytes, state, |_| {}).map_err(|source| StoreError::Corrupt {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(scan.state)
+    Ok(read_tail(&mut file, path)?.2.state)
 }
 
 /// Where recovery starts: the byte after the last whole checkpoint line and the state it describes, or the
@@ -217,13 +251,8 @@ impl std::fmt::Debug for Job {
 }
 
 impl Writer {
-    /// Starts the writer thread, appending to `path`.
-    pub fn start(path: &Path) -> Result<(Self, JoinHandle<()>), StoreError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io_err(path))?;
+    /// Starts the writer thread on a log already opened, locked and positioned at its end.
+    fn start_on(file: File, path: &Path) -> Result<(Self, JoinHandle<()>), StoreError> {
         sync_dir(path);
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -290,6 +319,3 @@ fn writer_loop(mut file: File, rx: mpsc::Receiver<Job>) {
     }
     let _ = file.sync_data();
 }
-
-/// The first bytes of a checkpoint line (for tools that look for one).
-pub const CHECKPOINT_PREFIX: &[u8] = CHECKPOINT_LINE_PREFIX;

@@ -30,7 +30,8 @@ pub struct ConnectArgs {
     /// The tenant's request budget per minute (default 100).
     #[arg(long, env = "CXONE_RATE_LIMIT_PER_MIN")]
     rate_limit: Option<u32>,
-    /// The durable audit log (JSON Lines; `.journal` and `.outbox` files live beside it).
+    /// The durable log (JSON Lines): the audit log, with the intents, webhook payloads and checkpoints around
+    /// its records.
     #[arg(long, env = "CXONE_AUDIT_LOG", default_value = "cxone-audit.jsonl")]
     audit_log: PathBuf,
     /// Webhook receiver: https, or http on loopback only.
