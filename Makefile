@@ -4,14 +4,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM_PROBE := target/wasm32-unknown-unknown/release/cxone_agent_state_wasm_probe.wasm
 
-.PHONY: run test setup lint doc unit wasm-check bench vectors package wasm-test js-test www www-deps test-www
+.PHONY: run test setup lint doc unit wasm-check bench vectors package types wasm-test js-test www www-deps test-www
 
 ## Simulates 200 agents through an 8-hour shift day against the embedded simulated tenant.
 run:
 	$(CARGO) run --release -q -p cxone-agent-state-cli -- simulate $(ARGS)
 
 ## Installs what the tests need (idempotent), then runs formatting, lints, docs, every test and the wasm check.
-test: setup lint doc unit wasm-check package wasm-test js-test test-www
+test: setup lint doc unit wasm-check package types wasm-test js-test test-www
 	@echo "make test: all passed"
 
 setup:
@@ -47,6 +47,13 @@ wasm-check:
 package:
 	./scripts/build-package.sh
 
+## The package's TypeScript types match the Rust types: real samples of every wire type (every output, event,
+## record and input kind, the report, a simulated day, the configuration) typed against the built .d.ts and
+## compiled with `tsc --strict`; the samples must show every variant serde knows.
+types: package
+	$(CARGO) run -q -p cxone-agent-state-wasm --features sim --example wire_samples > bindings-wasm/build/wire-samples.json
+	node bindings-wasm/test/types/drift.mjs bindings-wasm/build/wire-samples.json
+
 ## The JSON vectors replayed by the wasm build, in Node and in headless Chromium.
 wasm-test:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
@@ -57,7 +64,7 @@ wasm-test:
 ## The package's JS suite (require/import, real HTTP against sim-server, fake fetch, vectors, npm pack) and
 ## a TypeScript consumer compiled against the shipped .d.ts.
 js-test: package
-	$(CARGO) build -q -p cxone-agent-state
+	$(CARGO) build -q -p cxone-agent-state-cli
 	node --test --test-timeout=120000 bindings-wasm/test/*.test.mjs
 	bindings-wasm/node_modules/.bin/tsc -p bindings-wasm/test/types/tsconfig.json
 
@@ -68,12 +75,12 @@ www-deps: package
 ## Serves the agent console and the compliance simulation on http://127.0.0.1:8080/ (PORT=… to change), with a
 ## local sim-server and a token endpoint next to the pages.
 www: www-deps
-	$(CARGO) build -q -p cxone-agent-state
+	$(CARGO) build -q -p cxone-agent-state-cli
 	node www/server.mjs --port $${PORT:-8080}
 
 ## The pages in headless Chromium (Debian's, through playwright-core); screenshots go to test-output/.
 test-www: www-deps
-	$(CARGO) build -q -p cxone-agent-state
+	$(CARGO) build -q -p cxone-agent-state-cli
 	node --test --test-timeout=180000 www/tests/www.test.mjs
 
 ## Criterion benches: engine throughput and a 1,000-agent day, each with a same-run baseline ratio; then a
@@ -83,7 +90,7 @@ bench: www-deps
 	$(CARGO) bench -p cxone-agent-state-core --bench engine
 	$(CARGO) bench -p cxone-agent-state --bench loopback
 	node bindings-wasm/bench/bench.mjs
-	$(CARGO) build -q -p cxone-agent-state
+	$(CARGO) build -q -p cxone-agent-state-cli
 	node www/bench/sim-chromium.mjs
 
 ## Rewrites the generated vectors after an intended change (review the diff).

@@ -280,29 +280,17 @@ export class AgentStateManager extends EventTarget {
 
   /** Changes an agent's state. Resolves `{ success: true, latency, … }`; rejects with a coded error. */
   transitionState(userId, targetState) {
-    return this.#command('transition', userId, targetState);
+    return this.#ask('transition', { userId: String(userId), state: String(targetState) });
   }
 
   /** Checks policy without changing anything. Resolves `{ valid: true, reasonCode }`; rejects with a coded error. */
   validateStateChange(userId, targetState) {
-    return this.#command('validate', userId, targetState);
-  }
-
-  // Commands join the queue at once, so they reach the engine in call order (before the module has loaded,
-  // too): changes for one agent are then made in that order.
-  #command(type, userId, state) {
-    return new Promise((resolve, reject) => {
-      if (this.#state !== 'open') return reject(this.#refusal());
-      this.#push({ type, userId: String(userId), state: String(state), resolve, reject, ...this.#clock() });
-    });
+    return this.#ask('validate', { userId: String(userId), state: String(targetState) });
   }
 
   /** Puts dead letters back in line for delivery: the one with `eventId`, or all. Resolves with how many. */
   replayDeadLetters(eventId) {
-    return new Promise((resolve, reject) => {
-      if (this.#state !== 'open') return resolve(0);
-      this.#push({ type: 'replay', eventId: eventId ?? undefined, resolve, reject, ...this.#clock() });
-    });
+    return this.#ask('replay', { eventId: eventId ?? undefined });
   }
 
   /**
@@ -310,10 +298,7 @@ export class AgentStateManager extends EventTarget {
    * Resolves once none is open.
    */
   stopAccepting() {
-    return new Promise((resolve) => {
-      if (this.#state !== 'open') return resolve();
-      this.#push({ type: 'stopAccepting', resolve });
-    });
+    return this.#state === 'open' ? this.#ask('stopAccepting') : Promise.resolve();
   }
 
   /**
@@ -323,16 +308,20 @@ export class AgentStateManager extends EventTarget {
    */
   close() {
     if (!this.#closed) {
-      this.#closed = new Promise((resolve) => {
-        if (this.#state === 'closed' || (!this.#engine && !this.#loop)) {
-          this.#state = 'closed';
-          return resolve();
-        }
-        this.#state = 'closing';
-        this.#push({ type: 'close', resolve, ...this.#clock() });
-      });
+      const running = this.#state === 'open' && (this.#engine || this.#loop);
+      this.#closed = running ? this.#ask('close') : Promise.resolve();
+      this.#state = running ? 'closing' : 'closed';
     }
     return this.#closed;
+  }
+
+  // Everything joins the queue at once, so commands reach the engine in call order (before the module has
+  // loaded, too): changes for one agent are made in that order.
+  #ask(type, fields) {
+    return new Promise((resolve, reject) => {
+      if (this.#state !== 'open') return reject(this.#refusal());
+      this.#push({ type, ...fields, resolve, reject, ...this.#clock() });
+    });
   }
 
   // ---- getters --------------------------------------------------------------------------------------------
@@ -469,7 +458,10 @@ export class AgentStateManager extends EventTarget {
         return this.#idle.push(item.resolve);
       case 'close':
         engine.close(mono, unix);
-        return after.push(() => this.#finish(item.resolve));
+        return after.push(() => {
+          if (this.#state !== 'closed') this.#stop(null);
+          item.resolve();
+        });
       default:
         throw new Error(`unknown input ${item.type}`);
     }
@@ -495,34 +487,24 @@ export class AgentStateManager extends EventTarget {
     }
   }
 
-  /** The loop has stopped after a close: whatever still waits is refused. */
-  #finish(resolve) {
-    this.#state = 'closed';
-    clearTimeout(this.#timer);
-    this.#timer = null;
-    this.#refuseAll(closedError());
-    resolve();
-  }
-
-  /** The loop cannot go on (the module or the configuration failed, or a record could not be persisted). */
+  /**
+   * The loop stops: after a close (`error` null), or because it cannot go on (the module or the
+   * configuration failed, or a record could not be persisted). Whatever still waits is refused.
+   */
   #stop(error, after = []) {
     this.#failure = error;
     this.#state = 'closed';
     clearTimeout(this.#timer);
     this.#timer = null;
-    this.#refuseAll(error);
-    for (const done of after) done();
-    for (const resolve of this.#idle.splice(0)) resolve();
-  }
-
-  #refuseAll(error) {
-    for (const w of this.#waiting.values()) w.reject(error);
+    const refusal = this.#refusal();
+    for (const w of this.#waiting.values()) w.reject(refusal);
     this.#waiting.clear();
     for (const item of this.#queue.splice(0)) {
-      if (item.type === 'transition' || item.type === 'validate') item.reject(error);
-      else if (item.type === 'replay') item.resolve(0);
-      else if (item.resolve) item.resolve();
+      if (item.type === 'close') item.resolve();
+      else item.reject?.(refusal);
     }
+    for (const done of after) done();
+    for (const resolve of this.#idle.splice(0)) resolve();
   }
 
   #arm(deadline) {

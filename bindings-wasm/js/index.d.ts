@@ -191,9 +191,6 @@ export declare class CxoneEvent<T = unknown> extends Event {
   readonly detail: T;
 }
 
-/** A record's members without its `kind`. */
-type Fields<T> = Omit<T, 'kind'>;
-
 export interface AgentStateEventMap {
   // Engine events.
   statechange: CxoneEvent<StateChanged>;
@@ -204,16 +201,16 @@ export interface AgentStateEventMap {
   webhookdelivered: CxoneEvent<WebhookDelivered>;
   webhookretry: CxoneEvent<WebhookRetryScheduled>;
   webhookdeadletter: CxoneEvent<WebhookDeadLettered>;
-  // Records, each under its kind in lower case, as they are persisted.
+  // Records as they are persisted, each under its kind in lower case (without its `kind` member).
   audit: CxoneEvent<AuditRecord>;
   intent: CxoneEvent<ChangeIntent>;
   /** The payload, parsed from the record's body. */
   webhook: CxoneEvent<WebhookPayload>;
-  delivered: CxoneEvent<Fields<Delivered>>;
-  deadletter: CxoneEvent<Fields<DeadLetter>>;
-  replayed: CxoneEvent<Fields<Replayed>>;
-  abandoned: CxoneEvent<Fields<Abandoned>>;
-  checkpoint: CxoneEvent<Fields<Checkpoint>>;
+  delivered: CxoneEvent<Delivered>;
+  deadletter: CxoneEvent<DeadLetter>;
+  replayed: CxoneEvent<Replayed>;
+  abandoned: CxoneEvent<Abandoned>;
+  checkpoint: CxoneEvent<Checkpoint>;
 }
 
 /**

@@ -5,6 +5,7 @@ use cxone_agent_state_core::{
     ReasonCodeTable, Record, RequestId, Secret, TransitionError, TransportErrorKind,
 };
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::{coded, config_error, from_js, now, to_js};
 
@@ -131,10 +132,16 @@ impl WasmEngine {
         #[wasm_bindgen(unchecked_param_type = "LogRecord[]")] records: JsValue,
     ) -> Result<JsValue, JsValue> {
         let corrupt = |e: String| coded(ErrorCode::AuditLogCorrupt.as_str(), &e);
-        let records: Vec<serde_json::Value> = from_js("records", &records)?;
+        let records: js_sys::Array = records
+            .dyn_into()
+            .map_err(|_| corrupt("the records are not a list".into()))?;
         let mut state = LogState::default();
-        for (i, value) in records.into_iter().enumerate() {
-            let record: Record = serde_json::from_value(value)
+        // One record at a time, parsed as its line would be (the smallest code path for the module).
+        for (i, r) in records.iter().enumerate() {
+            let line: String = js_sys::JSON::stringify(&r)
+                .map_err(|_| corrupt(format!("record {i} is not JSON")))?
+                .into();
+            let record = Record::parse_json(&line)
                 .map_err(|e| corrupt(format!("record {i} is not a log record: {e}")))?;
             state
                 .apply(&record)

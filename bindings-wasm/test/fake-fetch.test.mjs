@@ -333,6 +333,21 @@ test('BUSY when the bounded queue of open changes is full', async () => {
   await m.close();
 });
 
+test('stopAccepting(): later calls reject CLOSED, changes already taken finish, then it resolves', async () => {
+  const t = fakeTenant(async (path) => {
+    if (path.endsWith('/state')) await sleep(50);
+    return undefined;
+  });
+  const m = new AgentStateManager(credentials, undefined, { ...fast, fetch: t.fetch });
+  const taken = m.transitionState('a1', 'READY');
+  const stopped = m.stopAccepting();
+  await assert.rejects(m.transitionState('a2', 'READY'), (e) => e.code === 'CLOSED');
+  await stopped;
+  assert.equal(m.openChanges, 0);
+  assert.equal((await taken).newState, 'READY');
+  await m.close();
+});
+
 test('close(): a change on the wire ends OUTCOME_UNKNOWN, a waiting one CLOSED, later calls CLOSED', async () => {
   let release;
   const t = fakeTenant(async (path) => {

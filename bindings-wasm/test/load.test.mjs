@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { pkgDir } from './helpers.mjs';
 
 const API = [
-  'AgentStateManager', 'CxoneError', 'CxoneEvent', 'Engine', 'Outbox', 'SimulationRun', 'createSimulation',
+  'AgentStateManager', 'CxoneError', 'CxoneEvent', 'Engine', 'SimulationRun', 'createSimulation',
   'errorCodes', 'getReasonCodeForState', 'initAsync', 'initSimulation', 'simulateDay', 'throughputWorkload',
+  'verifyAuditRecord',
 ];
 
 test('import (ESM, Node condition) loads the module at once', async () => {
@@ -42,8 +43,32 @@ test('errors are real Errors with stable codes, the same as in Rust', async () =
   assert.throws(() => m.getReasonCodeForState('ready'), (e) => e instanceof Error && e.code === 'INVALID_STATE');
   const codes = m.errorCodes();
   for (const c of ['AGENT_NOT_SCHEDULED', 'MANDATORY_BREAK_VIOLATION', 'RATE_LIMITED', 'UPSTREAM_UNAVAILABLE',
-    'UNAUTHORIZED', 'AUTH_FAILED', 'BAD_RESPONSE', 'INVALID_USER_ID', 'TOKEN_EXPIRED', 'CLIENT_SECRET_IN_BROWSER']) {
+    'UNAUTHORIZED', 'AUTH_FAILED', 'BAD_RESPONSE', 'INVALID_USER_ID', 'TOKEN_EXPIRED', 'CLIENT_SECRET_IN_BROWSER',
+    'OUTCOME_UNKNOWN', 'BUSY', 'CLOSED']) {
     assert.ok(codes.includes(c), c);
   }
   assert.throws(() => m.simulateDay({ agents: -5 }), (e) => e instanceof Error && e.code === 'INVALID_CONFIG' && /agents/.test(e.message));
+});
+
+test('the Engine binding: commands throw coded Errors (BUSY, CLOSED), and close() ends open changes', async () => {
+  const m = await import(join(pkgDir, 'node.mjs'));
+  const engine = new m.Engine({
+    baseUrl: 'https://t.example', credentials: { clientId: 'i', clientSecret: 's' }, maxOpenChanges: 1,
+  });
+  assert.equal(engine.transition(1, 1_767_600_000_000, 'a1', 'READY'), 1);
+  const [first] = engine.drain();
+  assert.equal(first.type, 'transmit');
+  assert.equal(first.value.target, 'token');
+  assert.throws(() => engine.transition(2, 1_767_600_000_001, 'a2', 'READY'), (e) => e instanceof Error && e.code === 'BUSY');
+  engine.close(3, 1_767_600_000_002);
+  const outputs = engine.drain();
+  assert.deepEqual(outputs.map((o) => o.type), ['persist', 'event', 'timeout']);
+  assert.equal(outputs[0].value.errorCode, 'CLOSED');
+  assert.equal(outputs[1].value.type, 'transitionFailed');
+  assert.equal(outputs[1].value.error.code, 'CLOSED');
+  assert.equal(outputs[2].value, null);
+  assert.equal(engine.isClosed(), true);
+  assert.throws(() => engine.validate(4, 1_767_600_000_003, 'a1', 'IDLE'), (e) => e instanceof Error && e.code === 'CLOSED');
+  assert.throws(() => engine.restore(5, 1_767_600_000_004, [{ kind: 'nonsense' }]), (e) => e.code === 'AUDIT_LOG_CORRUPT');
+  engine.free();
 });

@@ -31,7 +31,7 @@ test('the tarball installs into a fresh project and works there', () => {
         { status: 200, headers: { 'content-type': 'application/json' } });
       const mgr = new m.AgentStateManager({ clientId: 'i', clientSecret: 's' }, undefined, { baseUrl: 'https://t.example', fetch });
       const r = await mgr.transitionState('a1', 'PAUSED');
-      mgr.close();
+      await mgr.close();
       console.log(JSON.stringify({ ok: r.success, reason: r.reasonCode, transitions: day.report.totalTransitions }));
     `;
     writeFileSync(join(project, 'use.cjs'), `(async () => { ${script('cjs')} })().catch((e) => { console.error(e); process.exit(1); });`);

@@ -14,3 +14,8 @@ fn vectors_replay_in_node() {
 fn errors_are_js_errors_with_codes() {
     common::errors_carry_codes();
 }
+
+#[test]
+fn engine_commands_throw_coded_errors() {
+    common::engine_commands_throw_coded_errors();
+}

@@ -134,6 +134,15 @@ enum Owner {
     Change(TransitionId),
 }
 
+/// A named timer (quinn keeps a fixed table of them behind one `poll_timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// A request gets no answer by then: it timed out.
+    Request(RequestId),
+    /// A change's retry backoff ends.
+    Backoff(TransitionId),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     owner: Owner,
@@ -192,8 +201,8 @@ pub struct Engine {
     check_queue: VecDeque<TransitionId>,
     token_waiters: VecDeque<TransitionId>,
     pending: BTreeMap<RequestId, Pending>,
-    deadlines: BTreeSet<(u64, RequestId)>,
-    backoffs: BTreeSet<(u64, TransitionId)>,
+    /// Every timer but the pacer's, the token fetch's and the outbox's, by monotonic deadline.
+    timers: BTreeSet<(u64, Timer)>,
     pacer_wake_mono: Option<u64>,
     last_mono: u64,
     accepting: bool,
@@ -244,8 +253,7 @@ impl Engine {
             check_queue: VecDeque::new(),
             token_waiters: VecDeque::new(),
             pending: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            backoffs: BTreeSet::new(),
+            timers: BTreeSet::new(),
             pacer_wake_mono: None,
             last_mono: 0,
             accepting: true,
@@ -281,17 +289,14 @@ impl Engine {
         self.restored = true;
         let now = self.clock(now);
         self.chain = state.chain_head().clone();
-        self.log = state.clone();
         self.begin(now);
         // A wall clock that reads earlier than the log's last record has been stepped back since: no age
         // measured on it can be trusted, so nothing is resent (it could land outside its commit window).
         let clock_behind = now.unix_ms < state.last_at_ms();
-        let opens: Vec<&OpenChange> = state.open_changes().collect();
-        let latest: BTreeMap<&str, usize> = opens
-            .iter()
-            .enumerate()
-            .map(|(index, o)| (o.intent.user_id.as_str(), index))
-            .collect();
+        let opens: Vec<OpenChange> = state.open_changes().cloned().collect();
+        let undelivered: Vec<WebhookEntry> = state.undelivered().cloned().collect();
+        self.log = state;
+
         for (index, open) in opens.iter().enumerate() {
             let i = &open.intent;
             let parsed =
@@ -303,7 +308,7 @@ impl Engine {
             let window = self.config.commit_window_ms;
             let verdict = match (parsed, age) {
                 // Only the latest open change of an agent may go out again: an older one would undo it.
-                _ if latest.get(i.user_id.as_str()) != Some(&index) => {
+                _ if opens[index + 1..].iter().any(|o| o.intent.user_id == i.user_id) => {
                     Err("superseded by a later change of the same agent: not sent again".to_owned())
                 }
                 (Err(_), _) => Err("its agent or state is malformed: not sent again".to_owned()),
@@ -376,13 +381,13 @@ impl Engine {
             }
         }
         if let Some(outbox) = &mut self.outbox {
-            for e in state.undelivered() {
+            for e in undelivered {
                 let age = if clock_behind {
                     0
                 } else {
                     now.unix_ms.saturating_sub(e.at_ms)
                 };
-                if outbox.enqueue(e.clone(), now, age) {
+                if outbox.enqueue(e, now, age) {
                     restored.webhooks += 1;
                 }
             }
@@ -477,8 +482,7 @@ impl Engine {
         self.check_queue.clear();
         self.token_waiters.clear();
         self.pending.clear();
-        self.deadlines.clear();
-        self.backoffs.clear();
+        self.timers.clear();
         self.token.fetch = Fetch::Idle;
         if let Some(o) = &mut self.outbox {
             o.forget_in_flight();
@@ -678,29 +682,25 @@ impl Engine {
             return;
         }
         let now = self.clock(now);
-        while let Some(&(at, id)) = self.deadlines.first() {
+        while let Some(&(at, timer)) = self.timers.first() {
             if at > now.mono_ms {
                 break;
             }
-            self.deadlines.pop_first();
-            if let Some(p) = self.pending.remove(&id) {
-                match p.owner {
-                    Owner::Token => self.on_token_answer(now, Err(TransportErrorKind::Timeout)),
-                    Owner::Change(cid) => self.on_change_answer(
-                        now,
-                        cid,
-                        p.token_generation,
-                        Err(TransportErrorKind::Timeout),
-                    ),
+            self.timers.pop_first();
+            match timer {
+                Timer::Request(id) => {
+                    if let Some(p) = self.pending.remove(&id) {
+                        let timed_out = Err(TransportErrorKind::Timeout);
+                        match p.owner {
+                            Owner::Token => self.on_token_answer(now, timed_out),
+                            Owner::Change(cid) => {
+                                self.on_change_answer(now, cid, p.token_generation, timed_out)
+                            }
+                        }
+                    }
                 }
+                Timer::Backoff(id) => self.requeue(id),
             }
-        }
-        while let Some(&(at, id)) = self.backoffs.first() {
-            if at > now.mono_ms {
-                break;
-            }
-            self.backoffs.remove(&(at, id));
-            self.requeue(id);
         }
         if let Fetch::Backoff { until_ms, retry } = self.token.fetch {
             if until_ms <= now.mono_ms {
@@ -743,8 +743,7 @@ impl Engine {
             || !self.check_queue.is_empty()
             || matches!(self.token.fetch, Fetch::Queued { .. });
         [
-            self.deadlines.first().map(|d| d.0),
-            self.backoffs.first().map(|b| b.0),
+            self.timers.first().map(|t| t.0),
             match self.token.fetch {
                 Fetch::Backoff { until_ms, .. } => Some(until_ms),
                 _ => None,
@@ -1032,7 +1031,7 @@ impl Engine {
                 token_generation,
             },
         );
-        self.deadlines.insert((deadline_mono, id));
+        self.timers.insert((deadline_mono, Timer::Request(id)));
         id
     }
 
@@ -1056,7 +1055,7 @@ impl Engine {
 
     fn take_pending(&mut self, id: RequestId) -> Option<Pending> {
         let p = self.pending.remove(&id)?;
-        self.deadlines.remove(&(p.deadline_mono, id));
+        self.timers.remove(&(p.deadline_mono, Timer::Request(id)));
         Some(p)
     }
 
@@ -1453,8 +1452,8 @@ impl Engine {
         };
         match decision {
             RetryDecision::RetryAfter(delay_ms) => {
-                self.backoffs
-                    .insert((now.mono_ms.saturating_add(delay_ms), id));
+                self.timers
+                    .insert((now.mono_ms.saturating_add(delay_ms), Timer::Backoff(id)));
                 let user = change.user.as_str().to_owned();
                 self.out
                     .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {

@@ -182,18 +182,6 @@ enum TaggedRef<'a> {
     Checkpoint(&'a Checkpoint),
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
-enum Tagged {
-    Intent(ChangeIntent),
-    Webhook(WebhookEntry),
-    Delivered(Delivered),
-    DeadLetter(DeadLetter),
-    Replayed(Replayed),
-    Abandoned(Abandoned),
-    Checkpoint(Checkpoint),
-}
-
 impl Serialize for Record {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -209,50 +197,72 @@ impl Serialize for Record {
     }
 }
 
-impl From<Tagged> for Record {
-    fn from(t: Tagged) -> Self {
-        match t {
-            Tagged::Intent(r) => Self::Intent(r),
-            Tagged::Webhook(r) => Self::Webhook(r),
-            Tagged::Delivered(r) => Self::Delivered(r),
-            Tagged::DeadLetter(r) => Self::DeadLetter(r),
-            Tagged::Replayed(r) => Self::Replayed(r),
-            Tagged::Abandoned(r) => Self::Abandoned(r),
-            Tagged::Checkpoint(r) => Self::Checkpoint(r),
-        }
+/// The record a `kind` names, parsed by `from` as that kind's own struct (which ignores the `kind` member).
+/// Parsing each kind directly, instead of through a tagged enum, never buffers a whole line as generic
+/// content, which keeps the wasm module small.
+fn by_kind<E: serde::de::Error>(kind: Option<&str>, from: impl ParseAs<E>) -> Result<Record, E> {
+    Ok(match kind {
+        None => Record::Audit(from.parse()?),
+        Some("intent") => Record::Intent(from.parse()?),
+        Some("webhook") => Record::Webhook(from.parse()?),
+        Some("delivered") => Record::Delivered(from.parse()?),
+        Some("deadLetter") => Record::DeadLetter(from.parse()?),
+        Some("replayed") => Record::Replayed(from.parse()?),
+        Some("abandoned") => Record::Abandoned(from.parse()?),
+        Some("checkpoint") => Record::Checkpoint(from.parse()?),
+        Some(other) => return Err(E::custom(format!("unknown record kind `{other}`"))),
+    })
+}
+
+/// Where a record is parsed from: a line's bytes, or a JSON value.
+trait ParseAs<E> {
+    fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, E>;
+}
+
+impl ParseAs<serde_json::Error> for &str {
+    fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self)
+    }
+}
+
+struct FromValue<'a>(&'a serde_json::Value);
+
+impl<E: serde::de::Error> ParseAs<E> for FromValue<'_> {
+    fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, E> {
+        T::deserialize(self.0).map_err(E::custom)
     }
 }
 
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        let tagged = value.get("kind").is_some();
-        if tagged {
-            Tagged::deserialize(value)
-                .map(Record::from)
-                .map_err(serde::de::Error::custom)
-        } else {
-            AuditRecord::deserialize(value)
-                .map(Record::Audit)
-                .map_err(serde::de::Error::custom)
-        }
+        let kind = match value.get("kind") {
+            None => None,
+            Some(serde_json::Value::String(k)) => Some(k.as_str()),
+            Some(_) => return Err(serde::de::Error::custom("`kind` is not a string")),
+        };
+        by_kind(kind, FromValue(&value))
     }
 }
 
 impl Record {
     /// Parses one log line (without its newline).
     pub fn parse_line(line: &[u8]) -> Result<Self, serde_json::Error> {
+        let text = std::str::from_utf8(line).map_err(|e| {
+            <serde_json::Error as serde::de::Error>::custom(format!("not UTF-8: {e}"))
+        })?;
+        Self::parse_json(text)
+    }
+
+    /// Parses one record from its JSON text.
+    pub fn parse_json(text: &str) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         struct Peek<'a> {
             #[serde(borrow, default)]
             kind: Option<std::borrow::Cow<'a, str>>,
         }
-        let peek: Peek<'_> = serde_json::from_slice(line)?;
-        if peek.kind.is_some() {
-            serde_json::from_slice::<Tagged>(line).map(Record::from)
-        } else {
-            serde_json::from_slice(line).map(Record::Audit)
-        }
+        let peek: Peek<'_> = serde_json::from_str(text)?;
+        by_kind(peek.kind.as_deref(), text)
     }
 
     /// The record as one log line, newline included.
@@ -281,7 +291,6 @@ pub struct LogState {
     next_order: u64,
     open: BTreeMap<u64, OpenChange>,
     open_by_key: BTreeMap<String, u64>,
-    open_by_user: BTreeMap<String, std::collections::BTreeSet<u64>>,
     /// The latest wall time any record names: a clock that reads earlier than this after a restart has been
     /// stepped back, and no age measured against it can be trusted.
     last_at_ms: u64,
@@ -341,10 +350,6 @@ impl LogState {
     fn open_change(&mut self, o: OpenChange) {
         let n = self.order();
         self.open_by_key.insert(o.intent.idempotency_key.clone(), n);
-        self.open_by_user
-            .entry(o.intent.user_id.clone())
-            .or_default()
-            .insert(n);
         self.open.insert(n, o);
     }
 
@@ -481,12 +486,6 @@ impl LogState {
     fn close(&mut self, n: u64) {
         if let Some(o) = self.open.remove(&n) {
             self.open_by_key.remove(&o.intent.idempotency_key);
-            if let Some(set) = self.open_by_user.get_mut(&o.intent.user_id) {
-                set.remove(&n);
-                if set.is_empty() {
-                    self.open_by_user.remove(&o.intent.user_id);
-                }
-            }
         }
     }
 
@@ -511,16 +510,15 @@ impl LogState {
         self.open.values()
     }
 
-    /// The open changes of one agent, oldest first.
+    /// The open changes of one agent, oldest first. (Open changes are few: those under way, and unknown
+    /// outcomes still inside their commit window.)
     pub fn open_changes_of<'a>(
         &'a self,
-        user_id: &str,
+        user_id: &'a str,
     ) -> impl Iterator<Item = &'a OpenChange> + 'a {
-        self.open_by_user
-            .get(user_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|n| self.open.get(n))
+        self.open
+            .values()
+            .filter(move |o| o.intent.user_id == user_id)
     }
 
     /// The latest wall time (Unix ms) any record read so far names.
@@ -793,6 +791,8 @@ mod tests {
         let cp = records[4].to_line();
         assert!(cp.starts_with(CHECKPOINT_LINE_PREFIX));
         assert!(Record::parse_line(br#"{"kind":"intent","bogus":1}"#).is_err());
+        assert!(Record::parse_line(br#"{"kind":"mystery","atMs":1}"#).is_err());
+        assert!(serde_json::from_str::<Record>(r#"{"kind":5}"#).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ export function reportFigures(r) {
     ['totalTransitions', 'Transitions', r.totalTransitions, r.totalTransitions],
     ['successCount', 'Succeeded', r.successCount, r.successCount],
     ['failureCount', 'Failed', r.failureCount, r.failureCount],
+    ['unknownOutcomeCount', 'Outcome unknown', r.unknownOutcomeCount, r.unknownOutcomeCount],
     ['violationCount', 'Policy violations blocked', r.violationCount, r.violationCount],
     ['violationFrequency', 'Violation frequency', fmtPct(r.violationFrequency), r.violationFrequency],
     ['averageLatencyMs', 'Average latency', `${r.averageLatencyMs} ms`, r.averageLatencyMs],
@@ -69,6 +70,12 @@ export function explain(error, now = Date.now()) {
       return 'The tenant could not be reached (after retries) — check the API base URL';
     case 'RATE_LIMITED':
       return 'The tenant kept rate limiting (429) — try again shortly';
+    case 'OUTCOME_UNKNOWN':
+      return 'Sent, but the tenant never confirmed it: the change may have been applied — check the agent\'s state';
+    case 'BUSY':
+      return 'Too many changes are waiting — try again shortly';
+    case 'CLOSED':
+      return 'The console was disconnected before the change completed';
     case 'TOKEN_EXPIRED':
       return 'The token service handed out an already expired token — check the token endpoint';
     case 'AUTH_FAILED':

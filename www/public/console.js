@@ -97,11 +97,12 @@ async function change(userId, state, button) {
   buttons.forEach((b) => (b.disabled = true));
   results.set(userId, { text: `Changing to ${state}…`, kind: '' });
   renderAgents();
+  const m = manager;
   try {
-    const r = await manager.transitionState(userId, state);
-    results.set(userId, { text: `Changed to ${r.newState} in ${r.latencyMs} ms`, kind: 'ok' });
+    const r = await m.transitionState(userId, state);
+    if (manager === m) results.set(userId, { text: `Changed to ${r.newState} in ${r.latencyMs} ms`, kind: 'ok' });
   } catch (e) {
-    results.set(userId, { text: explain(e), kind: e.policyViolation ? 'warn' : 'bad' });
+    if (manager === m) results.set(userId, { text: explain(e), kind: e.policyViolation ? 'warn' : 'bad' });
   } finally {
     buttons.forEach((b) => (b.disabled = false));
     renderAgents();
@@ -110,6 +111,7 @@ async function change(userId, state, button) {
 }
 
 async function connect(baseUrl, tokenUrl, ids) {
+  // Changes still open end now (and are audited by that manager, not shown in the new table).
   manager?.close();
   manager = null;
   results.clear();
@@ -132,13 +134,16 @@ async function connect(baseUrl, tokenUrl, ids) {
     if (!(first.expiresIn > 0)) {
       setStatus('The token service handed out an already expired token — check the token endpoint.', 'bad');
     }
-    manager = new AgentStateManager({ getAccessToken }, undefined, { baseUrl, rateLimitPerMinute: 600 });
-    manager.addEventListener('audit', (e) => {
+    const m = new AgentStateManager({ getAccessToken }, undefined, { baseUrl, rateLimitPerMinute: 600 });
+    manager = m;
+    m.addEventListener('audit', (e) => {
+      if (manager !== m) return;
       addAuditRow(e.detail);
       renderReport();
     });
-    manager.addEventListener('retry', (e) => {
+    m.addEventListener('retry', (e) => {
       const d = e.detail;
+      if (manager !== m) return;
       if (d.userId) {
         const why = d.status ? `HTTP ${d.status}` : 'no answer';
         results.set(d.userId, { text: `Retrying in ${(d.delayMs / 1000).toFixed(1)} s (retry ${d.retry}, ${why})…`, kind: 'warn' });

@@ -61,6 +61,7 @@ test('console: change an agent\'s state against sim-server, see the new state an
   await page.keyboard.press('Enter');
   await page.locator('tr[data-agent="agent-0002"] .state .badge', { hasText: 'PAUSED' }).waitFor();
   assert.equal(await page.locator('#report dd[data-key="successCount"]').getAttribute('data-value'), '2');
+  assert.equal(await page.locator('#report dd[data-key="unknownOutcomeCount"]').getAttribute('data-value'), '0');
   await page.screenshot({ path: join(out, 'console.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await page.close();
@@ -103,6 +104,41 @@ test('console: an expired token and an unreachable tenant get clear messages, no
   await page.getByRole('button', { name: 'Set agent-0001 to IDLE' }).click();
   await page.locator('tr[data-agent="agent-0001"] .result', { hasText: 'Retrying' }).waitFor();
   await page.locator('tr[data-agent="agent-0001"] .result', { hasText: 'could not be reached' }).waitFor({ timeout: 40_000 });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('package in Chromium: calls made before the module has loaded keep their order; close() refuses later ones', async () => {
+  // simulate.html does not load the engine module: the package is imported fresh here.
+  const { page, errors } = await openPage('/simulate.html');
+  const result = await page.evaluate(async () => {
+    const m = await import('/node_modules/cxone-agent-state/index.js');
+    const applied = [];
+    let first = true;
+    const json = (body) => new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } });
+    const fetch = async (url, init) => {
+      const path = new URL(url).pathname;
+      if (path.includes('/schedules/')) return json({ status: 'ACTIVE' });
+      if (path.includes('/breaks/')) return json({ mandatoryBreakRequired: false });
+      if (first) {
+        first = false;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      applied.push(JSON.parse(init.body).state);
+      return json({});
+    };
+    const manager = new m.AgentStateManager(
+      { getAccessToken: async () => ({ accessToken: 't', expiresIn: 3600 }) },
+      undefined,
+      { baseUrl: 'https://tenant.example', fetch, rateLimitPerMinute: 60000 },
+    );
+    const calls = ['READY', 'PAUSED', 'IDLE'].map((s) => manager.transitionState('a1', s));
+    const results = await Promise.all(calls);
+    await manager.close();
+    const after = await manager.transitionState('a1', 'READY').catch((e) => e.code);
+    return { applied, results: results.map((r) => r.newState), after };
+  });
+  assert.deepEqual(result, { applied: ['READY', 'PAUSED', 'IDLE'], results: ['READY', 'PAUSED', 'IDLE'], after: 'CLOSED' });
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -7,7 +7,10 @@ import {
   initAsync,
   type ComplianceReport,
   type DaySummary,
+  type DeadLetterEntry,
+  type EngineOutput,
   type ErrorCode,
+  type LogRecord,
   type TransitionResult,
 } from 'cxone-agent-state';
 
@@ -19,10 +22,25 @@ function check<E>(): <T extends E>(value: T, ...notAny: IsAny<T> extends true ? 
 
 async function console(): Promise<void> {
   await initAsync();
+  const log: LogRecord[] = [];
   const manager = new AgentStateManager(
     { getAccessToken: async () => ({ accessToken: 't', expiresIn: 3600 }) },
-    undefined,
-    { baseUrl: 'https://acme.api.nice.incontact.com', rateLimitPerMinute: 100 },
+    'https://hooks.example/wfm',
+    {
+      baseUrl: 'https://acme.api.nice.incontact.com',
+      rateLimitPerMinute: 100,
+      monoNow: () => performance.now(),
+      persist: async (record) => {
+        log.push(record);
+        // Audit records carry no `kind`; the others are told apart by it.
+        if (record.kind === undefined) check<string>()(record.hash);
+        else if (record.kind === 'intent') check<string>()(record.idempotencyKey);
+        else if (record.kind === 'checkpoint') check<number>()(record.chain.nextSeq);
+      },
+      records: log,
+      webhookSecret: 'k',
+      webhook: { deadLetterAfterRefusals: 3 },
+    },
   );
   const result = await manager.transitionState('agent-7', 'READY');
   check<TransitionResult>()(result);
@@ -41,6 +59,22 @@ async function console(): Promise<void> {
   });
   manager.addEventListener('violation', (e) => check<ErrorCode>()(e.detail.code));
   manager.addEventListener('webhook', (e) => check<string>()(e.detail.eventId));
+  manager.addEventListener('webhookdeadletter', (e) => check<number | null>()(e.detail.lastStatus));
+  manager.addEventListener('failure', (e) => check<ErrorCode>()(e.detail.error.code));
+  manager.addEventListener('intent', (e) => check<number>()(e.detail.approvedAtMs));
+  check<DeadLetterEntry[]>()(manager.getDeadLetters());
+  check<number>()(await manager.replayDeadLetters());
+  check<number>()(manager.pendingWebhooks);
+  check<number>()(report0().unknownOutcomeCount);
+  function report0(): ComplianceReport {
+    return manager.getComplianceReport();
+  }
+  const outputs: EngineOutput[] = [];
+  for (const o of outputs) {
+    if (o.type === 'timeout') check<number | null>()(o.value);
+    else if (o.type === 'transmit') check<'api' | 'token' | 'webhook'>()(o.value.target);
+    else if (o.type === 'event' && o.value.type === 'transitionFailed') check<ErrorCode>()(o.value.error.code);
+  }
 
   const report = manager.getComplianceReport();
   check<ComplianceReport>()(report);
@@ -55,6 +89,10 @@ async function console(): Promise<void> {
   } catch (e) {
     if (e instanceof CxoneError) check<ErrorCode>()(e.code);
   }
+  await manager.stopAccepting();
+  check<Promise<void>>()(manager.close());
+  // @ts-expect-error: close() is a promise, not a report
+  check<ComplianceReport>()(manager.close());
 
   const day = simulateDay({ agents: 1000, hours: 8, seed: 42 });
   check<DaySummary>()(day);

@@ -1,7 +1,15 @@
 //! Shared between the Node and the browser test binaries.
 
 use cxone_agent_state_tests::{replay_file, ALL};
+use cxone_agent_state_wasm::WasmEngine;
 use wasm_bindgen::{JsCast, JsValue};
+
+fn code_of(e: &JsValue) -> Option<String> {
+    let err: &js_sys::Error = e.dyn_ref().expect("an Error object");
+    js_sys::Reflect::get(err, &JsValue::from_str("code"))
+        .ok()?
+        .as_string()
+}
 
 /// Every vector file replays; each failure names its vector id.
 pub fn replay_every_vector() {
@@ -21,14 +29,35 @@ pub fn replay_every_vector() {
 /// The binding throws real `Error`s with a stable `code`.
 pub fn errors_carry_codes() {
     let e = cxone_agent_state_wasm::reason_code_for_state("ready").unwrap_err();
-    let err: &js_sys::Error = e.dyn_ref().expect("an Error object");
-    let code = js_sys::Reflect::get(err, &JsValue::from_str("code")).unwrap();
-    assert_eq!(code.as_string().as_deref(), Some("INVALID_STATE"));
+    assert_eq!(code_of(&e).as_deref(), Some("INVALID_STATE"));
     assert_eq!(
         cxone_agent_state_wasm::reason_code_for_state("PAUSED").unwrap(),
         "ADHOC"
     );
     let e = cxone_agent_state_wasm::validate_webhook_url("http://example.com/hook").unwrap_err();
-    let code = js_sys::Reflect::get(&e, &JsValue::from_str("code")).unwrap();
-    assert_eq!(code.as_string().as_deref(), Some("INVALID_WEBHOOK_URL"));
+    assert_eq!(code_of(&e).as_deref(), Some("INVALID_WEBHOOK_URL"));
+}
+
+/// The binding's engine: commands throw `BUSY` and `CLOSED` as coded `Error`s; `close()` ends what is open,
+/// audited, and `drain()` hands it out ending with the timeout.
+pub fn engine_commands_throw_coded_errors() {
+    let config = js_sys::JSON::parse(
+        r#"{"baseUrl": "https://t.example", "credentials": {"clientId": "i", "clientSecret": "s"}, "maxOpenChanges": 1}"#,
+    )
+    .unwrap();
+    let mut engine = WasmEngine::new(config).expect("a valid configuration");
+    let t0 = 1_767_600_000_000.0;
+    assert_eq!(engine.transition(1.0, t0, "a1", "READY").unwrap(), 1.0);
+    let e = engine.transition(2.0, t0 + 1.0, "a2", "READY").unwrap_err();
+    assert_eq!(code_of(&e).as_deref(), Some("BUSY"));
+    engine.close(3.0, t0 + 2.0);
+    let outputs = js_sys::JSON::stringify(&engine.drain()).unwrap();
+    let outputs: String = outputs.into();
+    assert!(outputs.contains(r#""errorCode":"CLOSED""#), "{outputs}");
+    assert!(
+        outputs.ends_with(r#"{"type":"timeout","value":null}]"#),
+        "{outputs}"
+    );
+    let e = engine.validate(4.0, t0 + 3.0, "a1", "IDLE").unwrap_err();
+    assert_eq!(code_of(&e).as_deref(), Some("CLOSED"));
 }

@@ -1,0 +1,254 @@
+//! Real samples of every value that crosses the package's boundary as JSON, for `make types`: the script
+//! `bindings-wasm/test/types/drift.mjs` types each of them against the package's `.d.ts` and compiles with
+//! `tsc --strict`, so a field that one side has and the other lacks fails the build.
+//!
+//! Prints one JSON object, `{ "variants": {…}, "samples": {…} }`. `variants` lists every variant of each
+//! tagged enum as serde itself names them (read from serde's "unknown variant" message), so the script can
+//! refuse samples that miss a variant, and a `.d.ts` that lists more or fewer.
+//!
+//! The samples come from runs of the engine against the simulated tenant and webhook receiver: faults,
+//! an external token source, webhooks refused into a dead letter and replayed, checkpoints, a close, and two
+//! restarts (one change resumed and settled, one abandoned).
+
+use cxone_agent_state_core::sim::{
+    Action, AgentPlan, Command, DayRun, Endpoint, FaultKind, FaultRule, Harness, ReceiverAnswer,
+    SimConfig, SimTenant, TokenBackend, Window, WorkdayConfig, SIM_WEBHOOK_URL, WORKDAY_EPOCH_MS,
+};
+use cxone_agent_state_core::{
+    Engine, EngineConfig, ErrorCode, Event, Input, Output, Record, RequestKind, Secret, Target,
+    TokenSource, TransportErrorKind, WebhookConfig,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+const T0: u64 = WORKDAY_EPOCH_MS;
+const MINUTE: u64 = 60_000;
+const HOUR: u64 = 60 * MINUTE;
+
+/// Every variant serde knows for `T`, read from its refusal of an unknown one.
+fn variants<T: DeserializeOwned>(probe: Value) -> Vec<String> {
+    let message = match serde_json::from_value::<T>(probe) {
+        Ok(_) => panic!("the probe was accepted"),
+        Err(e) => e.to_string(),
+    };
+    let expected = message
+        .split_once("expected")
+        .unwrap_or_else(|| panic!("no variant list in {message:?}"))
+        .1;
+    // "one of `a`, `b`" / "`a` or `b`" / "`a`": the names are the odd pieces between backticks.
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn tagged_variants<T: DeserializeOwned>(tag: &str) -> Vec<String> {
+    variants::<T>(json!({ tag: "__probe__", "value": null }))
+}
+
+fn fault(endpoint: Endpoint, user: &str, fault: FaultKind) -> FaultRule {
+    FaultRule {
+        endpoint: Some(endpoint),
+        user_id: Some(user.to_owned()),
+        fault,
+        times: 1,
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("wire values serialize")
+}
+
+fn main() {
+    let sim = SimConfig {
+        seed: 7,
+        ..SimConfig::default()
+    };
+    let mut config = Harness::engine_config_for_tenant(&sim, 11);
+    config.token_source = TokenSource::External;
+    config.checkpoint_every = Some(4);
+    config.webhook = Some(WebhookConfig {
+        secret: Some(Secret::new("hook-secret")),
+        dead_letter_after_refusals: 2,
+        ..WebhookConfig::new(SIM_WEBHOOK_URL)
+    });
+    let mut tenant = SimTenant::new(sim);
+    let shift = |user: &str| AgentPlan::on_shift(user, T0 - HOUR, T0 + 8 * HOUR);
+    tenant.add_agent(shift("alice"));
+    tenant.add_agent(shift("dave"));
+    tenant.add_agent(AgentPlan {
+        breaks: vec![Window {
+            start_ms: T0 - MINUTE,
+            end_ms: T0 + 14 * MINUTE,
+        }],
+        ..shift("carol")
+    });
+    tenant.add_agent(AgentPlan {
+        user_id: "bob".into(),
+        shifts: vec![],
+        breaks: vec![],
+    });
+    tenant.script_fault(fault(
+        Endpoint::SetState,
+        "alice",
+        FaultKind::RateLimit { retry_after_s: 2 },
+    ));
+    tenant.script_fault(fault(Endpoint::Schedule, "dave", FaultKind::DropBefore));
+    tenant.script_fault(fault(
+        Endpoint::SetState,
+        "dave",
+        FaultKind::Status {
+            status: 503,
+            retry_after_s: None,
+        },
+    ));
+
+    let mut h = Harness::new(Engine::new(config.clone()).expect("valid"), tenant, T0);
+    h.set_token_backend(TokenBackend::Tenant);
+    h.record_transcript();
+    let mut checkpoints = Vec::new();
+    let mut dead_letters = Vec::new();
+    let mut restored = Vec::new();
+
+    // Phase 1: changes, refusals, validations, retries; the receiver refuses the first payload into a
+    // dead letter and fails the next delivery once.
+    h.receiver.script.extend([
+        ReceiverAnswer::Status(422),
+        ReceiverAnswer::Status(422),
+        ReceiverAnswer::Status(503),
+        ReceiverAnswer::Drop,
+    ]);
+    h.transition("alice", "READY");
+    h.transition("bob", "READY");
+    h.transition("carol", "READY");
+    h.transition("carol", "NOT_READY");
+    h.transition("../x", "READY");
+    h.validate("carol", "READY");
+    h.validate("alice", "PAUSED");
+    h.validate("alice", "bad state");
+    h.transition("dave", "IDLE");
+    h.drive().expect("quiesces");
+    checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
+    dead_letters.extend(h.engine.log_state().dead_letters().map(to_value));
+    h.command(Command::ReplayDeadLetters { event_id: None });
+    h.drive().expect("quiesces");
+    let mut reports = vec![to_value(&h.engine.compliance_report(h.now()))];
+    let metrics: Vec<Value> = ["alice", "carol", "nobody"]
+        .iter()
+        .map(|u| to_value(&h.engine.agent_metrics(u, h.now())))
+        .collect();
+
+    // Phase 2: a change on the wire when the engine closes (OUTCOME_UNKNOWN), resumed and settled after a
+    // restart.
+    h.tenant.script_fault(fault(
+        Endpoint::SetState,
+        "alice",
+        FaultKind::Slow { extra_ms: 5_000 },
+    ));
+    h.transition("alice", "PAUSED");
+    h.drive_until(h.now_ms() + 2_000);
+    checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
+    h.command(Command::Close);
+    checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
+    let _ = h.command(Command::Transition {
+        user_id: "alice".into(),
+        state: "IDLE".into(),
+    });
+    restored.push(to_value(&h.restart(config.clone(), None, 1_000)));
+    h.drive().expect("quiesces");
+
+    // Phase 3: a change on the wire at a crash, too old to send again after a long restart: abandoned.
+    h.tenant.script_fault(fault(
+        Endpoint::SetState,
+        "dave",
+        FaultKind::Slow { extra_ms: 5_000 },
+    ));
+    h.transition("dave", "READY");
+    h.drive_until(h.now_ms() + 2_000);
+    restored.push(to_value(&h.restart(config.clone(), None, 3 * MINUTE)));
+    h.drive().expect("quiesces");
+
+    // An external token source that fails (an accessToken input without a token).
+    let mut failing = Harness::new(
+        Engine::new(config.clone()).expect("valid"),
+        SimTenant::new(SimConfig::default()),
+        T0,
+    );
+    failing.set_token_backend(TokenBackend::Failing("back end down".into()));
+    failing.record_transcript();
+    failing.transition("alice", "READY");
+    failing.drive().expect("quiesces");
+
+    let mut outputs = Vec::new();
+    let mut inputs = Vec::new();
+    for step in h.transcript().iter().chain(failing.transcript()) {
+        if let Action::Input(i) = &step.action {
+            inputs.push(to_value(i));
+        }
+        outputs.extend(step.outputs.iter().map(to_value));
+    }
+    // What restores persisted and reported is not in the transcript: take it from the log and the events.
+    for (_, r) in h.records() {
+        outputs.push(to_value(&Output::Persist(r.clone())));
+    }
+    for (_, e) in h.events() {
+        outputs.push(to_value(&Output::Event(e.clone())));
+    }
+    let webhook_payloads: Vec<Value> = h
+        .records()
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Webhook(w) => Some(serde_json::from_str(&w.body).expect("payloads are JSON")),
+            _ => None,
+        })
+        .collect();
+    let now = h.now();
+
+    let mut day = DayRun::new(&WorkdayConfig {
+        agents: 30,
+        shift_hours: 2,
+        fault_rate: 0.05,
+        ..WorkdayConfig::default()
+    })
+    .expect("valid day");
+    day.run(|_, _| {}).expect("the day quiesces");
+
+    reports.push(to_value(&h.engine.compliance_report(now)));
+    reports.push(to_value(
+        &Engine::new(config.clone())
+            .expect("valid")
+            .compliance_report(now),
+    ));
+
+    let error_codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let out = json!({
+        "variants": {
+            "output": tagged_variants::<Output>("type"),
+            "event": tagged_variants::<Event>("type"),
+            "record": tagged_variants::<Record>("kind"),
+            "input": tagged_variants::<Input>("type"),
+            "target": variants::<Target>(json!("__probe__")),
+            "transportErrorKind": variants::<TransportErrorKind>(json!("__probe__")),
+            "requestKind": variants::<RequestKind>(json!("__probe__")),
+            "tokenSource": variants::<TokenSource>(json!("__probe__")),
+            "errorCode": variants::<ErrorCode>(json!("__probe__")),
+        },
+        "samples": {
+            "outputs": outputs,
+            "inputs": inputs,
+            "checkpoints": checkpoints,
+            "deadLetters": dead_letters,
+            "restored": restored,
+            "webhookPayloads": webhook_payloads,
+            "chainHeads": [to_value(h.engine.chain_head())],
+            "complianceReports": reports,
+            "agentMetrics": metrics,
+            "engineConfigs": [to_value(&config), to_value(&EngineConfig::default())],
+            "daySummaries": [to_value(&day.summary())],
+            "errorCodes": error_codes,
+        },
+    });
+    println!("{out}");
+}
