@@ -197,6 +197,17 @@ impl Serialize for Record {
     }
 }
 
+/// Every `kind` a record line may name (an audit record names none).
+const RECORD_KINDS: &[&str] = &[
+    "intent",
+    "webhook",
+    "delivered",
+    "deadLetter",
+    "replayed",
+    "abandoned",
+    "checkpoint",
+];
+
 /// The record a `kind` names, parsed by `from` as that kind's own struct (which ignores the `kind` member).
 /// Parsing each kind directly, instead of through a tagged enum, never buffers a whole line as generic
 /// content, which keeps the wasm module small.
@@ -210,7 +221,7 @@ fn by_kind<E: serde::de::Error>(kind: Option<&str>, from: impl ParseAs<E>) -> Re
         Some("replayed") => Record::Replayed(from.parse()?),
         Some("abandoned") => Record::Abandoned(from.parse()?),
         Some("checkpoint") => Record::Checkpoint(from.parse()?),
-        Some(other) => return Err(E::custom(format!("unknown record kind `{other}`"))),
+        Some(other) => return Err(E::unknown_variant(other, RECORD_KINDS)),
     })
 }
 

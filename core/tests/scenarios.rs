@@ -1583,3 +1583,23 @@ fn a_restart_never_draws_the_keys_of_an_earlier_run() {
     assert_eq!(h.tenant.agent_state("alice"), Some("IDLE"));
     assert_eq!(h.tenant.agent_state("dave"), Some("PAUSED"));
 }
+
+#[test]
+fn a_long_queue_for_one_agent_drains_without_recursion() {
+    // 20,000 checks wait behind the first one's schedule lookup; once it is answered (and cached), each
+    // finishes at once and hands the slot to the next — in a loop, not by recursion, so the stack holds.
+    let mut h = pair(vec![on_shift("alice")]);
+    h.record_requests(false);
+    for _ in 0..20_000 {
+        h.validate("alice", "PAUSED");
+    }
+    h.drive().unwrap();
+    let done = h
+        .events()
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::ValidationCompleted(v) if v.valid))
+        .count();
+    assert_eq!(done, 20_000);
+    assert_eq!(h.tenant.ground_truth().requests_by_endpoint["schedule"], 1);
+    assert_eq!(h.engine.open_changes(), 0);
+}
