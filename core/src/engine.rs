@@ -1565,7 +1565,12 @@ impl Engine {
         let result = change.outcome(verdict);
         let latency_ms = now.mono_ms.saturating_sub(change.started_mono);
         if let Some(queue) = self.agents.get_mut(&change.user) {
-            queue.retain(|x| *x != id);
+            // The finished change is the head of its agent's queue, unless the engine is closing.
+            if queue.front() == Some(&id) {
+                queue.pop_front();
+            } else {
+                queue.retain(|x| *x != id);
+            }
             match queue.front() {
                 Some(&next) => self.runnable.push_back(next),
                 None => {
