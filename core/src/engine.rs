@@ -1116,13 +1116,12 @@ impl Engine {
     /// again once a later one goes out: a resend after a restart would undo the later change. It is closed
     /// for good first, in the same group as the later change's intent.
     fn supersede(&mut self, now: Now, later: &ChangeIntent) {
-        let earlier: Vec<String> = self
+        let earlier = self
             .log
-            .open_changes_of(&later.user_id)
+            .open_change_of(&later.user_id)
             .map(|o| o.intent.idempotency_key.clone())
-            .filter(|k| *k != later.idempotency_key)
-            .collect();
-        for key in earlier {
+            .filter(|k| *k != later.idempotency_key);
+        if let Some(key) = earlier {
             self.persist(Record::Abandoned(Abandoned {
                 idempotency_key: key,
                 reason: "superseded by a later change of the same agent: sending it again could undo that one"

@@ -302,6 +302,9 @@ pub struct LogState {
     next_order: u64,
     open: BTreeMap<u64, OpenChange>,
     open_by_key: BTreeMap<String, u64>,
+    /// Agent → its open change. An agent has at most one: a change's intent is written only after every
+    /// earlier open change of its agent was closed (superseded), and a restore keeps only the latest.
+    open_by_user: BTreeMap<String, u64>,
     /// The latest wall time any record names: a clock that reads earlier than this after a restart has been
     /// stepped back, and no age measured against it can be trusted.
     last_at_ms: u64,
@@ -361,6 +364,7 @@ impl LogState {
     fn open_change(&mut self, o: OpenChange) {
         let n = self.order();
         self.open_by_key.insert(o.intent.idempotency_key.clone(), n);
+        self.open_by_user.insert(o.intent.user_id.clone(), n);
         self.open.insert(n, o);
     }
 
@@ -497,6 +501,9 @@ impl LogState {
     fn close(&mut self, n: u64) {
         if let Some(o) = self.open.remove(&n) {
             self.open_by_key.remove(&o.intent.idempotency_key);
+            if self.open_by_user.get(&o.intent.user_id) == Some(&n) {
+                self.open_by_user.remove(&o.intent.user_id);
+            }
         }
     }
 
@@ -521,15 +528,11 @@ impl LogState {
         self.open.values()
     }
 
-    /// The open changes of one agent, oldest first. (Open changes are few: those under way, and unknown
-    /// outcomes still inside their commit window.)
-    pub fn open_changes_of<'a>(
-        &'a self,
-        user_id: &'a str,
-    ) -> impl Iterator<Item = &'a OpenChange> + 'a {
-        self.open
-            .values()
-            .filter(move |o| o.intent.user_id == user_id)
+    /// The open change of one agent, if it has one (the latest, should an old log hold several).
+    pub fn open_change_of(&self, user_id: &str) -> Option<&OpenChange> {
+        self.open_by_user
+            .get(user_id)
+            .and_then(|n| self.open.get(n))
     }
 
     /// The latest wall time (Unix ms) any record read so far names.
