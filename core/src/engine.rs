@@ -875,7 +875,17 @@ impl Engine {
                 retries: 0,
             };
             self.check_queue.push_back(id);
-        } else if change.state.is_ready() {
+        } else {
+            self.check_break_or_approve(now, id);
+        }
+    }
+
+    /// The agent is scheduled: a READY change still checks the break, any other is approved.
+    fn check_break_or_approve(&mut self, now: Now, id: TransitionId) {
+        let Some(change) = self.changes.get_mut(&id) else {
+            return;
+        };
+        if change.state.is_ready() {
             change.phase = Phase::Checking {
                 lookup: Lookup::BreakStatus,
                 retries: 0,
@@ -1338,14 +1348,8 @@ impl Engine {
                     if !answer.scheduled {
                         let e = policy_error(PolicyDecision::AgentNotScheduled);
                         self.finish(now, id, Verdict::Policy(e));
-                    } else if change.state.is_ready() {
-                        change.phase = Phase::Checking {
-                            lookup: Lookup::BreakStatus,
-                            retries: 0,
-                        };
-                        self.check_queue.push_back(id);
                     } else {
-                        self.approve(now, id);
+                        self.check_break_or_approve(now, id);
                     }
                 }
                 Err(e) => self.finish(now, id, Verdict::NotCompleted(e)),

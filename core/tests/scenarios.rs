@@ -89,6 +89,30 @@ fn outcome(h: &Harness, id: TransitionId) -> Result<String, ErrorCode> {
         .unwrap_or_else(|| panic!("transition {id:?} never finished"))
 }
 
+/// `times` answers of `status` (with `Retry-After` seconds) to every agent's requests to `endpoint`.
+fn status_fault(
+    endpoint: Endpoint,
+    status: u16,
+    retry_after_s: Option<u64>,
+    times: u32,
+) -> FaultRule {
+    let fault = FaultKind::Status {
+        status,
+        retry_after_s,
+    };
+    fault_on(endpoint, fault, times)
+}
+
+/// `times` faults of one kind to every agent's requests to `endpoint`.
+fn fault_on(endpoint: Endpoint, fault: FaultKind, times: u32) -> FaultRule {
+    FaultRule {
+        endpoint: Some(endpoint),
+        user_id: None,
+        fault,
+        times,
+    }
+}
+
 fn requests_to(h: &Harness, path_part: &str) -> Vec<(u64, HttpRequest)> {
     h.requests()
         .iter()
@@ -206,12 +230,11 @@ fn a_break_that_is_due_soon_already_blocks_ready() {
 #[test]
 fn retry_after_of_a_429_is_honoured() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::SetState),
-        user_id: None,
-        fault: FaultKind::RateLimit { retry_after_s: 7 },
-        times: 1,
-    });
+    h.tenant.script_fault(fault_on(
+        Endpoint::SetState,
+        FaultKind::RateLimit { retry_after_s: 7 },
+        1,
+    ));
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
 
@@ -270,15 +293,8 @@ fn a_429_pauses_every_request_to_the_tenant() {
 fn a_persistent_500_after_sending_ends_outcome_unknown() {
     // Unlike a 503, a 500 may come after the tenant did the work.
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::SetState),
-        user_id: None,
-        fault: FaultKind::Status {
-            status: 500,
-            retry_after_s: None,
-        },
-        times: 10,
-    });
+    h.tenant
+        .script_fault(status_fault(Endpoint::SetState, 500, None, 10));
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::OutcomeUnknown));
@@ -289,15 +305,8 @@ fn a_persistent_500_after_sending_ends_outcome_unknown() {
 #[test]
 fn persistent_503_is_retried_three_times_then_fails() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::SetState),
-        user_id: None,
-        fault: FaultKind::Status {
-            status: 503,
-            retry_after_s: None,
-        },
-        times: 10,
-    });
+    h.tenant
+        .script_fault(status_fault(Endpoint::SetState, 503, None, 10));
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
 
@@ -326,15 +335,8 @@ fn persistent_503_is_retried_three_times_then_fails() {
 
     // Before anything was sent, the same outage is a definite failure.
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::Schedule),
-        user_id: None,
-        fault: FaultKind::Status {
-            status: 503,
-            retry_after_s: None,
-        },
-        times: 10,
-    });
+    h.tenant
+        .script_fault(status_fault(Endpoint::Schedule, 503, None, 10));
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::UpstreamUnavailable));
@@ -376,15 +378,8 @@ fn a_4xx_to_a_resend_after_a_lost_answer_is_unknown_not_a_refusal() {
 #[test]
 fn validation_lookups_are_retried_too() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::Schedule),
-        user_id: None,
-        fault: FaultKind::Status {
-            status: 502,
-            retry_after_s: None,
-        },
-        times: 2,
-    });
+    h.tenant
+        .script_fault(status_fault(Endpoint::Schedule, 502, None, 2));
     let id = h.transition("alice", "READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Ok("READY".into()));
@@ -394,15 +389,8 @@ fn validation_lookups_are_retried_too() {
 #[test]
 fn exhausted_429s_without_retry_after_give_rate_limited() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::Schedule),
-        user_id: None,
-        fault: FaultKind::Status {
-            status: 429,
-            retry_after_s: None,
-        },
-        times: 4,
-    });
+    h.tenant
+        .script_fault(status_fault(Endpoint::Schedule, 429, None, 4));
     let id = h.transition("alice", "IDLE");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::RateLimited));
@@ -417,12 +405,11 @@ fn exhausted_429s_without_retry_after_give_rate_limited() {
 fn a_429_with_retry_after_spends_no_retry_and_sustained_throttling_ends_at_the_window() {
     // Five 429s with Retry-After: more than the three retries the budget has, all waited out.
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::SetState),
-        user_id: None,
-        fault: FaultKind::RateLimit { retry_after_s: 5 },
-        times: 5,
-    });
+    h.tenant.script_fault(fault_on(
+        Endpoint::SetState,
+        FaultKind::RateLimit { retry_after_s: 5 },
+        5,
+    ));
     let id = h.transition("alice", "PAUSED");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
@@ -431,12 +418,11 @@ fn a_429_with_retry_after_spends_no_retry_and_sustained_throttling_ends_at_the_w
     // A tenant that never stops throttling: the change gives up when its commit window closes, as
     // RATE_LIMITED (a 429 is refused before processing, so nothing was applied).
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::SetState),
-        user_id: None,
-        fault: FaultKind::RateLimit { retry_after_s: 7 },
-        times: 1_000,
-    });
+    h.tenant.script_fault(fault_on(
+        Endpoint::SetState,
+        FaultKind::RateLimit { retry_after_s: 7 },
+        1_000,
+    ));
     let start = h.now_ms();
     let id = h.transition("alice", "PAUSED");
     h.drive().unwrap();
@@ -474,12 +460,8 @@ fn a_revoked_token_is_refreshed_once_and_the_change_succeeds() {
 #[test]
 fn a_second_401_fails_unauthorized() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::Schedule),
-        user_id: None,
-        fault: FaultKind::Unauthorized,
-        times: 2,
-    });
+    h.tenant
+        .script_fault(fault_on(Endpoint::Schedule, FaultKind::Unauthorized, 2));
     let id = h.transition("alice", "READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::Unauthorized));
@@ -632,12 +614,8 @@ fn secrets_never_reach_debug_events_errors_or_the_audit_log() {
     });
     h.transition("alice", "READY");
     h.transition("bob", "READY");
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::BreakStatus),
-        user_id: None,
-        fault: FaultKind::Unauthorized,
-        times: 1,
-    });
+    h.tenant
+        .script_fault(fault_on(Endpoint::BreakStatus, FaultKind::Unauthorized, 1));
     h.drive().unwrap();
     let tokens: Vec<String> = requests_to(&h, "/api/")
         .iter()
@@ -748,12 +726,8 @@ fn invalid_input_is_refused_before_any_request() {
 #[test]
 fn a_malformed_body_gives_bad_response() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::BreakStatus),
-        user_id: None,
-        fault: FaultKind::Malformed,
-        times: 1,
-    });
+    h.tenant
+        .script_fault(fault_on(Endpoint::BreakStatus, FaultKind::Malformed, 1));
     let id = h.transition("alice", "READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::BadResponse));
@@ -763,12 +737,8 @@ fn a_malformed_body_gives_bad_response() {
 #[test]
 fn a_change_whose_answer_was_lost_is_applied_once() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::SetState),
-        user_id: None,
-        fault: FaultKind::DropAfter,
-        times: 1,
-    });
+    h.tenant
+        .script_fault(fault_on(Endpoint::SetState, FaultKind::DropAfter, 1));
     let id = h.transition("alice", "PAUSED");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
@@ -779,12 +749,11 @@ fn a_change_whose_answer_was_lost_is_applied_once() {
 #[test]
 fn an_answer_slower_than_the_timeout_is_retried() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::Schedule),
-        user_id: None,
-        fault: FaultKind::Slow { extra_ms: 30_000 },
-        times: 1,
-    });
+    h.tenant.script_fault(fault_on(
+        Endpoint::Schedule,
+        FaultKind::Slow { extra_ms: 30_000 },
+        1,
+    ));
     let id = h.transition("alice", "PAUSED");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
