@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM_PROBE := target/wasm32-unknown-unknown/release/cxone_agent_state_wasm_probe.wasm
 
-.PHONY: run test setup lint doc unit wasm-check bench vectors package types wasm-test js-test www www-deps test-www
+.PHONY: run test setup lint doc unit wasm-check bench vectors package types wasm-test js-test www www-deps test-www cli
 
 ## Simulates 200 agents through an 8-hour shift day against the embedded simulated tenant.
 run:
@@ -63,8 +63,7 @@ wasm-test:
 
 ## The package's JS suite (require/import, real HTTP against sim-server, fake fetch, vectors, npm pack) and
 ## a TypeScript consumer compiled against the shipped .d.ts.
-js-test: package
-	$(CARGO) build -q -p cxone-agent-state-cli
+js-test: package cli
 	node --test --test-timeout=120000 bindings-wasm/test/*.test.mjs
 	bindings-wasm/node_modules/.bin/tsc -p bindings-wasm/test/types/tsconfig.json
 
@@ -74,24 +73,25 @@ www-deps: package
 
 ## Serves the agent console and the compliance simulation on http://127.0.0.1:8080/ (PORT=… to change), with a
 ## local sim-server and a token endpoint next to the pages.
-www: www-deps
-	$(CARGO) build -q -p cxone-agent-state-cli
+www: www-deps cli
 	node www/server.mjs --port $${PORT:-8080}
 
 ## The pages in headless Chromium (Debian's, through playwright-core); screenshots go to test-output/.
-test-www: www-deps
-	$(CARGO) build -q -p cxone-agent-state-cli
+test-www: www-deps cli
 	node --test --test-timeout=180000 www/tests/www.test.mjs
 
 ## Criterion benches: engine throughput and a 1,000-agent day, each with a same-run baseline ratio; then a
 ## 1,000-agent burst against sim-server over loopback, judged against the tenant's rate bound; then the npm
 ## package (size, wasm ÷ native throughput, simulateDay in Node) and the simulation page in Chromium.
-bench: www-deps
+bench: www-deps cli
 	$(CARGO) bench -p cxone-agent-state-core --bench engine
 	$(CARGO) bench -p cxone-agent-state --bench loopback
 	node bindings-wasm/bench/bench.mjs
-	$(CARGO) build -q -p cxone-agent-state-cli
 	node www/bench/sim-chromium.mjs
+
+## The command-line program (the JS and page tests start its sim-server).
+cli:
+	$(CARGO) build -q -p cxone-agent-state-cli
 
 ## Rewrites the generated vectors after an intended change (review the diff).
 vectors:

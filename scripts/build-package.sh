@@ -8,7 +8,7 @@ pkg=bindings-wasm/pkg
 
 rm -rf "$build" "$pkg"
 mkdir -p "$build" "$pkg"
-# Two modules from one crate: the console module (engine + outbox), built for size, and the simulation
+# Two modules from one crate: the console module (the engine), built for size, and the simulation
 # module, built for speed (whole simulated days run in it).
 module() { # features profile wasm-opt-level glue-name wasm-name
   cargo build -q -p cxone-agent-state-wasm --target wasm32-unknown-unknown --profile "$2" \

@@ -152,9 +152,9 @@ function headerObject(pairs) {
   return out;
 }
 
-function withoutType(e) {
-  const { type, ...rest } = e;
-  return rest;
+/** Rejects a caller with the core's error, its details, and the break window (or `null`). */
+function rejectWith(waiter, error, details) {
+  waiter.reject(new CxoneError(error.code, error.message, { ...details, breakWindow: error.breakWindow ?? null }));
 }
 
 const closedError = () => new CxoneError('CLOSED', 'the manager was closed');
@@ -444,9 +444,7 @@ export class AgentStateManager extends EventTarget {
       case 'transportError':
         return engine.handleTransportError(mono, unix, item.id, item.kind);
       case 'accessToken':
-        return item.error === undefined
-          ? engine.handleAccessToken(mono, unix, item.id, item.token, item.expiresInMs)
-          : engine.handleAccessTokenError(mono, unix, item.id, item.error);
+        return engine.handleAccessToken(mono, unix, item.id, item.token, item.expiresInMs, item.error);
       case 'timeout':
         return engine.handleTimeout(mono, unix);
       case 'replay': {
@@ -546,8 +544,7 @@ export class AgentStateManager extends EventTarget {
       .then(
         (t) => {
           if (!t || typeof t.accessToken !== 'string') return { error: 'getAccessToken() returned no accessToken' };
-          const ms = Number(t.expiresIn) * 1000;
-          return { token: t.accessToken, expiresInMs: Number.isFinite(ms) ? ms : 0 };
+          return { token: t.accessToken, expiresInMs: Number(t.expiresIn) * 1000 };
         },
         (e) => ({ error: String(e?.message ?? e) }),
       )
@@ -563,28 +560,22 @@ export class AgentStateManager extends EventTarget {
   }
 
   #report(e) {
-    switch (e.type) {
+    const { type, ...detail } = e;
+    switch (type) {
       case 'stateChanged':
-        this.#settle(e.transitionId, (w) => w.resolve({ success: true, latency: e.latencyMs, ...withoutType(e) }));
+        this.#settle(e.transitionId, (w) => w.resolve({ success: true, latency: e.latencyMs, ...detail }));
         break;
       case 'transitionFailed':
         this.#settle(e.transitionId, (w) => {
-          const { type, error, ...details } = e;
-          w.reject(new CxoneError(error.code, error.message, { ...details, breakWindow: error.breakWindow ?? null }));
+          const { error, ...details } = detail;
+          rejectWith(w, error, details);
         });
         break;
       case 'validationCompleted':
         this.#settle(e.transitionId, (w) =>
           e.valid
             ? w.resolve({ valid: true, reasonCode: e.reasonCode })
-            : w.reject(
-                new CxoneError(e.error.code, e.error.message, {
-                  transitionId: e.transitionId,
-                  userId: e.userId,
-                  state: e.state,
-                  breakWindow: e.error.breakWindow ?? null,
-                }),
-              ),
+            : rejectWith(w, e.error, { transitionId: e.transitionId, userId: e.userId, state: e.state }),
         );
         break;
       case 'tokenRequested':
@@ -593,8 +584,8 @@ export class AgentStateManager extends EventTarget {
       default:
         break;
     }
-    const name = EVENT_NAMES[e.type];
-    if (name) this.dispatchEvent(new CxoneEvent(name, withoutType(e)));
+    const name = EVENT_NAMES[type];
+    if (name) this.dispatchEvent(new CxoneEvent(name, detail));
   }
 
   /** Every record is dispatched under its kind in lower case ('audit' for audit records, which have none). */

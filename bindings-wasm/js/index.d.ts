@@ -11,6 +11,7 @@ import type {
   DeadLetter,
   DeadLetterEntry,
   Delivered,
+  EngineConfig,
   ErrorCode,
   LogRecord,
   PolicyViolation,
@@ -104,7 +105,11 @@ export type AuthConfig =
     };
 
 /** Options of `AgentStateManager` (all optional). */
-export interface ManagerOptions {
+/** The engine settings a manager passes on as they are (documented on `EngineConfig`). */
+type PassedEngineConfig = Pick<EngineConfig, 'retry' | 'requestTimeoutMs' | 'scheduleTtlMs' | 'tokenRefreshMarginMs' |
+  'policyMaxAgeMs' | 'commitWindowMs' | 'maxOpenChanges' | 'checkpointEvery' | 'reportLogCapacity' | 'reasonCodes'>;
+
+export interface ManagerOptions extends PassedEngineConfig {
   /** API base URL (default `https://{domain}.api.nice.incontact.com`). */
   baseUrl?: string;
   /** Token endpoint (default `{baseUrl}/oauth2/token`). */
@@ -128,26 +133,6 @@ export interface ManagerOptions {
   rateLimitPerMinute?: number;
   /** The tenant's burst, if known (default: one second's worth). */
   rateLimitBurst?: number;
-  /** Retry schedule. */
-  retry?: RetryPolicy;
-  /** Per-request timeout (default 10 000 ms). */
-  requestTimeoutMs?: number;
-  /** How long a schedule answer is reused (default 60 000 ms; 0 asks every time). */
-  scheduleTtlMs?: number;
-  /** Refresh a token when less than this much of its life is left (default 60 000 ms). */
-  tokenRefreshMarginMs?: number;
-  /** A policy check older than this is made again before the change is first sent (default 30 000 ms). */
-  policyMaxAgeMs?: number;
-  /** How long after its policy check a change may still be sent (default 120 000 ms). */
-  commitWindowMs?: number;
-  /** Open changes accepted before calls reject with `BUSY` (default 100 000). */
-  maxOpenChanges?: number;
-  /** A checkpoint record after this many others (default 1000; `null`: none). */
-  checkpointEvery?: number | null;
-  /** Audit records the report's `logs` keeps (default 10 000). */
-  reportLogCapacity?: number;
-  /** State → reason code table. */
-  reasonCodes?: { codes: Record<string, string>; fallback: string };
   /** HMAC-SHA256 key for `X-Signature-256` on webhooks. */
   webhookSecret?: string;
   /** Webhook delivery settings (the URL is the constructor's `webhookUrl`). */

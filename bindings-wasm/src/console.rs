@@ -1,8 +1,8 @@
 //! The console module's exports: the engine and small helpers.
 
 use cxone_agent_state_core::{
-    AgentState, CommandError, Engine, EngineConfig, ErrorCode, HttpResponse, LogState,
-    ReasonCodeTable, Record, RequestId, Secret, TransitionError, TransportErrorKind,
+    AgentState, CommandError, Engine, EngineConfig, ErrorCode, HttpResponse, Input, LogState,
+    ReasonCodeTable, Record, RequestId, Secret, TransitionError, TransitionId, TransportErrorKind,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -13,8 +13,11 @@ fn transition_error(e: &TransitionError) -> JsValue {
     coded(e.code.as_str(), &e.message)
 }
 
-fn command_error(e: &CommandError) -> JsValue {
-    coded(e.code().as_str(), &e.to_string())
+/// A command's transition id, or its refusal (`BUSY`, `CLOSED`) as a coded `Error`.
+fn command_result(result: Result<TransitionId, CommandError>) -> Result<f64, JsValue> {
+    result
+        .map(|id| id.0 as f64)
+        .map_err(|e| transition_error(&e.into()))
 }
 
 /// Header pairs flattened as `[name, value, name, value, …]` (cheap to pass from `fetch`'s `Headers`).
@@ -75,10 +78,7 @@ impl WasmEngine {
         user_id: &str,
         state: &str,
     ) -> Result<f64, JsValue> {
-        self.inner
-            .transition(now(mono_ms, unix_ms), user_id, state)
-            .map(|id| id.0 as f64)
-            .map_err(|e| command_error(&e))
+        command_result(self.inner.transition(now(mono_ms, unix_ms), user_id, state))
     }
 
     /// Starts a policy check; returns its transition id (its outcome is a `validationCompleted` event).
@@ -90,10 +90,7 @@ impl WasmEngine {
         user_id: &str,
         state: &str,
     ) -> Result<f64, JsValue> {
-        self.inner
-            .validate(now(mono_ms, unix_ms), user_id, state)
-            .map(|id| id.0 as f64)
-            .map_err(|e| command_error(&e))
+        command_result(self.inner.validate(now(mono_ms, unix_ms), user_id, state))
     }
 
     /// Puts dead letters back in line for delivery: the one with `eventId`, or all. Returns how many.
@@ -191,37 +188,25 @@ impl WasmEngine {
             .handle_transport_error(now(mono_ms, unix_ms), request_id(id), kind);
     }
 
-    /// Hands in the token source's answer to a `tokenRequested` event: the token and its remaining life.
+    /// Hands in the token source's answer to a `tokenRequested` event: the token and its remaining life, or
+    /// (with no token) why the source failed.
     #[wasm_bindgen(js_name = handleAccessToken)]
     pub fn handle_access_token(
         &mut self,
         mono_ms: f64,
         unix_ms: f64,
         request_id: f64,
-        access_token: &str,
+        access_token: Option<String>,
         expires_in_ms: f64,
+        error: Option<String>,
     ) {
-        self.inner.handle_access_token(
-            now(mono_ms, unix_ms),
-            self::request_id(request_id),
-            Ok((Secret::new(access_token), crate::time(expires_in_ms))),
-        );
-    }
-
-    /// Tells the engine the token source failed.
-    #[wasm_bindgen(js_name = handleAccessTokenError)]
-    pub fn handle_access_token_error(
-        &mut self,
-        mono_ms: f64,
-        unix_ms: f64,
-        request_id: f64,
-        message: &str,
-    ) {
-        self.inner.handle_access_token(
-            now(mono_ms, unix_ms),
-            self::request_id(request_id),
-            Err(message.to_owned()),
-        );
+        self.inner.handle_input(Input::AccessToken {
+            now: now(mono_ms, unix_ms),
+            id: self::request_id(request_id),
+            access_token: access_token.map(Secret::new),
+            expires_in_ms: crate::time(expires_in_ms),
+            error,
+        });
     }
 
     /// Advances timers (early calls are harmless).

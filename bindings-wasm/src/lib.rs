@@ -65,19 +65,27 @@ export interface EngineConfig {
   tokenSource?: "clientCredentials" | "external";
   profile?: "seed";
   seed?: number;
+  /** State → reason code table. */
   reasonCodes?: { codes: Record<string, string>; fallback: string };
+  /** Refresh a token when less than this much of its life is left (default 60 000 ms). */
   tokenRefreshMarginMs?: number;
+  /** How long a schedule answer is reused (default 60 000 ms; 0 asks every time). */
   scheduleTtlMs?: number;
+  /** A policy check older than this is made again before the change is first sent (default 30 000 ms). */
   policyMaxAgeMs?: number;
+  /** How long after its policy check a change may still be sent (default 120 000 ms). */
   commitWindowMs?: number;
+  /** Retry schedule. */
   retry?: RetryPolicy;
   rateLimit?: { perMinute?: number; burst?: number | null };
+  /** Per-request timeout (default 10 000 ms). */
   requestTimeoutMs?: number;
   history?: { maxEntriesPerAgent: number; maxAgents: number };
+  /** Audit records the report's `logs` keeps (default 10 000). */
   reportLogCapacity?: number;
-  /** Open changes accepted before commands answer `BUSY`. */
+  /** Open changes accepted before commands answer `BUSY` (default 100 000). */
   maxOpenChanges?: number;
-  /** A checkpoint record after this many others (`null`: none). */
+  /** A checkpoint record after this many others (default 1000; `null`: none). */
   checkpointEvery?: number | null;
   webhook?: WebhookConfig | null;
 }

@@ -58,9 +58,7 @@ function feed(engine, action) {
     case 'transportError':
       return engine.handleTransportError(monoMs, unixMs, input.id, input.kind);
     case 'accessToken':
-      return input.accessToken === null
-        ? engine.handleAccessTokenError(monoMs, unixMs, input.id, input.error ?? '')
-        : engine.handleAccessToken(monoMs, unixMs, input.id, input.accessToken, input.expiresInMs);
+      return engine.handleAccessToken(monoMs, unixMs, input.id, input.accessToken, input.expiresInMs ?? 0, input.error);
     case 'timeout':
       return engine.handleTimeout(monoMs, unixMs);
     default:
