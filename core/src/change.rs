@@ -68,8 +68,6 @@ pub(crate) enum Purpose {
         key: String,
         /// For a change resumed after a restart that had ended `OUTCOME_UNKNOWN`: that record's id.
         settles: Option<String>,
-        /// Resumed after a restart (its journal entry is already open).
-        resumed: bool,
     },
 }
 
@@ -141,10 +139,10 @@ impl Change {
         }
     }
 
-    /// Whether the change has been sent (its intent is in the journal).
+    /// Whether the change has been sent (its intent is in the journal). A change resumed after a restart
+    /// starts out committing, and nothing moves a change out of that phase.
     pub(crate) fn journaled(&self) -> bool {
         matches!(self.phase, Phase::Committing(_))
-            || matches!(self.purpose, Purpose::Change { resumed: true, .. })
     }
 
     /// The final result. This is the one place a verdict becomes an outcome, and the rule that keeps the audit
@@ -197,7 +195,6 @@ mod tests {
             Purpose::Change {
                 key: "k".into(),
                 settles: None,
-                resumed: false,
             },
             0,
             phase,

@@ -268,15 +268,12 @@ impl WebhookConfig {
         if self.secret.as_ref().is_some_and(Secret::is_empty) {
             return invalid("webhook.secret", "must not be empty when set");
         }
-        if self.timeout_ms == 0 {
-            return invalid("webhook.timeout_ms", "must be at least 1");
-        }
-        if self.max_in_flight == 0 {
-            return invalid("webhook.max_in_flight", "must be at least 1");
-        }
-        if self.dead_letter_after_refusals == 0 {
-            return invalid("webhook.dead_letter_after_refusals", "must be at least 1");
-        }
+        at_least_one("webhook.timeout_ms", self.timeout_ms)?;
+        at_least_one("webhook.max_in_flight", self.max_in_flight)?;
+        at_least_one(
+            "webhook.dead_letter_after_refusals",
+            self.dead_letter_after_refusals,
+        )?;
         self.retry.validate("webhook.retry")
     }
 }
@@ -301,6 +298,14 @@ fn invalid<T>(field: &'static str, reason: &str) -> Result<T, ConfigError> {
         field,
         reason: reason.to_owned(),
     })
+}
+
+/// A count or duration that may not be 0.
+fn at_least_one<T: Default + PartialEq>(field: &'static str, value: T) -> Result<(), ConfigError> {
+    if value == T::default() {
+        return invalid(field, "must be at least 1");
+    }
+    Ok(())
 }
 
 /// Everything the engine needs. Build with [`EngineConfig::new`] and adjust fields.
@@ -416,18 +421,10 @@ impl EngineConfig {
                 return invalid("client_secret", "is empty");
             }
         }
-        if self.rate_limit.per_minute == 0 {
-            return invalid("rate_limit.per_minute", "must be at least 1");
-        }
-        if self.request_timeout_ms == 0 {
-            return invalid("request_timeout_ms", "must be at least 1");
-        }
-        if self.commit_window_ms == 0 {
-            return invalid("commit_window_ms", "must be at least 1");
-        }
-        if self.max_open_changes == 0 {
-            return invalid("max_open_changes", "must be at least 1");
-        }
+        at_least_one("rate_limit.per_minute", self.rate_limit.per_minute)?;
+        at_least_one("request_timeout_ms", self.request_timeout_ms)?;
+        at_least_one("commit_window_ms", self.commit_window_ms)?;
+        at_least_one("max_open_changes", self.max_open_changes)?;
         if self.checkpoint_every == Some(0) {
             return invalid("checkpoint_every", "must be at least 1 (or unset)");
         }

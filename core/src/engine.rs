@@ -28,7 +28,7 @@ use crate::profile::{ApiProfile, SeedProfile, TokenFailure};
 use crate::report::{ComplianceReport, ReportBuilder};
 use crate::retry::RetryDecision;
 use crate::rng::DetRng;
-use crate::state::{is_idle_state, AgentState, UserId};
+use crate::state::{AgentState, UserId};
 use crate::time::{iso8601, Now};
 use crate::token::{Fetch, TokenCache};
 
@@ -207,8 +207,8 @@ pub struct Engine {
     last_mono: u64,
     accepting: bool,
     closed: bool,
-    restored: bool,
-    /// The generator was keyed to this run (see [`Engine::begin`]).
+    /// The generator was keyed to this run (see [`Engine::begin`]): a restore or a command came first, so
+    /// [`Engine::restore`] does nothing from now on.
     begun: bool,
     out: VecDeque<Output>,
 }
@@ -258,7 +258,6 @@ impl Engine {
             last_mono: 0,
             accepting: true,
             closed: false,
-            restored: false,
             begun: false,
             out: VecDeque::new(),
             config,
@@ -283,10 +282,9 @@ impl Engine {
     /// `OUTCOME_UNKNOWN` and closed.
     pub fn restore(&mut self, now: Now, state: LogState) -> Restored {
         let mut restored = Restored::default();
-        if self.restored || self.next_transition > 1 || self.closed {
+        if self.begun || self.closed {
             return restored;
         }
-        self.restored = true;
         let now = self.clock(now);
         self.chain = state.chain_head().clone();
         self.begin(now);
@@ -296,11 +294,16 @@ impl Engine {
         let opens: Vec<OpenChange> = state.open_changes().cloned().collect();
         let undelivered: Vec<WebhookEntry> = state.undelivered().cloned().collect();
         self.log = state;
+        // Each agent's latest open change, by its index in `opens`.
+        let latest: BTreeMap<&str, usize> = opens
+            .iter()
+            .enumerate()
+            .map(|(index, o)| (o.intent.user_id.as_str(), index))
+            .collect();
 
         for (index, open) in opens.iter().enumerate() {
             let i = &open.intent;
-            let parsed =
-                UserId::parse(&i.user_id).and_then(|u| Ok((u, AgentState::parse(&i.state)?)));
+            let parsed = parse_target(&i.user_id, &i.state);
             let age = now
                 .unix_ms
                 .checked_sub(i.approved_at_ms)
@@ -308,7 +311,7 @@ impl Engine {
             let window = self.config.commit_window_ms;
             let verdict = match (parsed, age) {
                 // Only the latest open change of an agent may go out again: an older one would undo it.
-                _ if opens[index + 1..].iter().any(|o| o.intent.user_id == i.user_id) => {
+                _ if latest[i.user_id.as_str()] != index => {
                     Err("superseded by a later change of the same agent: not sent again".to_owned())
                 }
                 (Err(_), _) => Err("its agent or state is malformed: not sent again".to_owned()),
@@ -337,7 +340,6 @@ impl Engine {
                     let purpose = Purpose::Change {
                         key: i.idempotency_key.clone(),
                         settles: open.unknown_record.clone(),
-                        resumed: true,
                     };
                     let change = Change::new(
                         user,
@@ -356,18 +358,20 @@ impl Engine {
                             ErrorCode::OutcomeUnknown,
                             format!("interrupted before the tenant confirmed it; {why}"),
                         );
+                        let user_id = truncate_raw(&i.user_id);
                         let record = self.audit_record(
                             now,
                             AuditDraft {
-                                user_id: truncate_raw(&i.user_id),
+                                previous_state: self.previous_state(&user_id),
+                                user_id,
                                 new_state: truncate_raw(&i.state),
                                 reason_code: Some(i.reason_code.clone()),
-                                result: Err(&e),
                                 latency_ms: 0,
                                 attempts: 0,
                                 idempotency_key: Some(i.idempotency_key.clone()),
                                 settles: None,
                             },
+                            Err(&e),
                         );
                         self.persist(Record::Audit(record));
                     }
@@ -392,7 +396,7 @@ impl Engine {
                 }
             }
         }
-        restored.dead_letters = self.log.dead_letters().count();
+        restored.dead_letters = self.log.dead_letter_count();
         self.run(now);
         restored
     }
@@ -507,18 +511,26 @@ impl Engine {
             });
         }
         let now = self.clock(now);
-        self.restored = true;
         self.begin(now);
         let id = self.next_id();
-        let parsed = UserId::parse(user_raw).and_then(|u| Ok((u, AgentState::parse(state_raw)?)));
-        let (user, state) = match parsed {
+        let (user, state) = match parse_target(user_raw, state_raw) {
             Ok(v) => v,
             Err(e) => {
                 let (user_id, new_state) = (truncate_raw(user_raw), truncate_raw(state_raw));
                 if validate {
                     self.emit_validation(now, id, user_id, new_state, Err(e));
                 } else {
-                    self.emit_refused_input(now, id, user_id, new_state, e);
+                    let draft = AuditDraft {
+                        previous_state: self.previous_state(&user_id),
+                        user_id,
+                        new_state,
+                        reason_code: None,
+                        latency_ms: 0,
+                        attempts: 0,
+                        idempotency_key: None,
+                        settles: None,
+                    };
+                    self.emit_failure(now, id, draft, e);
                 }
                 self.maybe_checkpoint(now);
                 return Ok(id);
@@ -530,7 +542,6 @@ impl Engine {
             Purpose::Change {
                 key: self.rng.uuid().to_string(),
                 settles: None,
-                resumed: false,
             }
         };
         let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
@@ -810,7 +821,7 @@ impl Engine {
 
     /// Dead letters held.
     pub fn dead_letters(&self) -> usize {
-        self.log.dead_letters().count()
+        self.log.dead_letter_count()
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -866,15 +877,11 @@ impl Engine {
 
     /// Decides what policy still needs to know: the schedule (unless cached), then a break (READY only).
     fn begin_checks(&mut self, now: Now, id: TransitionId) {
-        let Some(change) = self.changes.get_mut(&id) else {
+        let Some(change) = self.changes.get(&id) else {
             return;
         };
         if !self.schedules.scheduled(change.user.as_str(), now) {
-            change.phase = Phase::Checking {
-                lookup: Lookup::Schedule,
-                retries: 0,
-            };
-            self.check_queue.push_back(id);
+            self.start_lookup(id, Lookup::Schedule);
         } else {
             self.check_break_or_approve(now, id);
         }
@@ -882,17 +889,21 @@ impl Engine {
 
     /// The agent is scheduled: a READY change still checks the break, any other is approved.
     fn check_break_or_approve(&mut self, now: Now, id: TransitionId) {
-        let Some(change) = self.changes.get_mut(&id) else {
+        let Some(change) = self.changes.get(&id) else {
             return;
         };
         if change.state.is_ready() {
-            change.phase = Phase::Checking {
-                lookup: Lookup::BreakStatus,
-                retries: 0,
-            };
-            self.check_queue.push_back(id);
+            self.start_lookup(id, Lookup::BreakStatus);
         } else {
             self.approve(now, id);
+        }
+    }
+
+    /// Puts a change in line for a policy lookup, with no retries spent on it yet.
+    fn start_lookup(&mut self, id: TransitionId, lookup: Lookup) {
+        if let Some(change) = self.changes.get_mut(&id) {
+            change.phase = Phase::Checking { lookup, retries: 0 };
+            self.check_queue.push_back(id);
         }
     }
 
@@ -1010,11 +1021,13 @@ impl Engine {
     }
 
     fn pump_outbox(&mut self, now: Now) {
-        while self.outbox.as_ref().is_some_and(|o| o.has_due(now)) {
+        // The request id is taken only once a payload goes out, so ids stay dense.
+        while let Some(request) = self
+            .outbox
+            .as_mut()
+            .and_then(|o| o.start_next(now, RequestId(self.next_request)))
+        {
             let id = self.next_request_id();
-            let Some(request) = self.outbox.as_mut().and_then(|o| o.start_next(now, id)) else {
-                break;
-            };
             self.out.push_back(Output::Transmit(Transmit {
                 id,
                 target: Target::Webhook,
@@ -1269,7 +1282,7 @@ impl Engine {
     /// A 429 with `Retry-After` pauses every request to the tenant, not only the one that got it.
     fn note_rate_limit(&mut self, now: Now, status: Option<u16>, retry_after_ms: Option<u64>) {
         if let (Some(429), Some(ra)) = (status, retry_after_ms) {
-            if ra <= self.config.retry.max_retry_after_ms {
+            if self.config.retry.waits_for(ra) {
                 self.pacer.pause_until(now.mono_ms.saturating_add(ra));
             }
         }
@@ -1402,11 +1415,6 @@ impl Engine {
         let policy = &self.config.retry;
         let window = self.config.commit_window_ms;
         let change = self.changes.get_mut(&id).expect("present");
-        // A 429 that says how long to wait is throttling, not failure: it spends no retry, and a commit
-        // window after the first one the change gives up (RATE_LIMITED) instead of waiting on forever.
-        let throttle_wait = retry_after_ms.filter(|_| status == Some(429));
-        let throttled_since =
-            throttle_wait.map(|_| *change.throttled_since.get_or_insert(now.mono_ms));
         let (retries, kind, send_by) = match &mut change.phase {
             Phase::Checking { lookup, retries } => {
                 let kind = match lookup {
@@ -1426,19 +1434,17 @@ impl Engine {
             }
             Phase::Waiting | Phase::Approved { .. } => return,
         };
-        let (decision, retry) = match (throttle_wait, throttled_since) {
-            (Some(ra), _) if ra > policy.max_retry_after_ms => (RetryDecision::GiveUp, *retries),
-            (Some(ra), Some(since)) => {
-                // Reported as the retry it would be; not spent, so repeated 429s repeat the number.
-                let delay = policy.delay_ms(*retries + 1, Some(ra), &mut self.rng);
-                let decision = if now.mono_ms.saturating_add(delay) > since.saturating_add(window) {
-                    RetryDecision::GiveUp
-                } else {
-                    RetryDecision::RetryAfter(delay)
-                };
-                (decision, *retries + 1)
+        let (decision, retry) = match retry_after_ms.filter(|_| status == Some(429)) {
+            // Throttling (see `RetryPolicy::decide_throttled`): the retry is reported as the one it would be;
+            // not spent, so repeated 429s repeat the number.
+            Some(ra) => {
+                let since = *change.throttled_since.get_or_insert(now.mono_ms);
+                let retry = *retries + 1;
+                let decision =
+                    policy.decide_throttled(retry, ra, since, now.mono_ms, window, &mut self.rng);
+                (decision, retry)
             }
-            _ => {
+            None => {
                 *retries += 1;
                 (
                     policy.decide(*retries, retry_after_ms, &mut self.rng),
@@ -1521,7 +1527,7 @@ impl Engine {
                     reason: reason.clone(),
                     at_ms: now.unix_ms,
                 }));
-                let dead_letters = self.log.dead_letters().count();
+                let dead_letters = self.log.dead_letter_count();
                 self.emit(Event::WebhookDeadLettered(WebhookDeadLettered {
                     event_id,
                     attempts,
@@ -1608,20 +1614,19 @@ impl Engine {
                     && matches!(&result, Err(e) if e.code == ErrorCode::OutcomeUnknown);
                 match result {
                     Ok(()) => self.emit_success(now, id, &change, latency_ms, key.clone(), settles),
-                    Err(e) => self.emit_failure(
-                        now,
-                        id,
-                        FailureFacts {
+                    Err(e) => {
+                        let draft = AuditDraft {
                             user_id: change.user.as_str().to_owned(),
+                            previous_state: self.previous_state(change.user.as_str()),
                             new_state: change.state.as_str().to_owned(),
                             reason_code: Some(change.reason_code.clone()),
                             latency_ms,
                             attempts: change.attempts,
                             idempotency_key: key.clone(),
                             settles,
-                        },
-                        e,
-                    ),
+                        };
+                        self.emit_failure(now, id, draft, e);
+                    }
                 }
                 if let (true, Some(key)) = (window_closed, key) {
                     self.persist(Record::Abandoned(Abandoned {
@@ -1658,43 +1663,29 @@ impl Engine {
         }));
     }
 
-    fn emit_refused_input(
-        &mut self,
-        now: Now,
-        id: TransitionId,
-        user_id: String,
-        new_state: String,
-        e: TransitionError,
-    ) {
-        self.emit_failure(
-            now,
-            id,
-            FailureFacts {
-                user_id,
-                new_state,
-                reason_code: None,
-                latency_ms: 0,
-                attempts: 0,
-                idempotency_key: None,
-                settles: None,
-            },
-            e,
-        );
+    /// The state an agent is in before this change, as its audit record and event name it: read before the
+    /// history records the change.
+    fn previous_state(&self, user_id: &str) -> Option<String> {
+        self.history.current(user_id).map(|p| p.state.clone())
     }
 
-    fn audit_record(&mut self, now: Now, d: AuditDraft<'_>) -> AuditRecord {
-        let previous_state = self.history.current(&d.user_id).map(|p| p.state.clone());
-        let error = d.result.err();
+    fn audit_record(
+        &mut self,
+        now: Now,
+        d: AuditDraft,
+        result: Result<(), &TransitionError>,
+    ) -> AuditRecord {
+        let error = result.err();
         let error_code = error.map(|e| e.code);
         let record = AuditRecord {
             seq: 0,
             id: self.rng.uuid().to_string(),
             timestamp: iso8601(now.unix_ms),
             user_id: d.user_id,
-            previous_state,
+            previous_state: d.previous_state,
             new_state: d.new_state,
             reason_code: d.reason_code,
-            success: d.result.is_ok(),
+            success: result.is_ok(),
             latency_ms: d.latency_ms,
             policy_violation: error_code.is_some_and(ErrorCode::is_policy_violation),
             error_code,
@@ -1710,39 +1701,29 @@ impl Engine {
         record
     }
 
-    fn emit_failure(&mut self, now: Now, id: TransitionId, f: FailureFacts, e: TransitionError) {
-        let record = self.audit_record(
-            now,
-            AuditDraft {
-                user_id: f.user_id.clone(),
-                new_state: f.new_state.clone(),
-                reason_code: f.reason_code,
-                result: Err(&e),
-                latency_ms: f.latency_ms,
-                attempts: f.attempts,
-                idempotency_key: f.idempotency_key,
-                settles: f.settles,
-            },
-        );
+    fn emit_failure(&mut self, now: Now, id: TransitionId, d: AuditDraft, e: TransitionError) {
+        let (user_id, new_state) = (d.user_id.clone(), d.new_state.clone());
+        let (latency_ms, attempts) = (d.latency_ms, d.attempts);
+        let record = self.audit_record(now, d, Err(&e));
         let policy_violation = record.policy_violation;
         self.persist(Record::Audit(record));
         if policy_violation {
             self.emit(Event::PolicyViolation(PolicyViolation {
                 transition_id: id,
-                user_id: f.user_id.clone(),
-                requested_state: f.new_state.clone(),
+                user_id: user_id.clone(),
+                requested_state: new_state.clone(),
                 code: e.code,
                 at_ms: now.unix_ms,
             }));
         }
         self.emit(Event::TransitionFailed(TransitionFailed {
             transition_id: id,
-            user_id: f.user_id,
-            requested_state: f.new_state,
+            user_id,
+            requested_state: new_state,
             error: e,
             policy_violation,
-            latency_ms: f.latency_ms,
-            attempts: f.attempts,
+            latency_ms,
+            attempts,
             at_ms: now.unix_ms,
         }));
     }
@@ -1758,15 +1739,12 @@ impl Engine {
     ) {
         let user_id = change.user.as_str().to_owned();
         let new_state = change.state.as_str().to_owned();
-        let previous = self.history.current(&user_id).cloned();
-        let previous_state = previous.as_ref().map(|p| p.state.clone());
+        // Both read before the history records this change.
+        let previous_state = self.previous_state(&user_id);
         // The webhook's outbox entry goes first: a log cut between the two leaves the change open (resumed and
         // announced again under the same event id) rather than audited without its webhook.
         if self.outbox.is_some() {
-            let idle_time_ms = previous
-                .as_ref()
-                .filter(|p| is_idle_state(&p.state))
-                .map_or(0, |p| now.unix_ms.saturating_sub(p.entered_at_ms));
+            let idle_time_ms = self.history.idle_time(&user_id, now.unix_ms);
             let payload = WebhookPayload {
                 event: AGENT_STATE_CHANGED.to_owned(),
                 event_id: webhook_event_id(key.as_deref().unwrap_or_default()),
@@ -1795,14 +1773,15 @@ impl Engine {
             now,
             AuditDraft {
                 user_id: user_id.clone(),
+                previous_state: previous_state.clone(),
                 new_state: new_state.clone(),
                 reason_code: Some(change.reason_code.clone()),
-                result: Ok(()),
                 latency_ms,
                 attempts: change.attempts,
                 idempotency_key: key,
                 settles,
             },
+            Ok(()),
         );
         self.persist(Record::Audit(record));
         self.history.record(&user_id, &new_state, now.unix_ms);
@@ -1819,9 +1798,11 @@ impl Engine {
     }
 }
 
-/// The facts of a failed change, for its record and event.
-struct FailureFacts {
+/// The facts of a change for its audit record (its outcome comes apart), and for its event when it failed.
+struct AuditDraft {
     user_id: String,
+    /// Read before the history records the change (see [`Engine::previous_state`]).
+    previous_state: Option<String>,
     new_state: String,
     reason_code: Option<String>,
     latency_ms: u64,
@@ -1830,15 +1811,9 @@ struct FailureFacts {
     settles: Option<String>,
 }
 
-struct AuditDraft<'a> {
-    user_id: String,
-    new_state: String,
-    reason_code: Option<String>,
-    result: Result<(), &'a TransitionError>,
-    latency_ms: u64,
-    attempts: u32,
-    idempotency_key: Option<String>,
-    settles: Option<String>,
+/// A well-formed agent and target state, or the first error in them (the agent's is checked first).
+fn parse_target(user_id: &str, state: &str) -> Result<(UserId, AgentState), TransitionError> {
+    Ok((UserId::parse(user_id)?, AgentState::parse(state)?))
 }
 
 /// Raw input as given, cut to [`MAX_RAW_INPUT_CHARS`] characters with a marker naming the bytes left out.

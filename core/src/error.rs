@@ -172,13 +172,6 @@ pub struct BreakWindow {
     pub end_ms: u64,
 }
 
-impl BreakWindow {
-    /// A window from `start_ms` to `end_ms` (Unix ms).
-    pub fn new(start_ms: u64, end_ms: u64) -> Self {
-        Self { start_ms, end_ms }
-    }
-}
-
 impl TransitionError {
     /// Builds an error from a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {

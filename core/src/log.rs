@@ -355,9 +355,7 @@ impl LogState {
             self.push_outbox(e.clone());
         }
         for d in &c.dead_letters {
-            let n = self.order();
-            self.dead_by_id.insert(d.entry.event_id.clone(), n);
-            self.dead.insert(n, d.clone());
+            self.push_dead(d.clone());
         }
     }
 
@@ -382,27 +380,33 @@ impl LogState {
         self.outbox.insert(n, e);
     }
 
+    fn push_dead(&mut self, d: DeadLetterEntry) {
+        let n = self.order();
+        self.dead_by_id.insert(d.entry.event_id.clone(), n);
+        self.dead.insert(n, d);
+    }
+
     /// Folds one record in. An audit record must continue the chain (its hash is checked too). A refused
     /// record changes nothing.
     pub fn apply(&mut self, record: &Record) -> Result<(), LogStateError> {
         if let Record::Audit(r) = record {
-            self.chain = crate::audit::verify_chain(self.chain.clone(), [r])?;
+            // Only checked here: `apply_trusted` moves the head on to this record.
+            crate::audit::verify_chain(self.chain.clone(), [r])?;
         }
         if let Record::Checkpoint(c) = record {
             // Read from the start, every checkpoint must say exactly what the records before it leave open
             // (recovery trusts the last one without reading what precedes it).
             if self.records > 0 {
-                let mine = self.checkpoint(c.at_ms);
-                let reason = if mine.chain != c.chain {
+                let reason = if self.chain != c.chain {
                     Some(format!(
                         "the chain stands at seq {}, the checkpoint says {}",
-                        mine.chain.next_seq, c.chain.next_seq
+                        self.chain.next_seq, c.chain.next_seq
                     ))
-                } else if mine.open != c.open {
+                } else if !self.open.values().eq(&c.open) {
                     Some("the open changes differ".to_owned())
-                } else if mine.outbox != c.outbox {
+                } else if !self.outbox.values().eq(&c.outbox) {
                     Some("the undelivered webhooks differ".to_owned())
-                } else if mine.dead_letters != c.dead_letters {
+                } else if !self.dead.values().eq(&c.dead_letters) {
                     Some("the dead letters differ".to_owned())
                 } else {
                     None
@@ -467,15 +471,10 @@ impl LogState {
                 self.saw(d.at_ms);
                 if let Some(n) = self.outbox_by_id.remove(&d.event_id) {
                     if let Some(entry) = self.outbox.remove(&n) {
-                        let m = self.order();
-                        self.dead_by_id.insert(d.event_id.clone(), m);
-                        self.dead.insert(
-                            m,
-                            DeadLetterEntry {
-                                entry,
-                                dead: d.clone(),
-                            },
-                        );
+                        self.push_dead(DeadLetterEntry {
+                            entry,
+                            dead: d.clone(),
+                        });
                     }
                 }
             }
@@ -550,14 +549,14 @@ impl LogState {
         self.dead.values()
     }
 
+    /// How many dead letters are held.
+    pub fn dead_letter_count(&self) -> usize {
+        self.dead.len()
+    }
+
     /// Records folded in since the last checkpoint (or the start).
     pub fn since_checkpoint(&self) -> u64 {
         self.since_checkpoint
-    }
-
-    /// Records folded in.
-    pub fn records(&self) -> u64 {
-        self.records
     }
 
     /// Open items a checkpoint would carry.
@@ -638,6 +637,7 @@ pub fn scan_log(
     let (mut records, mut audit_records) = (0u64, 0u64);
     let mut offset = 0;
     let mut line_no = 0;
+    let mut missing_newline = false;
     // NUL padding at the end is never data.
     let end = bytes.len() - bytes.iter().rev().take_while(|&&b| b == 0).count();
     while offset < end {
@@ -684,14 +684,8 @@ pub fn scan_log(
         }
         offset = line_end + usize::from(whole);
         if !whole {
-            return Ok(LogScan {
-                state,
-                records,
-                audit_records,
-                good_len: offset,
-                missing_newline: true,
-                torn_tail: (offset < bytes.len()).then(|| bytes[offset..].to_vec()),
-            });
+            missing_newline = true;
+            break;
         }
     }
     Ok(LogScan {
@@ -699,7 +693,7 @@ pub fn scan_log(
         records,
         audit_records,
         good_len: offset,
-        missing_newline: false,
+        missing_newline,
         torn_tail: (offset < bytes.len()).then(|| bytes[offset..].to_vec()),
     })
 }

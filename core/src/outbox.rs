@@ -135,14 +135,6 @@ impl Outbox {
         Some(self.request(&self.slots[&order].entry))
     }
 
-    /// Whether `start_next` would hand something out now.
-    pub(crate) fn has_due(&self, now: Now) -> bool {
-        self.in_flight.len() < self.config.max_in_flight
-            && self.slots.values().take(self.config.max_in_flight).any(
-                |s| matches!(s.state, SlotState::Waiting { due_mono } if due_mono <= now.mono_ms),
-            )
-    }
-
     fn request(&self, entry: &WebhookEntry) -> HttpRequest {
         let mut headers = vec![
             ("Content-Type".to_owned(), "application/json".to_owned()),
@@ -330,6 +322,18 @@ mod tests {
         )
     }
 
+    /// Starts the next due payload at `now` as request `id` and hands in the receiver's `response` at once.
+    fn send_and_answer(
+        o: &mut Outbox,
+        now: Now,
+        id: u64,
+        response: HttpResponse,
+        rng: &mut DetRng,
+    ) -> Option<Note> {
+        o.start_next(now, RequestId(id)).expect("a payload is due");
+        o.answer(now, RequestId(id), Ok(&response), rng)
+    }
+
     struct Ids(u64);
     impl Ids {
         fn next(&mut self) -> RequestId {
@@ -453,9 +457,8 @@ mod tests {
             ..WebhookConfig::new("https://h/x")
         });
         o.enqueue(entry("e"), now, 0);
-        let _ = o.start_next(now, RequestId(1));
         assert!(matches!(
-            o.answer(now, RequestId(1), Ok(&answer(503, &[])), &mut rng),
+            send_and_answer(&mut o, now, 1, answer(503, &[]), &mut rng),
             Some(Note::Retry { .. })
         ));
     }
@@ -477,9 +480,8 @@ mod tests {
         ));
         // 11 s later on the monotonic clock it is 61 s old.
         let later = Now::new(12_000, T0);
-        let _ = o.start_next(later, RequestId(2)).unwrap();
         assert!(matches!(
-            o.answer(later, RequestId(2), Ok(&answer(500, &[])), &mut rng),
+            send_and_answer(&mut o, later, 2, answer(500, &[]), &mut rng),
             Some(Note::DeadLettered { .. })
         ));
     }
@@ -503,9 +505,8 @@ mod tests {
             Some(Note::Retry { .. })
         ));
         let later = Now::at(T0 + 61_000);
-        let _ = o.start_next(later, RequestId(2));
         assert!(matches!(
-            o.answer(later, RequestId(2), Ok(&answer(500, &[])), &mut rng),
+            send_and_answer(&mut o, later, 2, answer(500, &[]), &mut rng),
             Some(Note::DeadLettered { .. })
         ));
     }
@@ -516,11 +517,11 @@ mod tests {
         let mut rng = DetRng::new(4);
         let now = Now::at(T0);
         o.enqueue(entry("e"), now, 0);
-        let _ = o.start_next(now, RequestId(1));
-        let n = o.answer(
+        let n = send_and_answer(
+            &mut o,
             now,
-            RequestId(1),
-            Ok(&answer(429, &[("Retry-After", "30")])),
+            1,
+            answer(429, &[("Retry-After", "30")]),
             &mut rng,
         );
         assert!(matches!(
@@ -533,12 +534,12 @@ mod tests {
         ));
         let now = Now::at(T0 + 30_000);
         assert_eq!(o.next_deadline(), Some(T0 + 30_000));
-        let _ = o.start_next(now, RequestId(2)).unwrap();
         let date = http_date(now.unix_ms + 45_000);
-        let n = o.answer(
+        let n = send_and_answer(
+            &mut o,
             now,
-            RequestId(2),
-            Ok(&answer(503, &[("retry-after", &date)])),
+            2,
+            answer(503, &[("retry-after", &date)]),
             &mut rng,
         );
         assert!(matches!(
@@ -549,11 +550,11 @@ mod tests {
             })
         ));
         let now = Now::at(now.mono_ms + 45_000);
-        let _ = o.start_next(now, RequestId(3)).unwrap();
-        let n = o.answer(
+        let n = send_and_answer(
+            &mut o,
             now,
-            RequestId(3),
-            Ok(&answer(503, &[("Retry-After", "999999")])),
+            3,
+            answer(503, &[("Retry-After", "999999")]),
             &mut rng,
         );
         assert!(matches!(

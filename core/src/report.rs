@@ -430,36 +430,18 @@ mod tests {
         assert_eq!(r.agents[0].idle_time_ms, 1_000);
         assert_eq!(r.agents[1].utilization, Some(1.0));
     }
-}
-
-#[cfg(test)]
-mod unknown_tests {
-    use super::*;
-
-    fn rec(code: Option<ErrorCode>, settles: Option<&str>, success: bool) -> AuditRecord {
-        AuditRecord {
-            seq: 0,
-            id: "x".into(),
-            timestamp: "2026-01-05T08:00:00.000Z".into(),
-            user_id: "a".into(),
-            previous_state: None,
-            new_state: "READY".into(),
-            reason_code: None,
-            success,
-            latency_ms: 10,
-            policy_violation: false,
-            error_code: code,
-            error_message: None,
-            attempts: 1,
-            idempotency_key: Some("k".into()),
-            settles: settles.map(str::to_owned),
-            prev_hash: String::new(),
-            hash: String::new(),
-        }
-    }
 
     #[test]
     fn unknown_outcomes_are_counted_apart_and_never_as_violations() {
+        // `record`'s, with a key, an outcome and what it settles as given.
+        let rec = |code: Option<ErrorCode>, settles: Option<&str>, success: bool| AuditRecord {
+            id: "x".into(),
+            success,
+            error_message: None,
+            idempotency_key: Some("k".into()),
+            settles: settles.map(str::to_owned),
+            ..record("a", READY, 10, code, false)
+        };
         let mut b = ReportBuilder::new(10);
         b.ingest(&rec(None, None, true));
         b.ingest(&rec(Some(ErrorCode::OutcomeUnknown), None, false));

@@ -92,10 +92,39 @@ impl RetryPolicy {
         if retry > self.max_retries {
             return RetryDecision::GiveUp;
         }
-        if retry_after_ms.is_some_and(|ra| ra > self.max_retry_after_ms) {
+        if retry_after_ms.is_some_and(|ra| !self.waits_for(ra)) {
             return RetryDecision::GiveUp;
         }
         RetryDecision::RetryAfter(self.delay_ms(retry, retry_after_ms, rng))
+    }
+
+    /// Decides after a 429 that said how long to wait: throttling, not failure. It spends no retry (`retry` is
+    /// the one it would be, for the wait), and it bounds the waiting instead: give up when the server asks for
+    /// a wait longer than `max_retry_after_ms`, or when the wait would end more than `window_ms` after
+    /// `throttled_since_ms` (the first such 429, monotonic); otherwise wait [`delay_ms`](Self::delay_ms).
+    pub(crate) fn decide_throttled(
+        &self,
+        retry: u32,
+        retry_after_ms: u64,
+        throttled_since_ms: u64,
+        now_ms: u64,
+        window_ms: u64,
+        rng: &mut DetRng,
+    ) -> RetryDecision {
+        if !self.waits_for(retry_after_ms) {
+            return RetryDecision::GiveUp;
+        }
+        let delay = self.delay_ms(retry, Some(retry_after_ms), rng);
+        if now_ms.saturating_add(delay) > throttled_since_ms.saturating_add(window_ms) {
+            RetryDecision::GiveUp
+        } else {
+            RetryDecision::RetryAfter(delay)
+        }
+    }
+
+    /// Whether a server's `Retry-After` is short enough to wait for (at most `max_retry_after_ms`).
+    pub(crate) fn waits_for(&self, retry_after_ms: u64) -> bool {
+        retry_after_ms <= self.max_retry_after_ms
     }
 
     /// The decisions a generator seeded with `seed` draws for `plan` (retry number, `Retry-After`), in order:
@@ -145,6 +174,26 @@ mod tests {
             RetryDecision::GiveUp => panic!("should retry"),
         }
         assert_eq!(p.decide(1, Some(400_000), &mut rng), RetryDecision::GiveUp);
+    }
+
+    #[test]
+    fn throttling_spends_no_retry_and_ends_with_its_window() {
+        let p = RetryPolicy::default();
+        let mut rng = DetRng::new(3);
+        // Past `max_retries`, a throttled wait is still taken.
+        assert_eq!(
+            p.decide_throttled(4, 20_000, 0, 0, 120_000, &mut rng),
+            RetryDecision::RetryAfter(20_000)
+        );
+        // A wait that would end after the window does not start.
+        assert_eq!(
+            p.decide_throttled(1, 20_000, 0, 100_001, 120_000, &mut rng),
+            RetryDecision::GiveUp
+        );
+        assert_eq!(
+            p.decide_throttled(1, 300_001, 0, 0, u64::MAX, &mut rng),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]
