@@ -92,7 +92,7 @@ pub struct Validation {
 }
 
 /// What a shutdown left behind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownSummary {
     /// Webhook payloads still undelivered when the drain time ran out; they go out on the next start.
@@ -157,13 +157,16 @@ pub struct PendingChange {
     /// Its id.
     pub id: TransitionId,
     done: oneshot::Receiver<Result<StateChanged, TransitionError>>,
+    log_failed: Arc<AtomicBool>,
 }
 
 impl PendingChange {
     /// The outcome: resolves once the tenant accepted the change and its audit record is durable, or with
     /// the coded reason it was not (or, `OUTCOME_UNKNOWN`, may not have been) made.
     pub async fn outcome(self) -> Result<StateChanged, TransitionError> {
-        self.done.await.unwrap_or_else(|_| Err(stopped()))
+        self.done
+            .await
+            .unwrap_or_else(|_| Err(no_answer(&self.log_failed)))
     }
 }
 
@@ -206,27 +209,27 @@ impl AgentStateManager {
     /// Opens the durable log (recovering from a crash if needed), restores what it holds open — changes
     /// are finished, undelivered webhooks sent — and starts the driver.
     pub async fn start(config: ManagerConfig) -> Result<Self, StartError> {
-        let mut engine = Engine::new(config.engine.clone())?;
-        let clocks = Clocks::new(config.clock.clone());
-        let (writer, recovery) = match &config.audit_log {
+        let ManagerConfig {
+            engine,
+            audit_log,
+            clock,
+        } = config;
+        let mut engine = Engine::new(engine)?;
+        let clocks = Clocks::new(clock.clone());
+        let (recovery, writer, thread) = match audit_log {
             Some(path) => {
-                let now = config.clock.unix_ms();
-                let path = path.clone();
+                let now = clock.unix_ms();
                 let (recovery, writer, thread) =
                     tokio::task::spawn_blocking(move || store::open(&path, now))
                         .await
                         .expect("recovery does not panic")?;
-                (Some((writer, thread)), recovery)
+                (recovery, Some(writer), Some(thread))
             }
-            None => (None, Recovery::default()),
+            None => (Recovery::default(), None, None),
         };
         let restored = engine.restore(clocks.now(), recovery.state.clone());
         let (requests, rx) = mpsc::channel(COMMAND_QUEUE);
         let (notices, _) = broadcast::channel(4096);
-        let (writer, thread) = match writer {
-            Some((w, t)) => (Some(w), Some(t)),
-            None => (None, None),
-        };
         let log_failed = Arc::new(AtomicBool::new(false));
         let driver = tokio::spawn(drive(Driver {
             log_failed: log_failed.clone(),
@@ -292,7 +295,11 @@ impl AgentStateManager {
             .await
             .ok_or_else(|| self.stopped())?;
         let id = accepted.map_err(TransitionError::from)?;
-        Ok(PendingChange { id, done: done_rx })
+        Ok(PendingChange {
+            id,
+            done: done_rx,
+            log_failed: self.log_failed.clone(),
+        })
     }
 
     /// Changes an agent's state (the reference's `transitionState`). Resolves once the tenant accepted the
@@ -303,20 +310,15 @@ impl AgentStateManager {
         user_id: &str,
         state: &str,
     ) -> Result<StateChanged, TransitionError> {
-        let pending = self.submit_transition(user_id, state).await?;
-        match pending.done.await {
-            Ok(result) => result,
-            Err(_) => Err(self.stopped()),
-        }
+        self.submit_transition(user_id, state)
+            .await?
+            .outcome()
+            .await
     }
 
     /// Why a call got no answer: the log failed, or the manager was shut down.
     fn stopped(&self) -> TransitionError {
-        if self.log_failed.load(Ordering::SeqCst) {
-            log_failed()
-        } else {
-            stopped()
-        }
+        no_answer(&self.log_failed)
     }
 
     /// Checks policy without changing anything (the reference's `validateStateChange`).
@@ -376,15 +378,21 @@ impl AgentStateManager {
         let summary = self
             .ask(|r| Request::Shutdown(webhook_drain, r))
             .await
-            .unwrap_or(ShutdownSummary {
-                undelivered_webhooks: 0,
-                dead_letters: 0,
-            });
+            .unwrap_or_default();
         let _ = self.driver.await;
         if let Some(thread) = self.writer {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         summary
+    }
+}
+
+/// Why a call got no answer: the log failed (the flag is set), or the manager was shut down.
+fn no_answer(log_failed_flag: &AtomicBool) -> TransitionError {
+    if log_failed_flag.load(Ordering::SeqCst) {
+        log_failed()
+    } else {
+        stopped()
     }
 }
 
@@ -437,14 +445,23 @@ async fn drive(mut d: Driver) {
         }
         // 2. Durable before anything is sent or reported.
         if !records.is_empty() {
+            // With no subscriber the records go to the writer as they are: no copy for the notices.
+            let notify = d.notices.receiver_count() > 0;
             if let Some(w) = &d.writer {
-                if !matches!(w.write(records.clone()).await, Ok(Ok(()))) {
+                let batch = if notify {
+                    records.clone()
+                } else {
+                    std::mem::take(&mut records)
+                };
+                if !matches!(w.write(batch).await, Ok(Ok(()))) {
                     tracing::error!("the durable log could not be written; stopping");
                     return d.fail_everyone(events);
                 }
             }
-            for r in records {
-                let _ = d.notices.send(Notice::Persisted(r));
+            if notify {
+                for r in records {
+                    let _ = d.notices.send(Notice::Persisted(r));
+                }
             }
         }
         // 3. Perform the requests.
@@ -457,7 +474,7 @@ async fn drive(mut d: Driver) {
             let _ = d.notices.send(Notice::Event(e));
         }
         if d.done() {
-            return d.finish().await;
+            return d.reply_closing();
         }
         // 5. Wait for the next thing to happen; take everything else already there too (one log sync for
         //    the lot).
@@ -546,11 +563,7 @@ impl Driver {
                 let _ = r.send(self.engine.agent_metrics(&user, now));
             }
             Request::Counts(r) => {
-                let _ = r.send(Counts {
-                    open_changes: self.engine.open_changes(),
-                    pending_webhooks: self.engine.pending_webhooks(),
-                    dead_letters: self.engine.dead_letters(),
-                });
+                let _ = r.send(self.counts());
             }
             Request::DeadLetters(r) => {
                 let _ = r.send(self.engine.log_state().dead_letters().cloned().collect());
@@ -607,14 +620,22 @@ impl Driver {
                 || c.drain_until.is_some_and(|t| Instant::now() >= t))
     }
 
-    async fn finish(mut self) {
-        if let Some(w) = &self.writer {
-            let _ = w.flush().await;
+    fn counts(&self) -> Counts {
+        Counts {
+            open_changes: self.engine.open_changes(),
+            pending_webhooks: self.engine.pending_webhooks(),
+            dead_letters: self.engine.dead_letters(),
         }
+    }
+
+    /// Answers the shutdown request, if there was one, with what is left. Every record is already durable:
+    /// each write was awaited before its round went on.
+    fn reply_closing(mut self) {
         if let Some(c) = self.closing.take() {
+            let counts = self.counts();
             let _ = c.reply.send(ShutdownSummary {
-                undelivered_webhooks: self.engine.pending_webhooks(),
-                dead_letters: self.engine.dead_letters(),
+                undelivered_webhooks: counts.pending_webhooks,
+                dead_letters: counts.dead_letters,
             });
         }
     }
@@ -661,11 +682,6 @@ impl Driver {
                 Waiter::Check(r) => drop(r.send(Err(log_failed()))),
             }
         }
-        if let Some(c) = self.closing.take() {
-            let _ = c.reply.send(ShutdownSummary {
-                undelivered_webhooks: self.engine.pending_webhooks(),
-                dead_letters: self.engine.dead_letters(),
-            });
-        }
+        self.reply_closing();
     }
 }

@@ -67,10 +67,6 @@ pub struct Recovery {
     pub state: LogState,
     /// Bytes of the file read to recover (from the last checkpoint on).
     pub bytes_read: u64,
-    /// The file's length after recovery.
-    pub file_len: u64,
-    /// Records read (from the last checkpoint on, that checkpoint included).
-    pub records_read: u64,
     /// Where a torn last line was set aside, if there was one.
     pub torn_tail_saved_to: Option<PathBuf>,
     /// A whole last record lacked its newline, which was added.
@@ -87,7 +83,22 @@ pub fn open(
     path: &Path,
     now_unix_ms: u64,
 ) -> Result<(Recovery, Writer, JoinHandle<()>), StoreError> {
-    let mut file = OpenOptions::new()
+    let mut file = open_locked(path)?;
+    let recovery = recover_file(&mut file, path, now_unix_ms)?;
+    file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
+    let (writer, thread) = Writer::start_on(file, path)?;
+    Ok((recovery, writer, thread))
+}
+
+/// Recovers the log at `path` (as [`open`] does) without keeping it open: for tools and tests.
+pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
+    let mut file = open_locked(path)?;
+    recover_file(&mut file, path, now_unix_ms)
+}
+
+/// Opens (or creates) the log at `path` and locks it for this process alone.
+fn open_locked(path: &Path) -> Result<File, StoreError> {
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -103,27 +114,13 @@ pub fn open(
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path)(e)),
     }
-    let recovery = recover_file(&mut file, path, now_unix_ms)?;
-    file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
-    let (writer, thread) = Writer::start_on(file, path)?;
-    Ok((recovery, writer, thread))
-}
-
-/// Recovers the log at `path` (as [`open`] does) without keeping it open: for tools and tests.
-pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
-    let (recovery, writer, thread) = open(path, now_unix_ms)?;
-    drop(writer);
-    let _ = thread.join();
-    Ok(recovery)
+    Ok(file)
 }
 
 /// What the log reads as from its last checkpoint on, and where that part starts.
 fn read_tail(file: &mut File, path: &Path) -> Result<(u64, u64, LogScan), StoreError> {
     let len = file.metadata().map_err(io_err(path))?.len();
-    let (start, state) = find_start(file, len).map_err(io_err(path))?;
-    let mut bytes = Vec::with_capacity((len - start) as usize);
-    file.seek(SeekFrom::Start(start)).map_err(io_err(path))?;
-    file.read_to_end(&mut bytes).map_err(io_err(path))?;
+    let (start, state, bytes) = find_start(file, len).map_err(io_err(path))?;
     let scan = scan_log(&bytes, state, |_| {}).map_err(|source| StoreError::Corrupt {
         path: path.to_owned(),
         source,
@@ -135,7 +132,6 @@ fn recover_file(file: &mut File, path: &Path, now_unix_ms: u64) -> Result<Recove
     let (start, bytes_read, scan) = read_tail(file, path)?;
     let mut recovery = Recovery {
         bytes_read,
-        records_read: scan.records,
         ..Recovery::default()
     };
     let good_end = start + scan.good_len as u64;
@@ -155,7 +151,6 @@ fn recover_file(file: &mut File, path: &Path, now_unix_ms: u64) -> Result<Recove
     if recovery.torn_tail_saved_to.is_some() || recovery.newline_added {
         file.sync_all().map_err(io_err(path))?;
     }
-    recovery.file_len = file.metadata().map_err(io_err(path))?.len();
     sync_dir(path);
     recovery.state = scan.state;
     Ok(recovery)
@@ -173,10 +168,13 @@ pub fn read_state(path: &Path) -> Result<LogState, StoreError> {
 }
 
 /// Where recovery starts: the byte after the last whole checkpoint line and the state it describes, or the
-/// start of the file. Reads backwards from the end, a chunk at a time.
-fn find_start(file: &mut File, len: u64) -> io::Result<(u64, LogState)> {
+/// start of the file; and the bytes from there to `len`. Reads backwards from the end, a chunk at a time,
+/// and reads each byte once.
+fn find_start(file: &mut File, len: u64) -> io::Result<(u64, LogState, Vec<u8>)> {
     let mut end = len;
     let mut buf: Vec<u8> = Vec::new();
+    // What was read after `buf`, in the order it was read (so the last part of the file first).
+    let mut after: Vec<Vec<u8>> = Vec::new();
     while end > 0 || !buf.is_empty() {
         let from = end.saturating_sub(TAIL_CHUNK);
         let mut chunk = vec![0u8; (end - from) as usize];
@@ -202,11 +200,15 @@ fn find_start(file: &mut File, len: u64) -> io::Result<(u64, LogState)> {
                 .position(|&b| b == b'\n')
                 .map(|i| line_start + i);
             if let Some(line_end) = line_end {
-                if let Ok(Record::Checkpoint(c)) = Record::parse_line(&buf[line_start..line_end]) {
-                    let mut state = LogState::from_checkpoint(&c);
-                    // The checkpoint line itself counts as read.
-                    state.apply(&Record::Checkpoint(c)).ok();
-                    return Ok((from + line_end as u64 + 1, state));
+                if let Ok(record @ Record::Checkpoint(_)) =
+                    Record::parse_line(&buf[line_start..line_end])
+                {
+                    // Adopts the checkpoint, and counts its line as read (nothing precedes it in this
+                    // state, so there is nothing to check it against).
+                    let mut state = LogState::default();
+                    state.apply(&record).ok();
+                    let tail = joined(&buf[line_end + 1..], &after);
+                    return Ok((from + line_end as u64 + 1, state, tail));
                 }
             }
             // A torn or unreadable checkpoint: look further back.
@@ -218,10 +220,20 @@ fn find_start(file: &mut File, len: u64) -> io::Result<(u64, LogState)> {
         if from == 0 {
             break;
         }
-        // Keep only the partial first line for the next round.
-        buf.truncate(skip);
+        // Keep only the partial first line for the next round; set the rest aside.
+        after.push(buf.split_off(skip));
     }
-    Ok((0, LogState::default()))
+    Ok((0, LogState::default(), joined(&buf, &after)))
+}
+
+/// `first`, then the parts `find_start` set aside, in file order.
+fn joined(first: &[u8], after: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(first.len() + after.iter().map(Vec::len).sum::<usize>());
+    out.extend_from_slice(first);
+    for part in after.iter().rev() {
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 /// Syncs the directory holding `path`, so a new file survives a crash (best effort).
@@ -233,10 +245,8 @@ fn sync_dir(path: &Path) {
     }
 }
 
-enum Job {
-    Write(Vec<Record>, oneshot::Sender<io::Result<()>>),
-    Flush(oneshot::Sender<io::Result<()>>),
-}
+/// Records to append, and who to tell once they are written and synced.
+type Job = (Vec<Record>, oneshot::Sender<io::Result<()>>);
 
 /// The writer thread's handle. Dropping every handle lets the thread finish what is queued and exit.
 #[derive(Clone, Debug)]
@@ -244,16 +254,9 @@ pub struct Writer {
     tx: mpsc::Sender<Job>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
-    }
-}
-
 impl Writer {
     /// Starts the writer thread on a log already opened, locked and positioned at its end.
     fn start_on(file: File, path: &Path) -> Result<(Self, JoinHandle<()>), StoreError> {
-        sync_dir(path);
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("cxone-log-writer".into())
@@ -265,17 +268,8 @@ impl Writer {
     /// Queues records; the receiver answers once they are written and synced.
     pub fn write(&self, records: Vec<Record>) -> oneshot::Receiver<io::Result<()>> {
         let (done, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Job::Write(_, done))) = self.tx.send(Job::Write(records, done)) {
+        if let Err(mpsc::SendError((_, done))) = self.tx.send((records, done)) {
             let _ = done.send(Err(io::Error::other("the log writer has stopped")));
-        }
-        rx
-    }
-
-    /// Answers once everything queued before it is written and synced.
-    pub fn flush(&self) -> oneshot::Receiver<io::Result<()>> {
-        let (done, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Job::Flush(done))) = self.tx.send(Job::Flush(done)) {
-            let _ = done.send(Ok(()));
         }
         rx
     }
@@ -291,16 +285,11 @@ fn writer_loop(mut file: File, rx: mpsc::Receiver<Job>) {
         }
         let mut bytes = Vec::new();
         let mut waiters = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            match job {
-                Job::Write(records, done) => {
-                    for r in &records {
-                        bytes.extend_from_slice(&r.to_line());
-                    }
-                    waiters.push(done);
-                }
-                Job::Flush(done) => waiters.push(done),
+        for (records, done) in jobs {
+            for r in &records {
+                bytes.extend_from_slice(&r.to_line());
             }
+            waiters.push(done);
         }
         // After a failure nothing more is written: a later record must never follow a hole.
         let result = match failed {
@@ -317,5 +306,4 @@ fn writer_loop(mut file: File, rx: mpsc::Receiver<Job>) {
             });
         }
     }
-    let _ = file.sync_data();
 }

@@ -26,7 +26,7 @@ pub fn run(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
+fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))
 }
 
@@ -63,7 +63,7 @@ fn verify(file: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) fn describe(e: &LogError) -> String {
+fn describe(e: &LogError) -> String {
     match e {
         LogError::Broken { line, source } => {
             format!("first broken record on line {line}: {source}")

@@ -4,7 +4,6 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
@@ -189,7 +188,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("{}: {e}", args.file.display());
             }
         }
-        let manager = Arc::new(args.connect.start().await?);
+        let manager = args.connect.start().await?;
         let started = Instant::now();
         let mut tally = Tally::default();
         let mut in_flight: JoinSet<(Value, Option<bool>)> = JoinSet::new();
@@ -268,7 +267,6 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
         }
         out.flush()?;
         bar.finish_and_clear();
-        let manager = Arc::into_inner(manager).expect("every row task has finished");
         finish(manager, args.connect.webhook_drain()).await;
         if interrupted {
             // The reader may be blocked on a full channel: close it so the thread can end.

@@ -131,7 +131,7 @@ impl SimServerArgs {
 
 /// Serves the simulated tenant until Ctrl-C (or stdin EOF with `--exit-on-stdin-eof`).
 pub fn run(args: &SimServerArgs) -> anyhow::Result<ExitCode> {
-    let tenant = args.tenant(sim_server::now_ms())?;
+    let tenant = args.tenant(cxone_agent_state::now_ms())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
