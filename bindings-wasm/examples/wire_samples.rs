@@ -48,13 +48,24 @@ fn tagged_variants<T: DeserializeOwned>(tag: &str) -> Vec<String> {
     variants::<T>(json!({ tag: "__probe__", "value": null }))
 }
 
+/// `fault` for `user`'s next request to `endpoint`.
 fn fault(endpoint: Endpoint, user: &str, fault: FaultKind) -> FaultRule {
     FaultRule {
-        endpoint: Some(endpoint),
         user_id: Some(user.to_owned()),
-        fault,
-        times: 1,
+        ..FaultRule::on(endpoint, fault, 1)
     }
+}
+
+/// Puts a change for `user` on the wire and leaves it there: the tenant answers its state change 5 s late,
+/// and the run stops 2 s in.
+fn stall_on_wire(h: &mut Harness, user: &str, state: &str) {
+    h.tenant.script_fault(fault(
+        Endpoint::SetState,
+        user,
+        FaultKind::Slow { extra_ms: 5_000 },
+    ));
+    h.transition(user, state);
+    h.drive_until(h.now_ms() + 2_000);
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
@@ -99,10 +110,7 @@ fn main() {
     tenant.script_fault(fault(
         Endpoint::SetState,
         "dave",
-        FaultKind::Status {
-            status: 503,
-            retry_after_s: None,
-        },
+        FaultKind::status(503, None),
     ));
 
     let mut h = Harness::new(Engine::new(config.clone()).expect("valid"), tenant, T0);
@@ -142,13 +150,7 @@ fn main() {
 
     // Phase 2: a change on the wire when the engine closes (OUTCOME_UNKNOWN), resumed and settled after a
     // restart.
-    h.tenant.script_fault(fault(
-        Endpoint::SetState,
-        "alice",
-        FaultKind::Slow { extra_ms: 5_000 },
-    ));
-    h.transition("alice", "PAUSED");
-    h.drive_until(h.now_ms() + 2_000);
+    stall_on_wire(&mut h, "alice", "PAUSED");
     checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
     h.command(Command::Close);
     checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
@@ -156,18 +158,12 @@ fn main() {
         user_id: "alice".into(),
         state: "IDLE".into(),
     });
-    restored.push(to_value(&h.restart(config.clone(), None, 1_000)));
+    restored.push(to_value(&h.restart(1_000)));
     h.drive().expect("quiesces");
 
     // Phase 3: a change on the wire at a crash, too old to send again after a long restart: abandoned.
-    h.tenant.script_fault(fault(
-        Endpoint::SetState,
-        "dave",
-        FaultKind::Slow { extra_ms: 5_000 },
-    ));
-    h.transition("dave", "READY");
-    h.drive_until(h.now_ms() + 2_000);
-    restored.push(to_value(&h.restart(config.clone(), None, 3 * MINUTE)));
+    stall_on_wire(&mut h, "dave", "READY");
+    restored.push(to_value(&h.restart(3 * MINUTE)));
     h.drive().expect("quiesces");
 
     // An external token source that fails (an accessToken input without a token).

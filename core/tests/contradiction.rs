@@ -114,7 +114,7 @@ fn run(plan: &Plan) -> Result<(), TestCaseError> {
             }],
         });
     }
-    let mut h = Harness::new(Engine::new(config.clone()).expect("valid"), tenant, T0);
+    let mut h = Harness::new(Engine::new(config).expect("valid"), tenant, T0);
     for &(at, agent, state) in &plan.commands {
         h.command_at(
             T0 + at,
@@ -127,7 +127,7 @@ fn run(plan: &Plan) -> Result<(), TestCaseError> {
     if let Some((at, down, step)) = plan.crash {
         h.drive_until(T0 + at);
         h.step_wall_clock(step);
-        h.restart(config, None, down);
+        h.restart(down);
     }
     h.drive_bounded(2_000_000)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;

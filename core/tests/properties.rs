@@ -1193,9 +1193,8 @@ proptest! {
             tenant.script_fault(rule);
         }
 
-        for (i, raw) in requests.iter().enumerate() {
+        for raw in &requests {
             now += raw.advance_ms;
-            let _ = i;
             let request = HttpRequest {
                 method: if raw.post { Method::Post } else { Method::Get },
                 url: raw.url.clone(),

@@ -7,8 +7,8 @@ use cxone_agent_state_core::sim::{
     WorkdayConfig, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    verify_chain, AuditRecord, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event,
-    HttpRequest, Now, Record, Secret, TransitionId,
+    verify_chain, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event, HttpRequest, Now,
+    Record, Secret, TransitionId,
 };
 
 const T0: u64 = WORKDAY_EPOCH_MS;
@@ -73,10 +73,6 @@ fn pair(agents: Vec<AgentPlan>) -> Harness {
     pair_with(agents, |_, _| {})
 }
 
-fn audit_records(h: &Harness) -> Vec<AuditRecord> {
-    h.audit_records()
-}
-
 /// The final event of a transition: `Ok(new state)` or `Err(code)`.
 fn outcome(h: &Harness, id: TransitionId) -> Result<String, ErrorCode> {
     h.events()
@@ -87,30 +83,6 @@ fn outcome(h: &Harness, id: TransitionId) -> Result<String, ErrorCode> {
             _ => None,
         })
         .unwrap_or_else(|| panic!("transition {id:?} never finished"))
-}
-
-/// `times` answers of `status` (with `Retry-After` seconds) to every agent's requests to `endpoint`.
-fn status_fault(
-    endpoint: Endpoint,
-    status: u16,
-    retry_after_s: Option<u64>,
-    times: u32,
-) -> FaultRule {
-    let fault = FaultKind::Status {
-        status,
-        retry_after_s,
-    };
-    fault_on(endpoint, fault, times)
-}
-
-/// `times` faults of one kind to every agent's requests to `endpoint`.
-fn fault_on(endpoint: Endpoint, fault: FaultKind, times: u32) -> FaultRule {
-    FaultRule {
-        endpoint: Some(endpoint),
-        user_id: None,
-        fault,
-        times,
-    }
 }
 
 fn requests_to(h: &Harness, path_part: &str) -> Vec<(u64, HttpRequest)> {
@@ -154,7 +126,7 @@ fn happy_path_sends_token_schedule_break_and_state() {
         .starts_with("Bearer simtok-"));
     assert!(set.header("idempotency-key").is_some());
 
-    let audit = audit_records(&h);
+    let audit = h.audit_records();
     assert_eq!(audit.len(), 1);
     let r = &audit[0];
     assert!(r.success && !r.policy_violation);
@@ -191,7 +163,7 @@ fn unscheduled_agent_is_refused_without_a_state_change() {
         |(_, e)| matches!(e, Event::PolicyViolation(v) if v.code == ErrorCode::AgentNotScheduled)
     ));
     assert_eq!(h.engine.violation_count(), 1);
-    assert!(audit_records(&h)[0].policy_violation);
+    assert!(h.audit_records()[0].policy_violation);
 }
 
 #[test]
@@ -230,7 +202,7 @@ fn a_break_that_is_due_soon_already_blocks_ready() {
 #[test]
 fn retry_after_of_a_429_is_honoured() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(fault_on(
+    h.tenant.script_fault(FaultRule::on(
         Endpoint::SetState,
         FaultKind::RateLimit { retry_after_s: 7 },
         1,
@@ -268,10 +240,12 @@ fn a_429_pauses_every_request_to_the_tenant() {
     h.drive().unwrap();
     assert!(outcome(&h, warm).is_ok());
     h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::SetState),
         user_id: Some("alice".into()),
-        fault: FaultKind::RateLimit { retry_after_s: 20 },
-        times: 1,
+        ..FaultRule::on(
+            Endpoint::SetState,
+            FaultKind::RateLimit { retry_after_s: 20 },
+            1,
+        )
     });
     let start = h.now_ms();
     h.transition("alice", "NOT_READY");
@@ -293,8 +267,11 @@ fn a_429_pauses_every_request_to_the_tenant() {
 fn a_persistent_500_after_sending_ends_outcome_unknown() {
     // Unlike a 503, a 500 may come after the tenant did the work.
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(status_fault(Endpoint::SetState, 500, None, 10));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(500, None),
+        10,
+    ));
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::OutcomeUnknown));
@@ -305,8 +282,11 @@ fn a_persistent_500_after_sending_ends_outcome_unknown() {
 #[test]
 fn persistent_503_is_retried_three_times_then_fails() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(status_fault(Endpoint::SetState, 503, None, 10));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(503, None),
+        10,
+    ));
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
 
@@ -329,14 +309,17 @@ fn persistent_503_is_retried_three_times_then_fails() {
         0,
         "an outage is not a policy violation"
     );
-    let r = &audit_records(&h)[0];
+    let r = &h.audit_records()[0];
     assert_eq!(r.error_code, Some(ErrorCode::OutcomeUnknown));
     assert!(!r.policy_violation);
 
     // Before anything was sent, the same outage is a definite failure.
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(status_fault(Endpoint::Schedule, 503, None, 10));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::Schedule,
+        FaultKind::status(503, None),
+        10,
+    ));
     let id = h.transition("alice", "NOT_READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::UpstreamUnavailable));
@@ -348,12 +331,10 @@ fn a_4xx_to_a_resend_after_a_lost_answer_is_unknown_not_a_refusal() {
     for status in [403u16, 404, 408, 409, 422] {
         let mut h = pair(vec![on_shift("alice")]);
         h.tenant
-            .script_fault(set_state_fault(FaultKind::DropAfter, 1));
-        h.tenant.script_fault(set_state_fault(
-            FaultKind::Status {
-                status,
-                retry_after_s: None,
-            },
+            .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
+        h.tenant.script_fault(FaultRule::on(
+            Endpoint::SetState,
+            FaultKind::status(status, None),
             if status == 408 { 10 } else { 1 },
         ));
         let id = h.transition("alice", "PAUSED");
@@ -363,11 +344,9 @@ fn a_4xx_to_a_resend_after_a_lost_answer_is_unknown_not_a_refusal() {
     }
     // The same 4xx to a first send is the tenant's refusal.
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(set_state_fault(
-        FaultKind::Status {
-            status: 409,
-            retry_after_s: None,
-        },
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(409, None),
         1,
     ));
     let id = h.transition("alice", "PAUSED");
@@ -378,8 +357,11 @@ fn a_4xx_to_a_resend_after_a_lost_answer_is_unknown_not_a_refusal() {
 #[test]
 fn validation_lookups_are_retried_too() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(status_fault(Endpoint::Schedule, 502, None, 2));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::Schedule,
+        FaultKind::status(502, None),
+        2,
+    ));
     let id = h.transition("alice", "READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Ok("READY".into()));
@@ -389,8 +371,11 @@ fn validation_lookups_are_retried_too() {
 #[test]
 fn exhausted_429s_without_retry_after_give_rate_limited() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(status_fault(Endpoint::Schedule, 429, None, 4));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::Schedule,
+        FaultKind::status(429, None),
+        4,
+    ));
     let id = h.transition("alice", "IDLE");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::RateLimited));
@@ -405,7 +390,7 @@ fn exhausted_429s_without_retry_after_give_rate_limited() {
 fn a_429_with_retry_after_spends_no_retry_and_sustained_throttling_ends_at_the_window() {
     // Five 429s with Retry-After: more than the three retries the budget has, all waited out.
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(fault_on(
+    h.tenant.script_fault(FaultRule::on(
         Endpoint::SetState,
         FaultKind::RateLimit { retry_after_s: 5 },
         5,
@@ -418,7 +403,7 @@ fn a_429_with_retry_after_spends_no_retry_and_sustained_throttling_ends_at_the_w
     // A tenant that never stops throttling: the change gives up when its commit window closes, as
     // RATE_LIMITED (a 429 is refused before processing, so nothing was applied).
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(fault_on(
+    h.tenant.script_fault(FaultRule::on(
         Endpoint::SetState,
         FaultKind::RateLimit { retry_after_s: 7 },
         1_000,
@@ -460,8 +445,11 @@ fn a_revoked_token_is_refreshed_once_and_the_change_succeeds() {
 #[test]
 fn a_second_401_fails_unauthorized() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(fault_on(Endpoint::Schedule, FaultKind::Unauthorized, 2));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::Schedule,
+        FaultKind::Unauthorized,
+        2,
+    ));
     let id = h.transition("alice", "READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::Unauthorized));
@@ -570,7 +558,8 @@ fn changes_for_one_agent_run_one_at_a_time_in_order() {
         .collect();
     assert_eq!(alice, order);
     // Never two requests for alice in flight at once: each goes out after the previous answer arrived.
-    let alice_audit: Vec<_> = audit_records(&h)
+    let alice_audit: Vec<_> = h
+        .audit_records()
         .into_iter()
         .filter(|r| r.user_id == "alice")
         .collect();
@@ -614,8 +603,11 @@ fn secrets_never_reach_debug_events_errors_or_the_audit_log() {
     });
     h.transition("alice", "READY");
     h.transition("bob", "READY");
-    h.tenant
-        .script_fault(fault_on(Endpoint::BreakStatus, FaultKind::Unauthorized, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::BreakStatus,
+        FaultKind::Unauthorized,
+        1,
+    ));
     h.drive().unwrap();
     let tokens: Vec<String> = requests_to(&h, "/api/")
         .iter()
@@ -626,7 +618,7 @@ fn secrets_never_reach_debug_events_errors_or_the_audit_log() {
         format!("{:?}", h.engine),
         format!("{:?}", h.engine.config()),
         format!("{:?}", h.events()),
-        serde_json::to_string(&audit_records(&h)).unwrap(),
+        serde_json::to_string(&h.audit_records()).unwrap(),
         serde_json::to_string(&h.engine.compliance_report(h.now())).unwrap(),
         format!("{:?}", h.requests()),
     ];
@@ -646,7 +638,7 @@ fn audit_chain_verifies_and_detects_a_tampered_record() {
         h.transition("bob", s);
     }
     h.drive().unwrap();
-    let records = audit_records(&h);
+    let records = h.audit_records();
     assert_eq!(records.len(), 6);
     let head = verify_chain(ChainHead::default(), &records).unwrap();
     assert_eq!(&head, h.engine.chain_head());
@@ -672,12 +664,11 @@ fn a_restarted_engine_continues_the_chain() {
     let mut h = pair(vec![on_shift("alice")]);
     h.transition("alice", "READY");
     h.drive().unwrap();
-    let cfg = h.engine.config().clone();
-    let restored = h.restart(cfg, None, 0);
+    let restored = h.restart(0);
     assert_eq!((restored.resumed, restored.abandoned), (0, 0));
     h.transition("alice", "PAUSED");
     h.drive().unwrap();
-    let all = audit_records(&h);
+    let all = h.audit_records();
     assert_eq!(all.len(), 2);
     assert_eq!(all[1].seq, 1);
     verify_chain(ChainHead::default(), &all).unwrap();
@@ -719,15 +710,18 @@ fn invalid_input_is_refused_before_any_request() {
     assert_eq!(outcome(&h, bad_user), Err(ErrorCode::InvalidUserId));
     assert_eq!(outcome(&h, slash), Err(ErrorCode::InvalidUserId));
     assert!(h.requests().is_empty());
-    assert_eq!(audit_records(&h).len(), 3, "every attempt is audited");
+    assert_eq!(h.audit_records().len(), 3, "every attempt is audited");
     assert_eq!(h.engine.violation_count(), 0);
 }
 
 #[test]
 fn a_malformed_body_gives_bad_response() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(fault_on(Endpoint::BreakStatus, FaultKind::Malformed, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::BreakStatus,
+        FaultKind::Malformed,
+        1,
+    ));
     let id = h.transition("alice", "READY");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Err(ErrorCode::BadResponse));
@@ -738,7 +732,7 @@ fn a_malformed_body_gives_bad_response() {
 fn a_change_whose_answer_was_lost_is_applied_once() {
     let mut h = pair(vec![on_shift("alice")]);
     h.tenant
-        .script_fault(fault_on(Endpoint::SetState, FaultKind::DropAfter, 1));
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
     let id = h.transition("alice", "PAUSED");
     h.drive().unwrap();
     assert_eq!(outcome(&h, id), Ok("PAUSED".into()));
@@ -749,7 +743,7 @@ fn a_change_whose_answer_was_lost_is_applied_once() {
 #[test]
 fn an_answer_slower_than_the_timeout_is_retried() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant.script_fault(fault_on(
+    h.tenant.script_fault(FaultRule::on(
         Endpoint::Schedule,
         FaultKind::Slow { extra_ms: 30_000 },
         1,
@@ -798,7 +792,7 @@ fn validate_checks_policy_without_changing_or_auditing() {
         })
         .collect();
     assert_eq!(results, [(false, None), (true, Some("GENERAL".into()))]);
-    assert!(audit_records(&h).is_empty());
+    assert!(h.audit_records().is_empty());
     assert!(requests_to(&h, "/state").is_empty());
 }
 
@@ -971,15 +965,6 @@ fn a_token_with_no_life_left_fails_token_expired_without_refetching() {
 
 // ---- the audit log never contradicts the tenant -------------------------------------------------------------
 
-fn set_state_fault(fault: FaultKind, times: u32) -> FaultRule {
-    FaultRule {
-        endpoint: Some(Endpoint::SetState),
-        user_id: None,
-        fault,
-        times,
-    }
-}
-
 fn failure_of(h: &Harness, id: TransitionId) -> cxone_agent_state_core::TransitionFailed {
     h.events()
         .iter()
@@ -999,12 +984,10 @@ fn ready_just_before_a_break_whose_answer_was_lost_is_recorded_as_the_success_it
     // 09:54:30: the break (10:00) is announced from 09:55, so READY is still allowed.
     h.drive_until(T0 + 2 * HOUR - 5 * MIN - 30_000);
     h.tenant
-        .script_fault(set_state_fault(FaultKind::DropAfter, 1));
-    h.tenant.script_fault(set_state_fault(
-        FaultKind::Status {
-            status: 503,
-            retry_after_s: Some(40),
-        },
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(503, Some(40)),
         1,
     ));
     let id = h.transition("carol", "READY");
@@ -1034,7 +1017,7 @@ fn ready_just_before_a_break_whose_answer_was_lost_is_recorded_as_the_success_it
         .events()
         .iter()
         .any(|(_, e)| matches!(e, Event::PolicyViolation(_))));
-    let audit = audit_records(&h);
+    let audit = h.audit_records();
     assert_eq!(audit.len(), 1);
     assert!(audit[0].success && !audit[0].policy_violation);
     assert_eq!(h.engine.violation_count(), 0);
@@ -1044,12 +1027,10 @@ fn ready_just_before_a_break_whose_answer_was_lost_is_recorded_as_the_success_it
 fn a_change_that_may_have_been_applied_ends_outcome_unknown_and_is_settled_on_restart() {
     let mut h = pair(vec![on_shift("alice")]);
     h.tenant
-        .script_fault(set_state_fault(FaultKind::DropAfter, 1));
-    h.tenant.script_fault(set_state_fault(
-        FaultKind::Status {
-            status: 503,
-            retry_after_s: None,
-        },
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(503, None),
         3,
     ));
     let id = h.transition("alice", "PAUSED");
@@ -1074,7 +1055,7 @@ fn a_change_that_may_have_been_applied_ends_outcome_unknown_and_is_settled_on_re
         ),
         (1, 0, 0)
     );
-    let unknown = audit_records(&h).pop().unwrap();
+    let unknown = h.audit_records().pop().unwrap();
     assert_eq!(unknown.error_code, Some(ErrorCode::OutcomeUnknown));
     // The journal keeps it open.
     let open: Vec<_> = h.log_state().open_changes().cloned().collect();
@@ -1082,11 +1063,10 @@ fn a_change_that_may_have_been_applied_ends_outcome_unknown_and_is_settled_on_re
     assert_eq!(open[0].unknown_record.as_deref(), Some(unknown.id.as_str()));
 
     // The next start resends it with the same key; the tenant answers from its record of the first send.
-    let cfg = h.engine.config().clone();
-    let restored = h.restart(cfg, None, 1_000);
+    let restored = h.restart(1_000);
     assert_eq!(restored.resumed, 1);
     h.drive().unwrap();
-    let settlement = audit_records(&h).pop().unwrap();
+    let settlement = h.audit_records().pop().unwrap();
     assert!(settlement.success);
     assert_eq!(settlement.settles.as_deref(), Some(unknown.id.as_str()));
     assert_eq!(settlement.idempotency_key, unknown.idempotency_key);
@@ -1096,7 +1076,7 @@ fn a_change_that_may_have_been_applied_ends_outcome_unknown_and_is_settled_on_re
         0,
         "settled and closed"
     );
-    verify_chain(ChainHead::default(), &audit_records(&h)).unwrap();
+    verify_chain(ChainHead::default(), &h.audit_records()).unwrap();
     let report = h.engine.compliance_report(h.now());
     assert_eq!((report.settled_count, report.total_transitions), (1, 0));
 }
@@ -1105,20 +1085,22 @@ fn a_change_that_may_have_been_applied_ends_outcome_unknown_and_is_settled_on_re
 fn an_interrupted_change_older_than_the_commit_window_is_not_sent_again() {
     let mut h = pair(vec![on_shift("alice")]);
     // The answer takes a minute; the process dies while it is on the way.
-    h.tenant
-        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 60_000 }, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::Slow { extra_ms: 60_000 },
+        1,
+    ));
     h.transition("alice", "READY");
     h.drive_until(T0 + 5_000);
     assert_eq!(h.tenant.agent_state("alice"), Some("READY"), "applied");
     assert_eq!(h.log_state().open_changes().count(), 1);
     // Down for ten minutes: far past the commit window.
-    let cfg = h.engine.config().clone();
-    let restored = h.restart(cfg, None, 10 * MIN);
+    let restored = h.restart(10 * MIN);
     assert_eq!((restored.resumed, restored.abandoned), (0, 1));
     h.drive().unwrap();
     let sets = requests_to(&h, "/state");
     assert_eq!(sets.len(), 1, "not sent again");
-    let last = audit_records(&h).pop().unwrap();
+    let last = h.audit_records().pop().unwrap();
     assert_eq!(last.error_code, Some(ErrorCode::OutcomeUnknown));
     assert!(!last.policy_violation);
     assert_eq!(h.log_state().open_changes().count(), 0, "closed for good");
@@ -1131,15 +1113,17 @@ fn an_interrupted_change_older_than_the_commit_window_is_not_sent_again() {
 #[test]
 fn an_interrupted_change_inside_the_window_is_resent_and_applied_once() {
     let mut h = pair(vec![on_shift("alice")]);
-    h.tenant
-        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 60_000 }, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::Slow { extra_ms: 60_000 },
+        1,
+    ));
     h.transition("alice", "NOT_READY");
     h.drive_until(T0 + 5_000);
-    let cfg = h.engine.config().clone();
-    let restored = h.restart(cfg, None, 10_000);
+    let restored = h.restart(10_000);
     assert_eq!(restored.resumed, 1);
     h.drive().unwrap();
-    let audit = audit_records(&h);
+    let audit = h.audit_records();
     assert_eq!(audit.len(), 1);
     assert!(audit[0].success);
     assert_eq!(
@@ -1162,16 +1146,14 @@ fn an_interrupted_change_inside_the_window_is_resent_and_applied_once() {
 fn changes_for_one_agent_keep_their_order_when_the_first_is_delayed_by_faults() {
     let mut h = pair(vec![on_shift("agent-0014")]);
     h.tenant.script_fault(FaultRule {
-        endpoint: Some(Endpoint::Schedule),
         user_id: Some("agent-0014".into()),
-        fault: FaultKind::Status {
-            status: 503,
-            retry_after_s: None,
-        },
-        times: 2,
+        ..FaultRule::on(Endpoint::Schedule, FaultKind::status(503, None), 2)
     });
-    h.tenant
-        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 3_000 }, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::Slow { extra_ms: 3_000 },
+        1,
+    ));
     let a = h.transition("agent-0014", "READY");
     let b = h.transition("agent-0014", "NOT_READY");
     h.drive().unwrap();
@@ -1192,15 +1174,16 @@ fn changes_for_one_agent_keep_their_order_when_the_first_is_delayed_by_faults() 
 fn a_wall_clock_step_neither_stalls_timers_nor_times_out_requests() {
     for step in [-(HOUR as i64), HOUR as i64] {
         let mut h = pair(vec![on_shift("alice")]);
-        h.tenant.script_fault(set_state_fault(
-            FaultKind::Status {
-                status: 503,
-                retry_after_s: None,
-            },
+        h.tenant.script_fault(FaultRule::on(
+            Endpoint::SetState,
+            FaultKind::status(503, None),
             1,
         ));
-        h.tenant
-            .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 4_000 }, 1));
+        h.tenant.script_fault(FaultRule::on(
+            Endpoint::SetState,
+            FaultKind::Slow { extra_ms: 4_000 },
+            1,
+        ));
         let id = h.transition("alice", "PAUSED");
         // The 503 arrives and a retry is scheduled (2–3 s); then the wall clock jumps.
         h.drive_until(T0 + 2_000);
@@ -1216,7 +1199,7 @@ fn a_wall_clock_step_neither_stalls_timers_nor_times_out_requests() {
             "step {step}: retried after {gap} ms"
         );
         // Records carry wall time.
-        let stamp = cxone_agent_state_core::parse_iso8601(&audit_records(&h)[0].timestamp).unwrap();
+        let stamp = cxone_agent_state_core::parse_iso8601(&h.audit_records()[0].timestamp).unwrap();
         assert_eq!(stamp, h.now_ms().saturating_add_signed(step));
         assert!(h.engine.compliance_report(h.now()).latency.max_ms < 10_000);
     }
@@ -1293,8 +1276,7 @@ fn undelivered_webhooks_survive_a_restart() {
     h.drive_until(T0 + 20_000);
     assert_eq!(h.log_state().undelivered().count(), 1);
     h.receiver.default = ReceiverAnswer::Status(200);
-    let cfg = h.engine.config().clone();
-    let restored = h.restart(cfg, None, 0);
+    let restored = h.restart(0);
     assert_eq!(restored.webhooks, 1);
     h.drive().unwrap();
     assert_eq!(h.receiver.accepted.len(), 1);
@@ -1310,8 +1292,11 @@ fn the_bounded_queue_answers_busy_and_close_is_sticky() {
     let mut h = pair_with(vec![on_shift("alice"), on_shift("dave")], |cfg, _| {
         cfg.max_open_changes = 2;
     });
-    h.tenant
-        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 60_000 }, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::Slow { extra_ms: 60_000 },
+        1,
+    ));
     let first = h.transition("alice", "READY");
     let second = h.transition("alice", "PAUSED");
     let third = h.command(Command::Transition {
@@ -1335,7 +1320,7 @@ fn the_bounded_queue_answers_busy_and_close_is_sticky() {
     );
     assert_eq!(h.engine.next_deadline(), None);
     h.drive().unwrap();
-    assert_eq!(audit_records(&h).len(), 2, "both audited, nothing more");
+    assert_eq!(h.audit_records().len(), 2, "both audited, nothing more");
 }
 
 #[test]
@@ -1376,29 +1361,20 @@ fn checkpoints_let_recovery_start_late_in_the_log() {
 #[test]
 fn an_unknown_outcome_stays_open_until_a_definite_answer_settles_it() {
     let mut h = pair(vec![on_shift("alice")]);
-    let status_500 = |times| {
-        set_state_fault(
-            FaultKind::Status {
-                status: 500,
-                retry_after_s: None,
-            },
-            times,
-        )
-    };
+    let status_500 = |times| FaultRule::on(Endpoint::SetState, FaultKind::status(500, None), times);
     h.tenant
-        .script_fault(set_state_fault(FaultKind::DropAfter, 1));
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
     h.tenant.script_fault(status_500(3));
     h.transition("alice", "READY");
     h.drive().unwrap();
-    let first = audit_records(&h).pop().unwrap();
+    let first = h.audit_records().pop().unwrap();
     assert_eq!(first.error_code, Some(ErrorCode::OutcomeUnknown));
 
     // The next start resends it, and meets 500s again: still unknown, nothing settled.
     h.tenant.script_fault(status_500(4));
-    let cfg = h.engine.config().clone();
-    assert_eq!(h.restart(cfg.clone(), None, 1_000).resumed, 1);
+    assert_eq!(h.restart(1_000).resumed, 1);
     h.drive().unwrap();
-    let second = audit_records(&h).pop().unwrap();
+    let second = h.audit_records().pop().unwrap();
     assert_eq!(second.error_code, Some(ErrorCode::OutcomeUnknown));
     assert_eq!(second.settles, None, "an unknown outcome settles nothing");
     let open: Vec<_> = h.log_state().open_changes().cloned().collect();
@@ -1406,9 +1382,9 @@ fn an_unknown_outcome_stays_open_until_a_definite_answer_settles_it() {
     assert_eq!(open[0].unknown_record.as_deref(), Some(second.id.as_str()));
 
     // The start after that gets an answer: the settlement points at the latest unknown record.
-    assert_eq!(h.restart(cfg, None, 1_000).resumed, 1);
+    assert_eq!(h.restart(1_000).resumed, 1);
     h.drive().unwrap();
-    let third = audit_records(&h).pop().unwrap();
+    let third = h.audit_records().pop().unwrap();
     assert!(third.success);
     assert_eq!(third.settles.as_deref(), Some(second.id.as_str()));
     assert_eq!(h.log_state().open_changes().count(), 0);
@@ -1420,24 +1396,25 @@ fn an_unknown_change_is_never_resent_after_a_later_change_of_the_same_agent() {
     let mut h = pair(vec![on_shift("alice")]);
     // READY never arrives (dropped before, then 500s): unknown, and not applied.
     h.tenant
-        .script_fault(set_state_fault(FaultKind::DropBefore, 1));
-    h.tenant.script_fault(set_state_fault(
-        FaultKind::Status {
-            status: 500,
-            retry_after_s: None,
-        },
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropBefore, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(500, None),
         3,
     ));
     h.transition("alice", "READY");
     h.drive().unwrap();
     assert_eq!(
-        audit_records(&h).pop().unwrap().error_code,
+        h.audit_records().pop().unwrap().error_code,
         Some(ErrorCode::OutcomeUnknown)
     );
     assert_eq!(h.log_state().open_changes().count(), 1);
     // NOT_READY is sent and applied, but its answer is slow; the process dies while it is on the way.
-    h.tenant
-        .script_fault(set_state_fault(FaultKind::Slow { extra_ms: 30_000 }, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::Slow { extra_ms: 30_000 },
+        1,
+    ));
     let at = h.now_ms();
     h.transition("alice", "NOT_READY");
     h.drive_until(at + 5_000);
@@ -1449,8 +1426,7 @@ fn an_unknown_change_is_never_resent_after_a_later_change_of_the_same_agent() {
         .map(|o| o.intent.state.clone())
         .collect();
     assert_eq!(open, ["NOT_READY"]);
-    let cfg = h.engine.config().clone();
-    let restored = h.restart(cfg, None, 2_000);
+    let restored = h.restart(2_000);
     assert_eq!((restored.resumed, restored.abandoned), (1, 0));
     h.drive().unwrap();
     assert_eq!(
@@ -1465,7 +1441,7 @@ fn an_unknown_change_is_never_resent_after_a_later_change_of_the_same_agent() {
         .map(|(_, _, s)| s.as_str())
         .collect();
     assert_eq!(applied, ["NOT_READY"]);
-    let last = audit_records(&h).pop().unwrap();
+    let last = h.audit_records().pop().unwrap();
     assert!(last.success && last.new_state == "NOT_READY");
 }
 
@@ -1475,7 +1451,7 @@ fn a_wall_clock_stepped_back_across_a_restart_resends_nothing() {
     h.drive_until(T0 + 2 * HOUR - 5 * MIN - 30_000);
     // The send never arrives; the process dies before its retry.
     h.tenant
-        .script_fault(set_state_fault(FaultKind::DropBefore, 1));
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropBefore, 1));
     let at = h.now_ms();
     h.transition("carol", "READY");
     // Paced at one request a second: token, schedule, break, then the send at ~1.8 s, dropped.
@@ -1484,13 +1460,12 @@ fn a_wall_clock_stepped_back_across_a_restart_resends_nothing() {
     assert_eq!(requests_to(&h, "/state").len(), 1);
     // Down for eleven minutes (the break has begun), and the wall clock now reads an hour early.
     h.step_wall_clock(-(HOUR as i64));
-    let cfg = h.engine.config().clone();
-    let restored = h.restart(cfg, None, 11 * MIN);
+    let restored = h.restart(11 * MIN);
     assert_eq!((restored.resumed, restored.abandoned), (0, 1));
     h.drive().unwrap();
     assert_eq!(h.tenant.ground_truth().ready_accepted_during_break, 0);
     assert_eq!(h.tenant.agent_state("carol"), None);
-    let last = audit_records(&h).pop().unwrap();
+    let last = h.audit_records().pop().unwrap();
     assert_eq!(last.error_code, Some(ErrorCode::OutcomeUnknown));
     assert!(last.error_message.unwrap().contains("wall clock"));
 }
@@ -1531,13 +1506,12 @@ fn restore_resends_only_the_latest_open_change_of_an_agent() {
 #[test]
 fn a_restart_never_draws_the_keys_of_an_earlier_run() {
     let mut h = pair(vec![on_shift("alice"), on_shift("dave")]);
-    let cfg = h.engine.config().clone();
     for round in 0..3 {
         h.transition("alice", ["READY", "PAUSED", "IDLE"][round]);
         h.transition("dave", ["NOT_READY", "READY", "PAUSED"][round]);
         h.drive().unwrap();
         // Same seed, same configuration, a new process.
-        h.restart(cfg.clone(), None, 1_000);
+        h.restart(1_000);
     }
     let keys: Vec<&str> = h
         .tenant

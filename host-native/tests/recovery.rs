@@ -36,10 +36,7 @@ fn groups(rounds: u64) -> Vec<Vec<Record>> {
             kinds: vec![
                 FaultKind::DropAfter,
                 FaultKind::DropBefore,
-                FaultKind::Status {
-                    status: 500,
-                    retry_after_s: None,
-                },
+                FaultKind::status(500, None),
                 FaultKind::RateLimit { retry_after_s: 2 },
             ],
         },
@@ -115,6 +112,39 @@ fn fold_of_whole_records(records: &[Record], lines_end: &[usize], cut: usize) ->
     state
 }
 
+/// Writes the log cut at `cut` and padded with `pad` NUL bytes to `cut_path`, recovers it and checks that the
+/// recovered state is `expected` (the fold of the records whole before the cut), and that the file then
+/// takes new records.
+fn check_cut(cut_path: &Path, bytes: &[u8], cut: usize, pad: usize, expected: &LogState) {
+    let mut damaged = bytes[..cut].to_vec();
+    damaged.extend(std::iter::repeat_n(0u8, pad));
+    std::fs::write(cut_path, &damaged).unwrap();
+    let recovery =
+        store::recover(cut_path, T0).unwrap_or_else(|e| panic!("cut at {cut} (+{pad} NUL): {e}"));
+    assert_eq!(
+        recovery.state.checkpoint(0),
+        expected.checkpoint(0),
+        "cut at {cut} (+{pad} NUL): the recovered state is not the fold of the whole records"
+    );
+    // The file now ends on a whole record, and takes new ones.
+    let after = std::fs::read(cut_path).unwrap();
+    assert!(after.is_empty() || after.ends_with(b"\n"), "cut at {cut}");
+    let (_, w, t) = store::open(cut_path, T0).unwrap();
+    w.write(vec![Record::Checkpoint(recovery.state.checkpoint(1))])
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    drop(w);
+    t.join().unwrap();
+    let again = store::recover(cut_path, T0).unwrap();
+    assert_eq!(
+        again.state.checkpoint(0),
+        expected.checkpoint(0),
+        "cut at {cut}"
+    );
+    assert!(again.torn_tail_saved_to.is_none() && !again.newline_added);
+}
+
 #[test]
 fn recovery_at_every_byte_of_the_last_commits_loses_nothing_acknowledged() {
     let groups = groups(4);
@@ -155,41 +185,35 @@ fn recovery_at_every_byte_of_the_last_commits_loses_nothing_acknowledged() {
         })
         .collect();
     let from = group_ends[group_ends.len() - 4];
-    let cut_path = dir.path().join("cut.jsonl");
-    let mut checked = 0;
-    for cut in from..=bytes.len() {
-        for pad in [0usize, 64] {
-            let mut damaged = bytes[..cut].to_vec();
-            damaged.extend(std::iter::repeat_n(0u8, pad));
-            std::fs::write(&cut_path, &damaged).unwrap();
-            let recovery = store::recover(&cut_path, T0)
-                .unwrap_or_else(|e| panic!("cut at {cut} (+{pad} NUL): {e}"));
-            let expected = fold_of_whole_records(&records, &lines_end, cut);
-            assert_eq!(
-                recovery.state.checkpoint(0),
-                expected.checkpoint(0),
-                "cut at {cut} (+{pad} NUL): the recovered state is not the fold of the whole records"
-            );
-            // The file now ends on a whole record, and takes new ones.
-            let after = std::fs::read(&cut_path).unwrap();
-            assert!(after.is_empty() || after.ends_with(b"\n"), "cut at {cut}");
-            let (_, w, t) = store::open(&cut_path, T0).unwrap();
-            w.write(vec![Record::Checkpoint(recovery.state.checkpoint(1))])
-                .blocking_recv()
-                .unwrap()
-                .unwrap();
-            drop(w);
-            t.join().unwrap();
-            let again = store::recover(&cut_path, T0).unwrap();
-            assert_eq!(
-                again.state.checkpoint(0),
-                expected.checkpoint(0),
-                "cut at {cut}"
-            );
-            assert!(again.torn_tail_saved_to.is_none() && !again.newline_added);
-            checked += 1;
-        }
-    }
+    // The cuts are split between workers (each with a file of its own), interleaved so each gets cuts
+    // through every commit.
+    const WORKERS: usize = 4;
+    let checked: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let cut_path = dir.path().join(format!("cut-{w}.jsonl"));
+                let (bytes, records, lines_end) = (&bytes, &records, &lines_end);
+                scope.spawn(move || {
+                    let mut checked = 0;
+                    for cut in (from + w..=bytes.len()).step_by(WORKERS) {
+                        let expected = fold_of_whole_records(records, lines_end, cut);
+                        for pad in [0usize, 64] {
+                            check_cut(&cut_path, bytes, cut, pad, &expected);
+                            checked += 1;
+                        }
+                    }
+                    checked
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .sum()
+    });
     assert!(checked > 200, "only {checked} cuts");
     // Each torn tail was set aside beside the log, never silently dropped.
     assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e

@@ -577,15 +577,6 @@ fn record(
     }
 }
 
-fn fault(endpoint: Endpoint, fault: FaultKind, times: u32) -> FaultRule {
-    FaultRule {
-        endpoint: Some(endpoint),
-        user_id: None,
-        fault,
-        times,
-    }
-}
-
 /// Records the transcript vectors from scenarios against the simulated tenant (used to write the file).
 pub fn generate_transcripts() -> Vec<Transcript> {
     vec![
@@ -611,7 +602,7 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "transcript-429-retry-after",
             "the state change meets a 429 with Retry-After: 7 and is sent again 7 s later",
             |_, t| {
-                t.script_fault(fault(
+                t.script_fault(FaultRule::on(
                     Endpoint::SetState,
                     FaultKind::RateLimit { retry_after_s: 7 },
                     1,
@@ -625,12 +616,9 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "transcript-503-exhausted",
             "the state change meets 503 four times and fails UPSTREAM_UNAVAILABLE",
             |_, t| {
-                t.script_fault(fault(
+                t.script_fault(FaultRule::on(
                     Endpoint::SetState,
-                    FaultKind::Status {
-                        status: 503,
-                        retry_after_s: None,
-                    },
+                    FaultKind::status(503, None),
                     4,
                 ))
             },
@@ -641,7 +629,7 @@ pub fn generate_transcripts() -> Vec<Transcript> {
         record(
             "transcript-401-refresh",
             "the schedule lookup meets a 401: one token refresh, then success",
-            |_, t| t.script_fault(fault(Endpoint::Schedule, FaultKind::Unauthorized, 1)),
+            |_, t| t.script_fault(FaultRule::on(Endpoint::Schedule, FaultKind::Unauthorized, 1)),
             |h| {
                 h.transition("alice", "IDLE");
             },
@@ -658,12 +646,12 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "transcript-timeout-and-malformed",
             "a lookup times out and is retried; a malformed break answer gives BAD_RESPONSE",
             |_, t| {
-                t.script_fault(fault(
+                t.script_fault(FaultRule::on(
                     Endpoint::Schedule,
                     FaultKind::Slow { extra_ms: 15_000 },
                     1,
                 ));
-                t.script_fault(fault(Endpoint::BreakStatus, FaultKind::Malformed, 1));
+                t.script_fault(FaultRule::on(Endpoint::BreakStatus, FaultKind::Malformed, 1));
             },
             |h| {
                 h.transition("alice", "READY");
@@ -674,13 +662,10 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "the change is applied but its answer is lost; the resend meets a 503 with Retry-After: 40 and is \
              then answered from the first send: a success, sent with one Idempotency-Key",
             |_, t| {
-                t.script_fault(fault(Endpoint::SetState, FaultKind::DropAfter, 1));
-                t.script_fault(fault(
+                t.script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
+                t.script_fault(FaultRule::on(
                     Endpoint::SetState,
-                    FaultKind::Status {
-                        status: 503,
-                        retry_after_s: Some(40),
-                    },
+                    FaultKind::status(503, Some(40)),
                     1,
                 ));
             },
@@ -693,13 +678,10 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "the change is applied but its answer is lost, and every resend meets a 500: OUTCOME_UNKNOWN, \
              and its intent stays open",
             |_, t| {
-                t.script_fault(fault(Endpoint::SetState, FaultKind::DropAfter, 1));
-                t.script_fault(fault(
+                t.script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
+                t.script_fault(FaultRule::on(
                     Endpoint::SetState,
-                    FaultKind::Status {
-                        status: 500,
-                        retry_after_s: None,
-                    },
+                    FaultKind::status(500, None),
                     3,
                 ));
             },
@@ -711,7 +693,7 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "transcript-429-spends-no-retry",
             "five 429s with Retry-After: 3 are waited out without spending the three retries",
             |_, t| {
-                t.script_fault(fault(
+                t.script_fault(FaultRule::on(
                     Endpoint::SetState,
                     FaultKind::RateLimit { retry_after_s: 3 },
                     5,
@@ -747,12 +729,9 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "the wall clock jumps back an hour while a retry waits: the retry goes out on time and the \
              records carry the stepped wall time",
             |_, t| {
-                t.script_fault(fault(
+                t.script_fault(FaultRule::on(
                     Endpoint::SetState,
-                    FaultKind::Status {
-                        status: 503,
-                        retry_after_s: None,
-                    },
+                    FaultKind::status(503, None),
                     1,
                 ))
             },
@@ -766,7 +745,7 @@ pub fn generate_transcripts() -> Vec<Transcript> {
             "transcript-close",
             "the engine closes while a change is on the wire and another waits behind it: OUTCOME_UNKNOWN \
              and CLOSED, then commands are refused",
-            |_, t| t.script_fault(fault(Endpoint::SetState, FaultKind::Slow { extra_ms: 5_000 }, 1)),
+            |_, t| t.script_fault(FaultRule::on(Endpoint::SetState, FaultKind::Slow { extra_ms: 5_000 }, 1)),
             |h| {
                 use cxone_agent_state_core::sim::Command;
                 h.transition("alice", "READY");

@@ -191,6 +191,20 @@ async fn run(cmd: Command) -> Out {
     run_input(cmd, None).await
 }
 
+/// `transition --user USER --state STATE` with the connection flags `conn`.
+async fn transition(user: &str, state: &str, conn: &[String]) -> Out {
+    run(cli(args(
+        &["transition", "--user", user, "--state", state],
+        conn,
+    )))
+    .await
+}
+
+/// `audit verify LOG`.
+async fn audit_verify(log: &Path) -> Out {
+    run(cli(["audit", "verify", path_str(log)])).await
+}
+
 /// A simulated tenant as a child process with a generous rate limit and `agents` agents on shift.
 fn server(agents: usize, extra: &[&str]) -> SimProcess {
     let agents = agents.to_string();
@@ -289,11 +303,7 @@ async fn transition_success_prints_json_and_exits_0() {
     let audit = dir.path().join("audit.jsonl");
     let conn = connect(&sim.base_url, &audit);
 
-    let out = run(cli(args(
-        &["transition", "--user", "agent-0001", "--state", "READY"],
-        &conn,
-    )))
-    .await;
+    let out = transition("agent-0001", "READY", &conn).await;
     assert_eq!(out.code(), Some(0), "{out}");
     let v = out.json();
     assert_eq!(v["success"], true, "{out}");
@@ -304,11 +314,7 @@ async fn transition_success_prints_json_and_exits_0() {
     assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
 
     // A second run on the same log continues its hash chain.
-    let out = run(cli(args(
-        &["transition", "--user", "agent-0001", "--state", "NOT_READY"],
-        &conn,
-    )))
-    .await;
+    let out = transition("agent-0001", "NOT_READY", &conn).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(out.json()["newState"], "NOT_READY");
     assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "NOT_READY");
@@ -326,7 +332,7 @@ async fn transition_success_prints_json_and_exits_0() {
     let logged: Vec<String> = records.iter().filter_map(key_of).collect();
     assert_eq!(accepted, logged);
     assert!(records.iter().all(|r| r["success"] == true));
-    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    let verify = audit_verify(&audit).await;
     assert_eq!(verify.code(), Some(0), "{verify}");
 }
 
@@ -336,11 +342,7 @@ async fn transition_ready_during_a_mandatory_break_exits_2() {
     add_agent(&sim.base_url, support::on_break("brk")).await;
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let out = run(cli(args(
-        &["transition", "--user", "brk", "--state", "READY"],
-        &connect(&sim.base_url, &audit),
-    )))
-    .await;
+    let out = transition("brk", "READY", &connect(&sim.base_url, &audit)).await;
     assert_eq!(out.code(), Some(2), "{out}");
     let v = out.json();
     assert_eq!(v["success"], false);
@@ -363,11 +365,7 @@ async fn transition_for_an_unscheduled_agent_exits_2() {
     add_agent(&sim.base_url, support::unscheduled("ghost")).await;
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let out = run(cli(args(
-        &["transition", "--user", "ghost", "--state", "NOT_READY"],
-        &connect(&sim.base_url, &audit),
-    )))
-    .await;
+    let out = transition("ghost", "NOT_READY", &connect(&sim.base_url, &audit)).await;
     assert_eq!(out.code(), Some(2), "{out}");
     let v = out.json();
     assert_eq!(v["error"]["code"], "AGENT_NOT_SCHEDULED", "{out}");
@@ -385,22 +383,14 @@ async fn invalid_state_and_user_id_exit_1_without_reaching_the_tenant() {
     let audit = dir.path().join("audit.jsonl");
     let conn = connect(&sim.base_url, &audit);
 
-    let out = run(cli(args(
-        &["transition", "--user", "agent-0001", "--state", "ready"],
-        &conn,
-    )))
-    .await;
+    let out = transition("agent-0001", "ready", &conn).await;
     assert_eq!(out.code(), Some(1), "{out}");
     let v = out.json();
     assert_eq!(v["error"]["code"], "INVALID_STATE", "{out}");
     assert_eq!(v["policyViolation"], false);
 
     for user in ["../x", "a/b"] {
-        let out = run(cli(args(
-            &["transition", "--user", user, "--state", "READY"],
-            &conn,
-        )))
-        .await;
+        let out = transition(user, "READY", &conn).await;
         assert_eq!(out.code(), Some(1), "{user}: {out}");
         let v = out.json();
         assert_eq!(v["error"]["code"], "INVALID_USER_ID", "{user}: {out}");
@@ -1027,7 +1017,7 @@ async fn bulk_killed_halfway_recovers_on_restart() {
     );
 
     // The log verifies...
-    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    let verify = audit_verify(&audit).await;
     assert_eq!(verify.code(), Some(0), "{verify}");
     assert!(verify.stdout.starts_with("OK"), "{verify}");
 
@@ -1116,10 +1106,8 @@ async fn bulk_killed_halfway_recovers_on_restart() {
 async fn kill_after_the_tenant_accepted(base: &str, audit: &Path, user: &str) -> String {
     // Typed, so the wire format follows the tenant's own serde attributes.
     let rule = serde_json::to_value(FaultRule {
-        endpoint: Some(Endpoint::SetState),
         user_id: Some(user.to_owned()),
-        fault: FaultKind::Slow { extra_ms: 30_000 },
-        times: 1,
+        ..FaultRule::on(Endpoint::SetState, FaultKind::Slow { extra_ms: 30_000 }, 1)
     })
     .unwrap();
     assert_eq!(
@@ -1183,11 +1171,7 @@ async fn a_change_accepted_just_before_a_kill_is_recorded_after_restart() {
     let audit = dir.path().join("audit.jsonl");
     let key = kill_after_the_tenant_accepted(&sim.base_url, &audit, "agent-0001").await;
 
-    let restart = run(cli(args(
-        &["transition", "--user", "agent-0002", "--state", "NOT_READY"],
-        &connect(&sim.base_url, &audit),
-    )))
-    .await;
+    let restart = transition("agent-0002", "NOT_READY", &connect(&sim.base_url, &audit)).await;
     assert_eq!(restart.code(), Some(0), "{restart}");
     assert!(
         restart.stderr.contains("resending 1 state change(s)"),
@@ -1204,7 +1188,7 @@ async fn a_change_accepted_just_before_a_kill_is_recorded_after_restart() {
     assert_eq!(truth["stateChangesAccepted"], 2, "applied once: {truth}");
     assert_eq!(truth["idempotentReplays"], 1, "{truth}");
     assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
-    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    let verify = audit_verify(&audit).await;
     assert_eq!(verify.code(), Some(0), "{verify}");
 }
 
@@ -1218,11 +1202,7 @@ async fn a_change_accepted_before_a_kill_is_not_recorded_as_refused_after_restar
     // The agent's mandatory break starts before the restart (the tenant keeps its READY state).
     add_agent(&sim.base_url, support::on_break("agent-0001")).await;
 
-    let restart = run(cli(args(
-        &["transition", "--user", "agent-0002", "--state", "NOT_READY"],
-        &connect(&sim.base_url, &audit),
-    )))
-    .await;
+    let restart = transition("agent-0002", "NOT_READY", &connect(&sim.base_url, &audit)).await;
     assert_eq!(restart.code(), Some(0), "{restart}");
     let records = read_audit(&audit);
     let resumed = records
@@ -1273,7 +1253,7 @@ async fn audit_verify_intact_tampered_and_torn() {
         "an intent and an audit record per change"
     );
 
-    let out = run(cli(["audit", "verify", path_str(&audit)])).await;
+    let out = audit_verify(&audit).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.starts_with("OK"), "{out}");
     assert!(out.stdout.contains("3 audit records"), "{out}");
@@ -1286,7 +1266,7 @@ async fn audit_verify_intact_tampered_and_torn() {
     lines[3] = lines[3].replace("\"success\":true", "\"success\":false");
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
-    let out = run(cli(["audit", "verify", path_str(&tampered)])).await;
+    let out = audit_verify(&tampered).await;
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.all_output().contains("line 4"), "{out}");
     assert!(!out.stdout.starts_with("OK"), "{out}");
@@ -1296,10 +1276,11 @@ async fn audit_verify_intact_tampered_and_torn() {
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("does not verify"), "{out}");
     let requests_before = total_requests(&sim.base_url).await;
-    let out = run(cli(args(
-        &["transition", "--user", "agent-0001", "--state", "NOT_READY"],
+    let out = transition(
+        "agent-0001",
+        "NOT_READY",
         &connect(&sim.base_url, &tampered),
-    )))
+    )
     .await;
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("AUDIT_LOG_CORRUPT"), "{out}");
@@ -1313,7 +1294,7 @@ async fn audit_verify_intact_tampered_and_torn() {
     // A whole last record without its newline is kept; a line cut short is torn.
     let no_newline = dir.path().join("no-newline.jsonl");
     std::fs::write(&no_newline, original.trim_end_matches('\n')).unwrap();
-    let out = run(cli(["audit", "verify", path_str(&no_newline)])).await;
+    let out = audit_verify(&no_newline).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("3 audit records"), "{out}");
     assert!(
@@ -1322,7 +1303,7 @@ async fn audit_verify_intact_tampered_and_torn() {
     );
     let cut = dir.path().join("cut.jsonl");
     std::fs::write(&cut, &original[..original.len() - 40]).unwrap();
-    let out = run(cli(["audit", "verify", path_str(&cut)])).await;
+    let out = audit_verify(&cut).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("2 audit records"), "{out}");
     assert!(
@@ -1332,15 +1313,11 @@ async fn audit_verify_intact_tampered_and_torn() {
 
     // The next start sets the torn line aside, resends the change whose outcome it held (same key: the
     // tenant answers from its first send), and continues the chain.
-    let out = run(cli(args(
-        &["transition", "--user", "agent-0001", "--state", "IDLE"],
-        &connect(&sim.base_url, &cut),
-    )))
-    .await;
+    let out = transition("agent-0001", "IDLE", &connect(&sim.base_url, &cut)).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stderr.contains("torn last line"), "{out}");
     assert!(out.stderr.contains("resending 1 state change(s)"), "{out}");
-    let out = run(cli(["audit", "verify", path_str(&cut)])).await;
+    let out = audit_verify(&cut).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("4 audit records"), "{out}");
     assert!(!out.stderr.contains("torn"), "{out}");
@@ -1348,14 +1325,10 @@ async fn audit_verify_intact_tampered_and_torn() {
     assert_eq!(truth["idempotentReplays"], 1, "{truth}");
 
     // The whole-but-unterminated log is continued as it is (the newline is added).
-    let out = run(cli(args(
-        &["transition", "--user", "agent-0002", "--state", "IDLE"],
-        &connect(&sim.base_url, &no_newline),
-    )))
-    .await;
+    let out = transition("agent-0002", "IDLE", &connect(&sim.base_url, &no_newline)).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stderr.contains("lacked its newline"), "{out}");
-    let out = run(cli(["audit", "verify", path_str(&no_newline)])).await;
+    let out = audit_verify(&no_newline).await;
     assert!(out.stdout.contains("4 audit records"), "{out}");
 }
 
@@ -1596,7 +1569,7 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
     assert_eq!(v["auditLog"]["chainVerified"], true);
     assert_eq!(v["report"]["totalTransitions"], lines);
 
-    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    let verify = audit_verify(&audit).await;
     assert_eq!(verify.code(), Some(0), "{verify}");
     assert!(
         verify.stdout.contains(&format!("{lines} audit records")),
@@ -1631,50 +1604,64 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
 /// the tenant applies the two in input order, every time.
 #[tokio::test]
 async fn bulk_applies_one_agents_changes_in_input_order_under_faults() {
+    // The rounds are independent (each has its own tenant and directory): run them at once.
+    let mut rounds = tokio::task::JoinSet::new();
     for round in 0..3 {
-        let sim = server(60, &[]);
-        admin_post(
-            &sim.base_url,
-            "/admin/faults",
-            &serde_json::json!([
-                {"endpoint": "schedule", "userId": "agent-0014",
-                 "fault": {"kind": "status", "status": 503}, "times": 1},
-                {"endpoint": "setState", "userId": "agent-0014",
-                 "fault": {"kind": "slow", "extraMs": 200 + 100 * round}, "times": 1}
-            ]),
-        )
-        .await;
-        let dir = tempfile::tempdir().unwrap();
-        let audit = dir.path().join("audit.jsonl");
-        let input = dir.path().join("rows.csv");
-        let mut csv = String::from("userId,state\n");
-        for i in 1..=30 {
-            if i == 5 {
-                csv.push_str("agent-0014,READY\n");
-            }
-            if i == 12 {
-                csv.push_str("agent-0014,NOT_READY\n");
-            }
-            csv.push_str(&format!("agent-{:04},PAUSED\n", i + 20));
-        }
-        std::fs::write(&input, csv).unwrap();
-        let out = run(cli(args(
-            &["bulk", path_str(&input)],
-            &connect(&sim.base_url, &audit),
-        )))
-        .await;
-        assert_eq!(out.code(), Some(0), "{out}");
-        let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
-        let order: Vec<&str> = accepted
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["userId"] == "agent-0014")
-            .map(|c| c["state"].as_str().unwrap())
-            .collect();
-        assert_eq!(order, ["READY", "NOT_READY"], "round {round}");
-        assert_eq!(agent_state(&sim.base_url, "agent-0014").await, "NOT_READY");
+        rounds.spawn(bulk_in_input_order_round(round));
     }
+    while let Some(done) = rounds.join_next().await {
+        if let Err(e) = done {
+            // A failed round's own panic message (with its "round {round}") is the test's.
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+/// One round of [`bulk_applies_one_agents_changes_in_input_order_under_faults`]: the slow answer to the
+/// first change's send takes `200 + 100 * round` ms.
+async fn bulk_in_input_order_round(round: u64) {
+    let sim = server(60, &[]);
+    admin_post(
+        &sim.base_url,
+        "/admin/faults",
+        &serde_json::json!([
+            {"endpoint": "schedule", "userId": "agent-0014",
+             "fault": {"kind": "status", "status": 503}, "times": 1},
+            {"endpoint": "setState", "userId": "agent-0014",
+             "fault": {"kind": "slow", "extraMs": 200 + 100 * round}, "times": 1}
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    let mut csv = String::from("userId,state\n");
+    for i in 1..=30 {
+        if i == 5 {
+            csv.push_str("agent-0014,READY\n");
+        }
+        if i == 12 {
+            csv.push_str("agent-0014,NOT_READY\n");
+        }
+        csv.push_str(&format!("agent-{:04},PAUSED\n", i + 20));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = run(cli(args(
+        &["bulk", path_str(&input)],
+        &connect(&sim.base_url, &audit),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
+    let order: Vec<&str> = accepted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["userId"] == "agent-0014")
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["READY", "NOT_READY"], "round {round}");
+    assert_eq!(agent_state(&sim.base_url, "agent-0014").await, "NOT_READY");
 }
 
 #[tokio::test]
@@ -1745,6 +1732,6 @@ async fn outbox_list_shows_dead_letters_and_replay_delivers_them() {
     assert!(sink.ids().contains(&event_id));
     let list = run(cli(["outbox", "list", "--audit-log", path_str(&audit)])).await;
     assert!(list.stdout.contains("0 dead letter(s)"), "{list}");
-    let verify = run(cli(["audit", "verify", path_str(&audit)])).await;
+    let verify = audit_verify(&audit).await;
     assert_eq!(verify.code(), Some(0), "{verify}");
 }

@@ -130,9 +130,46 @@ pub struct TranscriptStep {
     pub outputs: Vec<Output>,
 }
 
+/// An answer on its way to the engine: the [`Input`] it becomes on arrival, but for the time, which is read
+/// when it arrives (the wall clock may have been stepped meanwhile).
 #[derive(Debug)]
-enum Delivery {
-    Input(Input),
+enum Answer {
+    Response {
+        id: RequestId,
+        response: HttpResponse,
+    },
+    TransportError {
+        id: RequestId,
+        kind: TransportErrorKind,
+    },
+    AccessToken {
+        id: RequestId,
+        access_token: Option<Secret>,
+        expires_in_ms: u64,
+        error: Option<String>,
+    },
+}
+
+impl Answer {
+    /// The input the engine gets when the answer arrives at `now`.
+    fn arrive(self, now: Now) -> Input {
+        match self {
+            Self::Response { id, response } => Input::Response { now, id, response },
+            Self::TransportError { id, kind } => Input::TransportError { now, id, kind },
+            Self::AccessToken {
+                id,
+                access_token,
+                expires_in_ms,
+                error,
+            } => Input::AccessToken {
+                now,
+                id,
+                access_token,
+                expires_in_ms,
+                error,
+            },
+        }
+    }
 }
 
 /// How the harness answers [`Event::TokenRequested`] (an engine with an external token source).
@@ -161,12 +198,8 @@ pub enum ReceiverAnswer {
 pub struct SimReceiver {
     /// Answers for the next deliveries, in order.
     pub script: VecDeque<ReceiverAnswer>,
-    /// Answers for a payload whose event id is here, always (a payload the receiver will never take).
-    pub refuse: BTreeMap<String, u16>,
     /// The answer once the script is spent.
     pub default: ReceiverAnswer,
-    /// Every delivery seen: (time, event id, answer).
-    pub seen: Vec<(u64, String, ReceiverAnswer)>,
     /// Bodies accepted (2xx), in order.
     pub accepted: Vec<String>,
 }
@@ -175,25 +208,18 @@ impl Default for SimReceiver {
     fn default() -> Self {
         Self {
             script: VecDeque::new(),
-            refuse: BTreeMap::new(),
             default: ReceiverAnswer::Status(204),
-            seen: Vec::new(),
             accepted: Vec::new(),
         }
     }
 }
 
 impl SimReceiver {
-    fn handle(&mut self, now_ms: u64, request: &HttpRequest) -> ReceiverAnswer {
-        let id = request.header("x-event-id").unwrap_or_default().to_owned();
-        let answer = match self.refuse.get(&id) {
-            Some(&s) => ReceiverAnswer::Status(s),
-            None => self.script.pop_front().unwrap_or(self.default),
-        };
+    fn handle(&mut self, request: &HttpRequest) -> ReceiverAnswer {
+        let answer = self.script.pop_front().unwrap_or(self.default);
         if matches!(answer, ReceiverAnswer::Status(s) if (200..300).contains(&s)) {
             self.accepted.push(request.body.clone().unwrap_or_default());
         }
-        self.seen.push((now_ms, id, answer));
         answer
     }
 }
@@ -212,16 +238,14 @@ pub struct Harness {
     wall_offset_ms: i64,
     seq: u64,
     deliveries: BinaryHeap<Reverse<(u64, u64)>>,
-    delivery_items: BTreeMap<u64, Delivery>,
+    delivery_items: BTreeMap<u64, Answer>,
     commands: BinaryHeap<Reverse<(u64, u64)>>,
     command_items: BTreeMap<u64, Command>,
-    engine_deadline: Option<u64>,
     events: Vec<(u64, Event)>,
     records: Vec<(u64, Record)>,
     keep_records: bool,
     requests: Vec<(u64, HttpRequest)>,
     record_requests: bool,
-    started: Vec<(u64, TransitionId)>,
     transcript: Option<Vec<TranscriptStep>>,
     token_backend: Option<TokenBackend>,
     token_requests: u64,
@@ -241,13 +265,11 @@ impl Harness {
             delivery_items: BTreeMap::new(),
             commands: BinaryHeap::new(),
             command_items: BTreeMap::new(),
-            engine_deadline: None,
             events: Vec::new(),
             records: Vec::new(),
             keep_records: true,
             requests: Vec::new(),
             record_requests: false,
-            started: Vec::new(),
             transcript: None,
             token_backend: None,
             token_requests: 0,
@@ -305,11 +327,10 @@ impl Harness {
     /// Virtual now, as the engine sees it: the monotonic clock is virtual time; the wall clock is virtual
     /// time unless a test stepped it ([`step_wall_clock`](Self::step_wall_clock)).
     pub fn now(&self) -> Now {
-        self.now_at(self.now_ms)
-    }
-
-    fn now_at(&self, at_ms: u64) -> Now {
-        Now::new(at_ms, at_ms.saturating_add_signed(self.wall_offset_ms))
+        Now::new(
+            self.now_ms,
+            self.now_ms.saturating_add_signed(self.wall_offset_ms),
+        )
     }
 
     /// Steps the engine's wall clock by `ms` (negative: back), as NTP or an administrator might; the monotonic
@@ -349,9 +370,6 @@ impl Harness {
     /// Hands one action to the engine at its time and drains the outputs.
     pub fn act(&mut self, action: Action) -> Option<Result<TransitionId, CommandError>> {
         let result = action.apply(&mut self.engine);
-        if let Some(Ok(id)) = result {
-            self.started.push((self.now_ms, id));
-        }
         let outputs = self.engine.drain_outputs();
         if let Some(t) = &mut self.transcript {
             t.push(TranscriptStep {
@@ -414,8 +432,7 @@ impl Harness {
         let at = self.now_ms + self.tenant.config().latency_ms;
         self.deliver_at(
             at,
-            Input::AccessToken {
-                now: self.now_at(at),
+            Answer::AccessToken {
                 id,
                 access_token,
                 expires_in_ms,
@@ -424,10 +441,10 @@ impl Harness {
         );
     }
 
-    fn deliver_at(&mut self, at_ms: u64, input: Input) {
+    fn deliver_at(&mut self, at_ms: u64, answer: Answer) {
         self.seq += 1;
         self.deliveries.push(Reverse((at_ms, self.seq)));
-        self.delivery_items.insert(self.seq, Delivery::Input(input));
+        self.delivery_items.insert(self.seq, answer);
     }
 
     /// Events so far with their times.
@@ -470,26 +487,18 @@ impl Harness {
     }
 
     /// Simulates a crash and a restart: answers in flight are lost, the process stays down for `down_ms`, then
-    /// a new engine built from `config` restores from the records persisted so far (or from the first `keep`
-    /// of them, to model a torn log), and the run continues.
-    pub fn restart(&mut self, config: EngineConfig, keep: Option<usize>, down_ms: u64) -> Restored {
-        if let Some(n) = keep {
-            self.records.truncate(n);
-        }
+    /// a new engine with the same configuration restores from the records persisted so far, and the run
+    /// continues.
+    pub fn restart(&mut self, down_ms: u64) -> Restored {
+        let config = self.engine.config().clone();
         let state = self.log_state();
         self.deliveries.clear();
         self.delivery_items.clear();
         self.now_ms = self.now_ms.saturating_add(down_ms);
         self.engine = Engine::new(config).expect("a valid configuration");
-        self.engine_deadline = None;
         let restored = self.engine.restore(self.now(), state);
         self.drain();
         restored
-    }
-
-    /// Commands started by the harness so far, with their times and ids.
-    pub fn started(&self) -> &[(u64, TransitionId)] {
-        &self.started
     }
 
     /// Schedules a command at a virtual time (now if in the past).
@@ -541,7 +550,8 @@ impl Harness {
                     }
                     self.events.push((self.now_ms, e));
                 }
-                Output::Timeout(deadline) => self.engine_deadline = deadline,
+                // The harness asks the engine for its deadline when it needs it.
+                Output::Timeout(_) => {}
             }
         }
     }
@@ -553,36 +563,24 @@ impl Harness {
             request,
         } = t;
         if target == Target::Webhook {
-            let at = self.now_ms + 5;
-            let input = match self.receiver.handle(self.now_ms, &request) {
-                ReceiverAnswer::Status(status) => Input::Response {
-                    now: self.now_at(at),
+            let answer = match self.receiver.handle(&request) {
+                ReceiverAnswer::Status(status) => Answer::Response {
                     id,
                     response: HttpResponse::new(status, vec![], ""),
                 },
-                ReceiverAnswer::Drop => Input::TransportError {
-                    now: self.now_at(at),
+                ReceiverAnswer::Drop => Answer::TransportError {
                     id,
                     kind: TransportErrorKind::Reset,
                 },
             };
-            self.deliver_at(at, input);
+            self.deliver_at(self.now_ms + 5, answer);
         } else {
             let reply = self.tenant.handle_request(self.now_ms, &request);
-            let at = reply.deliver_at_ms.max(self.now_ms);
-            let input = match reply.outcome {
-                SimOutcome::Response(response) => Input::Response {
-                    now: self.now_at(at),
-                    id,
-                    response,
-                },
-                SimOutcome::TransportError(kind) => Input::TransportError {
-                    now: self.now_at(at),
-                    id,
-                    kind,
-                },
+            let answer = match reply.outcome {
+                SimOutcome::Response(response) => Answer::Response { id, response },
+                SimOutcome::TransportError(kind) => Answer::TransportError { id, kind },
             };
-            self.deliver_at(at, input);
+            self.deliver_at(reply.deliver_at_ms.max(self.now_ms), answer);
         }
         if self.record_requests {
             self.requests.push((self.now_ms, request));
@@ -594,7 +592,7 @@ impl Harness {
         [
             self.deliveries.peek().map(|r| r.0 .0),
             self.commands.peek().map(|r| r.0 .0),
-            self.engine_deadline,
+            self.engine.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -613,10 +611,9 @@ impl Harness {
                 break;
             }
             self.deliveries.pop();
-            let Delivery::Input(input) = self.delivery_items.remove(&seq).expect("delivery exists");
+            let answer = self.delivery_items.remove(&seq).expect("delivery exists");
             // The engine reads its clocks when the answer arrives (the wall clock may have been stepped).
-            let input = restamp(input, self.now());
-            self.feed(input);
+            self.feed(answer.arrive(self.now()));
         }
         while let Some(&Reverse((at, seq))) = self.commands.peek() {
             if at > now {
@@ -626,7 +623,7 @@ impl Harness {
             let command = self.command_items.remove(&seq).expect("command exists");
             self.command(command);
         }
-        if self.engine_deadline.is_some_and(|d| d <= now) {
+        if self.engine.next_deadline().is_some_and(|d| d <= now) {
             self.feed(Input::Timeout { now: self.now() });
         }
         true
@@ -658,27 +655,6 @@ impl Harness {
             self.step();
         }
         self.now_ms = self.now_ms.max(until_ms);
-    }
-}
-
-fn restamp(input: Input, now: Now) -> Input {
-    match input {
-        Input::Response { id, response, .. } => Input::Response { now, id, response },
-        Input::TransportError { id, kind, .. } => Input::TransportError { now, id, kind },
-        Input::AccessToken {
-            id,
-            access_token,
-            expires_in_ms,
-            error,
-            ..
-        } => Input::AccessToken {
-            now,
-            id,
-            access_token,
-            expires_in_ms,
-            error,
-        },
-        Input::Timeout { .. } => Input::Timeout { now },
     }
 }
 

@@ -233,6 +233,39 @@ impl AgentPlan {
     }
 }
 
+impl FaultKind {
+    /// Answer `status` (with a `Retry-After` of `retry_after_s` seconds, if any) without processing the
+    /// request: [`FaultKind::Status`].
+    pub fn status(status: u16, retry_after_s: Option<u64>) -> Self {
+        Self::Status {
+            status,
+            retry_after_s,
+        }
+    }
+}
+
+impl FaultRule {
+    /// `fault` for the next `times` requests to `endpoint`, whoever they are for. For one agent only, set
+    /// `user_id` with struct update syntax:
+    ///
+    /// ```
+    /// # use cxone_agent_state_core::sim::{Endpoint, FaultKind, FaultRule};
+    /// let rule = FaultRule {
+    ///     user_id: Some("alice".into()),
+    ///     ..FaultRule::on(Endpoint::SetState, FaultKind::status(503, Some(2)), 1)
+    /// };
+    /// assert_eq!(rule.endpoint, Some(Endpoint::SetState));
+    /// ```
+    pub fn on(endpoint: Endpoint, fault: FaultKind, times: u32) -> Self {
+        Self {
+            endpoint: Some(endpoint),
+            user_id: None,
+            fault,
+            times,
+        }
+    }
+}
+
 impl Window {
     /// Whether `at_ms` lies in `[start_ms, end_ms)`.
     pub fn contains(&self, at_ms: u64) -> bool {
