@@ -614,7 +614,7 @@ pub fn generate_transcripts() -> Vec<Transcript> {
         ),
         record(
             "transcript-503-exhausted",
-            "the state change meets 503 four times and fails UPSTREAM_UNAVAILABLE",
+            "the state change meets 503 four times: it may have been applied, so it ends OUTCOME_UNKNOWN",
             |_, t| {
                 t.script_fault(FaultRule::on(
                     Endpoint::SetState,
