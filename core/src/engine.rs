@@ -294,12 +294,12 @@ impl Engine {
         let opens: Vec<OpenChange> = state.open_changes().cloned().collect();
         let undelivered: Vec<WebhookEntry> = state.undelivered().cloned().collect();
         self.log = state;
-        // Each agent's latest open change, by its index in `opens`.
-        let latest: BTreeMap<&str, usize> = opens
-            .iter()
-            .enumerate()
-            .map(|(index, o)| (o.intent.user_id.as_str(), index))
-            .collect();
+        // Each agent's latest open change, by its index in `opens` (inserted one by one: `collect` into a
+        // map sorts first, which costs the wasm module a sort routine for nothing).
+        let mut latest: BTreeMap<&str, usize> = BTreeMap::new();
+        for (index, o) in opens.iter().enumerate() {
+            latest.insert(o.intent.user_id.as_str(), index);
+        }
 
         for (index, open) in opens.iter().enumerate() {
             let i = &open.intent;
