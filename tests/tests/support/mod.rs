@@ -24,6 +24,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+pub mod cli;
+
 pub const HOUR: u64 = 3_600_000;
 pub const CLIENT_ID: &str = "sim-client";
 pub const CLIENT_SECRET: &str = "sim-secret";

@@ -1,0 +1,286 @@
+//! The `cxone-agent-state` binary as a test drives it: a clean environment, the connection flags for a
+//! simulated tenant, runs with a deadline, and readers for the JSON Lines files it writes.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::{admin_get, admin_post, AgentPlan, SimProcess, CLIENT_ID, CLIENT_SECRET};
+
+/// Variables the CLI reads; removed from every child even if the scan below misses them.
+pub const KNOWN_VARS: &[&str] = &[
+    "CXONE_DOMAIN",
+    "CXONE_CLIENT_ID",
+    "CXONE_CLIENT_SECRET",
+    "CXONE_BASE_URL",
+    "CXONE_TOKEN_URL",
+    "CXONE_RATE_LIMIT_PER_MIN",
+    "CXONE_AUDIT_LOG",
+    "CXONE_LOG",
+    "WORKFORCE_WEBHOOK_URL",
+    "WORKFORCE_WEBHOOK_SECRET",
+    "TARGET_USER_ID",
+];
+
+/// A `userId,state` CSV of the server's agents `agent-NNNN` for `numbers`, each with `state(number)`.
+pub fn agents_csv(
+    numbers: std::ops::RangeInclusive<usize>,
+    state: impl Fn(usize) -> &'static str,
+) -> String {
+    let mut csv = String::from("userId,state\n");
+    for i in numbers {
+        csv.push_str(&format!("agent-{i:04},{}\n", state(i)));
+    }
+    csv
+}
+
+/// The binary with `args`, a clean environment and no stdin.
+pub fn cli<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = Command::new(super::binary());
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("CXONE_") || n.starts_with("WORKFORCE_") || n == "TARGET_USER_ID" {
+            c.env_remove(&name);
+        }
+    }
+    for name in KNOWN_VARS {
+        c.env_remove(name);
+    }
+    c.args(args);
+    c
+}
+
+/// The connection flags for a simulated tenant at `base`, with a durable audit log at `audit`.
+pub fn connect(base: &str, audit: &Path) -> Vec<String> {
+    [
+        "--base-url",
+        base,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+        "--audit-log",
+        path_str(audit),
+        // The client paces itself to this budget; the servers below allow it.
+        "--rate-limit",
+        "6000",
+        "--webhook-drain-secs",
+        "2",
+        "--request-timeout-ms",
+        "5000",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Replaces the value of `flag` in `flags`.
+pub fn set_flag(flags: &mut [String], flag: &str, value: &str) {
+    let i = flags
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} not among {flags:?}"));
+    flags[i + 1] = value.to_owned();
+}
+
+/// `[a, b, ...]` + `more` as owned strings.
+pub fn args(head: &[&str], more: &[String]) -> Vec<String> {
+    head.iter()
+        .map(|s| (*s).to_owned())
+        .chain(more.iter().cloned())
+        .collect()
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// What a finished CLI run left.
+pub struct Out {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
+    }
+
+    /// stdout as JSON Lines.
+    pub fn json_lines(&self) -> Vec<Value> {
+        json_lines(&self.stdout)
+    }
+
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Runs a command to completion (60 s at most), feeding it `input` on stdin if given.
+pub async fn run_input(cmd: Command, input: Option<&[u8]>) -> Out {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("the CLI starts");
+    if let Some(bytes) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(bytes).await.expect("stdin takes the input");
+        drop(stdin);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the CLI finishes within 60 s")
+        .expect("the CLI can be waited for");
+    let out = Out {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!out.stderr.contains("panicked"), "the CLI panicked:\n{out}");
+    out
+}
+
+pub async fn run(cmd: Command) -> Out {
+    run_input(cmd, None).await
+}
+
+/// `transition --user USER --state STATE` with the connection flags `conn`.
+pub async fn transition(user: &str, state: &str, conn: &[String]) -> Out {
+    run(cli(args(
+        &["transition", "--user", user, "--state", state],
+        conn,
+    )))
+    .await
+}
+
+/// `audit verify LOG`.
+pub async fn audit_verify(log: &Path) -> Out {
+    run(cli(["audit", "verify", path_str(log)])).await
+}
+
+/// A simulated tenant as a child process with a generous rate limit and `agents` agents on shift.
+pub fn server(agents: usize, extra: &[&str]) -> SimProcess {
+    let agents = agents.to_string();
+    let mut flags = vec![
+        "--rate-limit",
+        "6000",
+        "--burst",
+        "100",
+        "--agents",
+        &agents,
+    ];
+    flags.extend_from_slice(extra);
+    SimProcess::start(&flags)
+}
+
+pub async fn total_requests(base: &str) -> u64 {
+    admin_get(base, "/admin/ground-truth").await["totalRequests"]
+        .as_u64()
+        .expect("totalRequests")
+}
+
+pub async fn agent_state(base: &str, user: &str) -> Value {
+    admin_get(base, &format!("/admin/agents/{user}")).await["state"].clone()
+}
+
+pub async fn add_agent(base: &str, plan: AgentPlan) {
+    let body = serde_json::to_value(plan).expect("plans serialize");
+    let r = admin_post(base, "/admin/agents", &body).await;
+    assert_eq!(r["added"], 1, "{r}");
+}
+
+/// The complete (newline-terminated) lines of a JSON Lines file.
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    json_lines(complete)
+}
+
+pub fn count_lines(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
+/// The audit records of a log (its lines without a `kind`).
+pub fn read_audit(path: &Path) -> Vec<Value> {
+    read_jsonl(path)
+        .into_iter()
+        .filter(|v| v.get("kind").is_none())
+        .collect()
+}
+
+/// The records of one kind (`intent`, `webhook`, `delivered`, …) of a log.
+pub fn read_kind(path: &Path, kind: &str) -> Vec<Value> {
+    read_jsonl(path)
+        .into_iter()
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
+pub fn key_of(v: &Value) -> Option<String> {
+    v["idempotencyKey"].as_str().map(str::to_owned)
+}
+
+/// Waits until nothing accepts connections on `addr` any more.
+pub fn port_closes(addr: SocketAddr, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn addr_of(base_url: &str) -> SocketAddr {
+    base_url
+        .strip_prefix("http://")
+        .expect("http base URL")
+        .parse()
+        .expect("base URL is host:port")
+}
+
