@@ -1,15 +1,48 @@
 //! The `cxone-agent-state` command-line program.
 
+/// The exit-code table, as every `--help` and the README show it (a macro, so `concat!` can use it).
+macro_rules! exit_codes_help {
+    () => {
+        "Exit codes:
+  0    done
+  1    failed (the tenant, the audit log, a file, the network)
+  2    refused by compliance policy (bulk: every failed row was a policy refusal)
+  64   usage error (unknown flag, missing or invalid value)
+  130  interrupted (Ctrl-C): work in flight was finished and the log synced"
+    };
+}
+
 mod cli;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
+
+use cli::fail;
 
 /// Changes NICE CXone agent states under shift and break compliance, and simulates whole shift days.
 ///
 /// Settings come from the reference module's environment variables (CXONE_DOMAIN, CXONE_CLIENT_ID,
 /// CXONE_CLIENT_SECRET, WORKFORCE_WEBHOOK_URL, TARGET_USER_ID, …); flags override them.
 #[derive(Debug, Parser)]
-#[command(name = "cxone-agent-state", version, about)]
+#[command(
+    name = "cxone-agent-state",
+    version,
+    about,
+    after_help = concat!(
+        "Examples:
+  cxone-agent-state simulate --agents 200 --hours 8
+  cxone-agent-state transition --user agent-7 --state READY
+  cxone-agent-state bulk shift-change.csv --output results.jsonl
+  cxone-agent-state audit verify cxone-audit.jsonl --head 41:<hash>
+
+Errors: with --json, or when stdout is not a terminal, every error is one JSON object
+{\"success\":false,\"code\",\"message\"} on stdout; on a terminal, words on stderr.
+
+",
+        exit_codes_help!()
+    )
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,7 +50,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Changes one agent's state and prints the outcome as JSON (exit 0 ok, 2 policy violation, 1 other).
+    /// Changes one agent's state and prints the outcome.
     Transition(cli::transition::TransitionArgs),
     /// Changes many agents' states from a CSV (`userId,state`) or JSON Lines file (`-` for stdin).
     Bulk(cli::bulk::BulkArgs),
@@ -36,16 +69,24 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Errors are one JSON object in JSON mode (`--json` given to any command, or stdout not a terminal).
+    // Results are a command's own business: `report`, `audit`, `outbox` and `simulate` print tables unless
+    // their `--json` asks for JSON, as their output is for people first.
+    let json = fail::json_mode(std::env::args_os().any(|a| a == "--json"));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return fail::from_clap(&e, json),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CXONE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let result = match &cli.command {
-        Command::Transition(a) => cli::transition::run(a),
+        Command::Transition(a) => cli::transition::run(a, fail::json_mode(a.json)),
         Command::Bulk(a) => cli::bulk::run(a),
         Command::SimServer(a) => cli::sim_server::run(a),
         Command::Report(a) => cli::audit::report(a),
@@ -55,9 +96,6 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
-        }
+        Err(e) => fail::report(&fail::Failure::of(&e), json),
     }
 }

@@ -49,14 +49,21 @@ impl AgentState {
         if name.len() > MAX_STATE_LEN {
             return Err(bad("longer than 64 characters"));
         }
-        if !name.as_bytes()[0].is_ascii_uppercase() {
-            return Err(bad("must start with A-Z"));
-        }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(bad("only A-Z, 0-9 and _ are allowed"));
+        let allowed = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_';
+        let first_ok = name.as_bytes()[0].is_ascii_uppercase();
+        if !first_ok || !name.bytes().all(allowed) {
+            // `ready`, `Not_Ready`: state names are upper case; say which one was meant.
+            let upper = name.to_ascii_uppercase();
+            if upper.as_bytes()[0].is_ascii_uppercase() && upper.bytes().all(allowed) {
+                return Err(bad(&format!(
+                    "state names are upper case: did you mean `{upper}`?"
+                )));
+            }
+            return Err(bad(if first_ok {
+                "only A-Z, 0-9 and _ are allowed"
+            } else {
+                "must start with A-Z"
+            }));
         }
         Ok(Self(name.to_owned()))
     }
@@ -225,6 +232,15 @@ mod tests {
             );
         }
         assert!(AgentState::parse(&"A".repeat(64)).is_ok());
+        // A lower-case name is answered with the name that was meant.
+        for (typed, meant) in [("ready", "READY"), ("Not_Ready", "NOT_READY")] {
+            let e = AgentState::parse(typed).unwrap_err();
+            assert!(e.message.contains(&format!("`{meant}`")), "{}", e.message);
+        }
+        assert!(!AgentState::parse("9X")
+            .unwrap_err()
+            .message
+            .contains("did you mean"));
     }
 
     #[test]

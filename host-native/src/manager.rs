@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cxone_agent_state_core::{
-    AgentMetrics, CommandError, ComplianceReport, ConfigError, DeadLetterEntry, Engine,
+    AgentMetrics, ChainHead, CommandError, ComplianceReport, ConfigError, DeadLetterEntry, Engine,
     EngineConfig, ErrorCode, Event, Output, Record, Restored, StateChanged, TransitionError,
     TransitionId,
 };
@@ -92,13 +92,16 @@ pub struct Validation {
 }
 
 /// What a shutdown left behind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownSummary {
     /// Webhook payloads still undelivered when the drain time ran out; they go out on the next start.
     pub undelivered_webhooks: usize,
     /// Dead letters held (see `cxone-agent-state outbox list`).
     pub dead_letters: usize,
+    /// Where the audit chain stands: its last record's seq and hash, an anchor for `audit verify --head`
+    /// (a hash chain alone cannot see a deleted tail).
+    pub audit_head: ChainHead,
 }
 
 /// What subscribers hear: every event, and every record once it is durable.
@@ -636,6 +639,7 @@ impl Driver {
             let _ = c.reply.send(ShutdownSummary {
                 undelivered_webhooks: counts.pending_webhooks,
                 dead_letters: counts.dead_letters,
+                audit_head: self.engine.chain_head().clone(),
             });
         }
     }

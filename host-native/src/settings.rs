@@ -9,6 +9,7 @@
 //! | `CXONE_RATE_LIMIT_PER_MIN` | the tenant's request budget (default 100) |
 //! | `CXONE_AUDIT_LOG` | the durable audit log (JSON Lines) |
 //! | `WORKFORCE_WEBHOOK_URL`, `WORKFORCE_WEBHOOK_SECRET` | webhook receiver and its HMAC key |
+//! | `WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER` | refusals after which a payload is a dead letter (default 5) |
 //! | `TARGET_USER_ID` | the default agent of `transition` (read by the CLI) |
 //!
 //! Command-line flags override the environment. Errors name the setting, never a secret's value.
@@ -78,7 +79,7 @@ impl From<ConfigError> for SettingsError {
                     "client_secret" => "CXONE_CLIENT_SECRET",
                     "domain" => "CXONE_DOMAIN",
                     "webhook.secret" => "WORKFORCE_WEBHOOK_SECRET",
-                    "webhook.dead_letter_after_refusals" => "--webhook-dead-letter-after",
+                    "webhook.dead_letter_after_refusals" => "WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER",
                     "request_timeout_ms" => "--request-timeout-ms",
                     _ => "configuration",
                 },
@@ -128,12 +129,17 @@ impl Settings {
     /// Reads settings through `lookup` (an environment, a map in tests). Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let rate_limit_per_min = match get("CXONE_RATE_LIMIT_PER_MIN") {
-            None => None,
-            Some(v) => Some(v.trim().parse().map_err(|_| {
-                SettingsError::invalid("CXONE_RATE_LIMIT_PER_MIN", "not a whole number")
-            })?),
+        let number = |name: &'static str| -> Result<Option<u32>, SettingsError> {
+            get(name)
+                .map(|v| {
+                    v.trim().parse().map_err(|_| {
+                        SettingsError::invalid(name, "not a whole number (0 to 4294967295)")
+                    })
+                })
+                .transpose()
         };
+        let rate_limit_per_min = number("CXONE_RATE_LIMIT_PER_MIN")?;
+        let webhook_dead_letter_after = number("WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER")?;
         Ok(Self {
             domain: get("CXONE_DOMAIN"),
             client_id: get("CXONE_CLIENT_ID"),
@@ -144,7 +150,7 @@ impl Settings {
             audit_log: get("CXONE_AUDIT_LOG").map(PathBuf::from),
             webhook_url: get("WORKFORCE_WEBHOOK_URL"),
             webhook_secret: get("WORKFORCE_WEBHOOK_SECRET").map(Secret::new),
-            webhook_dead_letter_after: None,
+            webhook_dead_letter_after,
             seed: None,
             request_timeout_ms: None,
         })

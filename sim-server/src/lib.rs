@@ -396,6 +396,53 @@ struct RateLimitBody {
     burst: Option<u32>,
 }
 
+/// The admin endpoints, as `(method, path, what it does)`: the table above, for `--help` texts.
+pub const ADMIN_ENDPOINTS: &[(&str, &str, &str)] = &[
+    ("GET", "/admin/health", "liveness: {\"ok\":true}"),
+    (
+        "GET",
+        "/admin/ground-truth",
+        "the tenant's own counters (requests, 429s, faults, changes accepted, READY during breaks)",
+    ),
+    (
+        "POST",
+        "/admin/agents",
+        "add agents: an AgentPlan or an array of them",
+    ),
+    (
+        "GET",
+        "/admin/agents/{id}",
+        "an agent's plan and current state (404 if unknown)",
+    ),
+    (
+        "POST",
+        "/admin/faults",
+        "script faults: a FaultRule or an array",
+    ),
+    ("POST", "/admin/faults/clear", "clear scripted faults"),
+    (
+        "POST",
+        "/admin/random-faults",
+        "set the random fault rate and kinds",
+    ),
+    (
+        "POST",
+        "/admin/rate-limit",
+        "change the rate limit: {\"ratePerMinute\",\"burst\"}",
+    ),
+    ("POST", "/admin/revoke-tokens", "revoke every issued token"),
+    (
+        "GET",
+        "/admin/accepted-changes",
+        "every state change accepted, with its Idempotency-Key",
+    ),
+    (
+        "GET",
+        "/admin/config",
+        "the configuration, client secret redacted",
+    ),
+];
+
 fn admin(method: Method, path: &str, body: &str, tenant: &Mutex<SimTenant>) -> Response<Body> {
     let path = path.trim_end_matches('/');
     let mut agent_id = None;
@@ -713,6 +760,21 @@ mod tests {
             .expect("token answer");
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn every_listed_admin_endpoint_is_served() {
+        let handle = server().await;
+        for (method, path, _) in ADMIN_ENDPOINTS {
+            let path = path.replace("{id}", "agent-0001");
+            let r = once(&handle, method, &path, &[], "{}")
+                .await
+                .expect("an answer");
+            assert_ne!(r.status, 404, "{method} {path}: {}", r.body);
+            assert_ne!(r.status, 405, "{method} {path}: {}", r.body);
+        }
+        let r = once(&handle, "GET", "/admin/nothing", &[], "").await.unwrap();
+        assert_eq!(r.status, 404);
     }
 
     #[tokio::test]

@@ -1,35 +1,76 @@
 //! `cxone-agent-state bulk`: many state changes from a CSV (`userId,state`) or JSON Lines file.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, IsTerminal, LineWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
-use cxone_agent_state_core::{StateChanged, TransitionError};
+use cxone_agent_state::AgentStateManager;
+use cxone_agent_state_core::{
+    scan_log, ErrorCode, LogState, Record, StateChanged, TransitionError, TransitionOptions,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::connect::{finish, outcome_json, ConnectArgs};
-
-/// The code of a row that could not be read; the other rows go on.
-pub const MALFORMED_ROW: &str = "MALFORMED_ROW";
+use super::connect::{finish, outcome_json, print_head, ConnectArgs};
+use super::fail::{code, exit, Failure};
 
 /// Options of `bulk`.
 #[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:
+  cxone-agent-state bulk shift-change.csv --output results.jsonl
+  cxone-agent-state bulk shift-change.csv --output results.jsonl --resume   # after an interrupted run
+  printf 'userId,state\\nagent-7,READY\\n' | cxone-agent-state bulk - --concurrency 8
+
+Input: a CSV whose header names `userId` and `state` (any order, any case, extra columns ignored; a UTF-8
+byte-order mark is skipped, values are trimmed), or JSON Lines of {\"userId\",\"state\"} (a duplicate member
+makes the row MALFORMED_ROW). A malformed row fails alone; the others go on.
+
+Output: one JSON line per row, written as soon as it is decided: {\"row\",\"success\":true,\"userId\",
+\"previousState\",\"newState\",…} or {\"row\",\"success\":false,\"code\",\"message\",…}. The output may not be
+the audit log, one of its companion files (PATH.torn-*) or the input.
+
+Resume: every change carries the reference `bulk:sha256=<input digest>:row=<n>` into its intent and audit record.
+With --resume, rows the audit log already holds as done for the same input (succeeded, or sent with the
+outcome still unknown, which the next start settles) are skipped, and results are appended to --output.
+
+Ctrl-C stops starting rows and waits for the changes in flight; a second Ctrl-C stops at once, after
+syncing the audit log (changes in flight are journaled and resumed on the next start).
+
+Settings read (flags win): CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
+CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL,
+WORKFORCE_WEBHOOK_SECRET, WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, CXONE_LOG.
+
+",
+    exit_codes_help!()
+))]
 pub struct BulkArgs {
     /// CSV with a `userId,state` header, or JSON Lines of `{"userId","state"}`; `-` reads stdin.
     file: PathBuf,
     /// Transitions in flight at once (the engine still paces requests to the tenant's limit and runs one
     /// change per agent at a time).
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
     /// Write per-row results (JSON Lines) here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Skip the rows of this input the audit log already holds as done (see Resume below).
+    #[arg(long)]
+    resume: bool,
+    /// Report errors as one JSON object (results are always JSON Lines).
+    #[arg(long)]
+    json: bool,
+    /// Hide the progress bar (it is hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
     #[command(flatten)]
     connect: ConnectArgs,
 }
@@ -43,61 +84,57 @@ pub struct Row {
     pub request: Result<(String, String), String>,
 }
 
-/// Reads rows from `input`, sending each to `tx`. The format is JSON Lines if the first non-blank line starts
-/// with `{`, CSV otherwise. Returns an error only for input that is not rows at all (empty, no header).
-pub fn read_rows(input: impl Read, tx: mpsc::Sender<Row>) -> Result<u64, String> {
-    let mut reader = BufReader::new(input);
-    let mut first = String::new();
-    loop {
-        first.clear();
-        if reader.read_line(&mut first).map_err(|e| e.to_string())? == 0 {
-            return Err(
-                "the input is empty: expected a `userId,state` CSV header or JSON Lines".into(),
-            );
-        }
-        if !first.trim().is_empty() {
-            break;
-        }
+/// The input, read whole: its digest (which `--resume` matches) and its rows.
+#[derive(Debug)]
+pub struct Input {
+    /// The first 16 hex digits of the SHA-256 of the input's bytes.
+    pub digest: String,
+    /// Every row, in input order.
+    pub rows: Vec<Row>,
+}
+
+impl Input {
+    /// Reads and parses `bytes`.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let digest = hex::encode(&Sha256::digest(bytes)[..8]);
+        Ok(Self {
+            digest,
+            rows: parse_rows(bytes)?,
+        })
     }
-    let send = |row: Row| tx.blocking_send(row).is_ok();
+
+    /// The reference a row's change carries into the log.
+    pub fn reference(&self, row: u64) -> String {
+        format!("{}{row}", self.reference_prefix())
+    }
+
+    /// What every reference of this input starts with.
+    pub fn reference_prefix(&self) -> String {
+        format!("bulk:sha256={}:row=", self.digest)
+    }
+}
+
+/// Parses rows. The format is JSON Lines if the first non-blank line starts with `{`, CSV otherwise; a
+/// UTF-8 byte-order mark is skipped. Returns an error only for input that is not rows at all (empty, no
+/// header).
+pub fn parse_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty()).peekable();
+    let Some(first) = lines.peek().copied() else {
+        return Err("the input is empty: expected a `userId,state` CSV header or JSON Lines".into());
+    };
     if first.trim_start().starts_with('{') {
-        let mut n = 0;
-        for line in std::iter::once(Ok(first.clone())).chain(reader.lines()) {
-            let line = match line {
-                Ok(l) => l,
-                Err(e) => {
-                    n += 1;
-                    if !send(Row {
-                        number: n,
-                        request: Err(format!("unreadable line: {e}")),
-                    }) {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            if line.trim().is_empty() {
-                continue;
-            }
-            n += 1;
-            let request = serde_json::from_str::<Value>(&line)
-                .map_err(|e| format!("not JSON: {e}"))
-                .and_then(|v| {
-                    let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-                    match (field("userId"), field("state")) {
-                        (Some(u), Some(s)) => Ok((u, s)),
-                        _ => Err("needs string members `userId` and `state`".into()),
-                    }
-                });
-            if !send(Row { number: n, request }) {
-                break;
-            }
-        }
-        return Ok(n);
+        return Ok(lines
+            .zip(1..)
+            .map(|(line, number)| Row {
+                number,
+                request: json_row(line),
+            })
+            .collect());
     }
     // CSV: the header names the columns (any order, case-insensitive, extra columns ignored).
     let header: Vec<String> = first
-        .trim_end_matches(['\r', '\n'])
         .split(',')
         .map(|h| h.trim().trim_matches('"').to_ascii_lowercase())
         .collect();
@@ -108,36 +145,181 @@ pub fn read_rows(input: impl Read, tx: mpsc::Sender<Row>) -> Result<u64, String>
             first.trim()
         ));
     };
+    let body = text.split_once('\n').map_or("", |(_, rest)| rest);
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(reader);
-    let mut n = 0;
+        .from_reader(body.as_bytes());
+    let mut rows = Vec::new();
     for record in csv.records() {
-        n += 1;
         let request = match record {
             Err(e) => Err(format!("unreadable CSV row: {e}")),
-            Ok(r) if r.iter().all(|f| f.trim().is_empty()) => {
-                n -= 1;
-                continue;
-            }
+            Ok(r) if r.iter().all(|f| f.trim().is_empty()) => continue,
             Ok(r) if r.len() != header.len() => Err(format!(
                 "expected {} fields, found {}",
                 header.len(),
                 r.len()
             )),
-            Ok(r) => Ok((r[user_col].to_owned(), r[state_col].trim().to_owned())),
+            Ok(r) => Ok((r[user_col].trim().to_owned(), r[state_col].trim().to_owned())),
         };
-        if !send(Row { number: n, request }) {
-            break;
+        rows.push(Row {
+            number: rows.len() as u64 + 1,
+            request,
+        });
+    }
+    Ok(rows)
+}
+
+/// One JSON Lines row: an object with string members `userId` and `state`, each named once.
+fn json_row(line: &str) -> Result<(String, String), String> {
+    let Members(members) = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let mut seen = BTreeSet::new();
+    if let Some((dup, _)) = members.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(format!("the member `{dup}` appears more than once"));
+    }
+    let field = |name: &str| {
+        members
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_owned)
+    };
+    match (field("userId"), field("state")) {
+        (Some(u), Some(s)) => Ok((u, s)),
+        _ => Err("needs string members `userId` and `state`".into()),
+    }
+}
+
+/// A JSON object's members in order, duplicates kept (a map would silently keep the last one).
+struct Members(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Refuses an output path that is the audit log, one of its companion files (`PATH.torn-*`), or the input:
+/// writing results there would destroy what they describe. Paths are compared canonically.
+fn check_output(output: &Path, audit_log: &Path, input: &Path) -> Result<(), Failure> {
+    let out = canonical(output);
+    let log = canonical(audit_log);
+    let refuse = |what: &str| {
+        Err(Failure {
+            exit: exit::USAGE,
+            ..Failure::new(
+                code::OUTPUT_IS_AUDIT_LOG,
+                format!(
+                    "refusing to write results to {}: it is {what}; choose another --output",
+                    output.display()
+                ),
+            )
+        })
+    };
+    if out == log {
+        return refuse(&format!("the audit log ({})", audit_log.display()));
+    }
+    let companion = match (out.parent(), out.file_name(), log.file_name()) {
+        (Some(dir), Some(name), Some(log_name)) => {
+            Some(dir) == log.parent()
+                && name
+                    .to_string_lossy()
+                    .starts_with(&format!("{}.", log_name.to_string_lossy()))
+        }
+        _ => false,
+    };
+    if companion {
+        return refuse(&format!(
+            "a companion file of the audit log ({})",
+            audit_log.display()
+        ));
+    }
+    if input.as_os_str() != "-" && out == canonical(input) {
+        return refuse("the input");
+    }
+    Ok(())
+}
+
+/// A path made absolute with symlinks resolved, for a file that may not exist yet (its directory must).
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match (dir.canonicalize(), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The rows of `input` the log at `path` holds as done: the latest audit record of their reference
+/// succeeded or ended `OUTCOME_UNKNOWN` (the next start settles it), or their intent is still open (the
+/// next start resumes it). A refused or failed row is not done: it runs again.
+fn rows_done(path: &Path, input: &Input) -> Result<BTreeSet<u64>, Failure> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => {
+            return Err(Failure::new(
+                ErrorCode::AuditLogUnavailable.as_str(),
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
+    };
+    let prefix = input.reference_prefix();
+    let row_of = |reference: Option<&str>| {
+        reference
+            .and_then(|r| r.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let mut done = BTreeSet::new();
+    let scan = scan_log(&bytes, LogState::default(), |record| {
+        if let Record::Audit(r) = record {
+            if let Some(row) = row_of(r.reference.as_deref()) {
+                if r.success || r.error_code == Some(ErrorCode::OutcomeUnknown) {
+                    done.insert(row);
+                } else {
+                    done.remove(&row);
+                }
+            }
+        }
+    })
+    .map_err(|e| {
+        Failure::new(
+            e.code().as_str(),
+            format!("{} does not verify: {e}", path.display()),
+        )
+    })?;
+    for open in scan.state.open_changes() {
+        if let Some(row) = row_of(open.intent.reference.as_deref()) {
+            done.insert(row);
         }
     }
-    Ok(n)
+    Ok(done)
 }
 
 #[derive(Default)]
 struct Tally {
     rows: u64,
+    started: u64,
+    skipped: u64,
     succeeded: u64,
     violations: u64,
     failed: u64,
@@ -152,147 +334,278 @@ impl Tally {
             Some(false) => self.failed += 1,
         }
     }
+
+    fn decided(&self) -> u64 {
+        self.succeeded + self.violations + self.failed + self.malformed
+    }
+
+    /// 0 when every row started succeeded, 2 when every failure was a policy refusal, 1 otherwise.
+    fn exit(&self) -> u8 {
+        if self.failed + self.malformed > 0 {
+            exit::FAILURE
+        } else if self.violations > 0 {
+            exit::POLICY
+        } else {
+            exit::OK
+        }
+    }
 }
 
-/// Runs the rows; exit 0 when every row succeeded, 1 when any failed, 130 when interrupted.
-pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
-    // The bar follows the input as it is read (one pass over the file): bytes of a file, a spinner for stdin.
-    let (input, bar): (Box<dyn Read + Send>, ProgressBar) = if args.file.as_os_str() == "-" {
-        let bar = progress(None);
-        (Box::new(bar.wrap_read(io::stdin())), bar)
-    } else {
-        let file = File::open(&args.file)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.file.display()))?;
-        let bar = progress(file.metadata().ok().map(|m| m.len()));
-        (Box::new(bar.wrap_read(file)), bar)
-    };
-    let mut out: Box<dyn Write + Send> = match &args.output {
-        Some(p) => {
-            Box::new(BufWriter::new(File::create(p).map_err(|e| {
-                anyhow::anyhow!("cannot create {}: {e}", p.display())
-            })?))
+/// Where results go: each line is written whole and flushed as soon as it is decided, so a crash keeps
+/// every result printed so far; on a terminal the progress bar is suspended around it.
+struct Results {
+    file: Option<LineWriter<File>>,
+    bar: ProgressBar,
+}
+
+impl Results {
+    fn write(&mut self, line: &Value) -> io::Result<()> {
+        let text = line.to_string();
+        match &mut self.file {
+            Some(f) => writeln!(f, "{text}"),
+            None => self.bar.suspend(|| super::write_line(&text)),
         }
-        None => Box::new(super::Stdout),
+    }
+}
+
+/// Runs the rows; see the exit codes in `--help`.
+pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
+    let bytes = read_input(&args.file)?;
+    let input = Input::parse(&bytes).map_err(|e| {
+        Failure::new(
+            code::INPUT_UNREADABLE,
+            format!("{}: {e}", args.file.display()),
+        )
+    })?;
+    let audit_log = args.connect.audit_log();
+    if let Some(output) = &args.output {
+        check_output(output, audit_log, &args.file)?;
+    }
+    // Checked before anything starts: bad settings are reported without touching the log.
+    args.connect.config()?;
+    let skip = if args.resume {
+        rows_done(audit_log, &input)?
+    } else {
+        BTreeSet::new()
     };
+    let file = match &args.output {
+        None => None,
+        Some(p) => {
+            let mut options = OpenOptions::new();
+            options.create(true);
+            if args.resume {
+                options.append(true);
+            } else {
+                options.write(true).truncate(true);
+            }
+            let file = options.open(p).map_err(|e| {
+                Failure::new(code::IO_ERROR, format!("cannot create {}: {e}", p.display()))
+            })?;
+            Some(LineWriter::new(file))
+        }
+    };
+    let bar = progress(input.rows.len() as u64, args.no_progress);
+    let mut results = Results {
+        file,
+        bar: bar.clone(),
+    };
+    if args.resume {
+        say(
+            &bar,
+            &format!(
+                "resume: {} of {} rows of this input (digest {}) are already done in {}; skipping them",
+                skip.len(),
+                input.rows.len(),
+                input.digest,
+                audit_log.display()
+            ),
+        );
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (tx, mut rows) = mpsc::channel::<Row>(args.concurrency * 2);
-        let reader = std::thread::spawn(move || read_rows(input, tx));
-        // Input errors (an empty file, no header) are found before anything is started.
-        let first = rows.recv().await;
-        let mut reader = Some(reader);
-        if first.is_none() {
-            let done = reader.take().expect("not joined yet").join();
-            if let Err(e) = done.expect("the reader does not panic") {
-                anyhow::bail!("{}: {e}", args.file.display());
-            }
-        }
         let manager = args.connect.start().await?;
         let started = Instant::now();
-        let mut tally = Tally::default();
+        let mut interrupts = interrupts();
+        let mut tally = Tally {
+            rows: input.rows.len() as u64,
+            ..Tally::default()
+        };
         let mut in_flight: JoinSet<(Value, Option<bool>)> = JoinSet::new();
-        let mut input_done = first.is_none();
-        let mut pending_row = first;
-        let mut interrupted = false;
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
+        let mut next = 0;
+        let mut stopping = false;
         loop {
             // Start rows while there is room; malformed rows are answered at once.
-            while !interrupted && in_flight.len() < args.concurrency {
-                let row = match pending_row.take() {
-                    Some(r) => r,
-                    None => match rows.try_recv() {
-                        Ok(r) => r,
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            input_done = true;
-                            break;
-                        }
-                    },
-                };
-                tally.rows += 1;
-                match row.request {
+            while !stopping && in_flight.len() < usize::from(args.concurrency) {
+                let Some(row) = input.rows.get(next) else { break };
+                next += 1;
+                if skip.contains(&row.number) {
+                    tally.skipped += 1;
+                    bar.inc(1);
+                    continue;
+                }
+                tally.started += 1;
+                match &row.request {
                     Err(message) => {
                         tally.malformed += 1;
-                        let line = json!({
+                        results.write(&json!({
                             "row": row.number, "success": false,
-                            "error": { "code": MALFORMED_ROW, "message": message },
-                        });
-                        writeln!(out, "{line}")?;
+                            "code": code::MALFORMED_ROW, "message": message,
+                        }))?;
+                        bar.inc(1);
                     }
                     Ok((user, state)) => {
                         // Handed to the engine here, in input order: later changes for an agent wait
                         // behind earlier ones, whatever the concurrency.
-                        match manager.submit_transition(&user, &state).await {
+                        let reference = input.reference(row.number);
+                        match submit(&manager, user, state, &reference).await {
                             Ok(pending) => {
+                                let (number, user, state) = (row.number, user.clone(), state.clone());
                                 in_flight.spawn(async move {
                                     let result = pending.outcome().await;
-                                    row_result(row.number, &user, &state, result)
+                                    row_result(number, &user, &state, result)
                                 });
                             }
                             Err(e) => {
-                                let (line, failure) = row_result(row.number, &user, &state, Err(e));
+                                let (line, failure) = row_result(row.number, user, state, Err(e));
                                 tally.count(failure);
-                                writeln!(out, "{line}")?;
+                                results.write(&line)?;
+                                bar.inc(1);
                             }
                         }
                     }
                 }
             }
-            if in_flight.is_empty() && (interrupted || input_done) {
+            if in_flight.is_empty() && (stopping || next == input.rows.len()) {
                 break;
             }
             tokio::select! {
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                Some(done) = in_flight.join_next() => {
                     let (value, failure) = done.expect("row tasks do not panic");
                     tally.count(failure);
-                    writeln!(out, "{value}")?;
+                    results.write(&value)?;
+                    bar.inc(1);
                     bar.set_message(format!(
                         "{} ok, {} refused, {} failed",
                         tally.succeeded, tally.violations, tally.failed + tally.malformed
                     ));
                 }
-                row = rows.recv(), if !interrupted && !input_done && in_flight.len() < args.concurrency => {
-                    match row {
-                        Some(r) => pending_row = Some(r),
-                        None => input_done = true,
+                Some(()) = interrupts.recv() => {
+                    if stopping {
+                        force_stop(&bar, audit_log, &tally, in_flight.len());
                     }
-                }
-                _ = &mut ctrl_c, if !interrupted => {
-                    interrupted = true;
-                    bar.println("interrupted: finishing the rows in flight, then flushing the audit log and outbox");
+                    stopping = true;
+                    say(&bar, &format!(
+                        "stopping: no new rows will start; waiting for {} change(s) in flight to finish, \
+                         then syncing the audit log (Ctrl-C again stops at once; changes in flight are \
+                         journaled and resumed on the next start)",
+                        in_flight.len()
+                    ));
                 }
             }
         }
-        out.flush()?;
         bar.finish_and_clear();
-        finish(manager, args.connect.webhook_drain()).await;
-        if interrupted {
-            // The reader may be blocked on a full channel: close it so the thread can end.
-            drop(rows);
+        // Interrupted: webhooks wait in the durable outbox for the next start instead of holding the exit.
+        let drain = if stopping {
+            Duration::ZERO
+        } else {
+            args.connect.webhook_drain()
+        };
+        tokio::select! {
+            () = finish(manager, drain, audit_log) => {}
+            Some(()) = interrupts.recv() => force_stop(&bar, audit_log, &tally, 0),
         }
-        if let Some(Ok(Err(e))) = reader.map(std::thread::JoinHandle::join) {
-            eprintln!("input: {e}");
-        }
+        let not_started = input.rows.get(next).map(|row| row.number);
         eprintln!(
-            "bulk: {} rows in {:.1} s: {} succeeded, {} refused by policy, {} failed, {} malformed{}",
+            "bulk: {} rows in {:.1} s: {} succeeded, {} refused by policy, {} failed, {} malformed{}{}",
             tally.rows,
             started.elapsed().as_secs_f64(),
             tally.succeeded,
             tally.violations,
             tally.failed,
             tally.malformed,
-            if interrupted { " (interrupted: the remaining rows were not started)" } else { "" }
+            if tally.skipped > 0 {
+                format!(", {} skipped (already done)", tally.skipped)
+            } else {
+                String::new()
+            },
+            match not_started {
+                Some(from) if stopping => format!(
+                    "; interrupted: {} rows not started, from row {from} on (run again with --resume)",
+                    tally.rows - tally.decided() - tally.skipped
+                ),
+                _ => String::new(),
+            }
         );
-        Ok(if interrupted {
-            ExitCode::from(130)
-        } else if tally.succeeded == tally.rows {
-            ExitCode::SUCCESS
+        Ok(ExitCode::from(if stopping {
+            exit::INTERRUPTED
         } else {
-            ExitCode::from(1)
-        })
+            tally.exit()
+        }))
     })
+}
+
+/// Hands one row's change to the engine, with its reference.
+async fn submit(
+    manager: &AgentStateManager,
+    user: &str,
+    state: &str,
+    reference: &str,
+) -> Result<cxone_agent_state::PendingChange, TransitionError> {
+    let options = TransitionOptions::default().with_reference(reference);
+    manager.submit_transition_with(user, state, &options).await
+}
+
+fn read_input(file: &Path) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
+    } else {
+        File::open(file).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
+    };
+    read.map_err(|e| {
+        Failure::new(
+            code::INPUT_UNREADABLE,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    Ok(bytes)
+}
+
+/// Ctrl-C presses, each one a message (a handler stays installed, so none is lost between two waits).
+fn interrupts() -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The second Ctrl-C: sync the audit log (every acknowledged record is already durable; this covers the
+/// group being written), say what is left, and exit 130 now.
+fn force_stop(bar: &ProgressBar, audit_log: &Path, tally: &Tally, in_flight: usize) -> ! {
+    bar.finish_and_clear();
+    let synced = File::open(audit_log).and_then(|f| f.sync_all()).is_ok();
+    eprintln!(
+        "stopped at once: {} of {} rows decided, {in_flight} change(s) in flight are journaled and resumed on \
+         the next start; audit log {}; run again with --resume for the rest",
+        tally.decided(),
+        tally.rows,
+        if synced { "synced" } else { "could not be synced" }
+    );
+    std::process::exit(i32::from(exit::INTERRUPTED))
+}
+
+/// A message on stderr that does not tear the progress bar.
+fn say(bar: &ProgressBar, message: &str) {
+    if bar.is_hidden() {
+        eprintln!("{message}");
+    } else {
+        bar.println(message);
+    }
 }
 
 /// One row's result line, and `Some(is policy violation)` when it failed.
@@ -307,18 +620,18 @@ fn row_result(
     (line, result.err().map(|e| e.code.is_policy_violation()))
 }
 
-fn progress(total: Option<u64>) -> ProgressBar {
-    let bar = match total {
-        Some(t) => ProgressBar::new(t),
-        None => ProgressBar::new_spinner(),
-    };
-    if !io::stderr().is_terminal() {
+/// A bar over rows, with rate and ETA; hidden when asked or when stderr is not a terminal.
+fn progress(rows: u64, hidden: bool) -> ProgressBar {
+    let bar = ProgressBar::new(rows);
+    if hidden || !io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {bytes}/{total_bytes} read; {msg}")
-            .expect("the template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} [{bar:40}] {pos}/{len} rows, {per_sec}, ETA {eta}; {msg}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
     );
     bar
 }
@@ -327,20 +640,14 @@ fn progress(total: Option<u64>) -> ProgressBar {
 mod tests {
     use super::*;
 
-    fn rows(text: &str) -> (Result<u64, String>, Vec<Row>) {
-        let (tx, mut rx) = mpsc::channel(1000);
-        let n = read_rows(text.as_bytes(), tx);
-        let mut out = Vec::new();
-        while let Ok(r) = rx.try_recv() {
-            out.push(r);
-        }
-        (n, out)
+    fn rows(text: &str) -> Result<Vec<Row>, String> {
+        parse_rows(text.as_bytes())
     }
 
     #[test]
     fn csv_rows_fail_alone() {
-        let (n, r) = rows("userId,state\nalice,READY\nbob\n\"carol\",NOT_READY\n,\n");
-        assert_eq!(n, Ok(3));
+        let r = rows("userId,state\nalice,READY\nbob\n\"carol\",NOT_READY\n,\n").unwrap();
+        assert_eq!(r.len(), 3);
         assert_eq!(r[0].request, Ok(("alice".into(), "READY".into())));
         assert!(r[1]
             .request
@@ -348,31 +655,79 @@ mod tests {
             .unwrap_err()
             .contains("expected 2 fields"));
         assert_eq!(r[2].request, Ok(("carol".into(), "NOT_READY".into())));
+        assert_eq!(r[2].number, 3);
     }
 
     #[test]
     fn header_order_and_case_do_not_matter() {
-        let (_, r) = rows("State,USERID,team\nPAUSED,a1,x\n");
+        let r = rows("State,USERID,team\nPAUSED,a1,x\n").unwrap();
         assert_eq!(r[0].request, Ok(("a1".into(), "PAUSED".into())));
     }
 
     #[test]
+    fn a_byte_order_mark_is_skipped_and_values_are_trimmed() {
+        let r = parse_rows(b"\xEF\xBB\xBFuserId,state\r\n agent-0010 , READY \r\n").unwrap();
+        assert_eq!(r[0].request, Ok(("agent-0010".into(), "READY".into())));
+        let r = parse_rows(b"\xEF\xBB\xBF{\"userId\":\"a\",\"state\":\"READY\"}\n").unwrap();
+        assert_eq!(r[0].request, Ok(("a".into(), "READY".into())));
+    }
+
+    #[test]
     fn json_lines_rows() {
-        let (n, r) =
-            rows("{\"userId\":\"a\",\"state\":\"READY\"}\n{oops\n{\"userId\":1,\"state\":\"X\"}\n");
-        assert_eq!(n, Ok(3));
+        let r =
+            rows("{\"userId\":\"a\",\"state\":\"READY\"}\n{oops\n{\"userId\":1,\"state\":\"X\"}\n")
+                .unwrap();
+        assert_eq!(r.len(), 3);
         assert!(r[0].request.is_ok());
         assert!(r[1].request.as_ref().unwrap_err().contains("not JSON"));
         assert!(r[2].request.as_ref().unwrap_err().contains("userId"));
     }
 
     #[test]
+    fn a_duplicate_json_member_makes_the_row_malformed() {
+        let r = rows("{\"userId\":\"a\",\"state\":\"READY\",\"state\":\"NOT_READY\"}\n").unwrap();
+        let e = r[0].request.as_ref().unwrap_err();
+        assert!(e.contains("`state` appears more than once"), "{e}");
+    }
+
+    #[test]
     fn empty_input_and_bad_header_are_errors() {
-        assert!(rows("").0.unwrap_err().contains("empty"));
-        assert!(rows("\n\n").0.unwrap_err().contains("empty"));
-        assert!(rows("user,status\na,READY\n")
-            .0
-            .unwrap_err()
-            .contains("userId"));
+        assert!(rows("").unwrap_err().contains("empty"));
+        assert!(rows("\n\n").unwrap_err().contains("empty"));
+        assert!(rows("user,status\na,READY\n").unwrap_err().contains("userId"));
+    }
+
+    #[test]
+    fn the_digest_names_the_input() {
+        let a = Input::parse(b"userId,state\na,READY\n").unwrap();
+        let b = Input::parse(b"userId,state\na,NOT_READY\n").unwrap();
+        assert_ne!(a.digest, b.digest);
+        assert_eq!(a.reference(3), format!("bulk:sha256={}:row=3", a.digest));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_failures() {
+        let mut t = Tally::default();
+        t.count(None);
+        assert_eq!(t.exit(), exit::OK);
+        t.count(Some(true));
+        assert_eq!(t.exit(), exit::POLICY);
+        t.count(Some(false));
+        assert_eq!(t.exit(), exit::FAILURE);
+    }
+
+    #[test]
+    fn the_output_may_not_be_the_log_its_companions_or_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("yy.jsonl");
+        std::fs::write(&log, b"").unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, b"userId,state\n").unwrap();
+        let via_dot = dir.path().join(".").join("yy.jsonl");
+        assert!(check_output(&via_dot, &log, &input).is_err());
+        let torn = dir.path().join("yy.jsonl.torn-123");
+        assert!(check_output(&torn, &log, &input).is_err());
+        assert!(check_output(&input, &log, &input).is_err());
+        assert!(check_output(&dir.path().join("results.jsonl"), &log, &input).is_ok());
     }
 }

@@ -1,11 +1,13 @@
 //! The connection and durability options shared by `transition` and `bulk`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use cxone_agent_state::{AgentStateManager, ManagerConfig, Settings};
-use cxone_agent_state_core::{Secret, StateChanged, TransitionError};
+use cxone_agent_state::{AgentStateManager, ManagerConfig, Settings, SettingsError};
+use cxone_agent_state_core::{ChainHead, Secret, StateChanged, TransitionError};
+
+use super::fail::{exit, Failure};
 
 /// Where the tenant is, how to authenticate, where the audit log and webhooks go.
 ///
@@ -27,8 +29,8 @@ pub struct ConnectArgs {
     /// Token endpoint (default `{base}/oauth2/token`).
     #[arg(long, env = "CXONE_TOKEN_URL")]
     token_url: Option<String>,
-    /// The tenant's request budget per minute (default 100).
-    #[arg(long, env = "CXONE_RATE_LIMIT_PER_MIN")]
+    /// The tenant's request budget per minute (default 100) [env: CXONE_RATE_LIMIT_PER_MIN].
+    #[arg(long)]
     rate_limit: Option<u32>,
     /// The durable log (JSON Lines): the audit log, with the intents, webhook payloads and checkpoints around
     /// its records.
@@ -44,9 +46,10 @@ pub struct ConnectArgs {
     #[arg(long, default_value_t = 30)]
     webhook_drain_secs: u64,
     /// A webhook payload the receiver refuses (4xx) this many times is set aside as a dead letter, so the
-    /// payloads behind it flow (see `outbox list` and `outbox replay`).
-    #[arg(long, env = "WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER", default_value_t = 5)]
-    webhook_dead_letter_after: u32,
+    /// payloads behind it flow (see `outbox list` and `outbox replay`) [default: 5] [env:
+    /// WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER].
+    #[arg(long)]
+    webhook_dead_letter_after: Option<u32>,
     /// Per-request timeout in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
@@ -56,25 +59,37 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    /// The manager configuration these options describe.
-    pub fn config(&self) -> anyhow::Result<ManagerConfig> {
+    /// The manager configuration these options describe. Numbers set in the environment are read here, not
+    /// by clap, so a bad one is named by its variable (`CXONE_RATE_LIMIT_PER_MIN`), not by a flag the user
+    /// never typed. A bad setting is a usage error (exit 64) with the engine's code (`INVALID_CONFIG`).
+    pub fn config(&self) -> Result<ManagerConfig, Failure> {
+        let bad = |e: SettingsError| Failure {
+            exit: exit::USAGE,
+            ..Failure::new(e.code().as_str(), e.to_string())
+        };
+        let env = Settings::from_env().map_err(bad)?;
         let settings = Settings {
             domain: self.domain.clone(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone().map(Secret::new),
             base_url: self.base_url.clone(),
             token_url: self.token_url.clone(),
-            rate_limit_per_min: self.rate_limit,
+            rate_limit_per_min: self.rate_limit.or(env.rate_limit_per_min),
             audit_log: Some(self.audit_log.clone()),
             webhook_url: self.webhook_url.clone(),
             webhook_secret: self.webhook_secret.clone().map(Secret::new),
-            webhook_dead_letter_after: Some(self.webhook_dead_letter_after),
+            webhook_dead_letter_after: self
+                .webhook_dead_letter_after
+                .or(env.webhook_dead_letter_after),
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
         };
-        settings
-            .into_config()
-            .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))
+        settings.into_config().map_err(bad)
+    }
+
+    /// The audit log's path.
+    pub fn audit_log(&self) -> &Path {
+        &self.audit_log
     }
 
     /// How long to wait for the outbox at exit.
@@ -86,7 +101,7 @@ impl ConnectArgs {
     pub async fn start(&self) -> anyhow::Result<AgentStateManager> {
         let manager = AgentStateManager::start(self.config()?)
             .await
-            .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+            .map_err(|e| Failure::new(e.code().as_str(), e.to_string()))?;
         let r = manager.recovery();
         if let Some(p) = &r.torn_tail_saved_to {
             eprintln!(
@@ -147,16 +162,26 @@ pub fn outcome_json(
         }),
         Err(e) => serde_json::json!({
             "success": false,
+            "code": e.code,
+            "message": e.message,
             "userId": user,
             "state": state,
-            "error": { "code": e.code, "message": e.message },
             "policyViolation": e.code.is_policy_violation(),
         }),
     }
 }
 
-/// Shuts the manager down and reports webhooks left for the next start.
-pub async fn finish(manager: AgentStateManager, drain: Duration) {
+/// A chain head as the anchor `audit verify --head` takes: `SEQ:HASH` of the last audit record, or `none`.
+pub fn head_anchor(head: &ChainHead) -> String {
+    match head.next_seq.checked_sub(1) {
+        Some(seq) => format!("{seq}:{}", head.last_hash),
+        None => "none".to_owned(),
+    }
+}
+
+/// Shuts the manager down, reports webhooks left for the next start, and prints the audit log's head on
+/// stderr: the anchor to keep for `audit verify --head` (a hash chain alone cannot see a deleted tail).
+pub async fn finish(manager: AgentStateManager, drain: Duration, audit_log: &Path) {
     let summary = manager.shutdown(drain).await;
     if summary.undelivered_webhooks > 0 {
         eprintln!(
@@ -171,4 +196,14 @@ pub async fn finish(manager: AgentStateManager, drain: Duration) {
             summary.dead_letters
         );
     }
+    print_head(audit_log, &summary.audit_head);
+}
+
+/// `audit head: SEQ:HASH (PATH)` on stderr.
+pub fn print_head(audit_log: &Path, head: &ChainHead) {
+    eprintln!(
+        "audit head: {} ({})",
+        head_anchor(head),
+        audit_log.display()
+    );
 }

@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 pub mod audit;
+pub mod fail;
 pub mod bulk;
 pub mod connect;
 pub mod outbox;
@@ -43,4 +44,12 @@ impl std::io::Write for Stdout {
             r => r,
         }
     }
+}
+
+/// Writes one line to stdout and flushes it (a closed stdout is not an error).
+pub fn write_line(line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = Stdout;
+    writeln!(out, "{line}")?;
+    out.flush()
 }

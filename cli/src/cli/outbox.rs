@@ -7,15 +7,28 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use comfy_table::Cell;
 use cxone_agent_state::store;
-use cxone_agent_state_core::iso8601;
+use cxone_agent_state_core::{iso8601, ErrorCode};
 
 use super::connect::{finish, ConnectArgs};
+use super::fail::Failure;
 use super::tables::{right, table};
 
 /// `outbox` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
     /// Lists the dead letters (payloads the receiver kept refusing) and counts the payloads still waiting.
+    #[command(after_help = concat!(
+        "Examples:
+  cxone-agent-state outbox list
+  cxone-agent-state outbox list --audit-log /var/lib/wfm/cxone-audit.jsonl --json
+
+Reads the log without changing or locking it.
+
+Settings read: CXONE_AUDIT_LOG.
+
+",
+        exit_codes_help!()
+    ))]
     List {
         /// The log.
         #[arg(long, env = "CXONE_AUDIT_LOG", default_value = "cxone-audit.jsonl")]
@@ -25,6 +38,20 @@ pub enum OutboxCommand {
         json: bool,
     },
     /// Puts dead letters back in line and delivers them (to the configured webhook URL), then exits.
+    #[command(after_help = concat!(
+        "Examples:
+  cxone-agent-state outbox replay
+  cxone-agent-state outbox replay --event-id 4f6c…   # one dead letter
+
+Replayed payloads belong to the receiver configured now. The audit log's head (SEQ:HASH) is printed on
+stderr. Exits 1 when --event-id names no dead letter.
+
+Settings read (flags win): WORKFORCE_WEBHOOK_URL, WORKFORCE_WEBHOOK_SECRET, CXONE_AUDIT_LOG, and the
+tenant settings of `transition` (the engine starts to deliver).
+
+",
+        exit_codes_help!()
+    ))]
     Replay {
         /// Only this event id (all dead letters when absent).
         #[arg(long)]
@@ -43,7 +70,13 @@ pub fn run(command: &OutboxCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn list(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let state = store::read_state(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = store::read_state(path).map_err(|e| {
+        let code = match e {
+            store::StoreError::Corrupt { .. } => ErrorCode::AuditLogCorrupt,
+            _ => ErrorCode::AuditLogUnavailable,
+        };
+        Failure::new(code.as_str(), e.to_string())
+    })?;
     let dead: Vec<_> = state.dead_letters().collect();
     let waiting = state.undelivered().count();
     if json {
@@ -102,7 +135,7 @@ fn replay(event_id: Option<&str>, connect: &ConnectArgs) -> anyhow::Result<ExitC
         } else {
             eprintln!("replaying {n} dead letter(s)");
         }
-        finish(manager, connect.webhook_drain()).await;
+        finish(manager, connect.webhook_drain(), connect.audit_log()).await;
         Ok(if n == 0 && event_id.is_some() {
             ExitCode::from(1)
         } else {

@@ -21,6 +21,7 @@ const HOUR_MS: u64 = 3_600_000;
 
 /// Options of `sim-server`.
 #[derive(Args)]
+#[command(after_help = after_help())]
 pub struct SimServerArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -84,6 +85,30 @@ impl fmt::Debug for SimServerArgs {
             .field("exit_on_stdin_eof", &self.exit_on_stdin_eof)
             .finish()
     }
+}
+
+/// Examples, the admin endpoints (from the server's own list) and the exit codes.
+fn after_help() -> String {
+    let mut text = String::from(
+        "Examples:
+  cxone-agent-state sim-server --listen 127.0.0.1:8080 --agents 100
+  cxone-agent-state sim-server --fault-rate 0.05 --rate-limit 600 --burst 20
+  curl -s http://127.0.0.1:8080/admin/ground-truth
+
+The first stdout line is `sim-server listening on http://HOST:PORT`, then one JSON line
+{\"baseUrl\",\"clientId\",\"agents\",\"ratePerMinute\",\"burst\"}. Serves until Ctrl-C (or stdin EOF with
+--exit-on-stdin-eof). Point the other commands at it with --base-url, --client-id sim-client and
+--client-secret sim-secret.
+
+Admin endpoints (JSON; not rate limited, not counted):
+",
+    );
+    for (method, path, what) in sim_server::ADMIN_ENDPOINTS {
+        text.push_str(&format!("  {method:<5}{path:<26}{what}\n"));
+    }
+    text.push_str("\nSettings read: none (flags only).\n\n");
+    text.push_str(exit_codes_help!());
+    text
 }
 
 impl SimServerArgs {

@@ -1,13 +1,33 @@
-//! `cxone-agent-state transition`: one state change, printed as JSON.
+//! `cxone-agent-state transition`: one state change.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::connect::{finish, outcome_json, ConnectArgs};
+use super::fail::{self, exit, Failure};
 
 /// Options of `transition`.
 #[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:
+  cxone-agent-state transition --user agent-7 --state READY
+  TARGET_USER_ID=agent-7 cxone-agent-state transition --state NOT_READY --json
+  cxone-agent-state transition --base-url http://127.0.0.1:8080 --client-id sim-client \\
+      --client-secret sim-secret --user agent-0001 --state PAUSED
+
+Output: with --json (or when stdout is not a terminal) one JSON object: {\"success\":true,\"userId\",
+\"previousState\",\"newState\",\"reasonCode\",\"latencyMs\",\"attempts\"} or {\"success\":false,\"code\",
+\"message\",\"userId\",\"state\",\"policyViolation\"}; on a terminal, a sentence. The audit log's head
+(SEQ:HASH) is printed on stderr: keep it to check the log later with `audit verify --head`.
+
+Settings read (flags win): TARGET_USER_ID, CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL,
+CXONE_CLIENT_ID, CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL,
+WORKFORCE_WEBHOOK_SECRET, WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, CXONE_LOG (log filter, e.g. debug).
+
+",
+    exit_codes_help!()
+))]
 pub struct TransitionArgs {
     /// The agent (default: `TARGET_USER_ID`).
     #[arg(long, env = "TARGET_USER_ID")]
@@ -15,29 +35,55 @@ pub struct TransitionArgs {
     /// The target state, e.g. READY, NOT_READY, PAUSED, IDLE.
     #[arg(long)]
     state: String,
+    /// Print the outcome as one JSON object (the default when stdout is not a terminal).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     connect: ConnectArgs,
 }
 
-/// Exit codes: 0 changed, 2 refused by policy, 1 any other failure.
-pub fn run(args: &TransitionArgs) -> anyhow::Result<ExitCode> {
+/// Exit codes: 0 changed, 2 refused by policy, 1 any other failure, 64 a usage error.
+pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
     let user = args.user.clone().ok_or_else(|| {
-        anyhow::anyhow!(
-            "missing setting TARGET_USER_ID (set the environment variable or pass --user)"
-        )
+        Failure::usage("missing setting TARGET_USER_ID (set the environment variable or pass --user)")
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let manager = args.connect.start().await?;
         let result = manager.transition_state(&user, &args.state).await;
-        finish(manager, args.connect.webhook_drain()).await;
-        let code = match &result {
+        finish(manager, args.connect.webhook_drain(), args.connect.audit_log()).await;
+        match &result {
+            _ if json => outln!("{}", outcome_json(&user, &args.state, &result)),
+            Ok(c) => outln!(
+                "{}: {} → {} (reason {}) in {} ms, {} API request(s)",
+                c.user_id,
+                c.previous_state.as_deref().unwrap_or("unknown"),
+                c.new_state,
+                c.reason_code,
+                c.latency_ms,
+                c.attempts
+            ),
+            Err(e) => {
+                return Ok(fail::report(
+                    &Failure {
+                        exit: exit_of(e.code.is_policy_violation()),
+                        ..Failure::new(e.code.as_str(), format!("{user} → {}: {}", args.state, e.message))
+                    },
+                    false,
+                ))
+            }
+        }
+        Ok(match &result {
             Ok(_) => ExitCode::SUCCESS,
-            Err(e) if e.code.is_policy_violation() => ExitCode::from(2),
-            Err(_) => ExitCode::from(1),
-        };
-        let out = outcome_json(&user, &args.state, &result);
-        outln!("{}", serde_json::to_string_pretty(&out)?);
-        Ok(code)
+            Err(e) => ExitCode::from(exit_of(e.code.is_policy_violation())),
+        })
     })
+}
+
+fn exit_of(policy_violation: bool) -> u8 {
+    if policy_violation {
+        exit::POLICY
+    } else {
+        exit::FAILURE
+    }
 }

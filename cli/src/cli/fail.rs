@@ -1,0 +1,139 @@
+//! How a command ends: exit codes, and failures with a stable code, reported as one JSON object (with
+//! `--json`, or when stdout is not a terminal) or as words on a terminal.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+/// Exit codes, the same for every command.
+pub mod exit {
+    /// Everything asked was done.
+    pub const OK: u8 = 0;
+    /// A failure other than the ones below (the tenant, the log, a file, the network).
+    pub const FAILURE: u8 = 1;
+    /// A state change was refused by compliance policy (for `bulk`: every failed row was a policy refusal).
+    pub const POLICY: u8 = 2;
+    /// The command line is wrong: an unknown flag, a missing or invalid value (sysexits `EX_USAGE`).
+    pub const USAGE: u8 = 64;
+    /// Interrupted (Ctrl-C): work in flight was finished and the log synced.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Codes of failures only the command line reports (the engine's codes, such as `INVALID_CONFIG` or
+/// `AUDIT_LOG_CORRUPT`, are used as they are).
+pub mod code {
+    /// The command line is wrong.
+    pub const USAGE: &str = "USAGE";
+    /// An input file cannot be read, or is not rows at all.
+    pub const INPUT_UNREADABLE: &str = "INPUT_UNREADABLE";
+    /// One input row cannot be read; the other rows go on.
+    pub const MALFORMED_ROW: &str = "MALFORMED_ROW";
+    /// An output path would overwrite the audit log (or one of its companion files).
+    pub const OUTPUT_IS_AUDIT_LOG: &str = "OUTPUT_IS_AUDIT_LOG";
+    /// `simulate` was pointed at a log that holds records a simulation did not write.
+    pub const LOG_NOT_SIMULATED: &str = "LOG_NOT_SIMULATED";
+    /// `audit verify --head`: the log does not reach the anchored record.
+    pub const HEAD_NOT_REACHED: &str = "HEAD_NOT_REACHED";
+    /// A file could not be read or written.
+    pub const IO_ERROR: &str = "IO_ERROR";
+}
+
+/// A failure a command reports: a stable code, words, and the exit code it ends with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// The stable code (`INVALID_CONFIG`, `USAGE`, …).
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The process exit code.
+    pub exit: u8,
+}
+
+impl Failure {
+    /// A failure that exits 1.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            exit: exit::FAILURE,
+        }
+    }
+
+    /// A usage error (exit 64).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            exit: exit::USAGE,
+            ..Self::new(code::USAGE, message)
+        }
+    }
+
+    /// The coded failure inside an error, or `IO_ERROR` for a file or stream error, or `FAILED`.
+    pub fn of(e: &anyhow::Error) -> Self {
+        if let Some(f) = e.downcast_ref::<Failure>() {
+            return f.clone();
+        }
+        let code = if e.chain().any(|c| c.is::<std::io::Error>()) {
+            code::IO_ERROR
+        } else {
+            "FAILED"
+        };
+        Self::new(code, format!("{e:#}"))
+    }
+}
+
+/// Whether reports are JSON: asked for with `--json`, or stdout is not a terminal (a pipe, a file).
+pub fn json_mode(flag: bool) -> bool {
+    flag || !std::io::stdout().is_terminal()
+}
+
+/// Reports a failure: one JSON object `{"code","message"}` on stdout in JSON mode (and the words on stderr
+/// when that is a terminal), words on stderr otherwise. Returns its exit code.
+pub fn report(f: &Failure, json: bool) -> ExitCode {
+    if json {
+        let object = json!({ "success": false, "code": f.code, "message": f.message });
+        // A closed stdout leaves only the exit code to say it.
+        let _ = super::write_line(&object.to_string());
+        if std::io::stderr().is_terminal() {
+            eprintln!("error: {} ({})", f.message, f.code);
+        }
+    } else {
+        eprintln!("error: {} ({})", f.message, f.code);
+    }
+    ExitCode::from(f.exit)
+}
+
+/// A clap error as a usage failure (or help and version text, which are not failures: printed, exit 0).
+pub fn from_clap(e: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                exit::USAGE
+            } else {
+                exit::OK
+            })
+        }
+        _ if json => {
+            // The first line of clap's text is the error; the usage and a hint follow, for a person.
+            let text = e.render().to_string();
+            let message = text
+                .lines()
+                .next()
+                .unwrap_or("invalid command line")
+                .trim_start_matches("error: ");
+            let object = json!({ "success": false, "code": code::USAGE, "message": message });
+            let _ = super::write_line(&object.to_string());
+            eprint!("{text}");
+            ExitCode::from(exit::USAGE)
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}

@@ -1,0 +1,685 @@
+//! The command line as a careful operator meets it: data safety, the audit trail's edges, input, exit codes
+//! and messages, interrupts and progress, and help. Each test runs the real binary against `sim-server`
+//! over loopback (or reads the files it wrote).
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::cli::*;
+use support::{admin_get, WebhookSink};
+
+/// The `SEQ:HASH` a writing command printed on stderr as `audit head: SEQ:HASH (PATH)`.
+fn head_of(out: &Out) -> String {
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("audit head: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `audit head:` line:\n{out}"))
+        .to_owned()
+}
+
+/// The lines of a file, as text.
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts `cmd` in the background with piped stdout and stderr.
+fn spawn(cmd: std::process::Command) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().expect("the CLI starts")
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to a child.
+fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits until `f` holds, for at most `secs` seconds.
+async fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Data safety
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bulk_refuses_to_write_results_over_the_audit_log_or_its_companions() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("yy.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    let first = transition("agent-0001", "READY", &conn).await;
+    assert_eq!(first.code(), Some(0), "{first}");
+    let before = std::fs::read(&audit).unwrap();
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, agents_csv(1..=3, |_| "NOT_READY")).unwrap();
+
+    // The same file by another spelling, a companion file, and the input itself.
+    let same = dir.path().join(".").join("yy.jsonl");
+    let torn = dir.path().join("yy.jsonl.torn-1700000000000");
+    for output in [&same, &torn, &input] {
+        let out = run(cli(args(
+            &["bulk", path_str(&input), "--output", path_str(output)],
+            &conn,
+        )))
+        .await;
+        assert_eq!(out.code(), Some(64), "{out}");
+        let error = out.json();
+        assert_eq!(error["code"], "OUTPUT_IS_AUDIT_LOG", "{out}");
+        assert!(
+            error["message"].as_str().unwrap().contains("--output"),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&audit).unwrap(),
+        before,
+        "the log is untouched"
+    );
+    assert!(!torn.exists());
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+    assert_eq!(total_requests(&sim.base_url).await, 3, "nothing was sent");
+}
+
+#[tokio::test]
+async fn simulate_refuses_a_log_with_real_records_unless_forced() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.jsonl");
+    let out = transition("agent-0001", "READY", &connect(&sim.base_url, &real)).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let before = std::fs::read(&real).unwrap();
+
+    let simulate = |log: &Path, force: bool| {
+        let mut a = vec![
+            "simulate",
+            "--agents",
+            "3",
+            "--hours",
+            "1",
+            "--no-progress",
+            "--audit-log",
+            path_str(log),
+        ];
+        if force {
+            a.push("--force");
+        }
+        cli(a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+    let refused = run(simulate(&real, false)).await;
+    assert_eq!(refused.code(), Some(1), "{refused}");
+    assert_eq!(refused.json()["code"], "LOG_NOT_SIMULATED", "{refused}");
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--force"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read(&real).unwrap(), before, "the real log is kept");
+
+    // A simulation's own log is replaced without asking: `make run` twice works.
+    let simulated = dir.path().join("sim.jsonl");
+    for _ in 0..2 {
+        let out = run(simulate(&simulated, false)).await;
+        assert_eq!(out.code(), Some(0), "{out}");
+    }
+    let forced = run(simulate(&real, true)).await;
+    assert_eq!(forced.code(), Some(0), "{forced}");
+    assert_ne!(std::fs::read(&real).unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_results_survive_kill_9_line_by_line() {
+    // Slow answers keep the run going long enough to kill it with results decided.
+    let sim = server(200, &["--latency-ms", "60"]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    let output = dir.path().join("results.jsonl");
+    std::fs::write(&input, agents_csv(1..=200, |_| "NOT_READY")).unwrap();
+    let conn = connect(&sim.base_url, &audit);
+    let mut child = spawn(cli(args(
+        &[
+            "bulk",
+            path_str(&input),
+            "--output",
+            path_str(&output),
+            "--concurrency",
+            "2",
+        ],
+        &conn,
+    )));
+    until(45, "15 audited changes", || {
+        read_audit(&audit).iter().filter(|r| r["success"] == true).count() >= 15
+    })
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let audited = read_audit(&audit)
+        .iter()
+        .filter(|r| r["success"] == true)
+        .count();
+    let results = read_jsonl(&output);
+    // Every result printed is kept: at most the changes in flight (2) are audited without a line yet.
+    assert!(
+        results.len() + 2 >= audited && results.len() >= 13,
+        "{} result lines for {audited} audited changes",
+        results.len()
+    );
+    assert!(results.iter().all(|r| r["success"] == true));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The audit trail's edges
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_deleted_last_record_is_caught_by_the_head_anchor() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    let mut head = String::new();
+    for (user, state) in [("agent-0001", "READY"), ("agent-0002", "READY")] {
+        let out = transition(user, state, &conn).await;
+        assert_eq!(out.code(), Some(0), "{out}");
+        head = head_of(&out);
+    }
+    let (seq, hash) = head.split_once(':').unwrap();
+    assert_eq!(seq, "1", "two records: the head is seq 1");
+    assert_eq!(hash.len(), 64);
+
+    let verify = |anchor: &str| {
+        cli([
+            "audit",
+            "verify",
+            path_str(&audit),
+            "--head",
+            anchor,
+        ])
+    };
+    let ok = run(verify(&head)).await;
+    assert_eq!(ok.code(), Some(0), "{ok}");
+    assert!(ok.stdout.contains(&head), "the OK line names the head:\n{ok}");
+
+    // Cut the last audit record (and everything after it).
+    let kept: Vec<String> = {
+        let all = lines(&audit);
+        let last = all
+            .iter()
+            .rposition(|l| !l.contains("\"kind\""))
+            .expect("an audit line");
+        all[..last].to_vec()
+    };
+    std::fs::write(&audit, kept.join("\n") + "\n").unwrap();
+    let chain_only = audit_verify(&audit).await;
+    assert_eq!(chain_only.code(), Some(0), "the chain alone cannot see it:\n{chain_only}");
+    let anchored = run(verify(&head)).await;
+    assert_eq!(anchored.code(), Some(1), "{anchored}");
+    assert!(
+        anchored.all_output().contains("seq 1"),
+        "names the missing record:\n{anchored}"
+    );
+    let wrong = run(verify(&format!("0:{}", "0".repeat(64)))).await;
+    assert_eq!(wrong.code(), Some(1), "{wrong}");
+    let malformed = run(verify("latest")).await;
+    assert_eq!(malformed.code(), Some(64), "{malformed}");
+}
+
+#[tokio::test]
+async fn an_unknown_member_in_an_audit_record_fails_verification_and_names_the_record() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    for user in ["agent-0001", "agent-0002", "agent-0003", "agent-0004"] {
+        assert_eq!(transition(user, "READY", &conn).await.code(), Some(0));
+    }
+    let original = lines(&audit);
+    let (line_no, _) = original
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.contains("\"kind\""))
+        .nth(3)
+        .unwrap();
+
+    let mut added = original.clone();
+    added[line_no] = added[line_no].replacen('{', "{\"note\":\"approved by me\",", 1);
+    std::fs::write(&audit, added.join("\n") + "\n").unwrap();
+    let out = audit_verify(&audit).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stdout.contains("note"), "names the member:\n{out}");
+    assert!(
+        out.stdout.contains(&format!("line {}", line_no + 1)),
+        "names the line:\n{out}"
+    );
+
+    let mut edited = original.clone();
+    edited[line_no] = edited[line_no].replace("\"READY\"", "\"PAUSED\"");
+    std::fs::write(&audit, edited.join("\n") + "\n").unwrap();
+    let out = audit_verify(&audit).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stdout.contains("seq 3"), "names the record:\n{out}");
+    assert!(!out.stdout.contains("record 0"), "{out}");
+}
+
+#[tokio::test]
+async fn a_whole_last_record_without_its_newline_is_kept_and_its_seq_not_reused() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    assert_eq!(transition("agent-0001", "READY", &conn).await.code(), Some(0));
+    let mut bytes = std::fs::read(&audit).unwrap();
+    assert_eq!(bytes.pop(), Some(b'\n'));
+    std::fs::write(&audit, &bytes).unwrap();
+    let last_seq = read_audit(&audit).last().map(|r| r["seq"].as_u64().unwrap());
+
+    let out = transition("agent-0002", "READY", &conn).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let seqs: Vec<u64> = read_audit(&audit)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![0, 1], "kept, and the next record is seq 1 ({last_seq:?})");
+    let torn: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".torn-"))
+        .collect();
+    assert!(torn.is_empty(), "nothing was set aside");
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_one_shot_transition_names_the_previous_state_from_the_log() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    let first = transition("agent-0001", "READY", &conn).await;
+    assert_eq!(first.json()["previousState"], Value::Null, "{first}");
+    let second = transition("agent-0001", "NOT_READY", &conn).await;
+    assert_eq!(second.json()["previousState"], "READY", "{second}");
+    let last = read_audit(&audit).pop().unwrap();
+    assert_eq!(last["previousState"], "READY");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Input
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bulk_input_from_a_spreadsheet_bom_padding_case_and_duplicates() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    let input = dir.path().join("export.csv");
+    std::fs::write(
+        &input,
+        b"\xEF\xBB\xBFuserId,state\r\n agent-0001 , READY \r\nagent-0002,ready\r\n",
+    )
+    .unwrap();
+    let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
+    let rows = out.json_lines();
+    assert_eq!(rows.len(), 2, "{out}");
+    let row = |n: u64| rows.iter().find(|r| r["row"] == n).unwrap();
+    assert_eq!(row(1)["success"], true, "{out}");
+    assert_eq!(row(1)["userId"], "agent-0001");
+    assert_eq!(row(2)["code"], "INVALID_STATE");
+    assert!(
+        row(2)["message"].as_str().unwrap().contains("`READY`"),
+        "suggests READY: {out}"
+    );
+    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
+
+    let jsonl = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"userId\":\"agent-0003\",\"state\":\"READY\",\"state\":\"NOT_READY\"}\n",
+    )
+    .unwrap();
+    let out = run(cli(args(&["bulk", path_str(&jsonl)], &conn))).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    let rows = out.json_lines();
+    assert_eq!(rows[0]["code"], "MALFORMED_ROW", "{out}");
+    assert!(rows[0]["message"].as_str().unwrap().contains("state"));
+    assert_eq!(agent_state(&sim.base_url, "agent-0003").await, Value::Null);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Exit codes and messages
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn usage_errors_exit_64_as_one_json_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect("http://127.0.0.1:9", &audit);
+    for argv in [
+        args(&["transition", "--user", "a", "--bogus"], &conn),
+        args(&["transition", "--user", "a"], &conn),
+        vec!["simulate".into(), "--agents".into(), "-3".into()],
+        vec!["nonsense".into()],
+    ] {
+        let out = run(cli(&argv)).await;
+        assert_eq!(out.code(), Some(64), "{argv:?}\n{out}");
+        let error = out.json();
+        assert_eq!(error["code"], "USAGE", "{out}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+    assert!(!audit.exists(), "nothing was started");
+}
+
+#[tokio::test]
+async fn a_bad_environment_value_is_named_by_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut c = cli([
+        "transition",
+        "--user",
+        "agent-0001",
+        "--state",
+        "READY",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--client-id",
+        "i",
+        "--audit-log",
+        path_str(&audit),
+    ]);
+    c.env("CXONE_RATE_LIMIT_PER_MIN", "lots")
+        .env("CXONE_CLIENT_SECRET", "hush-hush-0042");
+    let out = run(c).await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    let error = out.json();
+    assert_eq!(error["code"], "INVALID_CONFIG", "{out}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("CXONE_RATE_LIMIT_PER_MIN"), "{out}");
+    assert!(!out.all_output().contains("--rate-limit"), "{out}");
+    assert!(!out.all_output().contains("hush-hush-0042"), "{out}");
+}
+
+#[tokio::test]
+async fn policy_refusals_exit_2_and_bulk_exits_2_when_they_are_its_only_failures() {
+    let sim = server(5, &[]);
+    add_agent(&sim.base_url, support::unscheduled("agent-off")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    let refused = transition("agent-off", "READY", &conn).await;
+    assert_eq!(refused.code(), Some(2), "{refused}");
+    assert_eq!(refused.json()["code"], "AGENT_NOT_SCHEDULED");
+
+    let only_refusals = "userId,state\nagent-0001,READY\nagent-off,READY\n";
+    let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(only_refusals.as_bytes())).await;
+    assert_eq!(out.code(), Some(2), "{out}");
+    let with_malformed = "userId,state\nagent-0002,READY\nagent-off,READY\nagent-0003\n";
+    let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(with_malformed.as_bytes())).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+}
+
+#[tokio::test]
+async fn webhook_failures_name_their_cause_without_colour() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let mut conn = connect(&sim.base_url, &audit);
+    set_flag(&mut conn, "--webhook-drain-secs", "1");
+    conn.extend(["--webhook-url".to_owned(), url]);
+    let mut c = cli(args(
+        &["transition", "--user", "agent-0001", "--state", "READY"],
+        &conn,
+    ));
+    c.env("CXONE_LOG", "warn");
+    let out = run(c).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stderr.to_lowercase().contains("connection refused"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "no ANSI colour off a terminal:\n{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Interrupts and progress
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
+    const ROWS: usize = 120;
+    let sim = server(ROWS, &["--latency-ms", "40"]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    let output = dir.path().join("results.jsonl");
+    std::fs::write(&input, agents_csv(1..=ROWS, |_| "READY")).unwrap();
+    let conn = connect(&sim.base_url, &audit);
+    let bulk = |resume: bool| {
+        let mut a = args(
+            &[
+                "bulk",
+                path_str(&input),
+                "--output",
+                path_str(&output),
+                "--concurrency",
+                "2",
+            ],
+            &conn,
+        );
+        if resume {
+            a.push("--resume".into());
+        }
+        cli(a)
+    };
+    let child = spawn(bulk(false));
+    until(45, "20 results", || count_lines(&output) >= 20).await;
+    interrupt(&child);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("stops soon after Ctrl-C")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopping: no new rows will start"), "{stderr}");
+    assert!(stderr.contains("in flight"), "{stderr}");
+    let decided = read_jsonl(&output).len();
+    assert!(decided < ROWS, "interrupted before the end ({decided})");
+    let from_row = decided + 1;
+    assert!(
+        stderr.contains(&format!(
+            "{} rows not started, from row {from_row} on",
+            ROWS - decided
+        )),
+        "{stderr}"
+    );
+
+    let resumed = run(bulk(true)).await;
+    assert_eq!(resumed.code(), Some(0), "{resumed}");
+    assert!(
+        resumed
+            .stderr
+            .contains(&format!("resume: {decided} of {ROWS} rows")),
+        "{resumed}"
+    );
+    let all = read_jsonl(&output);
+    assert_eq!(all.len(), ROWS, "every row has one result");
+    let mut rows: Vec<u64> = all.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    assert_eq!(rows.len(), ROWS, "no row was done twice");
+    let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
+    assert_eq!(accepted.as_array().unwrap().len(), ROWS, "each change sent once");
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
+    // Answers take 20 s: the first Ctrl-C would wait for them.
+    let sim = server(10, &["--latency-ms", "20000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, agents_csv(1..=10, |_| "READY")).unwrap();
+    let mut conn = connect(&sim.base_url, &audit);
+    set_flag(&mut conn, "--request-timeout-ms", "30000");
+    let child = spawn(cli(args(
+        &["bulk", path_str(&input), "--concurrency", "2"],
+        &conn,
+    )));
+    until(20, "the first intents", || !read_kind(&audit, "intent").is_empty()).await;
+    interrupt(&child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    interrupt(&child);
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("a second Ctrl-C stops at once")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped at once"), "{stderr}");
+    assert!(stderr.contains("synced"), "{stderr}");
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn the_progress_bar_counts_rows_on_a_terminal_without_tearing_results() {
+    let sim = server(30, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, agents_csv(1..=30, |_| "READY")).unwrap();
+    let conn = connect(&sim.base_url, &audit);
+    // `script` gives the command a terminal, as an operator has.
+    let mut argv = vec![
+        support::binary().display().to_string(),
+        "bulk".into(),
+        path_str(&input).into(),
+    ];
+    argv.extend(conn.iter().cloned());
+    let line = argv
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut c = std::process::Command::new("script");
+    c.args(["-qfec", &line, "/dev/null"]);
+    for name in KNOWN_VARS {
+        c.env_remove(name);
+    }
+    let out = run(c).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("/30 rows"), "counts rows:\n{out}");
+    // Every result line is whole on the terminal.
+    let whole = out
+        .stdout
+        .split(['\r', '\n'])
+        .filter_map(|l| l.find("{\"").map(|i| &l[i..]))
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end()).ok())
+        .filter(|v| v["row"].is_u64())
+        .count();
+    assert_eq!(whole, 30, "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Help
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_help_has_examples_settings_and_exit_codes() {
+    for sub in [
+        &["transition"][..],
+        &["bulk"],
+        &["report"],
+        &["simulate"],
+        &["sim-server"],
+        &["audit", "verify"],
+        &["outbox", "list"],
+        &["outbox", "replay"],
+    ] {
+        let mut argv: Vec<&str> = sub.to_vec();
+        argv.push("--help");
+        let out = run(cli(&argv)).await;
+        assert_eq!(out.code(), Some(0), "{argv:?}\n{out}");
+        for needle in ["Examples:", "Exit codes:", "64", "130", "Settings read"] {
+            assert!(out.stdout.contains(needle), "{argv:?} lacks {needle}:\n{out}");
+        }
+    }
+    let out = run(cli(["sim-server", "--help"])).await;
+    for (method, path, _) in cxone_agent_state_sim_server::ADMIN_ENDPOINTS {
+        assert!(
+            out.stdout.contains(path) && out.stdout.contains(method),
+            "sim-server --help lacks {method} {path}"
+        );
+    }
+    let out = run(cli(["report", "--help"])).await;
+    assert!(out.stdout.contains("cxone-audit.jsonl"), "{out}");
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    for code in ["| 0 ", "| 1 ", "| 2 ", "| 64 ", "| 130 "] {
+        assert!(readme.contains(code), "the README's exit-code table lacks {code}");
+    }
+}
+
+#[tokio::test]
+async fn webhook_events_stay_with_the_receiver_they_were_accepted_for() {
+    let sim = server(5, &[]);
+    let old = WebhookSink::start().await;
+    old.down.store(true, Ordering::SeqCst);
+    let new = WebhookSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut conn = connect(&sim.base_url, &audit);
+    set_flag(&mut conn, "--webhook-drain-secs", "1");
+    let with_url = |url: &str| {
+        let mut c = conn.clone();
+        c.extend(["--webhook-url".to_owned(), url.to_owned()]);
+        c
+    };
+    let out = transition("agent-0001", "READY", &with_url(&old.url)).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(old.ids().is_empty());
+
+    old.down.store(false, Ordering::SeqCst);
+    let out = transition("agent-0002", "READY", &with_url(&new.url)).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stderr.contains("receiver"),
+        "says the receiver changed:\n{out}"
+    );
+    assert_eq!(old.ids().len(), 1, "the old event went to its own receiver");
+    assert_eq!(new.ids().len(), 1, "only the new event went to the new one");
+    assert!(old.ids().is_disjoint(&new.ids()));
+}
