@@ -62,7 +62,10 @@ mod token;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use audit::{verify_chain, AuditRecord, ChainError, ChainHead, GENESIS_HASH};
+pub use audit::{
+    verify_chain, AnchorError, AnchorMismatch, AuditRecord, ChainError, ChainHead, HeadAnchor,
+    GENESIS_HASH, NO_HEAD,
+};
 pub use config::{
     check_url, tenant_base_url, validate_webhook_url, Credentials, EngineConfig, ProfileKind,
     Secret, TokenSource, WebhookConfig, REDACTED,

@@ -213,7 +213,7 @@ const RECORD_KINDS: &[&str] = &[
 /// content, which keeps the wasm module small.
 fn by_kind<E: serde::de::Error>(kind: Option<&str>, from: impl ParseAs<E>) -> Result<Record, E> {
     Ok(match kind {
-        None => Record::Audit(from.parse()?),
+        None => Record::Audit(from.parse().map_err(unknown_member)?),
         Some("intent") => Record::Intent(from.parse()?),
         Some("webhook") => Record::Webhook(from.parse()?),
         Some("delivered") => Record::Delivered(from.parse()?),
@@ -223,6 +223,21 @@ fn by_kind<E: serde::de::Error>(kind: Option<&str>, from: impl ParseAs<E>) -> Re
         Some("checkpoint") => Record::Checkpoint(from.parse()?),
         Some(other) => return Err(E::unknown_variant(other, RECORD_KINDS)),
     })
+}
+
+/// An audit line's unknown member, named with the reason it is refused (serde's own message lists every
+/// known member instead).
+fn unknown_member<E: serde::de::Error>(e: E) -> E {
+    let text = e.to_string();
+    match text
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((member, _)) => E::custom(format_args!(
+            "an audit record holds only the members its hash covers, and `{member}` is not one"
+        )),
+        None => e,
+    }
 }
 
 /// Where a record is parsed from: a line's bytes, or a JSON value.
@@ -625,9 +640,10 @@ impl LogError {
 /// the state of the checkpoint the bytes begin with) and handing each to `each`.
 ///
 /// A host writes each line with its newline and syncs before it acknowledges anything, so only the last
-/// line can be cut short: a last line without a newline that is not a whole, valid record (or a run of NUL
+/// line can be cut short: a last line without a newline that is not a whole JSON value (or a run of NUL
 /// bytes, which some file systems leave after a power loss) is the torn tail. A whole last record without
-/// its newline is kept. A bad *complete* line anywhere is an error. Empty lines are skipped.
+/// its newline is kept. A bad *complete* line anywhere is an error, and so is a last line that is a whole
+/// JSON value but not a record that follows (a cut never makes one). Empty lines are skipped.
 pub fn scan_log(
     bytes: &[u8],
     start: LogState,
@@ -655,10 +671,19 @@ pub fn scan_log(
             offset = line_end + usize::from(whole);
             continue;
         }
-        let parsed = Record::parse_line(line);
+        let parsed = match std::str::from_utf8(line) {
+            Ok(text) => Record::parse_json(text),
+            // Cut inside a character, or garbage a power loss left behind.
+            Err(_) if !whole => break,
+            Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(format!(
+                "not UTF-8: {e}"
+            ))),
+        };
         let record = match parsed {
             Ok(r) => r,
-            Err(_) if !whole => break,
+            // A write cut short ends inside a JSON value, or (garbage) is no JSON at all. A whole value that
+            // is not a record was written that way: no crash makes one.
+            Err(e) if !whole && !e.is_data() => break,
             Err(e) => {
                 return Err(LogError::Unreadable {
                     line: line_no,
@@ -666,16 +691,14 @@ pub fn scan_log(
                 })
             }
         };
-        // `apply` checks before it changes anything, so a refused record leaves the state as it was.
-        match state.apply(&record) {
-            Ok(()) => {}
-            Err(_) if !whole => break,
-            Err(source) => {
-                return Err(LogError::Broken {
-                    line: line_no,
-                    source,
-                })
-            }
+        // `apply` checks before it changes anything, so a refused record leaves the state as it was. A whole
+        // record that does not follow is damage even without its newline: only the record the writer was
+        // writing can be cut, and it followed.
+        if let Err(source) = state.apply(&record) {
+            return Err(LogError::Broken {
+                line: line_no,
+                source,
+            });
         }
         each(&record);
         records += 1;
@@ -920,6 +943,119 @@ mod tests {
             scan_log(garbage.as_bytes(), LogState::default(), |_| {}),
             Err(LogError::Unreadable { line: 1, .. })
         ));
+    }
+
+    /// Four audit records, one per line.
+    fn four_audit_lines() -> Vec<String> {
+        let mut head = ChainHead::default();
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|u| String::from_utf8(audit(&mut head, u, None, None).to_line()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_error_names_the_line_and_the_seq() {
+        let mut lines = four_audit_lines();
+        assert!(lines[3].contains("\"seq\":3,"), "{}", lines[3]);
+        lines[3] = lines[3].replace("\"userId\":\"d\"", "\"userId\":\"z\"");
+        let err = scan_log(lines.concat().as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(
+            message,
+            "line 4: audit record seq 3: hash does not match its content"
+        );
+        assert!(!message.contains("record 0"), "{message}");
+
+        // Removed and reordered records are named the same way.
+        let removed = [&lines[0], &lines[1], &lines[3]]
+            .map(String::as_str)
+            .concat();
+        let err = scan_log(removed.as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3: audit record seq 3: expected seq 2"
+        );
+        let mut head = ChainHead::default();
+        let mut relinked: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|u| audit(&mut head, u, None, None))
+            .collect();
+        if let Record::Audit(r) = &mut relinked[1] {
+            r.prev_hash = "1".repeat(64);
+            r.hash = r.compute_hash();
+        }
+        let err = scan_log(&log(&relinked), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2: audit record seq 1: prevHash does not link to the previous record"
+        );
+    }
+
+    #[test]
+    fn an_audit_line_with_an_unknown_member_does_not_verify() {
+        let mut lines = four_audit_lines();
+        lines[3] = lines[3].replacen('{', "{\"note\":\"x\",", 1);
+        let bytes = lines.concat();
+        let err = scan_log(bytes.as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::AuditLogCorrupt);
+        assert_eq!(err.line(), 4);
+        let message = err.to_string();
+        assert!(message.starts_with("line 4: "), "{message}");
+        assert!(message.contains("`note`"), "{message}");
+        assert!(!message.contains("expected one of"), "{message}");
+
+        // The same without the last newline: a whole JSON value, so not a torn write.
+        let err = scan_log(bytes.trim_end().as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(err.line(), 4);
+
+        // Through every parser a host uses.
+        let line = lines[3].trim_end();
+        let e = Record::parse_json(line).unwrap_err();
+        assert!(e.to_string().contains("`note`"), "{e}");
+        let e = serde_json::from_str::<Record>(line).unwrap_err();
+        assert!(e.to_string().contains("`note`"), "{e}");
+        // An audit line names no `kind`, not even `null`.
+        let with_null_kind = lines[0].replacen('{', "{\"kind\":null,", 1);
+        assert!(Record::parse_json(with_null_kind.trim_end()).is_err());
+        // The other kinds carry `kind` and still parse.
+        let intent_line = intent("k").to_line();
+        assert!(Record::parse_line(&intent_line[..intent_line.len() - 1]).is_ok());
+    }
+
+    #[test]
+    fn an_audit_record_with_settles_still_parses_and_verifies() {
+        let mut head = ChainHead::default();
+        let mut settled = AuditRecord {
+            settles: Some("id-a-0".into()),
+            ..audit(&mut ChainHead::default(), "a", None, None)
+                .as_audit()
+                .unwrap()
+                .clone()
+        };
+        settled = head.append(settled);
+        let line = Record::Audit(settled.clone()).to_line();
+        assert!(std::str::from_utf8(&line).unwrap().contains("\"settles\":"));
+        let scan = scan_log(&line, LogState::default(), |_| {}).unwrap();
+        assert_eq!(scan.audit_records, 1);
+        assert_eq!(
+            Record::parse_line(&line[..line.len() - 1]).unwrap(),
+            Record::Audit(settled)
+        );
+    }
+
+    #[test]
+    fn a_whole_last_record_that_does_not_follow_is_damage_not_a_torn_write() {
+        let mut lines = four_audit_lines();
+        lines[3] = lines[3].replace("\"userId\":\"d\"", "\"userId\":\"z\"");
+        let bytes = lines.concat();
+        let err = scan_log(bytes.trim_end().as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(err.line(), 4);
+        // A cut inside the record is still a torn write.
+        let cut = &bytes.as_bytes()[..bytes.len() - 20];
+        let scan = scan_log(cut, LogState::default(), |_| {}).unwrap();
+        assert_eq!(scan.audit_records, 3);
+        assert!(scan.torn_tail.is_some());
     }
 
     #[test]
