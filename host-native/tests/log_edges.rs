@@ -1,0 +1,85 @@
+//! The edges of the durable log seen through the manager: a whole last record that lost its newline is kept
+//! and continued (its `seq` is never reused), and an agent's last state survives a restart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cxone_agent_state::{AgentStateManager, ManagerConfig};
+use cxone_agent_state_core::{
+    scan_log, AuditRecord, EngineConfig, ErrorCode, LogState, Record, Secret,
+};
+
+/// A tenant nobody listens at: these tests only send changes that fail before reaching it.
+const NO_TENANT: &str = "http://127.0.0.1:9";
+
+fn config(base_url: &str, log: &Path) -> ManagerConfig {
+    let mut engine = EngineConfig::new(base_url, "client", Secret::new("not-a-real-secret"));
+    engine.seed = 5;
+    ManagerConfig::new(engine, Some(log.to_owned()))
+}
+
+/// The audit records of a log that must verify as a whole, in order.
+fn audit_records(log: &Path) -> Vec<AuditRecord> {
+    let bytes = std::fs::read(log).unwrap();
+    let mut out = Vec::new();
+    let scan = scan_log(&bytes, LogState::default(), |r| {
+        if let Record::Audit(a) = r {
+            out.push(a.clone());
+        }
+    })
+    .expect("the whole log verifies");
+    assert!(scan.torn_tail.is_none() && !scan.missing_newline);
+    out
+}
+
+/// Starts a manager on `log`, asks for changes that fail on their input (each is audited, none reaches the
+/// tenant), and shuts it down.
+async fn invalid_changes(log: &Path, users: &[&str]) -> cxone_agent_state::store::Recovery {
+    let m = AgentStateManager::start(config(NO_TENANT, log))
+        .await
+        .unwrap();
+    for u in users {
+        let e = m.transition_state(u, "not a state").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidState);
+    }
+    let recovery = m.recovery().clone();
+    m.shutdown(Duration::from_millis(100)).await;
+    recovery
+}
+
+#[tokio::test]
+async fn a_whole_last_record_without_its_newline_is_kept_and_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    invalid_changes(&log, &["a1", "a2", "a3"]).await;
+    let before = audit_records(&log);
+    assert_eq!(before.len(), 3);
+    let last = before.last().unwrap().clone();
+
+    // The last record loses its newline (written without it, or the newline never reached the disk).
+    let bytes = std::fs::read(&log).unwrap();
+    let last_line = Record::Audit(last.clone()).to_line();
+    assert!(
+        bytes.ends_with(&last_line),
+        "the log ends with that audit record"
+    );
+    std::fs::write(&log, &bytes[..bytes.len() - 1]).unwrap();
+
+    let recovery = invalid_changes(&log, &["a4"]).await;
+    assert!(recovery.newline_added, "{recovery:?}");
+    assert!(recovery.torn_tail_saved_to.is_none(), "{recovery:?}");
+    assert_eq!(recovery.state.chain_head().next_seq, last.seq + 1);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with('\n'));
+    assert!(
+        text.contains(std::str::from_utf8(&last_line).unwrap()),
+        "the record is kept, now with its newline"
+    );
+    let after = audit_records(&log);
+    assert_eq!(after.len(), 4);
+    assert_eq!(after[..3], before[..]);
+    assert_eq!(after[3].seq, last.seq + 1, "its seq is not reused");
+    assert_eq!(after[3].prev_hash, last.hash);
+    assert_eq!(after[3].user_id, "a4");
+}
