@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditRecord, ChainError, ChainHead};
 use crate::error::ErrorCode;
 use crate::events::TransitionId;
+use crate::time::parse_iso8601;
 
 /// One line of the durable log. Persist every one, in order, before performing any later transmit.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,6 +151,20 @@ pub struct DeadLetterEntry {
     pub dead: DeadLetter,
 }
 
+/// An agent's last known state: the one its latest successful audit record set. A failed change leaves it
+/// as it was, and so does an `OUTCOME_UNKNOWN` one (the tenant may or may not hold the new state) until a
+/// record settles it as a success.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastState {
+    /// The agent.
+    pub user_id: String,
+    /// The state.
+    pub state: String,
+    /// When the change that set it completed (its audit record's `timestamp`, Unix ms).
+    pub at_ms: u64,
+}
+
 /// Everything still open at one point of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -163,6 +178,10 @@ pub struct Checkpoint {
     pub outbox: Vec<WebhookEntry>,
     /// Dead letters, oldest first.
     pub dead_letters: Vec<DeadLetterEntry>,
+    /// Each agent's last known state, by user id. `None` in a checkpoint written before the member
+    /// existed: it names no state, and is not checked against the records before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_states: Option<Vec<LastState>>,
     /// When (Unix ms).
     pub at_ms: u64,
 }
@@ -327,6 +346,8 @@ pub struct LogState {
     outbox_by_id: BTreeMap<String, u64>,
     dead: BTreeMap<u64, DeadLetterEntry>,
     dead_by_id: BTreeMap<String, u64>,
+    /// Agent → its last known state, so a restart knows the state each agent leaves on its next change.
+    last_states: BTreeMap<String, LastState>,
     since_checkpoint: u64,
     records: u64,
 }
@@ -371,6 +392,10 @@ impl LogState {
         }
         for d in &c.dead_letters {
             self.push_dead(d.clone());
+        }
+        // Inserted one by one: collecting into a map sorts first, which costs the wasm module a sort routine.
+        for l in c.last_states.iter().flatten() {
+            self.last_states.insert(l.user_id.clone(), l.clone());
         }
     }
 
@@ -423,6 +448,12 @@ impl LogState {
                     Some("the undelivered webhooks differ".to_owned())
                 } else if !self.dead.values().eq(&c.dead_letters) {
                     Some("the dead letters differ".to_owned())
+                } else if c
+                    .last_states
+                    .as_ref()
+                    .is_some_and(|l| !self.last_states.values().eq(l))
+                {
+                    Some("the agents' last states differ".to_owned())
                 } else {
                     None
                 };
@@ -443,6 +474,17 @@ impl LogState {
             Record::Audit(r) => {
                 self.chain.next_seq = r.seq + 1;
                 self.chain.last_hash.clone_from(&r.hash);
+                if r.success {
+                    let at_ms = parse_iso8601(&r.timestamp).unwrap_or(self.last_at_ms);
+                    self.last_states.insert(
+                        r.user_id.clone(),
+                        LastState {
+                            user_id: r.user_id.clone(),
+                            state: r.new_state.clone(),
+                            at_ms,
+                        },
+                    );
+                }
                 if let Some(n) = r
                     .idempotency_key
                     .as_ref()
@@ -528,6 +570,7 @@ impl LogState {
             open: self.open.values().cloned().collect(),
             outbox: self.outbox.values().cloned().collect(),
             dead_letters: self.dead.values().cloned().collect(),
+            last_states: Some(self.last_states.values().cloned().collect()),
             at_ms,
         }
     }
@@ -547,6 +590,16 @@ impl LogState {
         self.open_by_user
             .get(user_id)
             .and_then(|n| self.open.get(n))
+    }
+
+    /// Each agent's last known state, by user id.
+    pub fn last_states(&self) -> impl Iterator<Item = &LastState> {
+        self.last_states.values()
+    }
+
+    /// One agent's last known state, if a successful change of it was read.
+    pub fn last_state_of(&self, user_id: &str) -> Option<&LastState> {
+        self.last_states.get(user_id)
     }
 
     /// The latest wall time (Unix ms) any record read so far names.
@@ -574,9 +627,9 @@ impl LogState {
         self.since_checkpoint
     }
 
-    /// Open items a checkpoint would carry.
+    /// Items a checkpoint would carry: open changes, undelivered webhooks, dead letters and last states.
     pub fn open_items(&self) -> usize {
-        self.open.len() + self.outbox.len() + self.dead.len()
+        self.open.len() + self.outbox.len() + self.dead.len() + self.last_states.len()
     }
 }
 
@@ -1056,6 +1109,143 @@ mod tests {
         let scan = scan_log(cut, LogState::default(), |_| {}).unwrap();
         assert_eq!(scan.audit_records, 3);
         assert!(scan.torn_tail.is_some());
+    }
+
+    /// An audit record of `user` entering `state` at `timestamp`, failed with `code` if given.
+    fn change(
+        head: &mut ChainHead,
+        user: &str,
+        state: &str,
+        timestamp: &str,
+        code: Option<ErrorCode>,
+    ) -> Record {
+        let Record::Audit(mut r) = audit(&mut ChainHead::default(), user, None, code) else {
+            unreachable!()
+        };
+        r.new_state = state.into();
+        r.timestamp = timestamp.into();
+        Record::Audit(head.append(r))
+    }
+
+    #[test]
+    fn the_fold_keeps_each_agents_last_state() {
+        let mut head = ChainHead::default();
+        let mut s = LogState::default();
+        let t = |m: u64| format!("2026-01-05T08:{m:02}:00.000Z");
+        let at = |m: u64| crate::time::parse_iso8601(&t(m)).unwrap();
+        let last =
+            |s: &LogState, user: &str| s.last_state_of(user).map(|l| (l.state.clone(), l.at_ms));
+        s.apply(&change(&mut head, "a", "READY", &t(1), None))
+            .unwrap();
+        s.apply(&change(&mut head, "b", "PAUSED", &t(2), None))
+            .unwrap();
+        assert_eq!(last(&s, "a"), Some(("READY".into(), at(1))));
+        // A failure leaves it as it was; so does an unknown outcome: the tenant may not hold the new state.
+        let refused = change(
+            &mut head,
+            "a",
+            "NOT_READY",
+            &t(3),
+            Some(ErrorCode::AgentNotScheduled),
+        );
+        s.apply(&refused).unwrap();
+        let unknown = change(
+            &mut head,
+            "a",
+            "PAUSED",
+            &t(4),
+            Some(ErrorCode::OutcomeUnknown),
+        );
+        s.apply(&unknown).unwrap();
+        assert_eq!(last(&s, "a"), Some(("READY".into(), at(1))));
+        // A success that settles it does.
+        let Record::Audit(mut settles) =
+            change(&mut ChainHead::default(), "a", "PAUSED", &t(5), None)
+        else {
+            unreachable!()
+        };
+        settles.settles = unknown.as_audit().map(|u| u.id.clone());
+        s.apply(&Record::Audit(head.append(settles))).unwrap();
+        assert_eq!(last(&s, "a"), Some(("PAUSED".into(), at(5))));
+        let users: Vec<_> = s.last_states().map(|l| l.user_id.as_str()).collect();
+        assert_eq!(users, ["a", "b"]);
+        assert_eq!(last(&s, "nobody"), None);
+    }
+
+    #[test]
+    fn a_checkpoint_carries_the_last_states_and_is_checked_against_them() {
+        let mut head = ChainHead::default();
+        let mut s = LogState::default();
+        s.apply(&change(
+            &mut head,
+            "a",
+            "READY",
+            "2026-01-05T08:00:00.000Z",
+            None,
+        ))
+        .unwrap();
+        s.apply(&change(
+            &mut head,
+            "b",
+            "IDLE",
+            "2026-01-05T08:01:00.000Z",
+            None,
+        ))
+        .unwrap();
+        let cp = s.checkpoint(9);
+        let states = cp.last_states.clone().unwrap();
+        assert_eq!(states.len(), 2);
+        assert_eq!(
+            (states[1].user_id.as_str(), states[1].state.as_str()),
+            ("b", "IDLE")
+        );
+
+        // Round trip: through its line, and through the state it describes.
+        let line = Record::Checkpoint(cp.clone()).to_line();
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(
+            text.contains("\"lastStates\":[{\"userId\":\"a\",\"state\":\"READY\",\"atMs\":"),
+            "{text}"
+        );
+        let Record::Checkpoint(parsed) = Record::parse_line(&line[..line.len() - 1]).unwrap()
+        else {
+            panic!("a checkpoint")
+        };
+        assert_eq!(parsed, cp);
+        let restored = LogState::from_checkpoint(&parsed);
+        assert_eq!(restored.checkpoint(9), cp);
+        assert_eq!(restored.last_state_of("b"), s.last_state_of("b"));
+
+        // Read from the start, a checkpoint whose last states differ is refused...
+        let mut wrong = cp.clone();
+        wrong.last_states.as_mut().unwrap()[0].state = "PAUSED".into();
+        let mut again = s.clone();
+        let e = again.apply(&Record::Checkpoint(wrong)).unwrap_err();
+        assert!(e.to_string().contains("last states differ"), "{e}");
+        assert_eq!(again, s, "a refused record changes nothing");
+
+        // ... and one written before the member existed is not: it names no state, so recovery from it
+        // knows none (as reading from the start does past it).
+        let old_line = text.replacen(
+            &format!(
+                ",\"lastStates\":{}",
+                serde_json::to_string(&states).unwrap()
+            ),
+            "",
+            1,
+        );
+        assert!(!old_line.contains("lastStates"), "{old_line}");
+        let Record::Checkpoint(old) = Record::parse_json(old_line.trim_end()).unwrap() else {
+            panic!("a checkpoint")
+        };
+        assert_eq!(old.last_states, None);
+        let mut from_start = s.clone();
+        from_start.apply(&Record::Checkpoint(old.clone())).unwrap();
+        assert_eq!(from_start.last_states().count(), 0);
+        assert_eq!(
+            from_start.checkpoint(9),
+            LogState::from_checkpoint(&old).checkpoint(9)
+        );
     }
 
     #[test]
