@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cxone_agent_state::{AgentStateManager, ManagerConfig};
+use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig};
+use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
 use cxone_agent_state_core::{
     scan_log, AuditRecord, EngineConfig, ErrorCode, LogState, Record, Secret,
 };
@@ -13,7 +14,8 @@ use cxone_agent_state_core::{
 const NO_TENANT: &str = "http://127.0.0.1:9";
 
 fn config(base_url: &str, log: &Path) -> ManagerConfig {
-    let mut engine = EngineConfig::new(base_url, "client", Secret::new("not-a-real-secret"));
+    let sim = SimConfig::default();
+    let mut engine = EngineConfig::new(base_url, sim.client_id, Secret::new(sim.client_secret));
     engine.seed = 5;
     ManagerConfig::new(engine, Some(log.to_owned()))
 }
@@ -82,4 +84,45 @@ async fn a_whole_last_record_without_its_newline_is_kept_and_continued() {
     assert_eq!(after[3].seq, last.seq + 1, "its seq is not reused");
     assert_eq!(after[3].prev_hash, last.hash);
     assert_eq!(after[3].user_id, "a4");
+}
+
+#[tokio::test]
+async fn each_one_shot_process_names_the_state_the_last_one_left() {
+    let mut tenant = SimTenant::new(SimConfig {
+        latency_ms: 1,
+        latency_jitter_ms: 0,
+        ..SimConfig::default()
+    });
+    let now = now_ms();
+    tenant.add_agent(AgentPlan::on_shift(
+        "agent-1",
+        now - 3_600_000,
+        now + 3_600_000,
+    ));
+    let sim = cxone_agent_state_sim_server::start(([127, 0, 0, 1], 0).into(), tenant)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+
+    // One manager per change, as `cxone-agent-state transition` runs: only the log links them.
+    let mut previous = Vec::new();
+    for state in ["READY", "PAUSED", "NOT_READY"] {
+        let m = AgentStateManager::start(config(&sim.base_url(), &log))
+            .await
+            .unwrap();
+        let changed = m.transition_state("agent-1", state).await.unwrap();
+        previous.push(changed.previous_state);
+        m.shutdown(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        previous,
+        [None, Some("READY".to_owned()), Some("PAUSED".to_owned())]
+    );
+    let records = audit_records(&log);
+    let logged: Vec<_> = records
+        .iter()
+        .map(|r| r.previous_state.as_deref())
+        .collect();
+    assert_eq!(logged, [None, Some("READY"), Some("PAUSED")]);
 }
