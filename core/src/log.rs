@@ -687,6 +687,17 @@ impl LogError {
             Self::Unreadable { line, .. } | Self::Broken { line, .. } => *line,
         }
     }
+
+    /// The same error for a reader that started scanning after `lines_before` lines of the file (at a
+    /// checkpoint), so its line number counts from the start of the file.
+    pub fn after_lines(mut self, lines_before: usize) -> Self {
+        match &mut self {
+            Self::Unreadable { line, .. } | Self::Broken { line, .. } => {
+                *line = line.saturating_add(lines_before);
+            }
+        }
+        self
+    }
 }
 
 /// Reads JSON Lines log bytes, folding every record into `start` (a default state for a whole log, or

@@ -1,5 +1,6 @@
 //! The edges of the durable log seen through the manager: a whole last record that lost its newline is kept
-//! and continued (its `seq` is never reused), and an agent's last state survives a restart.
+//! and continued (its `seq` is never reused), damage after a checkpoint is named by its line in the file,
+//! and an agent's last state survives a restart.
 
 use std::path::Path;
 use std::time::Duration;
@@ -37,9 +38,15 @@ fn audit_records(log: &Path) -> Vec<AuditRecord> {
 /// Starts a manager on `log`, asks for changes that fail on their input (each is audited, none reaches the
 /// tenant), and shuts it down.
 async fn invalid_changes(log: &Path, users: &[&str]) -> cxone_agent_state::store::Recovery {
-    let m = AgentStateManager::start(config(NO_TENANT, log))
-        .await
-        .unwrap();
+    invalid_changes_with(config(NO_TENANT, log), users).await
+}
+
+/// [`invalid_changes`] with a configuration of its own.
+async fn invalid_changes_with(
+    config: ManagerConfig,
+    users: &[&str],
+) -> cxone_agent_state::store::Recovery {
+    let m = AgentStateManager::start(config).await.unwrap();
     for u in users {
         let e = m.transition_state(u, "not a state").await.unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidState);
@@ -125,4 +132,35 @@ async fn each_one_shot_process_names_the_state_the_last_one_left() {
         .map(|r| r.previous_state.as_deref())
         .collect();
     assert_eq!(logged, [None, Some("READY"), Some("PAUSED")]);
+}
+
+#[tokio::test]
+async fn damage_after_a_checkpoint_is_named_by_its_line_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let mut c = config(NO_TENANT, &log);
+    c.engine.checkpoint_every = Some(2);
+    invalid_changes_with(c, &["a1", "a2", "a3"]).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // Two audit records, the checkpoint after them, then the third record: recovery reads only that one.
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[2].starts_with("{\"kind\":\"checkpoint\""),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].contains("\"seq\":2,"), "{}", lines[3]);
+    lines[3] = lines[3].replace("\"userId\":\"a3\"", "\"userId\":\"z3\"");
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+
+    let err = AgentStateManager::start(config(NO_TENANT, &log))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuditLogCorrupt);
+    let message = err.to_string();
+    assert!(
+        message.contains("line 4: audit record seq 2: hash does not match its content"),
+        "{message}"
+    );
 }
