@@ -449,13 +449,18 @@ mod tests {
         }
     }
 
+    /// Three records chained onto `head`, for agents a, b and c.
+    fn three(head: &mut ChainHead) -> Vec<AuditRecord> {
+        ["a", "b", "c"]
+            .iter()
+            .map(|u| head.append(draft(u)))
+            .collect()
+    }
+
     #[test]
     fn chain_verifies_and_detects_tampering() {
         let mut head = ChainHead::default();
-        let recs: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|u| head.append(draft(u)))
-            .collect();
+        let recs = three(&mut head);
         assert_eq!(recs[0].prev_hash, GENESIS_HASH);
         assert_eq!(recs[1].prev_hash, recs[0].hash);
         assert_eq!(verify_chain(ChainHead::default(), &recs).unwrap(), head);
@@ -480,10 +485,7 @@ mod tests {
         let mut head = ChainHead::default();
         assert_eq!(head.anchor(), None);
         assert_eq!(head.anchor_text(), "none");
-        let records: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|u| head.append(draft(u)))
-            .collect();
+        let records = three(&mut head);
         let anchor = head.anchor().unwrap();
         assert_eq!((anchor.seq(), anchor.hash()), (2, records[2].hash.as_str()));
         let text = head.anchor_text();
@@ -511,10 +513,7 @@ mod tests {
     #[test]
     fn a_head_anchor_checks_the_tail_of_a_chain() {
         let mut head = ChainHead::default();
-        let records: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|u| head.append(draft(u)))
-            .collect();
+        let records = three(&mut head);
         let at = |i: usize| HeadAnchor {
             seq: records[i].seq,
             hash: records[i].hash.clone(),
