@@ -133,9 +133,14 @@ export interface ChainHead { nextSeq: number; lastHash: string }
 export interface OpenChange { intent: ChangeIntent; unknownRecord: string | null }
 /** A dead letter with its payload. */
 export interface DeadLetterEntry { entry: WebhookEntry; dead: DeadLetter }
+/** An agent's last known state: the one its latest successful audit record set. */
+export interface LastState { userId: string; state: string; atMs: number }
 /** Everything open at one point of the log. */
 export interface Checkpoint {
-  chain: ChainHead; open: OpenChange[]; outbox: WebhookEntry[]; deadLetters: DeadLetterEntry[]; atMs: number;
+  chain: ChainHead; open: OpenChange[]; outbox: WebhookEntry[]; deadLetters: DeadLetterEntry[];
+  /** Each agent's last known state, by user id (absent in checkpoints written before it existed). */
+  lastStates?: LastState[];
+  atMs: number;
 }
 
 /** One record of the durable log: an audit record (no `kind`), or an operational record named by `kind`. */

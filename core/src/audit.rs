@@ -17,8 +17,11 @@ use crate::error::ErrorCode;
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit record. Field names are the reference module's, plus the chain and a few additions.
+///
+/// A record holds only the members its hash covers: any other member is refused when it is parsed, since
+/// the chain could not vouch for it (a line with an added `"note"` would otherwise still verify).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AuditRecord {
     /// Position in the chain, from 0.
@@ -176,14 +179,186 @@ impl ChainHead {
         self.last_hash = record.hash.clone();
         record
     }
+
+    /// The last record as a [`HeadAnchor`] (`SEQ:HASH`), or `None` for a chain without records.
+    pub fn anchor(&self) -> Option<HeadAnchor> {
+        let seq = self.next_seq.checked_sub(1)?;
+        Some(HeadAnchor {
+            seq,
+            hash: self.last_hash.clone(),
+        })
+    }
+
+    /// The head as people read and write it: the last record's `SEQ:HASH`, or [`NO_HEAD`] (`none`) for a
+    /// chain without records. `audit verify` prints it; `audit verify --head` takes it back.
+    pub fn anchor_text(&self) -> String {
+        self.anchor()
+            .map_or_else(|| NO_HEAD.to_owned(), |a| a.to_string())
+    }
+}
+
+/// What [`ChainHead::anchor_text`] says for a chain without records.
+pub const NO_HEAD: &str = "none";
+
+/// The last record of a chain named by its `seq` and `hash`, written `SEQ:HASH` (the hash as 64 lowercase
+/// hex digits): an anchor for the tail of a log.
+///
+/// A hash chain shows any record edited, inserted or removed *before* its last one, but not a last record
+/// removed: what is left is still a valid chain. A head noted somewhere else (a ticket, a second system)
+/// closes that gap: the log must still hold the record it names, with exactly that hash.
+///
+/// ```
+/// use cxone_agent_state_core::HeadAnchor;
+/// let text = format!("41:{}", "ab".repeat(32));
+/// let anchor: HeadAnchor = text.parse().unwrap();
+/// assert_eq!(anchor.seq(), 41);
+/// assert_eq!(anchor.to_string(), text);
+/// assert!("41:AB".parse::<HeadAnchor>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HeadAnchor {
+    seq: u64,
+    hash: String,
+}
+
+impl HeadAnchor {
+    /// The anchored record's `seq`.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The anchored record's `hash` (64 lowercase hex digits).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Whether a log whose chain ends at `head` holds the anchored record with the anchored hash.
+    /// `hash_at_seq` is the hash of the log's audit record with the anchored `seq`, if the reader saw one
+    /// (the last record's hash is taken from `head`, so a reader that starts at a checkpoint can still check
+    /// an anchor on the last record).
+    pub fn check(&self, head: &ChainHead, hash_at_seq: Option<&str>) -> Result<(), AnchorMismatch> {
+        let Some(last_seq) = head.next_seq.checked_sub(1) else {
+            return Err(AnchorMismatch::Empty {
+                anchored_seq: self.seq,
+            });
+        };
+        let found = match self.seq {
+            s if s > last_seq => {
+                return Err(AnchorMismatch::StopsBefore {
+                    last_seq,
+                    anchored_seq: self.seq,
+                })
+            }
+            s if s == last_seq => Some(head.last_hash.as_str()),
+            _ => hash_at_seq,
+        };
+        match found {
+            Some(h) if h == self.hash => Ok(()),
+            Some(h) => Err(AnchorMismatch::DifferentHash {
+                seq: self.seq,
+                found: h.to_owned(),
+                anchored: self.hash.clone(),
+            }),
+            None => Err(AnchorMismatch::NotRead { seq: self.seq }),
+        }
+    }
+}
+
+impl std::fmt::Display for HeadAnchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for HeadAnchor {
+    type Err = AnchorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (seq, hash) = s.split_once(':').ok_or(AnchorError::Shape)?;
+        // Digits only: `u64::from_str` alone would take a sign (`+3`).
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AnchorError::Seq);
+        }
+        let seq = seq.parse().map_err(|_| AnchorError::Seq)?;
+        if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(AnchorError::Hash);
+        }
+        Ok(Self {
+            seq,
+            hash: hash.to_owned(),
+        })
+    }
+}
+
+/// Why a `SEQ:HASH` head anchor does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnchorError {
+    /// No `:` between the two parts.
+    #[error(
+        "a head anchor is written SEQ:HASH (as `audit verify` prints it), e.g. 41:<64 hex digits>"
+    )]
+    Shape,
+    /// The part before `:` is not a sequence number.
+    #[error("the head anchor's SEQ is not a whole number")]
+    Seq,
+    /// The part after `:` is not a SHA-256 in lowercase hex.
+    #[error("the head anchor's HASH must be 64 lowercase hex digits")]
+    Hash,
+}
+
+/// Why a log does not hold the record a [`HeadAnchor`] names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnchorMismatch {
+    /// The log holds no audit record at all.
+    #[error("the log holds no audit records, but the head anchor names seq {anchored_seq}")]
+    Empty {
+        /// The anchored `seq`.
+        anchored_seq: u64,
+    },
+    /// The log ends before the anchored record: records were removed from its end.
+    #[error("the log stops at seq {last_seq}, before the anchored seq {anchored_seq}")]
+    StopsBefore {
+        /// The `seq` of the log's last audit record.
+        last_seq: u64,
+        /// The anchored `seq`.
+        anchored_seq: u64,
+    },
+    /// The log's record at the anchored `seq` is another one: the log was rewritten from there on.
+    #[error("the audit record seq {seq} has hash {found}, not the anchored {anchored}")]
+    DifferentHash {
+        /// The anchored `seq`.
+        seq: u64,
+        /// The hash the log's record has.
+        found: String,
+        /// The hash the anchor names.
+        anchored: String,
+    },
+    /// The reader did not see the anchored record (it precedes where the log was read from).
+    #[error("the audit record seq {seq} was not read, so the head anchor cannot be checked")]
+    NotRead {
+        /// The anchored `seq`.
+        seq: u64,
+    },
+}
+
+impl AnchorMismatch {
+    /// Always `AUDIT_LOG_CORRUPT`: a log that lost or changed an anchored record was tampered with.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::AuditLogCorrupt
+    }
 }
 
 /// The first place a chain fails to verify.
+///
+/// Messages name the record by its `seq` (its position in the input, `index`, means little when a log is
+/// checked one record at a time; a log reader adds the line).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChainError {
     /// The record's content does not match its hash: it was edited.
-    #[error("record {index} (seq {seq}): hash does not match its content")]
+    #[error("audit record seq {seq}: hash does not match its content")]
     HashMismatch {
         /// Position in the input, from 0.
         index: usize,
@@ -191,7 +366,7 @@ pub enum ChainError {
         seq: u64,
     },
     /// The record's `prevHash` is not the previous record's hash: a record was removed, inserted or reordered.
-    #[error("record {index} (seq {seq}): prevHash does not link to the previous record")]
+    #[error("audit record seq {seq}: prevHash does not link to the previous record")]
     BrokenLink {
         /// Position in the input, from 0.
         index: usize,
@@ -199,7 +374,7 @@ pub enum ChainError {
         seq: u64,
     },
     /// The sequence numbers are not consecutive.
-    #[error("record {index}: expected seq {expected}, found {found}")]
+    #[error("audit record seq {found}: expected seq {expected}")]
     SequenceGap {
         /// Position in the input, from 0.
         index: usize,
@@ -274,13 +449,18 @@ mod tests {
         }
     }
 
+    /// Three records chained onto `head`, for agents a, b and c.
+    fn three(head: &mut ChainHead) -> Vec<AuditRecord> {
+        ["a", "b", "c"]
+            .iter()
+            .map(|u| head.append(draft(u)))
+            .collect()
+    }
+
     #[test]
     fn chain_verifies_and_detects_tampering() {
         let mut head = ChainHead::default();
-        let recs: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|u| head.append(draft(u)))
-            .collect();
+        let recs = three(&mut head);
         assert_eq!(recs[0].prev_hash, GENESIS_HASH);
         assert_eq!(recs[1].prev_hash, recs[0].hash);
         assert_eq!(verify_chain(ChainHead::default(), &recs).unwrap(), head);
@@ -297,6 +477,73 @@ mod tests {
                 .unwrap_err()
                 .index(),
             1
+        );
+    }
+
+    #[test]
+    fn the_head_anchor_prints_and_parses_as_seq_colon_hash() {
+        let mut head = ChainHead::default();
+        assert_eq!(head.anchor(), None);
+        assert_eq!(head.anchor_text(), "none");
+        let records = three(&mut head);
+        let anchor = head.anchor().unwrap();
+        assert_eq!((anchor.seq(), anchor.hash()), (2, records[2].hash.as_str()));
+        let text = head.anchor_text();
+        assert_eq!(text, format!("2:{}", records[2].hash));
+        assert_eq!(text.parse::<HeadAnchor>().unwrap(), anchor);
+
+        let hash = "a".repeat(64);
+        for (bad, why) in [
+            ("2", AnchorError::Shape),
+            (&hash.clone(), AnchorError::Shape),
+            (&format!(":{hash}"), AnchorError::Seq),
+            (&format!("+2:{hash}"), AnchorError::Seq),
+            (&format!("x:{hash}"), AnchorError::Seq),
+            (&format!("99999999999999999999:{hash}"), AnchorError::Seq),
+            ("2:", AnchorError::Hash),
+            (&format!("2:{}", "A".repeat(64)), AnchorError::Hash),
+            (&format!("2:{}", "a".repeat(63)), AnchorError::Hash),
+            (&format!("2:{hash}0"), AnchorError::Hash),
+            (&format!("2:{}g", "a".repeat(63)), AnchorError::Hash),
+        ] {
+            assert_eq!(bad.parse::<HeadAnchor>(), Err(why), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_head_anchor_checks_the_tail_of_a_chain() {
+        let mut head = ChainHead::default();
+        let records = three(&mut head);
+        let at = |i: usize| HeadAnchor {
+            seq: records[i].seq,
+            hash: records[i].hash.clone(),
+        };
+        // The last record is checked against the head; an earlier one against the hash the reader saw.
+        assert_eq!(at(2).check(&head, None), Ok(()));
+        assert_eq!(at(1).check(&head, Some(&records[1].hash)), Ok(()));
+        assert_eq!(
+            at(1).check(&head, None),
+            Err(AnchorMismatch::NotRead { seq: 1 })
+        );
+        assert_eq!(
+            at(1).check(&head, Some(&records[0].hash)),
+            Err(AnchorMismatch::DifferentHash {
+                seq: 1,
+                found: records[0].hash.clone(),
+                anchored: records[1].hash.clone(),
+            })
+        );
+        // The last record removed: what is left verifies, the anchor does not.
+        let shorter = verify_chain(ChainHead::default(), &records[..2]).unwrap();
+        let e = at(2).check(&shorter, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the log stops at seq 1, before the anchored seq 2"
+        );
+        assert_eq!(e.code(), ErrorCode::AuditLogCorrupt);
+        assert_eq!(
+            at(0).check(&ChainHead::default(), None),
+            Err(AnchorMismatch::Empty { anchored_seq: 0 })
         );
     }
 

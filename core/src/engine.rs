@@ -271,9 +271,10 @@ impl Engine {
 
     // ---- restart ------------------------------------------------------------------------------------------
 
-    /// Continues from a durable log after a restart: the audit chain goes on from its head, every open
-    /// change is finished, and undelivered webhooks are sent. Call it once, before any command (later calls
-    /// do nothing).
+    /// Continues from a durable log after a restart: the audit chain goes on from its head, each agent's
+    /// last known state seeds the history (so the next change names its `previousState`), every open change
+    /// is finished, and undelivered webhooks are sent. Call it once, before any command (later calls do
+    /// nothing).
     ///
     /// An open change is sent again with its journaled `Idempotency-Key` — without a new policy check
     /// (policy was decided before its first send): a tenant that already applied it answers from its record
@@ -291,6 +292,13 @@ impl Engine {
         // A wall clock that reads earlier than the log's last record has been stepped back since: no age
         // measured on it can be trusted, so nothing is resent (it could land outside its commit window).
         let clock_behind = now.unix_ms < state.last_at_ms();
+        // Each agent's last known state starts the history, so the first change after a restart names the
+        // state it leaves (in its event, its webhook and its audit record). A stretch cannot start after now:
+        // one the log dates later (the clock was stepped back) starts now.
+        for last in state.last_states() {
+            self.history
+                .record(&last.user_id, &last.state, last.at_ms.min(now.unix_ms));
+        }
         let opens: Vec<OpenChange> = state.open_changes().cloned().collect();
         let undelivered: Vec<WebhookEntry> = state.undelivered().cloned().collect();
         self.log = state;

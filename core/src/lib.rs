@@ -62,7 +62,10 @@ mod token;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use audit::{verify_chain, AuditRecord, ChainError, ChainHead, GENESIS_HASH};
+pub use audit::{
+    verify_chain, AnchorError, AnchorMismatch, AuditRecord, ChainError, ChainHead, HeadAnchor,
+    GENESIS_HASH, NO_HEAD,
+};
 pub use config::{
     check_url, tenant_base_url, validate_webhook_url, Credentials, EngineConfig, ProfileKind,
     Secret, TokenSource, WebhookConfig, REDACTED,
@@ -80,8 +83,8 @@ pub use http::{
 };
 pub use log::{
     last_checkpoint_start, scan_log, Abandoned, ChangeIntent, Checkpoint, DeadLetter,
-    DeadLetterEntry, Delivered, LogError, LogScan, LogState, LogStateError, OpenChange, Record,
-    Replayed, WebhookEntry, CHECKPOINT_LINE_PREFIX,
+    DeadLetterEntry, Delivered, LastState, LogError, LogScan, LogState, LogStateError, OpenChange,
+    Record, Replayed, WebhookEntry, CHECKPOINT_LINE_PREFIX,
 };
 pub use metrics::{LatencySummary, MAX_TRACKED_LATENCY_MS};
 pub use pacer::RateLimit;

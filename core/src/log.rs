@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditRecord, ChainError, ChainHead};
 use crate::error::ErrorCode;
 use crate::events::TransitionId;
+use crate::time::parse_iso8601;
 
 /// One line of the durable log. Persist every one, in order, before performing any later transmit.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,6 +151,20 @@ pub struct DeadLetterEntry {
     pub dead: DeadLetter,
 }
 
+/// An agent's last known state: the one its latest successful audit record set. A failed change leaves it
+/// as it was, and so does an `OUTCOME_UNKNOWN` one (the tenant may or may not hold the new state) until a
+/// record settles it as a success.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastState {
+    /// The agent.
+    pub user_id: String,
+    /// The state.
+    pub state: String,
+    /// When the change that set it completed (its audit record's `timestamp`, Unix ms).
+    pub at_ms: u64,
+}
+
 /// Everything still open at one point of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -163,6 +178,10 @@ pub struct Checkpoint {
     pub outbox: Vec<WebhookEntry>,
     /// Dead letters, oldest first.
     pub dead_letters: Vec<DeadLetterEntry>,
+    /// Each agent's last known state, by user id. `None` in a checkpoint written before the member
+    /// existed: it names no state, and is not checked against the records before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_states: Option<Vec<LastState>>,
     /// When (Unix ms).
     pub at_ms: u64,
 }
@@ -213,7 +232,7 @@ const RECORD_KINDS: &[&str] = &[
 /// content, which keeps the wasm module small.
 fn by_kind<E: serde::de::Error>(kind: Option<&str>, from: impl ParseAs<E>) -> Result<Record, E> {
     Ok(match kind {
-        None => Record::Audit(from.parse()?),
+        None => Record::Audit(from.parse().map_err(unknown_member)?),
         Some("intent") => Record::Intent(from.parse()?),
         Some("webhook") => Record::Webhook(from.parse()?),
         Some("delivered") => Record::Delivered(from.parse()?),
@@ -223,6 +242,21 @@ fn by_kind<E: serde::de::Error>(kind: Option<&str>, from: impl ParseAs<E>) -> Re
         Some("checkpoint") => Record::Checkpoint(from.parse()?),
         Some(other) => return Err(E::unknown_variant(other, RECORD_KINDS)),
     })
+}
+
+/// An audit line's unknown member, named with the reason it is refused (serde's own message lists every
+/// known member instead).
+fn unknown_member<E: serde::de::Error>(e: E) -> E {
+    let text = e.to_string();
+    match text
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((member, _)) => E::custom(format_args!(
+            "an audit record holds only the members its hash covers, and `{member}` is not one"
+        )),
+        None => e,
+    }
 }
 
 /// Where a record is parsed from: a line's bytes, or a JSON value.
@@ -312,6 +346,8 @@ pub struct LogState {
     outbox_by_id: BTreeMap<String, u64>,
     dead: BTreeMap<u64, DeadLetterEntry>,
     dead_by_id: BTreeMap<String, u64>,
+    /// Agent → its last known state, so a restart knows the state each agent leaves on its next change.
+    last_states: BTreeMap<String, LastState>,
     since_checkpoint: u64,
     records: u64,
 }
@@ -356,6 +392,10 @@ impl LogState {
         }
         for d in &c.dead_letters {
             self.push_dead(d.clone());
+        }
+        // Inserted one by one: collecting into a map sorts first, which costs the wasm module a sort routine.
+        for l in c.last_states.iter().flatten() {
+            self.last_states.insert(l.user_id.clone(), l.clone());
         }
     }
 
@@ -408,6 +448,12 @@ impl LogState {
                     Some("the undelivered webhooks differ".to_owned())
                 } else if !self.dead.values().eq(&c.dead_letters) {
                     Some("the dead letters differ".to_owned())
+                } else if c
+                    .last_states
+                    .as_ref()
+                    .is_some_and(|l| !self.last_states.values().eq(l))
+                {
+                    Some("the agents' last states differ".to_owned())
                 } else {
                     None
                 };
@@ -428,6 +474,17 @@ impl LogState {
             Record::Audit(r) => {
                 self.chain.next_seq = r.seq + 1;
                 self.chain.last_hash.clone_from(&r.hash);
+                if r.success {
+                    let at_ms = parse_iso8601(&r.timestamp).unwrap_or(self.last_at_ms);
+                    self.last_states.insert(
+                        r.user_id.clone(),
+                        LastState {
+                            user_id: r.user_id.clone(),
+                            state: r.new_state.clone(),
+                            at_ms,
+                        },
+                    );
+                }
                 if let Some(n) = r
                     .idempotency_key
                     .as_ref()
@@ -513,6 +570,7 @@ impl LogState {
             open: self.open.values().cloned().collect(),
             outbox: self.outbox.values().cloned().collect(),
             dead_letters: self.dead.values().cloned().collect(),
+            last_states: Some(self.last_states.values().cloned().collect()),
             at_ms,
         }
     }
@@ -532,6 +590,16 @@ impl LogState {
         self.open_by_user
             .get(user_id)
             .and_then(|n| self.open.get(n))
+    }
+
+    /// Each agent's last known state, by user id.
+    pub fn last_states(&self) -> impl Iterator<Item = &LastState> {
+        self.last_states.values()
+    }
+
+    /// One agent's last known state, if a successful change of it was read.
+    pub fn last_state_of(&self, user_id: &str) -> Option<&LastState> {
+        self.last_states.get(user_id)
     }
 
     /// The latest wall time (Unix ms) any record read so far names.
@@ -559,9 +627,9 @@ impl LogState {
         self.since_checkpoint
     }
 
-    /// Open items a checkpoint would carry.
+    /// Items a checkpoint would carry: open changes, undelivered webhooks, dead letters and last states.
     pub fn open_items(&self) -> usize {
-        self.open.len() + self.outbox.len() + self.dead.len()
+        self.open.len() + self.outbox.len() + self.dead.len() + self.last_states.len()
     }
 }
 
@@ -619,15 +687,27 @@ impl LogError {
             Self::Unreadable { line, .. } | Self::Broken { line, .. } => *line,
         }
     }
+
+    /// The same error for a reader that started scanning after `lines_before` lines of the file (at a
+    /// checkpoint), so its line number counts from the start of the file.
+    pub fn after_lines(mut self, lines_before: usize) -> Self {
+        match &mut self {
+            Self::Unreadable { line, .. } | Self::Broken { line, .. } => {
+                *line = line.saturating_add(lines_before);
+            }
+        }
+        self
+    }
 }
 
 /// Reads JSON Lines log bytes, folding every record into `start` (a default state for a whole log, or
 /// the state of the checkpoint the bytes begin with) and handing each to `each`.
 ///
 /// A host writes each line with its newline and syncs before it acknowledges anything, so only the last
-/// line can be cut short: a last line without a newline that is not a whole, valid record (or a run of NUL
+/// line can be cut short: a last line without a newline that is not a whole JSON value (or a run of NUL
 /// bytes, which some file systems leave after a power loss) is the torn tail. A whole last record without
-/// its newline is kept. A bad *complete* line anywhere is an error. Empty lines are skipped.
+/// its newline is kept. A bad *complete* line anywhere is an error, and so is a last line that is a whole
+/// JSON value but not a record that follows (a cut never makes one). Empty lines are skipped.
 pub fn scan_log(
     bytes: &[u8],
     start: LogState,
@@ -655,10 +735,19 @@ pub fn scan_log(
             offset = line_end + usize::from(whole);
             continue;
         }
-        let parsed = Record::parse_line(line);
+        let parsed = match std::str::from_utf8(line) {
+            Ok(text) => Record::parse_json(text),
+            // Cut inside a character, or garbage a power loss left behind.
+            Err(_) if !whole => break,
+            Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(format!(
+                "not UTF-8: {e}"
+            ))),
+        };
         let record = match parsed {
             Ok(r) => r,
-            Err(_) if !whole => break,
+            // A write cut short ends inside a JSON value, or (garbage) is no JSON at all. A whole value that
+            // is not a record was written that way: no crash makes one.
+            Err(e) if !whole && !e.is_data() => break,
             Err(e) => {
                 return Err(LogError::Unreadable {
                     line: line_no,
@@ -666,16 +755,14 @@ pub fn scan_log(
                 })
             }
         };
-        // `apply` checks before it changes anything, so a refused record leaves the state as it was.
-        match state.apply(&record) {
-            Ok(()) => {}
-            Err(_) if !whole => break,
-            Err(source) => {
-                return Err(LogError::Broken {
-                    line: line_no,
-                    source,
-                })
-            }
+        // `apply` checks before it changes anything, so a refused record leaves the state as it was. A whole
+        // record that does not follow is damage even without its newline: only the record the writer was
+        // writing can be cut, and it followed.
+        if let Err(source) = state.apply(&record) {
+            return Err(LogError::Broken {
+                line: line_no,
+                source,
+            });
         }
         each(&record);
         records += 1;
@@ -920,6 +1007,256 @@ mod tests {
             scan_log(garbage.as_bytes(), LogState::default(), |_| {}),
             Err(LogError::Unreadable { line: 1, .. })
         ));
+    }
+
+    /// Four audit records, one per line.
+    fn four_audit_lines() -> Vec<String> {
+        let mut head = ChainHead::default();
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|u| String::from_utf8(audit(&mut head, u, None, None).to_line()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_error_names_the_line_and_the_seq() {
+        let mut lines = four_audit_lines();
+        assert!(lines[3].contains("\"seq\":3,"), "{}", lines[3]);
+        lines[3] = lines[3].replace("\"userId\":\"d\"", "\"userId\":\"z\"");
+        let err = scan_log(lines.concat().as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(
+            message,
+            "line 4: audit record seq 3: hash does not match its content"
+        );
+        assert!(!message.contains("record 0"), "{message}");
+
+        // Removed and reordered records are named the same way.
+        let removed = [&lines[0], &lines[1], &lines[3]]
+            .map(String::as_str)
+            .concat();
+        let err = scan_log(removed.as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3: audit record seq 3: expected seq 2"
+        );
+        let mut head = ChainHead::default();
+        let mut relinked: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|u| audit(&mut head, u, None, None))
+            .collect();
+        if let Record::Audit(r) = &mut relinked[1] {
+            r.prev_hash = "1".repeat(64);
+            r.hash = r.compute_hash();
+        }
+        let err = scan_log(&log(&relinked), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2: audit record seq 1: prevHash does not link to the previous record"
+        );
+    }
+
+    #[test]
+    fn an_audit_line_with_an_unknown_member_does_not_verify() {
+        let mut lines = four_audit_lines();
+        lines[3] = lines[3].replacen('{', "{\"note\":\"x\",", 1);
+        let bytes = lines.concat();
+        let err = scan_log(bytes.as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::AuditLogCorrupt);
+        assert_eq!(err.line(), 4);
+        let message = err.to_string();
+        assert!(message.starts_with("line 4: "), "{message}");
+        assert!(message.contains("`note`"), "{message}");
+        assert!(!message.contains("expected one of"), "{message}");
+
+        // The same without the last newline: a whole JSON value, so not a torn write.
+        let err = scan_log(bytes.trim_end().as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(err.line(), 4);
+
+        // Through every parser a host uses.
+        let line = lines[3].trim_end();
+        let e = Record::parse_json(line).unwrap_err();
+        assert!(e.to_string().contains("`note`"), "{e}");
+        let e = serde_json::from_str::<Record>(line).unwrap_err();
+        assert!(e.to_string().contains("`note`"), "{e}");
+        // An audit line names no `kind`, not even `null`.
+        let with_null_kind = lines[0].replacen('{', "{\"kind\":null,", 1);
+        assert!(Record::parse_json(with_null_kind.trim_end()).is_err());
+        // The other kinds carry `kind` and still parse.
+        let intent_line = intent("k").to_line();
+        assert!(Record::parse_line(&intent_line[..intent_line.len() - 1]).is_ok());
+    }
+
+    #[test]
+    fn an_audit_record_with_settles_still_parses_and_verifies() {
+        let mut head = ChainHead::default();
+        let mut settled = AuditRecord {
+            settles: Some("id-a-0".into()),
+            ..audit(&mut ChainHead::default(), "a", None, None)
+                .as_audit()
+                .unwrap()
+                .clone()
+        };
+        settled = head.append(settled);
+        let line = Record::Audit(settled.clone()).to_line();
+        assert!(std::str::from_utf8(&line).unwrap().contains("\"settles\":"));
+        let scan = scan_log(&line, LogState::default(), |_| {}).unwrap();
+        assert_eq!(scan.audit_records, 1);
+        assert_eq!(
+            Record::parse_line(&line[..line.len() - 1]).unwrap(),
+            Record::Audit(settled)
+        );
+    }
+
+    #[test]
+    fn a_whole_last_record_that_does_not_follow_is_damage_not_a_torn_write() {
+        let mut lines = four_audit_lines();
+        lines[3] = lines[3].replace("\"userId\":\"d\"", "\"userId\":\"z\"");
+        let bytes = lines.concat();
+        let err = scan_log(bytes.trim_end().as_bytes(), LogState::default(), |_| {}).unwrap_err();
+        assert_eq!(err.line(), 4);
+        // A cut inside the record is still a torn write.
+        let cut = &bytes.as_bytes()[..bytes.len() - 20];
+        let scan = scan_log(cut, LogState::default(), |_| {}).unwrap();
+        assert_eq!(scan.audit_records, 3);
+        assert!(scan.torn_tail.is_some());
+    }
+
+    /// An audit record of `user` entering `state` at `timestamp`, failed with `code` if given.
+    fn change(
+        head: &mut ChainHead,
+        user: &str,
+        state: &str,
+        timestamp: &str,
+        code: Option<ErrorCode>,
+    ) -> Record {
+        let Record::Audit(mut r) = audit(&mut ChainHead::default(), user, None, code) else {
+            unreachable!()
+        };
+        r.new_state = state.into();
+        r.timestamp = timestamp.into();
+        Record::Audit(head.append(r))
+    }
+
+    #[test]
+    fn the_fold_keeps_each_agents_last_state() {
+        let mut head = ChainHead::default();
+        let mut s = LogState::default();
+        let t = |m: u64| format!("2026-01-05T08:{m:02}:00.000Z");
+        let at = |m: u64| crate::time::parse_iso8601(&t(m)).unwrap();
+        let last =
+            |s: &LogState, user: &str| s.last_state_of(user).map(|l| (l.state.clone(), l.at_ms));
+        s.apply(&change(&mut head, "a", "READY", &t(1), None))
+            .unwrap();
+        s.apply(&change(&mut head, "b", "PAUSED", &t(2), None))
+            .unwrap();
+        assert_eq!(last(&s, "a"), Some(("READY".into(), at(1))));
+        // A failure leaves it as it was; so does an unknown outcome: the tenant may not hold the new state.
+        let refused = change(
+            &mut head,
+            "a",
+            "NOT_READY",
+            &t(3),
+            Some(ErrorCode::AgentNotScheduled),
+        );
+        s.apply(&refused).unwrap();
+        let unknown = change(
+            &mut head,
+            "a",
+            "PAUSED",
+            &t(4),
+            Some(ErrorCode::OutcomeUnknown),
+        );
+        s.apply(&unknown).unwrap();
+        assert_eq!(last(&s, "a"), Some(("READY".into(), at(1))));
+        // A success that settles it does.
+        let Record::Audit(mut settles) =
+            change(&mut ChainHead::default(), "a", "PAUSED", &t(5), None)
+        else {
+            unreachable!()
+        };
+        settles.settles = unknown.as_audit().map(|u| u.id.clone());
+        s.apply(&Record::Audit(head.append(settles))).unwrap();
+        assert_eq!(last(&s, "a"), Some(("PAUSED".into(), at(5))));
+        let users: Vec<_> = s.last_states().map(|l| l.user_id.as_str()).collect();
+        assert_eq!(users, ["a", "b"]);
+        assert_eq!(last(&s, "nobody"), None);
+    }
+
+    #[test]
+    fn a_checkpoint_carries_the_last_states_and_is_checked_against_them() {
+        let mut head = ChainHead::default();
+        let mut s = LogState::default();
+        s.apply(&change(
+            &mut head,
+            "a",
+            "READY",
+            "2026-01-05T08:00:00.000Z",
+            None,
+        ))
+        .unwrap();
+        s.apply(&change(
+            &mut head,
+            "b",
+            "IDLE",
+            "2026-01-05T08:01:00.000Z",
+            None,
+        ))
+        .unwrap();
+        let cp = s.checkpoint(9);
+        let states = cp.last_states.clone().unwrap();
+        assert_eq!(states.len(), 2);
+        assert_eq!(
+            (states[1].user_id.as_str(), states[1].state.as_str()),
+            ("b", "IDLE")
+        );
+
+        // Round trip: through its line, and through the state it describes.
+        let line = Record::Checkpoint(cp.clone()).to_line();
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(
+            text.contains("\"lastStates\":[{\"userId\":\"a\",\"state\":\"READY\",\"atMs\":"),
+            "{text}"
+        );
+        let Record::Checkpoint(parsed) = Record::parse_line(&line[..line.len() - 1]).unwrap()
+        else {
+            panic!("a checkpoint")
+        };
+        assert_eq!(parsed, cp);
+        let restored = LogState::from_checkpoint(&parsed);
+        assert_eq!(restored.checkpoint(9), cp);
+        assert_eq!(restored.last_state_of("b"), s.last_state_of("b"));
+
+        // Read from the start, a checkpoint whose last states differ is refused...
+        let mut wrong = cp.clone();
+        wrong.last_states.as_mut().unwrap()[0].state = "PAUSED".into();
+        let mut again = s.clone();
+        let e = again.apply(&Record::Checkpoint(wrong)).unwrap_err();
+        assert!(e.to_string().contains("last states differ"), "{e}");
+        assert_eq!(again, s, "a refused record changes nothing");
+
+        // ... and one written before the member existed is not: it names no state, so recovery from it
+        // knows none (as reading from the start does past it).
+        let old_line = text.replacen(
+            &format!(
+                ",\"lastStates\":{}",
+                serde_json::to_string(&states).unwrap()
+            ),
+            "",
+            1,
+        );
+        assert!(!old_line.contains("lastStates"), "{old_line}");
+        let Record::Checkpoint(old) = Record::parse_json(old_line.trim_end()).unwrap() else {
+            panic!("a checkpoint")
+        };
+        assert_eq!(old.last_states, None);
+        let mut from_start = s.clone();
+        from_start.apply(&Record::Checkpoint(old.clone())).unwrap();
+        assert_eq!(from_start.last_states().count(), 0);
+        assert_eq!(
+            from_start.checkpoint(9),
+            LogState::from_checkpoint(&old).checkpoint(9)
+        );
     }
 
     #[test]

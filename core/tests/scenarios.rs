@@ -1546,3 +1546,163 @@ fn a_long_queue_for_one_agent_drains_without_recursion() {
     assert_eq!(h.tenant.ground_truth().requests_by_endpoint["schedule"], 1);
     assert_eq!(h.engine.open_changes(), 0);
 }
+
+// ---- previousState after a restart ---------------------------------------------------------------------
+
+/// The `StateChanged` of a transition (the latest with its id: each run numbers its transitions from 1).
+fn state_changed(h: &Harness, id: TransitionId) -> cxone_agent_state_core::StateChanged {
+    h.events()
+        .iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            Event::StateChanged(s) if s.transition_id == id => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("transition {id:?} did not succeed"))
+}
+
+/// The `previousState` of the last webhook payload persisted.
+fn last_webhook_previous_state(h: &Harness) -> Option<String> {
+    let body = h
+        .records()
+        .iter()
+        .rev()
+        .find_map(|(_, r)| match r {
+            Record::Webhook(w) => Some(w.body.clone()),
+            _ => None,
+        })
+        .expect("a webhook payload");
+    let payload: cxone_agent_state_core::WebhookPayload = serde_json::from_str(&body).unwrap();
+    payload.data.previous_state
+}
+
+#[test]
+fn the_first_change_after_a_restart_names_the_state_it_leaves() {
+    use cxone_agent_state_core::sim::SIM_WEBHOOK_URL;
+    use cxone_agent_state_core::{parse_iso8601, WebhookConfig};
+    let mut h = pair_with(vec![on_shift("alice")], |cfg, _| {
+        cfg.webhook = Some(WebhookConfig::new(SIM_WEBHOOK_URL));
+    });
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    let ready = h.audit_records().pop().unwrap();
+    let ready_at = parse_iso8601(&ready.timestamp).unwrap();
+
+    // A new process (one per change, as the CLI's `transition` runs): the log is all it knows.
+    h.restart(5 * MIN);
+    let current = h.engine.history().current("alice").cloned().unwrap();
+    assert_eq!(
+        (current.state.as_str(), current.entered_at_ms),
+        ("READY", ready_at)
+    );
+    let id = h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    let changed = state_changed(&h, id);
+    assert_eq!(changed.previous_state.as_deref(), Some("READY"));
+    let record = h.audit_records().pop().unwrap();
+    assert_eq!(record.new_state, "PAUSED");
+    assert_eq!(record.previous_state.as_deref(), Some("READY"));
+    assert_eq!(last_webhook_previous_state(&h).as_deref(), Some("READY"));
+    // The READY stretch ran from its record through the time the process was down.
+    let m = h.engine.agent_metrics("alice", h.now()).unwrap();
+    let paused_at = parse_iso8601(&record.timestamp).unwrap();
+    assert_eq!(m.time_in_state_ms["READY"], paused_at - ready_at);
+    assert!(m.time_in_state_ms["READY"] >= 5 * MIN);
+}
+
+#[test]
+fn an_unknown_outcome_moves_the_last_state_only_once_it_is_settled() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    // PAUSED is applied, but its answer is lost and the retries meet 503s: OUTCOME_UNKNOWN.
+    h.tenant
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(503, None),
+        3,
+    ));
+    h.transition("alice", "PAUSED");
+    h.drive().unwrap();
+    let unknown = h.audit_records().pop().unwrap();
+    assert_eq!(unknown.error_code, Some(ErrorCode::OutcomeUnknown));
+    let last = |h: &Harness| {
+        h.log_state()
+            .last_state_of("alice")
+            .map(|l| l.state.clone())
+    };
+    assert_eq!(last(&h).as_deref(), Some("READY"), "unknown: not claimed");
+
+    // The next start settles it as a success, which leaves READY.
+    assert_eq!(h.restart(1_000).resumed, 1);
+    h.drive().unwrap();
+    let settlement = h.audit_records().pop().unwrap();
+    assert_eq!(settlement.settles.as_deref(), Some(unknown.id.as_str()));
+    assert_eq!(settlement.previous_state.as_deref(), Some("READY"));
+    assert_eq!(last(&h).as_deref(), Some("PAUSED"));
+
+    h.restart(1_000);
+    let id = h.transition("alice", "NOT_READY");
+    h.drive().unwrap();
+    assert_eq!(
+        state_changed(&h, id).previous_state.as_deref(),
+        Some("PAUSED")
+    );
+}
+
+#[test]
+fn a_restore_from_a_checkpoint_knows_the_last_states_too() {
+    use cxone_agent_state_core::LogState;
+    let agents: Vec<_> = (0..3).map(|i| on_shift(&format!("c{i}"))).collect();
+    let mut h = pair_with(agents, |cfg, _| cfg.checkpoint_every = Some(1));
+    for state in ["READY", "PAUSED"] {
+        for i in 0..3 {
+            h.transition(&format!("c{i}"), state);
+        }
+    }
+    h.drive().unwrap();
+    let records: Vec<Record> = h.records().iter().map(|(_, r)| r.clone()).collect();
+    let last = records
+        .iter()
+        .rposition(|r| matches!(r, Record::Checkpoint(_)))
+        .expect("a checkpoint");
+    let Record::Checkpoint(c) = &records[last] else {
+        unreachable!()
+    };
+    assert!(
+        c.last_states.as_ref().is_some_and(|l| !l.is_empty()),
+        "{c:?}"
+    );
+    let mut state = LogState::from_checkpoint(c);
+    for r in &records[last + 1..] {
+        state.apply(r).unwrap();
+    }
+    let mut engine = Engine::new(h.engine.config().clone()).unwrap();
+    engine.restore(h.now(), state);
+    h.engine = engine;
+    let id = h.transition("c1", "IDLE");
+    h.drive().unwrap();
+    assert_eq!(
+        state_changed(&h, id).previous_state.as_deref(),
+        Some("PAUSED")
+    );
+}
+
+#[test]
+fn a_last_state_dated_after_now_starts_now() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.transition("alice", "READY");
+    h.drive().unwrap();
+    // The wall clock is stepped back an hour across the restart: the log's READY is "in the future".
+    h.step_wall_clock(-(HOUR as i64));
+    h.restart(0);
+    let now = h.now();
+    let current = h.engine.history().current("alice").cloned().unwrap();
+    assert_eq!(current.state, "READY");
+    assert_eq!(current.entered_at_ms, now.unix_ms);
+    let m = h.engine.agent_metrics("alice", now).unwrap();
+    assert_eq!((m.tracked_ms, m.time_in_state_ms["READY"]), (0, 0));
+    let m = h.engine.agent_metrics("alice", now.plus(1_000)).unwrap();
+    assert_eq!(m.time_in_state_ms["READY"], 1_000);
+}

@@ -121,11 +121,36 @@ fn open_locked(path: &Path) -> Result<File, StoreError> {
 fn read_tail(file: &mut File, path: &Path) -> Result<(u64, u64, LogScan), StoreError> {
     let len = file.metadata().map_err(io_err(path))?.len();
     let (start, state, bytes) = find_start(file, len).map_err(io_err(path))?;
-    let scan = scan_log(&bytes, state, |_| {}).map_err(|source| StoreError::Corrupt {
-        path: path.to_owned(),
-        source,
-    })?;
+    let scan = match scan_log(&bytes, state, |_| {}) {
+        Ok(scan) => scan,
+        Err(source) => {
+            // The scan counted lines from the checkpoint it started at; name the line in the file.
+            let source = match lines_before(file, start) {
+                Ok(n) => source.after_lines(n),
+                Err(e) => return Err(io_err(path)(e)),
+            };
+            return Err(StoreError::Corrupt {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
     Ok((start, bytes.len() as u64, scan))
+}
+
+/// How many lines the first `end` bytes of the file hold (read only when damage is reported, so recovery
+/// itself still reads from the last checkpoint on).
+fn lines_before(file: &mut File, end: u64) -> io::Result<usize> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut chunk = vec![0u8; TAIL_CHUNK as usize];
+    let (mut left, mut lines) = (end, 0);
+    while left > 0 {
+        let n = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        file.read_exact(&mut chunk[..n])?;
+        lines += chunk[..n].iter().filter(|&&b| b == b'\n').count();
+        left -= n as u64;
+    }
+    Ok(lines)
 }
 
 fn recover_file(file: &mut File, path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {

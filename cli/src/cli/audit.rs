@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use cxone_agent_state_core::{scan_log, LogError, LogScan, LogState, Record, ReportReplay};
+use cxone_agent_state_core::{
+    scan_log, ChainHead, ErrorCode, HeadAnchor, LogScan, LogState, Record, ReportReplay,
+};
 
 use super::tables;
 
@@ -12,17 +14,27 @@ use super::tables;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Checks the hash chain of every audit record (and that every other record follows from the ones
-    /// before it); names the first broken line and exits 1 on tampering.
+    /// before it); names the first broken line and exits 1 on tampering. The OK line ends with the head,
+    /// `SEQ:HASH` of the last audit record (`none` without any): note it to check the log later with
+    /// `--head`.
     Verify {
         /// The log (JSON Lines).
         file: PathBuf,
+        /// Also require the audit record this head names, as `audit verify` printed it (`SEQ:HASH`): a
+        /// hash chain cannot show that its last records were removed, an anchor noted earlier can. The log
+        /// may go on past it.
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<HeadAnchor>,
+        /// Print one JSON object: `{ok, auditRecords, records, head, error: {code, message, line}}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs an `audit` subcommand.
 pub fn run(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { file } => verify(file),
+        AuditCommand::Verify { file, head, json } => verify(file, head.as_ref(), *json),
     }
 }
 
@@ -43,33 +55,75 @@ fn torn_note(scan: &LogScan) {
     }
 }
 
-fn verify(file: &Path) -> anyhow::Result<ExitCode> {
-    let bytes = read(file)?;
-    match scan_log(&bytes, LogState::default(), |_| {}) {
-        Ok(scan) => {
-            torn_note(&scan);
-            outln!(
-                "OK: {} audit records ({} records in all), hash chain intact; head {}",
-                scan.audit_records,
-                scan.records,
-                scan.state.chain_head().last_hash
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            outln!("FAIL: {}: {}", file.display(), describe(&e));
-            Ok(ExitCode::from(1))
-        }
-    }
+/// Why `audit verify` fails: a coded message, and the line when one is to blame.
+struct Failure {
+    code: ErrorCode,
+    message: String,
+    line: Option<usize>,
 }
 
-fn describe(e: &LogError) -> String {
-    match e {
-        LogError::Broken { line, source } => {
-            format!("first broken record on line {line}: {source}")
+fn verify(file: &Path, anchor: Option<&HeadAnchor>, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = read(file)?;
+    // Counted as the records are read, so a failure still says how far the log verified.
+    let (mut records, mut audit_records) = (0u64, 0u64);
+    let mut head = ChainHead::default();
+    let mut hash_at_anchor = None;
+    let scan = scan_log(&bytes, LogState::default(), |r| {
+        records += 1;
+        if let Record::Audit(a) = r {
+            audit_records += 1;
+            head.next_seq = a.seq + 1;
+            head.last_hash.clone_from(&a.hash);
+            if anchor.is_some_and(|h| h.seq() == a.seq) {
+                hash_at_anchor = Some(a.hash.clone());
+            }
         }
-        other => format!("first broken record: {other}"),
+    });
+    let failure = match &scan {
+        Err(e) => Some(Failure {
+            code: e.code(),
+            message: e.to_string(),
+            line: Some(e.line()),
+        }),
+        Ok(scan) => {
+            torn_note(scan);
+            anchor
+                .and_then(|a| a.check(&head, hash_at_anchor.as_deref()).err())
+                .map(|e| Failure {
+                    code: e.code(),
+                    message: e.to_string(),
+                    line: None,
+                })
+        }
+    };
+    if json {
+        let error = failure.as_ref().map(|f| {
+            serde_json::json!({ "code": f.code.as_str(), "message": f.message, "line": f.line })
+        });
+        let report = serde_json::json!({
+            "ok": failure.is_none(),
+            "auditRecords": audit_records,
+            "records": records,
+            "head": head.anchor_text(),
+            "error": error,
+        });
+        outln!("{report}");
+    } else if let Some(f) = &failure {
+        outln!("FAIL: {}: {}", file.display(), f.message);
+    } else {
+        let anchored = anchor.map_or(String::new(), |a| {
+            format!(", anchored record seq {} present", a.seq())
+        });
+        outln!(
+            "OK: {audit_records} audit records ({records} records in all), hash chain intact{anchored}; head {}",
+            head.anchor_text()
+        );
     }
+    Ok(if failure.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Options of `report`.
@@ -97,9 +151,8 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     })
     .map_err(|e| {
         anyhow::anyhow!(
-            "{} does not verify ({}); run `cxone-agent-state audit verify`",
+            "{} does not verify ({e}); run `cxone-agent-state audit verify`",
             args.audit_log.display(),
-            describe(&e)
         )
     })?;
     torn_note(&scan);
