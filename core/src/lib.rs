@@ -86,9 +86,7 @@ pub use log::{
 };
 pub use metrics::{LatencySummary, MAX_TRACKED_LATENCY_MS};
 pub use pacer::RateLimit;
-pub use reference::{
-    is_valid_reference, ReferenceOutcome, ReferencedOutcomes, MAX_REFERENCE_LEN,
-};
+pub use reference::{is_valid_reference, ReferenceOutcome, ReferencedOutcomes, MAX_REFERENCE_LEN};
 pub use report::{ComplianceReport, ReportReplay, StateCounts};
 pub use retry::RetryPolicy;
 pub use state::{

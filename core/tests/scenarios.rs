@@ -1600,7 +1600,11 @@ fn a_reference_reaches_the_intent_the_audit_record_and_the_event_but_never_the_t
     // A change without a reference writes no `reference` member at all (so its record hashes as before).
     for (_, r) in h.records() {
         let line = String::from_utf8(r.to_line()).unwrap();
-        assert_eq!(line.contains("\"reference\""), line.contains("alice"), "{line}");
+        assert_eq!(
+            line.contains("\"reference\""),
+            line.contains("alice"),
+            "{line}"
+        );
     }
     for (_, r) in h.requests() {
         let wire = format!("{} {:?} {:?}", r.url, r.headers, r.body);
@@ -1733,7 +1737,11 @@ fn an_invalid_reference_refuses_the_command_with_invalid_reference() {
 #[test]
 fn referenced_outcomes_read_the_log_back_for_a_resumed_run() {
     use cxone_agent_state_core::{scan_log, LogState, ReferenceOutcome, ReferencedOutcomes};
-    let mut h = pair(vec![on_shift("alice"), unscheduled("bob"), on_shift("carol")]);
+    let mut h = pair(vec![
+        on_shift("alice"),
+        unscheduled("bob"),
+        on_shift("carol"),
+    ]);
     h.tenant.script_fault(FaultRule {
         user_id: Some("carol".into()),
         ..FaultRule::on(Endpoint::SetState, FaultKind::Slow { extra_ms: 60_000 }, 1)
