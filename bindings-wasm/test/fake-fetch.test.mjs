@@ -406,7 +406,7 @@ test('restore: a change left OUTCOME_UNKNOWN is sent again with its key on the n
 });
 
 test('a reference tags the change\'s records and outcome, never the tenant; a bad one rejects INVALID_REFERENCE', async () => {
-  const t = fakeTenant((path) => (path.includes('/schedules/a2') ? json(200, { status: 'INACTIVE' }) : undefined));
+  const t = fakeTenant((path) => (path.endsWith('/schedules/users/a2') ? json(200, { status: 'INACTIVE' }) : undefined));
   const records = [];
   const m = new AgentStateManager(credentials, undefined, { ...fast, fetch: t.fetch, persist: (r) => records.push(r) });
   const ok = await m.transitionState('a1', 'READY', { reference: 'ticket-1' });
