@@ -16,7 +16,7 @@ use cxone_agent_state_core::sim::{
 };
 use cxone_agent_state_core::{
     Engine, EngineConfig, ErrorCode, Event, Input, Output, Record, RequestKind, Secret, Target,
-    TokenSource, TransportErrorKind, WebhookConfig,
+    TokenSource, TransitionOptions, TransportErrorKind, WebhookConfig,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -137,6 +137,10 @@ fn main() {
     h.validate("alice", "PAUSED");
     h.validate("alice", "bad state");
     h.transition("dave", "IDLE");
+    // Changes with the caller's reference: an intent, audit records and outcomes that carry it.
+    let ticket = |r: &str| TransitionOptions::default().with_reference(r);
+    h.transition_with("alice", "IDLE", &ticket("ticket-4711"));
+    h.transition_with("bob", "IDLE", &ticket("ticket-4712"));
     h.drive().expect("quiesces");
     checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
     dead_letters.extend(h.engine.log_state().dead_letters().map(to_value));

@@ -278,9 +278,14 @@ export class AgentStateManager extends EventTarget {
 
   // ---- commands -------------------------------------------------------------------------------------------
 
-  /** Changes an agent's state. Resolves `{ success: true, latency, … }`; rejects with a coded error. */
-  transitionState(userId, targetState) {
-    return this.#ask('transition', { userId: String(userId), state: String(targetState) });
+  /**
+   * Changes an agent's state. Resolves `{ success: true, latency, … }`; rejects with a coded error.
+   * `options.reference`: the caller's reference of the change (1–128 printable ASCII characters, e.g. a
+   * ticket number), kept in its records and outcome, never sent to the tenant (`INVALID_REFERENCE` otherwise).
+   */
+  transitionState(userId, targetState, options = {}) {
+    const reference = options?.reference == null ? undefined : String(options.reference);
+    return this.#ask('transition', { userId: String(userId), state: String(targetState), reference });
   }
 
   /** Checks policy without changing anything. Resolves `{ valid: true, reasonCode }`; rejects with a coded error. */
@@ -432,7 +437,7 @@ export class AgentStateManager extends EventTarget {
       case 'validate':
         try {
           const id = item.type === 'transition'
-            ? engine.transition(mono, unix, item.userId, item.state)
+            ? engine.transition(mono, unix, item.userId, item.state, item.reference)
             : engine.validate(mono, unix, item.userId, item.state);
           this.#waiting.set(id, item);
         } catch (e) {

@@ -146,6 +146,16 @@ export interface TransitionResult extends StateChanged {
   latency: number;
 }
 
+/** Options of `transitionState`. */
+export interface TransitionOptions {
+  /**
+   * The caller's reference of the change: 1 to 128 printable ASCII characters (a ticket number, a request
+   * id), kept in the change's intent, every audit record of it and its outcome (`reference`), never sent to
+   * the tenant. Any other string rejects with `INVALID_REFERENCE`.
+   */
+  reference?: string;
+}
+
 /** What `validateStateChange` resolves with. */
 export interface ValidationResult {
   valid: true;
@@ -169,6 +179,8 @@ export declare class CxoneError extends Error {
   readonly atMs?: number;
   /** For `MANDATORY_BREAK_VIOLATION`: the break's window (Unix ms), when the tenant names it. */
   readonly breakWindow?: { startMs: number; endMs: number } | null;
+  /** Set on transition failures of a change given a reference (`transitionState(…, { reference })`). */
+  readonly reference?: string;
 }
 
 /** An event of `AgentStateManager`; `detail` carries the engine's event or record. */
@@ -221,10 +233,10 @@ export declare class AgentStateManager extends EventTarget {
   constructor(authConfig: AuthConfig, webhookUrl?: string, options?: ManagerOptions);
   /**
    * Changes an agent's state; rejects with a `CxoneError` (`AGENT_NOT_SCHEDULED`, `RATE_LIMITED`,
-   * `OUTCOME_UNKNOWN` — the change may have been applied —, `BUSY`, `CLOSED`, …). Calls for one agent are
-   * made in call order.
+   * `OUTCOME_UNKNOWN` — the change may have been applied —, `BUSY`, `CLOSED`, `INVALID_REFERENCE`, …).
+   * Calls for one agent are made in call order. `options.reference` tags the change's records and outcome.
    */
-  transitionState(userId: string, targetState: string): Promise<TransitionResult>;
+  transitionState(userId: string, targetState: string, options?: TransitionOptions): Promise<TransitionResult>;
   /** Checks policy without changing anything. */
   validateStateChange(userId: string, targetState: string): Promise<ValidationResult>;
   /** READY → WORKING, NOT_READY → BREAK, PAUSED → ADHOC, IDLE → SYSTEM_IDLE, others → GENERAL. */

@@ -2,7 +2,8 @@
 
 use cxone_agent_state_core::{
     AgentState, CommandError, Engine, EngineConfig, ErrorCode, HttpResponse, Input, LogState,
-    ReasonCodeTable, Record, RequestId, Secret, TransitionError, TransitionId, TransportErrorKind,
+    ReasonCodeTable, Record, RequestId, Secret, TransitionError, TransitionId, TransitionOptions,
+    TransportErrorKind,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -71,14 +72,24 @@ impl WasmEngine {
     /// Starts a state change; returns its transition id (its outcome is a `stateChanged` or
     /// `transitionFailed` event with that id). Throws `BUSY` when too many changes are open, `CLOSED` after
     /// `close()` or `stopAccepting()`.
+    ///
+    /// `reference` (optional) is the caller's reference of the change — 1 to 128 printable ASCII
+    /// characters, e.g. a ticket number — kept in its intent, every audit record of it and its outcome
+    /// event, never sent to the tenant; any other string throws `INVALID_REFERENCE`.
     pub fn transition(
         &mut self,
         mono_ms: f64,
         unix_ms: f64,
         user_id: &str,
         state: &str,
+        reference: Option<String>,
     ) -> Result<f64, JsValue> {
-        command_result(self.inner.transition(now(mono_ms, unix_ms), user_id, state))
+        let mut options = TransitionOptions::default();
+        options.reference = reference;
+        command_result(
+            self.inner
+                .transition_with(now(mono_ms, unix_ms), user_id, state, &options),
+        )
     }
 
     /// Starts a policy check; returns its transition id (its outcome is a `validationCompleted` event).

@@ -33,7 +33,7 @@ export type ErrorCode =
   | "RATE_LIMITED" | "UPSTREAM_UNAVAILABLE" | "BAD_RESPONSE" | "INVALID_CONFIG"
   | "INVALID_IDEMPOTENCY_KEY" | "INVALID_WEBHOOK_URL" | "AUDIT_LOG_CORRUPT" | "TOKEN_EXPIRED"
   | "AUDIT_LOG_UNAVAILABLE" | "CLIENT_SECRET_IN_BROWSER" | "NOT_INITIALIZED" | "OUTCOME_UNKNOWN"
-  | "BUSY" | "CLOSED";
+  | "BUSY" | "CLOSED" | "INVALID_REFERENCE";
 
 /** An `Error` thrown by this package. */
 export interface CodedError extends Error { code: ErrorCode }
@@ -114,6 +114,8 @@ export interface AuditRecord {
   attempts: number; idempotencyKey: string | null;
   /** Set on a record that settles an earlier `OUTCOME_UNKNOWN` one: that record's `id`. */
   settles?: string;
+  /** The caller's reference of the change (`engine.transition(…, reference)`), when it gave one. */
+  reference?: string;
   prevHash: string; hash: string;
 }
 
@@ -121,6 +123,8 @@ export interface AuditRecord {
 export interface ChangeIntent {
   transitionId: number; userId: string; state: string; reasonCode: string; idempotencyKey: string;
   approvedAtMs: number; atMs: number;
+  /** The caller's reference of the change, when it gave one. */
+  reference?: string;
 }
 /** A webhook payload accepted for delivery; `body` is the JSON text exactly as sent and signed. */
 export interface WebhookEntry { eventId: string; body: string; atMs: number }
@@ -167,6 +171,8 @@ export interface WebhookPayload {
 export interface StateChanged {
   transitionId: number; userId: string; previousState: string | null; newState: string;
   reasonCode: string; latencyMs: number; attempts: number; atMs: number;
+  /** The caller's reference of the change, when it gave one. */
+  reference?: string;
 }
 /** Why a transition failed; `breakWindow` is set for a refusal during a named mandatory break. */
 export interface TransitionError { code: ErrorCode; message: string; breakWindow?: { startMs: number; endMs: number } }
@@ -174,6 +180,8 @@ export interface TransitionError { code: ErrorCode; message: string; breakWindow
 export interface TransitionFailed {
   transitionId: number; userId: string; requestedState: string;
   error: TransitionError; policyViolation: boolean; latencyMs: number; attempts: number; atMs: number;
+  /** The caller's reference of the change, when it gave one. */
+  reference?: string;
 }
 export interface PolicyViolation { transitionId: number; userId: string; requestedState: string; code: ErrorCode; atMs: number }
 export interface RetryScheduled {

@@ -404,3 +404,22 @@ test('restore: a change left OUTCOME_UNKNOWN is sent again with its key on the n
   assert.equal(second.getComplianceReport().settledCount, 1);
   await second.close();
 });
+
+test('a reference tags the change\'s records and outcome, never the tenant; a bad one rejects INVALID_REFERENCE', async () => {
+  const t = fakeTenant((path) => (path.endsWith('/schedules/users/a2') ? json(200, { status: 'INACTIVE' }) : undefined));
+  const records = [];
+  const m = new AgentStateManager(credentials, undefined, { ...fast, fetch: t.fetch, persist: (r) => records.push(r) });
+  const ok = await m.transitionState('a1', 'READY', { reference: 'ticket-1' });
+  assert.equal(ok.reference, 'ticket-1');
+  await assert.rejects(
+    m.transitionState('a2', 'READY', { reference: 'ticket-2' }),
+    (e) => e.code === 'AGENT_NOT_SCHEDULED' && e.reference === 'ticket-2',
+  );
+  await assert.rejects(m.transitionState('a1', 'IDLE', { reference: 'row\n3' }), (e) => e.code === 'INVALID_REFERENCE' && e instanceof Error);
+  const plain = await m.transitionState('a1', 'PAUSED');
+  assert.equal('reference' in plain, false);
+  const tagged = records.filter((r) => r.kind === undefined || r.kind === 'intent').map((r) => [r.kind ?? 'audit', r.reference ?? null]);
+  assert.deepEqual(tagged, [['intent', 'ticket-1'], ['audit', 'ticket-1'], ['audit', 'ticket-2'], ['intent', null], ['audit', null]]);
+  for (const c of t.calls) assert.ok(!JSON.stringify([c.url, c.init]).includes('ticket-'), c.url);
+  await m.close();
+});

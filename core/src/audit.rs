@@ -5,8 +5,9 @@
 //!
 //! **Canonical encoding:** the record as a JSON object without its `hash` member, keys sorted by byte order,
 //! no insignificant whitespace, numbers and strings as `serde_json` writes them (UTF-8, minimal escapes).
-//! Optional members added after the first release (`settles`) are left out when absent, so older records
-//! keep their hashes.
+//! Optional members added after the first release (`settles`, `reference`) are left out when absent, so
+//! older records keep their hashes; when present they are hashed like every other member, in their sorted
+//! place (`reference` between `reasonCode` and `seq`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -58,6 +59,12 @@ pub struct AuditRecord {
     /// existed hash as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settles: Option<String>,
+    /// The caller's reference of the change (see [`TransitionOptions`](crate::TransitionOptions)): a short
+    /// opaque string, e.g. a ticket number or `bulk:sha256=…:row=12`, on every audit record of the change,
+    /// never sent to the tenant. Absent (not `null`) when the caller gave none, so records written before the
+    /// field existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     /// The previous record's hash ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) of this record's canonical encoding.
@@ -91,6 +98,7 @@ impl AuditRecord {
             prev_hash: &self.prev_hash,
             previous_state: &self.previous_state,
             reason_code: &self.reason_code,
+            reference: &self.reference,
             seq: self.seq,
             settles: &self.settles,
             success: self.success,
@@ -116,6 +124,8 @@ struct Canonical<'a> {
     prev_hash: &'a str,
     previous_state: &'a Option<String>,
     reason_code: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: &'a Option<String>,
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     settles: &'a Option<String>,
@@ -444,6 +454,7 @@ mod tests {
             attempts: 3,
             idempotency_key: None,
             settles: None,
+            reference: None,
             prev_hash: String::new(),
             hash: String::new(),
         }
@@ -560,9 +571,41 @@ mod tests {
         assert_eq!(r.canonical_bytes(), r.canonical_via_map());
         r.settles = Some("00000000-0000-4000-8000-000000000001".into());
         assert_eq!(r.canonical_bytes(), r.canonical_via_map());
+        r.reference = Some("bulk:sha256=0123456789abcdef:row=12".into());
+        assert_eq!(r.canonical_bytes(), r.canonical_via_map());
         assert_eq!(
             r.compute_hash(),
             hex::encode(Sha256::digest(r.canonical_via_map()))
+        );
+    }
+
+    #[test]
+    fn a_reference_is_hashed_in_its_sorted_place_and_only_when_present() {
+        let plain = ChainHead::default().append(draft("a"));
+        assert!(!String::from_utf8(plain.canonical_bytes())
+            .unwrap()
+            .contains("reference"));
+        assert!(!serde_json::to_string(&plain).unwrap().contains("reference"));
+
+        let mut referenced = draft("a");
+        referenced.reference = Some("ticket-42".into());
+        let referenced = ChainHead::default().append(referenced);
+        let text = String::from_utf8(referenced.canonical_bytes()).unwrap();
+        assert!(
+            text.contains("\"reasonCode\":\"WORKING\",\"reference\":\"ticket-42\",\"seq\":0"),
+            "{text}"
+        );
+        assert_ne!(referenced.hash, plain.hash);
+        let back: AuditRecord =
+            serde_json::from_str(&serde_json::to_string(&referenced).unwrap()).unwrap();
+        assert_eq!(back, referenced);
+
+        // The reference is covered by the hash: editing it is tampering.
+        let mut edited = referenced.clone();
+        edited.reference = Some("ticket-43".into());
+        assert_eq!(
+            verify_chain(ChainHead::default(), [&edited]).unwrap_err(),
+            ChainError::HashMismatch { index: 0, seq: 0 }
         );
     }
 

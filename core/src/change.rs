@@ -68,6 +68,8 @@ pub(crate) enum Purpose {
         key: String,
         /// For a change resumed after a restart that had ended `OUTCOME_UNKNOWN`: that record's id.
         settles: Option<String>,
+        /// The caller's reference (already checked), carried into its intent, records and events.
+        reference: Option<String>,
     },
 }
 
@@ -139,6 +141,14 @@ impl Change {
         }
     }
 
+    /// The caller's reference, for a real change that has one.
+    pub(crate) fn reference(&self) -> Option<&str> {
+        match &self.purpose {
+            Purpose::Change { reference, .. } => reference.as_deref(),
+            Purpose::Validate => None,
+        }
+    }
+
     /// Whether the change has been sent (its intent is in the journal). A change resumed after a restart
     /// starts out committing, and nothing moves a change out of that phase.
     pub(crate) fn journaled(&self) -> bool {
@@ -195,6 +205,7 @@ mod tests {
             Purpose::Change {
                 key: "k".into(),
                 settles: None,
+                reference: None,
             },
             0,
             phase,

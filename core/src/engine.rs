@@ -25,6 +25,7 @@ use crate::outbox::{Note, Outbox};
 use crate::pacer::Pacer;
 use crate::policy::{PolicyDecision, ScheduleCache};
 use crate::profile::{ApiProfile, SeedProfile, TokenFailure};
+use crate::reference::is_valid_reference;
 use crate::report::{ComplianceReport, ReportBuilder};
 use crate::retry::RetryDecision;
 use crate::rng::DetRng;
@@ -126,6 +127,44 @@ pub struct Restored {
     pub webhooks: usize,
     /// Dead letters held (see [`Engine::replay_dead_letters`]).
     pub dead_letters: usize,
+}
+
+/// Options of a state change ([`Engine::transition_with`]). Start from `TransitionOptions::default()` and
+/// add what applies; new options may be added later.
+///
+/// ```
+/// use cxone_agent_state_core::TransitionOptions;
+/// let options = TransitionOptions::default().with_reference("ticket-4711");
+/// assert_eq!(options.reference.as_deref(), Some("ticket-4711"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct TransitionOptions {
+    /// The caller's reference of the change: 1 to [`MAX_REFERENCE_LEN`](crate::MAX_REFERENCE_LEN)
+    /// printable ASCII characters, e.g. a ticket number or `bulk:sha256=<16 hex>:row=12`. It goes into the
+    /// change's intent and into every audit record of the change (resumed after a restart too), and onto its
+    /// `StateChanged` or `TransitionFailed`; it is never sent to the tenant. See
+    /// [`ReferencedOutcomes`](crate::ReferencedOutcomes) for reading it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+impl TransitionOptions {
+    /// These options with the caller's `reference` (checked when the command is given).
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+}
+
+/// What a command asks for.
+#[derive(Clone, Copy, Debug)]
+enum Ask<'a> {
+    /// A policy check only.
+    Validate,
+    /// A state change, with the caller's reference if it gave one (not yet checked).
+    Change { reference: Option<&'a str> },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -348,6 +387,7 @@ impl Engine {
                     let purpose = Purpose::Change {
                         key: i.idempotency_key.clone(),
                         settles: open.unknown_record.clone(),
+                        reference: i.reference.clone(),
                     };
                     let change = Change::new(
                         user,
@@ -378,6 +418,7 @@ impl Engine {
                                 attempts: 0,
                                 idempotency_key: Some(i.idempotency_key.clone()),
                                 settles: None,
+                                reference: i.reference.clone(),
                             },
                             Err(&e),
                         );
@@ -418,7 +459,30 @@ impl Engine {
         user_id: &str,
         state: &str,
     ) -> Result<TransitionId, CommandError> {
-        self.command(now, user_id, state, false)
+        self.command(now, user_id, state, Ask::Change { reference: None })
+    }
+
+    /// Starts a state change with options, e.g. the caller's reference
+    /// ([`TransitionOptions::with_reference`]); otherwise the same as [`transition`](Self::transition).
+    ///
+    /// A reference that is not 1 to [`MAX_REFERENCE_LEN`](crate::MAX_REFERENCE_LEN) printable ASCII
+    /// characters refuses the command: [`CommandError::InvalidReference`] (`INVALID_REFERENCE`), no id,
+    /// nothing audited.
+    pub fn transition_with(
+        &mut self,
+        now: Now,
+        user_id: &str,
+        state: &str,
+        options: &TransitionOptions,
+    ) -> Result<TransitionId, CommandError> {
+        self.command(
+            now,
+            user_id,
+            state,
+            Ask::Change {
+                reference: options.reference.as_deref(),
+            },
+        )
     }
 
     /// Starts a policy check only (the reference's `validateStateChange`); nothing is changed or audited.
@@ -428,7 +492,7 @@ impl Engine {
         user_id: &str,
         state: &str,
     ) -> Result<TransitionId, CommandError> {
-        self.command(now, user_id, state, true)
+        self.command(now, user_id, state, Ask::Validate)
     }
 
     /// Puts dead letters back in line for delivery: the one with `event_id`, or all when `None`. Returns how
@@ -508,11 +572,18 @@ impl Engine {
         now: Now,
         user_raw: &str,
         state_raw: &str,
-        validate: bool,
+        ask: Ask<'_>,
     ) -> Result<TransitionId, CommandError> {
         if self.closed || !self.accepting {
             return Err(CommandError::Closed);
         }
+        let (validate, reference) = match ask {
+            Ask::Validate => (true, None),
+            Ask::Change { reference: Some(r) } if !is_valid_reference(r) => {
+                return Err(CommandError::InvalidReference)
+            }
+            Ask::Change { reference } => (false, reference.map(str::to_owned)),
+        };
         if self.changes.len() >= self.config.max_open_changes {
             return Err(CommandError::Busy {
                 limit: self.config.max_open_changes,
@@ -537,6 +608,7 @@ impl Engine {
                         attempts: 0,
                         idempotency_key: None,
                         settles: None,
+                        reference,
                     };
                     self.emit_failure(now, id, draft, e);
                 }
@@ -550,6 +622,7 @@ impl Engine {
             Purpose::Change {
                 key: self.rng.uuid().to_string(),
                 settles: None,
+                reference,
             }
         };
         let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
@@ -1125,6 +1198,7 @@ impl Engine {
                     idempotency_key: change.key().unwrap_or_default().to_owned(),
                     approved_at_ms: approved_unix,
                     at_ms: now.unix_ms,
+                    reference: change.reference().map(str::to_owned),
                 };
                 change.phase = Phase::Committing(Committing {
                     send_by_mono: approved_mono.saturating_add(window),
@@ -1632,6 +1706,7 @@ impl Engine {
                             attempts: change.attempts,
                             idempotency_key: key.clone(),
                             settles,
+                            reference: change.reference().map(str::to_owned),
                         };
                         self.emit_failure(now, id, draft, e);
                     }
@@ -1701,6 +1776,7 @@ impl Engine {
             attempts: d.attempts,
             idempotency_key: d.idempotency_key,
             settles: d.settles,
+            reference: d.reference,
             prev_hash: String::new(),
             hash: String::new(),
         };
@@ -1711,6 +1787,7 @@ impl Engine {
 
     fn emit_failure(&mut self, now: Now, id: TransitionId, d: AuditDraft, e: TransitionError) {
         let (user_id, new_state) = (d.user_id.clone(), d.new_state.clone());
+        let reference = d.reference.clone();
         let (latency_ms, attempts) = (d.latency_ms, d.attempts);
         let record = self.audit_record(now, d, Err(&e));
         let policy_violation = record.policy_violation;
@@ -1733,6 +1810,7 @@ impl Engine {
             latency_ms,
             attempts,
             at_ms: now.unix_ms,
+            reference,
         }));
     }
 
@@ -1788,6 +1866,7 @@ impl Engine {
                 attempts: change.attempts,
                 idempotency_key: key,
                 settles,
+                reference: change.reference().map(str::to_owned),
             },
             Ok(()),
         );
@@ -1802,6 +1881,7 @@ impl Engine {
             latency_ms,
             attempts: change.attempts,
             at_ms: now.unix_ms,
+            reference: change.reference().map(str::to_owned),
         }));
     }
 }
@@ -1817,6 +1897,8 @@ struct AuditDraft {
     attempts: u32,
     idempotency_key: Option<String>,
     settles: Option<String>,
+    /// The caller's reference of the change.
+    reference: Option<String>,
 }
 
 /// A well-formed agent and target state, or the first error in them (the agent's is checked first).

@@ -58,6 +58,8 @@ pub enum ErrorCode {
     Busy,
     /// The manager was closed (or is shutting down) before the command could run.
     Closed,
+    /// A caller's reference for a change is empty, longer than 128 characters, or not printable ASCII.
+    InvalidReference,
 }
 
 impl ErrorCode {
@@ -88,6 +90,7 @@ impl ErrorCode {
             Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
             Self::Busy => "BUSY",
             Self::Closed => "CLOSED",
+            Self::InvalidReference => "INVALID_REFERENCE",
         }
     }
 
@@ -118,6 +121,7 @@ impl ErrorCode {
         Self::OutcomeUnknown,
         Self::Busy,
         Self::Closed,
+        Self::InvalidReference,
     ];
 
     /// Parses the stable string form.
@@ -226,6 +230,11 @@ pub enum CommandError {
     /// The engine was closed (`CLOSED`).
     #[error("the engine is closed")]
     Closed,
+    /// The caller's reference is empty, longer than
+    /// [`MAX_REFERENCE_LEN`](crate::MAX_REFERENCE_LEN) characters, or not printable ASCII
+    /// (`INVALID_REFERENCE`).
+    #[error("the reference must be 1 to {max} printable ASCII characters", max = crate::MAX_REFERENCE_LEN)]
+    InvalidReference,
 }
 
 impl CommandError {
@@ -234,6 +243,7 @@ impl CommandError {
         match self {
             Self::Busy { .. } => ErrorCode::Busy,
             Self::Closed => ErrorCode::Closed,
+            Self::InvalidReference => ErrorCode::InvalidReference,
         }
     }
 }
@@ -258,6 +268,11 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", c.as_str()));
         }
         assert!(seen.contains("OUTCOME_UNKNOWN"));
+        assert!(seen.contains("INVALID_REFERENCE"));
+        assert_eq!(
+            TransitionError::from(CommandError::InvalidReference).code,
+            ErrorCode::InvalidReference
+        );
         assert!(!ErrorCode::OutcomeUnknown.is_policy_violation());
     }
 }

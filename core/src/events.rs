@@ -78,6 +78,9 @@ pub struct StateChanged {
     pub attempts: u32,
     /// Completion time (Unix ms).
     pub at_ms: u64,
+    /// The caller's reference of the change, as in its audit record (absent when none was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// Compliance policy refused a change.
@@ -119,6 +122,9 @@ pub struct TransitionFailed {
     pub attempts: u32,
     /// Completion time (Unix ms).
     pub at_ms: u64,
+    /// The caller's reference of the change, as in its audit record (absent when none was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// What kind of request a retry concerns.

@@ -52,6 +52,7 @@ mod outbox;
 mod pacer;
 mod policy;
 mod profile;
+mod reference;
 mod report;
 mod retry;
 mod rng;
@@ -70,7 +71,7 @@ pub use config::{
     check_url, tenant_base_url, validate_webhook_url, Credentials, EngineConfig, ProfileKind,
     Secret, TokenSource, WebhookConfig, REDACTED,
 };
-pub use engine::{Engine, Input, Output, Restored};
+pub use engine::{Engine, Input, Output, Restored, TransitionOptions};
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
 pub use events::{
     Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TokenRequested,
@@ -88,6 +89,7 @@ pub use log::{
 };
 pub use metrics::{LatencySummary, MAX_TRACKED_LATENCY_MS};
 pub use pacer::RateLimit;
+pub use reference::{is_valid_reference, ReferenceOutcome, ReferencedOutcomes, MAX_REFERENCE_LEN};
 pub use report::{ComplianceReport, ReportReplay, StateCounts};
 pub use retry::RetryPolicy;
 pub use state::{

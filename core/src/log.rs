@@ -67,6 +67,10 @@ pub struct ChangeIntent {
     pub approved_at_ms: u64,
     /// When it was journaled (Unix ms).
     pub at_ms: u64,
+    /// The caller's reference of the change, if it gave one: a change resumed after a restart carries it
+    /// into the audit record that finishes it. Absent (not `null`) when none was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// A webhook payload to deliver.
@@ -831,6 +835,7 @@ mod tests {
             attempts: 1,
             idempotency_key: key.map(str::to_owned),
             settles: None,
+            reference: None,
             prev_hash: String::new(),
             hash: String::new(),
         }))
@@ -845,6 +850,7 @@ mod tests {
             idempotency_key: key.into(),
             approved_at_ms: 1,
             at_ms: 2,
+            reference: None,
         })
     }
 
@@ -885,6 +891,19 @@ mod tests {
         }
         let cp = records[4].to_line();
         assert!(cp.starts_with(CHECKPOINT_LINE_PREFIX));
+        // The caller's reference: written only when given; a line without it (any older log) reads as none.
+        let Record::Intent(mut referenced) = intent("k2") else {
+            unreachable!()
+        };
+        let plain = Record::Intent(referenced.clone()).to_line();
+        assert!(!String::from_utf8_lossy(&plain).contains("reference"));
+        referenced.reference = Some("ticket-42".into());
+        let line = Record::Intent(referenced.clone()).to_line();
+        assert!(String::from_utf8_lossy(&line).contains(r#""reference":"ticket-42""#));
+        assert_eq!(
+            Record::parse_line(&line[..line.len() - 1]).unwrap(),
+            Record::Intent(referenced)
+        );
         assert!(Record::parse_line(br#"{"kind":"intent","bogus":1}"#).is_err());
         assert!(Record::parse_line(br#"{"kind":"mystery","atMs":1}"#).is_err());
         assert!(serde_json::from_str::<Record>(r#"{"kind":5}"#).is_err());

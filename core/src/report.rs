@@ -305,6 +305,7 @@ mod tests {
             attempts: 1,
             idempotency_key: None,
             settles: None,
+            reference: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

@@ -1482,6 +1482,7 @@ fn restore_resends_only_the_latest_open_change_of_an_agent() {
             idempotency_key: key.into(),
             approved_at_ms: T0,
             at_ms: T0,
+            reference: None,
         })
     };
     // A log written before a later send closed the earlier one: both open.
@@ -1705,4 +1706,236 @@ fn a_last_state_dated_after_now_starts_now() {
     assert_eq!((m.tracked_ms, m.time_in_state_ms["READY"]), (0, 0));
     let m = h.engine.agent_metrics("alice", now.plus(1_000)).unwrap();
     assert_eq!(m.time_in_state_ms["READY"], 1_000);
+}
+}
+
+// ---- the caller's reference -----------------------------------------------------------------------------
+
+fn referenced(reference: &str) -> cxone_agent_state_core::TransitionOptions {
+    cxone_agent_state_core::TransitionOptions::default().with_reference(reference)
+}
+
+/// The reference of every intent and audit record, in log order (`"intent"`/`"audit"`, reference).
+fn references_in_log(h: &Harness) -> Vec<(&'static str, Option<String>)> {
+    h.records()
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Intent(i) => Some(("intent", i.reference.clone())),
+            Record::Audit(a) => Some(("audit", a.reference.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reference_reaches_the_intent_the_audit_record_and_the_event_but_never_the_tenant() {
+    let reference = "bulk:sha256=0123456789abcdef:row=12";
+    let mut h = pair(vec![on_shift("alice"), on_shift("dave")]);
+    let id = h.transition_with("alice", "READY", &referenced(reference));
+    let plain = h.transition("dave", "READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, id), Ok("READY".into()));
+    assert_eq!(outcome(&h, plain), Ok("READY".into()));
+    let mut logged = references_in_log(&h);
+    logged.sort();
+    let some = Some(reference.to_owned());
+    assert_eq!(
+        logged,
+        [
+            ("audit", None),
+            ("audit", some.clone()),
+            ("intent", None),
+            ("intent", some.clone())
+        ]
+    );
+    let changed = h
+        .events()
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::StateChanged(s) if s.transition_id == id => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(changed.reference, some);
+    // A change without a reference writes no `reference` member at all (so its record hashes as before).
+    for (_, r) in h.records() {
+        let line = String::from_utf8(r.to_line()).unwrap();
+        assert_eq!(
+            line.contains("\"reference\""),
+            line.contains("alice"),
+            "{line}"
+        );
+    }
+    for (_, r) in h.requests() {
+        let wire = format!("{} {:?} {:?}", r.url, r.headers, r.body);
+        assert!(!wire.contains("row=12"), "sent to the tenant: {wire}");
+    }
+}
+
+#[test]
+fn a_policy_refusal_and_a_malformed_request_carry_the_reference_in_their_records() {
+    let mut h = pair(vec![unscheduled("bob")]);
+    let refused = h.transition_with("bob", "READY", &referenced("ticket-1"));
+    let malformed = h.transition_with("bob", "ready", &referenced("ticket-2"));
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, refused), Err(ErrorCode::AgentNotScheduled));
+    assert_eq!(outcome(&h, malformed), Err(ErrorCode::InvalidState));
+    let audit = h.audit_records();
+    let by_reference = |r: &str| {
+        audit
+            .iter()
+            .find(|a| a.reference.as_deref() == Some(r))
+            .unwrap_or_else(|| panic!("no record with {r}"))
+    };
+    assert!(by_reference("ticket-1").policy_violation);
+    assert_eq!(
+        by_reference("ticket-2").error_code,
+        Some(ErrorCode::InvalidState)
+    );
+    assert!(
+        !h.records()
+            .iter()
+            .any(|(_, r)| matches!(r, Record::Intent(_))),
+        "nothing was journaled: nothing was sent"
+    );
+    let failed = failure_of(&h, refused);
+    assert_eq!(failed.reference.as_deref(), Some("ticket-1"));
+    assert!(failed.policy_violation);
+}
+
+#[test]
+fn a_change_resumed_after_a_restart_keeps_its_reference_in_every_record() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant
+        .script_fault(FaultRule::on(Endpoint::SetState, FaultKind::DropAfter, 1));
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::status(503, None),
+        3,
+    ));
+    let id = h.transition_with("alice", "PAUSED", &referenced("console:req-77"));
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::OutcomeUnknown));
+
+    // The reference lives in the journal across the restart (the new engine only has the log).
+    let restored = h.restart(1_000);
+    assert_eq!(restored.resumed, 1);
+    h.drive().unwrap();
+    let audit = h.audit_records();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].error_code, Some(ErrorCode::OutcomeUnknown));
+    assert!(audit[1].success);
+    assert_eq!(audit[1].settles.as_deref(), Some(audit[0].id.as_str()));
+    for a in &audit {
+        assert_eq!(a.reference.as_deref(), Some("console:req-77"), "{a:?}");
+    }
+    verify_chain(ChainHead::default(), &audit).unwrap();
+    let resumed = h
+        .events()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::StateChanged(s) => Some(s.reference.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(resumed, [Some("console:req-77".to_owned())]);
+}
+
+#[test]
+fn a_change_abandoned_on_restore_keeps_its_reference() {
+    let mut h = pair(vec![on_shift("alice")]);
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::Slow { extra_ms: 60_000 },
+        1,
+    ));
+    h.transition_with("alice", "READY", &referenced("ticket-9"));
+    h.drive_until(T0 + 5_000);
+    let restored = h.restart(10 * MIN);
+    assert_eq!((restored.resumed, restored.abandoned), (0, 1));
+    h.drive().unwrap();
+    let last = h.audit_records().pop().unwrap();
+    assert_eq!(last.error_code, Some(ErrorCode::OutcomeUnknown));
+    assert_eq!(last.reference.as_deref(), Some("ticket-9"));
+}
+
+#[test]
+fn an_invalid_reference_refuses_the_command_with_invalid_reference() {
+    use cxone_agent_state_core::sim::Command;
+    use cxone_agent_state_core::{CommandError, TransitionError, MAX_REFERENCE_LEN};
+    let mut h = pair(vec![on_shift("alice")]);
+    for bad in [
+        String::new(),
+        "x".repeat(MAX_REFERENCE_LEN + 1),
+        "row\n12".into(),
+        "r\u{e9}f".into(),
+    ] {
+        let answer = h.command(Command::TransitionWith {
+            user_id: "alice".into(),
+            state: "READY".into(),
+            options: referenced(&bad),
+        });
+        assert_eq!(answer, Some(Err(CommandError::InvalidReference)), "{bad:?}");
+    }
+    assert_eq!(
+        TransitionError::from(CommandError::InvalidReference).code,
+        ErrorCode::InvalidReference
+    );
+    h.drive().unwrap();
+    assert!(h.records().is_empty(), "nothing audited");
+    assert!(h.events().is_empty(), "no outcome reported");
+    assert!(h.requests().is_empty(), "nothing sent");
+    // The refusals took no ids: the next command is the first.
+    let longest = "x".repeat(MAX_REFERENCE_LEN);
+    let id = h.transition_with("alice", "READY", &referenced(&longest));
+    assert_eq!(id, TransitionId(1));
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Ok("READY".into()));
+}
+
+#[test]
+fn referenced_outcomes_read_the_log_back_for_a_resumed_run() {
+    use cxone_agent_state_core::{scan_log, LogState, ReferenceOutcome, ReferencedOutcomes};
+    let mut h = pair(vec![
+        on_shift("alice"),
+        unscheduled("bob"),
+        on_shift("carol"),
+    ]);
+    h.tenant.script_fault(FaultRule {
+        user_id: Some("carol".into()),
+        ..FaultRule::on(Endpoint::SetState, FaultKind::Slow { extra_ms: 60_000 }, 1)
+    });
+    let row = |n: u32| format!("bulk:sha256=00112233aabbccdd:row={n}");
+    h.transition_with("alice", "READY", &referenced(&row(1)));
+    h.transition_with("bob", "READY", &referenced(&row(2)));
+    h.transition_with("carol", "READY", &referenced(&row(3)));
+    h.transition_with("alice", "PAUSED", &referenced("another:file"));
+    // The run stops while carol's change is on the wire.
+    h.drive_until(T0 + 5_000);
+
+    let log: Vec<u8> = h.records().iter().flat_map(|(_, r)| r.to_line()).collect();
+    let mut outcomes = ReferencedOutcomes::with_prefix("bulk:sha256=00112233aabbccdd:");
+    scan_log(&log, LogState::default(), |r| outcomes.observe(r)).unwrap();
+    assert_eq!(outcomes.get(&row(1)), Some(ReferenceOutcome::Succeeded));
+    assert_eq!(
+        outcomes.get(&row(2)),
+        Some(ReferenceOutcome::Failed(Some(ErrorCode::AgentNotScheduled)))
+    );
+    assert_eq!(outcomes.get(&row(3)), Some(ReferenceOutcome::Open));
+    assert_eq!(outcomes.get(&row(4)), None);
+    assert_eq!(outcomes.get("another:file"), None, "outside the prefix");
+    assert_eq!(outcomes.len(), 3);
+
+    // The restore finishes the open change under its reference: the log then says it succeeded.
+    h.restart(1_000);
+    h.drive().unwrap();
+    let mut all = ReferencedOutcomes::new();
+    for (_, r) in h.records() {
+        all.observe(r);
+    }
+    assert_eq!(all.get(&row(3)), Some(ReferenceOutcome::Succeeded));
+    assert_eq!(all.get("another:file"), Some(ReferenceOutcome::Succeeded));
+    assert_eq!(all.iter().count(), 4);
 }

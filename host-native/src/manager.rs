@@ -15,7 +15,7 @@ use std::time::Duration;
 use cxone_agent_state_core::{
     AgentMetrics, ChainHead, CommandError, ComplianceReport, ConfigError, DeadLetterEntry, Engine,
     EngineConfig, ErrorCode, Event, Output, Record, Restored, StateChanged, TransitionError,
-    TransitionId,
+    TransitionId, TransitionOptions,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -120,6 +120,7 @@ enum Request {
     Transition {
         user: String,
         state: String,
+        options: TransitionOptions,
         accepted: oneshot::Sender<Result<TransitionId, CommandError>>,
         done: Outcome<StateChanged>,
     },
@@ -287,11 +288,41 @@ impl AgentStateManager {
         user_id: &str,
         state: &str,
     ) -> Result<PendingChange, TransitionError> {
+        self.submit_transition_with(user_id, state, &TransitionOptions::default())
+            .await
+    }
+
+    /// [`submit_transition`](Self::submit_transition) with options, e.g. the caller's reference, which the
+    /// durable log keeps in the change's intent and every audit record of it (also when a later start
+    /// finishes the change), and the outcome carries as `reference`:
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: cxone_agent_state::AgentStateManager) -> Result<(), cxone_agent_state::core::TransitionError> {
+    /// use cxone_agent_state::core::TransitionOptions;
+    /// let options = TransitionOptions::default().with_reference("ticket-4711");
+    /// let changed = manager
+    ///     .submit_transition_with("agent-7", "READY", &options)
+    ///     .await?
+    ///     .outcome()
+    ///     .await?;
+    /// assert_eq!(changed.reference.as_deref(), Some("ticket-4711"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A reference that is not 1 to [`MAX_REFERENCE_LEN`](crate::core::MAX_REFERENCE_LEN) printable ASCII
+    /// characters is refused here, with nothing audited: `INVALID_REFERENCE`.
+    pub async fn submit_transition_with(
+        &self,
+        user_id: &str,
+        state: &str,
+        options: &TransitionOptions,
+    ) -> Result<PendingChange, TransitionError> {
         let (done, done_rx) = oneshot::channel();
         let accepted = self
             .ask(|accepted| Request::Transition {
                 user: user_id.to_owned(),
                 state: state.to_owned(),
+                options: options.clone(),
                 accepted,
                 done,
             })
@@ -537,10 +568,11 @@ impl Driver {
             Request::Transition {
                 user,
                 state,
+                options,
                 accepted,
                 done,
             } => {
-                let result = self.engine.transition(now, &user, &state);
+                let result = self.engine.transition_with(now, &user, &state, &options);
                 if let Ok(id) = result {
                     self.waiting.insert(id, Waiter::Change(done));
                 }

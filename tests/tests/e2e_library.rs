@@ -242,6 +242,7 @@ fn journal_intent_at(audit: &Path, user: &str, state: &str, reason: &str, key: &
         idempotency_key: key.into(),
         approved_at_ms: at_ms,
         at_ms,
+        reference: None,
     });
     let mut bytes = std::fs::read(audit).unwrap_or_default();
     bytes.extend(intent.to_line());
@@ -1763,4 +1764,66 @@ async fn submitted_changes_for_one_agent_reach_the_tenant_in_order_under_faults(
     assert_eq!(order, ["READY", "NOT_READY"]);
     assert_eq!(tenant_state(&base, "agent-0014").await, "NOT_READY");
     m.shutdown(DRAIN).await;
+}
+
+#[tokio::test]
+async fn a_callers_reference_reaches_the_durable_log_and_the_outcome() {
+    use cxone_agent_state_core::{ReferenceOutcome, ReferencedOutcomes, TransitionOptions};
+    let server = sim(vec![on_shift("alice"), unscheduled("bob")], |_| {}).await;
+    let base = server.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let log = audit_path(&dir);
+    let m = start(config(&base, Some(log.clone()))).await;
+    let row = |n: u32| {
+        TransitionOptions::default().with_reference(format!("bulk:sha256=0123456789abcdef:row={n}"))
+    };
+
+    let changed = m
+        .submit_transition_with("alice", "READY", &row(1))
+        .await
+        .expect("taken")
+        .outcome()
+        .await
+        .expect("READY");
+    assert_eq!(
+        changed.reference.as_deref(),
+        Some("bulk:sha256=0123456789abcdef:row=1")
+    );
+    let refused = m
+        .submit_transition_with("bob", "READY", &row(2))
+        .await
+        .expect("taken")
+        .outcome()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AgentNotScheduled);
+    let bad = TransitionOptions::default().with_reference("row\n3");
+    let err = m
+        .submit_transition_with("alice", "PAUSED", &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidReference, "{err}");
+    assert_eq!(err.code.as_str(), "INVALID_REFERENCE");
+    m.shutdown(DRAIN).await;
+
+    let (records, _) = read_records(&log);
+    let mut outcomes = ReferencedOutcomes::with_prefix("bulk:sha256=0123456789abcdef:");
+    for r in &records {
+        outcomes.observe(r);
+    }
+    let get = |n: u32| outcomes.get(&format!("bulk:sha256=0123456789abcdef:row={n}"));
+    assert_eq!(get(1), Some(ReferenceOutcome::Succeeded));
+    assert_eq!(
+        get(2),
+        Some(ReferenceOutcome::Failed(Some(ErrorCode::AgentNotScheduled)))
+    );
+    assert_eq!(get(3), None, "a refused reference is never recorded");
+    let (audit, _) = read_log(&log);
+    assert_eq!(audit.len(), 2, "nothing audited for the refused command");
+    assert_eq!(tenant_state(&base, "alice").await, "READY");
+    assert_eq!(
+        accepted(&base).await.len(),
+        1,
+        "the invalid one never reached the tenant"
+    );
 }

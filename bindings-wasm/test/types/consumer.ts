@@ -48,6 +48,9 @@ async function console(): Promise<void> {
   check<string>()(result.reasonCode);
   const code: ErrorCode = 'MANDATORY_BREAK_VIOLATION';
   check<ErrorCode>()(code);
+  const referenced = await manager.transitionState('agent-7', 'IDLE', { reference: 'ticket-4711' });
+  check<string | undefined>()(referenced.reference);
+  check<ErrorCode>()('INVALID_REFERENCE');
 
   manager.addEventListener('statechange', (e) => {
     check<string>()(e.detail.newState);

@@ -47,6 +47,8 @@ const need = (what, ok) => {
 };
 need('an audit record (no kind)', records.some((r) => r.kind === undefined));
 need('an audit record that settles another', records.some((r) => r.kind === undefined && r.settles));
+for (const kind of ['intent', undefined]) need(`a ${kind ?? 'audit'} record with a reference`, records.some((r) => r.kind === kind && r.reference));
+for (const type of ['stateChanged', 'transitionFailed']) need(`a ${type} with a reference`, events.some((e) => e.type === type && e.reference));
 need('a refusal with a break window', events.some((e) => e.error?.breakWindow));
 need('a valid and an invalid validation', ['true', 'false'].every((v) => events.some((e) => e.type === 'validationCompleted' && String(e.valid) === v)));
 need('a timeout with and without a deadline', outputs.some((o) => o.type === 'timeout' && o.value === null) && outputs.some((o) => o.type === 'timeout' && o.value !== null));

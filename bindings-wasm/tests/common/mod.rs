@@ -38,8 +38,9 @@ pub fn errors_carry_codes() {
     assert_eq!(code_of(&e).as_deref(), Some("INVALID_WEBHOOK_URL"));
 }
 
-/// The binding's engine: commands throw `BUSY` and `CLOSED` as coded `Error`s; `close()` ends what is open,
-/// audited, and `drain()` hands it out ending with the timeout.
+/// The binding's engine: commands throw `BUSY`, `INVALID_REFERENCE` and `CLOSED` as coded `Error`s;
+/// `close()` ends what is open, audited (with the caller's reference), and `drain()` hands it out ending
+/// with the timeout.
 pub fn engine_commands_throw_coded_errors() {
     let config = js_sys::JSON::parse(
         r#"{"baseUrl": "https://t.example", "credentials": {"clientId": "i", "clientSecret": "s"}, "maxOpenChanges": 1}"#,
@@ -47,13 +48,31 @@ pub fn engine_commands_throw_coded_errors() {
     .unwrap();
     let mut engine = WasmEngine::new(config).expect("a valid configuration");
     let t0 = 1_767_600_000_000.0;
-    assert_eq!(engine.transition(1.0, t0, "a1", "READY").unwrap(), 1.0);
-    let e = engine.transition(2.0, t0 + 1.0, "a2", "READY").unwrap_err();
+    let reference = Some("ticket-1".to_owned());
+    assert_eq!(
+        engine
+            .transition(1.0, t0, "a1", "READY", reference)
+            .unwrap(),
+        1.0
+    );
+    let e = engine
+        .transition(2.0, t0 + 1.0, "a2", "READY", None)
+        .unwrap_err();
     assert_eq!(code_of(&e).as_deref(), Some("BUSY"));
+    let e = engine
+        .transition(2.0, t0 + 1.0, "a2", "READY", Some("row\n2".into()))
+        .unwrap_err();
+    assert_eq!(code_of(&e).as_deref(), Some("INVALID_REFERENCE"));
     engine.close(3.0, t0 + 2.0);
     let outputs = js_sys::JSON::stringify(&engine.drain()).unwrap();
     let outputs: String = outputs.into();
     assert!(outputs.contains(r#""errorCode":"CLOSED""#), "{outputs}");
+    // The closed change's audit record and its failure event carry the caller's reference.
+    assert_eq!(
+        outputs.matches(r#""reference":"ticket-1""#).count(),
+        2,
+        "{outputs}"
+    );
     assert!(
         outputs.ends_with(r#"{"type":"timeout","value":null}]"#),
         "{outputs}"

@@ -13,7 +13,7 @@ use super::tenant::{SimConfig, SimOutcome, SimTenant};
 use super::workday::Workday;
 use crate::audit::AuditRecord;
 use crate::config::{EngineConfig, Secret, REDACTED};
-use crate::engine::{Engine, Input, Output, Restored};
+use crate::engine::{Engine, Input, Output, Restored, TransitionOptions};
 use crate::error::CommandError;
 use crate::events::{Event, TransitionId};
 use crate::http::{HttpRequest, HttpResponse, RequestId, Target, Transmit, TransportErrorKind};
@@ -53,6 +53,15 @@ pub enum Command {
         user_id: String,
         /// The target state.
         state: String,
+    },
+    /// [`Engine::transition_with`].
+    TransitionWith {
+        /// The agent.
+        user_id: String,
+        /// The target state.
+        state: String,
+        /// The options (the caller's reference, …).
+        options: TransitionOptions,
     },
     /// [`Engine::validate`].
     Validate {
@@ -102,6 +111,11 @@ impl Action {
                 Command::Transition { user_id, state } => {
                     Some(engine.transition(*now, user_id, state))
                 }
+                Command::TransitionWith {
+                    user_id,
+                    state,
+                    options,
+                } => Some(engine.transition_with(*now, user_id, state, options)),
                 Command::Validate { user_id, state } => Some(engine.validate(*now, user_id, state)),
                 Command::ReplayDeadLetters { event_id } => {
                     engine.replay_dead_letters(*now, event_id.as_deref());
@@ -514,6 +528,22 @@ impl Harness {
         self.command(Command::Transition {
             user_id: user_id.to_owned(),
             state: state.to_owned(),
+        })
+        .expect("commands answer")
+        .expect("the engine takes the command")
+    }
+
+    /// Starts a transition with options now and drains the engine.
+    pub fn transition_with(
+        &mut self,
+        user_id: &str,
+        state: &str,
+        options: &TransitionOptions,
+    ) -> TransitionId {
+        self.command(Command::TransitionWith {
+            user_id: user_id.to_owned(),
+            state: state.to_owned(),
+            options: options.clone(),
         })
         .expect("commands answer")
         .expect("the engine takes the command")
