@@ -1707,7 +1707,6 @@ fn a_last_state_dated_after_now_starts_now() {
     let m = h.engine.agent_metrics("alice", now.plus(1_000)).unwrap();
     assert_eq!(m.time_in_state_ms["READY"], 1_000);
 }
-}
 
 // ---- the caller's reference -----------------------------------------------------------------------------
 
