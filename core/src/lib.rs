@@ -64,8 +64,9 @@ pub mod sim;
 
 pub use audit::{verify_chain, AuditRecord, ChainError, ChainHead, GENESIS_HASH};
 pub use config::{
-    check_url, tenant_base_url, validate_webhook_url, Credentials, EngineConfig, ProfileKind,
-    Secret, TokenSource, WebhookConfig, REDACTED,
+    check_url, receiver_fingerprint, redact_url, tenant_base_url, validate_webhook_url,
+    Credentials, EngineConfig, ProfileKind, ReceiverChange, Secret, TokenSource, WebhookConfig,
+    REDACTED,
 };
 pub use engine::{Engine, Input, Output, Restored};
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
