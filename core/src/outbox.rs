@@ -11,6 +11,12 @@
 //! its backoff and nothing behind it goes first. With `N > 1` the first `N` undelivered payloads are eligible.
 //! An answer handed in at or after its request's deadline counts as a timeout, so the outcome never depends
 //! on whether the host called `handle_timeout` first.
+//!
+//! Receivers: a payload belongs to the receiver it was accepted for (its entry names the URL's fingerprint).
+//! A restart configured with another URL sends payloads left for the old receiver there, or sets them aside,
+//! as [`ReceiverChange`] says. Those go out in a lane of their own (own order, own in-flight limit), so an
+//! old receiver that is down holds up only its own payloads; they are signed with the secret configured now
+//! (an earlier secret is never kept).
 
 use std::collections::BTreeMap;
 
