@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cxone_agent_state_core::{
-    AgentMetrics, CommandError, ComplianceReport, ConfigError, DeadLetterEntry, Engine,
-    EngineConfig, ErrorCode, Event, Output, Record, Restored, StateChanged, TransitionError,
-    TransitionId,
+    redact_url, AgentMetrics, CommandError, ComplianceReport, ConfigError, DeadLetterEntry, Engine,
+    EngineConfig, ErrorCode, Event, HttpResponse, Output, Record, RequestId, Restored,
+    StateChanged, Target, TransitionError, TransitionId, Transmit,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -228,6 +228,20 @@ impl AgentStateManager {
             None => (Recovery::default(), None, None),
         };
         let restored = engine.restore(clocks.now(), recovery.state.clone());
+        if restored.webhooks_to_original_receiver > 0 {
+            tracing::info!(
+                "the webhook receiver changed: {} webhook event(s) accepted for an earlier receiver are \
+                 delivered to that receiver",
+                restored.webhooks_to_original_receiver
+            );
+        }
+        if restored.webhooks_dead_lettered_receiver_changed > 0 {
+            tracing::info!(
+                "the webhook receiver changed: {} webhook event(s) accepted for an earlier receiver were set \
+                 aside as dead letters (replay them to send them to the configured receiver)",
+                restored.webhooks_dead_lettered_receiver_changed
+            );
+        }
         let (requests, rx) = mpsc::channel(COMMAND_QUEUE);
         let (notices, _) = broadcast::channel(4096);
         let log_failed = Arc::new(AtomicBool::new(false));
@@ -240,6 +254,8 @@ impl AgentStateManager {
             writer,
             client: http::client(),
             waiting: HashMap::new(),
+            webhook_requests: HashMap::new(),
+            webhook_failures: HashMap::new(),
             closing: None,
         }));
         Ok(Self {
@@ -259,7 +275,9 @@ impl AgentStateManager {
     }
 
     /// What the engine did with the open state it found: changes resumed or abandoned, webhooks put back in
-    /// line, dead letters held.
+    /// line, dead letters held — and webhooks accepted for another receiver than the configured one (the URL
+    /// changed since), sent to that receiver (`webhooks_to_original_receiver`) or set aside
+    /// (`webhooks_dead_lettered_receiver_changed`), which a host should say at start.
     pub fn restored(&self) -> Restored {
         self.restored
     }
@@ -414,6 +432,18 @@ struct Closing {
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
+/// A webhook delivery: its payload and its receiver as log lines may show it.
+struct WebhookAttempt {
+    event_id: String,
+    receiver: String,
+}
+
+/// Why a webhook delivery failed, for the warning the engine's retry or dead letter brings.
+struct WebhookFailure {
+    receiver: String,
+    cause: String,
+}
+
 struct Driver {
     log_failed: Arc<AtomicBool>,
     engine: Engine,
@@ -423,6 +453,10 @@ struct Driver {
     writer: Option<Writer>,
     client: reqwest::Client,
     waiting: HashMap<TransitionId, Waiter>,
+    /// Webhook deliveries in flight.
+    webhook_requests: HashMap<RequestId, WebhookAttempt>,
+    /// The last failure of each payload still waiting, by event id.
+    webhook_failures: HashMap<String, WebhookFailure>,
     closing: Option<Closing>,
 }
 
@@ -466,10 +500,12 @@ async fn drive(mut d: Driver) {
         }
         // 3. Perform the requests.
         for t in transmits {
+            d.track_webhook(&t);
             http::spawn_perform(&d.client, t.id, t.request, &http_tx);
         }
         // 4. Report.
         for e in events {
+            d.warn_webhook(&e);
             d.report(&e);
             let _ = d.notices.send(Notice::Event(e));
         }
@@ -513,18 +549,87 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Driver {
-    fn answer(
-        &mut self,
-        id: cxone_agent_state_core::RequestId,
-        result: Result<
-            cxone_agent_state_core::HttpResponse,
-            cxone_agent_state_core::TransportErrorKind,
-        >,
-    ) {
+    fn answer(&mut self, id: RequestId, result: Result<HttpResponse, http::Failure>) {
+        if let Some(attempt) = self.webhook_requests.remove(&id) {
+            let cause = match &result {
+                Ok(r) if (200..300).contains(&r.status) => None,
+                Ok(r) => Some(format!("the receiver answered {}", r.status)),
+                Err(f) => Some(f.cause.clone()),
+            };
+            if let Some(cause) = cause {
+                self.webhook_failures.insert(
+                    attempt.event_id,
+                    WebhookFailure {
+                        receiver: attempt.receiver,
+                        cause,
+                    },
+                );
+            }
+        }
         let now = self.clocks.now();
         match result {
             Ok(response) => self.engine.handle_response(now, id, response),
-            Err(kind) => self.engine.handle_transport_error(now, id, kind),
+            Err(f) => self.engine.handle_transport_error(now, id, f.kind),
+        }
+    }
+
+    /// Remembers a webhook delivery, so that its failure can be told with its cause.
+    fn track_webhook(&mut self, t: &Transmit) {
+        if t.target == Target::Webhook {
+            let event_id = t.request.header("x-event-id").unwrap_or_default();
+            // A new attempt: an earlier attempt's cause must not be told as this one's.
+            self.webhook_failures.remove(event_id);
+            self.webhook_requests.insert(
+                t.id,
+                WebhookAttempt {
+                    event_id: event_id.to_owned(),
+                    receiver: redact_url(&t.request.url),
+                },
+            );
+        }
+    }
+
+    /// Warns of a failed webhook delivery, naming its cause: the receiver's status, or why there was no
+    /// answer (connection refused, DNS, TLS, timeout). The receiver is shown without user info or query.
+    fn warn_webhook(&mut self, e: &Event) {
+        match e {
+            Event::WebhookRetryScheduled(r) => {
+                let failure = self.webhook_failures.get(&r.event_id);
+                let cause = failure.map_or_else(
+                    || match r.status {
+                        Some(s) => format!("the receiver answered {s}"),
+                        None => "no answer in time".to_owned(),
+                    },
+                    |f| f.cause.clone(),
+                );
+                tracing::warn!(
+                    event_id = %r.event_id,
+                    receiver = failure.map_or("", |f| f.receiver.as_str()),
+                    attempt = r.attempt,
+                    "webhook delivery failed: {cause}; next attempt in {} ms",
+                    r.delay_ms
+                );
+            }
+            Event::WebhookDeadLettered(d) => {
+                let failure = self.webhook_failures.remove(&d.event_id);
+                // The core's reason names the kind of failure; ours may say more (refused, DNS, TLS).
+                let last = failure
+                    .as_ref()
+                    .filter(|f| !d.reason.contains(&f.cause))
+                    .map(|f| format!("; last failure: {}", f.cause))
+                    .unwrap_or_default();
+                tracing::warn!(
+                    event_id = %d.event_id,
+                    receiver = failure.as_ref().map_or("", |f| f.receiver.as_str()),
+                    attempts = d.attempts,
+                    "webhook event set aside as a dead letter: {}{last}",
+                    d.reason
+                );
+            }
+            Event::WebhookDelivered(d) => {
+                self.webhook_failures.remove(&d.event_id);
+            }
+            _ => {}
         }
     }
 
