@@ -67,25 +67,35 @@ fn dead_letter_reasons(h: &Harness) -> Vec<String> {
         .collect()
 }
 
-fn receiver_config(url: &str, policy: ReceiverChange) -> Option<WebhookConfig> {
-    Some(WebhookConfig {
+fn receiver_config(url: &str, policy: ReceiverChange) -> EngineConfig {
+    config(Some(WebhookConfig {
         on_receiver_change: policy,
         ..WebhookConfig::new(url)
-    })
+    }))
+}
+
+/// Restarts a second later with `config`; returns what the restore did with webhooks: (put back in line, of
+/// those for their original receiver, set aside because the receiver changed, dead letters held).
+fn restart(h: &mut Harness, config: EngineConfig) -> (usize, usize, usize, usize) {
+    let r = h.restart_with(config, 1_000);
+    (
+        r.webhooks,
+        r.webhooks_to_original_receiver,
+        r.webhooks_dead_lettered_receiver_changed,
+        r.dead_letters,
+    )
 }
 
 #[test]
 fn a_payload_for_the_old_receiver_is_delivered_there_after_the_url_changed() {
     let mut h = run_with_receiver_down(OLD);
-    let restored = h.restart_with(
-        config(receiver_config(NEW, ReceiverChange::DeliverToOriginal)),
-        1_000,
-    );
     assert_eq!(
-        (restored.webhooks, restored.webhooks_to_original_receiver),
-        (1, 1)
+        restart(
+            &mut h,
+            receiver_config(NEW, ReceiverChange::DeliverToOriginal)
+        ),
+        (1, 1, 0, 0)
     );
-    assert_eq!(restored.webhooks_dead_lettered_receiver_changed, 0);
     h.drive().unwrap();
     assert_eq!(
         webhook_urls(&h),
@@ -104,17 +114,12 @@ fn a_payload_for_the_old_receiver_is_delivered_there_after_the_url_changed() {
 fn a_payload_whose_old_receiver_url_had_a_query_becomes_a_dead_letter() {
     let old = "https://old.example/hook?token=sekrit";
     let mut h = run_with_receiver_down(old);
-    let restored = h.restart_with(
-        config(receiver_config(NEW, ReceiverChange::DeliverToOriginal)),
-        1_000,
-    );
     assert_eq!(
-        (
-            restored.webhooks,
-            restored.webhooks_dead_lettered_receiver_changed,
-            restored.dead_letters
+        restart(
+            &mut h,
+            receiver_config(NEW, ReceiverChange::DeliverToOriginal)
         ),
-        (0, 1, 1)
+        (0, 0, 1, 1)
     );
     h.drive().unwrap();
     assert!(webhook_urls(&h).is_empty(), "{:?}", webhook_urls(&h));
@@ -142,17 +147,9 @@ fn a_payload_whose_old_receiver_url_had_a_query_becomes_a_dead_letter() {
 #[test]
 fn the_dead_letter_policy_sets_a_payload_for_the_old_receiver_aside() {
     let mut h = run_with_receiver_down(OLD);
-    let restored = h.restart_with(
-        config(receiver_config(NEW, ReceiverChange::DeadLetter)),
-        1_000,
-    );
     assert_eq!(
-        (
-            restored.webhooks,
-            restored.webhooks_to_original_receiver,
-            restored.webhooks_dead_lettered_receiver_changed
-        ),
-        (0, 0, 1)
+        restart(&mut h, receiver_config(NEW, ReceiverChange::DeadLetter)),
+        (0, 0, 1, 1)
     );
     h.drive().unwrap();
     assert!(webhook_urls(&h).is_empty());
@@ -174,7 +171,7 @@ fn a_payload_from_a_log_without_receivers_goes_to_the_configured_one() {
     state
         .apply(&Record::parse_line(line.as_bytes()).unwrap())
         .unwrap();
-    let mut engine = Engine::new(config(receiver_config(NEW, ReceiverChange::DeadLetter))).unwrap();
+    let mut engine = Engine::new(receiver_config(NEW, ReceiverChange::DeadLetter)).unwrap();
     let restored = engine.restore(Now::at(T0 + 1_000), state);
     assert_eq!(
         (
@@ -198,9 +195,8 @@ fn a_payload_from_a_log_without_receivers_goes_to_the_configured_one() {
 #[test]
 fn a_replayed_payload_belongs_to_the_receiver_it_was_replayed_for() {
     let mut h = run_with_receiver_down(OLD);
-    let new_config = config(receiver_config(NEW, ReceiverChange::DeadLetter));
-    h.restart_with(new_config.clone(), 1_000);
-    assert_eq!(h.engine.dead_letters(), 1);
+    let new_config = receiver_config(NEW, ReceiverChange::DeadLetter);
+    assert_eq!(restart(&mut h, new_config.clone()), (0, 0, 1, 1));
     // The operator replays it to the new receiver, which is down too.
     h.receiver.default = ReceiverAnswer::Drop;
     let now = h.now();
@@ -217,14 +213,7 @@ fn a_replayed_payload_belongs_to_the_receiver_it_was_replayed_for() {
     // The next run, still with the dead-letter policy, sends it to the new receiver: it is its own now.
     h.receiver.default = ReceiverAnswer::Status(204);
     let before = webhook_urls(&h).len();
-    let restored = h.restart_with(new_config, 1_000);
-    assert_eq!(
-        (
-            restored.webhooks,
-            restored.webhooks_dead_lettered_receiver_changed
-        ),
-        (1, 0)
-    );
+    assert_eq!(restart(&mut h, new_config), (1, 0, 0, 0));
     h.drive().unwrap();
     let urls = webhook_urls(&h);
     assert!(
@@ -238,15 +227,7 @@ fn a_replayed_payload_belongs_to_the_receiver_it_was_replayed_for() {
 #[test]
 fn without_a_receiver_configured_payloads_stay_in_the_log_as_they_are() {
     let mut h = run_with_receiver_down(OLD);
-    let restored = h.restart_with(config(None), 1_000);
-    assert_eq!(
-        (
-            restored.webhooks,
-            restored.dead_letters,
-            restored.webhooks_dead_lettered_receiver_changed
-        ),
-        (0, 0, 0)
-    );
+    assert_eq!(restart(&mut h, config(None)), (0, 0, 0, 0));
     h.drive().unwrap();
     assert!(webhook_urls(&h).is_empty());
     let waiting: Vec<_> = h.log_state().undelivered().cloned().collect();

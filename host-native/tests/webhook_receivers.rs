@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig, Settings};
 use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
-use cxone_agent_state_core::{EngineConfig, RetryPolicy, Secret, WebhookConfig};
+use cxone_agent_state_core::{DeadLetter, EngineConfig, RetryPolicy, Secret, WebhookConfig};
 use cxone_agent_state_sim_server::{self as sim_server, SimServerHandle};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -311,46 +311,41 @@ impl Captured {
     }
 }
 
-#[tokio::test]
-async fn a_delivery_to_a_closed_port_warns_connection_refused_and_the_dead_letter_says_why() {
+/// Makes one change whose webhook to `url` fails until it is set aside as a dead letter (at the first failure
+/// 150 ms after it was accepted). Returns the dead letter and the log lines written meanwhile.
+async fn fail_until_dead_letter(url: &str) -> (DeadLetter, String) {
     let captured = Captured::default();
     let _guard = tracing::subscriber::set_default(captured.subscriber());
     let tenant = tenant().await;
     let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&tenant, &dir.path().join("audit.jsonl"), url);
+    if let Some(w) = &mut config.engine.webhook {
+        w.dead_letter_after_ms = 150;
+    }
+    let manager = AgentStateManager::start(config).await.unwrap();
+    manager.transition_state("alice", "READY").await.unwrap();
+    assert!(eventually(|| captured.text().contains("set aside as a dead letter")).await);
+    let dead = manager.dead_letters().await;
+    assert_eq!(dead.len(), 1, "set aside");
+    manager.shutdown(Duration::from_millis(100)).await;
+    (dead[0].dead.clone(), captured.text())
+}
+
+#[tokio::test]
+async fn a_delivery_to_a_closed_port_warns_connection_refused_and_the_dead_letter_says_why() {
     let closed = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{closed}/hook?token=sekrit");
-    let mut config = config(&tenant, &dir.path().join("audit.jsonl"), &url);
-    if let Some(w) = &mut config.engine.webhook {
-        // The second failure, a few hundred ms on, is past it: the payload is set aside then.
-        w.dead_letter_after_ms = 150;
-    }
-    let manager = AgentStateManager::start(config).await.unwrap();
-    manager.transition_state("alice", "READY").await.unwrap();
-    let dead = {
-        let mut dead = Vec::new();
-        for _ in 0..250 {
-            dead = manager.dead_letters().await;
-            if !dead.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        dead
-    };
-    assert_eq!(dead.len(), 1, "set aside");
+    let (dead, text) = fail_until_dead_letter(&url).await;
     assert!(
-        dead[0]
-            .dead
-            .reason
+        dead.reason
             .ends_with("(last attempt: no connection could be made)"),
         "{}",
-        dead[0].dead.reason
+        dead.reason
     );
-    manager.shutdown(Duration::from_millis(100)).await;
-    let text = captured.text();
+    assert_eq!(dead.last_status, None);
     assert!(
         text.contains("webhook delivery failed: connection refused; next attempt in"),
         "{text}"
@@ -369,30 +364,15 @@ async fn a_delivery_to_a_closed_port_warns_connection_refused_and_the_dead_lette
 
 #[tokio::test]
 async fn a_receiver_answering_503_is_named_in_the_warning_and_in_the_dead_letter() {
-    let captured = Captured::default();
-    let _guard = tracing::subscriber::set_default(captured.subscriber());
-    let tenant = tenant().await;
-    let dir = tempfile::tempdir().unwrap();
     let a = Receiver::start("/hook", 503).await;
-    let mut config = config(&tenant, &dir.path().join("audit.jsonl"), &a.url);
-    if let Some(w) = &mut config.engine.webhook {
-        w.dead_letter_after_ms = 150;
-    }
-    let manager = AgentStateManager::start(config).await.unwrap();
-    manager.transition_state("alice", "READY").await.unwrap();
-    assert!(eventually(|| captured.text().contains("set aside as a dead letter")).await);
-    let dead = manager.dead_letters().await;
-    assert_eq!(dead[0].dead.last_status, Some(503));
+    let (dead, text) = fail_until_dead_letter(&a.url).await;
+    assert_eq!(dead.last_status, Some(503));
     assert!(
-        dead[0]
-            .dead
-            .reason
+        dead.reason
             .ends_with("(last attempt: the receiver answered 503)"),
         "{}",
-        dead[0].dead.reason
+        dead.reason
     );
-    manager.shutdown(Duration::from_millis(100)).await;
-    let text = captured.text();
     assert!(
         text.contains("webhook delivery failed: the receiver answered 503; next attempt in"),
         "{text}"
