@@ -255,7 +255,7 @@ impl AgentStateManager {
             client: http::client(),
             waiting: HashMap::new(),
             webhook_requests: HashMap::new(),
-            webhook_failures: HashMap::new(),
+            webhook_attempts: HashMap::new(),
             closing: None,
         }));
         Ok(Self {
@@ -432,16 +432,12 @@ struct Closing {
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
-/// A webhook delivery: its payload and its receiver as log lines may show it.
-struct WebhookAttempt {
-    event_id: String,
+/// The latest delivery attempt of a webhook payload still waiting: where it went (as log lines may show
+/// it, see [`redact_url`]) and, once it failed, why.
+struct LastAttempt {
+    request: RequestId,
     receiver: String,
-}
-
-/// Why a webhook delivery failed, for the warning the engine's retry or dead letter brings.
-struct WebhookFailure {
-    receiver: String,
-    cause: String,
+    failure: Option<String>,
 }
 
 struct Driver {
@@ -453,10 +449,10 @@ struct Driver {
     writer: Option<Writer>,
     client: reqwest::Client,
     waiting: HashMap<TransitionId, Waiter>,
-    /// Webhook deliveries in flight.
-    webhook_requests: HashMap<RequestId, WebhookAttempt>,
-    /// The last failure of each payload still waiting, by event id.
-    webhook_failures: HashMap<String, WebhookFailure>,
+    /// Webhook deliveries in flight: their payload's event id.
+    webhook_requests: HashMap<RequestId, String>,
+    /// The latest attempt of each payload still waiting, by event id.
+    webhook_attempts: HashMap<String, LastAttempt>,
     closing: Option<Closing>,
 }
 
@@ -499,13 +495,16 @@ async fn drive(mut d: Driver) {
             }
         }
         // 3. Perform the requests.
+        //    Webhook failures are logged first, with their cause, before a new attempt takes its place.
+        for e in &events {
+            d.warn_webhook(e);
+        }
         for t in transmits {
             d.track_webhook(&t);
             http::spawn_perform(&d.client, t.id, t.request, &http_tx);
         }
         // 4. Report.
         for e in events {
-            d.warn_webhook(&e);
             d.report(&e);
             let _ = d.notices.send(Notice::Event(e));
         }
@@ -550,20 +549,19 @@ async fn sleep_until(at: Option<Instant>) {
 
 impl Driver {
     fn answer(&mut self, id: RequestId, result: Result<HttpResponse, http::Failure>) {
-        if let Some(attempt) = self.webhook_requests.remove(&id) {
-            let cause = match &result {
+        if let Some(event_id) = self.webhook_requests.remove(&id) {
+            let failure = match &result {
                 Ok(r) if (200..300).contains(&r.status) => None,
                 Ok(r) => Some(format!("the receiver answered {}", r.status)),
                 Err(f) => Some(f.cause.clone()),
             };
-            if let Some(cause) = cause {
-                self.webhook_failures.insert(
-                    attempt.event_id,
-                    WebhookFailure {
-                        receiver: attempt.receiver,
-                        cause,
-                    },
-                );
+            // A late answer to an attempt the engine already gave up on is not the latest attempt's.
+            if let Some(attempt) = self
+                .webhook_attempts
+                .get_mut(&event_id)
+                .filter(|a| a.request == id)
+            {
+                attempt.failure = failure;
             }
         }
         let now = self.clocks.now();
@@ -576,14 +574,19 @@ impl Driver {
     /// Remembers a webhook delivery, so that its failure can be told with its cause.
     fn track_webhook(&mut self, t: &Transmit) {
         if t.target == Target::Webhook {
-            let event_id = t.request.header("x-event-id").unwrap_or_default();
+            let event_id = t
+                .request
+                .header("x-event-id")
+                .unwrap_or_default()
+                .to_owned();
+            self.webhook_requests.insert(t.id, event_id.clone());
             // A new attempt: an earlier attempt's cause must not be told as this one's.
-            self.webhook_failures.remove(event_id);
-            self.webhook_requests.insert(
-                t.id,
-                WebhookAttempt {
-                    event_id: event_id.to_owned(),
+            self.webhook_attempts.insert(
+                event_id,
+                LastAttempt {
+                    request: t.id,
                     receiver: redact_url(&t.request.url),
+                    failure: None,
                 },
             );
         }
@@ -594,40 +597,42 @@ impl Driver {
     fn warn_webhook(&mut self, e: &Event) {
         match e {
             Event::WebhookRetryScheduled(r) => {
-                let failure = self.webhook_failures.get(&r.event_id);
-                let cause = failure.map_or_else(
-                    || match r.status {
-                        Some(s) => format!("the receiver answered {s}"),
-                        None => "no answer in time".to_owned(),
-                    },
-                    |f| f.cause.clone(),
-                );
+                let attempt = self.webhook_attempts.get(&r.event_id);
+                // No cause of ours: the engine gave up waiting before the answer came.
+                let cause =
+                    attempt
+                        .and_then(|a| a.failure.clone())
+                        .unwrap_or_else(|| match r.status {
+                            Some(s) => format!("the receiver answered {s}"),
+                            None => "no answer in time".to_owned(),
+                        });
                 tracing::warn!(
                     event_id = %r.event_id,
-                    receiver = failure.map_or("", |f| f.receiver.as_str()),
+                    receiver = attempt.map_or("", |a| a.receiver.as_str()),
                     attempt = r.attempt,
                     "webhook delivery failed: {cause}; next attempt in {} ms",
                     r.delay_ms
                 );
             }
             Event::WebhookDeadLettered(d) => {
-                let failure = self.webhook_failures.remove(&d.event_id);
+                let attempt = self.webhook_attempts.remove(&d.event_id);
                 // The core's reason names the kind of failure; ours may say more (refused, DNS, TLS).
-                let last = failure
+                let last = attempt
                     .as_ref()
-                    .filter(|f| !d.reason.contains(&f.cause))
-                    .map(|f| format!("; last failure: {}", f.cause))
+                    .and_then(|a| a.failure.as_ref())
+                    .filter(|cause| !d.reason.contains(cause.as_str()))
+                    .map(|cause| format!("; last failure: {cause}"))
                     .unwrap_or_default();
                 tracing::warn!(
                     event_id = %d.event_id,
-                    receiver = failure.as_ref().map_or("", |f| f.receiver.as_str()),
+                    receiver = attempt.as_ref().map_or("", |a| a.receiver.as_str()),
                     attempts = d.attempts,
                     "webhook event set aside as a dead letter: {}{last}",
                     d.reason
                 );
             }
             Event::WebhookDelivered(d) => {
-                self.webhook_failures.remove(&d.event_id);
+                self.webhook_attempts.remove(&d.event_id);
             }
             _ => {}
         }
