@@ -55,6 +55,10 @@ export interface WebhookConfig {
   /** A payload refused (4xx other than 408 and 429) this many times becomes a dead letter. */
   deadLetterAfterRefusals?: number;
   deadLetterAfterMs?: number;
+  /** What a restart does with payloads accepted for another receiver URL than this one: deliver them to that
+   * receiver (the default; its URL must be in the log, which it is not when it has a query or user info) or
+   * set them aside as dead letters. */
+  onReceiverChange?: "deliverToOriginal" | "deadLetter";
 }
 
 /** The engine's configuration (every field but `baseUrl` has a default). Secrets serialize as "[redacted]". */
@@ -126,11 +130,14 @@ export interface ChangeIntent {
   /** The caller's reference of the change, when it gave one. */
   reference?: string;
 }
-/** A webhook payload accepted for delivery; `body` is the JSON text exactly as sent and signed. */
-export interface WebhookEntry { eventId: string; body: string; atMs: number }
+/** A webhook payload accepted for delivery; `body` is the JSON text exactly as sent and signed. `receiver` is
+ * the fingerprint of the receiver URL it was accepted for, `url` that URL when it has no query, fragment or
+ * user info (older logs have neither). */
+export interface WebhookEntry { eventId: string; body: string; atMs: number; receiver?: string; url?: string }
 export interface Delivered { eventId: string; attempts: number; atMs: number }
 export interface DeadLetter { eventId: string; attempts: number; lastStatus: number | null; reason: string; atMs: number }
-export interface Replayed { eventId: string; atMs: number }
+/** A dead letter put back in line for the receiver configured then (`receiver`, `url`: as in `WebhookEntry`). */
+export interface Replayed { eventId: string; atMs: number; receiver?: string; url?: string }
 export interface Abandoned { idempotencyKey: string; reason: string; atMs: number }
 /** Where the audit chain stands. */
 export interface ChainHead { nextSeq: number; lastHash: string }
@@ -159,7 +166,13 @@ export type LogRecord =
   | ({ kind: "checkpoint" } & Checkpoint);
 
 /** What `restore` found in the log and did with it. */
-export interface Restored { resumed: number; abandoned: number; webhooks: number; deadLetters: number }
+export interface Restored {
+  resumed: number; abandoned: number; webhooks: number; deadLetters: number;
+  /** Of `webhooks`, payloads accepted for an earlier receiver URL, delivered to that receiver. */
+  webhooksToOriginalReceiver: number;
+  /** Of `deadLetters`, payloads accepted for an earlier receiver URL, set aside at this restore. */
+  webhooksDeadLetteredReceiverChanged: number;
+}
 
 /** The reference module's `AGENT_STATE_CHANGED` webhook, with additive fields. */
 export interface WebhookPayload {

@@ -220,7 +220,7 @@ function withReceiver(t, answer) {
     const eventId = headers.get('x-event-id');
     const n = deliveries.filter((d) => d.eventId === eventId).length + 1;
     const status = answer(eventId, n);
-    deliveries.push({ eventId, headers, body: init.body, status });
+    deliveries.push({ url, eventId, headers, body: init.body, status });
     return new Response(null, { status });
   };
   return { fetch, deliveries, accepted: () => deliveries.filter((d) => d.status < 300) };
@@ -288,6 +288,43 @@ test('dead letters: a refused payload is set aside, later ones flow, and a repla
   const accepted = hooks.accepted().map((x) => JSON.parse(x.body).data.userId);
   assert.deepEqual(accepted, ['a2', 'a1']);
   await m.close();
+});
+
+test('a payload accepted for an earlier receiver URL goes to that receiver, or is set aside, on the next start', async () => {
+  let down = true;
+  const hooks = withReceiver(fakeTenant(), () => (down ? 503 : 204));
+  const log = [];
+  const first = new AgentStateManager(credentials, 'https://hooks.example/old', {
+    ...fast, fetch: hooks.fetch, persist: (r) => log.push(r), webhook: { retry: { baseMs: 10, jitterMs: 5, capMs: 50 } },
+  });
+  await first.transitionState('a1', 'READY');
+  while (hooks.deliveries.length === 0) await sleep(5);
+  await first.close();
+  const [entry] = log.filter((r) => r.kind === 'webhook');
+  assert.equal(entry.url, 'https://hooks.example/old');
+  assert.match(entry.receiver, /^[0-9a-f]{16}$/);
+
+  down = false;
+  const second = new AgentStateManager(credentials, 'https://hooks.example/new', {
+    ...fast, fetch: hooks.fetch, records: log, persist: (r) => log.push(r),
+  });
+  assert.equal(second.restored.webhooksToOriginalReceiver, 1);
+  const delivered = await next(second, 'webhookdelivered');
+  assert.equal(delivered.eventId, entry.eventId);
+  assert.deepEqual(hooks.accepted().map((d) => d.url), ['https://hooks.example/old'], 'the driver sends where the core says');
+  await second.close();
+
+  // The same log under the dead-letter policy: nothing is sent, the payload is a dead letter.
+  const records = log.filter((r) => r.kind !== 'delivered');
+  const sent = hooks.deliveries.length;
+  const third = new AgentStateManager(credentials, 'https://hooks.example/new', {
+    ...fast, fetch: hooks.fetch, records, webhook: { onReceiverChange: 'deadLetter' },
+  });
+  assert.equal(third.restored.webhooksDeadLetteredReceiverChanged, 1);
+  assert.deepEqual(third.getDeadLetters().map((l) => l.entry.eventId), [entry.eventId]);
+  await sleep(30);
+  assert.equal(hooks.deliveries.length, sent);
+  await third.close();
 });
 
 test('persist: every record is awaited before any later request or event', async () => {
@@ -391,7 +428,9 @@ test('restore: a change left OUTCOME_UNKNOWN is sent again with its key on the n
   const second = new AgentStateManager(credentials, undefined, {
     ...fast, fetch: t.fetch, records: log, persist: (r) => later.push(r),
   });
-  assert.deepEqual(second.restored, { resumed: 1, abandoned: 0, webhooks: 0, deadLetters: 0 });
+  assert.deepEqual(second.restored, {
+    resumed: 1, abandoned: 0, webhooks: 0, deadLetters: 0, webhooksToOriginalReceiver: 0, webhooksDeadLetteredReceiverChanged: 0,
+  });
   while (second.openChanges > 0) await sleep(5);
   const keys = t.sets().map((c) => c.init.headers['Idempotency-Key']);
   assert.equal(keys.length, 2);

@@ -186,6 +186,132 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the parts of a URL that may carry a secret begin: the user info (`user:pass@` in the authority), and
+/// the query or fragment.
+struct SecretParts {
+    /// Just past `scheme://` (0 for a URL without a scheme).
+    authority_start: usize,
+    /// Just past the last `@` of the authority, when it has user info.
+    userinfo_end: Option<usize>,
+    /// The first `?` or `#` after the authority.
+    tail_start: Option<usize>,
+}
+
+impl SecretParts {
+    fn of(url: &str) -> Self {
+        let authority_start = url.find("://").map_or(0, |i| i + 3);
+        let rest = &url[authority_start..];
+        let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let userinfo_end = rest[..authority_len]
+            .rfind('@')
+            .map(|at| authority_start + at + 1);
+        let tail_start = rest[authority_len..]
+            .find(['?', '#'])
+            .map(|i| authority_start + authority_len + i);
+        Self {
+            authority_start,
+            userinfo_end,
+            tail_start,
+        }
+    }
+}
+
+/// The URL with what may carry a secret replaced by `[redacted]`: its user info, and its query or fragment
+/// (`https://h/hook?token=x` shows as `https://h/hook?[redacted]`). What is left (scheme, host, port, path) is
+/// what logs and messages may show.
+pub fn redact_url(url: &str) -> String {
+    let parts = SecretParts::of(url);
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..parts.authority_start]);
+    let host_start = match parts.userinfo_end {
+        Some(end) => {
+            out.push_str(REDACTED);
+            out.push('@');
+            end
+        }
+        None => parts.authority_start,
+    };
+    match parts.tail_start {
+        Some(tail) => {
+            out.push_str(&url[host_start..=tail]);
+            out.push_str(REDACTED);
+        }
+        None => out.push_str(&url[host_start..]),
+    }
+    out
+}
+
+/// The URL itself when it has no user info, query or fragment (nothing that may carry a secret), else `None`:
+/// only such a URL is ever written to the durable log.
+pub(crate) fn loggable_url(url: &str) -> Option<&str> {
+    let parts = SecretParts::of(url);
+    (parts.userinfo_end.is_none() && parts.tail_start.is_none()).then_some(url)
+}
+
+/// The fingerprint of a webhook receiver: the first 16 hex digits of the SHA-256 of its whole URL (query
+/// included, so two URLs that differ only by a token are two receivers). Cheap to compare, stable across
+/// runs and hosts, and it does not show the URL; a token in the URL should still be a random one, since a
+/// guessable token could be confirmed against the fingerprint.
+pub fn receiver_fingerprint(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(url.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// What [`Engine::restore`](crate::Engine::restore) does with a webhook payload that is still waiting for a
+/// receiver other than the one configured now (the webhook URL changed between runs): a payload belongs to
+/// the receiver it was accepted for.
+///
+/// Hosts spell the values `deliver-to-original` and `dead-letter` ([`FromStr`](std::str::FromStr)); JSON
+/// configurations `"deliverToOriginal"` and `"deadLetter"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum ReceiverChange {
+    /// Deliver it to the receiver it was accepted for, signed with the secret configured now. Only possible
+    /// when that receiver's URL is in the log, which it is not when the URL has a query, fragment or user
+    /// info (they may carry a secret, so they are never written there): such a payload becomes a dead letter.
+    #[default]
+    DeliverToOriginal,
+    /// Set it aside as a dead letter; [`Engine::replay_dead_letters`](crate::Engine::replay_dead_letters)
+    /// sends it to the receiver configured then.
+    DeadLetter,
+}
+
+impl ReceiverChange {
+    /// `"deliver-to-original"` or `"dead-letter"`: how hosts spell it in settings and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeliverToOriginal => "deliver-to-original",
+            Self::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+impl std::fmt::Display for ReceiverChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ReceiverChange {
+    type Err = ConfigError;
+
+    /// Reads `deliver-to-original` or `dead-letter` (any case; the JSON spellings `deliverToOriginal` and
+    /// `deadLetter` too). The error names the field `webhook.on_receiver_change`.
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        let folded = s.trim().replace(['-', '_'], "").to_ascii_lowercase();
+        match folded.as_str() {
+            "delivertooriginal" => Ok(Self::DeliverToOriginal),
+            "deadletter" => Ok(Self::DeadLetter),
+            _ => invalid(
+                "webhook.on_receiver_change",
+                "expected deliver-to-original or dead-letter",
+            ),
+        }
+    }
+}
+
 /// Checks a webhook URL with [`check_url`]; the error carries `INVALID_WEBHOOK_URL`.
 pub fn validate_webhook_url(url: &str) -> Result<(), ConfigError> {
     check_url(url).map_err(|reason| ConfigError::WebhookUrl { reason })
@@ -217,6 +343,9 @@ pub struct WebhookConfig {
     /// A payload still undelivered this long after it was accepted becomes a dead letter at its next
     /// failure (a receiver gone for good). One day by default.
     pub dead_letter_after_ms: u64,
+    /// What a restart does with payloads still waiting for a receiver other than this one (the URL changed
+    /// since they were accepted): deliver them to their original receiver (the default) or set them aside.
+    pub on_receiver_change: ReceiverChange,
 }
 
 impl Default for WebhookConfig {
@@ -232,6 +361,7 @@ impl Default for WebhookConfig {
             max_in_flight: 1,
             dead_letter_after_refusals: 5,
             dead_letter_after_ms: 86_400_000,
+            on_receiver_change: ReceiverChange::DeliverToOriginal,
         }
     }
 }
@@ -239,7 +369,7 @@ impl Default for WebhookConfig {
 impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookConfig")
-            .field("url", &RedactedUrl(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("secret", &self.secret)
             .field("timeout_ms", &self.timeout_ms)
             .field("retry", &self.retry)
@@ -249,6 +379,7 @@ impl std::fmt::Debug for WebhookConfig {
                 &self.dead_letter_after_refusals,
             )
             .field("dead_letter_after_ms", &self.dead_letter_after_ms)
+            .field("on_receiver_change", &self.on_receiver_change)
             .finish()
     }
 }
@@ -275,21 +406,6 @@ impl WebhookConfig {
             self.dead_letter_after_refusals,
         )?;
         self.retry.validate("webhook.retry")
-    }
-}
-
-/// Shows a URL up to its query (or user info, should an unvalidated one carry it).
-pub(crate) struct RedactedUrl<'a>(pub(crate) &'a str);
-
-impl std::fmt::Debug for RedactedUrl<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = self.0;
-        let cut = url.find(['?', '#', '@']).unwrap_or(url.len());
-        if cut == url.len() {
-            write!(f, "{url:?}")
-        } else {
-            write!(f, "\"{}[redacted]\"", url[..cut].escape_debug())
-        }
     }
 }
 
@@ -522,6 +638,53 @@ mod tests {
             let e = validate_webhook_url(bad).unwrap_err();
             assert_eq!(e.code(), crate::ErrorCode::InvalidWebhookUrl, "{bad}");
         }
+    }
+
+    #[test]
+    fn urls_are_redacted_and_fingerprinted_without_their_secrets() {
+        for (url, shown) in [
+            ("https://h/hook", "https://h/hook"),
+            ("https://h/hook?token=sekrit", "https://h/hook?[redacted]"),
+            ("https://h/hook#sekrit", "https://h/hook#[redacted]"),
+            (
+                "https://user:sekrit@h:8443/x",
+                "https://[redacted]@h:8443/x",
+            ),
+            (
+                "https://u:sekrit@h?k=sekrit",
+                "https://[redacted]@h?[redacted]",
+            ),
+            ("https://h/a@b", "https://h/a@b"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert_eq!(loggable_url(url).is_some(), url == shown, "{url}");
+        }
+        let a = receiver_fingerprint("https://h/hook?token=1");
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+        assert_eq!(a, receiver_fingerprint("https://h/hook?token=1"));
+        assert_ne!(a, receiver_fingerprint("https://h/hook?token=2"));
+    }
+
+    #[test]
+    fn receiver_change_reads_the_host_and_json_spellings() {
+        for (text, want) in [
+            ("deliver-to-original", ReceiverChange::DeliverToOriginal),
+            ("Dead-Letter", ReceiverChange::DeadLetter),
+            ("deadLetter", ReceiverChange::DeadLetter),
+        ] {
+            assert_eq!(text.parse::<ReceiverChange>().unwrap(), want, "{text}");
+            assert_eq!(want.as_str().parse::<ReceiverChange>().unwrap(), want);
+        }
+        let e = "drop".parse::<ReceiverChange>().unwrap_err();
+        assert!(e.to_string().contains("webhook.on_receiver_change"), "{e}");
+        assert_eq!(e.code(), crate::ErrorCode::InvalidConfig);
+        let c: WebhookConfig =
+            serde_json::from_str(r#"{"url":"https://h/x","onReceiverChange":"deadLetter"}"#)
+                .unwrap();
+        assert_eq!(c.on_receiver_change, ReceiverChange::DeadLetter);
+        let c: WebhookConfig = serde_json::from_str(r#"{"url":"https://h/x"}"#).unwrap();
+        assert_eq!(c.on_receiver_change, ReceiverChange::DeliverToOriginal);
     }
 
     #[test]

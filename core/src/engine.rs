@@ -123,10 +123,18 @@ pub struct Restored {
     pub resumed: usize,
     /// Open changes too old to send again safely: recorded as `OUTCOME_UNKNOWN` and closed.
     pub abandoned: usize,
-    /// Webhook payloads put back in line for delivery.
+    /// Webhook payloads put back in line for delivery (those for their original receiver included).
     pub webhooks: usize,
-    /// Dead letters held (see [`Engine::replay_dead_letters`]).
+    /// Dead letters held (see [`Engine::replay_dead_letters`]), those set aside now included.
     pub dead_letters: usize,
+    /// Of `webhooks`, payloads accepted for another receiver than the configured one (the webhook URL
+    /// changed since) that go to that original receiver
+    /// ([`ReceiverChange::DeliverToOriginal`](crate::ReceiverChange::DeliverToOriginal)).
+    pub webhooks_to_original_receiver: usize,
+    /// Of `dead_letters`, payloads accepted for another receiver than the configured one that were set aside
+    /// now: the policy says so ([`ReceiverChange::DeadLetter`](crate::ReceiverChange::DeadLetter)), or their
+    /// receiver's URL is not in the log.
+    pub webhooks_dead_lettered_receiver_changed: usize,
 }
 
 /// Options of a state change ([`Engine::transition_with`]). Start from `TransitionOptions::default()` and
@@ -433,6 +441,10 @@ impl Engine {
                 }
             }
         }
+        // A payload belongs to the receiver it was accepted for: one for another receiver (the URL changed
+        // since) goes there or becomes a dead letter, as the configuration says. Without a receiver
+        // configured, every payload stays in the log as it is.
+        let mut set_aside = Vec::new();
         if let Some(outbox) = &mut self.outbox {
             for e in undelivered {
                 let age = if clock_behind {
@@ -440,10 +452,29 @@ impl Engine {
                 } else {
                     now.unix_ms.saturating_sub(e.at_ms)
                 };
-                if outbox.enqueue(e, now, age) {
-                    restored.webhooks += 1;
+                match outbox.route(&e) {
+                    Ok(original) => {
+                        let elsewhere = original.is_some();
+                        if outbox.enqueue_to(original, e, now, age) {
+                            restored.webhooks += 1;
+                            restored.webhooks_to_original_receiver += usize::from(elsewhere);
+                        }
+                    }
+                    Err(reason) => set_aside.push((e.event_id, reason)),
                 }
             }
+        }
+        for (event_id, reason) in set_aside {
+            self.on_outbox_note(
+                now,
+                Note::DeadLettered {
+                    event_id,
+                    attempts: 0,
+                    last_status: None,
+                    reason,
+                },
+            );
+            restored.webhooks_dead_lettered_receiver_changed += 1;
         }
         restored.dead_letters = self.log.dead_letter_count();
         self.run(now);
@@ -496,29 +527,36 @@ impl Engine {
     }
 
     /// Puts dead letters back in line for delivery: the one with `event_id`, or all when `None`. Returns how
-    /// many. Each is recorded ([`Record::Replayed`]).
+    /// many. Each is recorded ([`Record::Replayed`]) and goes to the receiver configured now, whichever it was
+    /// accepted for: the record names that receiver, so a later restart keeps it there.
     pub fn replay_dead_letters(&mut self, now: Now, event_id: Option<&str>) -> usize {
-        if self.closed || self.outbox.is_none() {
+        if self.closed {
             return 0;
         }
-        let now = self.clock(now);
+        let Some(outbox) = &self.outbox else {
+            return 0;
+        };
         let letters: Vec<WebhookEntry> = self
             .log
             .dead_letters()
             .filter(|d| event_id.is_none_or(|id| d.entry.event_id == id))
-            .map(|d| d.entry.clone())
+            .map(|d| outbox.bind(d.entry.clone()))
             .collect();
-        for entry in &letters {
+        let count = letters.len();
+        let now = self.clock(now);
+        for entry in letters {
             self.persist(Record::Replayed(Replayed {
                 event_id: entry.event_id.clone(),
                 at_ms: now.unix_ms,
+                receiver: entry.receiver.clone(),
+                url: entry.url.clone(),
             }));
             if let Some(o) = &mut self.outbox {
-                o.enqueue(entry.clone(), now, 0);
+                o.enqueue(entry, now, 0);
             }
         }
         self.run(now);
-        letters.len()
+        count
     }
 
     /// Stops taking commands (they answer `CLOSED`); changes already taken run to their end. For a graceful
@@ -1829,7 +1867,7 @@ impl Engine {
         let previous_state = self.previous_state(&user_id);
         // The webhook's outbox entry goes first: a log cut between the two leaves the change open (resumed and
         // announced again under the same event id) rather than audited without its webhook.
-        if self.outbox.is_some() {
+        if let Some(outbox) = &self.outbox {
             let idle_time_ms = self.history.idle_time(&user_id, now.unix_ms);
             let payload = WebhookPayload {
                 event: AGENT_STATE_CHANGED.to_owned(),
@@ -1845,11 +1883,13 @@ impl Engine {
                     violation_count: self.report.violation_count(),
                 },
             };
-            let entry = WebhookEntry {
+            let entry = outbox.bind(WebhookEntry {
                 event_id: payload.event_id.clone(),
                 body: serde_json::to_string(&payload).expect("payloads serialize"),
                 at_ms: now.unix_ms,
-            };
+                receiver: None,
+                url: None,
+            });
             self.persist(Record::Webhook(entry.clone()));
             if let Some(o) = &mut self.outbox {
                 o.enqueue(entry, now, 0);

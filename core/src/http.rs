@@ -184,6 +184,16 @@ impl TransportErrorKind {
     pub fn may_have_arrived(self) -> bool {
         self != Self::Connect
     }
+
+    /// What happened, in a few words for logs and dead-letter reasons.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Connect => "no connection could be made",
+            Self::Reset => "the connection dropped before an answer",
+            Self::Timeout => "no answer in time",
+            Self::Other => "the request failed",
+        }
+    }
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -68,8 +68,9 @@ pub use audit::{
     GENESIS_HASH, NO_HEAD,
 };
 pub use config::{
-    check_url, tenant_base_url, validate_webhook_url, Credentials, EngineConfig, ProfileKind,
-    Secret, TokenSource, WebhookConfig, REDACTED,
+    check_url, receiver_fingerprint, redact_url, tenant_base_url, validate_webhook_url,
+    Credentials, EngineConfig, ProfileKind, ReceiverChange, Secret, TokenSource, WebhookConfig,
+    REDACTED,
 };
 pub use engine::{Engine, Input, Output, Restored, TransitionOptions};
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};

@@ -83,6 +83,15 @@ pub struct WebhookEntry {
     pub body: String,
     /// When it was accepted (Unix ms).
     pub at_ms: u64,
+    /// The receiver it was accepted for, as its [`receiver_fingerprint`](crate::receiver_fingerprint).
+    /// Absent from logs written before receivers were recorded: such a payload belongs to whichever
+    /// receiver is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
+    /// That receiver's URL, so a restart configured with another one can still deliver it there. Absent
+    /// when the URL has a query, fragment or user info: they may carry a secret, which never enters the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A webhook payload reached its receiver.
@@ -113,7 +122,7 @@ pub struct DeadLetter {
     pub at_ms: u64,
 }
 
-/// A dead letter put back in line.
+/// A dead letter put back in line, for the receiver configured when it was replayed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Replayed {
@@ -121,6 +130,13 @@ pub struct Replayed {
     pub event_id: String,
     /// When (Unix ms).
     pub at_ms: u64,
+    /// The receiver it now belongs to (its fingerprint): it replaces the payload's own
+    /// [`WebhookEntry::receiver`]. Absent from older logs (the payload keeps its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
+    /// That receiver's URL, on the same terms as [`WebhookEntry::url`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// An open change given up for good.
@@ -542,7 +558,11 @@ impl LogState {
             Record::Replayed(r) => {
                 self.saw(r.at_ms);
                 if let Some(n) = self.dead_by_id.remove(&r.event_id) {
-                    if let Some(d) = self.dead.remove(&n) {
+                    if let Some(mut d) = self.dead.remove(&n) {
+                        if r.receiver.is_some() {
+                            d.entry.receiver.clone_from(&r.receiver);
+                            d.entry.url.clone_from(&r.url);
+                        }
                         self.push_outbox(d.entry);
                     }
                 }
@@ -859,6 +879,8 @@ mod tests {
             event_id: id.into(),
             body: "{\"x\":\"line\\nbreak\"}".into(),
             at_ms: 3,
+            receiver: Some("0123456789abcdef".into()),
+            url: Some("https://old.example/hook".into()),
         })
     }
 
@@ -910,6 +932,34 @@ mod tests {
     }
 
     #[test]
+    fn webhook_lines_without_a_receiver_still_parse() {
+        // As every log before receivers were recorded wrote them.
+        let old = br#"{"kind":"webhook","eventId":"e1","body":"{}","atMs":3}"#;
+        let Record::Webhook(e) = Record::parse_line(old).unwrap() else {
+            panic!("not a webhook record")
+        };
+        assert_eq!((e.receiver, e.url), (None, None));
+        let old = br#"{"kind":"replayed","eventId":"e1","atMs":4}"#;
+        assert!(matches!(
+            Record::parse_line(old).unwrap(),
+            Record::Replayed(Replayed {
+                receiver: None,
+                url: None,
+                ..
+            })
+        ));
+        // And a payload without them is written as before: no `receiver`, no `url`.
+        let Record::Webhook(mut e) = hook("e1") else {
+            unreachable!()
+        };
+        (e.receiver, e.url) = (None, None);
+        let line = String::from_utf8(Record::Webhook(e).to_line()).unwrap();
+        let written =
+            r#"{"kind":"webhook","eventId":"e1","body":"{\"x\":\"line\\nbreak\"}","atMs":3}"#;
+        assert_eq!(line, format!("{written}\n"));
+    }
+
+    #[test]
     fn the_fold_opens_and_closes_changes_and_webhooks() {
         let mut head = ChainHead::default();
         let mut s = LogState::default();
@@ -941,10 +991,18 @@ mod tests {
         s.apply(&Record::Replayed(Replayed {
             event_id: "e1".into(),
             at_ms: 10,
+            receiver: Some("fedcba9876543210".into()),
+            url: None,
         }))
         .unwrap();
         let order: Vec<_> = s.undelivered().map(|e| e.event_id.as_str()).collect();
         assert_eq!(order, ["e2", "e1"], "a replayed letter goes to the back");
+        let replayed = s.undelivered().last().unwrap();
+        assert_eq!(
+            (replayed.receiver.as_deref(), replayed.url.as_deref()),
+            (Some("fedcba9876543210"), None),
+            "a replayed letter belongs to the receiver it was replayed for"
+        );
         s.apply(&Record::Abandoned(Abandoned {
             idempotency_key: "k2".into(),
             reason: "old".into(),

@@ -11,13 +11,19 @@
 //! its backoff and nothing behind it goes first. With `N > 1` the first `N` undelivered payloads are eligible.
 //! An answer handed in at or after its request's deadline counts as a timeout, so the outcome never depends
 //! on whether the host called `handle_timeout` first.
+//!
+//! Receivers: a payload belongs to the receiver it was accepted for (its entry names the URL's fingerprint).
+//! A restart configured with another URL sends payloads left for the old receiver there, or sets them aside,
+//! as [`ReceiverChange`] says. Those go out in a lane of their own (own order, own in-flight limit), so an
+//! old receiver that is down holds up only its own payloads; they are signed with the secret configured now
+//! (an earlier secret is never kept).
 
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::WebhookConfig;
+use crate::config::{check_url, loggable_url, receiver_fingerprint, ReceiverChange, WebhookConfig};
 use crate::http::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
 use crate::log::WebhookEntry;
 use crate::rng::DetRng;
@@ -25,6 +31,9 @@ use crate::time::Now;
 
 /// The longest event id accepted (it travels in the `X-Event-Id` header).
 const MAX_EVENT_ID_LEN: usize = 200;
+
+/// The lane of the configured receiver.
+const CONFIGURED: usize = 0;
 
 #[derive(Clone, Copy, Debug)]
 enum SlotState {
@@ -44,6 +53,48 @@ struct Slot {
     enqueued_mono: u64,
     prior_age_ms: u64,
     state: SlotState,
+}
+
+/// One receiver's payloads, in order: the configured receiver's, or those of an earlier receiver that a
+/// restart found still waiting (see [`ReceiverChange`]). Each lane keeps its own order and in-flight limit,
+/// so a receiver that is down holds up only its own payloads.
+#[derive(Debug)]
+struct Lane {
+    /// Where its payloads go.
+    url: String,
+    /// Undelivered payloads by order.
+    slots: BTreeMap<u64, Slot>,
+}
+
+/// A payload's place: its lane (an index into `Outbox::lanes`) and its order.
+type Place = (usize, u64);
+
+/// How one attempt failed, as a dead letter's reason tells it.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// The receiver answered with this (non-2xx) status.
+    Status(u16),
+    /// No HTTP answer: the host's transport error.
+    Transport(TransportErrorKind),
+    /// No answer before the request's deadline.
+    NoAnswer,
+}
+
+impl Failure {
+    fn status(self) -> Option<u16> {
+        match self {
+            Self::Status(s) => Some(s),
+            Self::Transport(_) | Self::NoAnswer => None,
+        }
+    }
+
+    fn describe(self, timeout_ms: u64) -> String {
+        match self {
+            Self::Status(s) => format!("the receiver answered {s}"),
+            Self::Transport(kind) => kind.describe().to_owned(),
+            Self::NoAnswer => format!("no answer within {timeout_ms} ms"),
+        }
+    }
 }
 
 /// What happened to a delivery; the engine turns each into records and events.
@@ -70,11 +121,14 @@ pub(crate) enum Note {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     config: WebhookConfig,
+    /// The configured receiver's fingerprint, and its URL as the log may hold it.
+    receiver: String,
+    logged_url: Option<String>,
     next_order: u64,
-    /// Undelivered payloads by order.
-    slots: BTreeMap<u64, Slot>,
-    by_event: BTreeMap<String, u64>,
-    in_flight: BTreeMap<RequestId, u64>,
+    /// The configured receiver's lane first, then one per earlier receiver payloads still go to.
+    lanes: Vec<Lane>,
+    by_event: BTreeMap<String, Place>,
+    in_flight: BTreeMap<RequestId, Place>,
 }
 
 /// Whether an event id can travel in a header: 1 to 200 visible ASCII characters.
@@ -85,24 +139,84 @@ pub(crate) fn valid_event_id(id: &str) -> bool {
 impl Outbox {
     pub(crate) fn new(config: WebhookConfig) -> Self {
         Self {
-            config,
+            receiver: receiver_fingerprint(&config.url),
+            logged_url: loggable_url(&config.url).map(str::to_owned),
             next_order: 0,
-            slots: BTreeMap::new(),
+            lanes: vec![Lane {
+                url: config.url.clone(),
+                slots: BTreeMap::new(),
+            }],
             by_event: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            config,
         }
     }
 
-    /// Queues a payload, due at once, `age_ms` old already (0 for a new one). A payload whose event id is
-    /// already waiting is not queued twice.
+    /// The payload, bound to the configured receiver (a new one, or a dead letter being replayed).
+    pub(crate) fn bind(&self, entry: WebhookEntry) -> WebhookEntry {
+        WebhookEntry {
+            receiver: Some(self.receiver.clone()),
+            url: self.logged_url.clone(),
+            ..entry
+        }
+    }
+
+    /// Where a payload carried over from an earlier run goes: `Ok(None)` to the configured receiver (it was
+    /// accepted for it, or its log predates receivers), `Ok(Some(url))` to the other receiver it was accepted
+    /// for, `Err(reason)` nowhere: it becomes a dead letter (see [`ReceiverChange`]).
+    pub(crate) fn route(&self, entry: &WebhookEntry) -> Result<Option<String>, String> {
+        let Some(receiver) = entry.receiver.as_deref() else {
+            return Ok(None);
+        };
+        if receiver == self.receiver {
+            return Ok(None);
+        }
+        // The URL must be the one the fingerprint names, and one the engine would send to (the log is a file
+        // anyone with access could edit).
+        let original = entry.url.as_deref().filter(|url| {
+            receiver_fingerprint(url) == receiver
+                && loggable_url(url).is_some()
+                && check_url(url).is_ok()
+        });
+        let changed = format!(
+            "accepted for another webhook receiver (fingerprint {receiver}); the configured receiver changed"
+        );
+        match (self.config.on_receiver_change, original) {
+            (ReceiverChange::DeliverToOriginal, Some(url)) => Ok(Some(url.to_owned())),
+            (ReceiverChange::DeliverToOriginal, None) => Err(format!(
+                "{changed}, and the original receiver's URL is not in the log (a URL with a query or user \
+                 info never is)"
+            )),
+            (ReceiverChange::DeadLetter, _) => Err(changed),
+        }
+    }
+
+    /// Queues a payload for the configured receiver, due at once, `age_ms` old already (0 for a new one). A
+    /// payload whose event id is already waiting is not queued twice.
     pub(crate) fn enqueue(&mut self, entry: WebhookEntry, now: Now, age_ms: u64) -> bool {
+        self.enqueue_to(None, entry, now, age_ms)
+    }
+
+    /// Queues a payload as [`enqueue`](Self::enqueue) does, for the receiver at `url` (`None`: the
+    /// configured one).
+    pub(crate) fn enqueue_to(
+        &mut self,
+        url: Option<String>,
+        entry: WebhookEntry,
+        now: Now,
+        age_ms: u64,
+    ) -> bool {
         if self.by_event.contains_key(&entry.event_id) || !valid_event_id(&entry.event_id) {
             return false;
         }
+        let lane = match url {
+            Some(url) if url != self.config.url => self.lane_of(url),
+            _ => CONFIGURED,
+        };
         self.next_order += 1;
         self.by_event
-            .insert(entry.event_id.clone(), self.next_order);
-        self.slots.insert(
+            .insert(entry.event_id.clone(), (lane, self.next_order));
+        self.lanes[lane].slots.insert(
             self.next_order,
             Slot {
                 entry,
@@ -118,24 +232,58 @@ impl Outbox {
         true
     }
 
-    /// The next due payload among the eligible ones, as a request tracked under `id`; `None` if nothing
-    /// is due or every slot is busy.
-    pub(crate) fn start_next(&mut self, now: Now, id: RequestId) -> Option<HttpRequest> {
-        if self.in_flight.len() >= self.config.max_in_flight {
-            return None;
+    /// The lane of the receiver at `url`, opened if it has none yet.
+    fn lane_of(&mut self, url: String) -> usize {
+        if let Some(lane) = self.lanes.iter().position(|l| l.url == url) {
+            return lane;
         }
-        let (&order, slot) = self.slots.iter_mut().take(self.config.max_in_flight).find(
-            |(_, s)| matches!(s.state, SlotState::Waiting { due_mono } if due_mono <= now.mono_ms),
-        )?;
-        slot.attempts += 1;
-        slot.state = SlotState::InFlight {
-            deadline_mono: now.mono_ms.saturating_add(self.config.timeout_ms),
-        };
-        self.in_flight.insert(id, order);
-        Some(self.request(&self.slots[&order].entry))
+        self.lanes.push(Lane {
+            url,
+            slots: BTreeMap::new(),
+        });
+        self.lanes.len() - 1
     }
 
-    fn request(&self, entry: &WebhookEntry) -> HttpRequest {
+    /// Requests of `lane` in flight.
+    fn busy(&self, lane: usize) -> usize {
+        self.in_flight.values().filter(|(l, _)| *l == lane).count()
+    }
+
+    fn slot_mut(&mut self, (lane, order): Place) -> Option<&mut Slot> {
+        self.lanes.get_mut(lane)?.slots.get_mut(&order)
+    }
+
+    fn take_slot(&mut self, (lane, order): Place) -> Slot {
+        let slot = self.lanes[lane].slots.remove(&order).expect("present");
+        self.by_event.remove(&slot.entry.event_id);
+        slot
+    }
+
+    /// The next due payload among the eligible ones (the first `max_in_flight` of each receiver's lane), as
+    /// a request tracked under `id`; `None` if nothing is due or every slot is busy.
+    pub(crate) fn start_next(&mut self, now: Now, id: RequestId) -> Option<HttpRequest> {
+        let max = self.config.max_in_flight;
+        let place = self.lanes.iter().enumerate().find_map(|(lane, l)| {
+            if self.busy(lane) >= max {
+                return None;
+            }
+            l.slots
+                .iter()
+                .take(max)
+                .find(|(_, s)| matches!(s.state, SlotState::Waiting { due_mono } if due_mono <= now.mono_ms))
+                .map(|(&order, _)| (lane, order))
+        })?;
+        let deadline_mono = now.mono_ms.saturating_add(self.config.timeout_ms);
+        let slot = self.slot_mut(place).expect("found");
+        slot.attempts += 1;
+        slot.state = SlotState::InFlight { deadline_mono };
+        self.in_flight.insert(id, place);
+        Some(self.request(place))
+    }
+
+    fn request(&self, (lane, order): Place) -> HttpRequest {
+        let lane = &self.lanes[lane];
+        let entry = &lane.slots[&order].entry;
         let mut headers = vec![
             ("Content-Type".to_owned(), "application/json".to_owned()),
             ("X-Event-Id".to_owned(), entry.event_id.clone()),
@@ -149,7 +297,7 @@ impl Outbox {
         }
         HttpRequest {
             method: Method::Post,
-            url: self.config.url.clone(),
+            url: lane.url.clone(),
             headers,
             body: Some(entry.body.clone()),
             timeout_ms: self.config.timeout_ms,
@@ -169,45 +317,46 @@ impl Outbox {
         result: Result<&HttpResponse, TransportErrorKind>,
         rng: &mut DetRng,
     ) -> Option<Note> {
-        let order = self.in_flight.remove(&id)?;
-        let slot = self.slots.get_mut(&order)?;
+        let place = self.in_flight.remove(&id)?;
+        let slot = self.slot_mut(place)?;
         let late = matches!(slot.state, SlotState::InFlight { deadline_mono, .. } if now.mono_ms >= deadline_mono);
-        match result {
-            Ok(r) if !late && (200..300).contains(&r.status) => {
-                let slot = self.slots.remove(&order).expect("present");
-                self.by_event.remove(&slot.entry.event_id);
-                Some(Note::Delivered {
+        let failure = match result {
+            _ if late => Failure::NoAnswer,
+            Ok(r) if (200..300).contains(&r.status) => {
+                let slot = self.take_slot(place);
+                return Some(Note::Delivered {
                     event_id: slot.entry.event_id,
                     attempts: slot.attempts,
-                })
+                });
             }
-            Ok(r) if !late => {
+            Ok(r) => {
                 let refused = (400..500).contains(&r.status) && r.status != 408 && r.status != 429;
                 if refused {
                     slot.refusals += 1;
                 }
                 let ra = r.retry_after_ms(now.unix_ms);
-                Some(self.failed(now, order, Some(r.status), ra, rng))
+                return Some(self.failed(now, place, Failure::Status(r.status), ra, rng));
             }
-            _ => Some(self.failed(now, order, None, None, rng)),
-        }
+            Err(kind) => Failure::Transport(kind),
+        };
+        Some(self.failed(now, place, failure, None, rng))
     }
 
     /// Requests past their deadline count as failed.
     pub(crate) fn expire(&mut self, now: Now, rng: &mut DetRng) -> Vec<Note> {
-        let expired: Vec<(RequestId, u64)> = self
+        let expired: Vec<(RequestId, Place)> = self
             .in_flight
             .iter()
-            .filter(|(_, order)| {
-                matches!(self.slots[order].state, SlotState::InFlight { deadline_mono, .. } if deadline_mono <= now.mono_ms)
+            .filter(|(_, &(lane, order))| {
+                matches!(self.lanes[lane].slots[&order].state, SlotState::InFlight { deadline_mono, .. } if deadline_mono <= now.mono_ms)
             })
-            .map(|(&id, &order)| (id, order))
+            .map(|(&id, &place)| (id, place))
             .collect();
         expired
             .into_iter()
-            .map(|(id, order)| {
+            .map(|(id, place)| {
                 self.in_flight.remove(&id);
-                self.failed(now, order, None, None, rng)
+                self.failed(now, place, Failure::NoAnswer, None, rng)
             })
             .collect()
     }
@@ -215,33 +364,38 @@ impl Outbox {
     fn failed(
         &mut self,
         now: Now,
-        order: u64,
-        status: Option<u16>,
+        place: Place,
+        failure: Failure,
         retry_after_ms: Option<u64>,
         rng: &mut DetRng,
     ) -> Note {
-        let slot = self.slots.get_mut(&order).expect("present");
+        let config = &self.config;
+        let status = failure.status();
+        let slot = self.lanes[place.0]
+            .slots
+            .get_mut(&place.1)
+            .expect("present");
         let age = now
             .mono_ms
             .saturating_sub(slot.enqueued_mono)
             .saturating_add(slot.prior_age_ms);
-        let reason = if slot.refusals >= self.config.dead_letter_after_refusals {
+        let reason = if slot.refusals >= config.dead_letter_after_refusals {
             Some(format!(
                 "the receiver refused it {} times (last status {})",
                 slot.refusals,
                 status.map_or_else(|| "none".to_owned(), |s| s.to_string())
             ))
-        } else if age >= self.config.dead_letter_after_ms {
+        } else if age >= config.dead_letter_after_ms {
             Some(format!(
-                "still undelivered {} s after it was accepted",
-                age / 1000
+                "still undelivered {} s after it was accepted (last attempt: {})",
+                age / 1000,
+                failure.describe(config.timeout_ms)
             ))
         } else {
             None
         };
         if let Some(reason) = reason {
-            let slot = self.slots.remove(&order).expect("present");
-            self.by_event.remove(&slot.entry.event_id);
+            let slot = self.take_slot(place);
             return Note::DeadLettered {
                 event_id: slot.entry.event_id,
                 attempts: slot.attempts,
@@ -250,8 +404,8 @@ impl Outbox {
             };
         }
         // A receiver's Retry-After is honoured up to the policy's limit (never a reason to give up here).
-        let ra = retry_after_ms.map(|ra| ra.min(self.config.retry.max_retry_after_ms));
-        let delay_ms = self.config.retry.delay_ms(slot.attempts, ra, rng);
+        let ra = retry_after_ms.map(|ra| ra.min(config.retry.max_retry_after_ms));
+        let delay_ms = config.retry.delay_ms(slot.attempts, ra, rng);
         slot.state = SlotState::Waiting {
             due_mono: now.mono_ms.saturating_add(delay_ms),
         };
@@ -265,28 +419,31 @@ impl Outbox {
 
     /// The earliest time anything is due: a retry, or an in-flight deadline.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
+        let max = self.config.max_in_flight;
         let waiting = self
-            .slots
-            .values()
-            .take(self.config.max_in_flight)
+            .lanes
+            .iter()
+            .enumerate()
+            .filter(|&(lane, _)| self.busy(lane) < max)
+            .flat_map(|(_, l)| l.slots.values().take(max))
             .filter_map(|s| match s.state {
-                SlotState::Waiting { due_mono }
-                    if self.in_flight.len() < self.config.max_in_flight =>
-                {
-                    Some(due_mono)
-                }
-                _ => None,
+                SlotState::Waiting { due_mono } => Some(due_mono),
+                SlotState::InFlight { .. } => None,
             });
-        let in_flight = self.slots.values().filter_map(|s| match s.state {
-            SlotState::InFlight { deadline_mono, .. } => Some(deadline_mono),
-            SlotState::Waiting { .. } => None,
-        });
+        let in_flight = self
+            .lanes
+            .iter()
+            .flat_map(|l| l.slots.values())
+            .filter_map(|s| match s.state {
+                SlotState::InFlight { deadline_mono, .. } => Some(deadline_mono),
+                SlotState::Waiting { .. } => None,
+            });
         waiting.chain(in_flight).min()
     }
 
     /// Payloads accepted and not yet delivered or set aside.
     pub(crate) fn pending(&self) -> usize {
-        self.slots.len()
+        self.lanes.iter().map(|l| l.slots.len()).sum()
     }
 
     /// Drops every in-flight request (the engine was closed); the payloads stay pending in the log.
@@ -308,6 +465,8 @@ mod tests {
             event_id: id.into(),
             body: format!("{{\"id\":\"{id}\"}}"),
             at_ms: T0,
+            receiver: None,
+            url: None,
         }
     }
 
@@ -352,9 +511,8 @@ mod tests {
         let now = Now::at(T0);
         o.enqueue(
             WebhookEntry {
-                event_id: "evt-1".into(),
                 body: "what do ya want for nothing?".into(),
-                at_ms: T0,
+                ..entry("evt-1")
             },
             now,
             0,
@@ -505,10 +663,136 @@ mod tests {
             Some(Note::Retry { .. })
         ));
         let later = Now::at(T0 + 61_000);
+        let note = send_and_answer(&mut o, later, 2, answer(503, &[]), &mut rng);
+        let Some(Note::DeadLettered {
+            reason,
+            last_status: Some(503),
+            ..
+        }) = note
+        else {
+            panic!("{note:?}")
+        };
+        assert_eq!(
+            reason,
+            "still undelivered 61 s after it was accepted (last attempt: the receiver answered 503)"
+        );
+        // A dead letter's reason names the last failure whatever it was.
+        for (result, cause) in [
+            (
+                Err(TransportErrorKind::Connect),
+                "no connection could be made",
+            ),
+            (Ok(answer(200, &[])), "no answer within 5000 ms"),
+        ] {
+            o.enqueue(entry("f"), later, 61_000);
+            let _ = o.start_next(later, RequestId(3));
+            // The 200 comes at the request's deadline: too late to count.
+            let at = if result.is_ok() {
+                T0 + 66_000
+            } else {
+                T0 + 61_000
+            };
+            let note = o.answer(
+                Now::at(at),
+                RequestId(3),
+                result.as_ref().map_err(|k| *k),
+                &mut rng,
+            );
+            assert!(
+                matches!(&note, Some(Note::DeadLettered { reason, last_status: None, .. }) if reason.ends_with(&format!("(last attempt: {cause})"))),
+                "{note:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn payloads_for_an_earlier_receiver_go_there_in_their_own_lane() {
+        let old = "https://old.example/hook";
+        let mut o = Outbox::new(WebhookConfig::new("https://new.example/hook"));
+        let mut rng = DetRng::new(8);
+        let now = Now::at(T0);
+        let for_old = WebhookEntry {
+            receiver: Some(receiver_fingerprint(old)),
+            url: Some(old.into()),
+            ..entry("o1")
+        };
+        assert_eq!(o.route(&for_old), Ok(Some(old.to_owned())));
+        assert_eq!(
+            o.route(&entry("legacy")),
+            Ok(None),
+            "no receiver: the configured one"
+        );
+        let bound = o.bind(entry("n1"));
+        assert_eq!(bound.url.as_deref(), Some("https://new.example/hook"));
+        assert_eq!(o.route(&bound), Ok(None));
+        assert!(o.enqueue_to(Some(old.into()), for_old, now, 0));
+        assert!(o.enqueue(bound, now, 0));
+        // Each receiver has its own lane: both go out at once, and the old receiver, down, holds up only
+        // its own payloads.
+        let r = o.start_next(now, RequestId(2)).unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.header("x-event-id")),
+            ("https://new.example/hook", Some("n1"))
+        );
+        let r = o.start_next(now, RequestId(1)).unwrap();
+        assert_eq!((r.url.as_str(), r.header("x-event-id")), (old, Some("o1")));
+        assert!(
+            o.start_next(now, RequestId(3)).is_none(),
+            "one at a time per receiver"
+        );
         assert!(matches!(
-            send_and_answer(&mut o, later, 2, answer(500, &[]), &mut rng),
-            Some(Note::DeadLettered { .. })
+            o.answer(
+                now,
+                RequestId(1),
+                Err(TransportErrorKind::Connect),
+                &mut rng
+            ),
+            Some(Note::Retry { .. })
         ));
+        assert!(matches!(
+            o.answer(now, RequestId(2), Ok(&answer(204, &[])), &mut rng),
+            Some(Note::Delivered { .. })
+        ));
+        assert_eq!(o.pending(), 1);
+        let due = o.next_deadline().expect("the old receiver's retry");
+        let r = o.start_next(Now::at(due), RequestId(4)).unwrap();
+        assert_eq!(r.url, old);
+    }
+
+    #[test]
+    fn a_payload_whose_receiver_cannot_be_reached_is_refused_a_route() {
+        let mut o = Outbox::new(WebhookConfig::new("https://new.example/hook"));
+        let with_query = "https://old.example/hook?token=sekrit";
+        let unknown = WebhookEntry {
+            receiver: Some(receiver_fingerprint(with_query)),
+            url: None,
+            ..entry("q")
+        };
+        let reason = o.route(&unknown).unwrap_err();
+        assert!(reason.contains("another webhook receiver"), "{reason}");
+        assert!(reason.contains("not in the log"), "{reason}");
+        assert!(
+            !reason.contains("sekrit") && !reason.contains("old.example"),
+            "{reason}"
+        );
+        // A URL that is not the one its fingerprint names (an edited log) is not trusted either.
+        let forged = WebhookEntry {
+            url: Some("https://elsewhere.example/x".into()),
+            ..unknown
+        };
+        assert!(o.route(&forged).is_err());
+        // With the dead-letter policy, even a known URL is not sent to.
+        o.config.on_receiver_change = ReceiverChange::DeadLetter;
+        let known = WebhookEntry {
+            receiver: Some(receiver_fingerprint("https://old.example/hook")),
+            url: Some("https://old.example/hook".into()),
+            ..entry("k")
+        };
+        let reason = o.route(&known).unwrap_err();
+        assert!(
+            reason.contains("the configured receiver changed"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cxone_agent_state_core::{
-    AgentMetrics, ChainHead, CommandError, ComplianceReport, ConfigError, DeadLetterEntry, Engine,
-    EngineConfig, ErrorCode, Event, Output, Record, Restored, StateChanged, TransitionError,
-    TransitionId, TransitionOptions,
+    redact_url, AgentMetrics, ChainHead, CommandError, ComplianceReport, ConfigError,
+    DeadLetterEntry, Engine, EngineConfig, ErrorCode, Event, HttpResponse, Output, Record, RequestId,
+    Restored, StateChanged, Target, TransitionError, TransitionId, TransitionOptions, Transmit,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -232,6 +232,20 @@ impl AgentStateManager {
             None => (Recovery::default(), None, None),
         };
         let restored = engine.restore(clocks.now(), recovery.state.clone());
+        if restored.webhooks_to_original_receiver > 0 {
+            tracing::info!(
+                "the webhook receiver changed: {} webhook event(s) accepted for an earlier receiver are \
+                 delivered to that receiver",
+                restored.webhooks_to_original_receiver
+            );
+        }
+        if restored.webhooks_dead_lettered_receiver_changed > 0 {
+            tracing::info!(
+                "the webhook receiver changed: {} webhook event(s) accepted for an earlier receiver were set \
+                 aside as dead letters (replay them to send them to the configured receiver)",
+                restored.webhooks_dead_lettered_receiver_changed
+            );
+        }
         let (requests, rx) = mpsc::channel(COMMAND_QUEUE);
         let (notices, _) = broadcast::channel(4096);
         let log_failed = Arc::new(AtomicBool::new(false));
@@ -244,6 +258,8 @@ impl AgentStateManager {
             writer,
             client: http::client(),
             waiting: HashMap::new(),
+            webhook_requests: HashMap::new(),
+            webhook_attempts: HashMap::new(),
             closing: None,
         }));
         Ok(Self {
@@ -263,7 +279,9 @@ impl AgentStateManager {
     }
 
     /// What the engine did with the open state it found: changes resumed or abandoned, webhooks put back in
-    /// line, dead letters held.
+    /// line, dead letters held — and webhooks accepted for another receiver than the configured one (the URL
+    /// changed since), sent to that receiver (`webhooks_to_original_receiver`) or set aside
+    /// (`webhooks_dead_lettered_receiver_changed`), which a host should say at start.
     pub fn restored(&self) -> Restored {
         self.restored
     }
@@ -448,6 +466,14 @@ struct Closing {
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
+/// The latest delivery attempt of a webhook payload still waiting: where it went (as log lines may show
+/// it, see [`redact_url`]) and, once it failed, why.
+struct LastAttempt {
+    request: RequestId,
+    receiver: String,
+    failure: Option<String>,
+}
+
 struct Driver {
     log_failed: Arc<AtomicBool>,
     engine: Engine,
@@ -457,6 +483,10 @@ struct Driver {
     writer: Option<Writer>,
     client: reqwest::Client,
     waiting: HashMap<TransitionId, Waiter>,
+    /// Webhook deliveries in flight: their payload's event id.
+    webhook_requests: HashMap<RequestId, String>,
+    /// The latest attempt of each payload still waiting, by event id.
+    webhook_attempts: HashMap<String, LastAttempt>,
     closing: Option<Closing>,
 }
 
@@ -499,7 +529,12 @@ async fn drive(mut d: Driver) {
             }
         }
         // 3. Perform the requests.
+        //    Webhook failures are logged first, with their cause, before a new attempt takes its place.
+        for e in &events {
+            d.warn_webhook(e);
+        }
         for t in transmits {
+            d.track_webhook(&t);
             http::spawn_perform(&d.client, t.id, t.request, &http_tx);
         }
         // 4. Report.
@@ -547,18 +582,93 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Driver {
-    fn answer(
-        &mut self,
-        id: cxone_agent_state_core::RequestId,
-        result: Result<
-            cxone_agent_state_core::HttpResponse,
-            cxone_agent_state_core::TransportErrorKind,
-        >,
-    ) {
+    fn answer(&mut self, id: RequestId, result: Result<HttpResponse, http::Failure>) {
+        if let Some(event_id) = self.webhook_requests.remove(&id) {
+            let failure = match &result {
+                Ok(r) if (200..300).contains(&r.status) => None,
+                Ok(r) => Some(format!("the receiver answered {}", r.status)),
+                Err(f) => Some(f.cause.clone()),
+            };
+            // A late answer to an attempt the engine already gave up on is not the latest attempt's.
+            if let Some(attempt) = self
+                .webhook_attempts
+                .get_mut(&event_id)
+                .filter(|a| a.request == id)
+            {
+                attempt.failure = failure;
+            }
+        }
         let now = self.clocks.now();
         match result {
             Ok(response) => self.engine.handle_response(now, id, response),
-            Err(kind) => self.engine.handle_transport_error(now, id, kind),
+            Err(f) => self.engine.handle_transport_error(now, id, f.kind),
+        }
+    }
+
+    /// Remembers a webhook delivery, so that its failure can be told with its cause.
+    fn track_webhook(&mut self, t: &Transmit) {
+        if t.target == Target::Webhook {
+            let event_id = t
+                .request
+                .header("x-event-id")
+                .unwrap_or_default()
+                .to_owned();
+            self.webhook_requests.insert(t.id, event_id.clone());
+            // A new attempt: an earlier attempt's cause must not be told as this one's.
+            self.webhook_attempts.insert(
+                event_id,
+                LastAttempt {
+                    request: t.id,
+                    receiver: redact_url(&t.request.url),
+                    failure: None,
+                },
+            );
+        }
+    }
+
+    /// Warns of a failed webhook delivery, naming its cause: the receiver's status, or why there was no
+    /// answer (connection refused, DNS, TLS, timeout). The receiver is shown without user info or query.
+    fn warn_webhook(&mut self, e: &Event) {
+        match e {
+            Event::WebhookRetryScheduled(r) => {
+                let attempt = self.webhook_attempts.get(&r.event_id);
+                // No cause of ours: the engine gave up waiting before the answer came.
+                let cause =
+                    attempt
+                        .and_then(|a| a.failure.clone())
+                        .unwrap_or_else(|| match r.status {
+                            Some(s) => format!("the receiver answered {s}"),
+                            None => "no answer in time".to_owned(),
+                        });
+                tracing::warn!(
+                    event_id = %r.event_id,
+                    receiver = attempt.map_or("", |a| a.receiver.as_str()),
+                    attempt = r.attempt,
+                    "webhook delivery failed: {cause}; next attempt in {} ms",
+                    r.delay_ms
+                );
+            }
+            Event::WebhookDeadLettered(d) => {
+                let attempt = self.webhook_attempts.remove(&d.event_id);
+                // The core's reason names the kind of failure; ours may say more (refused, DNS, TLS).
+                let last = attempt
+                    .as_ref()
+                    .and_then(|a| a.failure.as_ref())
+                    .filter(|cause| !d.reason.contains(cause.as_str()))
+                    .map(|cause| format!("; last failure: {cause}"))
+                    .unwrap_or_default();
+                tracing::warn!(
+                    event_id = %d.event_id,
+                    receiver = attempt.as_ref().map_or("", |a| a.receiver.as_str()),
+                    attempts = d.attempts,
+                    "webhook event set aside as a dead letter: {}{last}",
+                    d.reason
+                );
+            }
+            Event::WebhookDelivered(d) => {
+                self.webhook_attempts.remove(&d.event_id);
+            }
+            _ => {}
         }
     }
 

@@ -10,6 +10,7 @@
 //! | `CXONE_AUDIT_LOG` | the durable audit log (JSON Lines) |
 //! | `WORKFORCE_WEBHOOK_URL`, `WORKFORCE_WEBHOOK_SECRET` | webhook receiver and its HMAC key |
 //! | `WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER` | refusals after which a payload is a dead letter (default 5) |
+//! | `WORKFORCE_WEBHOOK_RECEIVER_CHANGE` | `deliver-to-original` (default) or `dead-letter`: what a start does with webhook events accepted for an earlier receiver URL |
 //! | `TARGET_USER_ID` | the default agent of `transition` (read by the CLI) |
 //!
 //! Command-line flags override the environment. Errors name the setting, never a secret's value.
@@ -17,7 +18,8 @@
 use std::path::PathBuf;
 
 use cxone_agent_state_core::{
-    tenant_base_url, ConfigError, EngineConfig, ErrorCode, RateLimit, Secret, WebhookConfig,
+    tenant_base_url, ConfigError, EngineConfig, ErrorCode, RateLimit, ReceiverChange, Secret,
+    WebhookConfig,
 };
 
 use crate::manager::ManagerConfig;
@@ -80,6 +82,7 @@ impl From<ConfigError> for SettingsError {
                     "domain" => "CXONE_DOMAIN",
                     "webhook.secret" => "WORKFORCE_WEBHOOK_SECRET",
                     "webhook.dead_letter_after_refusals" => "WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER",
+                    "webhook.on_receiver_change" => "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
                     "request_timeout_ms" => "--request-timeout-ms",
                     _ => "configuration",
                 },
@@ -114,6 +117,9 @@ pub struct Settings {
     pub webhook_secret: Option<Secret>,
     /// Refusals after which a webhook payload becomes a dead letter (default 5).
     pub webhook_dead_letter_after: Option<u32>,
+    /// `WORKFORCE_WEBHOOK_RECEIVER_CHANGE`: what a start does with webhook payloads accepted for another
+    /// receiver than the configured one (default [`ReceiverChange::DeliverToOriginal`]).
+    pub webhook_receiver_change: Option<ReceiverChange>,
     /// Seed of the engine's jitter and ids; random when unset.
     pub seed: Option<u64>,
     /// Per-request timeout in ms (default 10 000).
@@ -140,6 +146,9 @@ impl Settings {
         };
         let rate_limit_per_min = number("CXONE_RATE_LIMIT_PER_MIN")?;
         let webhook_dead_letter_after = number("WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER")?;
+        let webhook_receiver_change = get("WORKFORCE_WEBHOOK_RECEIVER_CHANGE")
+            .map(|v| v.parse::<ReceiverChange>())
+            .transpose()?;
         Ok(Self {
             domain: get("CXONE_DOMAIN"),
             client_id: get("CXONE_CLIENT_ID"),
@@ -151,6 +160,7 @@ impl Settings {
             webhook_url: get("WORKFORCE_WEBHOOK_URL"),
             webhook_secret: get("WORKFORCE_WEBHOOK_SECRET").map(Secret::new),
             webhook_dead_letter_after,
+            webhook_receiver_change,
             seed: None,
             request_timeout_ms: None,
         })
@@ -196,6 +206,9 @@ impl Settings {
             if let Some(n) = self.webhook_dead_letter_after {
                 webhook.dead_letter_after_refusals = n;
             }
+            if let Some(policy) = self.webhook_receiver_change {
+                webhook.on_receiver_change = policy;
+            }
             engine.webhook = Some(webhook);
         }
         engine.validate()?;
@@ -240,12 +253,54 @@ mod tests {
             "https://acme.api.nice.incontact.com/oauth2/token"
         );
         assert_eq!(c.engine.rate_limit.per_minute, 250);
-        assert!(c.engine.webhook.is_some());
+        let webhook = c.engine.webhook.as_ref().expect("a webhook");
+        assert_eq!(
+            webhook.on_receiver_change,
+            ReceiverChange::DeliverToOriginal
+        );
         let debug = format!("{c:?}");
         assert!(
             !debug.contains("very-secret") && !debug.contains("hook-secret"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn the_receiver_change_policy_is_read_and_checked() {
+        let base = [
+            ("CXONE_BASE_URL", "http://127.0.0.1:9"),
+            ("CXONE_CLIENT_ID", "i"),
+            ("CXONE_CLIENT_SECRET", "s3"),
+            ("WORKFORCE_WEBHOOK_URL", "https://hooks.example/wfm"),
+        ];
+        let with = |value: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("WORKFORCE_WEBHOOK_RECEIVER_CHANGE", value));
+            Settings::from_lookup(env(&pairs))
+        };
+        let c = with("dead-letter").unwrap().into_config().unwrap();
+        assert_eq!(
+            c.engine.webhook.unwrap().on_receiver_change,
+            ReceiverChange::DeadLetter
+        );
+        let s = with("deliver-to-original").unwrap();
+        assert_eq!(
+            s.webhook_receiver_change,
+            Some(ReceiverChange::DeliverToOriginal)
+        );
+        let e = with("forward-anywhere").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SettingsError::Invalid {
+                    name: "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.code(), ErrorCode::InvalidConfig);
+        assert!(e.to_string().contains("dead-letter"), "{e}");
     }
 
     #[test]

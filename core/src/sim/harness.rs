@@ -505,6 +505,11 @@ impl Harness {
     /// continues.
     pub fn restart(&mut self, down_ms: u64) -> Restored {
         let config = self.engine.config().clone();
+        self.restart_with(config, down_ms)
+    }
+
+    /// As [`restart`](Self::restart), with another configuration: a setting changed between the two runs.
+    pub fn restart_with(&mut self, config: EngineConfig, down_ms: u64) -> Restored {
         let state = self.log_state();
         self.deliveries.clear();
         self.delivery_items.clear();
