@@ -213,7 +213,13 @@ fn main() {
         ..WorkdayConfig::default()
     })
     .expect("valid day");
-    day.run(|_, _| {}).expect("the day quiesces");
+    // A simulation's log starts with its `simulation` mark: the one record kind only a day run writes.
+    day.run(|_, r| {
+        if matches!(r, Record::Simulation(_)) {
+            outputs.push(to_value(&Output::Persist(r.clone())));
+        }
+    })
+    .expect("the day quiesces");
 
     reports.push(to_value(&h.engine.compliance_report(now)));
     reports.push(to_value(

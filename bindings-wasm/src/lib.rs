@@ -145,6 +145,8 @@ export interface OpenChange { intent: ChangeIntent; unknownRecord: string | null
 /** A dead letter with its payload. */
 export interface DeadLetterEntry { entry: WebhookEntry; dead: DeadLetter }
 /** An agent's last known state: the one its latest successful audit record set. */
+/** The first record of a log a simulation wrote: what follows describes a simulated tenant. */
+export interface SimulationRun { seed: number; agents: number; shiftHours: number; atMs: number }
 export interface LastState { userId: string; state: string; atMs: number }
 /** Everything open at one point of the log. */
 export interface Checkpoint {
@@ -163,7 +165,8 @@ export type LogRecord =
   | ({ kind: "deadLetter" } & DeadLetter)
   | ({ kind: "replayed" } & Replayed)
   | ({ kind: "abandoned" } & Abandoned)
-  | ({ kind: "checkpoint" } & Checkpoint);
+  | ({ kind: "checkpoint" } & Checkpoint)
+  | ({ kind: "simulation" } & SimulationRun);
 
 /** What `restore` found in the log and did with it. */
 export interface Restored {

@@ -204,8 +204,11 @@ fn a_malformed_anchor_is_refused_with_its_form() {
         (&format!("2:{}", "A".repeat(64)), "64 lowercase hex digits"),
     ] {
         let (code, stdout, stderr) = verify(&log, &["--head", bad]);
-        assert_eq!(code, Some(2), "{bad}: {stdout}{stderr}");
+        assert_eq!(code, Some(64), "a usage error: {bad}: {stdout}{stderr}");
         assert!(stderr.contains(why), "{bad}: {stderr}");
-        assert!(stdout.is_empty(), "{bad}: {stdout}");
+        // stdout is not a terminal: the error is one JSON object there.
+        let error: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(error["code"], "USAGE", "{bad}: {stdout}");
+        assert!(error["message"].as_str().unwrap().contains(why), "{stdout}");
     }
 }

@@ -86,7 +86,7 @@ pub use http::{
 pub use log::{
     last_checkpoint_start, scan_log, Abandoned, ChangeIntent, Checkpoint, DeadLetter,
     DeadLetterEntry, Delivered, LastState, LogError, LogScan, LogState, LogStateError, OpenChange,
-    Record, Replayed, WebhookEntry, CHECKPOINT_LINE_PREFIX,
+    Record, Replayed, SimulationRun, WebhookEntry, CHECKPOINT_LINE_PREFIX,
 };
 pub use metrics::{LatencySummary, MAX_TRACKED_LATENCY_MS};
 pub use pacer::RateLimit;

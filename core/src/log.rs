@@ -46,6 +46,24 @@ pub enum Record {
     Abandoned(Abandoned),
     /// What was open at this point: recovery starts from the last checkpoint.
     Checkpoint(Checkpoint),
+    /// The log was written by a simulation: its records describe a simulated tenant on a virtual clock.
+    Simulation(SimulationRun),
+}
+
+/// The first record of a log a simulation wrote (the simulated day, `sim::DayRun`, emits it first): what
+/// follows describes a simulated tenant on a virtual clock, not a real one. An auditor can tell the two
+/// apart, and a tool that writes simulated records can refuse a log that holds real ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulationRun {
+    /// The seed of the day, the tenant and the engine.
+    pub seed: u64,
+    /// Agents simulated.
+    pub agents: u64,
+    /// Shift length in hours.
+    pub shift_hours: u64,
+    /// When the simulated day starts (virtual Unix ms).
+    pub at_ms: u64,
 }
 
 /// A state change about to be sent. On restart, an intent without a closing audit record is finished by
@@ -219,6 +237,7 @@ enum TaggedRef<'a> {
     Replayed(&'a Replayed),
     Abandoned(&'a Abandoned),
     Checkpoint(&'a Checkpoint),
+    Simulation(&'a SimulationRun),
 }
 
 impl Serialize for Record {
@@ -232,6 +251,7 @@ impl Serialize for Record {
             Self::Replayed(r) => TaggedRef::Replayed(r).serialize(s),
             Self::Abandoned(r) => TaggedRef::Abandoned(r).serialize(s),
             Self::Checkpoint(r) => TaggedRef::Checkpoint(r).serialize(s),
+            Self::Simulation(r) => TaggedRef::Simulation(r).serialize(s),
         }
     }
 }
@@ -245,6 +265,7 @@ const RECORD_KINDS: &[&str] = &[
     "replayed",
     "abandoned",
     "checkpoint",
+    "simulation",
 ];
 
 /// The record a `kind` names, parsed by `from` as that kind's own struct (which ignores the `kind` member).
@@ -260,6 +281,7 @@ fn by_kind<E: serde::de::Error>(kind: Option<&str>, from: impl ParseAs<E>) -> Re
         Some("replayed") => Record::Replayed(from.parse()?),
         Some("abandoned") => Record::Abandoned(from.parse()?),
         Some("checkpoint") => Record::Checkpoint(from.parse()?),
+        Some("simulation") => Record::Simulation(from.parse()?),
         Some(other) => return Err(E::unknown_variant(other, RECORD_KINDS)),
     })
 }
@@ -571,6 +593,8 @@ impl LogState {
                 self.adopt(c);
                 self.since_checkpoint = 0;
             }
+            // A mark, not state: nothing opens or closes.
+            Record::Simulation(_) => {}
         }
     }
 

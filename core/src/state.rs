@@ -56,7 +56,7 @@ impl AgentState {
             let upper = name.to_ascii_uppercase();
             if upper.as_bytes()[0].is_ascii_uppercase() && upper.bytes().all(allowed) {
                 return Err(bad(&format!(
-                    "state names are upper case: did you mean `{upper}`?"
+                    "upper case is required (did you mean `{upper}`?)"
                 )));
             }
             return Err(bad(if first_ok {

@@ -72,7 +72,7 @@ async fn transition_ready_during_a_mandatory_break_exits_2() {
     assert_eq!(out.code(), Some(2), "{out}");
     let v = out.json();
     assert_eq!(v["success"], false);
-    assert_eq!(v["error"]["code"], "MANDATORY_BREAK_VIOLATION", "{out}");
+    assert_eq!(v["code"], "MANDATORY_BREAK_VIOLATION", "{out}");
     assert_eq!(v["policyViolation"], true);
     // Nothing was changed at the tenant.
     assert_eq!(agent_state(&sim.base_url, "brk").await, Value::Null);
@@ -94,7 +94,7 @@ async fn transition_for_an_unscheduled_agent_exits_2() {
     let out = transition("ghost", "NOT_READY", &connect(&sim.base_url, &audit)).await;
     assert_eq!(out.code(), Some(2), "{out}");
     let v = out.json();
-    assert_eq!(v["error"]["code"], "AGENT_NOT_SCHEDULED", "{out}");
+    assert_eq!(v["code"], "AGENT_NOT_SCHEDULED", "{out}");
     assert_eq!(v["policyViolation"], true);
     assert_eq!(agent_state(&sim.base_url, "ghost").await, Value::Null);
     let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
@@ -112,14 +112,14 @@ async fn invalid_state_and_user_id_exit_1_without_reaching_the_tenant() {
     let out = transition("agent-0001", "ready", &conn).await;
     assert_eq!(out.code(), Some(1), "{out}");
     let v = out.json();
-    assert_eq!(v["error"]["code"], "INVALID_STATE", "{out}");
+    assert_eq!(v["code"], "INVALID_STATE", "{out}");
     assert_eq!(v["policyViolation"], false);
 
     for user in ["../x", "a/b"] {
         let out = transition(user, "READY", &conn).await;
         assert_eq!(out.code(), Some(1), "{user}: {out}");
         let v = out.json();
-        assert_eq!(v["error"]["code"], "INVALID_USER_ID", "{user}: {out}");
+        assert_eq!(v["code"], "INVALID_USER_ID", "{user}: {out}");
         assert_eq!(v["userId"], user);
     }
     assert_eq!(
@@ -151,9 +151,10 @@ async fn missing_settings_are_named_on_stderr_without_a_panic() {
         path_str(&audit),
     ]))
     .await;
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("CXONE_CLIENT_ID"), "{out}");
-    assert!(out.stdout.trim().is_empty(), "{out}");
+    // A missing setting is a usage error; stdout is not a terminal, so it is one JSON object there.
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert_eq!(out.json()["code"], "INVALID_CONFIG", "{out}");
+    assert!(out.stdout.contains("CXONE_CLIENT_ID"), "{out}");
 
     // No user: neither --user nor TARGET_USER_ID.
     let out = run(cli(args(
@@ -161,8 +162,8 @@ async fn missing_settings_are_named_on_stderr_without_a_panic() {
         &connect(&sim.base_url, &audit),
     )))
     .await;
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("TARGET_USER_ID"), "{out}");
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert!(out.stdout.contains("TARGET_USER_ID"), "{out}");
 
     // No tenant: neither --base-url nor --domain.
     let out = run(cli([
@@ -179,8 +180,8 @@ async fn missing_settings_are_named_on_stderr_without_a_panic() {
         path_str(&audit),
     ]))
     .await;
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("CXONE_DOMAIN"), "{out}");
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert!(out.stdout.contains("CXONE_DOMAIN"), "{out}");
 
     assert_eq!(total_requests(&sim.base_url).await, 0);
 }
@@ -254,7 +255,7 @@ async fn the_client_secret_never_appears_in_output_even_with_debug_logs() {
         cmd.env("CXONE_LOG", level);
         let out = run(cmd).await;
         assert_eq!(out.code(), Some(1), "{how}: {out}");
-        assert_eq!(out.json()["error"]["code"], "AUTH_FAILED", "{how}: {out}");
+        assert_eq!(out.json()["code"], "AUTH_FAILED", "{how}: {out}");
         let all = out.all_output();
         assert!(
             !all.contains(WRONG) && !all.contains(SECRET),
@@ -332,13 +333,13 @@ async fn a_plain_http_webhook_url_off_loopback_is_refused() {
             cmd.env("WORKFORCE_WEBHOOK_URL", NON_LOOPBACK_HOOK);
         }
         let out = run(cmd).await;
-        assert_eq!(out.code(), Some(1), "env={via_env}: {out}");
+        assert_eq!(out.code(), Some(64), "env={via_env}: {out}");
         assert!(
-            out.stderr.contains("WORKFORCE_WEBHOOK_URL"),
+            out.stdout.contains("WORKFORCE_WEBHOOK_URL"),
             "env={via_env}: {out}"
         );
         assert!(
-            out.stderr.contains("loopback"),
+            out.stdout.contains("loopback"),
             "the reason is given: {out}"
         );
         assert!(
@@ -388,8 +389,8 @@ async fn a_refused_webhook_url_names_the_code_invalid_webhook_url() {
         &connect(&sim.base_url, &audit),
     )))
     .await;
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.all_output().contains("INVALID_WEBHOOK_URL"), "{out}");
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert_eq!(out.json()["code"], "INVALID_WEBHOOK_URL", "{out}");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -439,7 +440,7 @@ async fn bulk_csv_a_malformed_row_fails_alone() {
         .collect();
     assert_eq!(by_row.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert_eq!(by_row[&2]["success"], false);
-    assert_eq!(by_row[&2]["error"]["code"], "MALFORMED_ROW");
+    assert_eq!(by_row[&2]["code"], "MALFORMED_ROW");
     for (row, user, state) in [
         (1, "agent-0001", "READY"),
         (3, "agent-0003", "PAUSED"),
@@ -514,7 +515,7 @@ async fn bulk_reads_stdin_and_prints_results_on_stdout() {
     let results = out.json_lines();
     assert_eq!(results.len(), 2, "{out}");
     let bad = results.iter().find(|r| r["row"] == 2).expect("row 2");
-    assert_eq!(bad["error"]["code"], "MALFORMED_ROW");
+    assert_eq!(bad["code"], "MALFORMED_ROW");
     let good = results.iter().find(|r| r["row"] == 1).expect("row 1");
     assert_eq!(good["success"], true);
     assert_eq!(agent_state(&sim.base_url, "agent-0004").await, "READY");
@@ -537,11 +538,12 @@ async fn bulk_exits_non_zero_when_a_well_formed_row_is_refused() {
         &connect(&sim.base_url, &audit),
     )))
     .await;
-    assert_eq!(out.code(), Some(1), "{out}");
+    // Its only failure is a policy refusal: exit 2.
+    assert_eq!(out.code(), Some(2), "{out}");
     let results = out.json_lines();
     assert_eq!(results.len(), 3, "{out}");
     let ghost = results.iter().find(|r| r["row"] == 2).unwrap();
-    assert_eq!(ghost["error"]["code"], "AGENT_NOT_SCHEDULED");
+    assert_eq!(ghost["code"], "AGENT_NOT_SCHEDULED");
     assert_eq!(
         results.iter().filter(|r| r["success"] == true).count(),
         2,
@@ -561,17 +563,17 @@ async fn bulk_empty_input_is_a_clear_error() {
         std::fs::write(&input, text).unwrap();
         let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
         assert_eq!(out.code(), Some(1), "{name}: {out}");
-        assert!(out.stderr.contains("empty"), "{name}: {out}");
-        assert!(out.stdout.trim().is_empty(), "{name}: {out}");
+        assert_eq!(out.json()["code"], "INPUT_UNREADABLE", "{name}: {out}");
+        assert!(out.stdout.contains("empty"), "{name}: {out}");
     }
     let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(b"")).await;
     assert_eq!(out.code(), Some(1), "stdin: {out}");
-    assert!(out.stderr.contains("empty"), "stdin: {out}");
+    assert!(out.stdout.contains("empty"), "stdin: {out}");
     // A missing file is an error too, naming the file.
     let missing = dir.path().join("nope.csv");
     let out = run(cli(args(&["bulk", path_str(&missing)], &conn))).await;
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("nope.csv"), "{out}");
+    assert!(out.stdout.contains("nope.csv"), "{out}");
     assert_eq!(total_requests(&sim.base_url).await, 0);
 }
 
@@ -623,7 +625,7 @@ async fn bulk_concurrency_is_respected() {
         &conn,
     )))
     .await;
-    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.code(), Some(64), "a usage error: {out}");
     assert!(out.stderr.contains("--concurrency"), "{out}");
 }
 
@@ -1000,7 +1002,8 @@ async fn audit_verify_intact_tampered_and_torn() {
     // A tampered log is not reported on, and no manager starts on it.
     let out = run(cli(["report", "--audit-log", path_str(&tampered)])).await;
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("does not verify"), "{out}");
+    assert_eq!(out.json()["code"], "AUDIT_LOG_CORRUPT", "{out}");
+    assert!(out.stdout.contains("does not verify"), "{out}");
     let requests_before = total_requests(&sim.base_url).await;
     let out = transition(
         "agent-0001",
@@ -1009,7 +1012,7 @@ async fn audit_verify_intact_tampered_and_torn() {
     )
     .await;
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("AUDIT_LOG_CORRUPT"), "{out}");
+    assert_eq!(out.json()["code"], "AUDIT_LOG_CORRUPT", "{out}");
     assert_eq!(total_requests(&sim.base_url).await, requests_before);
     assert_eq!(
         std::fs::read_to_string(&tampered).unwrap(),

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::cli::*;
-use support::{admin_get, WebhookSink};
+use cxone_agent_state_core::sim::{Endpoint, FaultKind, FaultRule};
+use support::{admin_get, admin_post, WebhookSink};
 
 /// The `SEQ:HASH` a writing command printed on stderr as `audit head: SEQ:HASH (PATH)`.
 fn head_of(out: &Out) -> String {
@@ -73,6 +74,7 @@ async fn bulk_refuses_to_write_results_over_the_audit_log_or_its_companions() {
     let first = transition("agent-0001", "READY", &conn).await;
     assert_eq!(first.code(), Some(0), "{first}");
     let before = std::fs::read(&audit).unwrap();
+    let requests = total_requests(&sim.base_url).await;
     let input = dir.path().join("rows.csv");
     std::fs::write(&input, agents_csv(1..=3, |_| "NOT_READY")).unwrap();
 
@@ -100,7 +102,11 @@ async fn bulk_refuses_to_write_results_over_the_audit_log_or_its_companions() {
     );
     assert!(!torn.exists());
     assert_eq!(audit_verify(&audit).await.code(), Some(0));
-    assert_eq!(total_requests(&sim.base_url).await, 3, "nothing was sent");
+    assert_eq!(
+        total_requests(&sim.base_url).await,
+        requests,
+        "nothing was sent"
+    );
 }
 
 #[tokio::test]
@@ -543,8 +549,18 @@ async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
-    // Answers take 20 s: the first Ctrl-C would wait for them.
-    let sim = server(10, &["--latency-ms", "20000"]);
+    // State changes take 20 s to answer: the first Ctrl-C would wait for them.
+    let sim = server(10, &[]);
+    let slow = serde_json::to_value(FaultRule::on(
+        Endpoint::SetState,
+        FaultKind::Slow { extra_ms: 20_000 },
+        10,
+    ))
+    .unwrap();
+    assert_eq!(
+        admin_post(&sim.base_url, "/admin/faults", &slow).await["scripted"],
+        1
+    );
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let input = dir.path().join("rows.csv");

@@ -17,6 +17,21 @@ pub enum AuditCommand {
     /// before it); names the first broken line and exits 1 on tampering. The OK line ends with the head,
     /// `SEQ:HASH` of the last audit record (`none` without any): note it to check the log later with
     /// `--head`.
+    #[command(after_help = concat!(
+        "Examples:
+  cxone-agent-state audit verify cxone-audit.jsonl
+  cxone-agent-state audit verify cxone-audit.jsonl --head 41:3f9a…(64 hex)
+  cxone-agent-state audit verify cxone-audit.jsonl --json
+
+Every command that writes the log prints its head on stderr (`audit head: SEQ:HASH`). A hash chain cannot
+see that its last records were deleted: keep the head elsewhere and pass it to --head. Audit records may
+hold only the members their hash covers. Reads the log without changing or locking it.
+
+Settings read: none (the log is the argument).
+
+",
+        exit_codes_help!()
+    ))]
     Verify {
         /// The log (JSON Lines).
         file: PathBuf,
@@ -38,8 +53,13 @@ pub fn run(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))
+fn read(file: &Path) -> Result<Vec<u8>, super::fail::Failure> {
+    std::fs::read(file).map_err(|e| {
+        super::fail::Failure::new(
+            ErrorCode::AuditLogUnavailable.as_str(),
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })
 }
 
 fn torn_note(scan: &LogScan) {
@@ -100,13 +120,18 @@ fn verify(file: &Path, anchor: Option<&HeadAnchor>, json: bool) -> anyhow::Resul
         let error = failure.as_ref().map(|f| {
             serde_json::json!({ "code": f.code.as_str(), "message": f.message, "line": f.line })
         });
-        let report = serde_json::json!({
+        let mut report = serde_json::json!({
             "ok": failure.is_none(),
             "auditRecords": audit_records,
             "records": records,
             "head": head.anchor_text(),
             "error": error,
         });
+        // Like every error the command line reports in JSON: `code` and `message` at the top.
+        if let Some(f) = &failure {
+            report["code"] = f.code.as_str().into();
+            report["message"] = f.message.clone().into();
+        }
         outln!("{report}");
     } else if let Some(f) = &failure {
         outln!("FAIL: {}: {}", file.display(), f.message);
@@ -128,9 +153,24 @@ fn verify(file: &Path, anchor: Option<&HeadAnchor>, json: bool) -> anyhow::Resul
 
 /// Options of `report`.
 #[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:
+  cxone-agent-state report
+  cxone-agent-state report --audit-log simulate-audit.jsonl --json
+  cxone-agent-state report --csv > report.csv
+
+The report is rebuilt from the audit records alone (the log must verify): transitions, successes,
+failures by code, outcomes unknown and settled, policy violations, latency percentiles, per-state counts,
+utilization and idle time per agent.
+
+Settings read: CXONE_AUDIT_LOG (the same default as `transition` and `bulk`).
+
+",
+    exit_codes_help!()
+))]
 pub struct ReportArgs {
     /// The log to rebuild the report from.
-    #[arg(long, env = "CXONE_AUDIT_LOG")]
+    #[arg(long, env = "CXONE_AUDIT_LOG", default_value = "cxone-audit.jsonl")]
     audit_log: PathBuf,
     /// Print JSON.
     #[arg(long, conflicts_with = "csv")]
@@ -150,9 +190,12 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
     })
     .map_err(|e| {
-        anyhow::anyhow!(
-            "{} does not verify ({e}); run `cxone-agent-state audit verify`",
-            args.audit_log.display(),
+        super::fail::Failure::new(
+            e.code().as_str(),
+            format!(
+                "{} does not verify ({e}); run `cxone-agent-state audit verify`",
+                args.audit_log.display(),
+            ),
         )
     })?;
     torn_note(&scan);

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use cxone_agent_state::AgentStateManager;
 use cxone_agent_state_core::{
-    scan_log, ErrorCode, LogState, Record, StateChanged, TransitionError, TransitionOptions,
+    scan_log, ErrorCode, LogState, ReferenceOutcome, ReferencedOutcomes, StateChanged,
+    TransitionError, TransitionOptions,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::connect::{finish, outcome_json, print_head, ConnectArgs};
+use super::connect::{finish, outcome_json, ConnectArgs};
 use super::fail::{code, exit, Failure};
 
 /// Options of `bulk`.
@@ -284,35 +285,25 @@ fn rows_done(path: &Path, input: &Input) -> Result<BTreeSet<u64>, Failure> {
         }
     };
     let prefix = input.reference_prefix();
-    let row_of = |reference: Option<&str>| {
-        reference
-            .and_then(|r| r.strip_prefix(&prefix))
-            .and_then(|n| n.parse::<u64>().ok())
-    };
-    let mut done = BTreeSet::new();
-    let scan = scan_log(&bytes, LogState::default(), |record| {
-        if let Record::Audit(r) = record {
-            if let Some(row) = row_of(r.reference.as_deref()) {
-                if r.success || r.error_code == Some(ErrorCode::OutcomeUnknown) {
-                    done.insert(row);
-                } else {
-                    done.remove(&row);
-                }
-            }
-        }
-    })
-    .map_err(|e| {
+    let mut outcomes = ReferencedOutcomes::with_prefix(prefix.as_str());
+    scan_log(&bytes, LogState::default(), |record| outcomes.observe(record)).map_err(|e| {
         Failure::new(
             e.code().as_str(),
             format!("{} does not verify: {e}", path.display()),
         )
     })?;
-    for open in scan.state.open_changes() {
-        if let Some(row) = row_of(open.intent.reference.as_deref()) {
-            done.insert(row);
-        }
-    }
-    Ok(done)
+    Ok(outcomes
+        .iter()
+        .filter(|(_, outcome)| {
+            matches!(
+                outcome,
+                ReferenceOutcome::Open
+                    | ReferenceOutcome::Succeeded
+                    | ReferenceOutcome::Failed(Some(ErrorCode::OutcomeUnknown))
+            )
+        })
+        .filter_map(|(reference, _)| reference.strip_prefix(prefix.as_str())?.parse().ok())
+        .collect())
 }
 
 #[derive(Default)]

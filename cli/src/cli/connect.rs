@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use cxone_agent_state::{AgentStateManager, ManagerConfig, Settings, SettingsError};
-use cxone_agent_state_core::{ChainHead, Secret, StateChanged, TransitionError};
+use cxone_agent_state_core::{ChainHead, ReceiverChange, Secret, StateChanged, TransitionError};
 
 use super::fail::{exit, Failure};
 
@@ -42,6 +42,11 @@ pub struct ConnectArgs {
     /// HMAC-SHA256 key for the `X-Signature-256` header of webhooks.
     #[arg(long, env = "WORKFORCE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// What a start does with webhook events accepted for an earlier receiver URL (the URL changed since):
+    /// `deliver-to-original` (the receiver they were accepted for; the default) or `dead-letter` (set
+    /// aside for `outbox replay` to the receiver configured then).
+    #[arg(long, env = "WORKFORCE_WEBHOOK_RECEIVER_CHANGE", value_parser = |s: &str| s.parse::<ReceiverChange>().map_err(|e| e.to_string()))]
+    webhook_receiver_change: Option<ReceiverChange>,
     /// How long to wait at exit for undelivered webhooks (they go out on the next start otherwise).
     #[arg(long, default_value_t = 30)]
     webhook_drain_secs: u64,
@@ -81,6 +86,7 @@ impl ConnectArgs {
             webhook_dead_letter_after: self
                 .webhook_dead_letter_after
                 .or(env.webhook_dead_letter_after),
+            webhook_receiver_change: self.webhook_receiver_change,
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
         };
@@ -134,6 +140,20 @@ impl ConnectArgs {
                 restored.webhooks
             );
         }
+        if restored.webhooks_to_original_receiver > 0 {
+            eprintln!(
+                "note: the webhook URL changed: {} event(s) accepted for the earlier receiver go to that \
+                 receiver, not the new one (--webhook-receiver-change dead-letter sets them aside instead)",
+                restored.webhooks_to_original_receiver
+            );
+        }
+        if restored.webhooks_dead_lettered_receiver_changed > 0 {
+            eprintln!(
+                "note: the webhook URL changed: {} event(s) accepted for the earlier receiver were set aside \
+                 as dead letters (`outbox replay` sends them to the receiver configured now)",
+                restored.webhooks_dead_lettered_receiver_changed
+            );
+        }
         if restored.dead_letters > 0 {
             eprintln!(
                 "note: {} webhook event(s) are dead letters (see `cxone-agent-state outbox list`)",
@@ -171,14 +191,6 @@ pub fn outcome_json(
     }
 }
 
-/// A chain head as the anchor `audit verify --head` takes: `SEQ:HASH` of the last audit record, or `none`.
-pub fn head_anchor(head: &ChainHead) -> String {
-    match head.next_seq.checked_sub(1) {
-        Some(seq) => format!("{seq}:{}", head.last_hash),
-        None => "none".to_owned(),
-    }
-}
-
 /// Shuts the manager down, reports webhooks left for the next start, and prints the audit log's head on
 /// stderr: the anchor to keep for `audit verify --head` (a hash chain alone cannot see a deleted tail).
 pub async fn finish(manager: AgentStateManager, drain: Duration, audit_log: &Path) {
@@ -203,7 +215,7 @@ pub async fn finish(manager: AgentStateManager, drain: Duration, audit_log: &Pat
 pub fn print_head(audit_log: &Path, head: &ChainHead) {
     eprintln!(
         "audit head: {} ({})",
-        head_anchor(head),
+        head.anchor_text(),
         audit_log.display()
     );
 }

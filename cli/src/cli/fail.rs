@@ -33,8 +33,6 @@ pub mod code {
     pub const OUTPUT_IS_AUDIT_LOG: &str = "OUTPUT_IS_AUDIT_LOG";
     /// `simulate` was pointed at a log that holds records a simulation did not write.
     pub const LOG_NOT_SIMULATED: &str = "LOG_NOT_SIMULATED";
-    /// `audit verify --head`: the log does not reach the anchored record.
-    pub const HEAD_NOT_REACHED: &str = "HEAD_NOT_REACHED";
     /// A file could not be read or written.
     pub const IO_ERROR: &str = "IO_ERROR";
 }

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -10,13 +10,30 @@ use anyhow::Context;
 use clap::Args;
 use comfy_table::Cell;
 use cxone_agent_state_core::sim::{DayRun, DaySummary, WorkdayConfig};
-use cxone_agent_state_core::{scan_log, LogState, Record};
+use cxone_agent_state_core::{scan_log, ChainHead, LogState, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::connect::print_head;
+use super::fail::{code, Failure};
 use super::tables::{self, right, table};
 
 /// Options of `simulate`.
 #[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:
+  cxone-agent-state simulate
+  cxone-agent-state simulate --agents 1000 --hours 8 --seed 7 --json
+  cxone-agent-state simulate --fault-rate 0.1 --audit-log day.jsonl && cxone-agent-state report --audit-log day.jsonl
+
+The log starts with a `simulation` record, so an auditor can tell simulated records from real ones.
+An existing log is replaced only if a simulation wrote it (or with --force). The log's head (SEQ:HASH)
+is printed on stderr. Exits 1 if the tenant ever accepted READY during a mandatory break.
+
+Settings read: none from the environment (flags only; the tenant is in-process).
+
+",
+    exit_codes_help!()
+))]
 pub struct SimulateArgs {
     /// Number of agents.
     #[arg(long, default_value_t = 200)]
@@ -42,6 +59,9 @@ pub struct SimulateArgs {
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Replace the log even if it holds records a simulation did not write.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Runs the day and prints the report. Exits 1 if the tenant ever accepted READY during a mandatory break.
@@ -55,7 +75,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         ..WorkdayConfig::default()
     };
     let wall = Instant::now();
-    let mut day = DayRun::new(&config).context("invalid simulation settings")?;
+    let mut day = DayRun::new(&config).map_err(|e| {
+        Failure::usage(format!("invalid simulation settings: {e}"))
+    })?;
+    if !args.force {
+        refuse_real_log(&args.audit_log)?;
+    }
     let file = File::create(&args.audit_log)
         .with_context(|| format!("cannot create audit log {}", args.audit_log.display()))?;
     let mut audit = BufWriter::new(file);
@@ -89,7 +114,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     file.sync_all().context("cannot sync the audit log")?;
     let elapsed = wall.elapsed();
 
-    let verified = verify_file(&args.audit_log)?;
+    let (verified, head) = verify_file(&args.audit_log)?;
+    print_head(&args.audit_log, &head);
     let summary = day.summary();
     if args.json {
         let mut value = serde_json::to_value(&summary)?;
@@ -123,8 +149,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the log back and checks its hash chain; returns the number of audit records.
-fn verify_file(path: &PathBuf) -> anyhow::Result<u64> {
+/// Reads the log back and checks its hash chain; returns the number of audit records and the head.
+fn verify_file(path: &Path) -> anyhow::Result<(u64, ChainHead)> {
     let bytes = std::fs::read(path)?;
     let scan = scan_log(&bytes, LogState::default(), |_| {})
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -133,7 +159,39 @@ fn verify_file(path: &PathBuf) -> anyhow::Result<u64> {
         "{}: the last line is incomplete",
         path.display()
     );
-    Ok(scan.audit_records)
+    Ok((scan.audit_records, scan.state.chain_head().clone()))
+}
+
+/// Refuses to replace a log a simulation did not write: one whose first record is not a
+/// [`Record::Simulation`] mark (an empty or missing file is fine).
+fn refuse_real_log(path: &Path) -> Result<(), Failure> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Failure::new(
+                code::IO_ERROR,
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
+    };
+    let Some(first) = bytes
+        .split(|&b| b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
+    else {
+        return Ok(());
+    };
+    if matches!(Record::parse_line(first), Ok(Record::Simulation(_))) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        code::LOG_NOT_SIMULATED,
+        format!(
+            "refusing to replace {}: it holds records a simulation did not write (a real audit log?); \
+             choose another --audit-log, or pass --force to replace it",
+            path.display()
+        ),
+    ))
 }
 
 fn print_tables(s: &DaySummary) -> std::io::Result<()> {

@@ -9,7 +9,7 @@ use super::workday::{Workday, WorkdayConfig};
 use crate::engine::Engine;
 use crate::error::ConfigError;
 use crate::events::Event;
-use crate::log::Record;
+use crate::log::{Record, SimulationRun};
 use crate::report::ComplianceReport;
 use crate::time::Now;
 
@@ -149,6 +149,8 @@ pub struct DayRun {
     last_event_ms: u64,
     end_ms: u64,
     charts: DayCharts,
+    /// The log's first record, until the first slice hands it out.
+    mark: Option<Record>,
 }
 
 impl DayRun {
@@ -164,7 +166,14 @@ impl DayRun {
         let mut sample: Vec<String> = day.agents.iter().map(|a| a.user_id.clone()).collect();
         sample.sort();
         sample.truncate(TIMELINE_SAMPLE);
+        let mark = Record::Simulation(SimulationRun {
+            seed: config.seed,
+            agents: config.agents as u64,
+            shift_hours: config.shift_hours,
+            at_ms: harness.now_ms(),
+        });
         Ok(Self {
+            mark: Some(mark),
             config: config.clone(),
             commands: day.commands.len() as u64,
             started_ms: harness.now_ms(),
@@ -213,10 +222,16 @@ impl DayRun {
         Ok(())
     }
 
+    /// What the harness produced since the last slice; the first slice starts with the log's
+    /// [`SimulationRun`] mark.
     fn collect(&mut self) -> DaySlice {
+        let mut records = self.harness.take_records();
+        if let Some(mark) = self.mark.take() {
+            records.insert(0, (self.started_ms, mark));
+        }
         let slice = DaySlice {
             events: self.harness.take_events(),
-            records: self.harness.take_records(),
+            records,
         };
         for (at, e) in &slice.events {
             self.last_event_ms = self.last_event_ms.max(*at);
