@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use cxone_agent_state_core::{
     redact_url, AgentMetrics, ChainHead, CommandError, ComplianceReport, ConfigError,
-    DeadLetterEntry, Engine, EngineConfig, ErrorCode, Event, HttpResponse, Output, Record, RequestId,
-    Restored, StateChanged, Target, TransitionError, TransitionId, TransitionOptions, Transmit,
+    DeadLetterEntry, Engine, EngineConfig, ErrorCode, Event, HttpResponse, Output, Record,
+    RequestId, Restored, StateChanged, Target, TransitionError, TransitionId, TransitionOptions,
+    Transmit,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;

@@ -773,7 +773,9 @@ mod tests {
             assert_ne!(r.status, 404, "{method} {path}: {}", r.body);
             assert_ne!(r.status, 405, "{method} {path}: {}", r.body);
         }
-        let r = once(&handle, "GET", "/admin/nothing", &[], "").await.unwrap();
+        let r = once(&handle, "GET", "/admin/nothing", &[], "")
+            .await
+            .unwrap();
         assert_eq!(r.status, 404);
     }
 

@@ -8,9 +8,9 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use cxone_agent_state_core::sim::{Endpoint, FaultKind, FaultRule};
 use serde_json::Value;
 use support::cli::*;
-use cxone_agent_state_core::sim::{Endpoint, FaultKind, FaultRule};
 use support::{admin_get, admin_post, WebhookSink};
 
 /// The `SEQ:HASH` a writing command printed on stderr as `audit head: SEQ:HASH (PATH)`.
@@ -144,7 +144,11 @@ async fn simulate_refuses_a_log_with_real_records_unless_forced() {
             .contains("--force"),
         "{refused}"
     );
-    assert_eq!(std::fs::read(&real).unwrap(), before, "the real log is kept");
+    assert_eq!(
+        std::fs::read(&real).unwrap(),
+        before,
+        "the real log is kept"
+    );
 
     // A simulation's own log is replaced without asking: `make run` twice works.
     let simulated = dir.path().join("sim.jsonl");
@@ -179,7 +183,11 @@ async fn bulk_results_survive_kill_9_line_by_line() {
         &conn,
     )));
     until(45, "15 audited changes", || {
-        read_audit(&audit).iter().filter(|r| r["success"] == true).count() >= 15
+        read_audit(&audit)
+            .iter()
+            .filter(|r| r["success"] == true)
+            .count()
+            >= 15
     })
     .await;
     child.start_kill().unwrap();
@@ -218,18 +226,13 @@ async fn a_deleted_last_record_is_caught_by_the_head_anchor() {
     assert_eq!(seq, "1", "two records: the head is seq 1");
     assert_eq!(hash.len(), 64);
 
-    let verify = |anchor: &str| {
-        cli([
-            "audit",
-            "verify",
-            path_str(&audit),
-            "--head",
-            anchor,
-        ])
-    };
+    let verify = |anchor: &str| cli(["audit", "verify", path_str(&audit), "--head", anchor]);
     let ok = run(verify(&head)).await;
     assert_eq!(ok.code(), Some(0), "{ok}");
-    assert!(ok.stdout.contains(&head), "the OK line names the head:\n{ok}");
+    assert!(
+        ok.stdout.contains(&head),
+        "the OK line names the head:\n{ok}"
+    );
 
     // Cut the last audit record (and everything after it).
     let kept: Vec<String> = {
@@ -242,7 +245,11 @@ async fn a_deleted_last_record_is_caught_by_the_head_anchor() {
     };
     std::fs::write(&audit, kept.join("\n") + "\n").unwrap();
     let chain_only = audit_verify(&audit).await;
-    assert_eq!(chain_only.code(), Some(0), "the chain alone cannot see it:\n{chain_only}");
+    assert_eq!(
+        chain_only.code(),
+        Some(0),
+        "the chain alone cannot see it:\n{chain_only}"
+    );
     let anchored = run(verify(&head)).await;
     assert_eq!(anchored.code(), Some(1), "{anchored}");
     assert!(
@@ -298,11 +305,16 @@ async fn a_whole_last_record_without_its_newline_is_kept_and_its_seq_not_reused(
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let conn = connect(&sim.base_url, &audit);
-    assert_eq!(transition("agent-0001", "READY", &conn).await.code(), Some(0));
+    assert_eq!(
+        transition("agent-0001", "READY", &conn).await.code(),
+        Some(0)
+    );
     let mut bytes = std::fs::read(&audit).unwrap();
     assert_eq!(bytes.pop(), Some(b'\n'));
     std::fs::write(&audit, &bytes).unwrap();
-    let last_seq = read_audit(&audit).last().map(|r| r["seq"].as_u64().unwrap());
+    let last_seq = read_audit(&audit)
+        .last()
+        .map(|r| r["seq"].as_u64().unwrap());
 
     let out = transition("agent-0002", "READY", &conn).await;
     assert_eq!(out.code(), Some(0), "{out}");
@@ -310,7 +322,11 @@ async fn a_whole_last_record_without_its_newline_is_kept_and_its_seq_not_reused(
         .iter()
         .map(|r| r["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, vec![0, 1], "kept, and the next record is seq 1 ({last_seq:?})");
+    assert_eq!(
+        seqs,
+        vec![0, 1],
+        "kept, and the next record is seq 1 ({last_seq:?})"
+    );
     let torn: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(Result::ok)
@@ -442,10 +458,18 @@ async fn policy_refusals_exit_2_and_bulk_exits_2_when_they_are_its_only_failures
     assert_eq!(refused.json()["code"], "AGENT_NOT_SCHEDULED");
 
     let only_refusals = "userId,state\nagent-0001,READY\nagent-off,READY\n";
-    let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(only_refusals.as_bytes())).await;
+    let out = run_input(
+        cli(args(&["bulk", "-"], &conn)),
+        Some(only_refusals.as_bytes()),
+    )
+    .await;
     assert_eq!(out.code(), Some(2), "{out}");
     let with_malformed = "userId,state\nagent-0002,READY\nagent-off,READY\nagent-0003\n";
-    let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(with_malformed.as_bytes())).await;
+    let out = run_input(
+        cli(args(&["bulk", "-"], &conn)),
+        Some(with_malformed.as_bytes()),
+    )
+    .await;
     assert_eq!(out.code(), Some(1), "{out}");
 }
 
@@ -472,7 +496,10 @@ async fn webhook_failures_name_their_cause_without_colour() {
         out.stderr.to_lowercase().contains("connection refused"),
         "{out}"
     );
-    assert!(!out.stderr.contains('\u{1b}'), "no ANSI colour off a terminal:\n{out}");
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "no ANSI colour off a terminal:\n{out}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -515,7 +542,10 @@ async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("stopping: no new rows will start"), "{stderr}");
+    assert!(
+        stderr.contains("stopping: no new rows will start"),
+        "{stderr}"
+    );
     assert!(stderr.contains("in flight"), "{stderr}");
     let decided = read_jsonl(&output).len();
     assert!(decided < ROWS, "interrupted before the end ({decided})");
@@ -543,7 +573,11 @@ async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
     rows.dedup();
     assert_eq!(rows.len(), ROWS, "no row was done twice");
     let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
-    assert_eq!(accepted.as_array().unwrap().len(), ROWS, "each change sent once");
+    assert_eq!(
+        accepted.as_array().unwrap().len(),
+        ROWS,
+        "each change sent once"
+    );
     assert_eq!(audit_verify(&audit).await.code(), Some(0));
 }
 
@@ -571,7 +605,10 @@ async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
         &["bulk", path_str(&input), "--concurrency", "2"],
         &conn,
     )));
-    until(20, "the first intents", || !read_kind(&audit, "intent").is_empty()).await;
+    until(20, "the first intents", || {
+        !read_kind(&audit, "intent").is_empty()
+    })
+    .await;
     interrupt(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;
     interrupt(&child);
@@ -588,21 +625,8 @@ async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
     assert_eq!(audit_verify(&audit).await.code(), Some(0));
 }
 
-#[tokio::test]
-async fn the_progress_bar_counts_rows_on_a_terminal_without_tearing_results() {
-    let sim = server(30, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let input = dir.path().join("rows.csv");
-    std::fs::write(&input, agents_csv(1..=30, |_| "READY")).unwrap();
-    let conn = connect(&sim.base_url, &audit);
-    // `script` gives the command a terminal, as an operator has.
-    let mut argv = vec![
-        support::binary().display().to_string(),
-        "bulk".into(),
-        path_str(&input).into(),
-    ];
-    argv.extend(conn.iter().cloned());
+/// `argv` run by `script`, which gives it a terminal as an operator has (stdout and stderr both go to it).
+fn on_a_terminal(argv: &[String]) -> std::process::Command {
     let line = argv
         .iter()
         .map(|a| format!("'{a}'"))
@@ -613,7 +637,60 @@ async fn the_progress_bar_counts_rows_on_a_terminal_without_tearing_results() {
     for name in KNOWN_VARS {
         c.env_remove(name);
     }
-    let out = run(c).await;
+    c
+}
+
+#[tokio::test]
+async fn on_a_terminal_transition_speaks_in_words() {
+    let sim = server(5, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    let argv = |state: &str| {
+        let mut a = vec![
+            support::binary().display().to_string(),
+            "transition".into(),
+            "--user".into(),
+            "agent-0001".into(),
+            "--state".into(),
+            state.into(),
+        ];
+        a.extend(conn.iter().cloned());
+        a
+    };
+    let ok = run(on_a_terminal(&argv("READY"))).await;
+    assert_eq!(ok.code(), Some(0), "{ok}");
+    assert!(ok.stdout.contains("agent-0001: unknown → READY"), "{ok}");
+    assert!(!ok.stdout.contains("{\""), "no JSON on a terminal:\n{ok}");
+    let bad = run(on_a_terminal(&argv("ready"))).await;
+    assert_eq!(bad.code(), Some(1), "{bad}");
+    assert!(
+        bad.stdout.contains("error: ") && bad.stdout.contains("(INVALID_STATE)"),
+        "{bad}"
+    );
+    assert!(!bad.stdout.contains("{\""), "{bad}");
+    // --json asks for JSON even on a terminal.
+    let mut json = argv("NOT_READY");
+    json.push("--json".into());
+    let out = run(on_a_terminal(&json)).await;
+    assert!(out.stdout.contains("\"previousState\":\"READY\""), "{out}");
+}
+
+#[tokio::test]
+async fn the_progress_bar_counts_rows_on_a_terminal_without_tearing_results() {
+    let sim = server(30, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, agents_csv(1..=30, |_| "READY")).unwrap();
+    let conn = connect(&sim.base_url, &audit);
+    let mut argv = vec![
+        support::binary().display().to_string(),
+        "bulk".into(),
+        path_str(&input).into(),
+    ];
+    argv.extend(conn.iter().cloned());
+    let out = run(on_a_terminal(&argv)).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("/30 rows"), "counts rows:\n{out}");
     // Every result line is whole on the terminal.
@@ -648,7 +725,10 @@ async fn every_help_has_examples_settings_and_exit_codes() {
         let out = run(cli(&argv)).await;
         assert_eq!(out.code(), Some(0), "{argv:?}\n{out}");
         for needle in ["Examples:", "Exit codes:", "64", "130", "Settings read"] {
-            assert!(out.stdout.contains(needle), "{argv:?} lacks {needle}:\n{out}");
+            assert!(
+                out.stdout.contains(needle),
+                "{argv:?} lacks {needle}:\n{out}"
+            );
         }
     }
     let out = run(cli(["sim-server", "--help"])).await;
@@ -660,12 +740,14 @@ async fn every_help_has_examples_settings_and_exit_codes() {
     }
     let out = run(cli(["report", "--help"])).await;
     assert!(out.stdout.contains("cxone-audit.jsonl"), "{out}");
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
-    )
-    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
     for code in ["| 0 ", "| 1 ", "| 2 ", "| 64 ", "| 130 "] {
-        assert!(readme.contains(code), "the README's exit-code table lacks {code}");
+        assert!(
+            readme.contains(code),
+            "the README's exit-code table lacks {code}"
+        );
     }
 }
 

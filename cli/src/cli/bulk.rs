@@ -123,7 +123,9 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
     let text = String::from_utf8_lossy(bytes);
     let mut lines = text.lines().filter(|l| !l.trim().is_empty()).peekable();
     let Some(first) = lines.peek().copied() else {
-        return Err("the input is empty: expected a `userId,state` CSV header or JSON Lines".into());
+        return Err(
+            "the input is empty: expected a `userId,state` CSV header or JSON Lines".into(),
+        );
     };
     if first.trim_start().starts_with('{') {
         return Ok(lines
@@ -161,7 +163,10 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
                 header.len(),
                 r.len()
             )),
-            Ok(r) => Ok((r[user_col].trim().to_owned(), r[state_col].trim().to_owned())),
+            Ok(r) => Ok((
+                r[user_col].trim().to_owned(),
+                r[state_col].trim().to_owned(),
+            )),
         };
         rows.push(Row {
             number: rows.len() as u64 + 1,
@@ -286,7 +291,10 @@ fn rows_done(path: &Path, input: &Input) -> Result<BTreeSet<u64>, Failure> {
     };
     let prefix = input.reference_prefix();
     let mut outcomes = ReferencedOutcomes::with_prefix(prefix.as_str());
-    scan_log(&bytes, LogState::default(), |record| outcomes.observe(record)).map_err(|e| {
+    scan_log(&bytes, LogState::default(), |record| {
+        outcomes.observe(record)
+    })
+    .map_err(|e| {
         Failure::new(
             e.code().as_str(),
             format!("{} does not verify: {e}", path.display()),
@@ -390,7 +398,10 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                 options.write(true).truncate(true);
             }
             let file = options.open(p).map_err(|e| {
-                Failure::new(code::IO_ERROR, format!("cannot create {}: {e}", p.display()))
+                Failure::new(
+                    code::IO_ERROR,
+                    format!("cannot create {}: {e}", p.display()),
+                )
             })?;
             Some(LineWriter::new(file))
         }
@@ -685,7 +696,9 @@ mod tests {
     fn empty_input_and_bad_header_are_errors() {
         assert!(rows("").unwrap_err().contains("empty"));
         assert!(rows("\n\n").unwrap_err().contains("empty"));
-        assert!(rows("user,status\na,READY\n").unwrap_err().contains("userId"));
+        assert!(rows("user,status\na,READY\n")
+            .unwrap_err()
+            .contains("userId"));
     }
 
     #[test]

@@ -18,9 +18,9 @@ macro_rules! out {
 }
 
 pub mod audit;
-pub mod fail;
 pub mod bulk;
 pub mod connect;
+pub mod fail;
 pub mod outbox;
 pub mod sim_server;
 pub mod simulate;

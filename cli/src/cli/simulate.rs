@@ -75,9 +75,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         ..WorkdayConfig::default()
     };
     let wall = Instant::now();
-    let mut day = DayRun::new(&config).map_err(|e| {
-        Failure::usage(format!("invalid simulation settings: {e}"))
-    })?;
+    let mut day = DayRun::new(&config)
+        .map_err(|e| Failure::usage(format!("invalid simulation settings: {e}")))?;
     if !args.force {
         refuse_real_log(&args.audit_log)?;
     }

@@ -45,13 +45,20 @@ pub struct TransitionArgs {
 /// Exit codes: 0 changed, 2 refused by policy, 1 any other failure, 64 a usage error.
 pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
     let user = args.user.clone().ok_or_else(|| {
-        Failure::usage("missing setting TARGET_USER_ID (set the environment variable or pass --user)")
+        Failure::usage(
+            "missing setting TARGET_USER_ID (set the environment variable or pass --user)",
+        )
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let manager = args.connect.start().await?;
         let result = manager.transition_state(&user, &args.state).await;
-        finish(manager, args.connect.webhook_drain(), args.connect.audit_log()).await;
+        finish(
+            manager,
+            args.connect.webhook_drain(),
+            args.connect.audit_log(),
+        )
+        .await;
         match &result {
             _ if json => outln!("{}", outcome_json(&user, &args.state, &result)),
             Ok(c) => outln!(
@@ -67,7 +74,10 @@ pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
                 return Ok(fail::report(
                     &Failure {
                         exit: exit_of(e.code.is_policy_violation()),
-                        ..Failure::new(e.code.as_str(), format!("{user} → {}: {}", args.state, e.message))
+                        ..Failure::new(
+                            e.code.as_str(),
+                            format!("{user} → {}: {}", args.state, e.message),
+                        )
                     },
                     false,
                 ))

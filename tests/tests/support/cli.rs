@@ -283,4 +283,3 @@ pub fn addr_of(base_url: &str) -> SocketAddr {
         .parse()
         .expect("base URL is host:port")
 }
-
