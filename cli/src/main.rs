@@ -36,6 +36,10 @@ use cli::fail;
   cxone-agent-state bulk shift-change.csv --output results.jsonl
   cxone-agent-state audit verify cxone-audit.jsonl --head 41:<hash>
 
+Settings read (flags win): CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
+CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL, WORKFORCE_WEBHOOK_SECRET,
+WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE, TARGET_USER_ID, CXONE_LOG.
+
 Errors: with --json, or when stdout is not a terminal, every error is one JSON object
 {\"success\":false,\"code\",\"message\"} on stdout; on a terminal, words on stderr.
 
@@ -59,10 +63,27 @@ enum Command {
     /// Rebuilds the compliance report from a durable audit log.
     Report(cli::audit::ReportArgs),
     /// Audit log tools.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = concat!(
+        "Examples:
+  cxone-agent-state audit verify cxone-audit.jsonl --head 41:<hash>
+
+Settings read: none (see `audit verify --help`).
+
+",
+        exit_codes_help!()
+    ))]
     Audit(cli::audit::AuditCommand),
     /// The webhook outbox: payloads waiting, and dead letters to list and replay.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = concat!(
+        "Examples:
+  cxone-agent-state outbox list
+  cxone-agent-state outbox replay --event-id <id>
+
+Settings read: CXONE_AUDIT_LOG, and for `replay` the webhook and tenant settings (see each --help).
+
+",
+        exit_codes_help!()
+    ))]
     Outbox(cli::outbox::OutboxCommand),
     /// Runs agents through a shift day against the in-process simulated tenant, on a virtual clock.
     Simulate(cli::simulate::SimulateArgs),

@@ -444,6 +444,35 @@ async fn a_bad_environment_value_is_named_by_its_variable() {
     assert!(message.contains("CXONE_RATE_LIMIT_PER_MIN"), "{out}");
     assert!(!out.all_output().contains("--rate-limit"), "{out}");
     assert!(!out.all_output().contains("hush-hush-0042"), "{out}");
+
+    // The same for a word-valued variable.
+    let mut c = cli([
+        "transition",
+        "--user",
+        "agent-0001",
+        "--state",
+        "READY",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--client-id",
+        "i",
+        "--client-secret",
+        "s",
+        "--audit-log",
+        path_str(&audit),
+    ]);
+    c.env("WORKFORCE_WEBHOOK_RECEIVER_CHANGE", "sideways");
+    let out = run(c).await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert!(
+        out.stdout.contains("WORKFORCE_WEBHOOK_RECEIVER_CHANGE"),
+        "{out}"
+    );
+    assert!(
+        !out.all_output().contains("--webhook-receiver-change"),
+        "{out}"
+    );
+    assert!(!audit.exists(), "nothing was started");
 }
 
 #[tokio::test]
@@ -711,12 +740,15 @@ async fn the_progress_bar_counts_rows_on_a_terminal_without_tearing_results() {
 #[tokio::test]
 async fn every_help_has_examples_settings_and_exit_codes() {
     for sub in [
-        &["transition"][..],
+        &[][..],
+        &["transition"],
         &["bulk"],
         &["report"],
         &["simulate"],
         &["sim-server"],
+        &["audit"],
         &["audit", "verify"],
+        &["outbox"],
         &["outbox", "list"],
         &["outbox", "replay"],
     ] {

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::connect::{finish, outcome_json, ConnectArgs};
+use super::connect::{finish, outcome_json, print_head, ConnectArgs};
 use super::fail::{code, exit, Failure};
 
 /// Options of `bulk`.
@@ -48,7 +48,8 @@ syncing the audit log (changes in flight are journaled and resumed on the next s
 
 Settings read (flags win): CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
 CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL,
-WORKFORCE_WEBHOOK_SECRET, WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, CXONE_LOG.
+WORKFORCE_WEBHOOK_SECRET, WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE,
+CXONE_LOG.
 
 ",
     exit_codes_help!()
@@ -591,6 +592,9 @@ fn interrupts() -> mpsc::UnboundedReceiver<()> {
 fn force_stop(bar: &ProgressBar, audit_log: &Path, tally: &Tally, in_flight: usize) -> ! {
     bar.finish_and_clear();
     let synced = File::open(audit_log).and_then(|f| f.sync_all()).is_ok();
+    if let Ok(state) = cxone_agent_state::store::read_state(audit_log) {
+        print_head(audit_log, state.chain_head());
+    }
     eprintln!(
         "stopped at once: {} of {} rows decided, {in_flight} change(s) in flight are journaled and resumed on \
          the next start; audit log {}; run again with --resume for the rest",

@@ -44,8 +44,8 @@ pub struct ConnectArgs {
     webhook_secret: Option<String>,
     /// What a start does with webhook events accepted for an earlier receiver URL (the URL changed since):
     /// `deliver-to-original` (the receiver they were accepted for; the default) or `dead-letter` (set
-    /// aside for `outbox replay` to the receiver configured then).
-    #[arg(long, env = "WORKFORCE_WEBHOOK_RECEIVER_CHANGE", value_parser = |s: &str| s.parse::<ReceiverChange>().map_err(|e| e.to_string()))]
+    /// aside for `outbox replay` to the receiver configured then) [env: WORKFORCE_WEBHOOK_RECEIVER_CHANGE].
+    #[arg(long, value_parser = |s: &str| s.parse::<ReceiverChange>().map_err(|e| e.to_string()))]
     webhook_receiver_change: Option<ReceiverChange>,
     /// How long to wait at exit for undelivered webhooks (they go out on the next start otherwise).
     #[arg(long, default_value_t = 30)]
@@ -86,7 +86,7 @@ impl ConnectArgs {
             webhook_dead_letter_after: self
                 .webhook_dead_letter_after
                 .or(env.webhook_dead_letter_after),
-            webhook_receiver_change: self.webhook_receiver_change,
+            webhook_receiver_change: self.webhook_receiver_change.or(env.webhook_receiver_change),
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
         };
