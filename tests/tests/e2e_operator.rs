@@ -13,6 +13,30 @@ use serde_json::Value;
 use support::cli::*;
 use support::{admin_get, admin_post, WebhookSink};
 
+/// A simulated tenant, a scratch directory, a log path in it and the connection flags for both.
+struct Scene {
+    sim: support::SimProcess,
+    dir: tempfile::TempDir,
+    audit: std::path::PathBuf,
+    conn: Vec<String>,
+}
+
+impl Scene {
+    /// `sim-server` with `agents` agents and `extra` flags; the log is `audit.jsonl` in a fresh directory.
+    fn new(agents: usize, extra: &[&str]) -> Self {
+        let sim = server(agents, extra);
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit.jsonl");
+        let conn = connect(&sim.base_url, &audit);
+        Self {
+            sim,
+            dir,
+            audit,
+            conn,
+        }
+    }
+}
+
 /// The `SEQ:HASH` a writing command printed on stderr as `audit head: SEQ:HASH (PATH)`.
 fn head_of(out: &Out) -> String {
     out.stderr
@@ -212,10 +236,12 @@ async fn bulk_results_survive_kill_9_line_by_line() {
 
 #[tokio::test]
 async fn a_deleted_last_record_is_caught_by_the_head_anchor() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let Scene {
+        sim: _sim,
+        dir: _dir,
+        audit,
+        conn,
+    } = Scene::new(5, &[]);
     let mut head = String::new();
     for (user, state) in [("agent-0001", "READY"), ("agent-0002", "READY")] {
         let out = transition(user, state, &conn).await;
@@ -264,10 +290,12 @@ async fn a_deleted_last_record_is_caught_by_the_head_anchor() {
 
 #[tokio::test]
 async fn an_unknown_member_in_an_audit_record_fails_verification_and_names_the_record() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let Scene {
+        sim: _sim,
+        dir: _dir,
+        audit,
+        conn,
+    } = Scene::new(5, &[]);
     for user in ["agent-0001", "agent-0002", "agent-0003", "agent-0004"] {
         assert_eq!(transition(user, "READY", &conn).await.code(), Some(0));
     }
@@ -301,10 +329,12 @@ async fn an_unknown_member_in_an_audit_record_fails_verification_and_names_the_r
 
 #[tokio::test]
 async fn a_whole_last_record_without_its_newline_is_kept_and_its_seq_not_reused() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let Scene {
+        sim: _sim,
+        dir,
+        audit,
+        conn,
+    } = Scene::new(5, &[]);
     assert_eq!(
         transition("agent-0001", "READY", &conn).await.code(),
         Some(0)
@@ -338,10 +368,12 @@ async fn a_whole_last_record_without_its_newline_is_kept_and_its_seq_not_reused(
 
 #[tokio::test]
 async fn a_one_shot_transition_names_the_previous_state_from_the_log() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let Scene {
+        sim: _sim,
+        dir: _dir,
+        audit,
+        conn,
+    } = Scene::new(5, &[]);
     let first = transition("agent-0001", "READY", &conn).await;
     assert_eq!(first.json()["previousState"], Value::Null, "{first}");
     let second = transition("agent-0001", "NOT_READY", &conn).await;
@@ -356,10 +388,12 @@ async fn a_one_shot_transition_names_the_previous_state_from_the_log() {
 
 #[tokio::test]
 async fn bulk_input_from_a_spreadsheet_bom_padding_case_and_duplicates() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let Scene {
+        sim,
+        dir,
+        audit: _,
+        conn,
+    } = Scene::new(5, &[]);
     let input = dir.path().join("export.csv");
     std::fs::write(
         &input,
@@ -421,57 +455,44 @@ async fn usage_errors_exit_64_as_one_json_object() {
 async fn a_bad_environment_value_is_named_by_its_variable() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let mut c = cli([
-        "transition",
-        "--user",
-        "agent-0001",
-        "--state",
-        "READY",
-        "--base-url",
-        "http://127.0.0.1:9",
-        "--client-id",
-        "i",
-        "--audit-log",
-        path_str(&audit),
-    ]);
-    c.env("CXONE_RATE_LIMIT_PER_MIN", "lots")
-        .env("CXONE_CLIENT_SECRET", "hush-hush-0042");
-    let out = run(c).await;
-    assert_eq!(out.code(), Some(64), "{out}");
-    let error = out.json();
-    assert_eq!(error["code"], "INVALID_CONFIG", "{out}");
-    let message = error["message"].as_str().unwrap();
-    assert!(message.contains("CXONE_RATE_LIMIT_PER_MIN"), "{out}");
-    assert!(!out.all_output().contains("--rate-limit"), "{out}");
-    assert!(!out.all_output().contains("hush-hush-0042"), "{out}");
-
-    // The same for a word-valued variable.
-    let mut c = cli([
-        "transition",
-        "--user",
-        "agent-0001",
-        "--state",
-        "READY",
-        "--base-url",
-        "http://127.0.0.1:9",
-        "--client-id",
-        "i",
-        "--client-secret",
-        "s",
-        "--audit-log",
-        path_str(&audit),
-    ]);
-    c.env("WORKFORCE_WEBHOOK_RECEIVER_CHANGE", "sideways");
-    let out = run(c).await;
-    assert_eq!(out.code(), Some(64), "{out}");
-    assert!(
-        out.stdout.contains("WORKFORCE_WEBHOOK_RECEIVER_CHANGE"),
-        "{out}"
-    );
-    assert!(
-        !out.all_output().contains("--webhook-receiver-change"),
-        "{out}"
-    );
+    // A transition whose secret comes from the environment, with one more variable set to `value`.
+    let with_env = |name: &str, value: &str| {
+        let mut c = cli([
+            "transition",
+            "--user",
+            "agent-0001",
+            "--state",
+            "READY",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--client-id",
+            "i",
+            "--audit-log",
+            path_str(&audit),
+        ]);
+        c.env("CXONE_CLIENT_SECRET", "hush-hush-0042")
+            .env(name, value);
+        c
+    };
+    for (name, value, flag) in [
+        ("CXONE_RATE_LIMIT_PER_MIN", "lots", "--rate-limit"),
+        (
+            "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
+            "sideways",
+            "--webhook-receiver-change",
+        ),
+    ] {
+        let out = run(with_env(name, value)).await;
+        assert_eq!(out.code(), Some(64), "{out}");
+        let error = out.json();
+        assert_eq!(error["code"], "INVALID_CONFIG", "{out}");
+        assert!(error["message"].as_str().unwrap().contains(name), "{out}");
+        assert!(
+            !out.all_output().contains(flag),
+            "names a flag never typed:\n{out}"
+        );
+        assert!(!out.all_output().contains("hush-hush-0042"), "{out}");
+    }
     assert!(!audit.exists(), "nothing was started");
 }
 
@@ -671,10 +692,12 @@ fn on_a_terminal(argv: &[String]) -> std::process::Command {
 
 #[tokio::test]
 async fn on_a_terminal_transition_speaks_in_words() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let Scene {
+        sim: _sim,
+        dir: _dir,
+        audit: _,
+        conn,
+    } = Scene::new(5, &[]);
     let argv = |state: &str| {
         let mut a = vec![
             support::binary().display().to_string(),
