@@ -16,7 +16,7 @@ mod cli;
 
 use std::io::IsTerminal;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cli::fail;
 
@@ -94,8 +94,14 @@ fn main() -> std::process::ExitCode {
     // Results are a command's own business: `report`, `audit`, `outbox` and `simulate` print tables unless
     // their `--json` asks for JSON, as their output is for people first.
     let json = fail::json_mode(std::env::args_os().any(|a| a == "--json"));
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            cli::connect::remember_matches(matches);
+            cli
+        }
         Err(e) => return fail::from_clap(&e, json),
     };
     tracing_subscriber::fmt()

@@ -77,6 +77,7 @@ impl StartError {
         match self {
             Self::Config(e) => e.code(),
             Self::Store(StoreError::Corrupt { .. }) => ErrorCode::AuditLogCorrupt,
+            Self::Store(StoreError::Simulated { .. }) => ErrorCode::InvalidConfig,
             Self::Store(_) => ErrorCode::AuditLogUnavailable,
         }
     }

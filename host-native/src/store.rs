@@ -12,7 +12,7 @@
 //!   that only lacks its newline is kept and the newline added.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -41,6 +41,15 @@ pub enum StoreError {
         path: PathBuf,
         /// Where and how.
         source: LogError,
+    },
+    /// The log was written by a simulation (its first record is a `simulation` mark): real changes are not
+    /// mixed into it, so an auditor never reads simulated records as real ones (`INVALID_CONFIG`).
+    #[error(
+        "log {path} was written by a simulation; real changes are not recorded in it: choose another audit log"
+    )]
+    Simulated {
+        /// The file.
+        path: PathBuf,
     },
     /// Another process holds the log (a second writer would fork its hash chain).
     #[error(
@@ -84,6 +93,11 @@ pub fn open(
     now_unix_ms: u64,
 ) -> Result<(Recovery, Writer, JoinHandle<()>), StoreError> {
     let mut file = open_locked(path)?;
+    if is_simulated(&mut file).map_err(io_err(path))? {
+        return Err(StoreError::Simulated {
+            path: path.to_owned(),
+        });
+    }
     let recovery = recover_file(&mut file, path, now_unix_ms)?;
     file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
     let (writer, thread) = Writer::start_on(file, path)?;
@@ -94,6 +108,20 @@ pub fn open(
 pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
     let mut file = open_locked(path)?;
     recover_file(&mut file, path, now_unix_ms)
+}
+
+/// Whether the log's first line is a simulation's mark (read from the start: one short line).
+fn is_simulated(file: &mut File) -> io::Result<bool> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut first = Vec::new();
+    io::BufReader::new(&mut *file)
+        .take(64 * 1024)
+        .read_until(b'\n', &mut first)?;
+    let line = first.strip_suffix(b"\n").unwrap_or(&first);
+    Ok(matches!(
+        Record::parse_line(line),
+        Ok(Record::Simulation(_))
+    ))
 }
 
 /// Opens (or creates) the log at `path` and locks it for this process alone.

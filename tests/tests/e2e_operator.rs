@@ -12,6 +12,7 @@ use cxone_agent_state_core::sim::{Endpoint, FaultKind, FaultRule};
 use serde_json::Value;
 use support::cli::*;
 use support::{admin_get, admin_post, WebhookSink};
+use tokio::io::AsyncBufReadExt;
 
 /// A simulated tenant, a scratch directory, a log path in it and the connection flags for both.
 struct Scene {
@@ -125,6 +126,35 @@ async fn bulk_refuses_to_write_results_over_the_audit_log_or_its_companions() {
         "the log is untouched"
     );
     assert!(!torn.exists());
+
+    // Results on stdout, redirected by the shell onto the log (`bulk rows.csv >> yy.jsonl`): for any
+    // command that writes the log, and the refusal goes to stderr, not into the log.
+    for head in [
+        &["bulk", path_str(&input)][..],
+        &["transition", "--user", "agent-0002", "--state", "READY"],
+    ] {
+        let mut redirected = cli(args(head, &conn));
+        let log_for_append = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&audit)
+            .unwrap();
+        redirected
+            .stdin(Stdio::null())
+            .stdout(log_for_append)
+            .stderr(Stdio::piped());
+        let out = redirected.output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{head:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("OUTPUT_IS_AUDIT_LOG"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read(&audit).unwrap(),
+        before,
+        "the log is untouched"
+    );
     assert_eq!(audit_verify(&audit).await.code(), Some(0));
     assert_eq!(
         total_requests(&sim.base_url).await,
@@ -180,54 +210,90 @@ async fn simulate_refuses_a_log_with_real_records_unless_forced() {
         let out = run(simulate(&simulated, false)).await;
         assert_eq!(out.code(), Some(0), "{out}");
     }
+    // The other way round: real changes are not recorded in a simulation's log, so a later simulate
+    // cannot wipe them.
+    let simulated_bytes = std::fs::read(&simulated).unwrap();
+    let mixed = transition("agent-0002", "READY", &connect(&sim.base_url, &simulated)).await;
+    assert_eq!(mixed.code(), Some(1), "{mixed}");
+    assert_eq!(mixed.json()["code"], "INVALID_CONFIG", "{mixed}");
+    assert!(mixed.stdout.contains("written by a simulation"), "{mixed}");
+    assert_eq!(std::fs::read(&simulated).unwrap(), simulated_bytes);
+
     let forced = run(simulate(&real, true)).await;
     assert_eq!(forced.code(), Some(0), "{forced}");
     assert_ne!(std::fs::read(&real).unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_results_survive_kill_9_line_by_line() {
+async fn bulk_results_survive_kill_9_line_by_line_and_resume_fills_the_gap() {
+    const ROWS: usize = 60;
     // Slow answers keep the run going long enough to kill it with results decided.
-    let sim = server(200, &["--latency-ms", "60"]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let Scene {
+        sim,
+        dir,
+        audit,
+        conn,
+    } = Scene::new(ROWS, &["--latency-ms", "60"]);
     let input = dir.path().join("rows.csv");
     let output = dir.path().join("results.jsonl");
-    std::fs::write(&input, agents_csv(1..=200, |_| "NOT_READY")).unwrap();
-    let conn = connect(&sim.base_url, &audit);
-    let mut child = spawn(cli(args(
-        &[
-            "bulk",
-            path_str(&input),
-            "--output",
-            path_str(&output),
-            "--concurrency",
-            "2",
-        ],
-        &conn,
-    )));
-    until(45, "15 audited changes", || {
+    std::fs::write(&input, agents_csv(1..=ROWS, |_| "NOT_READY")).unwrap();
+    let bulk = |resume: bool| {
+        let mut a = args(
+            &[
+                "bulk",
+                path_str(&input),
+                "--output",
+                path_str(&output),
+                "--concurrency",
+                "2",
+            ],
+            &conn,
+        );
+        if resume {
+            a.push("--resume".into());
+        }
+        cli(a)
+    };
+    let mut child = spawn(bulk(false));
+    let audited = || {
         read_audit(&audit)
             .iter()
             .filter(|r| r["success"] == true)
             .count()
-            >= 15
-    })
-    .await;
+    };
+    until(45, "15 audited changes", || audited() >= 15).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let audited = read_audit(&audit)
-        .iter()
-        .filter(|r| r["success"] == true)
-        .count();
+    let at_kill = audited();
     let results = read_jsonl(&output);
     // Every result printed is kept: at most the changes in flight (2) are audited without a line yet.
     assert!(
-        results.len() + 2 >= audited && results.len() >= 13,
-        "{} result lines for {audited} audited changes",
+        results.len() + 2 >= at_kill && results.len() >= 13,
+        "{} result lines for {at_kill} audited changes",
         results.len()
     );
     assert!(results.iter().all(|r| r["success"] == true));
+
+    // Resuming sends only the rest, and writes the results the kill cut off from the audit log.
+    let resumed = run(bulk(true)).await;
+    assert_eq!(resumed.code(), Some(0), "{resumed}");
+    let all = read_jsonl(&output);
+    let rows: std::collections::BTreeSet<u64> =
+        all.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    assert_eq!(all.len(), ROWS, "one line per row:\n{resumed}");
+    assert_eq!(rows.len(), ROWS);
+    let from_log = all.iter().filter(|r| r["fromAuditLog"] == true).count();
+    // At most the two audited without a line and the two in flight (resumed at start under their key).
+    assert!(from_log <= 4, "only the lines the kill cut off: {from_log}");
+    assert_eq!(
+        admin_get(&sim.base_url, "/admin/accepted-changes")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        ROWS,
+        "no change was sent twice"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -441,6 +507,7 @@ async fn usage_errors_exit_64_as_one_json_object() {
         args(&["transition", "--user", "a"], &conn),
         vec!["simulate".into(), "--agents".into(), "-3".into()],
         vec!["nonsense".into()],
+        vec!["audit".into()],
     ] {
         let out = run(cli(&argv)).await;
         assert_eq!(out.code(), Some(64), "{argv:?}\n{out}");
@@ -493,7 +560,61 @@ async fn a_bad_environment_value_is_named_by_its_variable() {
         );
         assert!(!out.all_output().contains("hush-hush-0042"), "{out}");
     }
-    assert!(!audit.exists(), "nothing was started");
+    // A flag is named as the flag, even where the variable could have set the same setting.
+    let mut zero = with_env("CXONE_DOMAIN", "acme");
+    zero.args(["--rate-limit", "0"]);
+    let out = run(zero).await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert!(out.stdout.contains("--rate-limit"), "{out}");
+    assert!(!out.stdout.contains("CXONE_RATE_LIMIT_PER_MIN"), "{out}");
+    // A variable a flag overrides is not read at all: its bad value is no error.
+    let mut overridden = with_env("CXONE_RATE_LIMIT_PER_MIN", "lots");
+    overridden.args(["--rate-limit", "100", "--request-timeout-ms", "200"]);
+    let out = run(overridden).await;
+    assert_ne!(out.json()["code"], "INVALID_CONFIG", "{out}");
+    assert_eq!(
+        out.code(),
+        Some(1),
+        "it got as far as the (absent) tenant:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_json_objects_and_a_changed_input_is_named_on_resume() {
+    let Scene {
+        sim: _sim,
+        dir,
+        audit,
+        conn,
+    } = Scene::new(3, &[]);
+    assert_eq!(
+        transition("agent-0001", "READY", &conn).await.code(),
+        Some(0)
+    );
+    let out = run(cli(args(
+        &["outbox", "replay", "--event-id", "no-such-event"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.json()["code"], "NO_SUCH_DEAD_LETTER", "{out}");
+    let missing = dir.path().join("missing.jsonl");
+    let out = run(cli(["report", "--audit-log", path_str(&missing)])).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.json()["code"], "AUDIT_LOG_UNAVAILABLE", "{out}");
+    let out = audit_verify(&audit).await;
+    assert_eq!(out.json()["ok"], true, "{out}");
+
+    // `--resume` with an input that changed since: every row is sent again, and it says so.
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, agents_csv(1..=2, |_| "NOT_READY")).unwrap();
+    let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    std::fs::write(&input, agents_csv(1..=3, |_| "NOT_READY")).unwrap();
+    let out = run(cli(args(&["bulk", path_str(&input), "--resume"], &conn))).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("holds no row of this input"), "{out}");
+    assert_eq!(out.json_lines().len(), 3, "{out}");
 }
 
 #[tokio::test]
@@ -558,7 +679,7 @@ async fn webhook_failures_name_their_cause_without_colour() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
-    const ROWS: usize = 120;
+    const ROWS: usize = 150;
     let sim = server(ROWS, &["--latency-ms", "40"]);
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
@@ -584,7 +705,7 @@ async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
         cli(a)
     };
     let child = spawn(bulk(false));
-    until(45, "20 results", || count_lines(&output) >= 20).await;
+    until(45, "10 results", || count_lines(&output) >= 10).await;
     interrupt(&child);
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
@@ -651,7 +772,7 @@ async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
     std::fs::write(&input, agents_csv(1..=10, |_| "READY")).unwrap();
     let mut conn = connect(&sim.base_url, &audit);
     set_flag(&mut conn, "--request-timeout-ms", "30000");
-    let child = spawn(cli(args(
+    let mut child = spawn(cli(args(
         &["bulk", path_str(&input), "--concurrency", "2"],
         &conn,
     )));
@@ -659,19 +780,44 @@ async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
         !read_kind(&audit, "intent").is_empty()
     })
     .await;
+    // stderr as it comes, so the second Ctrl-C is sent only once the first one was heard.
+    let mut stderr_lines =
+        tokio::io::BufReader::new(child.stderr.take().expect("piped stderr")).lines();
     interrupt(&child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut stderr = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = stderr_lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.starts_with("stopping:") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the first Ctrl-C is answered at once");
+    assert!(
+        stderr.contains("waiting for 2 change(s) in flight"),
+        "{stderr}"
+    );
     interrupt(&child);
     let started = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("a second Ctrl-C stops at once")
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    while let Some(line) = stderr_lines.next_line().await.unwrap() {
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("stopped at once"), "{stderr}");
     assert!(stderr.contains("synced"), "{stderr}");
+    assert!(
+        stderr.contains("8 rows not started, from row 3 on"),
+        "{stderr}"
+    );
     assert_eq!(audit_verify(&audit).await.code(), Some(0));
 }
 
@@ -816,23 +962,61 @@ async fn webhook_events_stay_with_the_receiver_they_were_accepted_for() {
     let audit = dir.path().join("audit.jsonl");
     let mut conn = connect(&sim.base_url, &audit);
     set_flag(&mut conn, "--webhook-drain-secs", "1");
-    let with_url = |url: &str| {
-        let mut c = conn.clone();
+    let with_url = |conn: &[String], url: &str| {
+        let mut c = conn.to_vec();
         c.extend(["--webhook-url".to_owned(), url.to_owned()]);
         c
     };
-    let out = transition("agent-0001", "READY", &with_url(&old.url)).await;
+    let out = transition("agent-0001", "READY", &with_url(&conn, &old.url)).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(old.ids().is_empty());
 
     old.down.store(false, Ordering::SeqCst);
-    let out = transition("agent-0002", "READY", &with_url(&new.url)).await;
+    // Time enough to deliver both (shutdown returns as soon as the outbox is empty).
+    set_flag(&mut conn, "--webhook-drain-secs", "15");
+    let out = transition("agent-0002", "READY", &with_url(&conn, &new.url)).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(
-        out.stderr.contains("receiver"),
+        out.stderr.contains("the webhook URL changed: 1 event(s) accepted for the earlier receiver go to that receiver"),
         "says the receiver changed:\n{out}"
     );
     assert_eq!(old.ids().len(), 1, "the old event went to its own receiver");
     assert_eq!(new.ids().len(), 1, "only the new event went to the new one");
     assert!(old.ids().is_disjoint(&new.ids()));
+
+    // Configured the other way, an event left for the old receiver is set aside as a dead letter.
+    old.down.store(true, Ordering::SeqCst);
+    set_flag(&mut conn, "--webhook-drain-secs", "1");
+    let out = transition("agent-0003", "READY", &with_url(&conn, &old.url)).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let mut dead_letter = with_url(&conn, &new.url);
+    dead_letter.extend([
+        "--webhook-receiver-change".to_owned(),
+        "dead-letter".to_owned(),
+    ]);
+    set_flag(&mut dead_letter, "--webhook-drain-secs", "15");
+    let out = transition("agent-0004", "READY", &dead_letter).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stderr.contains("were set aside as dead letters"),
+        "{out}"
+    );
+    assert_eq!(
+        new.ids().len(),
+        2,
+        "the new receiver got only its own event"
+    );
+    let list = run(cli([
+        "outbox",
+        "list",
+        "--json",
+        "--audit-log",
+        path_str(&audit),
+    ]))
+    .await;
+    assert_eq!(
+        list.json()["deadLetters"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
 }

@@ -40,7 +40,8 @@ Settings read: none (the log is the argument).
         /// may go on past it.
         #[arg(long, value_name = "SEQ:HASH")]
         head: Option<HeadAnchor>,
-        /// Print one JSON object: `{ok, auditRecords, records, head, error: {code, message, line}}`.
+        /// Print one JSON object: `{ok, auditRecords, records, head, error: {code, message, line}}` (with
+        /// `code` and `message` also at the top on failure). The default when stdout is not a terminal.
         #[arg(long)]
         json: bool,
     },
@@ -49,7 +50,10 @@ Settings read: none (the log is the argument).
 /// Runs an `audit` subcommand.
 pub fn run(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { file, head, json } => verify(file, head.as_ref(), *json),
+        // A verdict, like a transition's outcome: JSON with --json or when stdout is not a terminal.
+        AuditCommand::Verify { file, head, json } => {
+            verify(file, head.as_ref(), super::fail::json_mode(*json))
+        }
     }
 }
 

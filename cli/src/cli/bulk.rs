@@ -1,6 +1,6 @@
 //! `cxone-agent-state bulk`: many state changes from a CSV (`userId,state`) or JSON Lines file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, LineWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use cxone_agent_state::AgentStateManager;
 use cxone_agent_state_core::{
-    scan_log, ErrorCode, LogState, ReferenceOutcome, ReferencedOutcomes, StateChanged,
-    TransitionError, TransitionOptions,
+    scan_log, AuditRecord, ErrorCode, LogState, Record, ReferenceOutcome, ReferencedOutcomes,
+    StateChanged, TransitionError, TransitionOptions,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::connect::{finish, outcome_json, print_head, ConnectArgs};
-use super::fail::{code, exit, Failure};
+use super::fail::{code, exit, identity, refuse_stdout_onto, Failure};
 
 /// Options of `bulk`.
 #[derive(Debug, Args)]
@@ -36,12 +36,13 @@ byte-order mark is skipped, values are trimmed), or JSON Lines of {\"userId\",\"
 makes the row MALFORMED_ROW). A malformed row fails alone; the others go on.
 
 Output: one JSON line per row, written as soon as it is decided: {\"row\",\"success\":true,\"userId\",
-\"previousState\",\"newState\",…} or {\"row\",\"success\":false,\"code\",\"message\",…}. The output may not be
-the audit log, one of its companion files (PATH.torn-*) or the input.
+\"previousState\",\"newState\",…} or {\"row\",\"success\":false,\"code\",\"message\",…}. The output (or stdout)
+may not be the audit log, one of its companion files (PATH.torn-*) or the input.
 
 Resume: every change carries the reference `bulk:sha256=<input digest>:row=<n>` into its intent and audit record.
 With --resume, rows the audit log already holds as done for the same input (succeeded, or sent with the
-outcome still unknown, which the next start settles) are skipped, and results are appended to --output.
+outcome still unknown, which the next start settles) are skipped, results are appended to --output, and
+the results of rows done earlier but never printed are written from the audit log (\"fromAuditLog\":true).
 
 Ctrl-C stops starting rows and waits for the changes in flight; a second Ctrl-C stops at once, after
 syncing the audit log (changes in flight are journaled and resumed on the next start).
@@ -149,7 +150,10 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
             first.trim()
         ));
     };
-    let body = text.split_once('\n').map_or("", |(_, rest)| rest);
+    // The rows follow the header line (blank lines before it are not rows). Every line before it is blank,
+    // so the header's first occurrence is the line itself.
+    let header_end = text.find(first).map_or(text.len(), |i| i + first.len());
+    let body = &text[header_end..];
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -220,25 +224,31 @@ impl<'de> Deserialize<'de> for Members {
     }
 }
 
-/// Refuses an output path that is the audit log, one of its companion files (`PATH.torn-*`), or the input:
-/// writing results there would destroy what they describe. Paths are compared canonically.
-fn check_output(output: &Path, audit_log: &Path, input: &Path) -> Result<(), Failure> {
-    let out = canonical(output);
-    let log = canonical(audit_log);
+/// Refuses an output that is the audit log, one of its companion files (`PATH.torn-*`), or the input:
+/// writing results there would destroy what they describe. Paths are compared canonically and, on Unix, by
+/// file identity (a hard link is the same file); without `--output`, stdout is checked the same way (a shell
+/// redirection `> cxone-audit.jsonl`).
+fn check_output(output: Option<&Path>, audit_log: &Path, input: &Path) -> Result<(), Failure> {
     let refuse = |what: &str| {
+        let target = output.map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
         Err(Failure {
             exit: exit::USAGE,
             ..Failure::new(
                 code::OUTPUT_IS_AUDIT_LOG,
                 format!(
-                    "refusing to write results to {}: it is {what}; choose another --output",
-                    output.display()
+                    "refusing to write results to {target}: it is {what}; choose another --output"
                 ),
             )
         })
     };
-    if out == log {
-        return refuse(&format!("the audit log ({})", audit_log.display()));
+    let the_log = format!("the audit log ({})", audit_log.display());
+    let Some(output) = output else {
+        return refuse_stdout_onto(audit_log);
+    };
+    let out = canonical(output);
+    let log = canonical(audit_log);
+    if out == log || identity::same(output, audit_log) {
+        return refuse(&the_log);
     }
     let companion = match (out.parent(), out.file_name(), log.file_name()) {
         (Some(dir), Some(name), Some(log_name)) => {
@@ -255,7 +265,7 @@ fn check_output(output: &Path, audit_log: &Path, input: &Path) -> Result<(), Fai
             audit_log.display()
         ));
     }
-    if input.as_os_str() != "-" && out == canonical(input) {
+    if input.as_os_str() != "-" && (out == canonical(input) || identity::same(output, input)) {
         return refuse("the input");
     }
     Ok(())
@@ -276,50 +286,153 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-/// The rows of `input` the log at `path` holds as done: the latest audit record of their reference
-/// succeeded or ended `OUTCOME_UNKNOWN` (the next start settles it), or their intent is still open (the
-/// next start resumes it). A refused or failed row is not done: it runs again.
-fn rows_done(path: &Path, input: &Input) -> Result<BTreeSet<u64>, Failure> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => {
-            return Err(Failure::new(
-                ErrorCode::AuditLogUnavailable.as_str(),
-                format!("cannot read {}: {e}", path.display()),
-            ))
-        }
-    };
-    let prefix = input.reference_prefix();
-    let mut outcomes = ReferencedOutcomes::with_prefix(prefix.as_str());
-    scan_log(&bytes, LogState::default(), |record| {
-        outcomes.observe(record)
-    })
-    .map_err(|e| {
-        Failure::new(
-            e.code().as_str(),
-            format!("{} does not verify: {e}", path.display()),
-        )
-    })?;
-    Ok(outcomes
-        .iter()
-        .filter(|(_, outcome)| {
-            matches!(
+/// The log's bytes, or none for a log not written yet.
+fn read_log(path: &Path) -> Result<Vec<u8>, Failure> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Failure::new(
+            ErrorCode::AuditLogUnavailable.as_str(),
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Scans the whole log, handing every record to `each`; a log that does not verify is refused.
+fn scan_whole(path: &Path, each: impl FnMut(&Record)) -> Result<(), Failure> {
+    scan_log(&read_log(path)?, LogState::default(), each)
+        .map(|_| ())
+        .map_err(|e| {
+            Failure::new(
+                e.code().as_str(),
+                format!("{} does not verify: {e}", path.display()),
+            )
+        })
+}
+
+/// What the audit log holds of this input's rows, for `--resume`.
+struct Prior {
+    /// Rows done: the latest record of their reference succeeded or ended `OUTCOME_UNKNOWN` (the next start
+    /// settles it), or their intent is still open (this start resumes it). A refused or failed row is not
+    /// done: it runs again.
+    done: BTreeSet<u64>,
+    /// A digest of another input whose rows the log holds, if it holds none of this one's (the file may
+    /// have been edited since: said, since every row is then sent again).
+    other_input: Option<String>,
+}
+
+impl Prior {
+    fn read(path: &Path, input: &Input) -> Result<Self, Failure> {
+        const BULK: &str = "bulk:sha256=";
+        let mut outcomes = ReferencedOutcomes::with_prefix(BULK);
+        scan_whole(path, |record| outcomes.observe(record))?;
+        let prefix = input.reference_prefix();
+        let mut done = BTreeSet::new();
+        let (mut ours, mut other_input) = (false, None);
+        for (reference, outcome) in outcomes.iter() {
+            let Some(row) = reference.strip_prefix(prefix.as_str()) else {
+                other_input = reference
+                    .strip_prefix(BULK)
+                    .and_then(|r| r.split(':').next())
+                    .map(str::to_owned);
+                continue;
+            };
+            ours = true;
+            let finished = matches!(
                 outcome,
                 ReferenceOutcome::Open
                     | ReferenceOutcome::Succeeded
                     | ReferenceOutcome::Failed(Some(ErrorCode::OutcomeUnknown))
-            )
+            );
+            if let (true, Ok(row)) = (finished, row.parse()) {
+                done.insert(row);
+            }
+        }
+        Ok(Self {
+            done,
+            other_input: other_input.filter(|_| !ours),
         })
-        .filter_map(|(reference, _)| reference.strip_prefix(prefix.as_str())?.parse().ok())
+    }
+}
+
+/// The row numbers an earlier run's `--output` file already holds a result line for.
+fn rows_printed(output: Option<&Path>) -> BTreeSet<u64> {
+    let Some(text) = output.and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return BTreeSet::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["row"].as_u64())
+        .collect()
+}
+
+/// Result lines for `rows`, built from the latest audit record of each row's change (marked
+/// `"fromAuditLog": true`): for rows an earlier run finished without printing their result (it was killed
+/// in between) and rows this start resumed.
+fn lines_from_log(
+    path: &Path,
+    input: &Input,
+    rows: &BTreeSet<u64>,
+) -> Result<Vec<(Value, Option<bool>)>, Failure> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prefix = input.reference_prefix();
+    let mut latest: BTreeMap<u64, AuditRecord> = BTreeMap::new();
+    scan_whole(path, |record| {
+        if let Record::Audit(r) = record {
+            let row = r
+                .reference
+                .as_deref()
+                .and_then(|r| r.strip_prefix(prefix.as_str()))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(row) = row.filter(|n| rows.contains(n)) {
+                latest.insert(row, r.clone());
+            }
+        }
+    })?;
+    Ok(rows
+        .iter()
+        .map(|&row| {
+            let (mut line, failure) = match latest.get(&row) {
+                Some(r) if r.success => (
+                    json!({
+                        "success": true, "userId": r.user_id, "previousState": r.previous_state,
+                        "newState": r.new_state, "reasonCode": r.reason_code,
+                        "latencyMs": r.latency_ms, "attempts": r.attempts,
+                    }),
+                    None,
+                ),
+                Some(r) => (
+                    json!({
+                        "success": false, "code": r.error_code, "message": r.error_message,
+                        "userId": r.user_id, "state": r.new_state,
+                        "policyViolation": r.policy_violation,
+                    }),
+                    Some(r.policy_violation),
+                ),
+                None => (
+                    json!({
+                        "success": false, "code": ErrorCode::OutcomeUnknown,
+                        "message": "journaled and sent; no audit record settles it yet (the next start resends it)",
+                    }),
+                    Some(false),
+                ),
+            };
+            line["row"] = json!(row);
+            line["fromAuditLog"] = json!(true);
+            (line, failure)
+        })
         .collect())
 }
 
 #[derive(Default)]
 struct Tally {
     rows: u64,
-    started: u64,
+    /// Done and reported by an earlier run (`--resume`).
     skipped: u64,
+    /// Results read back from the audit log (`--resume`: done earlier but never printed, or resumed now).
+    recovered: u64,
     succeeded: u64,
     violations: u64,
     failed: u64,
@@ -339,7 +452,7 @@ impl Tally {
         self.succeeded + self.violations + self.failed + self.malformed
     }
 
-    /// 0 when every row started succeeded, 2 when every failure was a policy refusal, 1 otherwise.
+    /// 0 when every row succeeded, 2 when every failure was a policy refusal, 1 otherwise.
     fn exit(&self) -> u8 {
         if self.failed + self.malformed > 0 {
             exit::FAILURE
@@ -349,6 +462,11 @@ impl Tally {
             exit::OK
         }
     }
+}
+
+/// The rows a stop left: how many were not started, and the first of them.
+fn not_started(rows: &[Row], next: usize) -> Option<(usize, u64)> {
+    rows.get(next).map(|row| (rows.len() - next, row.number))
 }
 
 /// Where results go: each line is written whole and flushed as soon as it is decided, so a crash keeps
@@ -378,17 +496,26 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let audit_log = args.connect.audit_log();
-    if let Some(output) = &args.output {
-        check_output(output, audit_log, &args.file)?;
-    }
+    let output = args.output.as_deref();
+    check_output(output, audit_log, &args.file)?;
     // Checked before anything starts: bad settings are reported without touching the log.
     args.connect.config()?;
-    let skip = if args.resume {
-        rows_done(audit_log, &input)?
+    let (skip, printed) = if args.resume {
+        let prior = Prior::read(audit_log, &input)?;
+        if let Some(other) = &prior.other_input {
+            // Not refused: a script that always passes --resume meets a new file every day.
+            eprintln!(
+                "note: --resume: {} holds no row of this input (digest {}) but rows of another (digest \
+                 {other}); if this file was edited since that run, every row is sent again",
+                audit_log.display(),
+                input.digest
+            );
+        }
+        (prior.done, rows_printed(output))
     } else {
-        BTreeSet::new()
+        (BTreeSet::new(), BTreeSet::new())
     };
-    let file = match &args.output {
+    let file = match output {
         None => None,
         Some(p) => {
             let mut options = OpenOptions::new();
@@ -407,7 +534,15 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
             Some(LineWriter::new(file))
         }
     };
+    let skipped = input
+        .rows
+        .iter()
+        .filter(|r| skip.contains(&r.number))
+        .count() as u64;
     let bar = progress(input.rows.len() as u64, args.no_progress);
+    // Rows done earlier count as done from the start, without skewing the rate and ETA.
+    bar.set_position(skipped);
+    bar.reset_eta();
     let mut results = Results {
         file,
         bar: bar.clone(),
@@ -416,8 +551,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
         say(
             &bar,
             &format!(
-                "resume: {} of {} rows of this input (digest {}) are already done in {}; skipping them",
-                skip.len(),
+                "resume: {skipped} of {} rows of this input (digest {}) are already done in {}; skipping them",
                 input.rows.len(),
                 input.digest,
                 audit_log.display()
@@ -426,9 +560,10 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // Listening before the manager starts: a Ctrl-C during recovery is a stop, not a kill.
+        let mut interrupts = interrupts();
         let manager = args.connect.start().await?;
         let started = Instant::now();
-        let mut interrupts = interrupts();
         let mut tally = Tally {
             rows: input.rows.len() as u64,
             ..Tally::default()
@@ -439,14 +574,13 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
         loop {
             // Start rows while there is room; malformed rows are answered at once.
             while !stopping && in_flight.len() < usize::from(args.concurrency) {
-                let Some(row) = input.rows.get(next) else { break };
+                let Some(row) = input.rows.get(next) else {
+                    break;
+                };
                 next += 1;
                 if skip.contains(&row.number) {
-                    tally.skipped += 1;
-                    bar.inc(1);
                     continue;
                 }
-                tally.started += 1;
                 match &row.request {
                     Err(message) => {
                         tally.malformed += 1;
@@ -462,7 +596,8 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                         let reference = input.reference(row.number);
                         match submit(&manager, user, state, &reference).await {
                             Ok(pending) => {
-                                let (number, user, state) = (row.number, user.clone(), state.clone());
+                                let (number, user, state) =
+                                    (row.number, user.clone(), state.clone());
                                 in_flight.spawn(async move {
                                     let result = pending.outcome().await;
                                     row_result(number, &user, &state, result)
@@ -494,7 +629,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                 }
                 Some(()) = interrupts.recv() => {
                     if stopping {
-                        force_stop(&bar, audit_log, &tally, in_flight.len());
+                        force_stop(&bar, audit_log, &tally, in_flight.len(), not_started(&input.rows, next));
                     }
                     stopping = true;
                     say(&bar, &format!(
@@ -515,11 +650,22 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
         };
         tokio::select! {
             () = finish(manager, drain, audit_log) => {}
-            Some(()) = interrupts.recv() => force_stop(&bar, audit_log, &tally, 0),
+            Some(()) = interrupts.recv() => {
+                force_stop(&bar, audit_log, &tally, 0, not_started(&input.rows, next));
+            }
         }
-        let not_started = input.rows.get(next).map(|row| row.number);
+        // Rows done earlier whose result was never printed (a crash between the two), and rows this start
+        // resumed: their results come from the audit log, now that every one of them is settled.
+        let unprinted: BTreeSet<u64> = skip.difference(&printed).copied().collect();
+        for (line, failure) in lines_from_log(audit_log, &input, &unprinted)? {
+            tally.count(failure);
+            tally.recovered += 1;
+            results.write(&line)?;
+        }
+        tally.skipped = skipped - tally.recovered;
+        let left = not_started(&input.rows, next).filter(|_| stopping);
         eprintln!(
-            "bulk: {} rows in {:.1} s: {} succeeded, {} refused by policy, {} failed, {} malformed{}{}",
+            "bulk: {} rows in {:.1} s: {} succeeded, {} refused by policy, {} failed, {} malformed{}{}{}",
             tally.rows,
             started.elapsed().as_secs_f64(),
             tally.succeeded,
@@ -527,16 +673,20 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
             tally.failed,
             tally.malformed,
             if tally.skipped > 0 {
-                format!(", {} skipped (already done)", tally.skipped)
+                format!(", {} skipped (done and reported earlier)", tally.skipped)
             } else {
                 String::new()
             },
-            match not_started {
-                Some(from) if stopping => format!(
-                    "; interrupted: {} rows not started, from row {from} on (run again with --resume)",
-                    tally.rows - tally.decided() - tally.skipped
+            if tally.recovered > 0 {
+                format!(", {} read back from the audit log", tally.recovered)
+            } else {
+                String::new()
+            },
+            match left {
+                Some((count, from)) => format!(
+                    "; interrupted: {count} rows not started, from row {from} on (run again with --resume)"
                 ),
-                _ => String::new(),
+                None => String::new(),
             }
         );
         Ok(ExitCode::from(if stopping {
@@ -589,7 +739,13 @@ fn interrupts() -> mpsc::UnboundedReceiver<()> {
 
 /// The second Ctrl-C: sync the audit log (every acknowledged record is already durable; this covers the
 /// group being written), say what is left, and exit 130 now.
-fn force_stop(bar: &ProgressBar, audit_log: &Path, tally: &Tally, in_flight: usize) -> ! {
+fn force_stop(
+    bar: &ProgressBar,
+    audit_log: &Path,
+    tally: &Tally,
+    in_flight: usize,
+    left: Option<(usize, u64)>,
+) -> ! {
     bar.finish_and_clear();
     let synced = File::open(audit_log).and_then(|f| f.sync_all()).is_ok();
     if let Ok(state) = cxone_agent_state::store::read_state(audit_log) {
@@ -597,9 +753,13 @@ fn force_stop(bar: &ProgressBar, audit_log: &Path, tally: &Tally, in_flight: usi
     }
     eprintln!(
         "stopped at once: {} of {} rows decided, {in_flight} change(s) in flight are journaled and resumed on \
-         the next start; audit log {}; run again with --resume for the rest",
+         the next start{}; audit log {}; run again with --resume for the rest",
         tally.decided(),
         tally.rows,
+        match left {
+            Some((count, from)) => format!("; {count} rows not started, from row {from} on"),
+            None => String::new(),
+        },
         if synced { "synced" } else { "could not be synced" }
     );
     std::process::exit(i32::from(exit::INTERRUPTED))
@@ -662,6 +822,15 @@ mod tests {
             .contains("expected 2 fields"));
         assert_eq!(r[2].request, Ok(("carol".into(), "NOT_READY".into())));
         assert_eq!(r[2].number, 3);
+    }
+
+    #[test]
+    fn blank_lines_before_the_header_do_not_shift_row_numbers() {
+        let r = rows("\n  \nuserId,state\nalice,READY\nbob,PAUSED\n").unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].number, 1);
+        assert_eq!(r[0].request, Ok(("alice".into(), "READY".into())));
+        assert_eq!(r[1].request, Ok(("bob".into(), "PAUSED".into())));
     }
 
     #[test]
@@ -732,10 +901,16 @@ mod tests {
         let input = dir.path().join("in.csv");
         std::fs::write(&input, b"userId,state\n").unwrap();
         let via_dot = dir.path().join(".").join("yy.jsonl");
-        assert!(check_output(&via_dot, &log, &input).is_err());
+        assert!(check_output(Some(&via_dot), &log, &input).is_err());
         let torn = dir.path().join("yy.jsonl.torn-123");
-        assert!(check_output(&torn, &log, &input).is_err());
-        assert!(check_output(&input, &log, &input).is_err());
-        assert!(check_output(&dir.path().join("results.jsonl"), &log, &input).is_ok());
+        assert!(check_output(Some(&torn), &log, &input).is_err());
+        assert!(check_output(Some(&input), &log, &input).is_err());
+        let results = dir.path().join("results.jsonl");
+        assert!(check_output(Some(&results), &log, &input).is_ok());
+        // A hard link is the same file under another name.
+        let link = dir.path().join("link.jsonl");
+        std::fs::hard_link(&log, &link).unwrap();
+        let e = check_output(Some(&link), &log, &input).unwrap_err();
+        assert!(e.message.contains("the audit log"), "{}", e.message);
     }
 }

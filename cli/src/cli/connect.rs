@@ -1,18 +1,25 @@
 //! The connection and durability options shared by `transition` and `bulk`.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 use cxone_agent_state::{AgentStateManager, ManagerConfig, Settings, SettingsError};
-use cxone_agent_state_core::{ChainHead, ReceiverChange, Secret, StateChanged, TransitionError};
+use cxone_agent_state_core::{
+    redact_url, ChainHead, ReceiverChange, Secret, StateChanged, TransitionError,
+};
 
-use super::fail::{exit, Failure};
+use super::fail::{exit, refuse_stdout_onto, Failure};
 
 /// Where the tenant is, how to authenticate, where the audit log and webhooks go.
 ///
 /// Every option falls back to the environment variable the reference module uses; a flag wins over it.
-#[derive(Debug, Args)]
+/// Secrets are held as [`Secret`] from the moment they are parsed, and `Debug` redacts the webhook URL's
+/// query, so the options can be logged.
+#[derive(Args)]
 pub struct ConnectArgs {
     /// Tenant domain: the API is `https://{domain}.api.nice.incontact.com`.
     #[arg(long, env = "CXONE_DOMAIN")]
@@ -21,8 +28,8 @@ pub struct ConnectArgs {
     #[arg(long, env = "CXONE_CLIENT_ID")]
     client_id: Option<String>,
     /// OAuth client secret (prefer the environment: flags show up in process lists).
-    #[arg(long, env = "CXONE_CLIENT_SECRET", hide_env_values = true)]
-    client_secret: Option<String>,
+    #[arg(long, env = "CXONE_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
+    client_secret: Option<Secret>,
     /// API base URL, overriding the domain (e.g. a local `sim-server`).
     #[arg(long, env = "CXONE_BASE_URL")]
     base_url: Option<String>,
@@ -40,8 +47,8 @@ pub struct ConnectArgs {
     #[arg(long, env = "WORKFORCE_WEBHOOK_URL")]
     webhook_url: Option<String>,
     /// HMAC-SHA256 key for the `X-Signature-256` header of webhooks.
-    #[arg(long, env = "WORKFORCE_WEBHOOK_SECRET", hide_env_values = true)]
-    webhook_secret: Option<String>,
+    #[arg(long, env = "WORKFORCE_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    webhook_secret: Option<Secret>,
     /// What a start does with webhook events accepted for an earlier receiver URL (the URL changed since):
     /// `deliver-to-original` (the receiver they were accepted for; the default) or `dead-letter` (set
     /// aside for `outbox replay` to the receiver configured then) [env: WORKFORCE_WEBHOOK_RECEIVER_CHANGE].
@@ -63,26 +70,123 @@ pub struct ConnectArgs {
     seed: Option<u64>,
 }
 
+/// Parses a secret straight into [`Secret`] (never held as a plain string).
+fn secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value.to_owned()))
+}
+
+impl fmt::Debug for ConnectArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectArgs")
+            .field("domain", &self.domain)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("base_url", &self.base_url)
+            .field("token_url", &self.token_url)
+            .field("rate_limit", &self.rate_limit)
+            .field("audit_log", &self.audit_log)
+            .field("webhook_url", &self.webhook_url.as_deref().map(redact_url))
+            .field("webhook_secret", &self.webhook_secret)
+            .field("webhook_receiver_change", &self.webhook_receiver_change)
+            .field("webhook_drain_secs", &self.webhook_drain_secs)
+            .field("webhook_dead_letter_after", &self.webhook_dead_letter_after)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+/// Each setting's environment variable, the id of the option that overrides it, and that option's flag.
+const SETTINGS: &[(&str, &str, &str)] = &[
+    ("CXONE_DOMAIN", "domain", "--domain"),
+    ("CXONE_CLIENT_ID", "client_id", "--client-id"),
+    ("CXONE_CLIENT_SECRET", "client_secret", "--client-secret"),
+    ("CXONE_BASE_URL", "base_url", "--base-url"),
+    ("CXONE_TOKEN_URL", "token_url", "--token-url"),
+    ("CXONE_RATE_LIMIT_PER_MIN", "rate_limit", "--rate-limit"),
+    ("WORKFORCE_WEBHOOK_URL", "webhook_url", "--webhook-url"),
+    (
+        "WORKFORCE_WEBHOOK_SECRET",
+        "webhook_secret",
+        "--webhook-secret",
+    ),
+    (
+        "WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER",
+        "webhook_dead_letter_after",
+        "--webhook-dead-letter-after",
+    ),
+    (
+        "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
+        "webhook_receiver_change",
+        "--webhook-receiver-change",
+    ),
+];
+
+/// The parsed command line, kept so a setting can be named by where its value came from.
+static MATCHES: OnceLock<ArgMatches> = OnceLock::new();
+
+/// Keeps the parsed command line (called once, by `main`).
+pub fn remember_matches(matches: ArgMatches) {
+    let _ = MATCHES.set(matches);
+}
+
+/// Whether the option `id` of the command being run was given on the command line (not by its variable
+/// or its default).
+fn given_as_flag(id: &str) -> bool {
+    let Some(mut m) = MATCHES.get() else {
+        return false;
+    };
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// The flag that set the setting whose variable is `variable`, if a flag did.
+fn flag_for(variable: &str) -> Option<&'static str> {
+    SETTINGS
+        .iter()
+        .find(|(v, id, _)| *v == variable && given_as_flag(id))
+        .map(|(_, _, flag)| *flag)
+}
+
 impl ConnectArgs {
-    /// The manager configuration these options describe. Numbers set in the environment are read here, not
-    /// by clap, so a bad one is named by its variable (`CXONE_RATE_LIMIT_PER_MIN`), not by a flag the user
-    /// never typed. A bad setting is a usage error (exit 64) with the engine's code (`INVALID_CONFIG`).
+    /// The manager configuration these options describe. A bad setting is a usage error (exit 64) with the
+    /// engine's code (`INVALID_CONFIG`), named by where its value came from: the flag if one was given, the
+    /// environment variable otherwise (`CXONE_RATE_LIMIT_PER_MIN=lots` names the variable, never a flag the
+    /// user did not type). A variable a flag overrides is not read at all.
     pub fn config(&self) -> Result<ManagerConfig, Failure> {
-        let bad = |e: SettingsError| Failure {
-            exit: exit::USAGE,
-            ..Failure::new(e.code().as_str(), e.to_string())
+        refuse_stdout_onto(&self.audit_log)?;
+        let bad = |e: SettingsError| {
+            let message = match &e {
+                SettingsError::Invalid { name, reason, .. } => match flag_for(name) {
+                    Some(flag) => format!("invalid setting {flag}: {reason}"),
+                    None => e.to_string(),
+                },
+                _ => e.to_string(),
+            };
+            Failure {
+                exit: exit::USAGE,
+                ..Failure::new(e.code().as_str(), message)
+            }
         };
-        let env = Settings::from_env().map_err(bad)?;
+        let env = Settings::from_lookup(|name| {
+            flag_for(name)
+                .is_none()
+                .then(|| std::env::var(name).ok())
+                .flatten()
+        })
+        .map_err(bad)?;
         let settings = Settings {
             domain: self.domain.clone(),
             client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone().map(Secret::new),
+            client_secret: self.client_secret.clone(),
             base_url: self.base_url.clone(),
             token_url: self.token_url.clone(),
             rate_limit_per_min: self.rate_limit.or(env.rate_limit_per_min),
             audit_log: Some(self.audit_log.clone()),
             webhook_url: self.webhook_url.clone(),
-            webhook_secret: self.webhook_secret.clone().map(Secret::new),
+            webhook_secret: self.webhook_secret.clone(),
             webhook_dead_letter_after: self
                 .webhook_dead_letter_after
                 .or(env.webhook_dead_letter_after),
@@ -218,4 +322,36 @@ pub fn print_head(audit_log: &Path, head: &ChainHead) {
         head.anchor_text(),
         audit_log.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Probe {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    }
+
+    #[test]
+    fn debug_shows_no_secret_and_no_webhook_query() {
+        let probe = Probe::try_parse_from([
+            "probe",
+            "--client-secret",
+            "cs-0xDEADBEEF",
+            "--webhook-secret",
+            "ws-0xFEEDFACE",
+            "--webhook-url",
+            "https://hooks.example/wfm?token=tk-0xC0FFEE",
+        ])
+        .unwrap();
+        let debug = format!("{probe:?}");
+        for secret in ["cs-0xDEADBEEF", "ws-0xFEEDFACE", "tk-0xC0FFEE"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("hooks.example"), "{debug}");
+    }
 }

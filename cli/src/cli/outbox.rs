@@ -10,7 +10,7 @@ use cxone_agent_state::store;
 use cxone_agent_state_core::{iso8601, ErrorCode};
 
 use super::connect::{finish, ConnectArgs};
-use super::fail::Failure;
+use super::fail::{code, Failure};
 use super::tables::{right, table};
 
 /// `outbox` subcommands.
@@ -125,21 +125,22 @@ fn replay(event_id: Option<&str>, connect: &ConnectArgs) -> anyhow::Result<ExitC
     runtime.block_on(async {
         let manager = connect.start().await?;
         let n = manager.replay_dead_letters(event_id).await;
-        if n == 0 {
-            eprintln!(
-                "no dead letter{} to replay",
-                event_id
-                    .map(|id| format!(" with event id {id}"))
-                    .unwrap_or_default()
-            );
-        } else {
+        if n > 0 {
             eprintln!("replaying {n} dead letter(s)");
         }
         finish(manager, connect.webhook_drain(), connect.audit_log()).await;
-        Ok(if n == 0 && event_id.is_some() {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        })
+        match event_id {
+            Some(id) if n == 0 => Err(Failure::new(
+                code::NO_SUCH_DEAD_LETTER,
+                format!("no dead letter with event id {id} (see `cxone-agent-state outbox list`)"),
+            )
+            .into()),
+            _ => {
+                if n == 0 {
+                    eprintln!("no dead letter to replay");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     })
 }

@@ -14,7 +14,7 @@ use cxone_agent_state_core::{scan_log, ChainHead, LogState, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connect::print_head;
-use super::fail::{code, Failure};
+use super::fail::{code, refuse_stdout_onto, Failure};
 use super::tables::{self, right, table};
 
 /// Options of `simulate`.
@@ -77,6 +77,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let wall = Instant::now();
     let mut day = DayRun::new(&config)
         .map_err(|e| Failure::usage(format!("invalid simulation settings: {e}")))?;
+    refuse_stdout_onto(&args.audit_log)?;
     if !args.force {
         refuse_real_log(&args.audit_log)?;
     }
@@ -116,6 +117,15 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let (verified, head) = verify_file(&args.audit_log)?;
     print_head(&args.audit_log, &head);
     let summary = day.summary();
+    let failure = (summary.ground_truth.ready_accepted_during_break > 0).then(|| {
+        Failure::new(
+            code::COMPLIANCE_FAILURE,
+            format!(
+                "the tenant accepted READY during a mandatory break {} times",
+                summary.ground_truth.ready_accepted_during_break
+            ),
+        )
+    });
     if args.json {
         let mut value = serde_json::to_value(&summary)?;
         value["auditLog"] = serde_json::json!({
@@ -124,6 +134,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "chainVerified": true,
         });
         value["wallTimeMs"] = serde_json::json!(elapsed.as_secs_f64() * 1000.0);
+        if let Some(f) = &failure {
+            // One JSON document: the summary, with the failure's code and message at the top.
+            value["code"] = f.code.clone().into();
+            value["message"] = f.message.clone().into();
+        }
         outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_tables(&summary)?;
@@ -138,12 +153,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             elapsed.as_secs_f64()
         );
     }
-    if summary.ground_truth.ready_accepted_during_break > 0 {
-        eprintln!(
-            "COMPLIANCE FAILURE: the tenant accepted READY during a mandatory break {} times",
-            summary.ground_truth.ready_accepted_during_break
-        );
-        return Ok(ExitCode::from(1));
+    if let Some(f) = failure {
+        if !args.json {
+            eprintln!("error: {} ({})", f.message, f.code);
+        }
+        return Ok(ExitCode::from(f.exit));
     }
     Ok(ExitCode::SUCCESS)
 }
