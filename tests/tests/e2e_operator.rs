@@ -67,6 +67,30 @@ fn spawn(cmd: std::process::Command) -> tokio::process::Child {
     cmd.spawn().expect("the CLI starts")
 }
 
+/// `bulk INPUT --output OUTPUT --concurrency 2 [--resume]` with the connection flags `conn`.
+fn bulk_two_at_a_time(
+    input: &Path,
+    output: &Path,
+    conn: &[String],
+    resume: bool,
+) -> std::process::Command {
+    let mut a = args(
+        &[
+            "bulk",
+            path_str(input),
+            "--output",
+            path_str(output),
+            "--concurrency",
+            "2",
+        ],
+        conn,
+    );
+    if resume {
+        a.push("--resume".into());
+    }
+    cli(a)
+}
+
 /// Sends SIGINT (what Ctrl-C sends) to a child.
 fn interrupt(child: &tokio::process::Child) {
     let pid = child.id().expect("running").to_string();
@@ -237,23 +261,7 @@ async fn bulk_results_survive_kill_9_line_by_line_and_resume_fills_the_gap() {
     let input = dir.path().join("rows.csv");
     let output = dir.path().join("results.jsonl");
     std::fs::write(&input, agents_csv(1..=ROWS, |_| "NOT_READY")).unwrap();
-    let bulk = |resume: bool| {
-        let mut a = args(
-            &[
-                "bulk",
-                path_str(&input),
-                "--output",
-                path_str(&output),
-                "--concurrency",
-                "2",
-            ],
-            &conn,
-        );
-        if resume {
-            a.push("--resume".into());
-        }
-        cli(a)
-    };
+    let bulk = |resume: bool| bulk_two_at_a_time(&input, &output, &conn, resume);
     let mut child = spawn(bulk(false));
     let audited = || {
         read_audit(&audit)
@@ -687,23 +695,7 @@ async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
     let output = dir.path().join("results.jsonl");
     std::fs::write(&input, agents_csv(1..=ROWS, |_| "READY")).unwrap();
     let conn = connect(&sim.base_url, &audit);
-    let bulk = |resume: bool| {
-        let mut a = args(
-            &[
-                "bulk",
-                path_str(&input),
-                "--output",
-                path_str(&output),
-                "--concurrency",
-                "2",
-            ],
-            &conn,
-        );
-        if resume {
-            a.push("--resume".into());
-        }
-        cli(a)
-    };
+    let bulk = |resume: bool| bulk_two_at_a_time(&input, &output, &conn, resume);
     let child = spawn(bulk(false));
     until(45, "10 results", || count_lines(&output) >= 10).await;
     interrupt(&child);
