@@ -60,6 +60,17 @@ pub enum ErrorCode {
     Closed,
     /// A caller's reference for a change is empty, longer than 128 characters, or not printable ASCII.
     InvalidReference,
+    /// `cxone` profile: a discovery step (OpenID configuration, the id_token's `tenantId`, the CXone
+    /// configuration) failed; the message names the step.
+    DiscoveryFailed,
+    /// `cxone` profile: the agent is not in the tenant's agent directory (or the API answered 404 for it).
+    UnknownAgent,
+    /// `cxone` profile: no unavailable code of the agent's team has the name the reason code asks for.
+    UnknownReasonCode,
+    /// The API answered 400: the request was refused as malformed (the tenant's words are kept).
+    BadRequest,
+    /// The API answered 409: the state cannot be set now (for example the agent is not logged in).
+    StateConflict,
 }
 
 impl ErrorCode {
@@ -91,6 +102,11 @@ impl ErrorCode {
             Self::Busy => "BUSY",
             Self::Closed => "CLOSED",
             Self::InvalidReference => "INVALID_REFERENCE",
+            Self::DiscoveryFailed => "DISCOVERY_FAILED",
+            Self::UnknownAgent => "UNKNOWN_AGENT",
+            Self::UnknownReasonCode => "UNKNOWN_REASON_CODE",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::StateConflict => "STATE_CONFLICT",
         }
     }
 
@@ -122,6 +138,11 @@ impl ErrorCode {
         Self::Busy,
         Self::Closed,
         Self::InvalidReference,
+        Self::DiscoveryFailed,
+        Self::UnknownAgent,
+        Self::UnknownReasonCode,
+        Self::BadRequest,
+        Self::StateConflict,
     ];
 
     /// Parses the stable string form.

@@ -41,6 +41,7 @@
 mod audit;
 mod change;
 mod config;
+pub mod cxone;
 mod engine;
 mod error;
 mod events;
