@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::config::{EngineConfig, Secret};
+use crate::cxone::bearer;
 use crate::error::{BreakWindow, ErrorCode, TransitionError};
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::state::{AgentState, UserId};
@@ -97,13 +98,6 @@ fn request(
         body,
         timeout_ms: 0,
     }
-}
-
-fn bearer(token: &Secret) -> (String, String) {
-    (
-        "Authorization".to_owned(),
-        format!("Bearer {}", token.expose()),
-    )
 }
 
 fn json_body(response: &HttpResponse) -> Result<Value, TransitionError> {

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::{bearer, member_of, tenant_words};
 use crate::config::Secret;
 use crate::error::{ConfigError, ErrorCode, TransitionError};
 use crate::http::{HttpRequest, HttpResponse, Method};
@@ -132,24 +133,6 @@ fn get_request(url: String, token: &Secret) -> HttpRequest {
     }
 }
 
-fn bearer(token: &Secret) -> (String, String) {
-    (
-        "Authorization".to_owned(),
-        format!("Bearer {}", token.expose()),
-    )
-}
-
-/// The member `name` of a JSON object, matched ignoring ASCII case: the spec, the SDK and older versions
-/// spell the same fields differently (`outstateName`, `outStateName`, `OutStateId`) **\[C\]**.
-fn member<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
-}
-
 /// A non-negative integer, written as a number or as a numeric string.
 fn as_u64(value: &Value) -> Option<u64> {
     value
@@ -191,7 +174,7 @@ fn entries<'a>(
     object: &'a Map<String, Value>,
     names: &[&str],
 ) -> Result<Vec<&'a Map<String, Value>>, TransitionError> {
-    let Some(list) = names.iter().find_map(|n| member(object, n)) else {
+    let Some(list) = names.iter().find_map(|n| member_of(object, n)) else {
         return Ok(Vec::new());
     };
     let list = list
@@ -273,26 +256,26 @@ pub fn parse_agents_page(
             let missing =
                 |field: &str| bad_response(call, format_args!("agent {i} has no {field}"));
             Ok(DirectoryAgent {
-                agent_id: member(a, "agentId")
+                agent_id: member_of(a, "agentId")
                     .and_then(as_u64)
                     .map(AgentId)
                     .ok_or_else(|| missing("numeric `agentId`"))?,
-                user_id: member(a, "userID")
+                user_id: member_of(a, "userID")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| missing("`userID`"))?
                     .to_owned(),
-                team_id: member(a, "teamId")
+                team_id: member_of(a, "teamId")
                     .and_then(as_u64)
                     .ok_or_else(|| missing("numeric `teamId`"))?,
-                active: member(a, "isActive").and_then(Value::as_bool),
+                active: member_of(a, "isActive").and_then(Value::as_bool),
             })
         })
         .collect::<Result<Vec<_>, TransitionError>>()?;
-    let total_records = member(&object, "totalRecords").and_then(as_u64);
-    let next_link = member(&object, "_links")
+    let total_records = member_of(&object, "totalRecords").and_then(as_u64);
+    let next_link = member_of(&object, "_links")
         .and_then(Value::as_object)
-        .and_then(|links| member(links, "next"))
+        .and_then(|links| member_of(links, "next"))
         .and_then(Value::as_str)
         .is_some_and(|next| !next.trim().is_empty());
     let counted_past = total_records.is_some_and(|total| skip + (agents.len() as u64) < total);
@@ -352,13 +335,15 @@ pub fn parse_unavailable_codes(
         .map(|(i, c)| {
             let missing = |field: &str| bad_response(call, format_args!("code {i} has no {field}"));
             let flag = |name: &str, default: bool| {
-                member(c, name).and_then(Value::as_bool).unwrap_or(default)
+                member_of(c, name)
+                    .and_then(Value::as_bool)
+                    .unwrap_or(default)
             };
             Ok(UnavailableCode {
-                out_state_id: member(c, "outstateId")
+                out_state_id: member_of(c, "outstateId")
                     .and_then(as_u64)
                     .ok_or_else(|| missing("numeric `outstateId`"))?,
-                name: member(c, "outstateName")
+                name: member_of(c, "outstateName")
                     .and_then(Value::as_str)
                     .ok_or_else(|| missing("`outstateName`"))?
                     .to_owned(),
@@ -369,14 +354,10 @@ pub fn parse_unavailable_codes(
         .collect()
 }
 
-/// A code name reduced for comparison: trimmed, lower case, and `_`, `-` and spaces (runs of them) alike,
-/// so `SYSTEM_IDLE`, `system-idle` and `System Idle` compare equal.
+/// A code name reduced for comparison ([`normalize_name`](super::normalize_name)): `SYSTEM_IDLE`,
+/// `system-idle` and `System Idle` compare equal.
 pub fn normalize_code_name(name: &str) -> String {
-    name.split(['_', '-', ' '])
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
+    super::normalize_name(name)
 }
 
 /// The code called `name` ([`normalize_code_name`] on both sides). Of several, an active non-ACW code is
@@ -616,32 +597,6 @@ pub fn check_set_state(response: &HttpResponse) -> Result<(), TransitionError> {
 
 // ---------------------------------------------------------------------------------------------------------
 // Refusals
-
-/// The longest tenant text kept in a message (characters).
-const MAX_TENANT_WORDS: usize = 200;
-
-/// The tenant's own words about a refusal: the `icStatusDescription` header **[C: QA, TAP]**, then the body's
-/// `error_description` and `error` **[C: SPEC-G]**, each once, cut to a bounded length.
-fn tenant_words(response: &HttpResponse) -> Option<String> {
-    let body = serde_json::from_str::<Value>(&response.body).ok();
-    let body = body.as_ref().and_then(Value::as_object);
-    let from_body = |name| body.and_then(|b| member(b, name)).and_then(Value::as_str);
-    let mut words: Vec<&str> = Vec::new();
-    for text in [
-        response.header("icStatusDescription"),
-        from_body("error_description"),
-        from_body("error"),
-    ]
-    .into_iter()
-    .flatten()
-    .map(str::trim)
-    {
-        if !text.is_empty() && !words.contains(&text) {
-            words.push(text);
-        }
-    }
-    (!words.is_empty()).then(|| words.join("; ").chars().take(MAX_TENANT_WORDS).collect())
-}
 
 /// A definite refusal of `call`, which retrying will not change, with the tenant's words appended:
 ///

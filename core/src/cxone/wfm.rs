@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+use super::{bearer, member_of, normalize_name, tenant_words};
 use crate::config::Secret;
 use crate::error::{BreakWindow, ConfigError, ErrorCode, TransitionError};
 use crate::http::{HttpRequest, HttpResponse, Method};
@@ -66,10 +67,7 @@ pub fn export_request(
         method: Method::Post,
         url: format!("{}/schedules/export", wfm_base.trim_end_matches('/')),
         headers: vec![
-            (
-                "Authorization".to_owned(),
-                format!("Bearer {}", token.expose()),
-            ),
+            bearer(token),
             ("Content-Type".to_owned(), "application/json".to_owned()),
             ("Accept".to_owned(), "application/json".to_owned()),
         ],
@@ -230,19 +228,8 @@ impl BreakRule {
             || self
                 .titles
                 .iter()
-                .any(|t| folded(t).eq(folded(&code.title)))
+                .any(|t| normalize_name(t) == normalize_name(&code.title))
     }
-}
-
-/// A title as compared: trimmed, lower-cased, with `_` and `-` read as spaces.
-fn folded(title: &str) -> impl Iterator<Item = char> + '_ {
-    title.trim().chars().flat_map(char::to_lowercase).map(|c| {
-        if c == '_' || c == '-' {
-            ' '
-        } else {
-            c
-        }
-    })
 }
 
 impl FromStr for BreakRule {
@@ -312,27 +299,6 @@ pub fn refusal(response: &HttpResponse) -> Option<TransitionError> {
             response.status
         ),
     ))
-}
-
-fn tenant_words(response: &HttpResponse) -> Option<String> {
-    if let Some(h) = response
-        .header("icStatusDescription")
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-    {
-        return Some(h.to_owned());
-    }
-    let body: Value = serde_json::from_str(&response.body).ok()?;
-    let say = |k| {
-        member(&body, k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
-    match (say("error"), say("error_description")) {
-        (Some(e), Some(d)) => Some(format!("{e} ({d})")),
-        (e, d) => e.or(d).map(str::to_owned),
-    }
 }
 
 /// Reads an export answer into `user_id`'s schedule.
@@ -483,14 +449,7 @@ fn parse_instant(s: &str) -> Option<u64> {
 
 /// A member by name, exact first, else case-insensitively; `null` counts as absent.
 fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    let obj = v.as_object()?;
-    obj.get(name)
-        .or_else(|| {
-            obj.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })
-        .filter(|v| !v.is_null())
+    member_of(v.as_object()?, name).filter(|v| !v.is_null())
 }
 
 fn at(path: &str, name: &str) -> String {
@@ -912,7 +871,7 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Forbidden);
         assert!(
             e.message
-                .contains("insufficient_scope (Missing WFM permission)"),
+                .contains("Missing WFM permission; insufficient_scope"),
             "{}",
             e.message
         );
