@@ -17,10 +17,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::connect::{finish, outcome_json, print_head, ConnectArgs};
+use super::connect::{finish, interrupts, outcome_json, stop_at_once, ConnectArgs};
 use super::fail::{code, exit, identity, refuse_stdout_onto, Failure};
 
 /// Options of `bulk`.
@@ -724,19 +723,6 @@ fn read_input(file: &Path) -> Result<Vec<u8>, Failure> {
     Ok(bytes)
 }
 
-/// Ctrl-C presses, each one a message (a handler stays installed, so none is lost between two waits).
-fn interrupts() -> mpsc::UnboundedReceiver<()> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if tx.send(()).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// The second Ctrl-C: sync the audit log (every acknowledged record is already durable; this covers the
 /// group being written), say what is left, and exit 130 now.
 fn force_stop(
@@ -747,22 +733,19 @@ fn force_stop(
     left: Option<(usize, u64)>,
 ) -> ! {
     bar.finish_and_clear();
-    let synced = File::open(audit_log).and_then(|f| f.sync_all()).is_ok();
-    if let Ok(state) = cxone_agent_state::store::read_state(audit_log) {
-        print_head(audit_log, state.chain_head());
-    }
-    eprintln!(
-        "stopped at once: {} of {} rows decided, {in_flight} change(s) in flight are journaled and resumed on \
-         the next start{}; audit log {}; run again with --resume for the rest",
-        tally.decided(),
-        tally.rows,
-        match left {
-            Some((count, from)) => format!("; {count} rows not started, from row {from} on"),
-            None => String::new(),
-        },
-        if synced { "synced" } else { "could not be synced" }
-    );
-    std::process::exit(i32::from(exit::INTERRUPTED))
+    stop_at_once(
+        audit_log,
+        &format!(
+            "{} of {} rows decided, {in_flight} change(s) in flight are journaled and resumed on the next \
+             start{}; run again with --resume for the rest",
+            tally.decided(),
+            tally.rows,
+            match left {
+                Some((count, from)) => format!("; {count} rows not started, from row {from} on"),
+                None => String::new(),
+            },
+        ),
+    )
 }
 
 /// A message on stderr that does not tear the progress bar.

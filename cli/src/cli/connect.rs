@@ -315,6 +315,39 @@ pub async fn finish(manager: AgentStateManager, drain: Duration, audit_log: &Pat
     print_head(audit_log, &summary.audit_head);
 }
 
+/// Ctrl-C presses, each one a message (a handler stays installed, so none is lost between two waits).
+pub fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The second Ctrl-C: syncs the audit log (every acknowledged record is already durable; this covers the
+/// group being written), prints its head and `what` is left, and exits 130 now.
+pub fn stop_at_once(audit_log: &Path, what: &str) -> ! {
+    let synced = std::fs::File::open(audit_log)
+        .and_then(|f| f.sync_all())
+        .is_ok();
+    if let Ok(state) = cxone_agent_state::store::read_state(audit_log) {
+        print_head(audit_log, state.chain_head());
+    }
+    eprintln!(
+        "stopped at once: {what}; audit log {}",
+        if synced {
+            "synced"
+        } else {
+            "could not be synced"
+        }
+    );
+    std::process::exit(i32::from(exit::INTERRUPTED))
+}
+
 /// `audit head: SEQ:HASH (PATH)` on stderr.
 pub fn print_head(audit_log: &Path, head: &ChainHead) {
     eprintln!(

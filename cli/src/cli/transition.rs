@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::connect::{finish, outcome_json, ConnectArgs};
+use super::connect::{finish, interrupts, outcome_json, stop_at_once, ConnectArgs};
 use super::fail::{self, exit, Failure};
 
 /// Options of `transition`.
@@ -20,6 +20,9 @@ Output: with --json (or when stdout is not a terminal) one JSON object: {\"succe
 \"previousState\",\"newState\",\"reasonCode\",\"latencyMs\",\"attempts\"} or {\"success\":false,\"code\",
 \"message\",\"userId\",\"state\",\"policyViolation\"}; on a terminal, a sentence. The audit log's head
 (SEQ:HASH) is printed on stderr: keep it to check the log later with `audit verify --head`.
+
+Ctrl-C waits for the change in flight; a second Ctrl-C stops at once after syncing the audit log (the
+change is journaled and resumed on the next start).
 
 Settings read (flags win): TARGET_USER_ID, CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL,
 CXONE_CLIENT_ID, CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL,
@@ -52,14 +55,49 @@ pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
     })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // Listening before the manager starts: a Ctrl-C during recovery is a stop, not a kill.
+        let mut interrupts = interrupts();
+        let audit_log = args.connect.audit_log();
         let manager = args.connect.start().await?;
-        let result = manager.transition_state(&user, &args.state).await;
-        finish(
-            manager,
-            args.connect.webhook_drain(),
-            args.connect.audit_log(),
-        )
-        .await;
+        let submitted = manager.submit_transition(&user, &args.state).await;
+        let outcome = async move {
+            match submitted {
+                Ok(pending) => pending.outcome().await,
+                Err(e) => Err(e),
+            }
+        };
+        tokio::pin!(outcome);
+        let mut interrupted = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut outcome => break result,
+                Some(()) = interrupts.recv() => {
+                    if interrupted {
+                        stop_at_once(
+                            audit_log,
+                            "the change in flight is journaled and resumed on the next start",
+                        );
+                    }
+                    interrupted = true;
+                    eprintln!(
+                        "stopping: waiting for the change in flight to finish, then syncing the audit log \
+                         (Ctrl-C again stops at once; the change is journaled and resumed on the next start)"
+                    );
+                }
+            }
+        };
+        // Interrupted: webhooks wait in the durable outbox for the next start instead of holding the exit.
+        let drain = if interrupted {
+            std::time::Duration::ZERO
+        } else {
+            args.connect.webhook_drain()
+        };
+        tokio::select! {
+            () = finish(manager, drain, audit_log) => {}
+            Some(()) = interrupts.recv() => {
+                stop_at_once(audit_log, "webhooks still waiting go out on the next start");
+            }
+        }
         match &result {
             _ if json => outln!("{}", outcome_json(&user, &args.state, &result)),
             Ok(c) => outln!(
@@ -85,6 +123,7 @@ pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
             }
         }
         Ok(match &result {
+            _ if interrupted => ExitCode::from(exit::INTERRUPTED),
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => ExitCode::from(exit_of(e.code.is_policy_violation())),
         })
