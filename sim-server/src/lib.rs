@@ -641,6 +641,7 @@ mod tests {
                 end_ms: now + 23 * HOUR_MS,
             }],
             breaks: vec![],
+            ..AgentPlan::default()
         }
     }
 
