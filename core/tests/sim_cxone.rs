@@ -24,6 +24,15 @@ const DAY: u64 = 24 * HOUR;
 /// Where the client starts discovery; every base the tenant announces is this origin.
 const AUTH: &str = "https://cxone.sim.invalid";
 
+/// `SetAgentState`'s two encodings, short so that each call reads on one line.
+const Q: SetStateEncoding = SetStateEncoding::Query;
+const J: SetStateEncoding = SetStateEncoding::Json;
+const AVAILABLE: CxoneState = CxoneState::Available;
+
+fn unavailable(out_state_id: u64) -> CxoneState {
+    CxoneState::Unavailable { out_state_id }
+}
+
 fn window(start_ms: u64, end_ms: u64) -> Window {
     Window { start_ms, end_ms }
 }
@@ -58,6 +67,14 @@ fn tenant(config: SimConfig) -> SimTenant {
         ..AgentPlan::default()
     });
     t
+}
+
+/// [`tenant`] whose tokens outlive a test's day, which runs past an hour.
+fn long_token_tenant() -> SimTenant {
+    tenant(SimConfig {
+        token_ttl_s: 12 * 3600,
+        ..SimConfig::default()
+    })
 }
 
 fn send(t: &mut SimTenant, now_ms: u64, request: &HttpRequest) -> HttpResponse {
@@ -429,56 +446,24 @@ fn set_state_by_query_and_by_json() {
     let mut t = tenant(SimConfig::default());
     let token = login(&mut t, ClientAuth::Basic).access_token;
     let at = T0 + 30 * MIN;
-    let answer = set_state(
-        &mut t,
-        at,
-        &token,
-        "alice",
-        CxoneState::Available,
-        SetStateEncoding::Query,
-        "k1",
-    );
+    let answer = set_state(&mut t, at, &token, "alice", AVAILABLE, Q, "k1");
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("icStatusDescription"), Some("Success"));
     acd::check_set_state(&answer).unwrap();
     assert_eq!(t.agent_state("alice"), Some(READY));
 
-    let lunch = CxoneState::Unavailable { out_state_id: 2 };
-    let answer = set_state(
-        &mut t,
-        at,
-        &token,
-        "alice",
-        lunch,
-        SetStateEncoding::Json,
-        "k2",
-    );
+    let lunch = unavailable(2);
+    let answer = set_state(&mut t, at, &token, "alice", lunch, J, "k2");
     acd::check_set_state(&answer).unwrap();
     assert_eq!(t.agent_state("alice"), Some("UNAVAILABLE_LUNCH"));
 
-    let idle_b = CxoneState::Unavailable { out_state_id: 25 };
-    let answer = set_state(
-        &mut t,
-        at,
-        &token,
-        "bob",
-        idle_b,
-        SetStateEncoding::Query,
-        "k3",
-    );
+    let idle_b = unavailable(25);
+    let answer = set_state(&mut t, at, &token, "bob", idle_b, Q, "k3");
     acd::check_set_state(&answer).unwrap();
     assert_eq!(t.agent_state("bob"), Some("UNAVAILABLE_SYSTEM_IDLE"));
 
     // The same key again is answered from the replay cache and changes nothing.
-    let replay = set_state(
-        &mut t,
-        at,
-        &token,
-        "alice",
-        CxoneState::Available,
-        SetStateEncoding::Query,
-        "k1",
-    );
+    let replay = set_state(&mut t, at, &token, "alice", AVAILABLE, Q, "k1");
     assert_eq!(replay.status, 200);
     assert_eq!(replay.header("Idempotent-Replayed"), Some("true"));
     assert_eq!(t.agent_state("alice"), Some("UNAVAILABLE_LUNCH"));
@@ -509,11 +494,7 @@ fn set_state_by_query_and_by_json() {
 
 #[test]
 fn set_state_refusals_say_why_in_ic_status_description() {
-    // Tokens outlive the test's day, which runs past an hour.
-    let mut t = tenant(SimConfig {
-        token_ttl_s: 12 * 3600,
-        ..SimConfig::default()
-    });
+    let mut t = long_token_tenant();
     let token = login(&mut t, ClientAuth::Basic).access_token;
     let refusal = |answer: &HttpResponse, status: u16| {
         assert_eq!(answer.status, status, "{}", answer.body);
@@ -540,58 +521,18 @@ fn set_state_refusals_say_why_in_ic_status_description() {
         ErrorCode::UnknownAgent
     );
 
-    let logged_out = set_state(
-        &mut t,
-        T0,
-        &token,
-        "dave",
-        CxoneState::Available,
-        SetStateEncoding::Query,
-        "u2",
-    );
+    let logged_out = set_state(&mut t, T0, &token, "dave", AVAILABLE, Q, "u2");
     assert_eq!(refusal(&logged_out, 409), ErrorCode::StateConflict);
     // Later dave has logged in.
-    let later = set_state(
-        &mut t,
-        T0 + 2 * HOUR,
-        &token,
-        "dave",
-        CxoneState::Available,
-        SetStateEncoding::Json,
-        "u3",
-    );
+    let later = set_state(&mut t, T0 + 2 * HOUR, &token, "dave", AVAILABLE, J, "u3");
     assert_eq!(later.status, 200);
 
-    let team_b_code = CxoneState::Unavailable { out_state_id: 21 };
-    let wrong_team = set_state(
-        &mut t,
-        T0,
-        &token,
-        "alice",
-        team_b_code,
-        SetStateEncoding::Json,
-        "u4",
-    );
+    let team_b_code = unavailable(21);
+    let wrong_team = set_state(&mut t, T0, &token, "alice", team_b_code, J, "u4");
     assert_eq!(refusal(&wrong_team, 400), ErrorCode::BadRequest);
-    let no_codes = set_state(
-        &mut t,
-        T0,
-        &token,
-        "carol",
-        CxoneState::Unavailable { out_state_id: 1 },
-        SetStateEncoding::Query,
-        "u5",
-    );
+    let no_codes = set_state(&mut t, T0, &token, "carol", unavailable(1), Q, "u5");
     assert_eq!(refusal(&no_codes, 400), ErrorCode::BadRequest);
-    let acw = set_state(
-        &mut t,
-        T0,
-        &token,
-        "alice",
-        CxoneState::Unavailable { out_state_id: 8 },
-        SetStateEncoding::Query,
-        "u6",
-    );
+    let acw = set_state(&mut t, T0, &token, "alice", unavailable(8), Q, "u6");
     assert_eq!(refusal(&acw, 409), ErrorCode::StateConflict);
 
     let mut busy = acd::set_state_request(
@@ -617,42 +558,14 @@ fn set_state_refusals_say_why_in_ic_status_description() {
 
 #[test]
 fn available_during_a_break_and_off_shift_count_in_ground_truth() {
-    // Tokens outlive the test's day, which runs past an hour.
-    let mut t = tenant(SimConfig {
-        token_ttl_s: 12 * 3600,
-        ..SimConfig::default()
-    });
+    let mut t = long_token_tenant();
     let token = login(&mut t, ClientAuth::Basic).access_token;
     let in_break = T0 + HOUR + 5 * MIN;
-    let answer = set_state(
-        &mut t,
-        in_break,
-        &token,
-        "alice",
-        CxoneState::Available,
-        SetStateEncoding::Query,
-        "b1",
-    );
+    let answer = set_state(&mut t, in_break, &token, "alice", AVAILABLE, Q, "b1");
     assert_eq!(answer.status, 200);
-    let unavailable = CxoneState::Unavailable { out_state_id: 1 };
-    set_state(
-        &mut t,
-        in_break,
-        &token,
-        "alice",
-        unavailable,
-        SetStateEncoding::Query,
-        "b2",
-    );
-    let off_shift = set_state(
-        &mut t,
-        T0,
-        &token,
-        "eve",
-        CxoneState::Available,
-        SetStateEncoding::Json,
-        "b3",
-    );
+    let unavailable = unavailable(1);
+    set_state(&mut t, in_break, &token, "alice", unavailable, Q, "b2");
+    let off_shift = set_state(&mut t, T0, &token, "eve", AVAILABLE, J, "b3");
     assert_eq!(off_shift.status, 200);
     let truth = t.ground_truth();
     assert_eq!(truth.ready_accepted_during_break, 1);
@@ -695,25 +608,9 @@ fn scripted_and_random_faults_reach_cxone_endpoints() {
         user_id: Some("alice".into()),
         ..FaultRule::on(Endpoint::AgentState, FaultKind::status(503, Some(2)), 1)
     });
-    let bob = set_state(
-        &mut t,
-        T0,
-        &token,
-        "bob",
-        CxoneState::Available,
-        SetStateEncoding::Query,
-        "f1",
-    );
+    let bob = set_state(&mut t, T0, &token, "bob", AVAILABLE, Q, "f1");
     assert_eq!(bob.status, 200);
-    let alice = set_state(
-        &mut t,
-        T0,
-        &token,
-        "alice",
-        CxoneState::Available,
-        SetStateEncoding::Query,
-        "f2",
-    );
+    let alice = set_state(&mut t, T0, &token, "alice", AVAILABLE, Q, "f2");
     assert_eq!(
         (alice.status, alice.header("retry-after")),
         (503, Some("2"))
@@ -722,15 +619,7 @@ fn scripted_and_random_faults_reach_cxone_endpoints() {
         acd::refusal(AcdCall::SetAgentState, &alice).is_none(),
         "503 is retried, not refused"
     );
-    let retried = set_state(
-        &mut t,
-        T0,
-        &token,
-        "alice",
-        CxoneState::Available,
-        SetStateEncoding::Query,
-        "f2",
-    );
+    let retried = set_state(&mut t, T0, &token, "alice", AVAILABLE, Q, "f2");
     assert_eq!(retried.status, 200);
     assert_eq!(t.ground_truth().faults_injected, 1);
 
