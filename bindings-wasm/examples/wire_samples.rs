@@ -100,6 +100,7 @@ fn main() {
         user_id: "bob".into(),
         shifts: vec![],
         breaks: vec![],
+        ..AgentPlan::default()
     });
     tenant.script_fault(fault(
         Endpoint::SetState,

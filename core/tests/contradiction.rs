@@ -112,6 +112,7 @@ fn run(plan: &Plan) -> Result<(), TestCaseError> {
                 start_ms: start,
                 end_ms: start + 15 * MIN,
             }],
+            ..AgentPlan::default()
         });
     }
     let mut h = Harness::new(Engine::new(config).expect("valid"), tenant, T0);

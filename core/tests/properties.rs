@@ -1163,8 +1163,9 @@ proptest! {
             user_id: "alice".into(),
             shifts: vec![Window { start_ms: T0 - hour, end_ms: T0 + 10 * hour }],
             breaks: vec![Window { start_ms: T0 + hour, end_ms: T0 + 2 * hour }],
+            ..AgentPlan::default()
         });
-        tenant.add_agent(AgentPlan { user_id: "bob".into(), shifts: vec![], breaks: vec![] });
+        tenant.add_agent(AgentPlan { user_id: "bob".into(), shifts: vec![], breaks: vec![], ..AgentPlan::default() });
 
         // A real token first, so authenticated paths are reached.
         let mut now = T0;

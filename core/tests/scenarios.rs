@@ -28,6 +28,7 @@ fn on_shift(user: &str) -> AgentPlan {
         user_id: user.into(),
         shifts: vec![window(T0 - HOUR, T0 + 10 * HOUR)],
         breaks: vec![],
+        ..AgentPlan::default()
     }
 }
 
@@ -37,6 +38,7 @@ fn on_break_at_ten(user: &str) -> AgentPlan {
         user_id: user.into(),
         shifts: vec![window(T0 - HOUR, T0 + 10 * HOUR)],
         breaks: vec![window(T0 + 2 * HOUR, T0 + 2 * HOUR + 45 * MIN)],
+        ..AgentPlan::default()
     }
 }
 
@@ -45,6 +47,7 @@ fn unscheduled(user: &str) -> AgentPlan {
         user_id: user.into(),
         shifts: vec![],
         breaks: vec![],
+        ..AgentPlan::default()
     }
 }
 

@@ -32,6 +32,7 @@ fn run_with_receiver_down(url: &str) -> Harness {
             end_ms: T0 + 10 * HOUR,
         }],
         breaks: vec![],
+        ..AgentPlan::default()
     });
     let engine = Engine::new(config(Some(WebhookConfig::new(url)))).unwrap();
     let mut h = Harness::new(engine, tenant, T0);

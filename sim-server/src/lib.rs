@@ -8,6 +8,11 @@
 //! answered once the reply's `deliver_at_ms` has come. A [`SimOutcome::TransportError`] closes the connection
 //! without an answer, so the client sees a dropped connection.
 //!
+//! The tenant serves both API profiles: the `seed` endpoints and the real CXone API of the `cxone` profile
+//! (discovery, `/auth/token`, `/inContactAPI/services/v{N}.0/...`, `/schedules/export`). Every base the
+//! `cxone` discovery announces is this server's URL, except the WFM base `https://{area}.{uhDomain}`, which does
+//! not resolve: a `cxone` client sets its WFM base to this server's URL.
+//!
 //! Every answer carries permissive CORS headers so a browser page can talk to the server; `OPTIONS` preflights
 //! answer 204.
 //!
@@ -25,7 +30,7 @@
 //! | POST | `/admin/rate-limit` | `{"ratePerMinute":n,"burst":n}` (`burst` optional: keeps the current one) | the new limit |
 //! | POST | `/admin/revoke-tokens` | | `{"ok":true}` |
 //! | GET | `/admin/accepted-changes` | | `[{"idempotencyKey","userId","state"}]` |
-//! | GET | `/admin/config` | | `SimConfig` with `clientSecret` redacted |
+//! | GET | `/admin/config` | | `SimConfig` with `clientSecret` and `accessKeySecret` redacted |
 //!
 //! Bad admin JSON answers 400 `{"error":"bad_request","error_description":…}`.
 
@@ -439,7 +444,7 @@ pub const ADMIN_ENDPOINTS: &[(&str, &str, &str)] = &[
     (
         "GET",
         "/admin/config",
-        "the configuration, client secret redacted",
+        "the configuration, secrets redacted",
     ),
 ];
 
@@ -577,6 +582,7 @@ fn admin(method: Method, path: &str, body: &str, tenant: &Mutex<SimTenant>) -> R
         Admin::Config => {
             let config = SimConfig {
                 client_secret: "[redacted]".to_owned(),
+                access_key_secret: "[redacted]".to_owned(),
                 ..lock(tenant).config().clone()
             };
             json_response(StatusCode::OK, &json!(config))
@@ -641,6 +647,7 @@ mod tests {
                 end_ms: now + 23 * HOUR_MS,
             }],
             breaks: vec![],
+            ..AgentPlan::default()
         }
     }
 
@@ -1033,6 +1040,8 @@ mod tests {
         let r = c.send("GET", "/admin/config", &[], "").await.unwrap();
         let config = r.json();
         assert_eq!(config["clientSecret"], "[redacted]");
+        assert_eq!(config["accessKeySecret"], "[redacted]");
+        assert_eq!(config["accessKeyId"], "sim-access-key");
         assert_eq!(config["clientId"], "sim-client");
         assert_eq!(config["faults"]["rate"], 0.5);
         for path in ["/admin/faults/clear", "/admin/revoke-tokens"] {
@@ -1085,6 +1094,103 @@ mod tests {
         assert_eq!(r.status, 413);
         assert_eq!(r.header("access-control-allow-origin"), Some("*"));
         assert_eq!(lock(&handle.tenant()).ground_truth().total_requests, 0);
+    }
+
+    /// Sends a core request over real HTTP and reads the answer back as a core response.
+    async fn exchange(http: &reqwest::Client, request: &HttpRequest) -> HttpResponse {
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut builder = http.request(method, &request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let answer = builder.send().await.expect("an answer");
+        let status = answer.status().as_u16();
+        let headers = answer
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        HttpResponse::new(status, headers, answer.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn cxone_profile_over_http_with_the_cxone_wire_modules() {
+        use cxone_agent_state_core::cxone::{acd, auth, wfm};
+        use cxone_agent_state_core::Secret;
+
+        let handle = server().await;
+        let base = handle.base_url();
+        let http = reqwest::Client::new();
+        let openid = exchange(&http, &auth::openid_configuration_request(&base)).await;
+        let openid = auth::parse_openid_configuration(&openid).unwrap();
+        assert_eq!(openid.issuer, base);
+        let config = SimConfig::default();
+        let creds = auth::CxoneCredentials {
+            access_key_id: config.access_key_id.clone(),
+            access_key_secret: Secret::new(&config.access_key_secret),
+            client_id: config.client_id.clone(),
+            client_secret: Secret::new(&config.client_secret),
+        };
+        let grant =
+            auth::password_grant_request(&openid.token_endpoint, &creds, auth::ClientAuth::Basic);
+        let token = auth::parse_token_answer(&exchange(&http, &grant).await).unwrap();
+        let claims = auth::id_token_claims(token.id_token.as_ref().unwrap().expose()).unwrap();
+        let bases = exchange(
+            &http,
+            &auth::cxone_configuration_request(&openid.issuer, &claims.tenant_id),
+        )
+        .await;
+        let bases = auth::parse_cxone_configuration(&bases, &claims.tenant_id).unwrap();
+        assert_eq!(bases.api_base, base);
+
+        let versions = acd::ApiVersions::default();
+        let token = token.access_token;
+        let page = exchange(&http, &acd::agents_request(&base, &versions, &token, 0, 10)).await;
+        let page = acd::parse_agents_page(&page, 0).unwrap();
+        assert_eq!(page.agents.len(), 1);
+        let agent = &page.agents[0];
+        let codes = exchange(
+            &http,
+            &acd::unavailable_codes_request(&base, &versions, agent.team_id, &token),
+        )
+        .await;
+        let codes = acd::parse_unavailable_codes(&codes).unwrap();
+        let lunch = acd::find_code(&codes, "Lunch").unwrap().out_state_id;
+
+        // The announced WFM host does not resolve: over HTTP the export goes to the server's URL.
+        let export = wfm::export_request(&base, &agent.user_id, now_ms() - HOUR_MS, 2, &token);
+        let schedule = wfm::parse_export(&exchange(&http, &export).await, &agent.user_id).unwrap();
+        assert!(schedule.scheduled_at(now_ms()).scheduled);
+
+        let target = acd::CxoneState::Unavailable {
+            out_state_id: lunch,
+        };
+        let set = acd::set_state_request(
+            &base,
+            &versions,
+            agent.agent_id,
+            target,
+            &token,
+            acd::SetStateEncoding::Query,
+            "k-cxone",
+        );
+        let answer = exchange(&http, &set).await;
+        assert_eq!(answer.header("icStatusDescription"), Some("Success"));
+        acd::check_set_state(&answer).unwrap();
+        assert_eq!(
+            lock(&handle.tenant()).agent_state("agent-0001"),
+            Some("UNAVAILABLE_LUNCH")
+        );
+        let truth = lock(&handle.tenant()).ground_truth().clone();
+        assert_eq!(truth.requests_by_endpoint["scheduleExport"], 1);
+        assert_eq!(truth.state_changes_accepted, 1);
+        handle.shutdown().await;
     }
 
     #[tokio::test]

@@ -541,6 +541,7 @@ fn agent(user: &str, scheduled: bool, on_break: bool) -> AgentPlan {
         } else {
             vec![]
         },
+        ..AgentPlan::default()
     }
 }
 

@@ -1,8 +1,11 @@
 //! `cxone-agent-state sim-server`: the simulated tenant over real HTTP, on the wall clock.
 //!
 //! Prints `sim-server listening on http://HOST:PORT` as its first stdout line, then one JSON line
-//! `{"baseUrl","clientId","agents","ratePerMinute","burst"}`, and serves until Ctrl-C (or, with
-//! `--exit-on-stdin-eof`, until stdin is closed).
+//! `{"profile","baseUrl","clientId","agents","ratePerMinute","burst"}` (with `--profile cxone`, also
+//! `authBase`, `accessKeyId`, `tenantId`, `wfmBase` and `wfmRatePerMinute`; never a secret), and serves until
+//! Ctrl-C (or, with `--exit-on-stdin-eof`, until stdin is closed).
+//!
+//! The tenant serves both profiles at once; `--profile` only chooses what the JSON line tells a client.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -11,13 +14,22 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use cxone_agent_state_core::sim::{AgentPlan, RandomFaults, SimConfig, SimTenant};
 use cxone_agent_state_core::RateLimit;
 use cxone_agent_state_sim_server as sim_server;
 use tokio::sync::oneshot;
 
 const HOUR_MS: u64 = 3_600_000;
+
+/// Which API a client of the server means to speak; the tenant serves both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimProfile {
+    /// The reference module's endpoints (`/oauth2/token`, `/api/v2/...`).
+    Seed,
+    /// The real CXone API (discovery, `/auth/token`, `/inContactAPI/...`, `/schedules/export`).
+    Cxone,
+}
 
 /// Options of `sim-server`.
 #[derive(Args)]
@@ -40,6 +52,23 @@ pub struct SimServerArgs {
     /// Seed of tokens and random faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Which profile's connection settings the startup JSON line prints (the tenant serves both).
+    #[arg(long, value_enum, default_value_t = SimProfile::Seed)]
+    profile: SimProfile,
+    /// `cxone`: the accepted access key id (`username` of the password grant).
+    #[arg(long, default_value = "sim-access-key")]
+    access_key_id: String,
+    /// `cxone`: the accepted access key secret (a built-in default holding `=`, `&` and `%` applies; its
+    /// value is not shown here).
+    #[arg(
+        long,
+        default_value = "sim-access-secret=&%",
+        hide_default_value = true
+    )]
+    access_key_secret: String,
+    /// `cxone`: the WFM schedule export's own rate limit, in requests per minute (its burst is the same).
+    #[arg(long, default_value_t = 100)]
+    wfm_rate_limit: u32,
     /// The accepted OAuth client id.
     #[arg(long, default_value = "sim-client")]
     client_id: String,
@@ -75,6 +104,10 @@ impl fmt::Debug for SimServerArgs {
             .field("rate_limit", &self.rate_limit)
             .field("burst", &self.burst)
             .field("seed", &self.seed)
+            .field("profile", &self.profile)
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &"[redacted]")
+            .field("wfm_rate_limit", &self.wfm_rate_limit)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .field("token_ttl", &self.token_ttl)
@@ -93,12 +126,18 @@ fn after_help() -> String {
         "Examples:
   cxone-agent-state sim-server --listen 127.0.0.1:8080 --agents 100
   cxone-agent-state sim-server --fault-rate 0.05 --rate-limit 600 --burst 20
+  cxone-agent-state sim-server --profile cxone
   curl -s http://127.0.0.1:8080/admin/ground-truth
 
 The first stdout line is `sim-server listening on http://HOST:PORT`, then one JSON line
-{\"baseUrl\",\"clientId\",\"agents\",\"ratePerMinute\",\"burst\"}. Serves until Ctrl-C (or stdin EOF with
---exit-on-stdin-eof). Point the other commands at it with --base-url, --client-id sim-client and
+{\"profile\",\"baseUrl\",\"clientId\",\"agents\",\"ratePerMinute\",\"burst\"}. Serves until Ctrl-C (or stdin
+EOF with --exit-on-stdin-eof). Point the other commands at it with --base-url, --client-id sim-client and
 --client-secret sim-secret.
+
+The tenant also serves the real CXone API (the cxone profile): discovery, /auth/token, /inContactAPI/...
+and /schedules/export. With --profile cxone the JSON line adds authBase, accessKeyId, tenantId, wfmBase and
+wfmRatePerMinute. The configuration announces the WFM host https://sim.sim.invalid, which does not resolve:
+set a client's WFM base to the server's URL (wfmBase) instead.
 
 Admin endpoints (JSON; not rate limited, not counted):
 ",
@@ -136,9 +175,43 @@ impl SimServerArgs {
                 rate: self.fault_rate,
                 kinds: RandomFaults::default_kinds(),
             },
+            access_key_id: self.access_key_id.clone(),
+            access_key_secret: self.access_key_secret.clone(),
+            wfm_rate_per_minute: self.wfm_rate_limit,
+            wfm_burst: self.wfm_rate_limit,
+            ..SimConfig::default()
         };
         config.validate().context("invalid sim-server settings")?;
         Ok(config)
+    }
+
+    /// The startup JSON line: what a client of `profile` needs to connect, never a secret.
+    fn startup_info(&self, base_url: &str) -> anyhow::Result<serde_json::Value> {
+        let mut info = serde_json::json!({
+            "profile": self.profile.to_possible_value().map(|v| v.get_name().to_owned()),
+            "baseUrl": base_url,
+            "clientId": self.client_id,
+            "agents": self.agents,
+            "ratePerMinute": self.rate_limit,
+            "burst": self.burst(),
+        });
+        if self.profile == SimProfile::Cxone {
+            let config = self.config()?;
+            for (key, value) in [
+                ("authBase", serde_json::json!(base_url)),
+                ("accessKeyId", serde_json::json!(config.access_key_id)),
+                ("tenantId", serde_json::json!(config.tenant_id)),
+                // The announced WFM host does not resolve; over HTTP the export is at the server's URL.
+                ("wfmBase", serde_json::json!(base_url)),
+                (
+                    "wfmRatePerMinute",
+                    serde_json::json!(config.wfm_rate_per_minute),
+                ),
+            ] {
+                info[key] = value;
+            }
+        }
+        Ok(info)
     }
 
     fn tenant(&self, now_ms: u64) -> anyhow::Result<SimTenant> {
@@ -174,14 +247,7 @@ async fn serve(args: &SimServerArgs, tenant: SimTenant) -> anyhow::Result<ExitCo
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "sim-server listening on {base_url}")?;
-        let info = serde_json::json!({
-            "baseUrl": base_url,
-            "clientId": args.client_id,
-            "agents": args.agents,
-            "ratePerMinute": args.rate_limit,
-            "burst": args.burst(),
-        });
-        writeln!(out, "{info}")?;
+        writeln!(out, "{}", args.startup_info(&base_url)?)?;
         out.flush()?;
     }
     let stdin_closed = if args.exit_on_stdin_eof {
@@ -228,4 +294,50 @@ fn watch_stdin_eof() -> anyhow::Result<oneshot::Receiver<()>> {
         })
         .context("cannot watch stdin")?;
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimServerArgs,
+    }
+
+    fn args(argv: &[&str]) -> SimServerArgs {
+        Cli::parse_from(std::iter::once("sim-server").chain(argv.iter().copied())).args
+    }
+
+    #[test]
+    fn cxone_profile_prints_its_connection_settings_and_no_secret() {
+        let info = args(&["--profile", "cxone", "--wfm-rate-limit", "7"])
+            .startup_info("http://127.0.0.1:9")
+            .unwrap();
+        assert_eq!(info["profile"], "cxone");
+        assert_eq!(info["authBase"], "http://127.0.0.1:9");
+        assert_eq!(info["wfmBase"], "http://127.0.0.1:9");
+        assert_eq!(info["accessKeyId"], "sim-access-key");
+        assert_eq!(info["clientId"], "sim-client");
+        assert_eq!(info["wfmRatePerMinute"], 7);
+        assert_eq!(info["tenantId"], SimConfig::default().tenant_id);
+        let text = info.to_string();
+        assert!(
+            !text.contains("sim-access-secret") && !text.contains("sim-secret"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn seed_profile_prints_what_it_always_did() {
+        let info = args(&[]).startup_info("http://127.0.0.1:9").unwrap();
+        assert_eq!(info["profile"], "seed");
+        assert_eq!(info["baseUrl"], "http://127.0.0.1:9");
+        assert!(info.get("authBase").is_none() && info.get("wfmBase").is_none());
+        let config = args(&["--access-key-secret", "a=b"]).config().unwrap();
+        assert_eq!(config.access_key_secret, "a=b");
+        assert_eq!(config.wfm_burst, 100);
+    }
 }

@@ -1,4 +1,5 @@
-//! A simulated CXone tenant that speaks the `seed` profile, plus a virtual-clock harness.
+//! A simulated CXone tenant that speaks the `seed` profile and the real CXone API (the `cxone` profile), plus a
+//! virtual-clock harness.
 //!
 //! Like the engine, the tenant is sans-IO: [`SimTenant::handle_request`] takes `now` and a request and says what
 //! to answer and when. The same code runs in-process (tests, `simulate`, the browser) and behind a real HTTP
@@ -28,7 +29,8 @@ pub use crate::profile::{
 };
 
 pub use tenant::{
-    AgentPlan, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig, SimOutcome,
-    SimReply, SimTenant, Window,
+    AgentPlan, CxoneIdentity, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig,
+    SimOutcome, SimReply, SimTenant, Window, CXONE_AREA, CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C,
+    CXONE_UH_DOMAIN,
 };
 pub use workday::{PlannedCommand, Workday, WorkdayConfig, WORKDAY_EPOCH_MS};

@@ -1,6 +1,15 @@
 //! The simulated tenant.
+//!
+//! One tenant serves both profiles side by side: the `seed` endpoints here and the real CXone API of the `cxone`
+//! profile in [`cxone`]. Their routes do not overlap; agents, tokens, faults and ground truth are shared.
 
-use std::collections::{BTreeMap, VecDeque};
+mod cxone;
+
+pub use cxone::{
+    CxoneIdentity, CXONE_AREA, CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C, CXONE_UH_DOMAIN,
+};
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
@@ -22,8 +31,12 @@ pub struct Window {
     pub end_ms: u64,
 }
 
-/// One simulated agent: shifts and mandatory breaks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One simulated agent: shifts and mandatory breaks, and for the `cxone` profile its team and when it is
+/// logged out.
+///
+/// The two `cxone` fields are left out of the JSON when unset, so plans written for the `seed` profile read and
+/// write as before.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPlan {
     /// The user id.
@@ -32,6 +45,14 @@ pub struct AgentPlan {
     pub shifts: Vec<Window>,
     /// Mandatory breaks.
     pub breaks: Vec<Window>,
+    /// When the agent has no ACD session: the `cxone` profile's `SetAgentState` answers 409 inside these
+    /// windows. None by default (always logged in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logged_out: Vec<Window>,
+    /// The agent's CXone team (e.g. [`CXONE_TEAM_C`], which has no unavailable codes). `None` assigns the
+    /// teams A, B and C in turn, in the order agents are first added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<u64>,
 }
 
 /// The tenant's endpoints.
@@ -46,6 +67,18 @@ pub enum Endpoint {
     BreakStatus,
     /// `POST /api/v2/users/{id}/state`
     SetState,
+    /// `cxone`: `GET /.well-known/openid-configuration` and `GET /.well-known/cxone-configuration`.
+    Discovery,
+    /// `cxone`: `POST /auth/token` (password and refresh grants).
+    CxoneToken,
+    /// `cxone`: `GET /inContactAPI/services/v{N}.0/agents`.
+    Agents,
+    /// `cxone`: `GET /inContactAPI/services/v{N}.0/teams/{teamId}/unavailable-codes`.
+    UnavailableCodes,
+    /// `cxone`: `POST /schedules/export` (the WFM host), paced by the WFM rate limit.
+    ScheduleExport,
+    /// `cxone`: `POST /inContactAPI/services/v{N}.0/agents/{agentId}/state` (the Admin API's `SetAgentState`).
+    AgentState,
 }
 
 /// An injected fault.
@@ -89,7 +122,8 @@ pub enum FaultKind {
 pub struct FaultRule {
     /// Only this endpoint (any when `None`).
     pub endpoint: Option<Endpoint>,
-    /// Only this user (any when `None`).
+    /// Only this user (any when `None`): the plan's user id, whichever profile addresses the agent (by user
+    /// id, by `agentId` or by UserHub `userID`).
     pub user_id: Option<String>,
     /// What to do.
     pub fault: FaultKind,
@@ -140,6 +174,40 @@ pub struct SimConfig {
     pub break_notice_ms: u64,
     /// Random faults.
     pub faults: RandomFaults,
+    /// `cxone`: the tenant id, carried by the id_token and asked for by `/.well-known/cxone-configuration`.
+    #[serde(default = "default_tenant_id")]
+    pub tenant_id: String,
+    /// `cxone`: the accepted access key id (`username` of the password grant).
+    #[serde(default = "default_access_key_id")]
+    pub access_key_id: String,
+    /// `cxone`: the accepted access key secret (`password` of the password grant). The default holds `=`, `&`
+    /// and `%`, which a client must form-encode.
+    #[serde(default = "default_access_key_secret")]
+    pub access_key_secret: String,
+    /// `cxone`: requests to the WFM schedule export admitted per minute, a limit of its own.
+    #[serde(default = "default_wfm_rate")]
+    pub wfm_rate_per_minute: u32,
+    /// `cxone`: the WFM token bucket's capacity (burst).
+    #[serde(default = "default_wfm_rate")]
+    pub wfm_burst: u32,
+}
+
+/// The default tenant id: UUID-shaped, like a real tenant's.
+fn default_tenant_id() -> String {
+    "11e51a00-0000-4000-8000-000000000001".to_owned()
+}
+
+fn default_access_key_id() -> String {
+    "sim-access-key".to_owned()
+}
+
+fn default_access_key_secret() -> String {
+    "sim-access-secret=&%".to_owned()
+}
+
+/// The WFM limit defaults to the API's default (100 per minute, burst 100).
+fn default_wfm_rate() -> u32 {
+    100
 }
 
 impl Default for SimConfig {
@@ -155,6 +223,11 @@ impl Default for SimConfig {
             latency_jitter_ms: 20,
             break_notice_ms: 300_000,
             faults: RandomFaults::default(),
+            tenant_id: default_tenant_id(),
+            access_key_id: default_access_key_id(),
+            access_key_secret: default_access_key_secret(),
+            wfm_rate_per_minute: default_wfm_rate(),
+            wfm_burst: default_wfm_rate(),
         }
     }
 }
@@ -215,7 +288,7 @@ impl AgentPlan {
         Self {
             user_id: user_id.into(),
             shifts: vec![Window { start_ms, end_ms }],
-            breaks: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -281,6 +354,12 @@ impl Endpoint {
             Self::Schedule => "schedule",
             Self::BreakStatus => "breakStatus",
             Self::SetState => "setState",
+            Self::Discovery => "discovery",
+            Self::CxoneToken => "cxoneToken",
+            Self::Agents => "agents",
+            Self::UnavailableCodes => "unavailableCodes",
+            Self::ScheduleExport => "scheduleExport",
+            Self::AgentState => "agentState",
         }
     }
 }
@@ -289,12 +368,8 @@ impl Endpoint {
 struct AgentSim {
     plan: AgentPlan,
     state: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-struct Stored {
-    status: u16,
-    body: String,
+    /// Who the agent is to the `cxone` profile.
+    identity: CxoneIdentity,
 }
 
 /// The simulated tenant.
@@ -310,11 +385,22 @@ pub struct SimTenant {
     tokens: BTreeMap<String, u64>,
     /// The tenant's own rate limiter: the same token bucket the engine paces itself with.
     limiter: Pacer,
+    /// The WFM host's limiter (`cxone` schedule export), apart from the API's.
+    wfm_limiter: Pacer,
     scripted: VecDeque<FaultRule>,
-    idempotency: BTreeMap<String, Stored>,
+    /// The answers to state changes by idempotency key, replayed as they were.
+    idempotency: BTreeMap<String, HttpResponse>,
     idempotency_order: VecDeque<String>,
     truth: GroundTruth,
     accepted: Vec<(String, String, String)>,
+    /// `cxone` refresh tokens not yet used (each is good for one refresh).
+    refresh_tokens: BTreeSet<String>,
+    /// The `agentId` the next new agent gets.
+    next_agent_id: u64,
+    /// `agentId` → user id.
+    by_agent_id: BTreeMap<u64, String>,
+    /// UserHub `userID` → user id.
+    by_user_uuid: BTreeMap<String, String>,
 }
 
 /// A tenant's view of one request after routing.
@@ -323,6 +409,7 @@ enum Route {
     Schedule(String),
     BreakStatus(String),
     SetState(String),
+    Cxone(cxone::CxoneRoute),
     NotFound,
 }
 
@@ -333,6 +420,7 @@ impl Route {
             Self::Schedule(_) => Some(Endpoint::Schedule),
             Self::BreakStatus(_) => Some(Endpoint::BreakStatus),
             Self::SetState(_) => Some(Endpoint::SetState),
+            Self::Cxone(route) => Some(route.endpoint()),
             Self::NotFound => None,
         }
     }
@@ -345,6 +433,9 @@ impl Route {
     }
 
     fn parse(method: Method, path: &str) -> Self {
+        if let Some(route) = cxone::CxoneRoute::parse(method, path) {
+            return Self::Cxone(route);
+        }
         let decode = |seg: &str| -> Option<String> {
             if seg.is_empty() || seg.contains('/') {
                 return None;
@@ -428,6 +519,8 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_at_least_one("ratePerMinute", u64::from(self.rate_per_minute))?;
         check_at_least_one("burst", u64::from(self.burst))?;
+        check_at_least_one("wfmRatePerMinute", u64::from(self.wfm_rate_per_minute))?;
+        check_at_least_one("wfmBurst", u64::from(self.wfm_burst))?;
         check_at_least_one("tokenTtlS", self.token_ttl_s)?;
         check_fault_rate(self.faults.rate)?;
         if self.client_id.is_empty() {
@@ -448,11 +541,20 @@ fn limit_of(config: &SimConfig) -> RateLimit {
     }
 }
 
+/// The WFM host's limit as a [`Pacer`] limit.
+fn wfm_limit_of(config: &SimConfig) -> RateLimit {
+    RateLimit {
+        per_minute: config.wfm_rate_per_minute,
+        burst: Some(config.wfm_burst),
+    }
+}
+
 impl SimTenant {
     /// A tenant with no agents.
     pub fn new(config: SimConfig) -> Self {
         Self {
             limiter: Pacer::new(&limit_of(&config)),
+            wfm_limiter: Pacer::new(&wfm_limit_of(&config)),
             rng: DetRng::new(config.seed),
             config,
             agents: BTreeMap::new(),
@@ -462,6 +564,10 @@ impl SimTenant {
             idempotency_order: VecDeque::new(),
             truth: GroundTruth::default(),
             accepted: Vec::new(),
+            refresh_tokens: BTreeSet::new(),
+            next_agent_id: cxone::FIRST_AGENT_ID,
+            by_agent_id: BTreeMap::new(),
+            by_user_uuid: BTreeMap::new(),
         }
     }
 
@@ -470,11 +576,41 @@ impl SimTenant {
         &self.config
     }
 
-    /// Adds (or replaces) an agent. A replaced agent keeps its current state.
+    /// Adds (or replaces) an agent. A replaced agent keeps its current state and its `agentId` and `userID`;
+    /// its team follows the new plan's `team_id` when set.
+    ///
+    /// A new agent gets the next `agentId` (1001, 1002, … in the order agents are first added), a UUID-shaped
+    /// `userID` made from it, and the plan's team, else the teams A, B and C in turn.
     pub fn add_agent(&mut self, plan: AgentPlan) {
-        let state = self.agents.remove(&plan.user_id).and_then(|a| a.state);
-        self.agents
-            .insert(plan.user_id.clone(), AgentSim { plan, state });
+        let (state, identity) = match self.agents.remove(&plan.user_id) {
+            Some(old) => (old.state, old.identity),
+            None => {
+                let identity = CxoneIdentity::numbered(self.next_agent_id);
+                self.next_agent_id += 1;
+                self.by_agent_id
+                    .insert(identity.agent_id.0, plan.user_id.clone());
+                self.by_user_uuid
+                    .insert(identity.user_id.clone(), plan.user_id.clone());
+                (None, identity)
+            }
+        };
+        let identity = CxoneIdentity {
+            team_id: plan.team_id.unwrap_or(identity.team_id),
+            ..identity
+        };
+        self.agents.insert(
+            plan.user_id.clone(),
+            AgentSim {
+                plan,
+                state,
+                identity,
+            },
+        );
+    }
+
+    /// Who an agent is to the `cxone` profile: its `agentId`, UserHub `userID` and team.
+    pub fn cxone_agent(&self, user_id: &str) -> Option<&CxoneIdentity> {
+        self.agents.get(user_id).map(|a| &a.identity)
     }
 
     /// The plan of an agent.
@@ -517,9 +653,25 @@ impl SimTenant {
         Ok(())
     }
 
-    /// Revokes every token issued so far.
+    /// Changes the WFM host's rate limit (the `cxone` schedule export), as [`set_rate_limit`](Self::set_rate_limit)
+    /// does the API's.
+    pub fn set_wfm_rate_limit(
+        &mut self,
+        rate_per_minute: u32,
+        burst: u32,
+    ) -> Result<(), ConfigError> {
+        check_at_least_one("wfmRatePerMinute", u64::from(rate_per_minute))?;
+        check_at_least_one("wfmBurst", u64::from(burst))?;
+        self.config.wfm_rate_per_minute = rate_per_minute;
+        self.config.wfm_burst = burst;
+        self.wfm_limiter.set_limit(&wfm_limit_of(&self.config));
+        Ok(())
+    }
+
+    /// Revokes every token issued so far (access tokens of both profiles and `cxone` refresh tokens).
     pub fn revoke_tokens(&mut self) {
         self.tokens.clear();
+        self.refresh_tokens.clear();
     }
 
     /// The ground-truth counters.
@@ -551,7 +703,8 @@ impl SimTenant {
             .saturating_add(self.config.latency_ms)
             .saturating_add(self.rng.below(self.config.latency_jitter_ms));
 
-        let outcome = match self.admit(now_ms) {
+        let user = self.fault_user(&route, request);
+        let outcome = match self.admit(now_ms, route.endpoint()) {
             Err(wait_ms) => {
                 self.truth.rate_limited += 1;
                 let mut r = error_response(429, "rate_limited", "too many requests");
@@ -561,7 +714,7 @@ impl SimTenant {
                 ));
                 SimOutcome::Response(r)
             }
-            Ok(()) => match self.pick_fault(&route) {
+            Ok(()) => match self.pick_fault(route.endpoint(), user.as_deref()) {
                 None => SimOutcome::Response(self.process(now_ms, &route, request)),
                 Some(fault) => {
                     self.truth.faults_injected += 1;
@@ -616,20 +769,34 @@ impl SimTenant {
         }
     }
 
-    /// The tenant's own token bucket: `Err(ms until a request would be admitted)` when empty.
-    fn admit(&mut self, now_ms: u64) -> Result<(), u64> {
-        self.limiter
+    /// The tenant's own token bucket (the WFM host's for the schedule export): `Err(ms until a request would
+    /// be admitted)` when empty.
+    fn admit(&mut self, now_ms: u64, endpoint: Option<Endpoint>) -> Result<(), u64> {
+        let limiter = if endpoint == Some(Endpoint::ScheduleExport) {
+            &mut self.wfm_limiter
+        } else {
+            &mut self.limiter
+        };
+        limiter
             .try_acquire(now_ms)
             .map_err(|at_ms| at_ms.saturating_sub(now_ms))
     }
 
+    /// The user a scripted fault's `user_id` is compared with: the path's user for `seed`, the plan's user id
+    /// of the `agentId` or `userID` the request names for `cxone`.
+    fn fault_user(&self, route: &Route, request: &HttpRequest) -> Option<String> {
+        match route {
+            Route::Cxone(cxone) => self.cxone_fault_user(cxone, request),
+            _ => route.user().map(str::to_owned),
+        }
+    }
+
     /// The first scripted rule that matches wins; otherwise a random fault may strike an API endpoint.
     ///
-    /// Random faults spare the token endpoint: one bad token answer fails every transition waiting for it,
-    /// which would swamp a day's statistics. Script token faults explicitly.
-    fn pick_fault(&mut self, route: &Route) -> Option<FaultKind> {
-        let endpoint = route.endpoint()?;
-        let user = route.user();
+    /// Random faults spare the token endpoints (and `cxone` discovery): one bad token answer fails every
+    /// transition waiting for it, which would swamp a day's statistics. Script token faults explicitly.
+    fn pick_fault(&mut self, endpoint: Option<Endpoint>, user: Option<&str>) -> Option<FaultKind> {
+        let endpoint = endpoint?;
         if let Some(i) = self.scripted.iter().position(|r| {
             r.endpoint.is_none_or(|e| e == endpoint)
                 && r.user_id.as_deref().is_none_or(|u| Some(u) == user)
@@ -643,7 +810,11 @@ impl SimTenant {
             return Some(fault);
         }
         let faults = &self.config.faults;
-        if endpoint == Endpoint::Token || faults.kinds.is_empty() || faults.rate <= 0.0 {
+        let spared = matches!(
+            endpoint,
+            Endpoint::Token | Endpoint::CxoneToken | Endpoint::Discovery
+        );
+        if spared || faults.kinds.is_empty() || faults.rate <= 0.0 {
             return None;
         }
         if !self.rng.chance(faults.rate) {
@@ -676,6 +847,9 @@ impl SimTenant {
         }
         if let Route::NotFound = route {
             return error_response(404, "not_found", "no such endpoint");
+        }
+        if let Route::Cxone(cxone) = route {
+            return self.process_cxone(now_ms, cxone, request);
         }
         if !self.bearer_ok(now_ms, request) {
             return error_response(401, "invalid_token", "missing, expired or revoked token");
@@ -711,7 +885,7 @@ impl SimTenant {
                 )
             }
             Route::SetState(_) => self.set_state(now_ms, user, request),
-            Route::Token | Route::NotFound => unreachable!("handled above"),
+            Route::Token | Route::Cxone(_) | Route::NotFound => unreachable!("handled above"),
         }
     }
 
@@ -748,13 +922,8 @@ impl SimTenant {
 
     fn set_state(&mut self, now_ms: u64, user: String, request: &HttpRequest) -> HttpResponse {
         let key = request.header("idempotency-key").map(str::to_owned);
-        if let Some(stored) = key.as_ref().and_then(|k| self.idempotency.get(k)) {
-            self.truth.idempotent_replays += 1;
-            let mut r = json_response(stored.status, json!(null));
-            r.body = stored.body.clone();
-            r.headers
-                .push(("Idempotent-Replayed".to_owned(), "true".to_owned()));
-            return r;
+        if let Some(replay) = self.replay(key.as_deref()) {
+            return replay;
         }
         let body: Option<serde_json::Value> = request
             .body
@@ -773,15 +942,7 @@ impl SimTenant {
         let Some(state) = state.filter(|s| crate::state::AgentState::parse(s).is_ok()) else {
             return error_response(400, "invalid_request", "body needs a valid `state`");
         };
-        let agent = self.agents.get_mut(&user).expect("checked by the caller");
-        if state == crate::state::READY && agent.plan.break_due_at(now_ms, 0).is_some() {
-            self.truth.ready_accepted_during_break += 1;
-        }
-        if agent.plan.shift_at(now_ms).is_none() {
-            self.truth.accepted_while_unscheduled += 1;
-        }
-        let previous = agent.state.replace(state.clone());
-        self.truth.state_changes_accepted += 1;
+        let previous = self.apply_change(now_ms, &user, &state);
         let response = json_response(
             200,
             json!({
@@ -792,6 +953,44 @@ impl SimTenant {
                 "updatedAt": iso8601(now_ms),
             }),
         );
+        self.record_change(key, user, state, &response);
+        response
+    }
+
+    /// The stored answer to a state change already made with this idempotency key, marked
+    /// `Idempotent-Replayed: true`.
+    fn replay(&mut self, key: Option<&str>) -> Option<HttpResponse> {
+        let mut replay = self.idempotency.get(key?)?.clone();
+        self.truth.idempotent_replays += 1;
+        replay
+            .headers
+            .push(("Idempotent-Replayed".to_owned(), "true".to_owned()));
+        Some(replay)
+    }
+
+    /// Applies a state change to a known agent and keeps the ground truth: READY inside a mandatory break,
+    /// a change outside every shift. Returns the previous state.
+    fn apply_change(&mut self, now_ms: u64, user: &str, state: &str) -> Option<String> {
+        let agent = self.agents.get_mut(user).expect("checked by the caller");
+        if state == crate::state::READY && agent.plan.break_due_at(now_ms, 0).is_some() {
+            self.truth.ready_accepted_during_break += 1;
+        }
+        if agent.plan.shift_at(now_ms).is_none() {
+            self.truth.accepted_while_unscheduled += 1;
+        }
+        let previous = agent.state.replace(state.to_owned());
+        self.truth.state_changes_accepted += 1;
+        previous
+    }
+
+    /// Remembers the answer to an applied change under its idempotency key (if any) and lists the change.
+    fn record_change(
+        &mut self,
+        key: Option<String>,
+        user: String,
+        state: String,
+        response: &HttpResponse,
+    ) {
         let key = key.unwrap_or_default();
         if !key.is_empty() {
             if self.idempotency_order.len() >= IDEMPOTENCY_MEMORY {
@@ -800,15 +999,8 @@ impl SimTenant {
                 }
             }
             self.idempotency_order.push_back(key.clone());
-            self.idempotency.insert(
-                key.clone(),
-                Stored {
-                    status: response.status,
-                    body: response.body.clone(),
-                },
-            );
+            self.idempotency.insert(key.clone(), response.clone());
         }
         self.accepted.push((key, user, state));
-        response
     }
 }

@@ -182,6 +182,7 @@ impl Workday {
                     user_id: user_id.clone(),
                     shifts: Vec::new(),
                     breaks: Vec::new(),
+                    ..AgentPlan::default()
                 });
                 continue;
             }
@@ -263,6 +264,7 @@ impl Workday {
                 user_id: user_id.clone(),
                 shifts: vec![shift],
                 breaks,
+                ..AgentPlan::default()
             });
         }
         commands.sort_by(|a, b| (a.at_ms, &a.user_id).cmp(&(b.at_ms, &b.user_id)));

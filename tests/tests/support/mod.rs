@@ -98,6 +98,7 @@ pub fn unscheduled(user: &str) -> AgentPlan {
         user_id: user.into(),
         shifts: vec![],
         breaks: vec![],
+        ..AgentPlan::default()
     }
 }
 
