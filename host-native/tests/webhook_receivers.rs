@@ -3,7 +3,7 @@
 //! receiver answered) without showing the receiver's query.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -170,25 +170,36 @@ async fn accept_an_event_while_a_is_down(
     );
     let summary = manager.shutdown(Duration::from_millis(100)).await;
     assert_eq!(summary.undelivered_webhooks, 1);
-    let ids: Vec<String> = a
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(id, _)| id.clone())
-        .collect();
+    let first = a.seen.lock().unwrap()[0].0.clone();
     assert!(a.accepted().is_empty());
-    ids[0].clone()
+    first
 }
 
-#[tokio::test]
-async fn an_event_accepted_for_receiver_a_is_delivered_to_a_after_a_restart_configured_with_b() {
+/// What the restart tests start from: the tenant, the log (in a temporary directory), receivers A (`/hook-a`)
+/// and B (`b_path`, answering 200), and the event id of a first run that left it undelivered to A
+/// ([`accept_an_event_while_a_is_down`]).
+async fn after_a_first_run(
+    b_path: &str,
+) -> (
+    SimServerHandle,
+    tempfile::TempDir,
+    PathBuf,
+    Receiver,
+    Receiver,
+    String,
+) {
     let tenant = tenant().await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
     let a = Receiver::start("/hook-a", 503).await;
-    let b = Receiver::start("/hook-b?token=sekrit-b", 200).await;
+    let b = Receiver::start(b_path, 200).await;
     let event = accept_an_event_while_a_is_down(&tenant, &log, &a).await;
+    (tenant, dir, log, a, b, event)
+}
+
+#[tokio::test]
+async fn an_event_accepted_for_receiver_a_is_delivered_to_a_after_a_restart_configured_with_b() {
+    let (tenant, _dir, log, a, b, event) = after_a_first_run("/hook-b?token=sekrit-b").await;
 
     // The next run is configured with B; A is back.
     a.status.store(200, Ordering::SeqCst);
@@ -226,12 +237,7 @@ async fn an_event_accepted_for_receiver_a_is_delivered_to_a_after_a_restart_conf
 
 #[tokio::test]
 async fn under_the_dead_letter_policy_the_event_for_a_is_set_aside_after_a_restart_with_b() {
-    let tenant = tenant().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
-    let a = Receiver::start("/hook-a", 503).await;
-    let b = Receiver::start("/hook-b", 200).await;
-    let event = accept_an_event_while_a_is_down(&tenant, &log, &a).await;
+    let (tenant, _dir, log, a, b, event) = after_a_first_run("/hook-b").await;
     let tries_of_a = a.deliveries();
 
     a.status.store(200, Ordering::SeqCst);

@@ -494,6 +494,11 @@ fn parse_form(body: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The request's body as JSON; `None` without a body or when it is not JSON.
+fn json_body(request: &HttpRequest) -> Option<serde_json::Value> {
+    serde_json::from_str(request.body.as_deref()?).ok()
+}
+
 fn check_at_least_one(field: &'static str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError::Invalid {
@@ -903,12 +908,7 @@ impl SimTenant {
         if !(id_ok && secret_ok) {
             return error_response(401, "invalid_client", "client authentication failed");
         }
-        self.tokens.retain(|_, &mut exp| exp > now_ms);
-        let token = format!("simtok-{}", self.rng.uuid().simple());
-        let ttl_ms = self.config.token_ttl_s.saturating_mul(1000);
-        self.tokens
-            .insert(token.clone(), now_ms.saturating_add(ttl_ms));
-        self.truth.tokens_issued += 1;
+        let token = self.mint_access_token(now_ms);
         json_response(
             200,
             json!({
@@ -920,15 +920,24 @@ impl SimTenant {
         )
     }
 
+    /// A new access token valid for `token_ttl_s` from `now_ms` (expired ones are forgotten first), counted
+    /// in the ground truth.
+    fn mint_access_token(&mut self, now_ms: u64) -> String {
+        self.tokens.retain(|_, &mut exp| exp > now_ms);
+        let token = format!("simtok-{}", self.rng.uuid().simple());
+        let ttl_ms = self.config.token_ttl_s.saturating_mul(1000);
+        self.tokens
+            .insert(token.clone(), now_ms.saturating_add(ttl_ms));
+        self.truth.tokens_issued += 1;
+        token
+    }
+
     fn set_state(&mut self, now_ms: u64, user: String, request: &HttpRequest) -> HttpResponse {
         let key = request.header("idempotency-key").map(str::to_owned);
         if let Some(replay) = self.replay(key.as_deref()) {
             return replay;
         }
-        let body: Option<serde_json::Value> = request
-            .body
-            .as_deref()
-            .and_then(|b| serde_json::from_str(b).ok());
+        let body = json_body(request);
         let state = body
             .as_ref()
             .and_then(|v| v.get("state"))

@@ -28,7 +28,7 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{error_response, json_response, parse_form, SimTenant};
+use super::{error_response, json_body, json_response, parse_form, SimTenant};
 use crate::cxone::acd::AgentId;
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::sim::{Endpoint, SIM_BASE_URL};
@@ -194,10 +194,7 @@ fn origin_of(url: &str) -> String {
 /// The URL's query parameters (a repeated name keeps its last value).
 fn query_of(url: &str) -> BTreeMap<String, String> {
     let without_fragment = url.split('#').next().unwrap_or_default();
-    let query = without_fragment.split_once('?').map_or("", |(_, q)| q);
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
+    parse_form(without_fragment.split_once('?').map_or("", |(_, q)| q))
 }
 
 /// A refusal as CXone words it: the `icStatusDescription` header and a `{error, error_description}` body.
@@ -305,7 +302,7 @@ impl SimTenant {
         match route {
             CxoneRoute::AgentState(agent) => self.user_of_agent_id(agent),
             CxoneRoute::ScheduleExport => {
-                let body: Value = serde_json::from_str(request.body.as_deref()?).ok()?;
+                let body = json_body(request)?;
                 self.by_user_uuid
                     .get(body.get("userID")?.as_str()?)
                     .cloned()
@@ -427,16 +424,10 @@ impl SimTenant {
     }
 
     fn issue_cxone_tokens(&mut self, now_ms: u64, origin: &str) -> HttpResponse {
-        self.tokens.retain(|_, &mut exp| exp > now_ms);
-        let access_token = format!("simtok-{}", self.rng.uuid().simple());
+        let access_token = self.mint_access_token(now_ms);
         let refresh_token = format!("simrt-{}", self.rng.uuid().simple());
         let ttl_s = self.config.token_ttl_s;
-        self.tokens.insert(
-            access_token.clone(),
-            now_ms.saturating_add(ttl_s.saturating_mul(1000)),
-        );
         self.refresh_tokens.insert(refresh_token.clone());
-        self.truth.tokens_issued += 1;
         let issued_s = now_ms / 1000;
         let claims = json!({
             "iss": origin,
@@ -583,10 +574,7 @@ impl SimTenant {
     /// titled `Lunch` (30 minutes or longer) or `Break`. Breaks outside every shift are not exported.
     fn schedule_export(&self, request: &HttpRequest) -> HttpResponse {
         let invalid = |why: &str| cxone_error(400, "invalid_request", why);
-        let body: Option<Value> = request
-            .body
-            .as_deref()
-            .and_then(|b| serde_json::from_str(b).ok());
+        let body = json_body(request);
         let field = |name: &str| body.as_ref()?.get(name)?.as_str();
         let (Some(start), Some(end), Some(user_uuid)) =
             (field("startDate"), field("endDate"), field("userID"))
@@ -731,10 +719,7 @@ fn requested_state(request: &HttpRequest) -> (Option<String>, Option<Result<u64,
             .map(|v| v.trim().parse::<u64>().map_err(|_| ()));
         return (Some(state.clone()), id);
     }
-    let body: Option<Value> = request
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok());
+    let body = json_body(request);
     let member = |name: &str| body.as_ref()?.get(name).filter(|v| !v.is_null());
     let state = member("state").and_then(Value::as_str).map(str::to_owned);
     let id = member("outStateId").map(|v| {
