@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, IsTerminal, LineWriter, Read, Write};
+use std::io::{self, IsTerminal, LineWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -285,28 +285,130 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-/// The log's bytes, or none for a log not written yet.
-fn read_log(path: &Path) -> Result<Vec<u8>, Failure> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Failure::new(
+/// The log's bytes from `offset` on, or none for a log not written yet.
+fn read_log(path: &Path, offset: usize) -> Result<Vec<u8>, Failure> {
+    let unreadable = |e: io::Error| {
+        Failure::new(
             ErrorCode::AuditLogUnavailable.as_str(),
             format!("cannot read {}: {e}", path.display()),
-        )),
-    }
+        )
+    };
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(offset as u64))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    Ok(bytes)
 }
 
-/// Scans the whole log, handing every record to `each`; a log that does not verify is refused.
-fn scan_whole(path: &Path, each: impl FnMut(&Record)) -> Result<(), Failure> {
-    scan_log(&read_log(path)?, LogState::default(), each)
-        .map(|_| ())
+/// The log as `--resume` reads it: the latest audit record of each row of this input, and where the scan
+/// so far ended, so reading the results back after the run scans only what the run appended (a start cuts
+/// a torn tail off at that point, or adds a missing newline there, before it appends).
+struct RowRecords {
+    prefix: String,
+    latest: BTreeMap<u64, AuditRecord>,
+    /// Bytes of good records scanned so far, the lines they end, and the state they fold to.
+    end: usize,
+    lines: usize,
+    state: LogState,
+}
+
+impl RowRecords {
+    fn new(input: &Input) -> Self {
+        Self {
+            prefix: input.reference_prefix(),
+            latest: BTreeMap::new(),
+            end: 0,
+            lines: 0,
+            state: LogState::default(),
+        }
+    }
+
+    /// Scans the log on from where the last scan ended, handing every record to `each` too; a log that does
+    /// not verify is refused.
+    fn scan_on(&mut self, path: &Path, mut each: impl FnMut(&Record)) -> Result<(), Failure> {
+        let bytes = read_log(path, self.end)?;
+        let (prefix, latest) = (self.prefix.as_str(), &mut self.latest);
+        let scan = scan_log(&bytes, std::mem::take(&mut self.state), |record| {
+            each(record);
+            if let Record::Audit(r) = record {
+                let row = r
+                    .reference
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix(prefix))
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let Some(row) = row {
+                    latest.insert(row, r.clone());
+                }
+            }
+        })
         .map_err(|e| {
             Failure::new(
                 e.code().as_str(),
-                format!("{} does not verify: {e}", path.display()),
+                format!(
+                    "{} does not verify: {}",
+                    path.display(),
+                    e.after_lines(self.lines)
+                ),
             )
-        })
+        })?;
+        let good = &bytes[..scan.good_len];
+        self.end += good.len();
+        self.lines += good.iter().filter(|&&b| b == b'\n').count();
+        self.state = scan.state;
+        Ok(())
+    }
+
+    /// Result lines for `rows`, built from the latest audit record of each row's change (marked
+    /// `"fromAuditLog": true`): for rows an earlier run finished without printing their result (it was
+    /// killed in between) and rows this start resumed. Scans what the run appended first.
+    fn lines(
+        mut self,
+        path: &Path,
+        rows: &BTreeSet<u64>,
+    ) -> Result<Vec<(Value, Option<bool>)>, Failure> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.scan_on(path, |_| {})?;
+        Ok(rows
+            .iter()
+            .map(|&row| {
+                let (mut line, failure) = match self.latest.get(&row) {
+                    Some(r) if r.success => (
+                        json!({
+                            "success": true, "userId": r.user_id, "previousState": r.previous_state,
+                            "newState": r.new_state, "reasonCode": r.reason_code,
+                            "latencyMs": r.latency_ms, "attempts": r.attempts,
+                        }),
+                        None,
+                    ),
+                    Some(r) => (
+                        json!({
+                            "success": false, "code": r.error_code, "message": r.error_message,
+                            "userId": r.user_id, "state": r.new_state,
+                            "policyViolation": r.policy_violation,
+                        }),
+                        Some(r.policy_violation),
+                    ),
+                    None => (
+                        json!({
+                            "success": false, "code": ErrorCode::OutcomeUnknown,
+                            "message": "journaled and sent; no audit record settles it yet (the next start resends it)",
+                        }),
+                        Some(false),
+                    ),
+                };
+                line["row"] = json!(row);
+                line["fromAuditLog"] = json!(true);
+                (line, failure)
+            })
+            .collect())
+    }
 }
 
 /// What the audit log holds of this input's rows, for `--resume`.
@@ -318,13 +420,16 @@ struct Prior {
     /// A digest of another input whose rows the log holds, if it holds none of this one's (the file may
     /// have been edited since: said, since every row is then sent again).
     other_input: Option<String>,
+    /// The rows' audit records read so far.
+    records: RowRecords,
 }
 
 impl Prior {
     fn read(path: &Path, input: &Input) -> Result<Self, Failure> {
         const BULK: &str = "bulk:sha256=";
         let mut outcomes = ReferencedOutcomes::with_prefix(BULK);
-        scan_whole(path, |record| outcomes.observe(record))?;
+        let mut records = RowRecords::new(input);
+        records.scan_on(path, |record| outcomes.observe(record))?;
         let prefix = input.reference_prefix();
         let mut done = BTreeSet::new();
         let (mut ours, mut other_input) = (false, None);
@@ -350,6 +455,7 @@ impl Prior {
         Ok(Self {
             done,
             other_input: other_input.filter(|_| !ours),
+            records,
         })
     }
 }
@@ -363,66 +469,6 @@ fn rows_printed(output: Option<&Path>) -> BTreeSet<u64> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| v["row"].as_u64())
         .collect()
-}
-
-/// Result lines for `rows`, built from the latest audit record of each row's change (marked
-/// `"fromAuditLog": true`): for rows an earlier run finished without printing their result (it was killed
-/// in between) and rows this start resumed.
-fn lines_from_log(
-    path: &Path,
-    input: &Input,
-    rows: &BTreeSet<u64>,
-) -> Result<Vec<(Value, Option<bool>)>, Failure> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let prefix = input.reference_prefix();
-    let mut latest: BTreeMap<u64, AuditRecord> = BTreeMap::new();
-    scan_whole(path, |record| {
-        if let Record::Audit(r) = record {
-            let row = r
-                .reference
-                .as_deref()
-                .and_then(|r| r.strip_prefix(prefix.as_str()))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(row) = row.filter(|n| rows.contains(n)) {
-                latest.insert(row, r.clone());
-            }
-        }
-    })?;
-    Ok(rows
-        .iter()
-        .map(|&row| {
-            let (mut line, failure) = match latest.get(&row) {
-                Some(r) if r.success => (
-                    json!({
-                        "success": true, "userId": r.user_id, "previousState": r.previous_state,
-                        "newState": r.new_state, "reasonCode": r.reason_code,
-                        "latencyMs": r.latency_ms, "attempts": r.attempts,
-                    }),
-                    None,
-                ),
-                Some(r) => (
-                    json!({
-                        "success": false, "code": r.error_code, "message": r.error_message,
-                        "userId": r.user_id, "state": r.new_state,
-                        "policyViolation": r.policy_violation,
-                    }),
-                    Some(r.policy_violation),
-                ),
-                None => (
-                    json!({
-                        "success": false, "code": ErrorCode::OutcomeUnknown,
-                        "message": "journaled and sent; no audit record settles it yet (the next start resends it)",
-                    }),
-                    Some(false),
-                ),
-            };
-            line["row"] = json!(row);
-            line["fromAuditLog"] = json!(true);
-            (line, failure)
-        })
-        .collect())
 }
 
 #[derive(Default)]
@@ -499,7 +545,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     check_output(output, audit_log, &args.file)?;
     // Checked before anything starts: bad settings are reported without touching the log.
     args.connect.config()?;
-    let (skip, printed) = if args.resume {
+    let (skip, printed, records) = if args.resume {
         let prior = Prior::read(audit_log, &input)?;
         if let Some(other) = &prior.other_input {
             // Not refused: a script that always passes --resume meets a new file every day.
@@ -510,9 +556,9 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                 input.digest
             );
         }
-        (prior.done, rows_printed(output))
+        (prior.done, rows_printed(output), Some(prior.records))
     } else {
-        (BTreeSet::new(), BTreeSet::new())
+        (BTreeSet::new(), BTreeSet::new(), None)
     };
     let file = match output {
         None => None,
@@ -656,7 +702,11 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
         // Rows done earlier whose result was never printed (a crash between the two), and rows this start
         // resumed: their results come from the audit log, now that every one of them is settled.
         let unprinted: BTreeSet<u64> = skip.difference(&printed).copied().collect();
-        for (line, failure) in lines_from_log(audit_log, &input, &unprinted)? {
+        let recovered = match records {
+            Some(records) => records.lines(audit_log, &unprinted)?,
+            None => Vec::new(),
+        };
+        for (line, failure) in recovered {
             tally.count(failure);
             tally.recovered += 1;
             results.write(&line)?;
