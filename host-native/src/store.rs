@@ -93,7 +93,7 @@ pub fn open(
     now_unix_ms: u64,
 ) -> Result<(Recovery, Writer, JoinHandle<()>), StoreError> {
     let mut file = open_locked(path)?;
-    if is_simulated(&mut file).map_err(io_err(path))? {
+    if first_record_is_simulation(&mut file).map_err(io_err(path))? == Some(true) {
         return Err(StoreError::Simulated {
             path: path.to_owned(),
         });
@@ -110,18 +110,35 @@ pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
     recover_file(&mut file, path, now_unix_ms)
 }
 
-/// Whether the log's first line is a simulation's mark (read from the start: one short line).
-fn is_simulated(file: &mut File) -> io::Result<bool> {
+/// Whether the log at `path` is a simulation's: `Some(true)` when its first record is the mark a simulation
+/// writes first, `Some(false)` when it is any other line, `None` for a missing or blank file. Reads only
+/// the first line (blank lines before it are skipped, as a scan skips them).
+pub fn is_simulated(path: &Path) -> io::Result<Option<bool>> {
+    match File::open(path) {
+        Ok(mut file) => first_record_is_simulation(&mut file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`is_simulated`] for an open log, read from the start (one short line).
+fn first_record_is_simulation(file: &mut File) -> io::Result<Option<bool>> {
     file.seek(SeekFrom::Start(0))?;
-    let mut first = Vec::new();
-    io::BufReader::new(&mut *file)
-        .take(64 * 1024)
-        .read_until(b'\n', &mut first)?;
-    let line = first.strip_suffix(b"\n").unwrap_or(&first);
-    Ok(matches!(
-        Record::parse_line(line),
-        Ok(Record::Simulation(_))
-    ))
+    let mut reader = io::BufReader::new(&mut *file).take(64 * 1024);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(None);
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Some(matches!(
+                Record::parse_line(text),
+                Ok(Record::Simulation(_))
+            )));
+        }
+    }
 }
 
 /// Opens (or creates) the log at `path` and locks it for this process alone.

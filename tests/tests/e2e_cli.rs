@@ -24,10 +24,7 @@ use support::{admin_get, admin_post, SimProcess, WebhookSink, CLIENT_ID, CLIENT_
 
 #[tokio::test]
 async fn transition_success_prints_json_and_exits_0() {
-    let sim = server(3, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let (sim, _dir, audit, conn) = scene(3, &[]);
 
     let out = transition("agent-0001", "READY", &conn).await;
     assert_eq!(out.code(), Some(0), "{out}");
@@ -104,10 +101,7 @@ async fn transition_for_an_unscheduled_agent_exits_2() {
 
 #[tokio::test]
 async fn invalid_state_and_user_id_exit_1_without_reaching_the_tenant() {
-    let sim = server(1, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let (sim, _dir, _, conn) = scene(1, &[]);
 
     let out = transition("agent-0001", "ready", &conn).await;
     assert_eq!(out.code(), Some(1), "{out}");
@@ -132,9 +126,7 @@ async fn invalid_state_and_user_id_exit_1_without_reaching_the_tenant() {
 
 #[tokio::test]
 async fn missing_settings_are_named_on_stderr_without_a_panic() {
-    let sim = server(1, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, _dir, audit, _) = scene(1, &[]);
 
     // No client id anywhere.
     let out = run(cli([
@@ -190,9 +182,7 @@ async fn missing_settings_are_named_on_stderr_without_a_panic() {
 async fn the_client_secret_never_appears_in_output_even_with_debug_logs() {
     const SECRET: &str = "e2e-S3cret-9f2c7a";
     const WRONG: &str = "e2e-Wr0ng-41d7be";
-    let sim = server(3, &["--client-secret", SECRET]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, _dir, audit, _) = scene(3, &["--client-secret", SECRET]);
     let base = [
         "--base-url",
         sim.base_url.as_str(),
@@ -282,9 +272,7 @@ async fn the_client_secret_never_appears_in_output_even_with_debug_logs() {
 
 #[tokio::test]
 async fn settings_come_from_the_environment_and_target_user_id_picks_the_agent() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("env-audit.jsonl");
+    let (sim, _dir, audit, _) = scene(5, &[]);
     let mut cmd = cli(["transition", "--state", "READY"]);
     cmd.env("CXONE_BASE_URL", &sim.base_url)
         .env("CXONE_CLIENT_ID", CLIENT_ID)
@@ -317,9 +305,7 @@ const NON_LOOPBACK_HOOK: &str = "http://hooks.example.com/wfm?token=abc123xyz";
 
 #[tokio::test]
 async fn a_plain_http_webhook_url_off_loopback_is_refused() {
-    let sim = server(1, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, _dir, audit, _) = scene(1, &[]);
     for via_env in [false, true] {
         let mut extra = connect(&sim.base_url, &audit);
         if !via_env {
@@ -376,9 +362,7 @@ async fn a_plain_http_webhook_url_off_loopback_is_refused() {
 
 #[tokio::test]
 async fn a_refused_webhook_url_names_the_code_invalid_webhook_url() {
-    let sim = server(1, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, _dir, audit, _) = scene(1, &[]);
     let out = run(cli(args(
         &[
             "transition",
@@ -402,9 +386,7 @@ async fn a_refused_webhook_url_names_the_code_invalid_webhook_url() {
 
 #[tokio::test]
 async fn bulk_csv_a_malformed_row_fails_alone() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, dir, audit, _) = scene(5, &[]);
     let input = dir.path().join("rows.csv");
     let output = dir.path().join("results.jsonl");
     std::fs::write(
@@ -461,9 +443,7 @@ async fn bulk_csv_a_malformed_row_fails_alone() {
 
 #[tokio::test]
 async fn bulk_json_lines_all_succeed_exit_0() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, dir, audit, _) = scene(5, &[]);
     let input = dir.path().join("rows.jsonl");
     let output = dir.path().join("results.jsonl");
     let states = ["READY", "NOT_READY", "PAUSED", "READY", "IDLE"];
@@ -498,10 +478,7 @@ async fn bulk_json_lines_all_succeed_exit_0() {
 
 #[tokio::test]
 async fn bulk_reads_stdin_and_prints_results_on_stdout() {
-    let sim = server(6, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let (sim, _dir, _, conn) = scene(6, &[]);
 
     let csv = "userId,state\nagent-0001,READY\nagent-0002,PAUSED\nagent-0003,NOT_READY\n";
     let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(csv.as_bytes())).await;
@@ -557,10 +534,7 @@ async fn bulk_exits_non_zero_when_a_well_formed_row_is_refused() {
 
 #[tokio::test]
 async fn bulk_empty_input_is_a_clear_error() {
-    let sim = server(1, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let (sim, dir, _, conn) = scene(1, &[]);
     for (name, text) in [("empty.csv", ""), ("blank.csv", "\n  \n\n")] {
         let input = dir.path().join(name);
         std::fs::write(&input, text).unwrap();
@@ -582,10 +556,7 @@ async fn bulk_empty_input_is_a_clear_error() {
 
 #[tokio::test]
 async fn bulk_concurrency_is_respected() {
-    let sim = server(40, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let conn = connect(&sim.base_url, &audit);
+    let (sim, dir, _, conn) = scene(40, &[]);
     let csv = agents_csv(1..=12, |_| "READY");
     // One at a time: results come back in input order.
     let input = dir.path().join("serial.csv");
@@ -897,9 +868,7 @@ async fn kill_after_the_tenant_accepted(base: &str, audit: &Path, user: &str) ->
 
 #[tokio::test]
 async fn a_change_accepted_just_before_a_kill_is_recorded_after_restart() {
-    let sim = server(3, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, _dir, audit, _) = scene(3, &[]);
     let key = kill_after_the_tenant_accepted(&sim.base_url, &audit, "agent-0001").await;
 
     let restart = transition("agent-0002", "NOT_READY", &connect(&sim.base_url, &audit)).await;
@@ -925,9 +894,7 @@ async fn a_change_accepted_just_before_a_kill_is_recorded_after_restart() {
 
 #[tokio::test]
 async fn a_change_accepted_before_a_kill_is_not_recorded_as_refused_after_restart() {
-    let sim = server(3, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, _dir, audit, _) = scene(3, &[]);
     let key = kill_after_the_tenant_accepted(&sim.base_url, &audit, "agent-0001").await;
     assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
     // The agent's mandatory break starts before the restart (the tenant keeps its READY state).
@@ -973,9 +940,7 @@ async fn three_successes(base: &str, audit: &Path, dir: &Path) {
 
 #[tokio::test]
 async fn audit_verify_intact_tampered_and_torn() {
-    let sim = server(3, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, dir, audit, _) = scene(3, &[]);
     three_successes(&sim.base_url, &audit, dir.path()).await;
     let original = std::fs::read_to_string(&audit).unwrap();
     assert_eq!(
@@ -1429,14 +1394,7 @@ async fn outbox_list_shows_dead_letters_and_replay_delivers_them() {
     assert_eq!(list.code(), Some(0), "{list}");
     assert!(list.stdout.contains("1 dead letter(s)"), "{list}");
     assert!(list.stdout.contains("422"), "{list}");
-    let json = run(cli([
-        "outbox",
-        "list",
-        "--json",
-        "--audit-log",
-        path_str(&audit),
-    ]))
-    .await;
+    let json = outbox_list_json(&audit).await;
     let v = json.json();
     assert_eq!(v["pending"], 0, "{v}");
     let dead = v["deadLetters"].as_array().unwrap();

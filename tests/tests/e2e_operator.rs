@@ -14,30 +14,6 @@ use support::cli::*;
 use support::{admin_get, admin_post, WebhookSink};
 use tokio::io::AsyncBufReadExt;
 
-/// A simulated tenant, a scratch directory, a log path in it and the connection flags for both.
-struct Scene {
-    sim: support::SimProcess,
-    dir: tempfile::TempDir,
-    audit: std::path::PathBuf,
-    conn: Vec<String>,
-}
-
-impl Scene {
-    /// `sim-server` with `agents` agents and `extra` flags; the log is `audit.jsonl` in a fresh directory.
-    fn new(agents: usize, extra: &[&str]) -> Self {
-        let sim = server(agents, extra);
-        let dir = tempfile::tempdir().unwrap();
-        let audit = dir.path().join("audit.jsonl");
-        let conn = connect(&sim.base_url, &audit);
-        Self {
-            sim,
-            dir,
-            audit,
-            conn,
-        }
-    }
-}
-
 /// The `SEQ:HASH` a writing command printed on stderr as `audit head: SEQ:HASH (PATH)`.
 fn head_of(out: &Out) -> String {
     out.stderr
@@ -189,10 +165,8 @@ async fn bulk_refuses_to_write_results_over_the_audit_log_or_its_companions() {
 
 #[tokio::test]
 async fn simulate_refuses_a_log_with_real_records_unless_forced() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let real = dir.path().join("real.jsonl");
-    let out = transition("agent-0001", "READY", &connect(&sim.base_url, &real)).await;
+    let (sim, dir, real, conn) = scene(5, &[]);
+    let out = transition("agent-0001", "READY", &conn).await;
     assert_eq!(out.code(), Some(0), "{out}");
     let before = std::fs::read(&real).unwrap();
 
@@ -252,12 +226,7 @@ async fn simulate_refuses_a_log_with_real_records_unless_forced() {
 async fn bulk_results_survive_kill_9_line_by_line_and_resume_fills_the_gap() {
     const ROWS: usize = 60;
     // Slow answers keep the run going long enough to kill it with results decided.
-    let Scene {
-        sim,
-        dir,
-        audit,
-        conn,
-    } = Scene::new(ROWS, &["--latency-ms", "60"]);
+    let (sim, dir, audit, conn) = scene(ROWS, &["--latency-ms", "60"]);
     let input = dir.path().join("rows.csv");
     let output = dir.path().join("results.jsonl");
     std::fs::write(&input, agents_csv(1..=ROWS, |_| "NOT_READY")).unwrap();
@@ -310,12 +279,7 @@ async fn bulk_results_survive_kill_9_line_by_line_and_resume_fills_the_gap() {
 
 #[tokio::test]
 async fn a_deleted_last_record_is_caught_by_the_head_anchor() {
-    let Scene {
-        sim: _sim,
-        dir: _dir,
-        audit,
-        conn,
-    } = Scene::new(5, &[]);
+    let (_sim, _dir, audit, conn) = scene(5, &[]);
     let mut head = String::new();
     for (user, state) in [("agent-0001", "READY"), ("agent-0002", "READY")] {
         let out = transition(user, state, &conn).await;
@@ -364,12 +328,7 @@ async fn a_deleted_last_record_is_caught_by_the_head_anchor() {
 
 #[tokio::test]
 async fn an_unknown_member_in_an_audit_record_fails_verification_and_names_the_record() {
-    let Scene {
-        sim: _sim,
-        dir: _dir,
-        audit,
-        conn,
-    } = Scene::new(5, &[]);
+    let (_sim, _dir, audit, conn) = scene(5, &[]);
     for user in ["agent-0001", "agent-0002", "agent-0003", "agent-0004"] {
         assert_eq!(transition(user, "READY", &conn).await.code(), Some(0));
     }
@@ -403,12 +362,7 @@ async fn an_unknown_member_in_an_audit_record_fails_verification_and_names_the_r
 
 #[tokio::test]
 async fn a_whole_last_record_without_its_newline_is_kept_and_its_seq_not_reused() {
-    let Scene {
-        sim: _sim,
-        dir,
-        audit,
-        conn,
-    } = Scene::new(5, &[]);
+    let (_sim, dir, audit, conn) = scene(5, &[]);
     assert_eq!(
         transition("agent-0001", "READY", &conn).await.code(),
         Some(0)
@@ -442,12 +396,7 @@ async fn a_whole_last_record_without_its_newline_is_kept_and_its_seq_not_reused(
 
 #[tokio::test]
 async fn a_one_shot_transition_names_the_previous_state_from_the_log() {
-    let Scene {
-        sim: _sim,
-        dir: _dir,
-        audit,
-        conn,
-    } = Scene::new(5, &[]);
+    let (_sim, _dir, audit, conn) = scene(5, &[]);
     let first = transition("agent-0001", "READY", &conn).await;
     assert_eq!(first.json()["previousState"], Value::Null, "{first}");
     let second = transition("agent-0001", "NOT_READY", &conn).await;
@@ -462,12 +411,7 @@ async fn a_one_shot_transition_names_the_previous_state_from_the_log() {
 
 #[tokio::test]
 async fn bulk_input_from_a_spreadsheet_bom_padding_case_and_duplicates() {
-    let Scene {
-        sim,
-        dir,
-        audit: _,
-        conn,
-    } = Scene::new(5, &[]);
+    let (sim, dir, _, conn) = scene(5, &[]);
     let input = dir.path().join("export.csv");
     std::fs::write(
         &input,
@@ -589,12 +533,7 @@ async fn a_bad_environment_value_is_named_by_its_variable() {
 
 #[tokio::test]
 async fn failures_are_json_objects_and_a_changed_input_is_named_on_resume() {
-    let Scene {
-        sim: _sim,
-        dir,
-        audit,
-        conn,
-    } = Scene::new(3, &[]);
+    let (_sim, dir, audit, conn) = scene(3, &[]);
     assert_eq!(
         transition("agent-0001", "READY", &conn).await.code(),
         Some(0)
@@ -654,9 +593,7 @@ async fn policy_refusals_exit_2_and_bulk_exits_2_when_they_are_its_only_failures
 
 #[tokio::test]
 async fn webhook_failures_name_their_cause_without_colour() {
-    let sim = server(5, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, _dir, audit, _) = scene(5, &[]);
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", closed.local_addr().unwrap());
@@ -688,9 +625,7 @@ async fn webhook_failures_name_their_cause_without_colour() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
     const ROWS: usize = 150;
-    let sim = server(ROWS, &["--latency-ms", "40"]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, dir, audit, _) = scene(ROWS, &["--latency-ms", "40"]);
     let input = dir.path().join("rows.csv");
     let output = dir.path().join("results.jsonl");
     std::fs::write(&input, agents_csv(1..=ROWS, |_| "READY")).unwrap();
@@ -747,7 +682,7 @@ async fn ctrl_c_says_what_it_waits_for_and_resume_finishes_the_rest() {
 /// A tenant of `agents` agents whose state changes take 20 s to answer (the first Ctrl-C would wait for
 /// them), a log, and connection flags whose request timeout outlasts that.
 async fn slow_state_changes(agents: usize) -> Scene {
-    let mut scene = Scene::new(agents, &[]);
+    let (sim, dir, audit, mut conn) = scene(agents, &[]);
     let slow = serde_json::to_value(FaultRule::on(
         Endpoint::SetState,
         FaultKind::Slow { extra_ms: 20_000 },
@@ -755,11 +690,11 @@ async fn slow_state_changes(agents: usize) -> Scene {
     ))
     .unwrap();
     assert_eq!(
-        admin_post(&scene.sim.base_url, "/admin/faults", &slow).await["scripted"],
+        admin_post(&sim.base_url, "/admin/faults", &slow).await["scripted"],
         1
     );
-    set_flag(&mut scene.conn, "--request-timeout-ms", "30000");
-    scene
+    set_flag(&mut conn, "--request-timeout-ms", "30000");
+    (sim, dir, audit, conn)
 }
 
 /// Once `audit` holds an intent, Ctrl-C; once the CLI said it is stopping, Ctrl-C again. Returns the
@@ -808,12 +743,7 @@ async fn interrupt_twice(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
-    let Scene {
-        sim: _sim,
-        dir,
-        audit,
-        conn,
-    } = slow_state_changes(10).await;
+    let (_sim, dir, audit, conn) = slow_state_changes(10).await;
     let input = dir.path().join("rows.csv");
     std::fs::write(&input, agents_csv(1..=10, |_| "READY")).unwrap();
     let child = spawn(cli(args(
@@ -834,12 +764,7 @@ async fn a_second_ctrl_c_stops_at_once_and_the_log_stays_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_a_one_shot_transition_waits_then_stops_at_once() {
-    let Scene {
-        sim,
-        dir: _dir,
-        audit,
-        conn,
-    } = slow_state_changes(3).await;
+    let (sim, _dir, audit, conn) = slow_state_changes(3).await;
     let child = spawn(cli(args(
         &["transition", "--user", "agent-0001", "--state", "READY"],
         &conn,
@@ -880,12 +805,7 @@ fn on_a_terminal(argv: &[String]) -> std::process::Command {
 
 #[tokio::test]
 async fn on_a_terminal_transition_speaks_in_words() {
-    let Scene {
-        sim: _sim,
-        dir: _dir,
-        audit: _,
-        conn,
-    } = Scene::new(5, &[]);
+    let (_sim, _dir, _, conn) = scene(5, &[]);
     let argv = |state: &str| {
         let mut a = vec![
             support::binary().display().to_string(),
@@ -918,9 +838,7 @@ async fn on_a_terminal_transition_speaks_in_words() {
 
 #[tokio::test]
 async fn the_progress_bar_counts_rows_on_a_terminal_without_tearing_results() {
-    let sim = server(30, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+    let (sim, dir, audit, _) = scene(30, &[]);
     let input = dir.path().join("rows.csv");
     std::fs::write(&input, agents_csv(1..=30, |_| "READY")).unwrap();
     let conn = connect(&sim.base_url, &audit);
@@ -1048,14 +966,7 @@ async fn webhook_events_stay_with_the_receiver_they_were_accepted_for() {
         2,
         "the new receiver got only its own event"
     );
-    let list = run(cli([
-        "outbox",
-        "list",
-        "--json",
-        "--audit-log",
-        path_str(&audit),
-    ]))
-    .await;
+    let list = outbox_list_json(&audit).await;
     assert_eq!(
         list.json()["deadLetters"].as_array().unwrap().len(),
         1,

@@ -158,18 +158,20 @@ pub fn json_mode(flag: bool) -> bool {
 /// Reports a failure: one JSON object `{"code","message"}` on stdout in JSON mode (and the words on stderr
 /// when that is a terminal), words on stderr otherwise. Returns its exit code.
 pub fn report(f: &Failure, json: bool) -> ExitCode {
-    if json && f.stderr_only {
-        let object = json!({ "success": false, "code": f.code, "message": f.message });
+    let words = || eprintln!("error: {} ({})", f.message, f.code);
+    if !json {
+        words();
+        return ExitCode::from(f.exit);
+    }
+    let object = json!({ "success": false, "code": f.code, "message": f.message });
+    if f.stderr_only {
         eprintln!("{object}");
-    } else if json {
-        let object = json!({ "success": false, "code": f.code, "message": f.message });
+    } else {
         // A closed stdout leaves only the exit code to say it.
         let _ = super::write_line(&object.to_string());
         if std::io::stderr().is_terminal() {
-            eprintln!("error: {} ({})", f.message, f.code);
+            words();
         }
-    } else {
-        eprintln!("error: {} ({})", f.message, f.code);
     }
     ExitCode::from(f.exit)
 }

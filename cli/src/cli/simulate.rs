@@ -178,33 +178,21 @@ fn verify_file(path: &Path) -> anyhow::Result<(u64, ChainHead)> {
 /// Refuses to replace a log a simulation did not write: one whose first record is not a
 /// [`Record::Simulation`] mark (an empty or missing file is fine).
 fn refuse_real_log(path: &Path) -> Result<(), Failure> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(Failure::new(
-                code::IO_ERROR,
-                format!("cannot read {}: {e}", path.display()),
-            ))
-        }
-    };
-    let Some(first) = bytes
-        .split(|&b| b == b'\n')
-        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
-    else {
-        return Ok(());
-    };
-    if matches!(Record::parse_line(first), Ok(Record::Simulation(_))) {
-        return Ok(());
+    match cxone_agent_state::store::is_simulated(path) {
+        Ok(None | Some(true)) => Ok(()),
+        Ok(Some(false)) => Err(Failure::new(
+            code::LOG_NOT_SIMULATED,
+            format!(
+                "refusing to replace {}: it holds records a simulation did not write (a real audit log?); \
+                 choose another --audit-log, or pass --force to replace it",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(Failure::new(
+            code::IO_ERROR,
+            format!("cannot read {}: {e}", path.display()),
+        )),
     }
-    Err(Failure::new(
-        code::LOG_NOT_SIMULATED,
-        format!(
-            "refusing to replace {}: it holds records a simulation did not write (a real audit log?); \
-             choose another --audit-log, or pass --force to replace it",
-            path.display()
-        ),
-    ))
 }
 
 fn print_tables(s: &DaySummary) -> std::io::Result<()> {

@@ -197,6 +197,18 @@ pub async fn audit_verify(log: &Path) -> Out {
     run(cli(["audit", "verify", path_str(log)])).await
 }
 
+/// `outbox list --json --audit-log LOG`.
+pub async fn outbox_list_json(log: &Path) -> Out {
+    run(cli([
+        "outbox",
+        "list",
+        "--json",
+        "--audit-log",
+        path_str(log),
+    ]))
+    .await
+}
+
 /// A simulated tenant as a child process with a generous rate limit and `agents` agents on shift.
 pub fn server(agents: usize, extra: &[&str]) -> SimProcess {
     let agents = agents.to_string();
@@ -210,6 +222,23 @@ pub fn server(agents: usize, extra: &[&str]) -> SimProcess {
     ];
     flags.extend_from_slice(extra);
     SimProcess::start(&flags)
+}
+
+/// A simulated tenant, a scratch directory, the log `audit.jsonl` in it, and the connection flags for both.
+pub type Scene = (
+    SimProcess,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<String>,
+);
+
+/// [`server`] with `agents` agents and `extra` flags, and a fresh directory for its log: see [`Scene`].
+pub fn scene(agents: usize, extra: &[&str]) -> Scene {
+    let sim = server(agents, extra);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = connect(&sim.base_url, &audit);
+    (sim, dir, audit, conn)
 }
 
 pub async fn total_requests(base: &str) -> u64 {
