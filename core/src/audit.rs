@@ -190,6 +190,25 @@ impl ChainHead {
         record
     }
 
+    /// Whether `r` continues the chain from here (`index` is its position in the input, for the error).
+    /// The head is not moved.
+    pub(crate) fn check_next(&self, index: usize, r: &AuditRecord) -> Result<(), ChainError> {
+        if r.seq != self.next_seq {
+            return Err(ChainError::SequenceGap {
+                index,
+                expected: self.next_seq,
+                found: r.seq,
+            });
+        }
+        if r.prev_hash != self.last_hash {
+            return Err(ChainError::BrokenLink { index, seq: r.seq });
+        }
+        if r.compute_hash() != r.hash {
+            return Err(ChainError::HashMismatch { index, seq: r.seq });
+        }
+        Ok(())
+    }
+
     /// The last record as a [`HeadAnchor`] (`SEQ:HASH`), or `None` for a chain without records.
     pub fn anchor(&self) -> Option<HeadAnchor> {
         let seq = self.next_seq.checked_sub(1)?;
@@ -414,21 +433,9 @@ pub fn verify_chain<'a>(
 ) -> Result<ChainHead, ChainError> {
     let mut head = start;
     for (index, r) in records.into_iter().enumerate() {
-        if r.seq != head.next_seq {
-            return Err(ChainError::SequenceGap {
-                index,
-                expected: head.next_seq,
-                found: r.seq,
-            });
-        }
-        if r.prev_hash != head.last_hash {
-            return Err(ChainError::BrokenLink { index, seq: r.seq });
-        }
-        if r.compute_hash() != r.hash {
-            return Err(ChainError::HashMismatch { index, seq: r.seq });
-        }
+        head.check_next(index, r)?;
         head.next_seq += 1;
-        head.last_hash = r.hash.clone();
+        head.last_hash.clone_from(&r.hash);
     }
     Ok(head)
 }

@@ -1679,8 +1679,9 @@ impl Engine {
         };
         let threshold = u64::from(every).max(2 * self.log.open_items() as u64);
         if self.log.since_checkpoint() >= threshold {
-            let c = self.log.checkpoint(now.unix_ms);
-            self.persist(Record::Checkpoint(c));
+            // Not through `persist`: folding the checkpoint in would rebuild the state it was just made from.
+            let c = self.log.take_checkpoint(now.unix_ms);
+            self.out.push_back(Output::Persist(Record::Checkpoint(c)));
         }
     }
 

@@ -473,7 +473,7 @@ impl LogState {
     pub fn apply(&mut self, record: &Record) -> Result<(), LogStateError> {
         if let Record::Audit(r) = record {
             // Only checked here: `apply_trusted` moves the head on to this record.
-            crate::audit::verify_chain(self.chain.clone(), [r])?;
+            self.chain.check_next(0, r)?;
         }
         if let Record::Checkpoint(c) = record {
             // Read from the start, every checkpoint must say exactly what the records before it leave open
@@ -517,15 +517,7 @@ impl LogState {
                 self.chain.next_seq = r.seq + 1;
                 self.chain.last_hash.clone_from(&r.hash);
                 if r.success {
-                    let at_ms = parse_iso8601(&r.timestamp).unwrap_or(self.last_at_ms);
-                    self.last_states.insert(
-                        r.user_id.clone(),
-                        LastState {
-                            user_id: r.user_id.clone(),
-                            state: r.new_state.clone(),
-                            at_ms,
-                        },
-                    );
+                    self.set_last_state(r);
                 }
                 if let Some(n) = r
                     .idempotency_key
@@ -598,6 +590,25 @@ impl LogState {
         }
     }
 
+    /// `r` (a success) set its agent's last state. An agent already known keeps its entry, overwritten in
+    /// place: no allocation per record for the agents a log names again and again.
+    fn set_last_state(&mut self, r: &AuditRecord) {
+        let at_ms = parse_iso8601(&r.timestamp).unwrap_or(self.last_at_ms);
+        if let Some(last) = self.last_states.get_mut(&r.user_id) {
+            last.state.clone_from(&r.new_state);
+            last.at_ms = at_ms;
+            return;
+        }
+        self.last_states.insert(
+            r.user_id.clone(),
+            LastState {
+                user_id: r.user_id.clone(),
+                state: r.new_state.clone(),
+                at_ms,
+            },
+        );
+    }
+
     fn saw(&mut self, at_ms: u64) {
         self.last_at_ms = self.last_at_ms.max(at_ms);
     }
@@ -621,6 +632,16 @@ impl LogState {
             last_states: Some(self.last_states.values().cloned().collect()),
             at_ms,
         }
+    }
+
+    /// A checkpoint of everything open now, counted as folded in: what [`apply`](Self::apply) of it would
+    /// leave, without rebuilding the state from the copy it just made (the engine writes its own this way).
+    pub(crate) fn take_checkpoint(&mut self, at_ms: u64) -> Checkpoint {
+        let c = self.checkpoint(at_ms);
+        self.records += 1;
+        self.since_checkpoint = 0;
+        self.saw(at_ms);
+        c
     }
 
     /// Where the audit chain stands.
@@ -1282,6 +1303,32 @@ mod tests {
         let users: Vec<_> = s.last_states().map(|l| l.user_id.as_str()).collect();
         assert_eq!(users, ["a", "b"]);
         assert_eq!(last(&s, "nobody"), None);
+    }
+
+    #[test]
+    fn taking_a_checkpoint_leaves_what_folding_it_in_would() {
+        let mut head = ChainHead::default();
+        let mut s = LogState::default();
+        for r in [intent("k"), hook("e1"), audit(&mut head, "b", None, None)] {
+            s.apply(&r).unwrap();
+        }
+        let mut folded = s.clone();
+        let c = s.take_checkpoint(99);
+        folded.apply(&Record::Checkpoint(c.clone())).unwrap();
+        assert_eq!(c, folded.checkpoint(99));
+        assert_eq!(s.checkpoint(7), folded.checkpoint(7));
+        assert_eq!(
+            (s.since_checkpoint(), s.last_at_ms(), s.records),
+            (0, 99, 4)
+        );
+        assert_eq!(
+            (
+                folded.since_checkpoint(),
+                folded.last_at_ms(),
+                folded.records
+            ),
+            (0, 99, 4)
+        );
     }
 
     #[test]
