@@ -200,8 +200,9 @@ impl WasmEngine {
     }
 
     /// Hands in the token source's answer to a `tokenRequested` event: the token and its remaining life, or
-    /// (with no token) why the source failed.
+    /// (with no token) why the source failed; on `cxone`, the API and WFM bases when the source knows them.
     #[wasm_bindgen(js_name = handleAccessToken)]
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_access_token(
         &mut self,
         mono_ms: f64,
@@ -210,6 +211,8 @@ impl WasmEngine {
         access_token: Option<String>,
         expires_in_ms: f64,
         error: Option<String>,
+        api_base: Option<String>,
+        wfm_base: Option<String>,
     ) {
         self.inner.handle_input(Input::AccessToken {
             now: now(mono_ms, unix_ms),
@@ -217,6 +220,8 @@ impl WasmEngine {
             access_token: access_token.map(Secret::new),
             expires_in_ms: crate::time(expires_in_ms),
             error,
+            api_base,
+            wfm_base,
         });
     }
 

@@ -14,6 +14,7 @@
 //! looks up the `Idempotency-Key`, so it says nothing about the send that was lost.
 
 use crate::error::{ErrorCode, TransitionError};
+use crate::facts::Resolved;
 use crate::state::{AgentState, UserId};
 
 /// Which policy lookup a change is waiting for.
@@ -23,6 +24,9 @@ pub(crate) enum Lookup {
     Schedule,
     /// "Is a mandatory break due?" (READY only.)
     BreakStatus,
+    /// `cxone`: waiting for shared facts (directory, schedule export, unavailable codes) since this time
+    /// (monotonic); policy is then decided locally.
+    Facts { since_mono: u64 },
 }
 
 /// Where a change stands.
@@ -92,6 +96,10 @@ pub(crate) struct Change {
     /// throttling spends no retries, and ends a commit window after this.
     pub(crate) throttled_since: Option<u64>,
     pub(crate) phase: Phase,
+    /// The caller's explicit reason code, if it named one.
+    pub(crate) explicit_reason: Option<String>,
+    /// `cxone`: the agent and the `SetAgentState` target, decided while checking (or read from the journal).
+    pub(crate) resolved: Option<Resolved>,
 }
 
 /// How a change ends, before the phase has its say.
@@ -130,6 +138,8 @@ impl Change {
             rechecks: 0,
             throttled_since: None,
             phase,
+            explicit_reason: None,
+            resolved: None,
         }
     }
 

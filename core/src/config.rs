@@ -64,6 +64,38 @@ pub enum ProfileKind {
     /// The reference module's endpoints (served by the simulated tenant).
     #[default]
     Seed,
+    /// The real NICE CXone API: discovery, the password grant, the agent directory, teams' unavailable
+    /// codes, the Admin API's `SetAgentState` and the WFM schedule export ([`crate::cxone`]).
+    Cxone,
+}
+
+impl ProfileKind {
+    /// `"seed"` or `"cxone"`, as settings and flags spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seed => "seed",
+            Self::Cxone => "cxone",
+        }
+    }
+}
+
+impl std::fmt::Display for ProfileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ProfileKind {
+    type Err = ConfigError;
+
+    /// `seed` or `cxone`, in any case.
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "seed" => Ok(Self::Seed),
+            "cxone" => Ok(Self::Cxone),
+            _ => invalid("CXONE_PROFILE", "expected seed or cxone"),
+        }
+    }
 }
 
 /// Where access tokens come from.
@@ -475,6 +507,8 @@ pub struct EngineConfig {
     pub checkpoint_every: Option<u32>,
     /// Where webhooks go; `None` sends none.
     pub webhook: Option<WebhookConfig>,
+    /// The `cxone` profile's settings (unused by `seed`).
+    pub cxone: crate::cxone::CxoneConfig,
 }
 
 impl Default for EngineConfig {
@@ -502,6 +536,7 @@ impl Default for EngineConfig {
             max_open_changes: 100_000,
             checkpoint_every: Some(1_000),
             webhook: None,
+            cxone: crate::cxone::CxoneConfig::default(),
         }
     }
 }
@@ -525,9 +560,16 @@ impl EngineConfig {
 
     /// Checks every setting; the error names the field, never a secret.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_url(&self.base_url).or_else(|r| invalid("base_url", &r))?;
+        // `cxone` discovers its bases, so `base_url` is checked only when given.
+        if self.profile == ProfileKind::Seed || !self.base_url.is_empty() {
+            check_url(&self.base_url).or_else(|r| invalid("base_url", &r))?;
+        }
         if let Some(t) = &self.token_url {
             check_url(t).or_else(|r| invalid("token_url", &r))?;
+        }
+        if self.profile == ProfileKind::Cxone {
+            self.cxone
+                .validate(self.token_source == TokenSource::ClientCredentials)?;
         }
         if self.token_source == TokenSource::ClientCredentials {
             if self.credentials.client_id.is_empty() {

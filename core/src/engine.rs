@@ -8,13 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, ChainHead};
 use crate::change::{Change, Committing, Lookup, Phase, Purpose, Verdict};
-use crate::config::{EngineConfig, ProfileKind, Secret, TokenSource};
+use crate::config::{check_url, EngineConfig, ProfileKind, Secret, TokenSource};
+use crate::cxone::{acd, auth, wfm};
 use crate::error::{CommandError, ConfigError, ErrorCode, TransitionError};
 use crate::events::{
     Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TokenRequested,
     TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookDeadLettered,
     WebhookDelivered, WebhookPayload, WebhookRetryScheduled, AGENT_STATE_CHANGED,
 };
+use crate::facts::{FactKey, Facts, FetchState, Host, Needs, Resolved};
 use crate::history::{AgentMetrics, History};
 use crate::http::{HttpRequest, HttpResponse, RequestId, Target, Transmit, TransportErrorKind};
 use crate::log::{
@@ -31,7 +33,7 @@ use crate::retry::RetryDecision;
 use crate::rng::DetRng;
 use crate::state::{AgentState, UserId};
 use crate::time::{iso8601, Now};
-use crate::token::{Fetch, TokenCache};
+use crate::token::{AuthStep, Discovery, Fetch, TokenCache};
 
 /// Something the world tells the engine, with the time the host read when it happened.
 ///
@@ -79,6 +81,12 @@ pub enum Input {
         /// Why there is no token.
         #[serde(default)]
         error: Option<String>,
+        /// `cxone`: the ACD/Admin API base, when the token source knows it (a configured base wins).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_base: Option<String>,
+        /// `cxone`: the WFM base, when the token source knows it (a configured base wins).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wfm_base: Option<String>,
     },
     /// The deadline from [`Output::Timeout`] has passed (early calls are harmless).
     Timeout {
@@ -156,9 +164,25 @@ pub struct TransitionOptions {
     /// [`ReferencedOutcomes`](crate::ReferencedOutcomes) for reading it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// The reason code to set the state with, instead of the one the configured table names for the target
+    /// state: on `cxone`, the name of one of the agent's team's unavailable codes (`Lunch`, matched ignoring
+    /// case, `_`, `-` and spaces; ignored for READY, which is `Available`); on `seed`, the `reasonCode` sent.
+    /// 1 to [`MAX_REASON_LEN`] printable characters; anything else, or a name no code has, fails the change
+    /// with `UNKNOWN_REASON_CODE` before anything is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
+/// The longest reason a caller may name ([`TransitionOptions::reason`]).
+pub const MAX_REASON_LEN: usize = 64;
+
 impl TransitionOptions {
+    /// These options with an explicit reason code ([`TransitionOptions::reason`]).
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
     /// These options with the caller's `reference` (checked when the command is given).
     pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
         self.reference = Some(reference.into());
@@ -170,15 +194,20 @@ impl TransitionOptions {
 #[derive(Clone, Copy, Debug)]
 enum Ask<'a> {
     /// A policy check only.
-    Validate,
-    /// A state change, with the caller's reference if it gave one (not yet checked).
-    Change { reference: Option<&'a str> },
+    Validate { reason: Option<&'a str> },
+    /// A state change, with the caller's reference and reason if it gave them (not yet checked).
+    Change {
+        reference: Option<&'a str>,
+        reason: Option<&'a str>,
+    },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Owner {
     Token,
     Change(TransitionId),
+    /// `cxone`: a fact shared by the changes waiting for it.
+    Fact(FactKey),
 }
 
 /// A named timer (quinn keeps a fixed table of them behind one `poll_timeout`).
@@ -190,7 +219,7 @@ enum Timer {
     Backoff(TransitionId),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Pending {
     owner: Owner,
     deadline_mono: u64,
@@ -232,7 +261,14 @@ pub struct Engine {
     base_url: String,
     rng: DetRng,
     token: TokenCache,
+    /// The ACD (or `seed`) host's pacer; token and discovery requests pass it too.
     pacer: Pacer,
+    /// `cxone`: the WFM host's pacer.
+    wfm_pacer: Pacer,
+    /// `cxone`: the token endpoint, the tenant and its bases.
+    discovery: Discovery,
+    /// `cxone`: the directory, schedule exports and unavailable codes.
+    facts: Facts,
     schedules: ScheduleCache,
     history: History,
     report: ReportBuilder,
@@ -276,11 +312,19 @@ impl Engine {
     /// Builds an engine; the configuration is validated first.
     pub fn new(config: EngineConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let profile: Box<dyn ApiProfile> = match config.profile {
-            ProfileKind::Seed => Box::new(SeedProfile),
+        // `cxone` is spoken by the engine with `crate::cxone`'s wire functions; the seed profile builds the rest.
+        let profile: Box<dyn ApiProfile> = Box::new(SeedProfile);
+        let discovery = Discovery {
+            token_endpoint: config.token_url.clone(),
+            api_base: config.cxone.api_base.clone(),
+            wfm_base: config.cxone.wfm_base.clone(),
+            ..Discovery::default()
         };
         Ok(Self {
             profile,
+            wfm_pacer: Pacer::new(&config.cxone.wfm_rate_limit),
+            discovery,
+            facts: Facts::default(),
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             rng: DetRng::new(config.seed),
             token: TokenCache::new(config.token_refresh_margin_ms),
@@ -379,10 +423,13 @@ impl Engine {
                     age / 1000,
                     window / 1000
                 )),
-                (Ok(parsed), Some(age)) => Ok((parsed, age)),
+                (Ok(parsed), Some(age)) => match self.resolve_journaled(&parsed, i) {
+                    Ok(resolved) => Ok((parsed, age, resolved)),
+                    Err(why) => Err(why),
+                },
             };
             match verdict {
-                Ok(((user, state), age)) => {
+                Ok(((user, state), age, resolved)) => {
                     let id = self.next_id();
                     let phase = Phase::Committing(Committing {
                         send_by_mono: now
@@ -397,7 +444,7 @@ impl Engine {
                         settles: open.unknown_record.clone(),
                         reference: i.reference.clone(),
                     };
-                    let change = Change::new(
+                    let mut change = Change::new(
                         user,
                         state,
                         i.reason_code.clone(),
@@ -405,6 +452,7 @@ impl Engine {
                         now.mono_ms,
                         phase,
                     );
+                    change.resolved = resolved;
                     self.admit(id, change);
                     restored.resumed += 1;
                 }
@@ -481,6 +529,31 @@ impl Engine {
         restored
     }
 
+    /// `cxone`: what a journaled change is sent again as (its agent and its `SetAgentState` target, from the
+    /// journal); `None` on `seed`.
+    fn resolve_journaled(
+        &self,
+        (user, state): &(UserId, AgentState),
+        intent: &ChangeIntent,
+    ) -> Result<Option<Resolved>, String> {
+        if !self.cxone() {
+            return Ok(None);
+        }
+        let agent_id = acd::AgentId::parse(user)
+            .map_err(|_| "its agent is not a CXone agent id: not sent again".to_owned())?;
+        let target = match (state.is_ready(), intent.out_state_id) {
+            (true, _) => acd::CxoneState::Available,
+            (false, Some(out_state_id)) => acd::CxoneState::Unavailable { out_state_id },
+            (false, None) => {
+                return Err(
+                    "its unavailable code is not in the journal, so it cannot be sent as it was: not sent again"
+                        .to_owned(),
+                )
+            }
+        };
+        Ok(Some(Resolved { agent_id, target }))
+    }
+
     // ---- commands -----------------------------------------------------------------------------------------
 
     /// Starts a state change (the reference's `transitionState`). Its outcome comes as an event with this id.
@@ -490,7 +563,15 @@ impl Engine {
         user_id: &str,
         state: &str,
     ) -> Result<TransitionId, CommandError> {
-        self.command(now, user_id, state, Ask::Change { reference: None })
+        self.command(
+            now,
+            user_id,
+            state,
+            Ask::Change {
+                reference: None,
+                reason: None,
+            },
+        )
     }
 
     /// Starts a state change with options, e.g. the caller's reference
@@ -512,6 +593,7 @@ impl Engine {
             state,
             Ask::Change {
                 reference: options.reference.as_deref(),
+                reason: options.reason.as_deref(),
             },
         )
     }
@@ -523,7 +605,26 @@ impl Engine {
         user_id: &str,
         state: &str,
     ) -> Result<TransitionId, CommandError> {
-        self.command(now, user_id, state, Ask::Validate)
+        self.command(now, user_id, state, Ask::Validate { reason: None })
+    }
+
+    /// A policy check with options (an explicit [`reason`](TransitionOptions::reason) is checked too; the
+    /// reference is ignored); otherwise the same as [`validate`](Self::validate).
+    pub fn validate_with(
+        &mut self,
+        now: Now,
+        user_id: &str,
+        state: &str,
+        options: &TransitionOptions,
+    ) -> Result<TransitionId, CommandError> {
+        self.command(
+            now,
+            user_id,
+            state,
+            Ask::Validate {
+                reason: options.reason.as_deref(),
+            },
+        )
     }
 
     /// Puts dead letters back in line for delivery: the one with `event_id`, or all when `None`. Returns how
@@ -576,9 +677,8 @@ impl Engine {
         self.accepting = false;
         // A send still in flight may arrive.
         for p in self.pending.values() {
-            if let Owner::Change(id) = p.owner {
-                if let Some(Phase::Committing(c)) = self.changes.get_mut(&id).map(|c| &mut c.phase)
-                {
+            if let Owner::Change(id) = &p.owner {
+                if let Some(Phase::Committing(c)) = self.changes.get_mut(id).map(|c| &mut c.phase) {
                     c.maybe_applied = true;
                 }
             }
@@ -598,6 +698,7 @@ impl Engine {
         self.pending.clear();
         self.timers.clear();
         self.token.fetch = Fetch::Idle;
+        self.facts.forget_fetches();
         if let Some(o) = &mut self.outbox {
             o.forget_in_flight();
         }
@@ -615,12 +716,12 @@ impl Engine {
         if self.closed || !self.accepting {
             return Err(CommandError::Closed);
         }
-        let (validate, reference) = match ask {
-            Ask::Validate => (true, None),
-            Ask::Change { reference: Some(r) } if !is_valid_reference(r) => {
-                return Err(CommandError::InvalidReference)
-            }
-            Ask::Change { reference } => (false, reference.map(str::to_owned)),
+        let (validate, reference, reason) = match ask {
+            Ask::Validate { reason } => (true, None, reason),
+            Ask::Change {
+                reference: Some(r), ..
+            } if !is_valid_reference(r) => return Err(CommandError::InvalidReference),
+            Ask::Change { reference, reason } => (false, reference.map(str::to_owned), reason),
         };
         if self.changes.len() >= self.config.max_open_changes {
             return Err(CommandError::Busy {
@@ -630,7 +731,9 @@ impl Engine {
         let now = self.clock(now);
         self.begin(now);
         let id = self.next_id();
-        let (user, state) = match parse_target(user_raw, state_raw) {
+        let (user, state) = match parse_target(user_raw, state_raw)
+            .and_then(|t| check_reason(reason).map(|()| t))
+        {
             Ok(v) => v,
             Err(e) => {
                 let (user_id, new_state) = (truncate_raw(user_raw), truncate_raw(state_raw));
@@ -663,8 +766,8 @@ impl Engine {
                 reference,
             }
         };
-        let reason_code = self.config.reason_codes.reason_for(&state).to_owned();
-        let change = Change::new(
+        let reason_code = self.reason_code_for(&state, reason);
+        let mut change = Change::new(
             user,
             state,
             reason_code,
@@ -672,9 +775,27 @@ impl Engine {
             now.mono_ms,
             Phase::Waiting,
         );
+        change.explicit_reason = reason.map(str::to_owned);
         self.admit(id, change);
         self.run(now);
         Ok(id)
+    }
+
+    /// The reason code a change names in its records (and, on `seed`, sends): the caller's, else the
+    /// profile's table entry for the state (on `cxone`, an unavailable code's name; READY keeps the `seed`
+    /// table's, as it is set `Available` whatever the reason).
+    fn reason_code_for(&self, state: &AgentState, explicit: Option<&str>) -> String {
+        let cxone = self.config.profile == ProfileKind::Cxone;
+        match (cxone, explicit) {
+            (true, _) => self
+                .config
+                .cxone
+                .reason_codes
+                .code_name_for(state, explicit)
+                .unwrap_or_else(|| self.config.reason_codes.reason_for(state).to_owned()),
+            (false, Some(r)) => r.to_owned(),
+            (false, None) => self.config.reason_codes.reason_for(state).to_owned(),
+        }
     }
 
     /// Keys the generator behind ids and idempotency keys to this run: the configured seed mixed with the
@@ -729,12 +850,14 @@ impl Engine {
                 access_token,
                 expires_in_ms,
                 error,
+                api_base,
+                wfm_base,
             } => {
                 let result = match access_token {
                     Some(t) => Ok((t, expires_in_ms)),
                     None => Err(error.unwrap_or_else(|| "the token source gave no token".into())),
                 };
-                self.handle_access_token(now, id, result);
+                self.handle_access_token_with_bases(now, id, result, api_base, wfm_base);
             }
             Input::Timeout { now } => self.handle_timeout(now),
         }
@@ -772,6 +895,7 @@ impl Engine {
             match p.owner {
                 Owner::Token => self.on_token_answer(now, result),
                 Owner::Change(cid) => self.on_change_answer(now, cid, p.token_generation, result),
+                Owner::Fact(key) => self.on_fact_answer(now, key, p.token_generation, result),
             }
         }
         self.run(now);
@@ -785,6 +909,20 @@ impl Engine {
         id: RequestId,
         result: Result<(Secret, u64), String>,
     ) {
+        self.handle_access_token_with_bases(now, id, result, None, None);
+    }
+
+    /// [`handle_access_token`](Self::handle_access_token) with the `cxone` bases the token source knows
+    /// (each used only when the configuration sets none): a browser page's back end can hand in the API base
+    /// with the token, so the page needs no discovery (and holds no secret).
+    pub fn handle_access_token_with_bases(
+        &mut self,
+        now: Now,
+        id: RequestId,
+        result: Result<(Secret, u64), String>,
+        api_base: Option<String>,
+        wfm_base: Option<String>,
+    ) {
         if self.closed {
             return;
         }
@@ -793,7 +931,42 @@ impl Engine {
         if !expected || self.take_pending(id).is_none() {
             return;
         }
+        for (given, wfm) in [(api_base, false), (wfm_base, true)] {
+            let known = if wfm {
+                &self.discovery.wfm_base
+            } else {
+                &self.discovery.api_base
+            };
+            let Some(base) = given.filter(|_| known.is_none()) else {
+                continue;
+            };
+            if let Err(reason) = check_url(&base) {
+                let what = if wfm { "WFM" } else { "API" };
+                let e = TransitionError::new(
+                    ErrorCode::DiscoveryFailed,
+                    format!("the token source's {what} base is not usable: {reason}"),
+                );
+                self.fail_token_waiters(now, e);
+                self.run(now);
+                return;
+            }
+            let base = Some(base.trim_end_matches('/').to_owned());
+            if wfm {
+                self.discovery.wfm_base = base;
+            } else {
+                self.discovery.api_base = base;
+            }
+        }
         match result {
+            Ok((token, expires_in_ms)) if self.cxone() && !self.discovery.has_bases() => {
+                let e = TransitionError::new(
+                    ErrorCode::DiscoveryFailed,
+                    "no API and WFM base: configure them (apiBaseUrl, wfmBaseUrl) or have the token source return them",
+                );
+                // The token is good; only the bases are missing.
+                self.token.store(token, expires_in_ms, now.mono_ms);
+                self.fail_token_waiters(now, e);
+            }
             Ok((token, expires_in_ms)) => self.accept_token(now, token, expires_in_ms),
             Err(message) => {
                 let e = TransitionError::new(
@@ -826,6 +999,9 @@ impl Engine {
                             Owner::Change(cid) => {
                                 self.on_change_answer(now, cid, p.token_generation, timed_out)
                             }
+                            Owner::Fact(key) => {
+                                self.on_fact_answer(now, key, p.token_generation, timed_out)
+                            }
                         }
                     }
                 }
@@ -837,6 +1013,7 @@ impl Engine {
                 self.token.fetch = Fetch::Queued { retry };
             }
         }
+        self.facts.expire_backoffs(now.mono_ms);
         let notes = match &mut self.outbox {
             Some(o) => o.expire(now, &mut self.rng),
             None => Vec::new(),
@@ -871,6 +1048,7 @@ impl Engine {
         }
         let queued = !self.commit_queue.is_empty()
             || !self.check_queue.is_empty()
+            || self.facts.any_queued()
             || matches!(self.token.fetch, Fetch::Queued { .. });
         [
             self.timers.first().map(|t| t.0),
@@ -878,6 +1056,7 @@ impl Engine {
                 Fetch::Backoff { until_ms, .. } => Some(until_ms),
                 _ => None,
             },
+            self.facts.next_backoff(),
             self.pacer_wake_mono.filter(|_| queued),
             self.outbox.as_ref().and_then(Outbox::next_deadline),
         ]
@@ -979,15 +1158,29 @@ impl Engine {
     fn advance(&mut self, now: Now, id: TransitionId) {
         match self.changes.get(&id).map(|c| &c.phase) {
             Some(Phase::Waiting) => self.begin_checks(now, id),
+            Some(Phase::Checking {
+                lookup: Lookup::Facts { .. },
+                ..
+            }) => self.check_facts(now, id),
             Some(_) => self.requeue(id),
             None => {}
         }
+    }
+
+    /// Whether the engine speaks `cxone`.
+    fn cxone(&self) -> bool {
+        self.config.profile == ProfileKind::Cxone
     }
 
     /// The queue a change waits in for its next request: lookups in the check queue, state changes in the
     /// commit queue (served first).
     fn queue_of(&mut self, id: TransitionId) -> Option<&mut VecDeque<TransitionId>> {
         match self.changes.get(&id).map(|c| &c.phase) {
+            // A change waiting for facts is in their fetches' waiter lists, not in a queue.
+            Some(Phase::Checking {
+                lookup: Lookup::Facts { .. },
+                ..
+            }) => None,
             Some(Phase::Checking { .. }) => Some(&mut self.check_queue),
             Some(Phase::Approved { .. } | Phase::Committing(_)) => Some(&mut self.commit_queue),
             Some(Phase::Waiting) | None => None,
@@ -996,6 +1189,17 @@ impl Engine {
 
     /// Decides what policy still needs to know: the schedule (unless cached), then a break (READY only).
     fn begin_checks(&mut self, now: Now, id: TransitionId) {
+        if self.cxone() {
+            if let Some(change) = self.changes.get_mut(&id) {
+                change.phase = Phase::Checking {
+                    lookup: Lookup::Facts {
+                        since_mono: now.mono_ms,
+                    },
+                    retries: 0,
+                };
+            }
+            return self.check_facts(now, id);
+        }
         let Some(change) = self.changes.get(&id) else {
             return;
         };
@@ -1015,6 +1219,41 @@ impl Engine {
             self.start_lookup(id, Lookup::BreakStatus);
         } else {
             self.approve(now, id);
+        }
+    }
+
+    /// `cxone`: decides the change from the facts at hand, or waits for the one it lacks.
+    fn check_facts(&mut self, now: Now, id: TransitionId) {
+        let Some(change) = self.changes.get(&id) else {
+            return;
+        };
+        let Phase::Checking {
+            lookup: Lookup::Facts { since_mono },
+            ..
+        } = change.phase
+        else {
+            return;
+        };
+        let needs = self.facts.needs(
+            &self.config.cxone,
+            self.config.commit_window_ms,
+            &change.user,
+            &change.state,
+            change.explicit_reason.as_deref(),
+            since_mono,
+            now,
+        );
+        match needs {
+            Needs::Ready(resolved) => {
+                if let Some(c) = self.changes.get_mut(&id) {
+                    c.resolved = Some(resolved);
+                }
+                self.approve(now, id);
+            }
+            Needs::Fetch(key) => {
+                self.facts.wait_for(key, id);
+            }
+            Needs::Fail(verdict) => self.finish(now, id, verdict),
         }
     }
 
@@ -1053,6 +1292,61 @@ impl Engine {
     /// between check and change stays short), then lookups.
     fn pump(&mut self, now: Now) {
         self.pacer_wake_mono = None;
+        // Facts for the WFM host need the token too: ask for it before the ACD loop serves the token fetch.
+        if !self.facts.queues[Host::Wfm as usize].is_empty() {
+            self.want_token(now);
+        }
+        self.pump_acd(now);
+        self.pump_facts(now, Host::Wfm);
+    }
+
+    /// Starts a token fetch when none is usable and none is under way; `true` when there is no usable token.
+    fn want_token(&mut self, now: Now) -> bool {
+        if self.usable_token(now).is_some() {
+            return false;
+        }
+        if self.token.fetch == Fetch::Idle {
+            self.token.fetch = Fetch::Queued { retry: 0 };
+        }
+        true
+    }
+
+    /// The token, if one may be used now: on `cxone` only once the bases are known too.
+    fn usable_token(&self, now: Now) -> Option<(&Secret, u64)> {
+        if self.cxone() && !self.discovery.has_bases() {
+            return None;
+        }
+        self.token.usable(now.mono_ms)
+    }
+
+    /// The pacer of a host is empty until `at` (monotonic).
+    fn wake_at(&mut self, at: u64) {
+        self.pacer_wake_mono = Some(self.pacer_wake_mono.map_or(at, |w| w.min(at)));
+    }
+
+    /// Sends the facts of `host` that its pacer allows (with a token).
+    fn pump_facts(&mut self, now: Now, host: Host) {
+        while let Some(key) = self.facts.queues[host as usize].front().cloned() {
+            if self.want_token(now) {
+                return;
+            }
+            let pacer = match host {
+                Host::Acd => &mut self.pacer,
+                Host::Wfm => &mut self.wfm_pacer,
+            };
+            match pacer.try_acquire(now.mono_ms) {
+                Ok(()) => {
+                    self.facts.queues[host as usize].pop_front();
+                    self.send_fact(now, key);
+                }
+                Err(at) => return self.wake_at(at),
+            }
+        }
+    }
+
+    /// The ACD host (the only one on `seed`): the token fetch first, then state changes (already validated,
+    /// so the gap between check and change stays short), then lookups, then facts.
+    fn pump_acd(&mut self, now: Now) {
         loop {
             if let Fetch::Queued { retry } = self.token.fetch {
                 if self.config.token_source == TokenSource::External {
@@ -1065,16 +1359,21 @@ impl Engine {
                         self.send_token(now, retry);
                         continue;
                     }
-                    Err(at) => {
-                        self.pacer_wake_mono = Some(at);
-                        return;
-                    }
+                    Err(at) => return self.wake_at(at),
                 }
             }
             let (from_commit, id) = match (self.commit_queue.front(), self.check_queue.front()) {
                 (Some(&id), _) => (true, id),
                 (None, Some(&id)) => (false, id),
-                (None, None) => return,
+                (None, None) => {
+                    if !self.facts.queues[Host::Acd as usize].is_empty()
+                        && matches!(self.token.fetch, Fetch::Idle)
+                        && self.want_token(now)
+                    {
+                        continue;
+                    }
+                    return self.pump_facts(now, Host::Acd);
+                }
             };
             let pop = |e: &mut Self| {
                 if from_commit {
@@ -1083,11 +1382,11 @@ impl Engine {
                     e.check_queue.pop_front();
                 }
             };
-            let Some(change) = self.changes.get_mut(&id) else {
+            if !self.changes.contains_key(&id) {
                 pop(self);
                 continue;
-            };
-            if self.token.usable(now.mono_ms).is_none() {
+            }
+            if self.usable_token(now).is_none() {
                 pop(self);
                 let change = self.changes.get_mut(&id).expect("present");
                 change.token_waits += 1;
@@ -1105,6 +1404,7 @@ impl Engine {
                 }
                 continue;
             }
+            let change = self.changes.get_mut(&id).expect("present");
             match change.phase {
                 Phase::Approved { approved_mono, .. } => {
                     let age = now.mono_ms.saturating_sub(approved_mono);
@@ -1131,10 +1431,7 @@ impl Engine {
                     pop(self);
                     self.send(now, id);
                 }
-                Err(at) => {
-                    self.pacer_wake_mono = Some(at);
-                    return;
-                }
+                Err(at) => return self.wake_at(at),
             }
         }
     }
@@ -1202,8 +1499,7 @@ impl Engine {
     }
 
     fn send(&mut self, now: Now, id: TransitionId) {
-        let Some((token, generation)) = self.token.usable(now.mono_ms).map(|(t, g)| (t.clone(), g))
-        else {
+        let Some((token, generation)) = self.usable_token(now).map(|(t, g)| (t.clone(), g)) else {
             return;
         };
         let window = self.config.commit_window_ms;
@@ -1222,6 +1518,10 @@ impl Engine {
             } => self
                 .profile
                 .break_request(&self.base_url, &change.user, &token),
+            Phase::Checking {
+                lookup: Lookup::Facts { .. },
+                ..
+            } => return,
             Phase::Approved {
                 approved_mono,
                 approved_unix,
@@ -1237,6 +1537,10 @@ impl Engine {
                     approved_at_ms: approved_unix,
                     at_ms: now.unix_ms,
                     reference: change.reference().map(str::to_owned),
+                    out_state_id: change.resolved.and_then(|r| match r.target {
+                        acd::CxoneState::Unavailable { out_state_id } => Some(out_state_id),
+                        acd::CxoneState::Available => None,
+                    }),
                 };
                 change.phase = Phase::Committing(Committing {
                     send_by_mono: approved_mono.saturating_add(window),
@@ -1276,6 +1580,17 @@ impl Engine {
 
     fn state_request(&self, id: TransitionId, token: &Secret) -> HttpRequest {
         let c = &self.changes[&id];
+        if let Some(r) = c.resolved {
+            return acd::set_state_request(
+                self.discovery.api_base.as_deref().unwrap_or_default(),
+                &self.config.cxone.versions,
+                r.agent_id,
+                r.target,
+                token,
+                self.config.cxone.set_state_encoding,
+                c.key().unwrap_or_default(),
+            );
+        }
         self.profile.state_request(
             &self.base_url,
             &c.user,
@@ -1300,12 +1615,145 @@ impl Engine {
     }
 
     fn send_token(&mut self, now: Now, retry: u32) {
+        if self.cxone() {
+            return self.send_discovery(now, retry);
+        }
         let request = self.profile.token_request(&self.config);
         let id = self.transmit(now, Target::Token, request, Owner::Token, 0);
         self.token.fetch = Fetch::InFlight { request: id, retry };
     }
 
+    /// `cxone`: sends the next step of the token machine (discovery, a grant), or lets the waiters go when
+    /// nothing is left to do.
+    fn send_discovery(&mut self, now: Now, retry: u32) {
+        let have_token = self.token.usable(now.mono_ms).is_some();
+        let Some(step) = self.discovery.next_step(have_token) else {
+            self.token.fetch = Fetch::Idle;
+            return self.release_token_waiters();
+        };
+        let cfg = &self.config.cxone;
+        let creds = || cfg.credentials(&self.config.credentials);
+        let endpoint = self.discovery.token_endpoint.as_deref().unwrap_or_default();
+        let request = match step {
+            AuthStep::OpenIdConfiguration => auth::openid_configuration_request(&cfg.auth_base),
+            AuthStep::Password => auth::password_grant_request(endpoint, &creds(), cfg.client_auth),
+            AuthStep::Refresh => match &self.discovery.refresh_token {
+                Some(rt) => auth::refresh_grant_request(endpoint, rt, &creds(), cfg.client_auth),
+                None => auth::password_grant_request(endpoint, &creds(), cfg.client_auth),
+            },
+            AuthStep::CxoneConfiguration => {
+                let Some((tenant, iss)) = self.discovery.tenant.clone() else {
+                    let e = auth::DiscoveryError::new(
+                        auth::DiscoveryStep::IdToken,
+                        "the token answer carried no id_token, whose tenantId names the tenant \
+                         (or set the API and WFM bases directly)",
+                    );
+                    return self.fail_token_waiters(now, e.into());
+                };
+                let issuer = self
+                    .discovery
+                    .issuer
+                    .clone()
+                    .or(iss)
+                    .unwrap_or_else(|| cfg.auth_base.clone());
+                auth::cxone_configuration_request(&issuer, &tenant)
+            }
+        };
+        self.discovery.step = Some(step);
+        let id = self.transmit(now, Target::Token, request, Owner::Token, 0);
+        self.token.fetch = Fetch::InFlight { request: id, retry };
+    }
+
+    /// `cxone`: an answer to a step of the token machine.
+    fn on_discovery_answer(&mut self, now: Now, result: Result<&HttpResponse, TransportErrorKind>) {
+        let retry = match self.token.fetch {
+            Fetch::InFlight { retry, .. } => retry,
+            _ => 0,
+        };
+        let step = self.discovery.step.take().unwrap_or(AuthStep::Password);
+        let r = match result {
+            Ok(r) if is_transient(r.status) => {
+                let ra = r.retry_after_ms(now.unix_ms);
+                return self.token_transient(now, retry, Some(r.status), ra, Some(step));
+            }
+            Err(_) => return self.token_transient(now, retry, None, None, Some(step)),
+            Ok(r) => r,
+        };
+        let next = Fetch::Queued { retry: 0 };
+        match step {
+            AuthStep::OpenIdConfiguration => match auth::parse_openid_configuration(r) {
+                Ok(c) => {
+                    self.discovery
+                        .token_endpoint
+                        .get_or_insert(c.token_endpoint);
+                    self.discovery.issuer = Some(c.issuer);
+                    self.token.fetch = next;
+                }
+                Err(e) => self.fail_token_waiters(now, e.into()),
+            },
+            AuthStep::Password | AuthStep::Refresh => match auth::parse_token_answer(r) {
+                Ok(token) => self.accept_cxone_token(now, token),
+                Err(f) if step == AuthStep::Refresh && auth::is_refresh_refused(&f) => {
+                    // The refresh token is spent or revoked: the access key gets a new one.
+                    self.discovery.refresh_token = None;
+                    self.token.fetch = next;
+                }
+                Err(TokenFailure::Malformed(m)) if (200..300).contains(&r.status) => {
+                    self.fail_token_waiters(now, TransitionError::new(ErrorCode::BadResponse, m));
+                }
+                Err(TokenFailure::Refused(m) | TokenFailure::Malformed(m)) => {
+                    self.fail_token_waiters(now, TransitionError::new(ErrorCode::AuthFailed, m));
+                }
+            },
+            AuthStep::CxoneConfiguration => {
+                let tenant = self.discovery.tenant.clone().unwrap_or_default().0;
+                match auth::parse_cxone_configuration(r, &tenant) {
+                    Ok(bases) => {
+                        self.discovery.api_base.get_or_insert(bases.api_base);
+                        self.discovery.wfm_base.get_or_insert(bases.wfm_base);
+                        self.token.fetch = Fetch::Idle;
+                        self.release_token_waiters();
+                    }
+                    Err(e) => self.fail_token_waiters(now, e.into()),
+                }
+            }
+        }
+    }
+
+    /// `cxone`: a token from a grant. Its id_token names the tenant (needed only while the bases are not
+    /// known); it is refreshed on the SDK's schedule ([`auth::refresh_at_ms`]).
+    fn accept_cxone_token(&mut self, now: Now, token: auth::CxoneToken) {
+        if token.expires_in_ms == 0 {
+            let e = TransitionError::new(
+                ErrorCode::TokenExpired,
+                "the access token had already expired when it arrived",
+            );
+            return self.fail_token_waiters(now, e);
+        }
+        if let Some(id_token) = &token.id_token {
+            match auth::id_token_claims(id_token.expose()) {
+                Ok(c) => self.discovery.tenant = Some((c.tenant_id, c.issuer)),
+                Err(e) if !self.discovery.has_bases() => {
+                    return self.fail_token_waiters(now, e.into());
+                }
+                Err(_) => {}
+            }
+        }
+        self.discovery.refresh_token = token.refresh_token;
+        let refresh_at = auth::refresh_at_ms(now.mono_ms, token.expires_in_ms);
+        self.token.store_until(token.access_token, refresh_at);
+        if self.discovery.has_bases() {
+            self.token.fetch = Fetch::Idle;
+            self.release_token_waiters();
+        } else {
+            self.token.fetch = Fetch::Queued { retry: 0 };
+        }
+    }
+
     fn on_token_answer(&mut self, now: Now, result: Result<&HttpResponse, TransportErrorKind>) {
+        if self.cxone() {
+            return self.on_discovery_answer(now, result);
+        }
         let retry = match self.token.fetch {
             Fetch::InFlight { retry, .. } => retry,
             _ => 0,
@@ -1339,7 +1787,20 @@ impl Engine {
         let Some((status, retry_after_ms)) = transient else {
             return;
         };
-        self.note_rate_limit(now, status, retry_after_ms);
+        self.token_transient(now, retry, status, retry_after_ms, None);
+    }
+
+    /// A token or discovery request failed transiently: retried after a backoff, or its waiters fail (a
+    /// discovery step's with `DISCOVERY_FAILED` naming the step).
+    fn token_transient(
+        &mut self,
+        now: Now,
+        retry: u32,
+        status: Option<u16>,
+        retry_after_ms: Option<u64>,
+        step: Option<AuthStep>,
+    ) {
+        self.note_rate_limit(now, Host::Acd, status, retry_after_ms);
         let next = retry + 1;
         match self
             .config
@@ -1363,7 +1824,22 @@ impl Engine {
                     })));
             }
             RetryDecision::GiveUp => {
-                let e = exhausted(status, "token request");
+                let discovery_step = match step {
+                    Some(AuthStep::OpenIdConfiguration) => {
+                        Some(auth::DiscoveryStep::OpenIdConfiguration)
+                    }
+                    Some(AuthStep::CxoneConfiguration) => {
+                        Some(auth::DiscoveryStep::CxoneConfiguration)
+                    }
+                    _ => None,
+                };
+                let e = match discovery_step {
+                    Some(step) => {
+                        let cause = exhausted(status, "the request");
+                        auth::DiscoveryError::new(step, cause.message).into()
+                    }
+                    None => exhausted(status, "token request"),
+                };
                 self.fail_token_waiters(now, e);
             }
         }
@@ -1384,7 +1860,11 @@ impl Engine {
             return self.fail_token_waiters(now, e);
         }
         self.token.store(token, expires_in_ms, now.mono_ms);
-        // Waiters were at the head of their queues: put them back there, in order.
+        self.release_token_waiters();
+    }
+
+    /// A usable token is held: the changes waiting for it go back to the head of their queues, in order.
+    fn release_token_waiters(&mut self) {
         while let Some(id) = self.token_waiters.pop_back() {
             if let Some(q) = self.queue_of(id) {
                 q.push_front(id);
@@ -1394,16 +1874,38 @@ impl Engine {
 
     fn fail_token_waiters(&mut self, now: Now, error: TransitionError) {
         self.token.fetch = Fetch::Idle;
+        self.discovery.step = None;
         while let Some(id) = self.token_waiters.pop_front() {
             self.finish(now, id, Verdict::NotCompleted(error.clone()));
         }
+        // Facts waiting for their host's pacer need the token too: their changes fail with it (asking again
+        // at once would only get the same answer).
+        for host in [Host::Acd, Host::Wfm] {
+            let keys: Vec<FactKey> = self.facts.queues[host as usize].drain(..).collect();
+            for key in keys {
+                for id in self.facts.end_fetch(&key) {
+                    self.finish(now, id, Verdict::NotCompleted(error.clone()));
+                }
+            }
+        }
     }
 
-    /// A 429 with `Retry-After` pauses every request to the tenant, not only the one that got it.
-    fn note_rate_limit(&mut self, now: Now, status: Option<u16>, retry_after_ms: Option<u64>) {
+    /// A 429 with `Retry-After` pauses every request to the host that answered it, not only the one that
+    /// got it (the other host keeps its own pace).
+    fn note_rate_limit(
+        &mut self,
+        now: Now,
+        host: Host,
+        status: Option<u16>,
+        retry_after_ms: Option<u64>,
+    ) {
         if let (Some(429), Some(ra)) = (status, retry_after_ms) {
             if self.config.retry.waits_for(ra) {
-                self.pacer.pause_until(now.mono_ms.saturating_add(ra));
+                let pacer = match host {
+                    Host::Acd => &mut self.pacer,
+                    Host::Wfm => &mut self.wfm_pacer,
+                };
+                pacer.pause_until(now.mono_ms.saturating_add(ra));
             }
         }
     }
@@ -1444,6 +1946,15 @@ impl Engine {
             s if is_transient(s) => {
                 let ra = r.retry_after_ms(now.unix_ms);
                 self.transient(now, id, Some(s), ra, None)
+            }
+            s if self.cxone() => {
+                let e = acd::refusal(acd::AcdCall::SetAgentState, r).unwrap_or_else(|| {
+                    TransitionError::new(
+                        ErrorCode::Rejected,
+                        format!("SetAgentState was refused ({s})"),
+                    )
+                });
+                self.finish(now, id, Verdict::TenantRefused(e));
             }
             s => {
                 let code = match s {
@@ -1510,7 +2021,10 @@ impl Engine {
                 }
                 Err(e) => self.finish(now, id, Verdict::NotCompleted(e)),
             },
-            Phase::Committing(ref mut c) => match self.profile.parse_state(r) {
+            Phase::Committing(ref mut c) => match match c {
+                _ if change.resolved.is_some() => acd::check_set_state(r),
+                _ => self.profile.parse_state(r),
+            } {
                 Ok(()) => self.finish(now, id, Verdict::Applied),
                 Err(e) => {
                     // A 2xx whose body cannot be read: the tenant may well have applied it.
@@ -1518,7 +2032,12 @@ impl Engine {
                     self.finish(now, id, Verdict::NotCompleted(e));
                 }
             },
-            Phase::Waiting | Phase::Approved { .. } => {}
+            Phase::Waiting
+            | Phase::Approved { .. }
+            | Phase::Checking {
+                lookup: Lookup::Facts { .. },
+                ..
+            } => {}
         }
     }
 
@@ -1531,7 +2050,7 @@ impl Engine {
         retry_after_ms: Option<u64>,
         transport: Option<TransportErrorKind>,
     ) {
-        self.note_rate_limit(now, status, retry_after_ms);
+        self.note_rate_limit(now, Host::Acd, status, retry_after_ms);
         let policy = &self.config.retry;
         let window = self.config.commit_window_ms;
         let change = self.changes.get_mut(&id).expect("present");
@@ -1540,6 +2059,8 @@ impl Engine {
                 let kind = match lookup {
                     Lookup::Schedule => RequestKind::Schedule,
                     Lookup::BreakStatus => RequestKind::BreakStatus,
+                    // A change waiting for facts sends nothing of its own.
+                    Lookup::Facts { .. } => return,
                 };
                 (retries, kind, None)
             }
@@ -1602,6 +2123,197 @@ impl Engine {
                     None => "request",
                 };
                 self.finish(now, id, Verdict::NotCompleted(exhausted(status, what)));
+            }
+        }
+    }
+
+    // ---- facts (cxone) -------------------------------------------------------------------------------------
+
+    fn send_fact(&mut self, now: Now, key: FactKey) {
+        let Some((token, generation)) = self.usable_token(now).map(|(t, g)| (t.clone(), g)) else {
+            return;
+        };
+        let Some(fetch) = self.facts.fetches.get(&key) else {
+            return;
+        };
+        let cfg = &self.config.cxone;
+        let api = self.discovery.api_base.as_deref().unwrap_or_default();
+        let (target, request) = match &key {
+            FactKey::Directory => (
+                Target::Api,
+                acd::agents_request(api, &cfg.versions, &token, fetch.skip, cfg.agents_page_size),
+            ),
+            FactKey::Codes(team) => (
+                Target::Api,
+                acd::unavailable_codes_request(api, &cfg.versions, *team, &token),
+            ),
+            FactKey::Schedule(user_id) => {
+                let wfm_base = self.discovery.wfm_base.as_deref().unwrap_or_default();
+                (
+                    Target::Wfm,
+                    wfm::export_request(wfm_base, user_id, now.unix_ms, cfg.schedule_days, &token),
+                )
+            }
+        };
+        let id = self.transmit(now, target, request, Owner::Fact(key.clone()), generation);
+        if let Some(f) = self.facts.fetches.get_mut(&key) {
+            f.state = FetchState::InFlight(id);
+        }
+    }
+
+    fn on_fact_answer(
+        &mut self,
+        now: Now,
+        key: FactKey,
+        generation: u64,
+        result: Result<&HttpResponse, TransportErrorKind>,
+    ) {
+        let Some(fetch) = self.facts.fetches.get_mut(&key) else {
+            return;
+        };
+        let r = match result {
+            Err(kind) => return self.fact_transient(now, key, None, None, Some(kind)),
+            Ok(r) => r,
+        };
+        match r.status {
+            200..=299 => self.on_fact_success(now, key, r),
+            401 => {
+                self.token.invalidate(generation);
+                if fetch.auth_resent {
+                    let e = TransitionError::new(
+                        ErrorCode::Unauthorized,
+                        "the API answered 401 again after a token refresh",
+                    );
+                    self.fail_fact(now, &key, e);
+                } else {
+                    fetch.auth_resent = true;
+                    fetch.state = FetchState::Queued;
+                    self.facts.queues[key.host() as usize].push_front(key);
+                }
+            }
+            s if is_transient(s) => {
+                let ra = r.retry_after_ms(now.unix_ms);
+                self.fact_transient(now, key, Some(s), ra, None);
+            }
+            s => {
+                let refusal = match &key {
+                    FactKey::Directory => acd::refusal(acd::AcdCall::ListAgents, r),
+                    FactKey::Codes(_) => acd::refusal(acd::AcdCall::UnavailableCodes, r),
+                    FactKey::Schedule(_) => wfm::refusal(r),
+                };
+                let e = refusal.unwrap_or_else(|| {
+                    TransitionError::new(
+                        ErrorCode::Rejected,
+                        format!("the {:?} request was refused ({s})", key.kind()),
+                    )
+                });
+                self.fail_fact(now, &key, e);
+            }
+        }
+    }
+
+    fn on_fact_success(&mut self, now: Now, key: FactKey, r: &HttpResponse) {
+        let stored = match &key {
+            FactKey::Directory => {
+                let fetch = self.facts.fetches.get_mut(&key).expect("present");
+                match acd::parse_agents_page(r, fetch.skip) {
+                    Ok(page) => {
+                        fetch.skip += page.agents.len() as u64;
+                        fetch.partial.extend(page.agents);
+                        if page.more {
+                            // The next page goes first: the changes waiting for it wait for nothing else.
+                            fetch.state = FetchState::Queued;
+                            fetch.retries = 0;
+                            self.facts.queues[Host::Acd as usize].push_front(key);
+                            return;
+                        }
+                        let agents = std::mem::take(&mut fetch.partial);
+                        self.facts.store_directory(agents, now);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            FactKey::Codes(team) => acd::parse_unavailable_codes(r)
+                .map(|codes| self.facts.store_codes(*team, codes, now)),
+            FactKey::Schedule(user_id) => wfm::parse_export(r, user_id).map(|schedule| {
+                let max = self.config.history.max_agents;
+                self.facts
+                    .store_schedule(user_id.clone(), schedule, now, max);
+            }),
+        };
+        match stored {
+            Ok(()) => {
+                for id in self.facts.end_fetch(&key) {
+                    self.runnable.push_back(id);
+                }
+            }
+            Err(e) => self.fail_fact(now, &key, e),
+        }
+    }
+
+    /// A fact could not be had: every change waiting for it ends (nothing of theirs was sent).
+    fn fail_fact(&mut self, now: Now, key: &FactKey, error: TransitionError) {
+        for id in self.facts.end_fetch(key) {
+            self.finish(now, id, Verdict::NotCompleted(error.clone()));
+        }
+    }
+
+    /// A 429, a 5xx, a transport error or a timeout for a fact: sent again after a backoff, or given up.
+    fn fact_transient(
+        &mut self,
+        now: Now,
+        key: FactKey,
+        status: Option<u16>,
+        retry_after_ms: Option<u64>,
+        transport: Option<TransportErrorKind>,
+    ) {
+        self.note_rate_limit(now, key.host(), status, retry_after_ms);
+        let Some(fetch) = self.facts.fetches.get_mut(&key) else {
+            return;
+        };
+        let policy = &self.config.retry;
+        let (decision, retry) = match retry_after_ms.filter(|_| status == Some(429)) {
+            Some(ra) => {
+                let since = *fetch.throttled_since.get_or_insert(now.mono_ms);
+                let retry = fetch.retries + 1;
+                let window = self.config.commit_window_ms;
+                let d =
+                    policy.decide_throttled(retry, ra, since, now.mono_ms, window, &mut self.rng);
+                (d, retry)
+            }
+            None => {
+                fetch.retries += 1;
+                (
+                    policy.decide(fetch.retries, retry_after_ms, &mut self.rng),
+                    fetch.retries,
+                )
+            }
+        };
+        match decision {
+            RetryDecision::RetryAfter(delay_ms) => {
+                fetch.state = FetchState::Backoff {
+                    until_mono: now.mono_ms.saturating_add(delay_ms),
+                };
+                self.emit(Event::RetryScheduled(RetryScheduled {
+                    transition_id: None,
+                    user_id: None,
+                    kind: key.kind(),
+                    retry,
+                    delay_ms,
+                    status,
+                    at_ms: now.unix_ms,
+                }));
+            }
+            RetryDecision::GiveUp => {
+                let what = match transport {
+                    Some(TransportErrorKind::Timeout) => "request (timed out)",
+                    Some(_) => "request (connection failed)",
+                    None => "request",
+                };
+                let mut e = exhausted(status, what);
+                e.message = format!("{:?} {}", key.kind(), e.message);
+                self.fail_fact(now, &key, e);
             }
         }
     }
@@ -1945,6 +2657,23 @@ struct AuditDraft {
 /// A well-formed agent and target state, or the first error in them (the agent's is checked first).
 fn parse_target(user_id: &str, state: &str) -> Result<(UserId, AgentState), TransitionError> {
     Ok((UserId::parse(user_id)?, AgentState::parse(state)?))
+}
+
+/// A caller's explicit reason: 1 to [`MAX_REASON_LEN`] characters, none of them a control character.
+fn check_reason(reason: Option<&str>) -> Result<(), TransitionError> {
+    match reason {
+        Some(r)
+            if r.trim().is_empty()
+                || r.chars().count() > MAX_REASON_LEN
+                || r.chars().any(char::is_control) =>
+        {
+            Err(TransitionError::new(
+                ErrorCode::UnknownReasonCode,
+                format!("a reason is 1 to {MAX_REASON_LEN} printable characters"),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Raw input as given, cut to [`MAX_RAW_INPUT_CHARS`] characters with a marker naming the bytes left out.

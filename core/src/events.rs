@@ -140,6 +140,12 @@ pub enum RequestKind {
     BreakStatus,
     /// The state change.
     SetState,
+    /// `cxone`: a page of the agent directory.
+    Directory,
+    /// `cxone`: a team's unavailable codes.
+    UnavailableCodes,
+    /// `cxone`: an agent's WFM schedule export.
+    ScheduleExport,
 }
 
 /// A request failed transiently and will be sent again after `delay_ms`.

@@ -37,8 +37,11 @@ impl Method {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Target {
-    /// The tenant's API (schedules, breaks, state changes).
+    /// The tenant's API (schedules, breaks, state changes; on `cxone`, the ACD/Admin API: the directory,
+    /// unavailable codes and state changes).
     Api,
+    /// `cxone`: the WFM host (schedule exports).
+    Wfm,
     /// The OAuth token endpoint.
     Token,
     /// The webhook receiver.

@@ -45,6 +45,7 @@ pub mod cxone;
 mod engine;
 mod error;
 mod events;
+mod facts;
 mod history;
 mod http;
 mod log;
@@ -73,7 +74,7 @@ pub use config::{
     Credentials, EngineConfig, ProfileKind, ReceiverChange, Secret, TokenSource, WebhookConfig,
     REDACTED,
 };
-pub use engine::{Engine, Input, Output, Restored, TransitionOptions};
+pub use engine::{Engine, Input, Output, Restored, TransitionOptions, MAX_REASON_LEN};
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
 pub use events::{
     Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TokenRequested,

@@ -89,6 +89,10 @@ pub struct ChangeIntent {
     /// into the audit record that finishes it. Absent (not `null`) when none was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// `cxone`: the unavailable code's `outStateId` the change is sent with (absent for `Available` and on
+    /// `seed`), so a change resumed after a restart is sent again exactly as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_state_id: Option<u64>,
 }
 
 /// A webhook payload to deliver.
@@ -916,6 +920,7 @@ mod tests {
             approved_at_ms: 1,
             at_ms: 2,
             reference: None,
+            out_state_id: None,
         })
     }
 

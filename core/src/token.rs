@@ -57,11 +57,70 @@ impl TokenCache {
         self.fetch = Fetch::Idle;
     }
 
+    /// Stores a token that is refreshed at `refresh_at_mono` (the `cxone` schedule, [`crate::cxone::auth::refresh_at_ms`]).
+    pub(crate) fn store_until(&mut self, token: Secret, refresh_at_mono: u64) {
+        self.generation += 1;
+        self.token = Some((token, refresh_at_mono));
+    }
+
     /// Drops the token if it is still the one of `generation` (a 401 proved it dead).
     pub(crate) fn invalidate(&mut self, generation: u64) {
         if generation == self.generation {
             self.token = None;
         }
+    }
+}
+
+/// A step of the `cxone` token machine: what the token "fetch" sends next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AuthStep {
+    /// `GET {auth base}/.well-known/openid-configuration`.
+    OpenIdConfiguration,
+    /// The password grant (the access key).
+    Password,
+    /// The refresh grant.
+    Refresh,
+    /// `GET {issuer}/.well-known/cxone-configuration?tenantId=…`.
+    CxoneConfiguration,
+}
+
+/// What `cxone` discovery has learnt: the token endpoint, the refresh token, the tenant and its bases.
+#[derive(Debug, Default)]
+pub(crate) struct Discovery {
+    /// From the configuration (`token_url`) or the OpenID configuration.
+    pub(crate) token_endpoint: Option<String>,
+    /// The OpenID configuration's `issuer` (where the CXone configuration is asked).
+    pub(crate) issuer: Option<String>,
+    pub(crate) refresh_token: Option<Secret>,
+    /// The `tenantId` of the last id_token, with its `iss`.
+    pub(crate) tenant: Option<(String, Option<String>)>,
+    /// The ACD/Admin base, configured or discovered.
+    pub(crate) api_base: Option<String>,
+    /// The WFM base, configured or discovered.
+    pub(crate) wfm_base: Option<String>,
+    /// The step in flight.
+    pub(crate) step: Option<AuthStep>,
+}
+
+impl Discovery {
+    /// Both bases are known.
+    pub(crate) fn has_bases(&self) -> bool {
+        self.api_base.is_some() && self.wfm_base.is_some()
+    }
+
+    /// The next step, given whether a usable token is held; `None` when nothing is left to do.
+    pub(crate) fn next_step(&self, have_token: bool) -> Option<AuthStep> {
+        if !have_token {
+            if self.token_endpoint.is_none() {
+                return Some(AuthStep::OpenIdConfiguration);
+            }
+            return Some(if self.refresh_token.is_some() {
+                AuthStep::Refresh
+            } else {
+                AuthStep::Password
+            });
+        }
+        (!self.has_bases()).then_some(AuthStep::CxoneConfiguration)
     }
 }
 

@@ -1486,6 +1486,7 @@ fn restore_resends_only_the_latest_open_change_of_an_agent() {
             approved_at_ms: T0,
             at_ms: T0,
             reference: None,
+            out_state_id: None,
         })
     };
     // A log written before a later send closed the earlier one: both open.

@@ -67,7 +67,7 @@ pub struct DiscoveryError {
 }
 
 impl DiscoveryError {
-    fn new(step: DiscoveryStep, message: impl Into<String>) -> Self {
+    pub(crate) fn new(step: DiscoveryStep, message: impl Into<String>) -> Self {
         Self {
             step,
             message: message.into(),

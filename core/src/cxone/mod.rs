@@ -15,10 +15,146 @@ pub mod acd;
 pub mod auth;
 pub mod wfm;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::Secret;
+use crate::config::{check_url, Secret};
+use crate::error::ConfigError;
 use crate::http::HttpResponse;
+use crate::pacer::RateLimit;
+
+/// Everything the `cxone` profile needs beyond the engine's common settings. The client app's id and secret
+/// are the engine's [`Credentials`](crate::Credentials); the rate limit of the ACD host is the engine's
+/// `rate_limit`. Every inferred fact (**\[I\]**) the profile rests on has a field here.
+///
+/// `Debug` and serialization never show the access key secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct CxoneConfig {
+    /// The access key id (`CXONE_ACCESS_KEY_ID`): the password grant's `username`.
+    pub access_key_id: String,
+    /// The access key secret (`CXONE_ACCESS_KEY_SECRET`): the password grant's `password`.
+    pub access_key_secret: Secret,
+    /// Where discovery starts (`CXONE_AUTH_BASE`, default [`auth::AUTH_BASE_DEFAULT`]): its
+    /// `/.well-known/openid-configuration` names the token endpoint. The engine's `token_url`, when set,
+    /// skips that step.
+    pub auth_base: String,
+    /// The ACD/Admin API base (`CXONE_API_BASE_URL`). With `wfm_base` set too, the CXone configuration is
+    /// not fetched (and no id_token is needed).
+    pub api_base: Option<String>,
+    /// The WFM base (`CXONE_WFM_BASE_URL`) **\[I\]**: by default `https://{area}.{uhDomain}` from the CXone
+    /// configuration.
+    pub wfm_base: Option<String>,
+    /// The API version of each ACD endpoint (`CXONE_API_VERSION` sets all three) **\[I\]**.
+    pub versions: acd::ApiVersions,
+    /// How the client app authenticates at the token endpoint (`CXONE_CLIENT_AUTH`) **\[I\]**.
+    pub client_auth: auth::ClientAuth,
+    /// How `SetAgentState` carries its parameters (`CXONE_SET_STATE_ENCODING`) **\[I\]**.
+    pub set_state_encoding: acd::SetStateEncoding,
+    /// Which unavailable code each state is set with (`CXONE_REASON_CODES`) **\[I\]**.
+    pub reason_codes: acd::CxoneReasonTable,
+    /// Which schedule activities are mandatory breaks (`CXONE_BREAK_ACTIVITIES`) **\[I\]**.
+    pub break_activities: wfm::BreakRule,
+    /// The WFM host's own request budget (`CXONE_WFM_RATE_LIMIT_PER_MIN`); a 429 there pauses only it.
+    pub wfm_rate_limit: RateLimit,
+    /// How long an agent's schedule export is used before it is read again (60 min). Never per transition.
+    pub schedule_ttl_ms: u64,
+    /// How many days (1 to 7) one export covers, from the current UTC day: two, so a shift running past
+    /// midnight is covered.
+    pub schedule_days: u8,
+    /// The directory is read again for an agent id it lacks at most this often (one minute).
+    pub directory_refetch_ms: u64,
+    /// A team's unavailable codes are read again for a name they lack at most this often (one minute).
+    pub codes_refetch_ms: u64,
+    /// Agents per directory page.
+    pub agents_page_size: u64,
+}
+
+impl Default for CxoneConfig {
+    fn default() -> Self {
+        Self {
+            access_key_id: String::new(),
+            access_key_secret: Secret::new(""),
+            auth_base: auth::AUTH_BASE_DEFAULT.to_owned(),
+            api_base: None,
+            wfm_base: None,
+            versions: acd::ApiVersions::default(),
+            client_auth: auth::ClientAuth::default(),
+            set_state_encoding: acd::SetStateEncoding::default(),
+            reason_codes: acd::CxoneReasonTable::default(),
+            break_activities: wfm::BreakRule::default(),
+            wfm_rate_limit: RateLimit::default(),
+            schedule_ttl_ms: wfm::DEFAULT_SCHEDULE_TTL_MS,
+            schedule_days: 2,
+            directory_refetch_ms: 60_000,
+            codes_refetch_ms: 60_000,
+            agents_page_size: acd::DEFAULT_AGENTS_PAGE_SIZE,
+        }
+    }
+}
+
+impl CxoneConfig {
+    /// Checks every setting; `needs_credentials` is false with an external token source (the page's token
+    /// source hands in tokens, so no access key is held).
+    pub fn validate(&self, needs_credentials: bool) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if needs_credentials {
+            if self.access_key_id.is_empty() {
+                return invalid("CXONE_ACCESS_KEY_ID", "is empty");
+            }
+            if self.access_key_secret.is_empty() {
+                return invalid("CXONE_ACCESS_KEY_SECRET", "is empty");
+            }
+            check_url(&self.auth_base).or_else(|r| invalid("CXONE_AUTH_BASE", &r))?;
+        }
+        if let Some(b) = &self.api_base {
+            check_url(b).or_else(|r| invalid("CXONE_API_BASE_URL", &r))?;
+        }
+        if let Some(b) = &self.wfm_base {
+            check_url(b).or_else(|r| invalid("CXONE_WFM_BASE_URL", &r))?;
+        }
+        let v = self.versions;
+        if [v.agents, v.unavailable_codes, v.set_state].contains(&0) {
+            return invalid("CXONE_API_VERSION", "must be at least 1");
+        }
+        if self.wfm_rate_limit.per_minute == 0 {
+            return invalid("CXONE_WFM_RATE_LIMIT_PER_MIN", "must be at least 1");
+        }
+        if !(1..=wfm::MAX_EXPORT_DAYS).contains(&self.schedule_days) {
+            return invalid("cxone.schedule_days", "must be 1 to 7");
+        }
+        for (field, v) in [
+            ("cxone.schedule_ttl_ms", self.schedule_ttl_ms),
+            ("cxone.directory_refetch_ms", self.directory_refetch_ms),
+            ("cxone.codes_refetch_ms", self.codes_refetch_ms),
+            ("cxone.agents_page_size", self.agents_page_size),
+        ] {
+            if v == 0 {
+                return invalid(field, "must be at least 1");
+            }
+        }
+        if self.break_activities.titles.is_empty() && !self.break_activities.non_work_is_break {
+            return invalid(wfm::BREAK_ACTIVITIES_SETTING, "names no activity title");
+        }
+        Ok(())
+    }
+
+    /// The credentials the grants send, with the client app's.
+    pub(crate) fn credentials(&self, client: &crate::Credentials) -> auth::CxoneCredentials {
+        auth::CxoneCredentials {
+            access_key_id: self.access_key_id.clone(),
+            access_key_secret: self.access_key_secret.clone(),
+            client_id: client.client_id.clone(),
+            client_secret: client.client_secret.clone(),
+        }
+    }
+}
 
 /// The `Authorization: Bearer …` header.
 pub(crate) fn bearer(token: &Secret) -> (String, String) {

@@ -203,7 +203,8 @@ impl AgentSchedule {
 ///
 /// An activity is a break when its title is one of `titles` (case-insensitive; `_`, `-` and space count as the
 /// same), or, when `non_work_is_break` is set, when its code says `work: false`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BreakRule {
     /// Break titles; default `["Break", "Lunch"]` (setting [`BREAK_ACTIVITIES_SETTING`]).
     pub titles: Vec<String>,

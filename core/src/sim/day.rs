@@ -158,7 +158,8 @@ impl DayRun {
     pub fn new(config: &WorkdayConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let day = Workday::generate(config);
-        let mut engine_config = Harness::engine_config_for(&day, config.seed);
+        let mut engine_config =
+            Harness::engine_config_for_profile(&day.tenant, config.seed, config.profile);
         // The report carries the most recent records; the whole trail is the audit log.
         engine_config.report_log_capacity = 500;
         let engine = Engine::new(engine_config)?;
@@ -166,6 +167,8 @@ impl DayRun {
         let mut sample: Vec<String> = day.agents.iter().map(|a| a.user_id.clone()).collect();
         sample.sort();
         sample.truncate(TIMELINE_SAMPLE);
+        // The engine's name of each (its `agentId` on `cxone`).
+        let sample = sample.iter().map(|name| harness.user(name)).collect();
         let mark = Record::Simulation(SimulationRun {
             seed: config.seed,
             agents: config.agents as u64,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::tenant::{SimConfig, SimOutcome, SimTenant};
 use super::workday::Workday;
 use crate::audit::AuditRecord;
-use crate::config::{EngineConfig, Secret, REDACTED};
+use crate::config::{EngineConfig, ProfileKind, Secret, REDACTED};
 use crate::engine::{Engine, Input, Output, Restored, TransitionOptions};
 use crate::error::CommandError;
 use crate::events::{Event, TransitionId};
@@ -181,6 +181,8 @@ impl Answer {
                 access_token,
                 expires_in_ms,
                 error,
+                api_base: None,
+                wfm_base: None,
             },
         }
     }
@@ -312,6 +314,40 @@ impl Harness {
         c
     }
 
+    /// An engine configuration for a tenant built from `tenant`, speaking `profile`: on `cxone`, the access
+    /// key, discovery from the tenant's origin ([`SIM_BASE_URL`]), and the WFM host's own limit.
+    pub fn engine_config_for_profile(
+        tenant: &SimConfig,
+        seed: u64,
+        profile: ProfileKind,
+    ) -> EngineConfig {
+        let mut c = Self::engine_config_for_tenant(tenant, seed);
+        if profile == ProfileKind::Cxone {
+            c.profile = profile;
+            c.base_url = String::new();
+            c.cxone.access_key_id = tenant.access_key_id.clone();
+            c.cxone.access_key_secret = Secret::new(tenant.access_key_secret.clone());
+            c.cxone.auth_base = SIM_BASE_URL.to_owned();
+            c.cxone.wfm_rate_limit = RateLimit {
+                per_minute: tenant.wfm_rate_per_minute,
+                burst: None,
+            };
+        }
+        c
+    }
+
+    /// How the engine names the agent the tenant knows as `name`: the name itself on `seed`, its `agentId`
+    /// on `cxone` (`name` itself when the tenant has no such agent).
+    pub fn user(&self, name: &str) -> String {
+        match self.engine.config().profile {
+            ProfileKind::Cxone => self
+                .tenant
+                .cxone_agent(name)
+                .map_or_else(|| name.to_owned(), |a| a.agent_id.to_string()),
+            _ => name.to_owned(),
+        }
+    }
+
     /// A harness running a whole generated day: the tenant knows the agents, and every planned command is
     /// scheduled at its time.
     pub fn for_workday(workday: &Workday, engine: Engine) -> Self {
@@ -322,10 +358,11 @@ impl Harness {
         let start = workday.commands.first().map_or(0, |c| c.at_ms);
         let mut h = Self::new(engine, tenant, start);
         for c in &workday.commands {
+            let user_id = h.user(&c.user_id);
             h.command_at(
                 c.at_ms,
                 Command::Transition {
-                    user_id: c.user_id.clone(),
+                    user_id,
                     state: c.state.clone(),
                 },
             );

@@ -34,6 +34,8 @@ pub struct WorkdayConfig {
     pub break_minutes: u64,
     /// Hours between the breaks of a shift.
     pub break_every_hours: u64,
+    /// Which API the engine speaks to the simulated tenant (`seed` by default).
+    pub profile: crate::config::ProfileKind,
 }
 
 impl Default for WorkdayConfig {
@@ -49,6 +51,7 @@ impl Default for WorkdayConfig {
             rate_per_minute: 100,
             break_minutes: 15,
             break_every_hours: 2,
+            profile: crate::config::ProfileKind::Seed,
         }
     }
 }
@@ -156,6 +159,8 @@ impl Workday {
             seed: config.seed ^ 0x5eed_7e4a_u64,
             rate_per_minute: config.rate_per_minute.max(1),
             burst: config.rate_per_minute.max(1),
+            wfm_rate_per_minute: config.rate_per_minute.max(1),
+            wfm_burst: config.rate_per_minute.max(1),
             faults: RandomFaults {
                 rate: config.fault_rate.clamp(0.0, 1.0),
                 kinds: RandomFaults::default_kinds(),
