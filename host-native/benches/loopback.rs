@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig};
-use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
-use cxone_agent_state_core::{EngineConfig, RateLimit, Secret};
+use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant, CXONE_TEAM_A, CXONE_TEAM_B};
+use cxone_agent_state_core::{EngineConfig, ProfileKind, RateLimit, Secret};
 use cxone_agent_state_sim_server as sim_server;
 
 const AGENTS: usize = 1_000;
@@ -23,6 +23,7 @@ fn main() {
     let agents = if quick { 40 } else { AGENTS };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(run(agents, quick));
+    runtime.block_on(run_cxone(agents, quick));
 }
 
 async fn run(agents: usize, quick: bool) {
@@ -127,6 +128,157 @@ async fn run(agents: usize, quick: bool) {
     );
     if !quick {
         let met = ok == agents && truth.rate_limited == 0 && per_transition <= 2.3 && ratio <= 1.1;
+        println!("targets: {}", if met { "MET" } else { "NOT MET" });
+    }
+}
+
+/// The `cxone` profile's request economy: each agent changes state five times within one shift (NOT_READY,
+/// READY, PAUSED, READY, IDLE), so the directory, each team's unavailable codes and each agent's schedule
+/// export are read once and shared; every other request is a state change.
+const CXONE_CHANGES: [&str; 5] = ["NOT_READY", "READY", "PAUSED", "READY", "IDLE"];
+/// Both hosts' limit in the economy run, requests/min.
+const CXONE_RATE_PER_MIN: u32 = 12_000;
+/// Both of the tenant's buckets: two seconds' worth, not told to the client.
+const CXONE_TENANT_BURST: u32 = 400;
+
+async fn run_cxone(agents: usize, quick: bool) {
+    let now = now_ms();
+    let sim = SimConfig {
+        rate_per_minute: CXONE_RATE_PER_MIN,
+        burst: CXONE_TENANT_BURST,
+        wfm_rate_per_minute: CXONE_RATE_PER_MIN,
+        wfm_burst: CXONE_TENANT_BURST,
+        latency_ms: 1,
+        latency_jitter_ms: 0,
+        ..SimConfig::default()
+    };
+    let mut tenant = SimTenant::new(sim.clone());
+    let names: Vec<String> = (1..=agents).map(|i| format!("agent-{i:04}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        tenant.add_agent(AgentPlan {
+            // Teams A and B have unavailable codes (team C has none, so only READY would pass there).
+            team_id: Some(if i % 2 == 0 {
+                CXONE_TEAM_A
+            } else {
+                CXONE_TEAM_B
+            }),
+            ..AgentPlan::on_shift(name.clone(), now - 3_600_000, now + 23 * 3_600_000)
+        });
+    }
+    let ids: Vec<String> = names
+        .iter()
+        .map(|n| tenant.cxone_agent(n).expect("added").agent_id.to_string())
+        .collect();
+    let server = sim_server::start(SocketAddr::from(([127, 0, 0, 1], 0)), tenant)
+        .await
+        .expect("sim-server starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = EngineConfig::new(
+        "",
+        sim.client_id.clone(),
+        Secret::new(sim.client_secret.clone()),
+    );
+    engine.profile = ProfileKind::Cxone;
+    engine.cxone.access_key_id = sim.access_key_id.clone();
+    engine.cxone.access_key_secret = Secret::new(sim.access_key_secret.clone());
+    engine.cxone.auth_base = server.base_url();
+    // The WFM host the simulated tenant announces does not resolve: it is this server too.
+    engine.cxone.wfm_base = Some(server.base_url());
+    let limit = RateLimit {
+        per_minute: CXONE_RATE_PER_MIN,
+        burst: None,
+    };
+    engine.rate_limit = limit.clone();
+    engine.cxone.wfm_rate_limit = limit;
+    engine.seed = 1;
+    let manager = Arc::new(
+        AgentStateManager::start(ManagerConfig::new(
+            engine,
+            Some(dir.path().join("bench-cxone-audit.jsonl")),
+        ))
+        .await
+        .expect("manager starts"),
+    );
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in &ids {
+        let m = Arc::clone(&manager);
+        let id = id.clone();
+        tasks.spawn(async move {
+            let mut ok = 0usize;
+            for state in CXONE_CHANGES {
+                ok += usize::from(m.transition_state(&id, state).await.is_ok());
+            }
+            ok
+        });
+    }
+    let mut ok = 0usize;
+    while let Some(r) = tasks.join_next().await {
+        ok += r.expect("no panics");
+    }
+    let wall = started.elapsed();
+    let manager = Arc::into_inner(manager).expect("all done");
+    manager.shutdown(Duration::from_secs(1)).await;
+
+    let truth = server
+        .tenant()
+        .lock()
+        .expect("tenant")
+        .ground_truth()
+        .clone();
+    let count = |endpoint: &str| {
+        truth
+            .requests_by_endpoint
+            .get(endpoint)
+            .copied()
+            .unwrap_or(0)
+    };
+    let transitions = agents * CXONE_CHANGES.len();
+    let acd = count("agentState") + count("agents") + count("unavailableCodes");
+    let exports = count("scheduleExport");
+    let other_acd_host = count("cxoneToken") + count("discovery");
+    let per_transition = acd as f64 / transitions as f64;
+    // Each host's limiter admits its requests no faster than this: the run is bound by the slower host.
+    let per_ms = f64::from(CXONE_RATE_PER_MIN) / 60_000.0;
+    let bound = |n: u64| n.saturating_sub(u64::from(CXONE_TENANT_BURST)) as f64 / per_ms;
+    let bound_ms = bound(acd + other_acd_host).max(bound(exports));
+    let ratio = wall.as_secs_f64() * 1000.0 / bound_ms.max(1.0);
+
+    println!(
+        "== cxone request economy against sim-server ({agents} agents × {} changes in one shift, {CXONE_RATE_PER_MIN} req/min per host) ==",
+        CXONE_CHANGES.len()
+    );
+    println!("successes: {ok}/{transitions}   [target: all]");
+    println!(
+        "429s sent by the tenant: {}   [target: 0]",
+        truth.rate_limited
+    );
+    println!(
+        "ACD requests per transition: {per_transition:.4} ({} state changes, {} directory pages, {} code lists)   [target: ≤ 1.02]",
+        count("agentState"),
+        count("agents"),
+        count("unavailableCodes")
+    );
+    println!(
+        "WFM schedule exports: {exports} for {agents} agents ({:.2} per agent per TTL window)   [target: ≤ 1]",
+        exports as f64 / agents as f64
+    );
+    println!(
+        "wall time ÷ rate bound: {:.2} s ÷ {:.2} s = {ratio:.3}   [target: ≤ 1.1]",
+        wall.as_secs_f64(),
+        bound_ms / 1000.0
+    );
+    println!(
+        "  auth and discovery: {other_acd_host} requests ({} tokens); the bound counts them on the ACD host's budget",
+        truth.tokens_issued
+    );
+    if !quick {
+        let met = ok == transitions
+            && truth.rate_limited == 0
+            && per_transition <= 1.02
+            && exports <= agents as u64
+            && ratio <= 1.1;
         println!("targets: {}", if met { "MET" } else { "NOT MET" });
     }
 }
