@@ -10,7 +10,7 @@ use cxone_agent_state_core::sim::{
     TranscriptStep, Window, SIM_WEBHOOK_URL, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    verify_chain, AgentState, AuditRecord, ChainHead, Engine, EngineConfig, Output,
+    verify_chain, AgentState, AuditRecord, ChainHead, Engine, EngineConfig, Output, ProfileKind,
     ReasonCodeTable, Record, RetryPolicy, Secret, UserId, WebhookConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -551,11 +551,23 @@ fn record(
     tweak: impl FnOnce(&mut EngineConfig, &mut SimTenant),
     act: impl FnOnce(&mut Harness),
 ) -> Transcript {
+    record_on(ProfileKind::Seed, id, description, tweak, act)
+}
+
+/// A transcript on `profile`: the same three agents (on `cxone`, alice is agent 1001 of team A, bob 1002 of
+/// team B, carol 1003 of team C, which has no unavailable codes).
+fn record_on(
+    profile: ProfileKind,
+    id: &str,
+    description: &str,
+    tweak: impl FnOnce(&mut EngineConfig, &mut SimTenant),
+    act: impl FnOnce(&mut Harness),
+) -> Transcript {
     let sim = SimConfig {
         seed: 3,
         ..SimConfig::default()
     };
-    let mut config = Harness::engine_config_for_tenant(&sim, 2026);
+    let mut config = Harness::engine_config_for_profile(&sim, 2026, profile);
     let mut tenant = SimTenant::new(sim);
     for a in [
         agent("alice", true, false),
@@ -757,6 +769,48 @@ pub fn generate_transcripts() -> Vec<Transcript> {
                     user_id: "alice".into(),
                     state: "IDLE".into(),
                 });
+            },
+        ),
+        record_on(
+            ProfileKind::Cxone,
+            "transcript-cxone-happy",
+            "cxone: discovery (OpenID configuration, password grant, id_token tenantId, CXone configuration), \
+             then the directory, alice's schedule export and her team's codes, read once: NOT_READY is \
+             Unavailable with Break's outStateId, READY is Available, PAUSED with the reason Lunch",
+            |_, _| {},
+            |h| {
+                use cxone_agent_state_core::TransitionOptions;
+                let alice = h.user("alice");
+                h.transition(&alice, "NOT_READY");
+                h.transition(&alice, "READY");
+                h.transition_with(
+                    &alice,
+                    "PAUSED",
+                    &TransitionOptions::default().with_reason("lunch"),
+                );
+            },
+        ),
+        record_on(
+            ProfileKind::Cxone,
+            "transcript-cxone-refusals",
+            "cxone, JSON-encoded SetAgentState: bob is unscheduled, carol is in a mandatory break, agent 9999 \
+             is not in the directory, carol's team has no code for NOT_READY, and alice's schedule export \
+             meets a 429 with Retry-After that pauses only the WFM host",
+            |c, t| {
+                c.cxone.set_state_encoding = cxone_agent_state_core::cxone::acd::SetStateEncoding::Json;
+                t.script_fault(FaultRule::on(
+                    Endpoint::ScheduleExport,
+                    FaultKind::RateLimit { retry_after_s: 4 },
+                    1,
+                ));
+            },
+            |h| {
+                let (alice, bob, carol) = (h.user("alice"), h.user("bob"), h.user("carol"));
+                h.transition(&bob, "READY");
+                h.transition(&carol, "READY");
+                h.transition(&carol, "NOT_READY");
+                h.transition("9999", "READY");
+                h.transition(&alice, "IDLE");
             },
         ),
         record(

@@ -735,14 +735,17 @@ impl Harness {
 /// Form fields that carry secrets.
 const SECRET_FORM_FIELDS: &[&str] = &["client_secret", "password", "refresh_token"];
 /// JSON members of token answers that carry secrets.
-const SECRET_JSON_MEMBERS: &[&str] = &["access_token", "refresh_token", "id_token"];
+const SECRET_JSON_MEMBERS: &[&str] = &["access_token", "refresh_token"];
 
 fn redact_request(r: &HttpRequest) -> HttpRequest {
     let mut r = r.clone();
     for (k, v) in &mut r.headers {
         if k.eq_ignore_ascii_case("authorization") {
-            let scheme = v.split(' ').next().unwrap_or_default();
-            *v = format!("{scheme} {REDACTED}");
+            let (scheme, credentials) = v.split_once(' ').unwrap_or((v.as_str(), ""));
+            *v = match redact_basic(scheme, credentials) {
+                Some(basic) => basic,
+                None => format!("{scheme} {REDACTED}"),
+            };
         }
     }
     let form = r
@@ -768,6 +771,27 @@ fn redact_request(r: &HttpRequest) -> HttpRequest {
     r
 }
 
+/// HTTP Basic credentials with the secret replaced by [`REDACTED`], encoded as the engine encodes them:
+/// replaying the transcript with its redacted configuration (whose secret is `[redacted]`) builds this very
+/// header. The client id (no secret) stays readable.
+fn redact_basic(scheme: &str, credentials: &str) -> Option<String> {
+    use base64::Engine as _;
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, _secret) = decoded.split_once(':')?;
+    let redacted = format!("{user}:{}", utf8_percent_encode(REDACTED, NON_ALPHANUMERIC));
+    Some(format!(
+        "{scheme} {}",
+        base64::engine::general_purpose::STANDARD.encode(redacted)
+    ))
+}
+
 fn redact_response(r: &HttpResponse) -> HttpResponse {
     let mut r = r.clone();
     if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(&r.body) {
@@ -775,6 +799,14 @@ fn redact_response(r: &HttpResponse) -> HttpResponse {
         for m in SECRET_JSON_MEMBERS {
             if let Some(v) = map.get_mut(*m).filter(|v| v.is_string()) {
                 *v = serde_json::Value::String(REDACTED.to_owned());
+                changed = true;
+            }
+        }
+        // An id_token's claims (the tenant, the issuer, the API user) are what the engine reads from it and
+        // are no secret; its signature is what would make it a credential, so only that is left out.
+        if let Some(serde_json::Value::String(t)) = map.get_mut("id_token") {
+            if let Some((claims, _signature)) = t.rsplit_once('.') {
+                *t = format!("{claims}.{REDACTED}");
                 changed = true;
             }
         }
