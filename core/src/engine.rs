@@ -24,7 +24,7 @@ use crate::log::{
     WebhookEntry,
 };
 use crate::outbox::{Note, Outbox};
-use crate::pacer::Pacer;
+use crate::pacer::{Pacer, RateLimit};
 use crate::policy::{PolicyDecision, ScheduleCache};
 use crate::profile::{ApiProfile, SeedProfile, TokenFailure};
 use crate::reference::is_valid_reference;
@@ -269,6 +269,10 @@ pub struct Engine {
     discovery: Discovery,
     /// `cxone`: the directory, schedule exports and unavailable codes.
     facts: Facts,
+    /// `cxone`: the share of the WFM budget background schedule reads may take.
+    prefetch_pacer: Pacer,
+    /// `cxone`: when a background schedule read may go out next.
+    prefetch_wake: Option<u64>,
     schedules: ScheduleCache,
     history: History,
     report: ReportBuilder,
@@ -325,6 +329,14 @@ impl Engine {
             wfm_pacer: Pacer::new(&config.cxone.wfm_rate_limit),
             discovery,
             facts: Facts::default(),
+            prefetch_pacer: Pacer::new(&RateLimit {
+                per_minute: (u64::from(config.cxone.wfm_rate_limit.per_minute)
+                    * u64::from(config.cxone.schedule_prefetch_percent)
+                    / 100)
+                    .clamp(1, u64::from(u32::MAX)) as u32,
+                burst: Some(1),
+            }),
+            prefetch_wake: None,
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             rng: DetRng::new(config.seed),
             token: TokenCache::new(config.token_refresh_margin_ms),
@@ -1057,6 +1069,7 @@ impl Engine {
                 _ => None,
             },
             self.facts.next_backoff(),
+            self.prefetch_wake,
             self.pacer_wake_mono.filter(|_| queued),
             self.outbox.as_ref().and_then(Outbox::next_deadline),
         ]
@@ -1298,6 +1311,42 @@ impl Engine {
         }
         self.pump_acd(now);
         self.pump_facts(now, Host::Wfm);
+        self.prefetch(now);
+    }
+
+    /// `cxone`: reads again, in the background, the schedule exports that changes used and that are in the
+    /// last tenth of their TTL, within the configured share of the WFM budget and only while no change
+    /// waits for the WFM host. It never asks for a token of its own.
+    fn prefetch(&mut self, now: Now) {
+        self.prefetch_wake = None;
+        if !self.cxone() || self.config.cxone.schedule_prefetch_percent == 0 {
+            return;
+        }
+        while self.facts.queues[Host::Wfm as usize].is_empty() {
+            match self.facts.next_prefetch() {
+                Some(due) if due <= now.mono_ms => {}
+                later => {
+                    self.prefetch_wake = later;
+                    return;
+                }
+            }
+            if self.usable_token(now).is_none() {
+                return;
+            }
+            for pacer in [&mut self.prefetch_pacer, &mut self.wfm_pacer] {
+                if let Err(at) = pacer.try_acquire(now.mono_ms) {
+                    self.prefetch_wake = Some(at);
+                    return;
+                }
+            }
+            match self.facts.take_prefetch(now.mono_ms) {
+                Ok(key) => self.send_fact(now, key),
+                Err(next) => {
+                    self.prefetch_wake = next;
+                    return;
+                }
+            }
+        }
     }
 
     /// Starts a token fetch when none is usable and none is under way; `true` when there is no usable token.

@@ -8,7 +8,7 @@
 //! [`CxoneConfig::directory_refetch_ms`], a team's codes at most once per
 //! [`CxoneConfig::codes_refetch_ms`], so a run of misses costs one extra request, not one each.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::change::Verdict;
 use crate::cxone::acd::{AgentId, CxoneState, DirectoryAgent, UnavailableCode};
@@ -129,6 +129,9 @@ pub(crate) struct Facts {
     pub(crate) fetches: BTreeMap<FactKey, Fetch>,
     /// Facts waiting for their host's pacer, per host.
     pub(crate) queues: [VecDeque<FactKey>; 2],
+    /// Exports used since they were read, by when a prefetch reads them again (monotonic): the last tenth
+    /// of their TTL.
+    prefetch_due: BTreeSet<(u64, String)>,
 }
 
 impl Facts {
@@ -136,7 +139,7 @@ impl Facts {
     /// then is used even when a miss would otherwise read it again (so no change waits for a fact twice).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn needs(
-        &self,
+        &mut self,
         config: &CxoneConfig,
         commit_window_ms: u64,
         user: &UserId,
@@ -162,8 +165,11 @@ impl Facts {
                 format!("agent {agent_id} is not in the tenant's agent directory"),
             )));
         };
+        let ttl = config.schedule_ttl_ms;
         let schedule = match self.schedules.get(&agent.user_id) {
-            Some(e) if e.fresh(now, config.schedule_ttl_ms) || e.fetched_at_ms >= since_mono => {
+            Some(e) if e.fresh(now, ttl) || e.fetched_at_ms >= since_mono => {
+                self.prefetch_due
+                    .insert((prefetch_at(e.fetched_at_ms, ttl), agent.user_id.clone()));
                 &e.schedule
             }
             _ => return Needs::Fetch(FactKey::Schedule(agent.user_id.clone())),
@@ -228,6 +234,28 @@ impl Facts {
         self.directory_read_mono = Some(now.mono_ms);
     }
 
+    /// The first export due for a prefetch at `now_mono` that no fetch is reading yet, taken off the list
+    /// (its fetch is started, with no waiter); or, when none is due, when the next one will be.
+    pub(crate) fn take_prefetch(&mut self, now_mono: u64) -> Result<FactKey, Option<u64>> {
+        while let Some((due, user_id)) = self.prefetch_due.first().cloned() {
+            if due > now_mono {
+                return Err(Some(due));
+            }
+            self.prefetch_due.pop_first();
+            let key = FactKey::Schedule(user_id);
+            if !self.fetches.contains_key(&key) {
+                self.fetches.insert(key.clone(), Fetch::new());
+                return Ok(key);
+            }
+        }
+        Err(None)
+    }
+
+    /// When the next prefetch is due, if any export is waiting for one.
+    pub(crate) fn next_prefetch(&self) -> Option<u64> {
+        self.prefetch_due.first().map(|(due, _)| *due)
+    }
+
     /// Stores a schedule export; at most `max` are kept (the oldest read goes first).
     pub(crate) fn store_schedule(
         &mut self,
@@ -236,6 +264,8 @@ impl Facts {
         now: Now,
         max: usize,
     ) {
+        // A fresh read is used again before it is prefetched again.
+        self.prefetch_due.retain(|(_, u)| *u != user_id);
         if self.schedules.len() >= max && !self.schedules.contains_key(&user_id) {
             let oldest = self
                 .schedules
@@ -243,6 +273,7 @@ impl Facts {
                 .min_by_key(|(_, e)| e.fetched_at_ms)
                 .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
+                self.prefetch_due.retain(|(_, u)| *u != k);
                 self.schedules.remove(&k);
             }
         }
@@ -295,6 +326,11 @@ impl Facts {
             q.clear();
         }
     }
+}
+
+/// When an export read at `fetched_mono` is read again in the background: in the last tenth of its TTL.
+fn prefetch_at(fetched_mono: u64, ttl_ms: u64) -> u64 {
+    fetched_mono.saturating_add(ttl_ms - ttl_ms / 10)
 }
 
 /// Policy, decided locally from the agent's schedule export: not scheduled now → `AGENT_NOT_SCHEDULED`; a

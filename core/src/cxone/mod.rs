@@ -69,6 +69,10 @@ pub struct CxoneConfig {
     pub codes_refetch_ms: u64,
     /// Agents per directory page.
     pub agents_page_size: u64,
+    /// Prefetch: the share (0 to 100 %) of the WFM budget that reading again, in the background, the
+    /// schedule exports of agents whose export was used is allowed to take. An export is read again in
+    /// the last tenth of its TTL, so a change never waits for it. 0 (the default) turns prefetching off.
+    pub schedule_prefetch_percent: u8,
 }
 
 impl Default for CxoneConfig {
@@ -90,6 +94,7 @@ impl Default for CxoneConfig {
             directory_refetch_ms: 60_000,
             codes_refetch_ms: 60_000,
             agents_page_size: acd::DEFAULT_AGENTS_PAGE_SIZE,
+            schedule_prefetch_percent: 0,
         }
     }
 }
@@ -138,6 +143,9 @@ impl CxoneConfig {
             if v == 0 {
                 return invalid(field, "must be at least 1");
             }
+        }
+        if self.schedule_prefetch_percent > 100 {
+            return invalid("cxone.schedule_prefetch_percent", "must be 0 to 100");
         }
         if self.break_activities.titles.is_empty() && !self.break_activities.non_work_is_break {
             return invalid(wfm::BREAK_ACTIVITIES_SETTING, "names no activity title");
