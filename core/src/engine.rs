@@ -226,6 +226,9 @@ struct Pending {
     token_generation: u64,
 }
 
+/// A tenant clock within this much of ours is taken to agree with it (see [`Engine::tenant_now`]).
+const TENANT_CLOCK_TOLERANCE_MS: u64 = 2_000;
+
 /// How often one transition may wait for a token fetch: the first fetch, a refresh after a 401, and a
 /// couple of expiries during long outages.
 const MAX_TOKEN_WAITS: u32 = 4;
@@ -273,6 +276,8 @@ pub struct Engine {
     prefetch_pacer: Pacer,
     /// `cxone`: when a background schedule read may go out next.
     prefetch_wake: Option<u64>,
+    /// `cxone`: how far the tenant's clock (its answers' `Date`) is ahead of the wall clock handed in, ms.
+    tenant_clock_offset_ms: i64,
     schedules: ScheduleCache,
     history: History,
     report: ReportBuilder,
@@ -337,6 +342,7 @@ impl Engine {
                 burst: Some(1),
             }),
             prefetch_wake: None,
+            tenant_clock_offset_ms: 0,
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             rng: DetRng::new(config.seed),
             token: TokenCache::new(config.token_refresh_margin_ms),
@@ -904,6 +910,9 @@ impl Engine {
                 self.on_outbox_note(now, note);
             }
         } else if let Some(p) = self.take_pending(id) {
+            if let Ok(r) = result {
+                self.read_tenant_clock(now, r);
+            }
             match p.owner {
                 Owner::Token => self.on_token_answer(now, result),
                 Owner::Change(cid) => self.on_change_answer(now, cid, p.token_generation, result),
@@ -1180,6 +1189,35 @@ impl Engine {
         }
     }
 
+    /// `cxone`: notes how far the tenant's clock is from ours, from an answer's `Date` (whole seconds, so
+    /// the middle of its second is taken). Policy on `cxone` is decided here from the schedule export,
+    /// so it is decided on the tenant's clock: a client whose wall clock is wrong must not let a READY land
+    /// in a break the tenant's schedule has started.
+    fn read_tenant_clock(&mut self, now: Now, r: &HttpResponse) {
+        if !self.cxone() {
+            return;
+        }
+        if let Some(date) = r.header("date").and_then(crate::time::parse_http_date) {
+            let tenant = date.saturating_add(500);
+            self.tenant_clock_offset_ms =
+                (tenant as i128 - i128::from(now.unix_ms)).clamp(-(1 << 52), 1 << 52) as i64;
+        }
+    }
+
+    /// `now` on the tenant's clock, as far as its answers tell: the wall clock handed in unless the two
+    /// disagree by more than [`TENANT_CLOCK_TOLERANCE_MS`] (a `Date` has whole seconds, and answers take
+    /// time to arrive).
+    fn tenant_now(&self, now: Now) -> Now {
+        let offset = self.tenant_clock_offset_ms;
+        if offset.unsigned_abs() <= TENANT_CLOCK_TOLERANCE_MS {
+            return now;
+        }
+        Now {
+            mono_ms: now.mono_ms,
+            unix_ms: now.unix_ms.saturating_add_signed(offset),
+        }
+    }
+
     /// Whether the engine speaks `cxone`.
     fn cxone(&self) -> bool {
         self.config.profile == ProfileKind::Cxone
@@ -1247,6 +1285,7 @@ impl Engine {
         else {
             return;
         };
+        let tenant_now = self.tenant_now(now);
         let needs = self.facts.needs(
             &self.config.cxone,
             self.config.commit_window_ms,
@@ -1254,7 +1293,7 @@ impl Engine {
             &change.state,
             change.explicit_reason.as_deref(),
             since_mono,
-            now,
+            tenant_now,
         );
         match needs {
             Needs::Ready(resolved) => {
@@ -2200,7 +2239,13 @@ impl Engine {
                 let wfm_base = self.discovery.wfm_base.as_deref().unwrap_or_default();
                 (
                     Target::Wfm,
-                    wfm::export_request(wfm_base, user_id, now.unix_ms, cfg.schedule_days, &token),
+                    wfm::export_request(
+                        wfm_base,
+                        user_id,
+                        self.tenant_now(now).unix_ms,
+                        cfg.schedule_days,
+                        &token,
+                    ),
                 )
             }
         };

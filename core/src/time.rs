@@ -78,7 +78,13 @@ pub fn parse_retry_after(value: &str, now_unix_ms: u64) -> Option<u64> {
     Some(at_ms.saturating_sub(now_unix_ms))
 }
 
-/// Formats Unix-epoch milliseconds as an HTTP date (for `Retry-After` in the simulator).
+/// Reads an HTTP date (a `Date` header) as Unix ms.
+pub(crate) fn parse_http_date(value: &str) -> Option<u64> {
+    let at = httpdate::parse_http_date(value.trim()).ok()?;
+    Some(at.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+/// Formats Unix-epoch milliseconds as an HTTP date (for `Retry-After` and `Date` in the simulator).
 pub fn http_date(ms: u64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(ms))
 }

@@ -585,13 +585,22 @@ pub fn set_state_request(
     }
 }
 
-/// Checks an answer to [`set_state_request`]: any 2xx is success (200 is what the API answers **\[C\]**; 202
-/// and 204 are accepted too). Anything else is its error, as [`refusal`] or the retried statuses code it.
+/// Checks an answer to [`set_state_request`]: a 2xx with an empty or JSON body is success (200 is what the
+/// API answers **\[C\]**; 202 and 204 are accepted too). A 2xx whose body is neither is `BAD_RESPONSE`: it
+/// does not read as the API's answer (a proxy's page, a cut body), so it confirms nothing. Anything else is
+/// its error, as [`refusal`] or the retried statuses code it.
 pub fn check_set_state(response: &HttpResponse) -> Result<(), TransitionError> {
-    if (200..300).contains(&response.status) {
+    if !(200..300).contains(&response.status) {
+        return Err(status_error(AcdCall::SetAgentState, response));
+    }
+    let body = response.body.trim();
+    if body.is_empty() || serde_json::from_str::<Value>(body).is_ok() {
         Ok(())
     } else {
-        Err(status_error(AcdCall::SetAgentState, response))
+        Err(bad_response(
+            AcdCall::SetAgentState,
+            format_args!("status {} with a body that is not JSON", response.status),
+        ))
     }
 }
 
@@ -1010,6 +1019,14 @@ mod tests {
         }
         assert_eq!(check_set_state(&resp(200, "")), Ok(()));
         assert_eq!(check_set_state(&resp(202, "")), Ok(()));
+        assert_eq!(check_set_state(&resp(200, r#"{"ok":true}"#)), Ok(()));
+        // A 2xx that is not the API's answer confirms nothing.
+        assert_eq!(
+            check_set_state(&resp(200, "{\"status\": \"ACT"))
+                .unwrap_err()
+                .code,
+            ErrorCode::BadResponse
+        );
         assert_eq!(
             check_set_state(&resp(503, "")).unwrap_err().code,
             ErrorCode::UpstreamUnavailable

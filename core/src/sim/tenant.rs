@@ -696,6 +696,18 @@ impl SimTenant {
 
     /// Handles one request arriving at `now_ms`.
     pub fn handle_request(&mut self, now_ms: u64, request: &HttpRequest) -> SimReply {
+        let mut reply = self.answer(now_ms, request);
+        // Every answer carries the tenant's clock, as HTTP servers' answers do (RFC 9110 §6.6.1).
+        if let SimOutcome::Response(r) = &mut reply.outcome {
+            if r.header("date").is_none() {
+                r.headers
+                    .push(("Date".to_owned(), crate::time::http_date(now_ms)));
+            }
+        }
+        reply
+    }
+
+    fn answer(&mut self, now_ms: u64, request: &HttpRequest) -> SimReply {
         self.truth.total_requests += 1;
         let route = Route::parse(request.method, request.path());
         let name = route.endpoint().map_or("unknown", Endpoint::as_str);

@@ -1,8 +1,10 @@
-//! `cxone` background schedule reads: an export a change used is read again in the last tenth of its TTL,
-//! within a share of the WFM budget, so a later change never waits for the WFM host.
+//! `cxone` policy from schedule exports: decided on the tenant's clock, and kept fresh by background reads
+//! (an export a change used is read again in the last tenth of its TTL, within a share of the WFM budget,
+//! so a later change never waits for the WFM host).
 
+use cxone_agent_state_core::sim::Window;
 use cxone_agent_state_core::sim::{AgentPlan, Harness, SimConfig, SimTenant, WORKDAY_EPOCH_MS};
-use cxone_agent_state_core::{Engine, Event, ProfileKind};
+use cxone_agent_state_core::{Engine, ErrorCode, Event, ProfileKind};
 
 const T0: u64 = WORKDAY_EPOCH_MS;
 const MIN: u64 = 60_000;
@@ -68,4 +70,38 @@ fn a_used_export_is_read_again_before_it_runs_out_so_no_change_waits_for_it() {
     assert!(last < last_off, "prefetched {last} ms vs {last_off} ms");
     // Without prefetching, the export is read when a change needs it: three reads in all.
     assert_eq!(exports(&without).len(), 3, "{:?}", exports(&without));
+}
+
+/// The client's wall clock runs an hour slow. By its own clock the break (T0 to T0+15 min) is an hour away;
+/// by the tenant's it has begun. The export's times are the tenant's, so READY is refused: policy reads the
+/// tenant's clock from its answers' `Date`.
+#[test]
+fn a_client_clock_an_hour_slow_still_refuses_ready_in_a_break() {
+    let sim = SimConfig::default();
+    let cfg = Harness::engine_config_for_profile(&sim, 7, ProfileKind::Cxone);
+    let mut tenant = SimTenant::new(sim);
+    tenant.add_agent(AgentPlan {
+        user_id: "alice".into(),
+        shifts: vec![Window {
+            start_ms: T0 - 120 * MIN,
+            end_ms: T0 + 480 * MIN,
+        }],
+        breaks: vec![Window {
+            start_ms: T0,
+            end_ms: T0 + 15 * MIN,
+        }],
+        ..AgentPlan::default()
+    });
+    let mut h = Harness::new(Engine::new(cfg).unwrap(), tenant, T0 + MIN);
+    h.step_wall_clock(-60 * MIN as i64);
+    let alice = h.user("alice");
+    let ready = h.transition(&alice, "READY");
+    h.drive().unwrap();
+    let failed = h.events().iter().find_map(|(_, e)| match e {
+        Event::TransitionFailed(f) if f.transition_id == ready => Some(f.error.code),
+        _ => None,
+    });
+    assert_eq!(failed, Some(ErrorCode::MandatoryBreakViolation));
+    assert_eq!(h.tenant.ground_truth().ready_accepted_during_break, 0);
+    assert_eq!(h.tenant.agent_state("alice"), None, "nothing was set");
 }
