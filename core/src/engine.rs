@@ -256,7 +256,11 @@ const MAX_RAW_INPUT_CHARS: usize = 128;
 ///   tenant ends as a success or as `OUTCOME_UNKNOWN` (unless the tenant's own answer to an idempotent
 ///   resend says it was not applied).
 /// - Changes for one agent run one at a time, in the order they were asked for.
-/// - Every API and token request passes the pacer; a token fetch is shared by all who need it.
+/// - Every API and token request passes the pacer of its host (on `cxone`, the ACD and WFM hosts have one
+///   each, and a 429 pauses only its own); a token fetch is shared by all who need it, and so is each
+///   `cxone` fact (the directory, an agent's schedule export, a team's unavailable codes).
+/// - On `cxone`, policy is decided from the agent's schedule export on the tenant's clock (read from its
+///   answers' `Date`), before the first send, as on `seed`.
 /// - After [`close`](Self::close) the engine stays closed: commands answer `CLOSED`, inputs are ignored.
 pub struct Engine {
     config: EngineConfig,

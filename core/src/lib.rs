@@ -32,7 +32,8 @@
 //! - **Nothing accepted is lost**, given a host that follows the persist rule: see [`Record`] for how the
 //!   records are ordered so that every prefix of the log can be resumed.
 //!
-//! Modules, one concern each: states and reason codes, the `seed` API profile, the token cache, policy,
+//! Modules, one concern each: states and reason codes, the `seed` API profile, the `cxone` wire formats
+//! ([`cxone`]) and the facts they are decided from, the token cache and `cxone` discovery, policy,
 //! retries, pacing, the per-change machine, the webhook outbox, the durable log, history and metrics, the
 //! audit chain, events and the report. The simulated tenant and the virtual-clock harness are in [`sim`]
 //! (feature `sim`).
