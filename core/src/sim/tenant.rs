@@ -401,6 +401,8 @@ pub struct SimTenant {
     by_agent_id: BTreeMap<u64, String>,
     /// UserHub `userID` → user id.
     by_user_uuid: BTreeMap<String, String>,
+    /// `cxone`: id_tokens are issued without the `tenantId` claim (a test knob, off by default).
+    id_token_without_tenant_id: bool,
 }
 
 /// A tenant's view of one request after routing.
@@ -573,6 +575,7 @@ impl SimTenant {
             next_agent_id: cxone::FIRST_AGENT_ID,
             by_agent_id: BTreeMap::new(),
             by_user_uuid: BTreeMap::new(),
+            id_token_without_tenant_id: false,
         }
     }
 
@@ -673,6 +676,12 @@ impl SimTenant {
         Ok(())
     }
 
+    /// `cxone`: issues id_tokens without the `tenantId` claim from now on (`true`), as a tenant whose id_token
+    /// does not name it would, or with it again (`false`, the default).
+    pub fn omit_tenant_id_from_id_tokens(&mut self, omit: bool) {
+        self.id_token_without_tenant_id = omit;
+    }
+
     /// Revokes every token issued so far (access tokens of both profiles and `cxone` refresh tokens).
     pub fn revoke_tokens(&mut self) {
         self.tokens.clear();
@@ -740,7 +749,13 @@ impl SimTenant {
                             status,
                             retry_after_s,
                         } => {
-                            let mut r = error_response(status, "injected", "injected fault");
+                            // A `cxone` endpoint words its refusals as CXone does (`icStatusDescription` too).
+                            let mut r = match route {
+                                Route::Cxone(_) => {
+                                    cxone::cxone_error(status, "injected", "injected fault")
+                                }
+                                _ => error_response(status, "injected", "injected fault"),
+                            };
                             if let Some(s) = retry_after_s {
                                 r.headers.push(("Retry-After".to_owned(), s.to_string()));
                             }

@@ -198,7 +198,7 @@ fn query_of(url: &str) -> BTreeMap<String, String> {
 }
 
 /// A refusal as CXone words it: the `icStatusDescription` header and a `{error, error_description}` body.
-fn cxone_error(status: u16, error: &str, description: &str) -> HttpResponse {
+pub(super) fn cxone_error(status: u16, error: &str, description: &str) -> HttpResponse {
     let mut response = error_response(status, error, description);
     response
         .headers
@@ -429,7 +429,7 @@ impl SimTenant {
         let ttl_s = self.config.token_ttl_s;
         self.refresh_tokens.insert(refresh_token.clone());
         let issued_s = now_ms / 1000;
-        let claims = json!({
+        let mut claims = json!({
             "iss": origin,
             "sub": API_USER_SUB,
             "aud": self.config.client_id,
@@ -438,6 +438,11 @@ impl SimTenant {
             "tenantId": self.config.tenant_id,
             "name": "Simulated API user",
         });
+        if self.id_token_without_tenant_id {
+            if let Some(claims) = claims.as_object_mut() {
+                claims.remove("tenantId");
+            }
+        }
         // Shaped like a JWT, not signed: clients read the claims without verifying (there is no JWKS).
         let id_token = format!(
             "{}.{}.{}",
