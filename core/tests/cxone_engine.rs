@@ -82,7 +82,6 @@ fn a_change_discovers_reads_the_facts_once_and_sets_the_state() {
     assert_eq!(h.tenant.agent_state("alice"), Some("READY"));
 }
 
-
 // ---- helpers ----------------------------------------------------------------------------------------------
 
 /// An agent on shift all day (from an hour before T0) with no breaks, in `team`.
