@@ -23,7 +23,8 @@ use cli::fail;
 /// Changes NICE CXone agent states under shift and break compliance, and simulates whole shift days.
 ///
 /// Settings come from the reference module's environment variables (CXONE_DOMAIN, CXONE_CLIENT_ID,
-/// CXONE_CLIENT_SECRET, WORKFORCE_WEBHOOK_URL, TARGET_USER_ID, …); flags override them.
+/// CXONE_CLIENT_SECRET, WORKFORCE_WEBHOOK_URL, TARGET_USER_ID, …); flags override them. The cxone profile
+/// speaks the real CXone API (CXONE_PROFILE=cxone, or an access key configured).
 #[derive(Debug, Parser)]
 #[command(
     name = "cxone-agent-state",
@@ -33,12 +34,17 @@ use cli::fail;
         "Examples:
   cxone-agent-state simulate --agents 200 --hours 8
   cxone-agent-state transition --user agent-7 --state READY
+  cxone-agent-state transition --profile cxone --user 12345 --state NOT_READY --reason Lunch
   cxone-agent-state bulk shift-change.csv --output results.jsonl
   cxone-agent-state audit verify cxone-audit.jsonl --head 41:<hash>
 
 Settings read (flags win): CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
 CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL, WORKFORCE_WEBHOOK_SECRET,
-WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE, TARGET_USER_ID, CXONE_LOG.
+WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE, TARGET_USER_ID, CXONE_LOG, and for
+the cxone profile CXONE_PROFILE, CXONE_ACCESS_KEY_ID, CXONE_ACCESS_KEY_SECRET, CXONE_AUTH_BASE,
+CXONE_API_BASE_URL, CXONE_WFM_BASE_URL, CXONE_API_VERSION, CXONE_CLIENT_AUTH, CXONE_SET_STATE_ENCODING,
+CXONE_REASON_CODES, CXONE_BREAK_ACTIVITIES, CXONE_WFM_RATE_LIMIT_PER_MIN. When CXONE_PROFILE is unset and an
+access key is configured, the profile is cxone (said on stderr).
 
 Errors: with --json, or when stdout is not a terminal, every error is one JSON object
 {\"success\":false,\"code\",\"message\"} on stdout; on a terminal, words on stderr.

@@ -5,6 +5,7 @@
 //! The CLI and (mostly) the tenant are both real child processes. Every child starts with the inherited
 //! `CXONE_*`, `WORKFORCE_*` and `TARGET_USER_ID` variables removed, so the machine's environment cannot leak
 //! in; everything a test needs is passed explicitly.
+#[macro_use]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,31 +17,49 @@ use std::time::{Duration, Instant};
 use cxone_agent_state_core::sim::{Endpoint, FaultKind, FaultRule};
 use serde_json::Value;
 use support::cli::*;
-use support::{admin_get, admin_post, SimProcess, WebhookSink, CLIENT_ID, CLIENT_SECRET};
+use support::{
+    admin_get, admin_post, Profile, SimProcess, WebhookSink, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
+    CLIENT_ID, CLIENT_SECRET,
+};
+
+// The scenarios below run once per profile (`seed::…` and `cxone::…`): the same CLI, the same tenant, the
+// client speaking the reference module's endpoints or the real CXone API.
+for_each_profile!(
+    transition_success_prints_json_and_exits_0,
+    transition_ready_during_a_mandatory_break_exits_2,
+    transition_for_an_unscheduled_agent_exits_2,
+    invalid_state_and_user_id_exit_1_without_reaching_the_tenant,
+    bulk_csv_a_malformed_row_fails_alone,
+    bulk_json_lines_all_succeed_exit_0,
+    bulk_reads_stdin_and_prints_results_on_stdout,
+    bulk_exits_non_zero_when_a_well_formed_row_is_refused,
+    bulk_concurrency_is_respected,
+    simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log,
+);
 
 // ---------------------------------------------------------------------------------------------------------
 // transition
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn transition_success_prints_json_and_exits_0() {
-    let (sim, _dir, audit, conn) = scene(3, &[]);
+async fn transition_success_prints_json_and_exits_0(profile: Profile) {
+    let (sim, _dir, audit, conn) = scene_as(profile, 3, &[]).await;
+    let agent = sim.id("agent-0001");
 
-    let out = transition("agent-0001", "READY", &conn).await;
+    let out = transition(&agent, "READY", &conn).await;
     assert_eq!(out.code(), Some(0), "{out}");
     let v = out.json();
     assert_eq!(v["success"], true, "{out}");
-    assert_eq!(v["userId"], "agent-0001");
+    assert_eq!(v["userId"], agent);
     assert_eq!(v["newState"], "READY");
     assert_eq!(v["previousState"], Value::Null);
     assert!(v["attempts"].as_u64().unwrap() >= 1, "{v}");
-    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "READY");
+    assert_eq!(sim.state_of("agent-0001").await, sim.set_as("READY"));
 
     // A second run on the same log continues its hash chain.
-    let out = transition("agent-0001", "NOT_READY", &conn).await;
+    let out = transition(&agent, "NOT_READY", &conn).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(out.json()["newState"], "NOT_READY");
-    assert_eq!(agent_state(&sim.base_url, "agent-0001").await, "NOT_READY");
+    assert_eq!(sim.state_of("agent-0001").await, sim.set_as("NOT_READY"));
 
     // Both changes are in the audit log as successes carrying the keys the tenant saw.
     let records = read_audit(&audit);
@@ -59,13 +78,10 @@ async fn transition_success_prints_json_and_exits_0() {
     assert_eq!(verify.code(), Some(0), "{verify}");
 }
 
-#[tokio::test]
-async fn transition_ready_during_a_mandatory_break_exits_2() {
-    let sim = server(1, &[]);
-    add_agent(&sim.base_url, support::on_break("brk")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let out = transition("brk", "READY", &connect(&sim.base_url, &audit)).await;
+async fn transition_ready_during_a_mandatory_break_exits_2(profile: Profile) {
+    let (mut sim, _dir, audit, conn) = scene_as(profile, 1, &[]).await;
+    sim.add_agent(support::on_break("brk")).await;
+    let out = transition(&sim.id("brk"), "READY", &conn).await;
     assert_eq!(out.code(), Some(2), "{out}");
     let v = out.json();
     assert_eq!(v["success"], false);
@@ -82,13 +98,10 @@ async fn transition_ready_during_a_mandatory_break_exits_2() {
     assert_eq!(records[0]["errorCode"], "MANDATORY_BREAK_VIOLATION");
 }
 
-#[tokio::test]
-async fn transition_for_an_unscheduled_agent_exits_2() {
-    let sim = server(1, &[]);
-    add_agent(&sim.base_url, support::unscheduled("ghost")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let out = transition("ghost", "NOT_READY", &connect(&sim.base_url, &audit)).await;
+async fn transition_for_an_unscheduled_agent_exits_2(profile: Profile) {
+    let (mut sim, _dir, _audit, conn) = scene_as(profile, 1, &[]).await;
+    sim.add_agent(support::unscheduled("ghost")).await;
+    let out = transition(&sim.id("ghost"), "NOT_READY", &conn).await;
     assert_eq!(out.code(), Some(2), "{out}");
     let v = out.json();
     assert_eq!(v["code"], "AGENT_NOT_SCHEDULED", "{out}");
@@ -99,11 +112,10 @@ async fn transition_for_an_unscheduled_agent_exits_2() {
     assert_eq!(truth["stateChangesAccepted"], 0, "{truth}");
 }
 
-#[tokio::test]
-async fn invalid_state_and_user_id_exit_1_without_reaching_the_tenant() {
-    let (sim, _dir, _, conn) = scene(1, &[]);
+async fn invalid_state_and_user_id_exit_1_without_reaching_the_tenant(profile: Profile) {
+    let (sim, _dir, _, conn) = scene_as(profile, 1, &[]).await;
 
-    let out = transition("agent-0001", "ready", &conn).await;
+    let out = transition(&sim.id("agent-0001"), "ready", &conn).await;
     assert_eq!(out.code(), Some(1), "{out}");
     let v = out.json();
     assert_eq!(v["code"], "INVALID_STATE", "{out}");
@@ -381,22 +393,370 @@ async fn a_refused_webhook_url_names_the_code_invalid_webhook_url() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// bulk
+// the cxone profile's own behaviour
 // ---------------------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn bulk_csv_a_malformed_row_fails_alone() {
-    let (sim, dir, audit, _) = scene(5, &[]);
+async fn cxone_transition_reason_lunch_sets_the_teams_lunch_code() {
+    let (sim, _dir, audit, conn) = scene_as(Profile::Cxone, 3, &[]).await;
+    let agent = sim.id("agent-0001");
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--user",
+            &agent,
+            "--state",
+            "NOT_READY",
+            "--reason",
+            "Lunch",
+        ],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let v = out.json();
+    assert_eq!(v["success"], true, "{out}");
+    assert_eq!(v["userId"], agent);
+    assert_eq!(v["newState"], "NOT_READY");
+    assert_eq!(v["reasonCode"], "Lunch", "{out}");
+    // The team's "Lunch" code, not the table's BREAK.
+    assert_eq!(sim.state_of("agent-0001").await, "UNAVAILABLE_LUNCH");
+    let records = read_audit(&audit);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["reasonCode"], "Lunch", "{records:?}");
+    // Names match ignoring case, `_`, `-` and spaces: "system-idle" finds "System Idle" (team B's casing).
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--user",
+            &sim.id("agent-0002"),
+            "--state",
+            "PAUSED",
+            "--reason",
+            "system-idle",
+        ],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(sim.state_of("agent-0002").await, "UNAVAILABLE_SYSTEM_IDLE");
+    // A name no code has: UNKNOWN_REASON_CODE, exit 1, nothing set.
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--user",
+            &agent,
+            "--state",
+            "NOT_READY",
+            "--reason",
+            "Nap",
+        ],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.json()["code"], "UNKNOWN_REASON_CODE", "{out}");
+    assert_eq!(out.json()["policyViolation"], false, "{out}");
+    assert_eq!(sim.state_of("agent-0001").await, "UNAVAILABLE_LUNCH");
+    // READY is Available: a reason is not needed, and team C (no codes at all) can still be set READY,
+    // but nothing else.
+    let mut sim = sim;
+    sim.add_agent(cxone_agent_state_core::sim::AgentPlan {
+        team_id: Some(cxone_agent_state_core::sim::CXONE_TEAM_C),
+        ..support::on_shift("team-c")
+    })
+    .await;
+    let team_c = sim.id("team-c");
+    let out = transition(&team_c, "NOT_READY", &conn).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.json()["code"], "UNKNOWN_REASON_CODE", "{out}");
+    let out = transition(&team_c, "READY", &conn).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(sim.state_of("team-c").await, "READY");
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["stateChangesAccepted"], 3, "{truth}");
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn cxone_bulk_reason_column_names_each_rows_code() {
+    let (sim, dir, audit, conn) = scene_as(Profile::Cxone, 6, &[]).await;
     let input = dir.path().join("rows.csv");
-    let output = dir.path().join("results.jsonl");
+    let id = |n: usize| sim.id(&format!("agent-{n:04}"));
     std::fs::write(
         &input,
-        "userId,state\nagent-0001,READY\nagent-0002,NOT_READY,extra\nagent-0003,PAUSED\n\"agent-0004\",READY\n",
+        format!(
+            "userId,state,reason\n{},NOT_READY,Lunch\n{},NOT_READY,\n{},PAUSED,Meeting\n{},READY,Lunch\n{},NOT_READY,Nap\n",
+            id(1),
+            id(2),
+            id(3),
+            id(4),
+            id(5)
+        ),
+    )
+    .unwrap();
+    let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
+    // The unknown code fails its row alone (not a policy refusal): exit 1.
+    assert_eq!(out.code(), Some(1), "{out}");
+    let results = out.json_lines();
+    let row = |n: u64| {
+        results
+            .iter()
+            .find(|r| r["row"] == n)
+            .unwrap_or_else(|| panic!("row {n}: {out}"))
+    };
+    for n in 1..=4 {
+        assert_eq!(row(n)["success"], true, "{}", row(n));
+    }
+    assert_eq!(row(1)["reasonCode"], "Lunch");
+    assert_eq!(row(5)["code"], "UNKNOWN_REASON_CODE", "{}", row(5));
+    assert_eq!(sim.state_of("agent-0001").await, "UNAVAILABLE_LUNCH");
+    assert_eq!(
+        sim.state_of("agent-0002").await,
+        "UNAVAILABLE_BREAK",
+        "a blank reason: the table's code"
+    );
+    assert_eq!(sim.state_of("agent-0003").await, "UNAVAILABLE_MEETING");
+    assert_eq!(
+        sim.state_of("agent-0004").await,
+        "READY",
+        "READY takes no code"
+    );
+    assert_eq!(sim.state_of("agent-0005").await, Value::Null);
+    assert!(out.stderr.contains("4 succeeded"), "{out}");
+
+    // JSON Lines: a `reason` member, null or absent for none.
+    let input = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{{\"userId\":\"{}\",\"state\":\"NOT_READY\",\"reason\":\"training\"}}\n{{\"userId\":\"{}\",\"state\":\"PAUSED\",\"reason\":null}}\n",
+            id(5),
+            id(6)
+        ),
+    )
+    .unwrap();
+    let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(sim.state_of("agent-0005").await, "UNAVAILABLE_TRAINING");
+    assert_eq!(sim.state_of("agent-0006").await, "UNAVAILABLE_ADHOC");
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn cxone_an_unknown_agent_is_unknown_agent_exit_1_and_nothing_is_sent() {
+    let (sim, _dir, audit, conn) = scene_as(Profile::Cxone, 2, &[]).await;
+    for user in ["9999", "agent-0001"] {
+        let out = transition(user, "READY", &conn).await;
+        assert_eq!(out.code(), Some(1), "{user}: {out}");
+        let v = out.json();
+        assert_eq!(v["code"], "UNKNOWN_AGENT", "{user}: {out}");
+        assert_eq!(v["policyViolation"], false);
+        assert_eq!(v["userId"], user);
+    }
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["stateChangesAccepted"], 0, "{truth}");
+    assert_eq!(
+        truth["requestsByEndpoint"].get("agentState"),
+        None,
+        "no SetAgentState was sent: {truth}"
+    );
+    let records = read_audit(&audit);
+    assert!(
+        records.iter().all(|r| r["errorCode"] == "UNKNOWN_AGENT"),
+        "{records:?}"
+    );
+}
+
+#[tokio::test]
+async fn cxone_is_inferred_from_an_access_key_and_said_once_on_stderr() {
+    let sim = Tenant::start(Profile::Cxone, 2, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    // Only the access key, the client app and where to start: no CXONE_PROFILE, no domain, no base URL. The
+    // auth base and the WFM base only: discovery reads the OpenID configuration, grants a token and takes the
+    // API base from the CXone configuration.
+    let env_only = |extra: &[(&str, &str)]| {
+        let mut cmd = cli([
+            "transition",
+            "--user",
+            "1001",
+            "--state",
+            "READY",
+            "--audit-log",
+            path_str(&audit),
+        ]);
+        cmd.env("CXONE_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("CXONE_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
+            .env("CXONE_CLIENT_ID", CLIENT_ID)
+            .env("CXONE_CLIENT_SECRET", CLIENT_SECRET)
+            .env("CXONE_AUTH_BASE", &sim.base_url)
+            .env("CXONE_WFM_BASE_URL", &sim.base_url);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let out = run(env_only(&[])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.json()["userId"], "1001", "{out}");
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("profile cxone"))
+        .collect();
+    assert_eq!(notes.len(), 1, "one line says so: {out}");
+    assert!(notes[0].contains("CXONE_PROFILE"), "{out}");
+    assert_eq!(sim.state_of("agent-0001").await, "READY");
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert!(
+        truth["requestsByEndpoint"]["discovery"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "the OpenID and the CXone configurations were read: {truth}"
+    );
+
+    // Named explicitly: no note.
+    let out = run(env_only(&[("CXONE_PROFILE", "cxone")])).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(!out.stderr.contains("profile cxone"), "{out}");
+    // `seed` named explicitly wins over the access key: no note, and seed's settings are required.
+    let out = run(env_only(&[("CXONE_PROFILE", "seed")])).await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert!(out.stdout.contains("CXONE_DOMAIN"), "{out}");
+    assert!(!out.stderr.contains("profile cxone"), "{out}");
+    // With bulk, which reads its settings twice, the note is still one line.
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, "userId,state\n1002,READY\n").unwrap();
+    let mut bulk = cli(["bulk", path_str(&input), "--audit-log", path_str(&audit)]);
+    for (k, v) in [
+        ("CXONE_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("CXONE_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET),
+        ("CXONE_CLIENT_ID", CLIENT_ID),
+        ("CXONE_CLIENT_SECRET", CLIENT_SECRET),
+        ("CXONE_AUTH_BASE", sim.base_url.as_str()),
+        ("CXONE_WFM_BASE_URL", sim.base_url.as_str()),
+    ] {
+        bulk.env(k, v);
+    }
+    let out = run(bulk).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.stderr.matches("profile cxone").count(), 1, "{out}");
+}
+
+#[tokio::test]
+async fn cxone_secrets_never_appear_in_output_or_the_audit_log() {
+    const KEY_SECRET: &str = "ak-S3cret=&%-5e1d";
+    const APP_SECRET: &str = "app-S3cret-77c1";
+    const WRONG: &str = "ak-Wr0ng=&%-9a0b";
+    let (sim, _dir, audit, _) = scene_as(
+        Profile::Cxone,
+        3,
+        &[
+            "--access-key-secret",
+            KEY_SECRET,
+            "--client-secret",
+            APP_SECRET,
+        ],
+    )
+    .await;
+    let mut flags = sim.connect(&audit);
+    set_flag(&mut flags, "--client-secret", APP_SECRET);
+    // The access key secret from the environment, not a flag (flags show in process lists).
+    let i = flags
+        .iter()
+        .position(|f| f == "--access-key-secret")
+        .unwrap();
+    flags.drain(i..i + 2);
+    let mut all = String::new();
+    for (user, state, level, key_secret) in [
+        ("agent-0001", "READY", "trace", KEY_SECRET),
+        ("agent-0002", "NOT_READY", "debug", KEY_SECRET),
+        // A 401 on the state change: the token is renewed (the refresh grant) and the change resent.
+        ("agent-0001", "PAUSED", "trace", KEY_SECRET),
+        ("agent-0003", "READY", "debug", WRONG),
+    ] {
+        if state == "PAUSED" {
+            let rule = serde_json::json!(
+                {"endpoint": "agentState", "fault": {"kind": "unauthorized"}, "times": 1}
+            );
+            let r = admin_post(&sim.base_url, "/admin/faults", &rule).await;
+            assert_eq!(r["scripted"], 1, "{r}");
+        }
+        let mut cmd = cli(args(
+            &["transition", "--user", &sim.id(user), "--state", state],
+            &flags,
+        ));
+        cmd.env("CXONE_ACCESS_KEY_SECRET", key_secret)
+            .env("CXONE_LOG", level);
+        let out = run(cmd).await;
+        if key_secret == WRONG {
+            assert_eq!(out.code(), Some(1), "{out}");
+            assert_eq!(out.json()["code"], "AUTH_FAILED", "{out}");
+        } else {
+            assert_eq!(out.code(), Some(0), "{user} {state}: {out}");
+            assert!(
+                !out.stderr.trim().is_empty(),
+                "logging produced nothing:\n{out}"
+            );
+        }
+        all.push_str(&out.all_output());
+    }
+    // The secret as a flag, too.
+    let mut cmd = cli(args(
+        &[
+            "transition",
+            "--user",
+            &sim.id("agent-0002"),
+            "--state",
+            "READY",
+            "--access-key-secret",
+            KEY_SECRET,
+        ],
+        &flags,
+    ));
+    cmd.env("CXONE_LOG", "trace");
+    let out = run(cmd).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    all.push_str(&out.all_output());
+    all.push_str(&std::fs::read_to_string(&audit).unwrap());
+    let mut cmd = cli(["transition", "--help"]);
+    cmd.env("CXONE_ACCESS_KEY_SECRET", KEY_SECRET);
+    all.push_str(&run(cmd).await.all_output());
+    for needle in [KEY_SECRET, APP_SECRET, WRONG, "simtok-", "simrt-", "eyJ"] {
+        assert!(!all.contains(needle), "{needle} leaked:\n{all}");
+    }
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert!(
+        truth["responsesByStatus"]["401"].as_u64().unwrap_or(0) >= 1,
+        "the 401 was answered, so a token was renewed: {truth}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// bulk
+// ---------------------------------------------------------------------------------------------------------
+
+async fn bulk_csv_a_malformed_row_fails_alone(profile: Profile) {
+    let (sim, dir, audit, conn) = scene_as(profile, 5, &[]).await;
+    let input = dir.path().join("rows.csv");
+    let output = dir.path().join("results.jsonl");
+    let id = |n: &str| sim.id(n);
+    std::fs::write(
+        &input,
+        format!(
+            "userId,state\n{},READY\n{},NOT_READY,extra\n{},PAUSED\n\"{}\",READY\n",
+            id("agent-0001"),
+            id("agent-0002"),
+            id("agent-0003"),
+            id("agent-0004")
+        ),
     )
     .unwrap();
     let out = run(cli(args(
         &["bulk", path_str(&input), "--output", path_str(&output)],
-        &connect(&sim.base_url, &audit),
+        &conn,
     )))
     .await;
     assert_eq!(
@@ -432,32 +792,31 @@ async fn bulk_csv_a_malformed_row_fails_alone() {
         (4, "agent-0004", "READY"),
     ] {
         assert_eq!(by_row[&row]["success"], true, "{}", by_row[&row]);
-        assert_eq!(by_row[&row]["userId"], user);
+        assert_eq!(by_row[&row]["userId"], sim.id(user));
         assert_eq!(by_row[&row]["newState"], state);
-        assert_eq!(agent_state(&sim.base_url, user).await, state);
+        assert_eq!(sim.state_of(user).await, sim.set_as(state));
     }
-    assert_eq!(agent_state(&sim.base_url, "agent-0002").await, Value::Null);
+    assert_eq!(sim.state_of("agent-0002").await, Value::Null);
     // Malformed rows never reach the engine, so the audit log holds the three changes.
     assert_eq!(read_audit(&audit).len(), 3);
 }
 
-#[tokio::test]
-async fn bulk_json_lines_all_succeed_exit_0() {
-    let (sim, dir, audit, _) = scene(5, &[]);
+async fn bulk_json_lines_all_succeed_exit_0(profile: Profile) {
+    let (sim, dir, _audit, conn) = scene_as(profile, 5, &[]).await;
     let input = dir.path().join("rows.jsonl");
     let output = dir.path().join("results.jsonl");
     let states = ["READY", "NOT_READY", "PAUSED", "READY", "IDLE"];
     let mut text = String::new();
     for (i, s) in states.iter().enumerate() {
         text.push_str(&format!(
-            "{{\"userId\":\"agent-{:04}\",\"state\":\"{s}\"}}\n\n",
-            i + 1
+            "{{\"userId\":\"{}\",\"state\":\"{s}\"}}\n\n",
+            sim.id(&format!("agent-{:04}", i + 1))
         ));
     }
     std::fs::write(&input, text).unwrap();
     let out = run(cli(args(
         &["bulk", path_str(&input), "--output", path_str(&output)],
-        &connect(&sim.base_url, &audit),
+        &conn,
     )))
     .await;
     assert_eq!(out.code(), Some(0), "{out}");
@@ -470,26 +829,28 @@ async fn bulk_json_lines_all_succeed_exit_0() {
     assert!(results.iter().all(|r| r["success"] == true), "{results:?}");
     for (i, s) in states.iter().enumerate() {
         assert_eq!(
-            agent_state(&sim.base_url, &format!("agent-{:04}", i + 1)).await,
-            *s
+            sim.state_of(&format!("agent-{:04}", i + 1)).await,
+            sim.set_as(s)
         );
     }
 }
 
-#[tokio::test]
-async fn bulk_reads_stdin_and_prints_results_on_stdout() {
-    let (sim, _dir, _, conn) = scene(6, &[]);
+async fn bulk_reads_stdin_and_prints_results_on_stdout(profile: Profile) {
+    let (sim, _dir, _, conn) = scene_as(profile, 6, &[]).await;
 
-    let csv = "userId,state\nagent-0001,READY\nagent-0002,PAUSED\nagent-0003,NOT_READY\n";
+    let csv = sim.agents_csv(1..=3, |i| ["READY", "PAUSED", "NOT_READY"][i - 1]);
     let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(csv.as_bytes())).await;
     assert_eq!(out.code(), Some(0), "{out}");
     let results = out.json_lines();
     assert_eq!(results.len(), 3, "{out}");
     assert!(results.iter().all(|r| r["success"] == true), "{out}");
     assert!(out.stderr.contains("bulk: 3 rows"), "{out}");
-    assert_eq!(agent_state(&sim.base_url, "agent-0002").await, "PAUSED");
+    assert_eq!(sim.state_of("agent-0002").await, sim.set_as("PAUSED"));
 
-    let jsonl = "{\"userId\":\"agent-0004\",\"state\":\"READY\"}\n{not json\n";
+    let jsonl = format!(
+        "{{\"userId\":\"{}\",\"state\":\"READY\"}}\n{{not json\n",
+        sim.id("agent-0004")
+    );
     let out = run_input(cli(args(&["bulk", "-"], &conn)), Some(jsonl.as_bytes())).await;
     assert_eq!(out.code(), Some(1), "{out}");
     let results = out.json_lines();
@@ -498,26 +859,24 @@ async fn bulk_reads_stdin_and_prints_results_on_stdout() {
     assert_eq!(bad["code"], "MALFORMED_ROW");
     let good = results.iter().find(|r| r["row"] == 1).expect("row 1");
     assert_eq!(good["success"], true);
-    assert_eq!(agent_state(&sim.base_url, "agent-0004").await, "READY");
+    assert_eq!(sim.state_of("agent-0004").await, "READY");
 }
 
-#[tokio::test]
-async fn bulk_exits_non_zero_when_a_well_formed_row_is_refused() {
-    let sim = server(3, &[]);
-    add_agent(&sim.base_url, support::unscheduled("ghost")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
+async fn bulk_exits_non_zero_when_a_well_formed_row_is_refused(profile: Profile) {
+    let (mut sim, dir, _audit, conn) = scene_as(profile, 3, &[]).await;
+    sim.add_agent(support::unscheduled("ghost")).await;
     let input = dir.path().join("rows.csv");
     std::fs::write(
         &input,
-        "userId,state\nagent-0001,READY\nghost,READY\nagent-0002,READY\n",
+        format!(
+            "userId,state\n{},READY\n{},READY\n{},READY\n",
+            sim.id("agent-0001"),
+            sim.id("ghost"),
+            sim.id("agent-0002")
+        ),
     )
     .unwrap();
-    let out = run(cli(args(
-        &["bulk", path_str(&input)],
-        &connect(&sim.base_url, &audit),
-    )))
-    .await;
+    let out = run(cli(args(&["bulk", path_str(&input)], &conn))).await;
     // Its only failure is a policy refusal: exit 2.
     assert_eq!(out.code(), Some(2), "{out}");
     let results = out.json_lines();
@@ -554,10 +913,9 @@ async fn bulk_empty_input_is_a_clear_error() {
     assert_eq!(total_requests(&sim.base_url).await, 0);
 }
 
-#[tokio::test]
-async fn bulk_concurrency_is_respected() {
-    let (sim, dir, _, conn) = scene(40, &[]);
-    let csv = agents_csv(1..=12, |_| "READY");
+async fn bulk_concurrency_is_respected(profile: Profile) {
+    let (sim, dir, _, conn) = scene_as(profile, 40, &[]).await;
+    let csv = sim.agents_csv(1..=12, |_| "READY");
     // One at a time: results come back in input order.
     let input = dir.path().join("serial.csv");
     std::fs::write(&input, &csv).unwrap();
@@ -575,7 +933,7 @@ async fn bulk_concurrency_is_respected() {
     assert_eq!(rows, (1..=12).collect::<Vec<_>>(), "{out}");
 
     // Several at a time: everything still succeeds exactly once.
-    let csv = agents_csv(13..=40, |_| "NOT_READY");
+    let csv = sim.agents_csv(13..=40, |_| "NOT_READY");
     let input = dir.path().join("parallel.csv");
     std::fs::write(&input, &csv).unwrap();
     let out = run(cli(args(
@@ -1240,23 +1598,34 @@ async fn dropping_a_sim_process_closes_its_port() {
     );
 }
 
-#[tokio::test]
-async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
+async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log(profile: Profile) {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("simulate.jsonl");
-    let out = run(cli([
-        "simulate",
-        "--agents",
-        "20",
-        "--no-progress",
-        "--json",
-        "--audit-log",
-        path_str(&audit),
-    ]))
-    .await;
+    let simulate = |log: &Path| {
+        cli([
+            "simulate",
+            "--profile",
+            profile.as_str(),
+            "--agents",
+            "20",
+            "--no-progress",
+            "--json",
+            "--audit-log",
+            path_str(log),
+        ])
+    };
+    let out = run(simulate(&audit)).await;
     assert_eq!(out.code(), Some(0), "{out}");
     let v = out.json();
     assert_eq!(v["groundTruth"]["readyAcceptedDuringBreak"], 0, "{v}");
+    // The engine spoke the profile asked for: the state changes went to its endpoint.
+    let by_endpoint = &v["groundTruth"]["requestsByEndpoint"];
+    let (used, unused) = match profile {
+        Profile::Seed => ("setState", "agentState"),
+        Profile::Cxone => ("agentState", "setState"),
+    };
+    assert!(by_endpoint[used].as_u64().unwrap_or(0) > 0, "{by_endpoint}");
+    assert_eq!(by_endpoint.get(unused), None, "{by_endpoint}");
     assert!(
         v["groundTruth"]["stateChangesAccepted"].as_u64().unwrap() > 0,
         "{v}"
@@ -1276,16 +1645,7 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log() {
 
     // The same seed gives the same day.
     let again = dir.path().join("again.jsonl");
-    let out2 = run(cli([
-        "simulate",
-        "--agents",
-        "20",
-        "--no-progress",
-        "--json",
-        "--audit-log",
-        path_str(&again),
-    ]))
-    .await;
+    let out2 = run(simulate(&again)).await;
     assert_eq!(out2.code(), Some(0), "{out2}");
     assert_eq!(out2.json()["groundTruth"], v["groundTruth"]);
 }

@@ -6,6 +6,7 @@
 //! library → assert on what the library answered, the events it published, the durable files it wrote and
 //! the tenant's ground truth (`/admin/ground-truth`, `/admin/agents/{id}`, `/admin/accepted-changes`).
 //! Backoffs are the short ones from `support::config`, so every test takes at most a few seconds.
+#[macro_use]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -22,9 +23,34 @@ use cxone_agent_state_core::{
 };
 use serde_json::{json, Value};
 use support::{
-    admin_get, admin_post, config, eventually, on_break, on_shift, sim, unscheduled, webhook,
-    WebhookSink, CLIENT_ID, CLIENT_SECRET,
+    admin_get, admin_post, config, config_as, eventually, on_break, on_shift, sim, sim_as,
+    unscheduled, webhook, Profile, WebhookSink, CLIENT_ID, CLIENT_SECRET,
 };
+
+// The core scenarios run once per profile (`seed::…` and `cxone::…`), over the same sockets.
+for_each_profile!(
+    happy_path_changes_the_tenant_state,
+    unscheduled_agent_is_refused_before_any_state_change,
+    mandatory_break_blocks_ready_but_allows_not_ready,
+);
+
+/// The requests a profile makes to learn an agent's policy facts, by the tenant's endpoint names: `seed`
+/// asks per change (schedule, then break status for READY); `cxone` reads the directory and the agent's
+/// schedule export once (and a team's unavailable codes for other states).
+fn policy_endpoints(profile: Profile) -> &'static [&'static str] {
+    match profile {
+        Profile::Seed => &["schedule", "breakStatus"],
+        Profile::Cxone => &["agents", "scheduleExport"],
+    }
+}
+
+/// The tenant's endpoint of a state change.
+fn set_state_endpoint(profile: Profile) -> &'static str {
+    match profile {
+        Profile::Seed => "setState",
+        Profile::Cxone => "agentState",
+    }
+}
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
@@ -252,23 +278,28 @@ fn journal_intent_at(audit: &Path, user: &str, state: &str, reason: &str, key: &
 
 // ---- 1. the core scenarios, over real sockets ----------------------------------------------------------
 
-#[tokio::test]
-async fn happy_path_changes_the_tenant_state() {
-    let server = sim(vec![on_shift("alice")], |_| {}).await;
+async fn happy_path_changes_the_tenant_state(profile: Profile) {
+    let (server, ids) = sim_as(profile, vec![on_shift("alice")], |_| {}).await;
     let base = server.base_url();
-    let m = start(config(&base, None)).await;
+    let alice = ids.id("alice");
+    let m = start(config_as(profile, &base, None)).await;
     let mut rx = m.subscribe();
 
     let before = now_ms();
     let asked = Instant::now();
-    let changed = m.transition_state("alice", "READY").await.expect("READY");
+    let changed = m.transition_state(&alice, "READY").await.expect("READY");
     let took = asked.elapsed().as_millis() as u64;
 
-    assert_eq!(changed.user_id, "alice");
+    assert_eq!(changed.user_id, alice);
     assert_eq!(changed.new_state, "READY");
     assert_eq!(changed.previous_state, None);
-    assert_eq!(changed.reason_code, "WORKING");
-    assert_eq!(changed.attempts, 3, "schedule, break status, state change");
+    match profile {
+        Profile::Seed => {
+            assert_eq!(changed.reason_code, "WORKING");
+            assert_eq!(changed.attempts, 3, "schedule, break status, state change");
+        }
+        Profile::Cxone => assert!(changed.attempts >= 1, "{changed:?}"),
+    }
     // Four round trips with 2 ms of tenant latency each: the latency is real, and no more than we waited.
     assert!(
         (6..=took + 1).contains(&changed.latency_ms),
@@ -279,7 +310,14 @@ async fn happy_path_changes_the_tenant_state() {
 
     assert_eq!(tenant_state(&base, "alice").await, "READY");
     let t = truth(&base).await;
-    for endpoint in ["token", "schedule", "breakStatus", "setState"] {
+    let token = match profile {
+        Profile::Seed => "token",
+        Profile::Cxone => "cxoneToken",
+    };
+    for endpoint in policy_endpoints(profile)
+        .iter()
+        .chain([&token, &set_state_endpoint(profile)])
+    {
         assert_eq!(hits(&t, endpoint), 1, "{endpoint}: {t:?}");
     }
     assert_eq!(t.state_changes_accepted, 1);
@@ -290,7 +328,7 @@ async fn happy_path_changes_the_tenant_state() {
     assert_eq!(audit.len(), 1);
     let r = &audit[0];
     assert!(r.success && !r.policy_violation && r.error_code.is_none());
-    assert_eq!((r.seq, r.attempts), (0, 3));
+    assert_eq!((r.seq, r.attempts), (0, changed.attempts));
     let applied = accepted(&base).await;
     assert_eq!(applied.len(), 1);
     assert_eq!(Some(&applied[0].0), r.idempotency_key.as_ref());
@@ -318,19 +356,27 @@ async fn happy_path_changes_the_tenant_state() {
     m.shutdown(DRAIN).await;
 }
 
-#[tokio::test]
-async fn unscheduled_agent_is_refused_before_any_state_change() {
-    let server = sim(vec![unscheduled("bob")], |_| {}).await;
+async fn unscheduled_agent_is_refused_before_any_state_change(profile: Profile) {
+    let (server, ids) = sim_as(profile, vec![unscheduled("bob")], |_| {}).await;
     let base = server.base_url();
-    let m = start(config(&base, None)).await;
+    let bob = ids.id("bob");
+    let m = start(config_as(profile, &base, None)).await;
     let mut rx = m.subscribe();
 
-    let err = m.transition_state("bob", "READY").await.unwrap_err();
+    let err = m.transition_state(&bob, "READY").await.unwrap_err();
     assert_eq!(err.code, ErrorCode::AgentNotScheduled, "{err}");
 
     let t = truth(&base).await;
-    assert_eq!(hits(&t, "schedule"), 1);
-    assert_eq!(hits(&t, "setState"), 0, "no change was sent: {t:?}");
+    let schedule = match profile {
+        Profile::Seed => "schedule",
+        Profile::Cxone => "scheduleExport",
+    };
+    assert_eq!(hits(&t, schedule), 1, "{t:?}");
+    assert_eq!(
+        hits(&t, set_state_endpoint(profile)),
+        0,
+        "no change was sent: {t:?}"
+    );
     assert_eq!(hits(&t, "breakStatus"), 0, "no break lookup is needed");
     assert_eq!(t.state_changes_accepted, 0);
     assert_eq!(tenant_state(&base, "bob").await, Value::Null);
@@ -338,7 +384,7 @@ async fn unscheduled_agent_is_refused_before_any_state_change() {
     let events = settle(&m, &mut rx).await;
     assert!(
         events.iter().any(|e| matches!(e,
-        Notice::Event(Event::PolicyViolation(v)) if v.code == ErrorCode::AgentNotScheduled && v.user_id == "bob"))
+        Notice::Event(Event::PolicyViolation(v)) if v.code == ErrorCode::AgentNotScheduled && v.user_id == bob))
     );
     let audit = audit_records(&events);
     assert_eq!(audit.len(), 1);
@@ -349,31 +395,36 @@ async fn unscheduled_agent_is_refused_before_any_state_change() {
     m.shutdown(DRAIN).await;
 }
 
-#[tokio::test]
-async fn mandatory_break_blocks_ready_but_allows_not_ready() {
-    let server = sim(vec![on_break("carol")], |_| {}).await;
+async fn mandatory_break_blocks_ready_but_allows_not_ready(profile: Profile) {
+    let (server, ids) = sim_as(profile, vec![on_break("carol")], |_| {}).await;
     let base = server.base_url();
-    let m = start(config(&base, None)).await;
+    let carol = ids.id("carol");
+    let m = start(config_as(profile, &base, None)).await;
 
-    let err = m.transition_state("carol", "READY").await.unwrap_err();
+    let err = m.transition_state(&carol, "READY").await.unwrap_err();
     assert_eq!(err.code, ErrorCode::MandatoryBreakViolation, "{err}");
-    let breaks_after_ready = hits(&truth(&base).await, "breakStatus");
-    let changed = m.transition_state("carol", "NOT_READY").await.unwrap();
+    // The facts READY was refused on: seed's break lookup, cxone's schedule export.
+    let fact = policy_endpoints(profile)[1];
+    let facts_after_ready = hits(&truth(&base).await, fact);
+    let changed = m.transition_state(&carol, "NOT_READY").await.unwrap();
     assert_eq!(
         (changed.new_state.as_str(), changed.reason_code.as_str()),
         ("NOT_READY", "BREAK")
     );
 
     let t = truth(&base).await;
-    assert_eq!(breaks_after_ready, 1);
+    assert_eq!(facts_after_ready, 1);
     assert_eq!(
-        hits(&t, "breakStatus"),
+        hits(&t, fact),
         1,
-        "NOT_READY cannot be refused by a break, so it skips the lookup"
+        "NOT_READY cannot be refused by a break, so it skips the lookup (seed); the export is reused (cxone)"
     );
     assert_eq!(t.ready_accepted_during_break, 0);
     assert_eq!(t.state_changes_accepted, 1);
-    assert_eq!(tenant_state(&base, "carol").await, "NOT_READY");
+    assert_eq!(
+        tenant_state(&base, "carol").await,
+        profile.tenant_state("NOT_READY").as_str()
+    );
     let report = m.compliance_report().await.unwrap();
     assert_eq!((report.violation_count, report.success_count), (1, 1));
     assert_eq!(

@@ -1,4 +1,4 @@
-//! `cxone-agent-state bulk`: many state changes from a CSV (`userId,state`) or JSON Lines file.
+//! `cxone-agent-state bulk`: many state changes from a CSV (`userId,state[,reason]`) or JSON Lines file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -29,10 +29,13 @@ use super::fail::{code, exit, identity, refuse_stdout_onto, Failure};
   cxone-agent-state bulk shift-change.csv --output results.jsonl
   cxone-agent-state bulk shift-change.csv --output results.jsonl --resume   # after an interrupted run
   printf 'userId,state\\nagent-7,READY\\n' | cxone-agent-state bulk - --concurrency 8
+  printf 'userId,state,reason\\n12345,NOT_READY,Lunch\\n' | cxone-agent-state bulk - --profile cxone
 
 Input: a CSV whose header names `userId` and `state` (any order, any case, extra columns ignored; a UTF-8
 byte-order mark is skipped, values are trimmed), or JSON Lines of {\"userId\",\"state\"} (a duplicate member
-makes the row MALFORMED_ROW). A malformed row fails alone; the others go on.
+makes the row MALFORMED_ROW). A malformed row fails alone; the others go on. An optional `reason` column
+(or string member) names the reason code of the row's change, as `transition --reason` does (on cxone an
+unavailable code of the agent's team, e.g. Lunch); blank means the reason table's.
 
 Output: one JSON line per row, written as soon as it is decided: {\"row\",\"success\":true,\"userId\",
 \"previousState\",\"newState\",…} or {\"row\",\"success\":false,\"code\",\"message\",…}. The output (or stdout)
@@ -46,16 +49,17 @@ the results of rows done earlier but never printed are written from the audit lo
 Ctrl-C stops starting rows and waits for the changes in flight; a second Ctrl-C stops at once, after
 syncing the audit log (changes in flight are journaled and resumed on the next start).
 
-Settings read (flags win): CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
+Settings read (flags win): CXONE_PROFILE, CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
 CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL,
 WORKFORCE_WEBHOOK_SECRET, WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE,
-CXONE_LOG.
+the cxone settings (see `transition --help`), CXONE_LOG.
 
 ",
     exit_codes_help!()
 ))]
 pub struct BulkArgs {
-    /// CSV with a `userId,state` header, or JSON Lines of `{"userId","state"}`; `-` reads stdin.
+    /// CSV with a `userId,state` header (and optionally `reason`), or JSON Lines of
+    /// `{"userId","state"}` (and optionally `"reason"`); `-` reads stdin.
     file: PathBuf,
     /// Transitions in flight at once (the engine still paces requests to the tenant's limit and runs one
     /// change per agent at a time).
@@ -82,8 +86,32 @@ pub struct BulkArgs {
 pub struct Row {
     /// 1-based row number.
     pub number: u64,
-    /// `(userId, state)` or the reason the row is malformed.
-    pub request: Result<(String, String), String>,
+    /// What the row asks, or the reason the row is malformed.
+    pub request: Result<Ask, String>,
+}
+
+/// What one row asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// The agent.
+    pub user: String,
+    /// The target state.
+    pub state: String,
+    /// The reason code named for the change (the `reason` column; blank: none).
+    pub reason: Option<String>,
+}
+
+impl Ask {
+    fn new(user: impl Into<String>, state: impl Into<String>, reason: Option<&str>) -> Self {
+        Self {
+            user: user.into(),
+            state: state.into(),
+            reason: reason
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+        }
+    }
 }
 
 /// The input, read whole: its digest (which `--resume` matches) and its rows.
@@ -143,6 +171,7 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
         .map(|h| h.trim().trim_matches('"').to_ascii_lowercase())
         .collect();
     let col = |name: &str| header.iter().position(|h| h == name);
+    let reason_col = col("reason");
     let (Some(user_col), Some(state_col)) = (col("userid"), col("state")) else {
         return Err(format!(
             "the CSV header must name `userId` and `state` columns, found `{}`",
@@ -167,9 +196,10 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
                 header.len(),
                 r.len()
             )),
-            Ok(r) => Ok((
-                r[user_col].trim().to_owned(),
-                r[state_col].trim().to_owned(),
+            Ok(r) => Ok(Ask::new(
+                r[user_col].trim(),
+                r[state_col].trim(),
+                reason_col.map(|c| &r[c]),
             )),
         };
         rows.push(Row {
@@ -180,8 +210,9 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// One JSON Lines row: an object with string members `userId` and `state`, each named once.
-fn json_row(line: &str) -> Result<(String, String), String> {
+/// One JSON Lines row: an object with string members `userId` and `state`, and optionally `reason` (a
+/// string; null or blank: none), each named once.
+fn json_row(line: &str) -> Result<Ask, String> {
     let Members(members) = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let mut seen = BTreeSet::new();
     if let Some((dup, _)) = members.iter().find(|(k, _)| !seen.insert(k.as_str())) {
@@ -194,8 +225,13 @@ fn json_row(line: &str) -> Result<(String, String), String> {
             .and_then(|(_, v)| v.as_str())
             .map(str::to_owned)
     };
+    let reason = match members.iter().find(|(k, _)| k == "reason") {
+        None | Some((_, Value::Null)) => None,
+        Some((_, Value::String(r))) => Some(r.as_str()),
+        Some(_) => return Err("the member `reason` must be a string".into()),
+    };
     match (field("userId"), field("state")) {
-        (Some(u), Some(s)) => Ok((u, s)),
+        (Some(u), Some(s)) => Ok(Ask::new(u, s, reason)),
         _ => Err("needs string members `userId` and `state`".into()),
     }
 }
@@ -589,11 +625,15 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                         }))?;
                         bar.inc(1);
                     }
-                    Ok((user, state)) => {
+                    Ok(Ask {
+                        user,
+                        state,
+                        reason,
+                    }) => {
                         // Handed to the engine here, in input order: later changes for an agent wait
                         // behind earlier ones, whatever the concurrency.
                         let reference = input.reference(row.number);
-                        match submit(&manager, user, state, &reference).await {
+                        match submit(&manager, user, state, reason.as_deref(), &reference).await {
                             Ok(pending) => {
                                 let (number, user, state) =
                                     (row.number, user.clone(), state.clone());
@@ -696,14 +736,18 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Hands one row's change to the engine, with its reference.
+/// Hands one row's change to the engine, with its reference (and its reason, if it names one).
 async fn submit(
     manager: &AgentStateManager,
     user: &str,
     state: &str,
+    reason: Option<&str>,
     reference: &str,
 ) -> Result<cxone_agent_state::PendingChange, TransitionError> {
-    let options = TransitionOptions::default().with_reference(reference);
+    let mut options = TransitionOptions::default().with_reference(reference);
+    if let Some(reason) = reason {
+        options = options.with_reason(reason);
+    }
     manager.submit_transition_with(user, state, &options).await
 }
 
@@ -793,17 +837,21 @@ mod tests {
         parse_rows(text.as_bytes())
     }
 
+    fn ask(user: &str, state: &str) -> Result<Ask, String> {
+        Ok(Ask::new(user, state, None))
+    }
+
     #[test]
     fn csv_rows_fail_alone() {
         let r = rows("userId,state\nalice,READY\nbob\n\"carol\",NOT_READY\n,\n").unwrap();
         assert_eq!(r.len(), 3);
-        assert_eq!(r[0].request, Ok(("alice".into(), "READY".into())));
+        assert_eq!(r[0].request, ask("alice", "READY"));
         assert!(r[1]
             .request
             .as_ref()
             .unwrap_err()
             .contains("expected 2 fields"));
-        assert_eq!(r[2].request, Ok(("carol".into(), "NOT_READY".into())));
+        assert_eq!(r[2].request, ask("carol", "NOT_READY"));
         assert_eq!(r[2].number, 3);
     }
 
@@ -812,22 +860,22 @@ mod tests {
         let r = rows("\n  \nuserId,state\nalice,READY\nbob,PAUSED\n").unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].number, 1);
-        assert_eq!(r[0].request, Ok(("alice".into(), "READY".into())));
-        assert_eq!(r[1].request, Ok(("bob".into(), "PAUSED".into())));
+        assert_eq!(r[0].request, ask("alice", "READY"));
+        assert_eq!(r[1].request, ask("bob", "PAUSED"));
     }
 
     #[test]
     fn header_order_and_case_do_not_matter() {
         let r = rows("State,USERID,team\nPAUSED,a1,x\n").unwrap();
-        assert_eq!(r[0].request, Ok(("a1".into(), "PAUSED".into())));
+        assert_eq!(r[0].request, ask("a1", "PAUSED"));
     }
 
     #[test]
     fn a_byte_order_mark_is_skipped_and_values_are_trimmed() {
         let r = parse_rows(b"\xEF\xBB\xBFuserId,state\r\n agent-0010 , READY \r\n").unwrap();
-        assert_eq!(r[0].request, Ok(("agent-0010".into(), "READY".into())));
+        assert_eq!(r[0].request, ask("agent-0010", "READY"));
         let r = parse_rows(b"\xEF\xBB\xBF{\"userId\":\"a\",\"state\":\"READY\"}\n").unwrap();
-        assert_eq!(r[0].request, Ok(("a".into(), "READY".into())));
+        assert_eq!(r[0].request, ask("a", "READY"));
     }
 
     #[test]
@@ -846,6 +894,33 @@ mod tests {
         let r = rows("{\"userId\":\"a\",\"state\":\"READY\",\"state\":\"NOT_READY\"}\n").unwrap();
         let e = r[0].request.as_ref().unwrap_err();
         assert!(e.contains("`state` appears more than once"), "{e}");
+    }
+
+    #[test]
+    fn an_optional_reason_column_names_the_code_and_blank_means_none() {
+        let r = rows("userId,state,Reason\n1001,NOT_READY,Lunch\n1002,PAUSED, \n1003,READY,\n")
+            .unwrap();
+        assert_eq!(
+            r[0].request,
+            Ok(Ask::new("1001", "NOT_READY", Some("Lunch")))
+        );
+        assert_eq!(r[1].request, ask("1002", "PAUSED"));
+        assert_eq!(r[2].request, ask("1003", "READY"));
+        let r = rows(concat!(
+            "{\"userId\":\"1001\",\"state\":\"NOT_READY\",\"reason\":\" Lunch \"}\n",
+            "{\"userId\":\"1002\",\"state\":\"PAUSED\",\"reason\":\"\"}\n",
+            "{\"userId\":\"1003\",\"state\":\"PAUSED\",\"reason\":null}\n",
+            "{\"userId\":\"1004\",\"state\":\"PAUSED\",\"reason\":7}\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            r[0].request,
+            Ok(Ask::new("1001", "NOT_READY", Some("Lunch")))
+        );
+        assert_eq!(r[1].request, ask("1002", "PAUSED"));
+        assert_eq!(r[2].request, ask("1003", "PAUSED"));
+        let e = r[3].request.as_ref().unwrap_err();
+        assert!(e.contains("`reason` must be a string"), "{e}");
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::fail::{exit, refuse_stdout_onto, Failure};
 
 /// Where the tenant is, how to authenticate, where the audit log and webhooks go.
 ///
-/// Every option falls back to the environment variable the reference module uses; a flag wins over it.
+/// The `cxone` options (the real CXone API) are listed under their own heading in `--help`; on that profile
+/// `--domain` and `--base-url` are not needed. Every option falls back to the environment variable the reference module uses; a flag wins over it.
 /// Secrets are held as [`Secret`] from the moment they are parsed, and `Debug` redacts the webhook URL's
 /// query, so the options can be logged.
 #[derive(Args)]
@@ -68,6 +69,54 @@ pub struct ConnectArgs {
     /// Seed of the engine's jitter and ids (random by default).
     #[arg(long)]
     seed: Option<u64>,
+    /// The API spoken: `seed` (the reference module's endpoints) or `cxone` (the real CXone API) [default:
+    /// cxone when an access key is configured, else seed].
+    #[arg(long, env = "CXONE_PROFILE", help_heading = "CXone profile")]
+    profile: Option<String>,
+    /// `cxone`: the access key id (the password grant's `username`).
+    #[arg(long, env = "CXONE_ACCESS_KEY_ID", help_heading = "CXone profile")]
+    access_key_id: Option<String>,
+    /// `cxone`: the access key secret (prefer the environment: flags show up in process lists).
+    #[arg(
+        long,
+        env = "CXONE_ACCESS_KEY_SECRET",
+        hide_env_values = true,
+        value_parser = secret,
+        help_heading = "CXone profile"
+    )]
+    access_key_secret: Option<Secret>,
+    /// `cxone`: where discovery starts [default: https://cxone.niceincontact.com].
+    #[arg(long, env = "CXONE_AUTH_BASE", help_heading = "CXone profile")]
+    auth_base: Option<String>,
+    /// `cxone`: the ACD/Admin API base [default: discovered].
+    #[arg(long, env = "CXONE_API_BASE_URL", help_heading = "CXone profile")]
+    api_base_url: Option<String>,
+    /// `cxone`: the WFM base [default: discovered]; with both bases set, discovery stops at the token.
+    #[arg(long, env = "CXONE_WFM_BASE_URL", help_heading = "CXone profile")]
+    wfm_base_url: Option<String>,
+    /// `cxone`: the `v{N}.0` of every ACD call [default: 34].
+    #[arg(long, env = "CXONE_API_VERSION", help_heading = "CXone profile")]
+    api_version: Option<String>,
+    /// `cxone`: how the client app authenticates, `basic` or `body` [default: basic].
+    #[arg(long, env = "CXONE_CLIENT_AUTH", help_heading = "CXone profile")]
+    client_auth: Option<String>,
+    /// `cxone`: how SetAgentState carries its parameters, `query` or `json` [default: query].
+    #[arg(long, env = "CXONE_SET_STATE_ENCODING", help_heading = "CXone profile")]
+    set_state_encoding: Option<String>,
+    /// `cxone`: `STATE=code name` pairs over the defaults, e.g. `NOT_READY=Break,PAUSED=Meeting` [default:
+    /// NOT_READY=BREAK,PAUSED=ADHOC,IDLE=SYSTEM_IDLE,*=GENERAL].
+    #[arg(long, env = "CXONE_REASON_CODES", help_heading = "CXone profile")]
+    reason_codes: Option<String>,
+    /// `cxone`: the schedule activity titles that are mandatory breaks [default: Break,Lunch].
+    #[arg(long, env = "CXONE_BREAK_ACTIVITIES", help_heading = "CXone profile")]
+    break_activities: Option<String>,
+    /// `cxone`: the WFM host's own request budget per minute [default: 100].
+    #[arg(
+        long,
+        env = "CXONE_WFM_RATE_LIMIT_PER_MIN",
+        help_heading = "CXone profile"
+    )]
+    wfm_rate_limit_per_min: Option<String>,
 }
 
 /// Parses a secret straight into [`Secret`] (never held as a plain string).
@@ -92,6 +141,24 @@ impl fmt::Debug for ConnectArgs {
             .field("webhook_dead_letter_after", &self.webhook_dead_letter_after)
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("seed", &self.seed)
+            .field("profile", &self.profile)
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &self.access_key_secret)
+            .field("auth_base", &self.auth_base.as_deref().map(redact_url))
+            .field(
+                "api_base_url",
+                &self.api_base_url.as_deref().map(redact_url),
+            )
+            .field(
+                "wfm_base_url",
+                &self.wfm_base_url.as_deref().map(redact_url),
+            )
+            .field("api_version", &self.api_version)
+            .field("client_auth", &self.client_auth)
+            .field("set_state_encoding", &self.set_state_encoding)
+            .field("reason_codes", &self.reason_codes)
+            .field("break_activities", &self.break_activities)
+            .field("wfm_rate_limit_per_min", &self.wfm_rate_limit_per_min)
             .finish()
     }
 }
@@ -119,6 +186,34 @@ const SETTINGS: &[(&str, &str, &str)] = &[
         "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
         "webhook_receiver_change",
         "--webhook-receiver-change",
+    ),
+    ("CXONE_PROFILE", "profile", "--profile"),
+    ("CXONE_ACCESS_KEY_ID", "access_key_id", "--access-key-id"),
+    (
+        "CXONE_ACCESS_KEY_SECRET",
+        "access_key_secret",
+        "--access-key-secret",
+    ),
+    ("CXONE_AUTH_BASE", "auth_base", "--auth-base"),
+    ("CXONE_API_BASE_URL", "api_base_url", "--api-base-url"),
+    ("CXONE_WFM_BASE_URL", "wfm_base_url", "--wfm-base-url"),
+    ("CXONE_API_VERSION", "api_version", "--api-version"),
+    ("CXONE_CLIENT_AUTH", "client_auth", "--client-auth"),
+    (
+        "CXONE_SET_STATE_ENCODING",
+        "set_state_encoding",
+        "--set-state-encoding",
+    ),
+    ("CXONE_REASON_CODES", "reason_codes", "--reason-codes"),
+    (
+        "CXONE_BREAK_ACTIVITIES",
+        "break_activities",
+        "--break-activities",
+    ),
+    (
+        "CXONE_WFM_RATE_LIMIT_PER_MIN",
+        "wfm_rate_limit_per_min",
+        "--wfm-rate-limit-per-min",
     ),
 ];
 
@@ -170,14 +265,48 @@ impl ConnectArgs {
                 ..Failure::new(e.code().as_str(), message)
             }
         };
-        let env = Settings::from_lookup(|name| {
-            flag_for(name)
-                .is_none()
-                .then(|| std::env::var(name).ok())
-                .flatten()
-        })
-        .map_err(bad)?;
-        let settings = Settings {
+        let settings = self
+            .settings(|name| {
+                flag_for(name)
+                    .is_none()
+                    .then(|| std::env::var(name).ok())
+                    .flatten()
+            })
+            .map_err(bad)?;
+        if settings.profile_inferred() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "note: profile cxone (CXONE_PROFILE is not set and an access key is configured; \
+                     --profile seed keeps the reference endpoints)"
+                );
+            });
+        }
+        settings.into_config().map_err(bad)
+    }
+
+    /// The settings these options give, over `env` (the variables no flag overrides): a flag wins, then
+    /// its variable (clap reads the variables of the options that name one), then `env`.
+    fn settings(&self, env: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        // The `cxone` options are parsed by `Settings`, so a bad value is `INVALID_CONFIG` naming it.
+        let text = |name: &str| -> Option<String> {
+            match name {
+                "CXONE_PROFILE" => self.profile.clone(),
+                "CXONE_ACCESS_KEY_ID" => self.access_key_id.clone(),
+                "CXONE_AUTH_BASE" => self.auth_base.clone(),
+                "CXONE_API_BASE_URL" => self.api_base_url.clone(),
+                "CXONE_WFM_BASE_URL" => self.wfm_base_url.clone(),
+                "CXONE_API_VERSION" => self.api_version.clone(),
+                "CXONE_CLIENT_AUTH" => self.client_auth.clone(),
+                "CXONE_SET_STATE_ENCODING" => self.set_state_encoding.clone(),
+                "CXONE_REASON_CODES" => self.reason_codes.clone(),
+                "CXONE_BREAK_ACTIVITIES" => self.break_activities.clone(),
+                "CXONE_WFM_RATE_LIMIT_PER_MIN" => self.wfm_rate_limit_per_min.clone(),
+                _ => None,
+            }
+        };
+        let env = Settings::from_lookup(|name| text(name).or_else(|| env(name)))?;
+        Ok(Settings {
             domain: self.domain.clone(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
@@ -193,8 +322,9 @@ impl ConnectArgs {
             webhook_receiver_change: self.webhook_receiver_change.or(env.webhook_receiver_change),
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
-        };
-        settings.into_config().map_err(bad)
+            access_key_secret: self.access_key_secret.clone(),
+            ..env
+        })
     }
 
     /// The audit log's path.
@@ -360,6 +490,9 @@ pub fn print_head(audit_log: &Path, head: &ChainHead) {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use cxone_agent_state_core::cxone::acd::SetStateEncoding;
+    use cxone_agent_state_core::cxone::auth::ClientAuth;
+    use cxone_agent_state_core::ProfileKind;
 
     use super::*;
 
@@ -379,12 +512,99 @@ mod tests {
             "ws-0xFEEDFACE",
             "--webhook-url",
             "https://hooks.example/wfm?token=tk-0xC0FFEE",
+            "--access-key-secret",
+            "ak-0xBADC0DE",
+            "--api-base-url",
+            "https://api.example/x?sig=sg-0xF00D",
         ])
         .unwrap();
         let debug = format!("{probe:?}");
-        for secret in ["cs-0xDEADBEEF", "ws-0xFEEDFACE", "tk-0xC0FFEE"] {
+        for secret in [
+            "cs-0xDEADBEEF",
+            "ws-0xFEEDFACE",
+            "tk-0xC0FFEE",
+            "ak-0xBADC0DE",
+            "sg-0xF00D",
+        ] {
             assert!(!debug.contains(secret), "{debug}");
         }
         assert!(debug.contains("hooks.example"), "{debug}");
+    }
+
+    fn probe(argv: &[&str]) -> ConnectArgs {
+        Probe::try_parse_from(std::iter::once("probe").chain(argv.iter().copied()))
+            .unwrap()
+            .connect
+    }
+
+    #[test]
+    fn cxone_flags_win_over_the_environment_and_reach_the_engine() {
+        let connect = probe(&[
+            "--profile",
+            "cxone",
+            "--access-key-id",
+            "flag-key",
+            "--access-key-secret",
+            "flag=&%secret",
+            "--client-id",
+            "app",
+            "--client-secret",
+            "app-secret",
+            "--api-base-url",
+            "http://127.0.0.1:9",
+            "--wfm-base-url",
+            "http://127.0.0.1:9",
+            "--api-version",
+            "33",
+            "--set-state-encoding",
+            "json",
+            "--reason-codes",
+            "NOT_READY=Lunch",
+        ]);
+        // Variables no flag overrides (as `config` reads them).
+        let env = |name: &str| {
+            match name {
+                "CXONE_API_VERSION" => Some("7"),
+                "CXONE_CLIENT_AUTH" => Some("body"),
+                "CXONE_WFM_RATE_LIMIT_PER_MIN" => Some("12"),
+                "CXONE_ACCESS_KEY_SECRET" => Some("env-secret"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let settings = connect.settings(env).unwrap();
+        assert!(!settings.profile_inferred());
+        let engine = settings.into_config().unwrap().engine;
+        assert_eq!(engine.profile, ProfileKind::Cxone);
+        let c = &engine.cxone;
+        assert_eq!(c.access_key_id, "flag-key");
+        assert_eq!(c.access_key_secret.expose(), "flag=&%secret");
+        assert_eq!(c.versions.set_state, 33, "the flag wins");
+        assert_eq!(
+            c.client_auth,
+            ClientAuth::Body,
+            "the variable, with no flag"
+        );
+        assert_eq!(c.wfm_rate_limit.per_minute, 12);
+        assert_eq!(c.set_state_encoding, SetStateEncoding::Json);
+        assert_eq!(c.api_base.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    #[test]
+    fn an_access_key_alone_infers_cxone_and_a_bad_flag_value_is_invalid_config() {
+        let connect = probe(&["--access-key-id", "k"]);
+        let settings = connect.settings(|_| None).unwrap();
+        assert!(settings.profile_inferred());
+        assert_eq!(settings.profile(), ProfileKind::Cxone);
+        let connect = probe(&["--profile", "seed", "--access-key-id", "k"]);
+        assert_eq!(
+            connect.settings(|_| None).unwrap().profile(),
+            ProfileKind::Seed
+        );
+        let e = probe(&["--client-auth", "header"])
+            .settings(|_| None)
+            .unwrap_err();
+        assert_eq!(e.code().as_str(), "INVALID_CONFIG");
+        assert!(e.to_string().contains("CXONE_CLIENT_AUTH"), "{e}");
     }
 }

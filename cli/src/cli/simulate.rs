@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use comfy_table::Cell;
 use cxone_agent_state_core::sim::{DayRun, DaySummary, WorkdayConfig};
-use cxone_agent_state_core::{scan_log, ChainHead, LogState, Record};
+use cxone_agent_state_core::{scan_log, ChainHead, LogState, ProfileKind, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connect::print_head;
@@ -24,6 +24,7 @@ use super::tables::{self, right, table};
   cxone-agent-state simulate
   cxone-agent-state simulate --agents 1000 --hours 8 --seed 7 --json
   cxone-agent-state simulate --fault-rate 0.1 --audit-log day.jsonl && cxone-agent-state report --audit-log day.jsonl
+  cxone-agent-state simulate --profile cxone --agents 100
 
 The log starts with a `simulation` record, so an auditor can tell simulated records from real ones.
 An existing log is replaced only if a simulation wrote it (or with --force). The log's head (SEQ:HASH)
@@ -62,6 +63,10 @@ pub struct SimulateArgs {
     /// Replace the log even if it holds records a simulation did not write.
     #[arg(long)]
     force: bool,
+    /// The API the engine speaks to the simulated tenant: `seed` (the reference module's endpoints) or
+    /// `cxone` (the real CXone API: discovery, the agent directory, unavailable codes, schedule exports).
+    #[arg(long, default_value = "seed", value_parser = |s: &str| s.parse::<ProfileKind>().map_err(|e| e.to_string()))]
+    profile: ProfileKind,
 }
 
 /// Runs the day and prints the report. Exits 1 if the tenant ever accepted READY during a mandatory break.
@@ -72,6 +77,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         fault_rate: args.fault_rate,
         rate_per_minute: args.rate_limit,
+        profile: args.profile,
         ..WorkdayConfig::default()
     };
     let wall = Instant::now();

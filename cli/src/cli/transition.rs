@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use cxone_agent_state_core::TransitionOptions;
+
 use super::connect::{finish, interrupts, outcome_json, stop_at_once, ConnectArgs};
 use super::fail::{self, exit, Failure};
 
@@ -15,6 +17,7 @@ use super::fail::{self, exit, Failure};
   TARGET_USER_ID=agent-7 cxone-agent-state transition --state NOT_READY --json
   cxone-agent-state transition --base-url http://127.0.0.1:8080 --client-id sim-client \\
       --client-secret sim-secret --user agent-0001 --state PAUSED
+  cxone-agent-state transition --profile cxone --user 12345 --state NOT_READY --reason Lunch
 
 Output: with --json (or when stdout is not a terminal) one JSON object: {\"success\":true,\"userId\",
 \"previousState\",\"newState\",\"reasonCode\",\"latencyMs\",\"attempts\"} or {\"success\":false,\"code\",
@@ -24,10 +27,15 @@ Output: with --json (or when stdout is not a terminal) one JSON object: {\"succe
 Ctrl-C waits for the change in flight; a second Ctrl-C stops at once after syncing the audit log (the
 change is journaled and resumed on the next start).
 
-Settings read (flags win): TARGET_USER_ID, CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL,
+On the cxone profile the agent is its numeric CXone agentId; an unknown one fails with UNKNOWN_AGENT and
+a reason no unavailable code of the agent's team has with UNKNOWN_REASON_CODE (exit 1, nothing was set).
+
+Settings read (flags win): TARGET_USER_ID, CXONE_PROFILE, CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL,
 CXONE_CLIENT_ID, CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL,
 WORKFORCE_WEBHOOK_SECRET, WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE,
-CXONE_LOG (log filter, e.g. debug).
+the cxone settings (CXONE_ACCESS_KEY_ID, CXONE_ACCESS_KEY_SECRET, CXONE_AUTH_BASE, CXONE_API_BASE_URL,
+CXONE_WFM_BASE_URL, CXONE_API_VERSION, CXONE_CLIENT_AUTH, CXONE_SET_STATE_ENCODING, CXONE_REASON_CODES,
+CXONE_BREAK_ACTIVITIES, CXONE_WFM_RATE_LIMIT_PER_MIN), CXONE_LOG (log filter, e.g. debug).
 
 ",
     exit_codes_help!()
@@ -39,6 +47,11 @@ pub struct TransitionArgs {
     /// The target state, e.g. READY, NOT_READY, PAUSED, IDLE.
     #[arg(long)]
     state: String,
+    /// The reason code to set the state with, instead of the one the reason table names: on cxone the
+    /// name of one of the team's unavailable codes (e.g. Lunch; ignored for READY), on seed the reasonCode
+    /// sent.
+    #[arg(long, value_name = "NAME")]
+    reason: Option<String>,
     /// Print the outcome as one JSON object (the default when stdout is not a terminal).
     #[arg(long)]
     pub json: bool,
@@ -59,7 +72,13 @@ pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
         let mut interrupts = interrupts();
         let audit_log = args.connect.audit_log();
         let manager = args.connect.start().await?;
-        let submitted = manager.submit_transition(&user, &args.state).await;
+        let mut options = TransitionOptions::default();
+        if let Some(reason) = &args.reason {
+            options = options.with_reason(reason);
+        }
+        let submitted = manager
+            .submit_transition_with(&user, &args.state, &options)
+            .await;
         let outcome = async move {
             match submitted {
                 Ok(pending) => pending.outcome().await,

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::{admin_get, admin_post, AgentPlan, SimProcess, CLIENT_ID, CLIENT_SECRET};
+use super::{
+    admin_get, admin_post, with_codes, AgentPlan, Agents, Profile, SimProcess, ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET, CLIENT_ID, CLIENT_SECRET,
+};
 
 /// Variables the CLI reads; removed from every child even if the scan below misses them.
 pub const KNOWN_VARS: &[&str] = &[
@@ -26,6 +29,18 @@ pub const KNOWN_VARS: &[&str] = &[
     "WORKFORCE_WEBHOOK_URL",
     "WORKFORCE_WEBHOOK_SECRET",
     "TARGET_USER_ID",
+    "CXONE_PROFILE",
+    "CXONE_ACCESS_KEY_ID",
+    "CXONE_ACCESS_KEY_SECRET",
+    "CXONE_AUTH_BASE",
+    "CXONE_API_BASE_URL",
+    "CXONE_WFM_BASE_URL",
+    "CXONE_API_VERSION",
+    "CXONE_CLIENT_AUTH",
+    "CXONE_SET_STATE_ENCODING",
+    "CXONE_REASON_CODES",
+    "CXONE_BREAK_ACTIVITIES",
+    "CXONE_WFM_RATE_LIMIT_PER_MIN",
 ];
 
 /// A `userId,state` CSV of the server's agents `agent-NNNN` for `numbers`, each with `state(number)`.
@@ -311,4 +326,142 @@ pub fn addr_of(base_url: &str) -> SocketAddr {
         .expect("http base URL")
         .parse()
         .expect("base URL is host:port")
+}
+
+/// A simulated tenant (`sim-server`, started for `profile`) and how a client of that profile reaches it and
+/// addresses its agents. It dereferences to the [`SimProcess`].
+pub struct Tenant {
+    pub sim: SimProcess,
+    pub profile: Profile,
+    pub agents: Agents,
+}
+
+impl std::ops::Deref for Tenant {
+    type Target = SimProcess;
+    fn deref(&self) -> &SimProcess {
+        &self.sim
+    }
+}
+
+impl Tenant {
+    /// [`server`] for `profile` with `agents` agents `agent-0001`…: on `cxone` the server is started with
+    /// `--profile cxone` and a WFM budget as generous as the API's, and the agents the tenant put in team C
+    /// (no unavailable codes) are moved to teams A and B, so every state can be set for every one of them.
+    pub async fn start(profile: Profile, agents: usize, extra: &[&str]) -> Self {
+        let mut flags: Vec<&str> = extra.to_vec();
+        if profile == Profile::Cxone {
+            flags.extend(["--profile", "cxone", "--wfm-rate-limit", "6000"]);
+        }
+        let sim = server(agents, &flags);
+        let mut ids = Agents::new(profile);
+        for i in 1..=agents {
+            ids.add(&format!("agent-{i:04}"));
+        }
+        let tenant = Self {
+            sim,
+            profile,
+            agents: ids,
+        };
+        if profile == Profile::Cxone && agents >= 3 {
+            let plans: Vec<AgentPlan> = (1..=agents)
+                .filter(|i| i % 3 == 0)
+                .map(|i| with_codes(super::on_shift(&format!("agent-{i:04}")), i))
+                .collect();
+            let body = serde_json::to_value(plans).expect("plans serialize");
+            admin_post(&tenant.base_url, "/admin/agents", &body).await;
+        }
+        tenant
+    }
+
+    /// How the client addresses the agent named `name`.
+    pub fn id(&self, name: &str) -> String {
+        self.agents.id(name)
+    }
+
+    /// Adds an agent (on `cxone` in a team with codes unless its plan names one).
+    pub async fn add_agent(&mut self, plan: AgentPlan) {
+        self.agents.add(&plan.user_id);
+        let plan = match self.profile {
+            Profile::Seed => plan,
+            Profile::Cxone => with_codes(plan, 0),
+        };
+        add_agent(&self.base_url, plan).await;
+    }
+
+    /// The connection flags of a client of this profile, with its audit log at `audit`: on `cxone` the
+    /// access key, and the auth, API and WFM bases all at the server (its announced WFM host does not
+    /// resolve).
+    pub fn connect(&self, audit: &Path) -> Vec<String> {
+        let mut flags = connect(&self.base_url, audit);
+        if self.profile == Profile::Cxone {
+            let base = &self.base_url;
+            // `--base-url` belongs to seed; cxone neither needs nor reads it.
+            let i = flags
+                .iter()
+                .position(|f| f == "--base-url")
+                .expect("--base-url");
+            flags.drain(i..i + 2);
+            flags.extend(
+                [
+                    "--profile",
+                    "cxone",
+                    "--auth-base",
+                    base,
+                    "--api-base-url",
+                    base,
+                    "--wfm-base-url",
+                    base,
+                    "--access-key-id",
+                    ACCESS_KEY_ID,
+                    "--access-key-secret",
+                    ACCESS_KEY_SECRET,
+                    "--wfm-rate-limit-per-min",
+                    "6000",
+                ]
+                .map(str::to_owned),
+            );
+        }
+        flags
+    }
+
+    /// A `userId,state` CSV of `agent-NNNN` for `numbers`, addressed as this profile does.
+    pub fn agents_csv(
+        &self,
+        numbers: std::ops::RangeInclusive<usize>,
+        state: impl Fn(usize) -> &'static str,
+    ) -> String {
+        let mut csv = String::from("userId,state\n");
+        for i in numbers {
+            csv.push_str(&format!(
+                "{},{}\n",
+                self.id(&format!("agent-{i:04}")),
+                state(i)
+            ));
+        }
+        csv
+    }
+
+    /// The state the tenant holds for the agent named `name`.
+    pub async fn state_of(&self, name: &str) -> Value {
+        agent_state(&self.base_url, name).await
+    }
+
+    /// What [`state_of`](Self::state_of) reads after `state` was set with the default reason table.
+    pub fn set_as(&self, state: &str) -> Value {
+        Value::from(self.profile.tenant_state(state))
+    }
+}
+
+/// [`Tenant::start`] with a fresh directory for its log: the tenant, the directory, the log
+/// `audit.jsonl` in it, and the connection flags for both.
+pub async fn scene_as(
+    profile: Profile,
+    agents: usize,
+    extra: &[&str],
+) -> (Tenant, tempfile::TempDir, std::path::PathBuf, Vec<String>) {
+    let tenant = Tenant::start(profile, agents, extra).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conn = tenant.connect(&audit);
+    (tenant, dir, audit, conn)
 }

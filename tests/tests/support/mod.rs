@@ -15,8 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cxone_agent_state::{now_ms, ManagerConfig};
-use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant, Window};
-use cxone_agent_state_core::{EngineConfig, RateLimit, RetryPolicy, Secret, WebhookConfig};
+use cxone_agent_state_core::sim::{
+    AgentPlan, SimConfig, SimTenant, Window, CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C,
+};
+use cxone_agent_state_core::{
+    EngineConfig, ProfileKind, RateLimit, RetryPolicy, Secret, WebhookConfig,
+};
 use cxone_agent_state_sim_server::{self as sim_server, SimServerHandle};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -29,6 +33,119 @@ pub mod cli;
 pub const HOUR: u64 = 3_600_000;
 pub const CLIENT_ID: &str = "sim-client";
 pub const CLIENT_SECRET: &str = "sim-secret";
+/// The access key the simulated tenant accepts by default (`cxone`).
+pub const ACCESS_KEY_ID: &str = "sim-access-key";
+/// Its secret: the simulated tenant's default, with `=`, `&` and `%` in it.
+pub const ACCESS_KEY_SECRET: &str = "sim-access-secret=&%";
+
+/// The API a test's client speaks to the simulated tenant (which serves both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The reference module's endpoints; agents are addressed by name.
+    Seed,
+    /// The real CXone API; agents are addressed by their numeric `agentId`.
+    Cxone,
+}
+
+impl Profile {
+    /// `seed` or `cxone`.
+    pub fn as_str(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The engine's name for it.
+    pub fn kind(self) -> ProfileKind {
+        match self {
+            Self::Seed => ProfileKind::Seed,
+            Self::Cxone => ProfileKind::Cxone,
+        }
+    }
+
+    /// The state the tenant records (`/admin/agents/{name}`) when `state` is set with the default reason
+    /// table: on `cxone`, READY is `Available` and the others `Unavailable` with the table's code.
+    pub fn tenant_state(self, state: &str) -> String {
+        match (self, state) {
+            (Self::Seed, s) | (Self::Cxone, s @ "READY") => s.to_owned(),
+            (Self::Cxone, "NOT_READY") => "UNAVAILABLE_BREAK".to_owned(),
+            (Self::Cxone, "PAUSED") => "UNAVAILABLE_ADHOC".to_owned(),
+            (Self::Cxone, "IDLE") => "UNAVAILABLE_SYSTEM_IDLE".to_owned(),
+            (Self::Cxone, _) => "UNAVAILABLE_GENERAL".to_owned(),
+        }
+    }
+}
+
+/// Runs a test body `async fn NAME(profile: Profile)` once per profile: `seed::NAME` and `cxone::NAME`.
+#[allow(unused_macros)]
+macro_rules! for_each_profile {
+    ($($name:ident),* $(,)?) => {
+        mod seed {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Profile::Seed).await
+                }
+            )*
+        }
+        mod cxone {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Profile::Cxone).await
+                }
+            )*
+        }
+    };
+}
+
+/// Agent names and how a client of one profile addresses them: by name on `seed`, by the `agentId` the
+/// simulated tenant assigns on `cxone` (1001, 1002, … in the order agents are first added).
+#[derive(Clone, Debug)]
+pub struct Agents {
+    profile: Profile,
+    names: Vec<String>,
+}
+
+impl Agents {
+    /// No agents yet.
+    pub fn new(profile: Profile) -> Self {
+        Self {
+            profile,
+            names: Vec::new(),
+        }
+    }
+
+    /// Notes an agent the tenant has just been given (a name seen before keeps its id).
+    pub fn add(&mut self, name: &str) {
+        if !self.names.iter().any(|n| n == name) {
+            self.names.push(name.to_owned());
+        }
+    }
+
+    /// How the client addresses `name`: the name itself on `seed`, its `agentId` on `cxone`; a name the
+    /// tenant does not know is passed through (it is unknown either way).
+    pub fn id(&self, name: &str) -> String {
+        match (self.profile, self.names.iter().position(|n| n == name)) {
+            (Profile::Cxone, Some(i)) => (1001 + i).to_string(),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// The team the tenant gives the agent named `name` by default (`cxone`): A, B, C in turn.
+    pub fn default_team(&self, name: &str) -> Option<u64> {
+        let i = self.names.iter().position(|n| n == name)?;
+        Some([CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C][i % 3])
+    }
+}
+
+/// `plan` in a team with unavailable codes, unless it names its own: on `cxone` the tenant puts every third
+/// new agent in team C, which has none, so only READY could be set for it; the scenarios that set other
+/// states use teams A and B (the test of team C puts an agent there itself).
+pub fn with_codes(plan: AgentPlan, nth: usize) -> AgentPlan {
+    AgentPlan {
+        team_id: plan.team_id.or(Some([CXONE_TEAM_A, CXONE_TEAM_B][nth % 2])),
+        ..plan
+    }
+}
 
 /// The `cxone-agent-state` binary, built on first use if this test run has not built it.
 pub fn binary() -> PathBuf {
@@ -119,6 +236,45 @@ pub async fn sim(agents: Vec<AgentPlan>, tweak: impl FnOnce(&mut SimConfig)) -> 
     sim_server::start(SocketAddr::from(([127, 0, 0, 1], 0)), tenant)
         .await
         .expect("the simulated tenant starts")
+}
+
+/// [`sim`] for a client of `profile`, and how it addresses the agents. On `cxone` every agent without a
+/// team of its own gets one with unavailable codes ([`with_codes`]).
+pub async fn sim_as(
+    profile: Profile,
+    agents: Vec<AgentPlan>,
+    tweak: impl FnOnce(&mut SimConfig),
+) -> (SimServerHandle, Agents) {
+    let mut ids = Agents::new(profile);
+    let agents = agents
+        .into_iter()
+        .enumerate()
+        .map(|(i, plan)| {
+            ids.add(&plan.user_id);
+            match profile {
+                Profile::Seed => plan,
+                Profile::Cxone => with_codes(plan, i),
+            }
+        })
+        .collect();
+    (sim(agents, tweak).await, ids)
+}
+
+/// [`config`] for a client of `profile`: on `cxone`, the access key and every base at `base_url`, the WFM
+/// host as generous as the API.
+pub fn config_as(profile: Profile, base_url: &str, audit_log: Option<PathBuf>) -> ManagerConfig {
+    let mut c = config(base_url, audit_log);
+    if profile == Profile::Cxone {
+        let engine = &mut c.engine;
+        engine.profile = ProfileKind::Cxone;
+        engine.cxone.access_key_id = ACCESS_KEY_ID.to_owned();
+        engine.cxone.access_key_secret = Secret::new(ACCESS_KEY_SECRET);
+        engine.cxone.auth_base = base_url.to_owned();
+        engine.cxone.api_base = Some(base_url.to_owned());
+        engine.cxone.wfm_base = Some(base_url.to_owned());
+        engine.cxone.wfm_rate_limit = engine.rate_limit.clone();
+    }
+    c
 }
 
 /// A manager configuration for a simulated tenant at `base_url`, with a fixed seed.
