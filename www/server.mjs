@@ -4,7 +4,9 @@
 //   node www/server.mjs [--port 8080] [--sim-url URL] [--exit-on-stdin-eof]
 //
 // The page never sees a client secret: /token fetches a token from the tenant with client credentials on
-// the server side and hands the page only { accessToken, expiresIn }.
+// the server side and hands the page only { accessToken, expiresIn }. `/token?profile=cxone` signs in with the
+// access key instead (the CXone password grant, server side) and adds the bases the page should use,
+// { accessToken, expiresIn, apiBase, wfmBase }, so the page needs no discovery and holds no secret.
 import { createServer } from 'node:http';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -23,6 +25,9 @@ const flag = (name, fallback) => {
 const port = Number(flag('--port', process.env.PORT ?? '8080'));
 const clientId = process.env.CXONE_CLIENT_ID ?? 'sim-client';
 const clientSecret = process.env.CXONE_CLIENT_SECRET ?? 'sim-secret';
+// sim-server's default access key (`cxone`): its secret holds `=`, `&` and `%`.
+const accessKeyId = process.env.CXONE_ACCESS_KEY_ID ?? 'sim-access-key';
+const accessKeySecret = process.env.CXONE_ACCESS_KEY_SECRET ?? 'sim-access-secret=&%';
 const binary = process.env.CXONE_BIN ?? join(root, 'target', 'debug', 'cxone-agent-state');
 
 const MINUTE = 60_000;
@@ -84,17 +89,22 @@ function resolveFile(pathname) {
   return null;
 }
 
-async function token(res, expired) {
+async function token(res, expired, cxone) {
   try {
-    const r = await fetch(`${sim.url}/oauth2/token`, {
+    const form = cxone
+      ? { grant_type: 'password', username: accessKeyId, password: accessKeySecret, client_id: clientId, client_secret: clientSecret }
+      : { grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret };
+    const r = await fetch(`${sim.url}${cxone ? '/auth/token' : '/oauth2/token'}`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret }),
+      body: new URLSearchParams(form),
     });
     const t = await r.json();
     if (!r.ok) throw new Error(t.error ?? `token endpoint answered ${r.status}`);
     // `?expired=1` hands out an already expired token, to show how the console reports it.
-    send(res, 200, { accessToken: t.access_token, expiresIn: expired ? 0 : t.expires_in });
+    const body = { accessToken: t.access_token, expiresIn: expired ? 0 : t.expires_in };
+    // sim-server serves the ACD API and the schedule export itself (the WFM host it announces does not resolve).
+    send(res, 200, cxone ? { ...body, apiBase: sim.url, wfmBase: sim.url } : body);
   } catch (e) {
     send(res, 502, { error: 'token_unavailable', message: String(e.message ?? e) });
   }
@@ -107,9 +117,15 @@ function send(res, status, body) {
 
 const server = createServer((req, res) => {
   const url = new URL(req.url, 'http://localhost');
-  if (url.pathname === '/token') return void token(res, url.searchParams.get('expired') === '1');
+  if (url.pathname === '/token') {
+    return void token(res, url.searchParams.get('expired') === '1', url.searchParams.get('profile') === 'cxone');
+  }
   if (url.pathname === '/config') {
-    return send(res, 200, { baseUrl: sim.url, tokenUrl: '/token', agents: roster(0).map((a) => a.userId) });
+    return send(res, 200, {
+      baseUrl: sim.url, tokenUrl: '/token', agents: roster(0).map((a) => a.userId),
+      // On `cxone` the same agents are named by their agentIds (sim-server numbers them from 1001).
+      cxone: { tokenUrl: '/token?profile=cxone', agents: roster(0).map((_, i) => String(1001 + i)) },
+    });
   }
   const file = resolveFile(url.pathname);
   if (!file) {

@@ -8,15 +8,17 @@
 //!
 //! The samples come from runs of the engine against the simulated tenant and webhook receiver: faults,
 //! an external token source, webhooks refused into a dead letter and replayed, checkpoints, a close, and two
-//! restarts (one change resumed and settled, one abandoned).
+//! restarts (one change resumed and settled, one abandoned); and a run on the `cxone` profile (discovery, the
+//! directory, unavailable codes and schedule exports each refused once and retried, a change with an explicit
+//! reason code, the WFM host as a target, a token source that hands in the bases).
 
 use cxone_agent_state_core::sim::{
     Action, AgentPlan, Command, DayRun, Endpoint, FaultKind, FaultRule, Harness, ReceiverAnswer,
     SimConfig, SimTenant, TokenBackend, Window, WorkdayConfig, SIM_WEBHOOK_URL, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    Engine, EngineConfig, ErrorCode, Event, Input, Output, Record, RequestKind, Secret, Target,
-    TokenSource, TransitionOptions, TransportErrorKind, WebhookConfig,
+    Engine, EngineConfig, ErrorCode, Event, Input, Now, Output, ProfileKind, Record, RequestId,
+    RequestKind, Secret, Target, TokenSource, TransitionOptions, TransportErrorKind, WebhookConfig,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -85,7 +87,7 @@ fn main() {
         dead_letter_after_refusals: 2,
         ..WebhookConfig::new(SIM_WEBHOOK_URL)
     });
-    let mut tenant = SimTenant::new(sim);
+    let mut tenant = SimTenant::new(sim.clone());
     let shift = |user: &str| AgentPlan::on_shift(user, T0 - HOUR, T0 + 8 * HOUR);
     tenant.add_agent(shift("alice"));
     tenant.add_agent(shift("dave"));
@@ -182,9 +184,58 @@ fn main() {
     failing.transition("alice", "READY");
     failing.drive().expect("quiesces");
 
+    // The `cxone` profile: discovery and the password grant, then the directory, a team's unavailable
+    // codes and a schedule export (the WFM host), each refused once (503) and retried; a change with the
+    // caller's reason code (an intent with `outStateId`), an unknown code and an unknown agent.
+    let cxone_config = Harness::engine_config_for_profile(&sim, 13, ProfileKind::Cxone);
+    let mut tenant = SimTenant::new(sim.clone());
+    tenant.add_agent(shift("erin"));
+    for endpoint in [
+        Endpoint::Agents,
+        Endpoint::UnavailableCodes,
+        Endpoint::ScheduleExport,
+    ] {
+        tenant.script_fault(FaultRule::on(endpoint, FaultKind::status(503, None), 1));
+    }
+    let mut cx = Harness::new(
+        Engine::new(cxone_config.clone()).expect("valid"),
+        tenant,
+        T0,
+    );
+    cx.record_transcript();
+    let erin = cx.user("erin");
+    cx.transition_with(
+        &erin,
+        "NOT_READY",
+        &TransitionOptions::default().with_reason("Lunch"),
+    );
+    cx.transition_with(
+        &erin,
+        "PAUSED",
+        &TransitionOptions::default().with_reason("Nap"),
+    );
+    cx.transition(&erin, "READY");
+    cx.transition("999999", "READY");
+    cx.drive().expect("quiesces");
+
     let mut outputs = Vec::new();
     let mut inputs = Vec::new();
-    for step in h.transcript().iter().chain(failing.transcript()) {
+    // A browser page's token source that knows the `cxone` bases (no discovery).
+    inputs.push(to_value(&Input::AccessToken {
+        now: Now::new(1, T0),
+        id: RequestId(1),
+        access_token: Some(Secret::new("page-token")),
+        expires_in_ms: HOUR,
+        error: None,
+        api_base: Some("https://api-c1.incontact.com".into()),
+        wfm_base: Some("https://na1.nice-incontact.com".into()),
+    }));
+    for step in h
+        .transcript()
+        .iter()
+        .chain(failing.transcript())
+        .chain(cx.transcript())
+    {
         if let Action::Input(i) = &step.action {
             inputs.push(to_value(i));
         }
@@ -214,6 +265,14 @@ fn main() {
         ..WorkdayConfig::default()
     })
     .expect("valid day");
+    let mut cxone_day = DayRun::new(&WorkdayConfig {
+        agents: 10,
+        shift_hours: 1,
+        profile: ProfileKind::Cxone,
+        ..WorkdayConfig::default()
+    })
+    .expect("valid day");
+    cxone_day.run(|_, _| {}).expect("the day quiesces");
     // A simulation's log starts with its `simulation` mark: the one record kind only a day run writes.
     day.run(|_, r| {
         if matches!(r, Record::Simulation(_)) {
@@ -252,8 +311,12 @@ fn main() {
             "chainHeads": [to_value(h.engine.chain_head())],
             "complianceReports": reports,
             "agentMetrics": metrics,
-            "engineConfigs": [to_value(&config), to_value(&EngineConfig::default())],
-            "daySummaries": [to_value(&day.summary())],
+            "engineConfigs": [
+                to_value(&config),
+                to_value(&EngineConfig::default()),
+                to_value(&cxone_config),
+            ],
+            "daySummaries": [to_value(&day.summary()), to_value(&cxone_day.summary())],
             "errorCodes": error_codes,
         },
     });

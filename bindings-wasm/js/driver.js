@@ -5,6 +5,7 @@
 // and events between the core and the world.
 import {
   Engine,
+  cxoneReasonCodes,
   errorCodes as wasmErrorCodes,
   reasonCodeForState,
   tenantBaseUrl,
@@ -159,6 +160,49 @@ function rejectWith(waiter, error, details) {
 
 const closedError = () => new CxoneError('CLOSED', 'the manager was closed');
 
+/** `CXONE_REASON_CODES` as an object: `{ NOT_READY: 'Break' }` (entries on top of the defaults, `'*'` the
+ * fallback) becomes the same text the setting takes; `{ codes, fallback }` is a whole table. */
+function reasonTable(codes) {
+  if (codes === null || typeof codes !== 'object' || 'codes' in codes) return codes;
+  return Object.entries(codes).map(([state, name]) => {
+    if (/[,=]/.test(state) || /,/.test(String(name))) {
+      throw new CxoneError('INVALID_CONFIG', `reasonCodes: entry ${JSON.stringify(state)} has a ',' or '='`);
+    }
+    return `${state}=${name}`;
+  }).join(',');
+}
+
+/** Which activities are breaks: `'Break, Lunch'`, `['Break', 'Lunch']` or `{ titles, nonWorkIsBreak }`. */
+function breakRule(rule) {
+  if (typeof rule === 'string') rule = rule.split(',');
+  if (Array.isArray(rule)) return { titles: rule.map((t) => String(t).trim()).filter(Boolean), nonWorkIsBreak: false };
+  return rule;
+}
+
+/** The engine's `cxone` settings from the manager's options (the core checks every value). */
+function cxoneConfig(options, accessKeyId, accessKeySecret) {
+  const c = { ...options.cxone, accessKeyId: accessKeyId ?? '', accessKeySecret: accessKeySecret ?? '' };
+  const set = (key, value) => {
+    if (value !== undefined) c[key] = value;
+  };
+  set('authBase', options.authBase);
+  set('apiBase', options.apiBaseUrl);
+  set('wfmBase', options.wfmBaseUrl);
+  const v = options.apiVersion;
+  set('versions', typeof v === 'number' || typeof v === 'string'
+    ? { agents: Number(v), unavailableCodes: Number(v), setState: Number(v) }
+    : v);
+  set('clientAuth', options.clientAuth);
+  set('setStateEncoding', options.setStateEncoding);
+  set('reasonCodes', options.reasonCodes === undefined ? undefined : reasonTable(options.reasonCodes));
+  set('breakActivities', options.breakActivities === undefined ? undefined : breakRule(options.breakActivities));
+  if (options.wfmRateLimitPerMin !== undefined) {
+    c.wfmRateLimit = { perMinute: options.wfmRateLimitPerMin, burst: options.wfmRateLimitBurst ?? null };
+  }
+  set('scheduleTtlMs', options.scheduleTtlMs);
+  return c;
+}
+
 /**
  * Changes agent states through CXone with compliance enforced — the reference module's
  * `AgentStateManager`, with its bugs fixed, running the Rust core in WebAssembly.
@@ -191,24 +235,41 @@ export class AgentStateManager extends EventTarget {
       throw new CxoneError('INVALID_CONFIG', 'authConfig must be an object');
     }
     const external = typeof authConfig.getAccessToken === 'function';
+    // The access key (the `cxone` profile's password grant) may be given with the other credentials or
+    // among the options.
+    const accessKeyId = authConfig.accessKeyId ?? options.accessKeyId;
+    const accessKeySecret = authConfig.accessKeySecret ?? options.accessKeySecret;
+    // As with CXONE_PROFILE: unset, an access key means `cxone`.
+    const profile = options.profile ?? (accessKeyId || accessKeySecret ? 'cxone' : 'seed');
+    if (profile !== 'seed' && profile !== 'cxone') {
+      throw new CxoneError('INVALID_CONFIG', `options.profile must be 'seed' or 'cxone' (got ${JSON.stringify(profile)})`);
+    }
+    const cxone = profile === 'cxone';
     if (!external && !(authConfig.clientId && authConfig.clientSecret)) {
       throw new CxoneError(
         'INVALID_CONFIG',
         'authConfig needs getAccessToken() or clientId and clientSecret',
       );
     }
-    if (authConfig.clientSecret && isBrowser() && authConfig.allowClientSecretInBrowser !== true) {
+    if (!external && cxone && !(accessKeyId && accessKeySecret)) {
       throw new CxoneError(
-        'CLIENT_SECRET_IN_BROWSER',
-        'a browser page must not hold a client secret: pass getAccessToken() backed by your own server, ' +
-          'or set allowClientSecretInBrowser: true if you really mean it',
+        'INVALID_CONFIG',
+        "the 'cxone' profile needs getAccessToken(), or accessKeyId and accessKeySecret with the client app's clientId and clientSecret",
       );
     }
-    if (!options.baseUrl && !authConfig.domain) {
+    if ((authConfig.clientSecret || accessKeySecret) && isBrowser() && authConfig.allowClientSecretInBrowser !== true) {
+      throw new CxoneError(
+        'CLIENT_SECRET_IN_BROWSER',
+        'a browser page must not hold a client secret or an access key secret: pass getAccessToken() backed by ' +
+          'your own server, or set allowClientSecretInBrowser: true if you really mean it',
+      );
+    }
+    // `cxone` discovers its bases (or is given them: apiBaseUrl, wfmBaseUrl, or by the token source).
+    if (!cxone && !options.baseUrl && !authConfig.domain) {
       throw new CxoneError('INVALID_CONFIG', 'set options.baseUrl or authConfig.domain');
     }
     // The core turns a domain into the base URL (and refuses a malformed one) when the engine starts.
-    this.#domain = options.baseUrl ? null : String(authConfig.domain);
+    this.#domain = options.baseUrl || cxone ? null : String(authConfig.domain);
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') {
       throw new CxoneError('INVALID_CONFIG', 'no fetch: pass options.fetch');
@@ -236,9 +297,17 @@ export class AgentStateManager extends EventTarget {
     if (options.rateLimitPerMinute !== undefined) {
       config.rateLimit = { perMinute: options.rateLimitPerMinute, burst: options.rateLimitBurst ?? null };
     }
-    for (const key of ['retry', 'requestTimeoutMs', 'scheduleTtlMs', 'tokenRefreshMarginMs', 'reasonCodes',
-      'policyMaxAgeMs', 'commitWindowMs', 'maxOpenChanges', 'checkpointEvery', 'reportLogCapacity']) {
+    // On `cxone`, the reason codes and the schedule TTL are the profile's own (unavailable-code names, the
+    // schedule export's life).
+    const passed = ['retry', 'requestTimeoutMs', 'tokenRefreshMarginMs', 'policyMaxAgeMs', 'commitWindowMs',
+      'maxOpenChanges', 'checkpointEvery', 'reportLogCapacity'];
+    if (!cxone) passed.push('scheduleTtlMs', 'reasonCodes');
+    for (const key of passed) {
       if (options[key] !== undefined) config[key] = options[key];
+    }
+    if (cxone) {
+      config.profile = 'cxone';
+      config.cxone = cxoneConfig(options, external ? '' : accessKeyId, external ? '' : accessKeySecret);
     }
     this.#config = config;
     // Where the module is already loaded (Node), configuration errors surface right here.
@@ -250,6 +319,9 @@ export class AgentStateManager extends EventTarget {
     if (this.#state !== 'open') throw this.#refusal();
     try {
       if (this.#domain !== null) this.#config.baseUrl = tenantBaseUrl(this.#domain);
+      // The CXONE_REASON_CODES text becomes its table (the core parses it: defaults, checks).
+      const cx = this.#config.cxone;
+      if (typeof cx?.reasonCodes === 'string') cx.reasonCodes = cxoneReasonCodes(cx.reasonCodes);
       this.#engine = new Engine(this.#config);
       if (this.#records) {
         const { mono, unix } = this.#clock();
@@ -285,7 +357,8 @@ export class AgentStateManager extends EventTarget {
    */
   transitionState(userId, targetState, options = {}) {
     const reference = options?.reference == null ? undefined : String(options.reference);
-    return this.#ask('transition', { userId: String(userId), state: String(targetState), reference });
+    const reason = options?.reason == null ? undefined : String(options.reason);
+    return this.#ask('transition', { userId: String(userId), state: String(targetState), reference, reason });
   }
 
   /** Checks policy without changing anything. Resolves `{ valid: true, reasonCode }`; rejects with a coded error. */
@@ -437,7 +510,7 @@ export class AgentStateManager extends EventTarget {
       case 'validate':
         try {
           const id = item.type === 'transition'
-            ? engine.transition(mono, unix, item.userId, item.state, item.reference)
+            ? engine.transition(mono, unix, item.userId, item.state, item.reference, item.reason)
             : engine.validate(mono, unix, item.userId, item.state);
           this.#waiting.set(id, item);
         } catch (e) {
@@ -449,7 +522,9 @@ export class AgentStateManager extends EventTarget {
       case 'transportError':
         return engine.handleTransportError(mono, unix, item.id, item.kind);
       case 'accessToken':
-        return engine.handleAccessToken(mono, unix, item.id, item.token, item.expiresInMs, item.error);
+        return engine.handleAccessToken(
+          mono, unix, item.id, item.token, item.expiresInMs, item.error, item.apiBase, item.wfmBase,
+        );
       case 'timeout':
         return engine.handleTimeout(mono, unix);
       case 'replay': {
@@ -479,6 +554,7 @@ export class AgentStateManager extends EventTarget {
           this.#dispatchRecord(v);
           break;
         case 'transmit':
+          // Every target ('api', 'wfm' — the `cxone` WFM host —, 'token', 'webhook') is one `fetch`.
           this.#send(v);
           break;
         case 'event':
@@ -549,7 +625,10 @@ export class AgentStateManager extends EventTarget {
       .then(
         (t) => {
           if (!t || typeof t.accessToken !== 'string') return { error: 'getAccessToken() returned no accessToken' };
-          return { token: t.accessToken, expiresInMs: Number(t.expiresIn) * 1000 };
+          // `expiresInMs`, or the OAuth-style `expiresIn` in seconds; on `cxone`, the bases it knows.
+          const expiresInMs = t.expiresInMs != null ? Number(t.expiresInMs) : Number(t.expiresIn) * 1000;
+          const base = (b) => (typeof b === 'string' && b !== '' ? b : undefined);
+          return { token: t.accessToken, expiresInMs, apiBase: base(t.apiBase), wfmBase: base(t.wfmBase) };
         },
         (e) => ({ error: String(e?.message ?? e) }),
       )

@@ -7,6 +7,7 @@ import type {
   ChangeIntent,
   Checkpoint,
   ComplianceReport,
+  CxoneConfig,
   DaySummary,
   DeadLetter,
   DeadLetterEntry,
@@ -41,6 +42,7 @@ export type {
   Checkpoint,
   CodedError,
   ComplianceReport,
+  CxoneConfig,
   DayCharts,
   DaySummary,
   DeadLetter,
@@ -85,8 +87,15 @@ export { Engine, SimulationRun };
 /** A token handed out by your own back end (the browser never holds the client secret). */
 export interface AccessToken {
   accessToken: string;
-  /** Seconds of life left. */
-  expiresIn: number;
+  /** Seconds of life left (or give `expiresInMs`). */
+  expiresIn?: number;
+  /** Milliseconds of life left (wins over `expiresIn`). */
+  expiresInMs?: number;
+  /** `cxone`: the ACD/Admin API base your back end knows (its discovery's `api_endpoint`); with `wfmBase`,
+   * the page needs no discovery. A configured `apiBaseUrl` wins. */
+  apiBase?: string;
+  /** `cxone`: the WFM base (`https://{area}.{uhDomain}`). A configured `wfmBaseUrl` wins. */
+  wfmBase?: string;
 }
 
 /** How the manager authenticates: a token source (browsers), or client credentials (servers). */
@@ -98,18 +107,64 @@ export type AuthConfig =
     }
   | {
       domain?: string;
+      /** The client app's id and secret (on `cxone`, the OAuth client the access key signs in through). */
       clientId: string;
       clientSecret: string;
-      /** Browsers refuse a client secret unless this is set, by name, to `true`. */
+      /** `cxone`: the access key id (the password grant's `username`). Setting it makes `cxone` the default profile. */
+      accessKeyId?: string;
+      /** `cxone`: the access key secret (the password grant's `password`). */
+      accessKeySecret?: string;
+      /** Browsers refuse a client secret or an access key secret unless this is set, by name, to `true`
+       * (`CLIENT_SECRET_IN_BROWSER`). */
       allowClientSecretInBrowser?: boolean;
     };
 
 /** Options of `AgentStateManager` (all optional). */
 /** The engine settings a manager passes on as they are (documented on `EngineConfig`). */
 type PassedEngineConfig = Pick<EngineConfig, 'retry' | 'requestTimeoutMs' | 'scheduleTtlMs' | 'tokenRefreshMarginMs' |
-  'policyMaxAgeMs' | 'commitWindowMs' | 'maxOpenChanges' | 'checkpointEvery' | 'reportLogCapacity' | 'reasonCodes'>;
+  'policyMaxAgeMs' | 'commitWindowMs' | 'maxOpenChanges' | 'checkpointEvery' | 'reportLogCapacity'>;
 
-export interface ManagerOptions extends PassedEngineConfig {
+/**
+ * The `cxone` profile's options, named as the `CXONE_*` settings are (camelCase). Unused on `seed`. Those
+ * marked [I] rest on inferred facts about the CXone API and are configurable for that reason.
+ */
+export interface CxoneOptions {
+  /** Which API to speak (default `cxone` when an access key is given, else `seed`). */
+  profile?: 'seed' | 'cxone';
+  /** The access key id (or give it in `authConfig`). */
+  accessKeyId?: string;
+  /** The access key secret (or give it in `authConfig`); browsers refuse it without `allowClientSecretInBrowser`. */
+  accessKeySecret?: string;
+  /** Where discovery starts (default `https://cxone.niceincontact.com`). */
+  authBase?: string;
+  /** The ACD/Admin API base; with `wfmBaseUrl` too, no CXone configuration is fetched. */
+  apiBaseUrl?: string;
+  /** The WFM base [I] (default `https://{area}.{uhDomain}` from discovery). */
+  wfmBaseUrl?: string;
+  /** The API version `v{N}.0` [I]: one number for every endpoint (default 34), or one per endpoint. */
+  apiVersion?: number | { agents?: number; unavailableCodes?: number; setState?: number };
+  /** How the client app authenticates at the token endpoint [I] (default `basic`). */
+  clientAuth?: 'basic' | 'body';
+  /** How `SetAgentState` carries its parameters [I] (default `query`). */
+  setStateEncoding?: 'query' | 'json';
+  /** Which schedule activities are mandatory breaks [I]: `'Break, Lunch'` (the default), a list of titles, or
+   * `{ titles, nonWorkIsBreak }` (`nonWorkIsBreak`: every `work: false` activity too). */
+  breakActivities?: string | string[] | { titles?: string[]; nonWorkIsBreak?: boolean };
+  /** The WFM host's requests per minute (default 100); a 429 there pauses only it. */
+  wfmRateLimitPerMin?: number;
+  /** The WFM host's burst, if known. */
+  wfmRateLimitBurst?: number;
+  /** Every other `cxone` setting, as the engine names it (the options above win). */
+  cxone?: CxoneConfig;
+}
+
+export interface ManagerOptions extends PassedEngineConfig, CxoneOptions {
+  /**
+   * State → reason code. On `seed`, the table `{ codes, fallback }` of reason codes sent. On `cxone`, the
+   * unavailable-code names [I]: `'NOT_READY=Break,PAUSED=Meeting'`, `{ NOT_READY: 'Break' }` (entries on top
+   * of the defaults, `'*'` the fallback), or a whole `{ codes, fallback }` table.
+   */
+  reasonCodes?: { codes: Record<string, string>; fallback: string } | Record<string, string> | string;
   /** API base URL (default `https://{domain}.api.nice.incontact.com`). */
   baseUrl?: string;
   /** Token endpoint (default `{baseUrl}/oauth2/token`). */
@@ -154,6 +209,12 @@ export interface TransitionOptions {
    * the tenant. Any other string rejects with `INVALID_REFERENCE`.
    */
   reference?: string;
+  /**
+   * The reason code to set the state with instead of the configured one: on `cxone`, the name of one of the
+   * agent's team's unavailable codes (`{ reason: 'Lunch' }`, matched ignoring case, `_`, `-` and spaces;
+   * ignored for READY). A name no code has rejects with `UNKNOWN_REASON_CODE` before anything is sent.
+   */
+  reason?: string;
 }
 
 /** What `validateStateChange` resolves with. */

@@ -1,5 +1,6 @@
 //! The console module's exports: the engine and small helpers.
 
+use cxone_agent_state_core::cxone::acd::CxoneReasonTable;
 use cxone_agent_state_core::{
     AgentState, CommandError, Engine, EngineConfig, ErrorCode, HttpResponse, Input, LogState,
     ReasonCodeTable, Record, RequestId, Secret, TransitionError, TransitionId, TransitionOptions,
@@ -76,6 +77,10 @@ impl WasmEngine {
     /// `reference` (optional) is the caller's reference of the change — 1 to 128 printable ASCII
     /// characters, e.g. a ticket number — kept in its intent, every audit record of it and its outcome
     /// event, never sent to the tenant; any other string throws `INVALID_REFERENCE`.
+    ///
+    /// `reason` (optional) names the reason code to set the state with instead of the table's: on `cxone`,
+    /// one of the agent's team's unavailable codes (`"Lunch"`); a name no code has fails the change with
+    /// `UNKNOWN_REASON_CODE` before anything is sent.
     pub fn transition(
         &mut self,
         mono_ms: f64,
@@ -83,9 +88,11 @@ impl WasmEngine {
         user_id: &str,
         state: &str,
         reference: Option<String>,
+        reason: Option<String>,
     ) -> Result<f64, JsValue> {
         let mut options = TransitionOptions::default();
         options.reference = reference;
+        options.reason = reason;
         command_result(
             self.inner
                 .transition_with(now(mono_ms, unix_ms), user_id, state, &options),
@@ -320,6 +327,15 @@ impl WasmEngine {
 pub fn reason_code_for_state(state: &str) -> Result<String, JsValue> {
     let state = AgentState::parse(state).map_err(|e| transition_error(&e))?;
     Ok(ReasonCodeTable::default().reason_for(&state).to_owned())
+}
+
+/// The `cxone` profile's reason-code table from the `CXONE_REASON_CODES` text (`"NOT_READY=Break,PAUSED=Meeting"`:
+/// entries on top of the defaults, `*` the fallback), for `EngineConfig.cxone.reasonCodes`; throws
+/// `INVALID_CONFIG` naming a bad entry.
+#[wasm_bindgen(js_name = cxoneReasonCodes, unchecked_return_type = "{ codes: Record<string, string>; fallback: string }")]
+pub fn cxone_reason_codes(spec: &str) -> Result<JsValue, JsValue> {
+    let table = CxoneReasonTable::parse(spec).map_err(|e| config_error(&e))?;
+    Ok(to_js(&table))
 }
 
 /// Every stable error code.

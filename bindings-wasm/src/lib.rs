@@ -62,13 +62,53 @@ export interface WebhookConfig {
   onReceiverChange?: "deliverToOriginal" | "deadLetter";
 }
 
-/** The engine's configuration (every field but `baseUrl` has a default). Secrets serialize as "[redacted]". */
+/** The `cxone` profile's settings (every field has a default). Each mirrors a `CXONE_*` setting; the
+ * fields marked [I] rest on inferred facts about the CXone API and are configurable for that reason. */
+export interface CxoneConfig {
+  /** The access key id: the password grant's `username` (not needed with an external token source). */
+  accessKeyId?: string;
+  /** The access key secret: the password grant's `password`. */
+  accessKeySecret?: string;
+  /** Where discovery starts (`/.well-known/openid-configuration`; default `https://cxone.niceincontact.com`). */
+  authBase?: string;
+  /** The ACD/Admin API base; with `wfmBase` set too, the CXone configuration is not fetched. */
+  apiBase?: string | null;
+  /** The WFM base [I] (default `https://{area}.{uhDomain}` from the CXone configuration). */
+  wfmBase?: string | null;
+  /** The API version (`v{N}.0`) of each ACD endpoint [I] (default 34 each). */
+  versions?: { agents?: number; unavailableCodes?: number; setState?: number };
+  /** How the client app authenticates at the token endpoint [I] (default `basic`). */
+  clientAuth?: "basic" | "body";
+  /** How `SetAgentState` carries `state` and `outStateId` [I] (default `query`). */
+  setStateEncoding?: "query" | "json";
+  /** State → unavailable-code name [I] (READY is always `Available`; defaults NOT_READY → BREAK,
+   * PAUSED → ADHOC, IDLE → SYSTEM_IDLE, others → GENERAL). `AgentStateManager` also takes the
+   * `CXONE_REASON_CODES` text. */
+  reasonCodes?: { codes: Record<string, string>; fallback: string };
+  /** Which schedule activities are mandatory breaks [I] (default titles `Break`, `Lunch`). */
+  breakActivities?: { titles?: string[]; nonWorkIsBreak?: boolean };
+  /** The WFM host's own request budget (a 429 there pauses only it). */
+  wfmRateLimit?: { perMinute?: number; burst?: number | null };
+  /** How long an agent's schedule export is used (default 3 600 000 ms). */
+  scheduleTtlMs?: number;
+  /** Days one export covers, 1 to 7 (default 2). */
+  scheduleDays?: number;
+  /** The directory is read again for a missing agent id at most this often (default 60 000 ms). */
+  directoryRefetchMs?: number;
+  /** A team's codes are read again for a missing name at most this often (default 60 000 ms). */
+  codesRefetchMs?: number;
+  /** Agents per directory page (default 100). */
+  agentsPageSize?: number;
+}
+
+/** The engine's configuration (every field but `baseUrl` has a default; on `cxone`, `baseUrl` may be empty).
+ * Secrets serialize as "[redacted]". */
 export interface EngineConfig {
   baseUrl: string;
   tokenUrl?: string | null;
   credentials?: { clientId: string; clientSecret: string };
   tokenSource?: "clientCredentials" | "external";
-  profile?: "seed";
+  profile?: "seed" | "cxone";
   seed?: number;
   /** State → reason code table. */
   reasonCodes?: { codes: Record<string, string>; fallback: string };
@@ -93,6 +133,8 @@ export interface EngineConfig {
   /** A checkpoint record after this many others (default 1000; `null`: none). */
   checkpointEvery?: number | null;
   webhook?: WebhookConfig | null;
+  /** The `cxone` profile's settings (unused by `seed`). */
+  cxone?: CxoneConfig;
 }
 
 /** An HTTP request for the host to perform. */
@@ -103,8 +145,8 @@ export interface HttpRequest {
 /** An HTTP answer. */
 export interface HttpResponse { status: number; headers: [string, string][]; body: string }
 
-/** Who a request goes to. */
-export type Target = "api" | "token" | "webhook";
+/** Who a request goes to (`wfm`: the `cxone` profile's WFM host, schedule exports). */
+export type Target = "api" | "wfm" | "token" | "webhook";
 
 /** A request to perform; hand the answer back with the same `id`. */
 export interface Transmit { id: number; target: Target; request: HttpRequest }
@@ -130,6 +172,8 @@ export interface ChangeIntent {
   approvedAtMs: number; atMs: number;
   /** The caller's reference of the change, when it gave one. */
   reference?: string;
+  /** `cxone`: the unavailable code's `outStateId` the change is sent with (absent for `Available`). */
+  outStateId?: number;
 }
 /** A webhook payload accepted for delivery; `body` is the JSON text exactly as sent and signed. `receiver` is
  * the fingerprint of the receiver URL it was accepted for, `url` that URL when it has no query, fragment or
@@ -202,7 +246,7 @@ export interface TransitionFailed {
 }
 export interface PolicyViolation { transitionId: number; userId: string; requestedState: string; code: ErrorCode; atMs: number }
 export interface RetryScheduled {
-  transitionId: number | null; userId: string | null; kind: "token" | "schedule" | "breakStatus" | "setState";
+  transitionId: number | null; userId: string | null; kind: "token" | "schedule" | "breakStatus" | "setState" | "directory" | "unavailableCodes" | "scheduleExport";
   retry: number; delayMs: number; status: number | null; atMs: number;
 }
 export interface ValidationCompleted {
@@ -242,7 +286,9 @@ export type EngineOutput =
 export type EngineInput =
   | { type: "response"; now: Now; id: number; response: HttpResponse }
   | { type: "transportError"; now: Now; id: number; kind: TransportErrorKind }
-  | { type: "accessToken"; now: Now; id: number; accessToken: string | null; expiresInMs: number; error: string | null }
+  | { type: "accessToken"; now: Now; id: number; accessToken: string | null; expiresInMs: number; error: string | null;
+      /** `cxone`: the bases the token source knows (a configured base wins). */
+      apiBase?: string; wfmBase?: string }
   | { type: "timeout"; now: Now };
 
 export interface LatencySummary { count: number; averageMs: number; p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number }
@@ -268,11 +314,15 @@ export interface SimulateDayOptions {
   agents?: number; hours?: number; seed?: number; faults?: number; rateLimitPerMinute?: number;
   breakMinutes?: number; breakEveryHours?: number; unscheduledShare?: number; ruleBreakerShare?: number;
   startMs?: number;
+  /** Which API the engine speaks to the simulated tenant (default `seed`; on `cxone` agents are named by
+   * their numeric `agentId`). */
+  profile?: "seed" | "cxone";
 }
 /** The parameters a simulated day ran with. */
 export interface WorkdayConfig {
   agents: number; seed: number; startMs: number; shiftHours: number; faultRate: number; unscheduledShare: number;
   ruleBreakerShare: number; ratePerMinute: number; breakMinutes: number; breakEveryHours: number;
+  profile: "seed" | "cxone";
 }
 export interface GroundTruth {
   totalRequests: number; requestsByEndpoint: Record<string, number>; responsesByStatus: Record<string, number>;

@@ -1,6 +1,7 @@
 //! The simulation module's exports: whole simulated days and the speed workload.
 
 use cxone_agent_state_core::sim::{DayRun, WorkdayConfig};
+use cxone_agent_state_core::ProfileKind;
 use wasm_bindgen::prelude::*;
 
 use crate::{coded, config_error, from_js, time, to_js};
@@ -19,6 +20,7 @@ fn workday_config(options: JsValue) -> Result<WorkdayConfig, JsValue> {
         unscheduled_share: Option<f64>,
         rule_breaker_share: Option<f64>,
         start_ms: Option<f64>,
+        profile: Option<String>,
     }
     let o: Options = if options.is_undefined() || options.is_null() {
         Options::default()
@@ -37,6 +39,15 @@ fn workday_config(options: JsValue) -> Result<WorkdayConfig, JsValue> {
         }
     };
     let d = WorkdayConfig::default();
+    let profile = match o.profile.as_deref() {
+        None => d.profile,
+        Some(p) => p.parse::<ProfileKind>().map_err(|_| {
+            coded(
+                "INVALID_CONFIG",
+                &format!("profile must be \"seed\" or \"cxone\" (got {p:?})"),
+            )
+        })?,
+    };
     let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     Ok(WorkdayConfig {
         agents: whole(o.agents, "agents")?.map_or(d.agents, |v| v as usize),
@@ -51,6 +62,7 @@ fn workday_config(options: JsValue) -> Result<WorkdayConfig, JsValue> {
         unscheduled_share: o.unscheduled_share.unwrap_or(d.unscheduled_share),
         rule_breaker_share: o.rule_breaker_share.unwrap_or(d.rule_breaker_share),
         start_ms: whole(o.start_ms, "startMs")?.unwrap_or(d.start_ms),
+        profile,
     })
 }
 
@@ -61,6 +73,9 @@ fn workday_config(options: JsValue) -> Result<WorkdayConfig, JsValue> {
 /// const day = simulateDay({ agents: 1000, hours: 8, seed: 42, faults: 0.02, rateLimitPerMinute: 100 });
 /// console.log(day.report.violationCount, day.groundTruth.readyAcceptedDuringBreak); // …, 0
 /// ```
+///
+/// `profile: "cxone"` runs the day on the real CXone API's dialect (discovery, the agent directory,
+/// unavailable codes, schedule exports); the engine then names agents by their numeric `agentId`.
 #[wasm_bindgen(js_name = simulateDay, unchecked_return_type = "DaySummary")]
 pub fn simulate_day(
     #[wasm_bindgen(unchecked_param_type = "SimulateDayOptions | undefined")] options: JsValue,

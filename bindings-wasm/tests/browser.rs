@@ -21,3 +21,8 @@ fn errors_are_js_errors_with_codes() {
 fn engine_commands_throw_coded_errors() {
     common::engine_commands_throw_coded_errors();
 }
+
+#[test]
+fn cxone_token_source_with_bases_skips_discovery() {
+    common::cxone_token_source_with_bases_skips_discovery();
+}

@@ -86,6 +86,14 @@ export function explain(error, now = Date.now()) {
       return 'Not a valid state name';
     case 'INVALID_USER_ID':
       return 'Not a valid agent id';
+    case 'UNKNOWN_AGENT':
+      return 'No such agent in the tenant\'s directory — check the agentId';
+    case 'UNKNOWN_REASON_CODE':
+      return `Refused: ${error.message}`;
+    case 'STATE_CONFLICT':
+      return `The tenant refused the change (is the agent logged in?): ${error.message}`;
+    case 'DISCOVERY_FAILED':
+      return `Could not find the tenant's API: ${error.message}`;
     default:
       return `${error.code ?? 'ERROR'}: ${error.message}`;
   }

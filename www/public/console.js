@@ -47,7 +47,8 @@ function addAuditRow(r) {
 
 function renderAgents() {
   const tbody = $('#agents tbody');
-  if (tbody.children.length !== agents.length) {
+  // Rebuilt when the list changes (another profile names the same agents by other ids).
+  if ([...tbody.children].map((tr) => tr.dataset.agent).join(',') !== agents.join(',')) {
     tbody.replaceChildren(
       ...agents.map((id) => {
         const tr = document.createElement('tr');
@@ -110,7 +111,11 @@ async function change(userId, state, button) {
   }
 }
 
-async function connect(baseUrl, tokenUrl, ids) {
+/**
+ * Connects to a tenant. On `seed`, `baseUrl` is the API base; on `cxone` the token endpoint names the API and
+ * WFM bases with each token (`baseUrl`, when given, sets the API base instead).
+ */
+async function connect(profile, baseUrl, tokenUrl, ids) {
   // Changes still open end now (and are audited by that manager, not shown in the new table).
   manager?.close();
   manager = null;
@@ -134,7 +139,10 @@ async function connect(baseUrl, tokenUrl, ids) {
     if (!(first.expiresIn > 0)) {
       setStatus('The token service handed out an already expired token — check the token endpoint.', 'bad');
     }
-    const m = new AgentStateManager({ getAccessToken }, undefined, { baseUrl, rateLimitPerMinute: 600 });
+    const options = profile === 'cxone'
+      ? { profile, apiBaseUrl: baseUrl || undefined, rateLimitPerMinute: 600, wfmRateLimitPerMin: 600 }
+      : { baseUrl, rateLimitPerMinute: 600 };
+    const m = new AgentStateManager({ getAccessToken }, undefined, options);
     manager = m;
     m.addEventListener('audit', (e) => {
       if (manager !== m) return;
@@ -150,7 +158,8 @@ async function connect(baseUrl, tokenUrl, ids) {
         renderAgents();
       }
     });
-    if (first.expiresIn > 0) setStatus(`Connected to ${baseUrl}; tokens from ${tokenUrl}.`, 'ok');
+    const where = baseUrl || first.apiBase || 'the tenant your token endpoint names';
+    if (first.expiresIn > 0) setStatus(`Connected to ${where} (${profile} profile); tokens from ${tokenUrl}.`, 'ok');
     renderAgents();
     renderReport();
   } catch (e) {
@@ -162,7 +171,10 @@ $('#connect').addEventListener('submit', (e) => {
   e.preventDefault();
   const ids = $('#agent-ids').value.split(',').map((s) => s.trim()).filter(Boolean);
   if (ids.length === 0) return setStatus('List at least one agent id.', 'bad');
-  connect($('#base-url').value.trim(), $('#token-url').value.trim(), ids);
+  const profile = $('#profile').value;
+  const baseUrl = $('#base-url').value.trim();
+  if (profile === 'seed' && !baseUrl) return setStatus('Enter the API base URL.', 'bad');
+  connect(profile, baseUrl, $('#token-url').value.trim(), ids);
 });
 $('#export-json').addEventListener('click', () => {
   if (manager) download('compliance-report.json', JSON.stringify(manager.getComplianceReport(), null, 2), 'application/json');
@@ -176,11 +188,19 @@ setInterval(() => {
 
 // Defaults: the local sim-server and token endpoint that `make www` started.
 const config = await fetch('/config').then((r) => r.json()).catch(() => null);
+// Switching the profile fills in the local defaults of that profile (on `cxone`, the bases come with tokens).
+$('#profile').addEventListener('change', () => {
+  if (!config) return;
+  const cxone = $('#profile').value === 'cxone' && config.cxone;
+  $('#base-url').value = cxone ? '' : config.baseUrl;
+  $('#token-url').value = cxone ? config.cxone.tokenUrl : config.tokenUrl;
+  $('#agent-ids').value = ((cxone ? config.cxone.agents : config.agents) ?? []).join(', ');
+});
 if (config) {
   $('#base-url').value = config.baseUrl;
   $('#token-url').value = config.tokenUrl;
   $('#agent-ids').value = (config.agents ?? []).join(', ');
-  connect(config.baseUrl, config.tokenUrl, config.agents ?? []);
+  connect('seed', config.baseUrl, config.tokenUrl, config.agents ?? []);
 } else {
   setStatus('Enter a tenant and a token endpoint, then Connect.');
 }

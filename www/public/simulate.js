@@ -14,6 +14,8 @@ const FIELDS = [
   ['rate', 'rate', 'Rate limit'],
   ['seed', 'seed', 'Seed'],
 ];
+/** The API profiles a day can run on (the `profile` select, and the `profile` query key). */
+const PROFILES = ['seed', 'cxone'];
 let worker = null;
 let lastSummary = null;
 let lastCsv = '';
@@ -36,6 +38,9 @@ function readForm() {
     }
     out[key] = v;
   }
+  const profile = $('#profile').value;
+  if (!PROFILES.includes(profile)) throw new Error(`API profile must be one of ${PROFILES.join(', ')} (got “${profile}”).`);
+  out.profile = profile;
   return out;
 }
 
@@ -47,7 +52,7 @@ function shareUrl(p) {
 function options(p) {
   return {
     agents: p.agents, hours: p.hours, seed: p.seed, faults: p.faults / 100, rateLimitPerMinute: p.rate,
-    breakEveryHours: p.breakEvery, breakMinutes: p.breakMinutes,
+    breakEveryHours: p.breakEvery, breakMinutes: p.breakMinutes, profile: p.profile,
   };
 }
 
@@ -93,6 +98,7 @@ function draw(summary) {
   }));
   const g = summary.groundTruth;
   const rows = [
+    ['profile', 'API profile spoken', summary.config.profile],
     ['requestsReceived', 'Requests the tenant received', g.totalRequests],
     ['apiRequestsPerTransition', 'API requests per transition', summary.apiRequestsPerTransition.toFixed(2)],
     ['rateLimited', '429s from its rate limiter', g.rateLimited],
@@ -111,7 +117,9 @@ function run(p) {
   worker = new Worker('/sim-worker.js', { type: 'module' });
   $('#run').disabled = true;
   $('#progress').value = 0;
-  $('#sim-status').textContent = `Simulating ${p.agents.toLocaleString()} agents × ${p.hours} h…`;
+  delete $('#sim-status').dataset.ms;
+  delete $('#sim-status').dataset.profile;
+  $('#sim-status').textContent = `Simulating ${p.agents.toLocaleString()} agents × ${p.hours} h on the ${p.profile} profile…`;
   const t0 = performance.now();
   worker.onmessage = (e) => {
     const m = e.data;
@@ -123,10 +131,12 @@ function run(p) {
       lastCsv = m.csv;
       draw(m.summary);
       const status = $('#sim-status');
-      status.textContent = `Simulated ${p.agents.toLocaleString()} agents × ${p.hours} h in ${(m.ms / 1000).toFixed(2)} s `
+      const profile = m.summary.config.profile;
+      status.textContent = `Simulated ${p.agents.toLocaleString()} agents × ${p.hours} h on the ${profile} profile in ${(m.ms / 1000).toFixed(2)} s `
         + `(${((performance.now() - t0) / 1000).toFixed(2)} s including loading): ${m.summary.report.totalTransitions.toLocaleString()} transitions, `
         + `${m.summary.report.violationCount} violations blocked, ${m.summary.groundTruth.readyAcceptedDuringBreak} READY accepted during a break.`;
       status.dataset.ms = String(Math.round(m.ms));
+      status.dataset.profile = profile;
       status.className = 'status msg ok';
       $('#run').disabled = false;
     } else {
@@ -168,5 +178,6 @@ $('#export-csv').addEventListener('click', () => lastSummary && download('simula
 const q = new URLSearchParams(location.search);
 if ([...q.keys()].length > 0) {
   for (const [id, key] of FIELDS) if (q.has(key)) $(`#${id}`).value = q.get(key);
+  if (PROFILES.includes(q.get('profile'))) $('#profile').value = q.get('profile');
   $('#params').requestSubmit();
 }

@@ -174,6 +174,59 @@ test('simulation: a 1,000-agent day runs in a worker, every chart is drawn, figu
   await page.close();
 });
 
+test('simulation: the profile selector runs the day on cxone — agentIds, the profile shown, 0 READY during breaks', async () => {
+  const { page, errors } = await openPage('/simulate.html');
+  await page.getByLabel('Agents', { exact: true }).fill('400');
+  await page.getByLabel('Shift length (hours)').fill('6');
+  await page.getByLabel('API profile').selectOption('cxone');
+  await page.getByRole('button', { name: 'Run simulation' }).click();
+  const status = page.locator('#sim-status[data-ms]');
+  await status.waitFor({ timeout: 60_000 });
+  // What ran is what was chosen: the summary's own profile, in the status, the table and the share link.
+  assert.equal(await status.getAttribute('data-profile'), 'cxone');
+  assert.match(await status.innerText(), /on the cxone profile[\s\S]* 0 READY accepted during a break\.$/);
+  assert.equal(await page.locator('#truth td[data-key="profile"]').innerText(), 'cxone');
+  assert.match(page.url(), /[?&]profile=cxone(&|$)/);
+  assert.equal(Number(await page.locator('#truth td[data-key="readyAcceptedDuringBreak"]').innerText()), 0);
+  // On cxone the engine names agents by their numeric agentId: so do the timeline's labels.
+  const labels = await page.locator('svg[data-chart="timeline"] text').allTextContents();
+  assert.ok(labels.some((t) => /^\d{4,}$/.test(t.trim())), `timeline labels: ${labels.slice(0, 5).join(', ')}`);
+  assert.ok(!labels.some((t) => t.startsWith('#')), 'no seed user ids (shown as #0001)');
+  // The same day computed by the package in Node on cxone gives the same figures.
+  const m = await import(join(root, 'bindings-wasm', 'pkg', 'node.mjs'));
+  const day = m.simulateDay({ agents: 400, hours: 6, seed: 42, faults: 0.02, rateLimitPerMinute: 100, breakEveryHours: 2, breakMinutes: 15, profile: 'cxone' });
+  for (const key of ['totalTransitions', 'successCount', 'violationCount']) {
+    assert.equal(Number(await page.locator(`#report dd[data-key="${key}"]`).getAttribute('data-value')), day.report[key], key);
+  }
+  assert.equal(Number(await page.locator('#truth td[data-key="requestsReceived"]').innerText()), day.groundTruth.totalRequests);
+  await page.screenshot({ path: join(out, 'simulate-cxone.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('console on cxone: bases and tokens from the page\'s back end (no secret, no discovery), agents by agentId', async () => {
+  const { page, errors } = await openPage('/');
+  await page.locator('#tenant-status.ok').waitFor();
+  const wellKnown = [];
+  page.on('request', (r) => {
+    if (/well-known|auth\/token/.test(r.url())) wellKnown.push(r.url());
+  });
+  await page.getByLabel('API profile').selectOption('cxone');
+  assert.equal(await page.getByLabel('Token endpoint (your back end)').inputValue(), '/token?profile=cxone');
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.locator('#tenant-status.ok', { hasText: 'cxone profile' }).waitFor();
+  await page.getByRole('button', { name: 'Set 1001 to NOT_READY' }).click();
+  await page.locator('tr[data-agent="1001"] .result', { hasText: 'Changed to NOT_READY' }).waitFor();
+  await page.locator('tr[data-agent="1001"] .state .badge', { hasText: 'NOT_READY' }).waitFor();
+  // agent-0003 (agentId 1003) is in a break: READY is refused before anything is sent.
+  await page.getByRole('button', { name: 'Set 1003 to READY' }).click();
+  await page.locator('tr[data-agent="1003"] .result', { hasText: 'Refused' }).waitFor();
+  assert.match(await page.locator('#audit tbody tr').last().innerText(), /1001[\s\S]*NOT_READY[\s\S]*accepted/);
+  assert.deepEqual(wellKnown, [], 'the page did no discovery and no grant');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('simulation: a negative agent count gets a clear message and nothing runs', async () => {
   const { page, errors } = await openPage('/simulate.html');
   await page.getByLabel('Agents', { exact: true }).fill('-5');

@@ -72,10 +72,29 @@ async function console(): Promise<void> {
   function report0(): ComplianceReport {
     return manager.getComplianceReport();
   }
+  // The `cxone` profile: a server with an access key, and a page whose back end hands out the bases.
+  const server = new AgentStateManager(
+    { clientId: 'app', clientSecret: 's', accessKeyId: 'key', accessKeySecret: 'k=&%' },
+    undefined,
+    {
+      profile: 'cxone', authBase: 'https://cxone.niceincontact.com', apiVersion: 34, clientAuth: 'body',
+      setStateEncoding: 'json', reasonCodes: 'NOT_READY=Break,PAUSED=Meeting', breakActivities: ['Break', 'Lunch'],
+      wfmRateLimitPerMin: 60, cxone: { scheduleDays: 2 },
+    },
+  );
+  const lunch = await server.transitionState('1001', 'NOT_READY', { reason: 'Lunch' });
+  check<TransitionResult>()(lunch);
+  const page = new AgentStateManager(
+    { getAccessToken: async () => ({ accessToken: 't', expiresInMs: 3_600_000, apiBase: 'https://api.example', wfmBase: 'https://wfm.example' }) },
+    undefined,
+    { profile: 'cxone', reasonCodes: { NOT_READY: 'Break' } },
+  );
+  check<ErrorCode>()('UNKNOWN_REASON_CODE');
+  await page.close();
   const outputs: EngineOutput[] = [];
   for (const o of outputs) {
     if (o.type === 'timeout') check<number | null>()(o.value);
-    else if (o.type === 'transmit') check<'api' | 'token' | 'webhook'>()(o.value.target);
+    else if (o.type === 'transmit') check<'api' | 'wfm' | 'token' | 'webhook'>()(o.value.target);
     else if (o.type === 'event' && o.value.type === 'transitionFailed') check<ErrorCode>()(o.value.error.code);
   }
 

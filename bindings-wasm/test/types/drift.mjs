@@ -59,6 +59,14 @@ need('restored changes, abandoned ones, dead letters', ['resumed', 'abandoned'].
 need('a dead letter entry', samples.deadLetters.length > 0);
 need('a report with logs and agents', samples.complianceReports.some((r) => r.logs.length > 0 && r.agents.length > 0));
 need('a configuration with a webhook', samples.engineConfigs.some((c) => c.webhook !== null));
+// The `cxone` profile.
+const transmits = outputs.filter((o) => o.type === 'transmit').map((o) => o.value);
+need('a transmit to the WFM host', transmits.some((t) => t.target === 'wfm'));
+need('a cxone SetAgentState transmit', transmits.some((t) => t.target === 'api' && /\/inContactAPI\/services\/v\d+\.0\/agents\/\d+\/state/.test(t.request.url)));
+for (const kind of ['directory', 'unavailableCodes', 'scheduleExport']) need(`a retry of a ${kind} request`, events.some((e) => e.type === 'retryScheduled' && e.kind === kind));
+need('an intent with an outStateId', records.some((r) => r.kind === 'intent' && r.outStateId !== undefined));
+need('an accessToken input with the cxone bases', samples.inputs.some((i) => i.type === 'accessToken' && i.apiBase && i.wfmBase));
+need('a cxone configuration and a cxone day', samples.engineConfigs.some((c) => c.profile === 'cxone') && samples.daySummaries.some((d) => d.config.profile === 'cxone'));
 if (problems.length > 0) {
   console.error(`types: the samples do not cover every wire type (extend bindings-wasm/examples/wire_samples.rs):\n  ${problems.join('\n  ')}`);
   process.exit(1);

@@ -51,16 +51,16 @@ pub fn engine_commands_throw_coded_errors() {
     let reference = Some("ticket-1".to_owned());
     assert_eq!(
         engine
-            .transition(1.0, t0, "a1", "READY", reference)
+            .transition(1.0, t0, "a1", "READY", reference, None)
             .unwrap(),
         1.0
     );
     let e = engine
-        .transition(2.0, t0 + 1.0, "a2", "READY", None)
+        .transition(2.0, t0 + 1.0, "a2", "READY", None, None)
         .unwrap_err();
     assert_eq!(code_of(&e).as_deref(), Some("BUSY"));
     let e = engine
-        .transition(2.0, t0 + 1.0, "a2", "READY", Some("row\n2".into()))
+        .transition(2.0, t0 + 1.0, "a2", "READY", Some("row\n2".into()), None)
         .unwrap_err();
     assert_eq!(code_of(&e).as_deref(), Some("INVALID_REFERENCE"));
     engine.close(3.0, t0 + 2.0);
@@ -79,4 +79,51 @@ pub fn engine_commands_throw_coded_errors() {
     );
     let e = engine.validate(4.0, t0 + 3.0, "a1", "IDLE").unwrap_err();
     assert_eq!(code_of(&e).as_deref(), Some("CLOSED"));
+}
+
+/// The `cxone` profile through the binding: the reason-code text parses (and a bad one throws
+/// `INVALID_CONFIG`); an external token source that hands in the API and WFM bases skips discovery, so the
+/// first request after the token is the agent directory on the API base the source named.
+pub fn cxone_token_source_with_bases_skips_discovery() {
+    let table = cxone_agent_state_wasm::cxone_reason_codes("NOT_READY=Lunch, *=Meeting").unwrap();
+    let table: String = js_sys::JSON::stringify(&table).unwrap().into();
+    assert!(table.contains(r#""NOT_READY":"Lunch""#), "{table}");
+    assert!(table.contains(r#""fallback":"Meeting""#), "{table}");
+    let e = cxone_agent_state_wasm::cxone_reason_codes("READY=Break").unwrap_err();
+    assert_eq!(code_of(&e).as_deref(), Some("INVALID_CONFIG"));
+
+    let config =
+        js_sys::JSON::parse(r#"{"baseUrl": "", "profile": "cxone", "tokenSource": "external"}"#)
+            .unwrap();
+    let mut engine = WasmEngine::new(config).expect("a valid configuration");
+    let t0 = 1_767_600_000_000.0;
+    let id = engine
+        .transition(1.0, t0, "1001", "NOT_READY", None, Some("Lunch".into()))
+        .unwrap();
+    assert_eq!(id, 1.0);
+    let outputs: String = js_sys::JSON::stringify(&engine.drain()).unwrap().into();
+    assert!(outputs.contains(r#""type":"tokenRequested""#), "{outputs}");
+    assert!(!outputs.contains("well-known"), "{outputs}");
+    let request_id = outputs
+        .split(r#""requestId":"#)
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .expect("a token request id");
+    engine.handle_access_token(
+        2.0,
+        t0 + 1.0,
+        request_id,
+        Some("page-token".into()),
+        3_600_000.0,
+        None,
+        Some("https://api-c1.example".into()),
+        Some("https://wfm.example".into()),
+    );
+    let outputs: String = js_sys::JSON::stringify(&engine.drain()).unwrap().into();
+    assert!(
+        outputs.contains(r#""url":"https://api-c1.example/inContactAPI/services/v34.0/agents?"#),
+        "{outputs}"
+    );
+    assert!(!outputs.contains("well-known"), "{outputs}");
 }
