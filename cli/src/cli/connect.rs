@@ -85,7 +85,7 @@ pub struct ConnectArgs {
         help_heading = "CXone profile"
     )]
     access_key_secret: Option<Secret>,
-    /// `cxone`: where discovery starts [default: https://cxone.niceincontact.com].
+    /// `cxone`: where discovery starts [default: `https://cxone.niceincontact.com`].
     #[arg(long, env = "CXONE_AUTH_BASE", help_heading = "CXone profile")]
     auth_base: Option<String>,
     /// `cxone`: the ACD/Admin API base [default: discovered].
