@@ -309,16 +309,12 @@ impl WasmEngine {
         to_js(self.inner.chain_head())
     }
 
-    /// The reason code a state is sent with; throws `INVALID_STATE` for a malformed name.
+    /// The reason code a state is set with (on `cxone`, the unavailable code's name); throws
+    /// `INVALID_STATE` for a malformed name.
     #[wasm_bindgen(js_name = reasonCodeFor)]
     pub fn reason_code_for(&self, state: &str) -> Result<String, JsValue> {
         let state = AgentState::parse(state).map_err(|e| transition_error(&e))?;
-        Ok(self
-            .inner
-            .config()
-            .reason_codes
-            .reason_for(&state)
-            .to_owned())
+        Ok(self.inner.reason_code(&state))
     }
 }
 

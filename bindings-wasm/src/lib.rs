@@ -99,6 +99,9 @@ export interface CxoneConfig {
   codesRefetchMs?: number;
   /** Agents per directory page (default 100). */
   agentsPageSize?: number;
+  /** The share (0 to 100 %) of the WFM budget that background re-reads of used schedule exports may take
+   * (in the last tenth of their TTL); 0, the default, turns them off. */
+  schedulePrefetchPercent?: number;
 }
 
 /** The engine's configuration (every field but `baseUrl` has a default; on `cxone`, `baseUrl` may be empty).

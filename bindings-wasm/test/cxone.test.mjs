@@ -75,6 +75,9 @@ test('cxone: an unknown code name and an unknown agent fail before any state cha
 
 test('cxone: reasonCodes as the CXONE_REASON_CODES text, JSON SetAgentState, and a bad table refused up front', async () => {
   const { m, urls } = keyed({ reasonCodes: 'NOT_READY=Meeting', setStateEncoding: 'json', apiVersion: 33 });
+  // The reference's getReasonCodeForState answers for the profile in use: the unavailable code's name.
+  assert.equal(m.getReasonCodeForState('NOT_READY'), 'Meeting');
+  assert.equal(m.getReasonCodeForState('PAUSED'), 'ADHOC');
   const intents = [];
   m.addEventListener('intent', (e) => intents.push(e.detail));
   await m.transitionState('1004', 'NOT_READY');

@@ -803,9 +803,15 @@ impl Engine {
         Ok(id)
     }
 
-    /// The reason code a change names in its records (and, on `seed`, sends): the caller's, else the
-    /// profile's table entry for the state (on `cxone`, an unavailable code's name; READY keeps the `seed`
-    /// table's, as it is set `Available` whatever the reason).
+    /// The reason code a change to `state` names in its records (and, on `seed`, sends) when the caller
+    /// names none: the profile's table entry for the state (on `cxone`, an unavailable code's name; READY
+    /// keeps the `seed` table's, as it is set `Available` whatever the reason). The reference's
+    /// `getReasonCodeForState`, for the profile in use.
+    pub fn reason_code(&self, state: &AgentState) -> String {
+        self.reason_code_for(state, None)
+    }
+
+    /// [`reason_code`](Self::reason_code), or the caller's explicit reason.
     fn reason_code_for(&self, state: &AgentState, explicit: Option<&str>) -> String {
         let cxone = self.config.profile == ProfileKind::Cxone;
         match (cxone, explicit) {
