@@ -40,6 +40,9 @@ function feed(engine, action) {
     switch (c.command) {
       case 'transition':
         return command(() => engine.transition(monoMs, unixMs, c.userId, c.state));
+      case 'transitionWith':
+        return command(() =>
+          engine.transition(monoMs, unixMs, c.userId, c.state, c.options.reference, c.options.reason));
       case 'validate':
         return command(() => engine.validate(monoMs, unixMs, c.userId, c.state));
       case 'replayDeadLetters':
@@ -58,7 +61,8 @@ function feed(engine, action) {
     case 'transportError':
       return engine.handleTransportError(monoMs, unixMs, input.id, input.kind);
     case 'accessToken':
-      return engine.handleAccessToken(monoMs, unixMs, input.id, input.accessToken, input.expiresInMs ?? 0, input.error);
+      return engine.handleAccessToken(monoMs, unixMs, input.id, input.accessToken, input.expiresInMs ?? 0, input.error,
+        input.apiBase, input.wfmBase);
     case 'timeout':
       return engine.handleTimeout(monoMs, unixMs);
     default:
