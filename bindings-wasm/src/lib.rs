@@ -91,7 +91,7 @@ export interface CxoneConfig {
   wfmRateLimit?: { perMinute?: number; burst?: number | null };
   /** How long an agent's schedule export is used (default 3 600 000 ms). */
   scheduleTtlMs?: number;
-  /** Days one export covers, 1 to 7 (default 2). */
+  /** Days one export covers from the day before today (UTC), 1 to 7 (default 3). */
   scheduleDays?: number;
   /** The directory is read again for a missing agent id at most this often (default 60 000 ms). */
   directoryRefetchMs?: number;
@@ -175,6 +175,8 @@ export interface ChangeIntent {
   approvedAtMs: number; atMs: number;
   /** The caller's reference of the change, when it gave one. */
   reference?: string;
+  /** The API profile it was sent on (absent for `seed`); a restart on another profile does not resend it. */
+  profile?: "seed" | "cxone";
   /** `cxone`: the unavailable code's `outStateId` the change is sent with (absent for `Available`). */
   outStateId?: number;
 }

@@ -229,6 +229,15 @@ struct Pending {
 /// A tenant clock within this much of ours is taken to agree with it (see [`Engine::tenant_now`]).
 const TENANT_CLOCK_TOLERANCE_MS: u64 = 2_000;
 
+const DAY_MS: u64 = 86_400_000;
+
+/// A directory that has not ended after this many pages, or this many agents, is taken as a paging loop.
+const MAX_DIRECTORY_PAGES: u32 = 10_000;
+const MAX_DIRECTORY_AGENTS: u64 = 1_000_000;
+
+/// An answer whose round trip took longer than this does not set the tenant's clock.
+const TENANT_CLOCK_MAX_ROUND_TRIP_MS: u64 = 2_000;
+
 /// How often one transition may wait for a token fetch: the first fetch, a refresh after a 401, and a
 /// couple of expiries during long outages.
 const MAX_TOKEN_WAITS: u32 = 4;
@@ -558,6 +567,13 @@ impl Engine {
         (user, state): &(UserId, AgentState),
         intent: &ChangeIntent,
     ) -> Result<Option<Resolved>, String> {
+        let journaled = intent.profile.unwrap_or_default();
+        if journaled != self.config.profile {
+            return Err(format!(
+                "it was sent on the {journaled} profile and the engine now speaks {}: not sent again",
+                self.config.profile
+            ));
+        }
         if !self.cxone() {
             return Ok(None);
         }
@@ -920,8 +936,12 @@ impl Engine {
                 self.on_outbox_note(now, note);
             }
         } else if let Some(p) = self.take_pending(id) {
-            if let Ok(r) = result {
-                self.read_tenant_clock(now, r);
+            if let (Ok(r), Owner::Change(_) | Owner::Fact(_)) = (result, &p.owner) {
+                // Sent at its deadline less the request timeout.
+                let sent_mono = p
+                    .deadline_mono
+                    .saturating_sub(self.config.request_timeout_ms);
+                self.read_tenant_clock(now, r, now.mono_ms.saturating_sub(sent_mono));
             }
             match p.owner {
                 Owner::Token => self.on_token_answer(now, result),
@@ -962,7 +982,13 @@ impl Engine {
         if !expected || self.take_pending(id).is_none() {
             return;
         }
-        for (given, wfm) in [(api_base, false), (wfm_base, true)] {
+        let bases = if self.cxone() {
+            [(api_base, false), (wfm_base, true)]
+        } else {
+            // `seed` has one base, its configured one.
+            [(None, false), (None, true)]
+        };
+        for (given, wfm) in bases {
             let known = if wfm {
                 &self.discovery.wfm_base
             } else {
@@ -1203,8 +1229,15 @@ impl Engine {
     /// the middle of its second is taken). Policy on `cxone` is decided here from the schedule export,
     /// so it is decided on the tenant's clock: a client whose wall clock is wrong must not let a READY land
     /// in a break the tenant's schedule has started.
-    fn read_tenant_clock(&mut self, now: Now, r: &HttpResponse) {
-        if !self.cxone() {
+    ///
+    /// Only 2xx answers of the tenant's API and WFM hosts that came back within
+    /// [`TENANT_CLOCK_MAX_ROUND_TRIP_MS`] are read: a gateway's error page or an answer that took long (or
+    /// was handed in late) may carry a stale `Date`.
+    fn read_tenant_clock(&mut self, now: Now, r: &HttpResponse, round_trip_ms: u64) {
+        if !self.cxone()
+            || !(200..300).contains(&r.status)
+            || round_trip_ms > TENANT_CLOCK_MAX_ROUND_TRIP_MS
+        {
             return;
         }
         if let Some(date) = r.header("date").and_then(crate::time::parse_http_date) {
@@ -1635,6 +1668,8 @@ impl Engine {
                     approved_at_ms: approved_unix,
                     at_ms: now.unix_ms,
                     reference: change.reference().map(str::to_owned),
+                    profile: (self.config.profile != ProfileKind::Seed)
+                        .then_some(self.config.profile),
                     out_state_id: change.resolved.and_then(|r| match r.target {
                         acd::CxoneState::Unavailable { out_state_id } => Some(out_state_id),
                         acd::CxoneState::Available => None,
@@ -1791,8 +1826,12 @@ impl Engine {
             },
             AuthStep::Password | AuthStep::Refresh => match auth::parse_token_answer(r) {
                 Ok(token) => self.accept_cxone_token(now, token),
-                Err(f) if step == AuthStep::Refresh && auth::is_refresh_refused(&f) => {
-                    // The refresh token is spent or revoked: the access key gets a new one.
+                Err(f)
+                    if step == AuthStep::Refresh
+                        && (auth::is_refresh_refused(&f) || !(200..300).contains(&r.status)) =>
+                {
+                    // The refresh grant was refused (the token spent or revoked, or the grant's form not
+                    // what this tenant takes): the access key gets a new token; a refusal of that fails.
                     self.discovery.refresh_token = None;
                     self.token.fetch = next;
                 }
@@ -1830,7 +1869,11 @@ impl Engine {
         }
         if let Some(id_token) = &token.id_token {
             match auth::id_token_claims(id_token.expose()) {
-                Ok(c) => self.discovery.tenant = Some((c.tenant_id, c.issuer)),
+                Ok(c) => {
+                    // The `iss` is where the CXone configuration is asked only if it is a usable URL.
+                    let issuer = c.issuer.filter(|i| check_url(i).is_ok());
+                    self.discovery.tenant = Some((c.tenant_id, issuer));
+                }
                 Err(e) if !self.discovery.has_bases() => {
                     return self.fail_token_waiters(now, e.into());
                 }
@@ -2046,6 +2089,11 @@ impl Engine {
                 self.transient(now, id, Some(s), ra, None)
             }
             s if self.cxone() => {
+                if matches!(s, 400 | 404) {
+                    if let Some(resolved) = self.changes.get(&id).and_then(|c| c.resolved) {
+                        self.facts.forget_agent(resolved.agent_id);
+                    }
+                }
                 let e = acd::refusal(acd::AcdCall::SetAgentState, r).unwrap_or_else(|| {
                     TransitionError::new(
                         ErrorCode::Rejected,
@@ -2252,7 +2300,9 @@ impl Engine {
                     wfm::export_request(
                         wfm_base,
                         user_id,
-                        self.tenant_now(now).unix_ms,
+                        // From the day before: the tenant may read dates in the business unit's time
+                        // zone, and a shift that began yesterday may still run.
+                        self.tenant_now(now).unix_ms.saturating_sub(DAY_MS),
                         cfg.schedule_days,
                         &token,
                     ),
@@ -2328,6 +2378,23 @@ impl Engine {
                             // The next page goes first: the changes waiting for it wait for nothing else.
                             fetch.state = FetchState::Queued;
                             fetch.retries = 0;
+                            fetch.auth_resent = false;
+                            fetch.throttled_since = None;
+                            fetch.pages += 1;
+                            if fetch.pages >= MAX_DIRECTORY_PAGES
+                                || fetch.partial.len() as u64 >= MAX_DIRECTORY_AGENTS
+                            {
+                                let e = TransitionError::new(
+                                    ErrorCode::BadResponse,
+                                    format!(
+                                        "GetAgents answer: the directory did not end after {} pages ({} agents)",
+                                        fetch.pages,
+                                        fetch.partial.len()
+                                    ),
+                                );
+                                self.fail_fact(now, &key, e);
+                                return;
+                            }
                             self.facts.queues[Host::Acd as usize].push_front(key);
                             return;
                         }
@@ -2873,6 +2940,38 @@ fn error_field(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tenants_clock_is_read_only_from_quick_2xx_answers() {
+        let mut cfg = EngineConfig::new("", "id", Secret::new("s"));
+        cfg.profile = ProfileKind::Cxone;
+        cfg.cxone.access_key_id = "k".into();
+        cfg.cxone.access_key_secret = Secret::new("ks");
+        let mut e = Engine::new(cfg).unwrap();
+        let now = Now {
+            mono_ms: 1_000,
+            unix_ms: 1_767_600_000_000,
+        };
+        let hour_ago = crate::time::http_date(now.unix_ms - 3_600_000);
+        let answer =
+            |status| HttpResponse::new(status, vec![("Date".into(), hour_ago.clone())], "");
+        // A gateway's 503 with a stale `Date`, and a 200 that took 5 s: neither is read.
+        e.read_tenant_clock(now, &answer(503), 100);
+        e.read_tenant_clock(now, &answer(200), 5_000);
+        assert_eq!(e.tenant_now(now), now);
+        // A quick 200 is: the tenant's clock is an hour behind ours.
+        e.read_tenant_clock(now, &answer(200), 100);
+        let behind = now.unix_ms - e.tenant_now(now).unix_ms;
+        assert!((3_599_000..=3_600_000).contains(&behind), "{behind}");
+        // A second's disagreement is within a `Date`'s resolution: our clock is used.
+        let close = crate::time::http_date(now.unix_ms + 1_000);
+        e.read_tenant_clock(
+            now,
+            &HttpResponse::new(200, vec![("Date".into(), close)], ""),
+            100,
+        );
+        assert_eq!(e.tenant_now(now), now);
+    }
 
     #[test]
     fn raw_input_is_cut_with_a_marker() {

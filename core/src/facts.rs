@@ -100,6 +100,8 @@ pub(crate) struct Fetch {
     /// The directory's paging: where the next page starts, and the agents read so far.
     pub(crate) skip: u64,
     pub(crate) partial: Vec<DirectoryAgent>,
+    /// Directory pages read so far.
+    pub(crate) pages: u32,
 }
 
 impl Fetch {
@@ -112,6 +114,7 @@ impl Fetch {
             throttled_since: None,
             skip: 0,
             partial: Vec::new(),
+            pages: 0,
         }
     }
 }
@@ -185,6 +188,10 @@ impl Facts {
         };
         let team = agent.team_id;
         let codes = self.codes.get(&team);
+        // Codes are read again once they are as old as a schedule export (an admin may retire one).
+        if codes.is_some_and(|c| c.1 < since_mono && now.mono_ms.saturating_sub(c.1) >= ttl) {
+            return Needs::Fetch(FactKey::Codes(team));
+        }
         if let Some((codes, _)) = codes {
             if let Ok(target) = config.reason_codes.target_for(state, Some(&name), codes) {
                 return Needs::Ready(Resolved { agent_id, target });
@@ -284,6 +291,17 @@ impl Facts {
                 fetched_at_ms: now.mono_ms,
             },
         );
+    }
+
+    /// The tenant refused a state change as malformed or for an unknown agent: the agent's directory entry
+    /// and its team's codes may be out of date (moved to another team, a code retired), so both are read
+    /// again by the next change that needs them.
+    pub(crate) fn forget_agent(&mut self, agent_id: AgentId) {
+        if let Some(agent) = self.directory.remove(&agent_id) {
+            self.codes.remove(&agent.team_id);
+            // The directory is read again for the agent at its next change, not a minute later.
+            self.directory_read_mono = None;
+        }
     }
 
     /// Stores a team's unavailable codes.

@@ -89,6 +89,10 @@ pub struct ChangeIntent {
     /// into the audit record that finishes it. Absent (not `null`) when none was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// The API profile it was sent on; absent for `seed`. A restart on another profile does not send it
+    /// again (it would be another request than the one first sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::config::ProfileKind>,
     /// `cxone`: the unavailable code's `outStateId` the change is sent with (absent for `Available` and on
     /// `seed`), so a change resumed after a restart is sent again exactly as it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -920,6 +924,7 @@ mod tests {
             approved_at_ms: 1,
             at_ms: 2,
             reference: None,
+            profile: None,
             out_state_id: None,
         })
     }

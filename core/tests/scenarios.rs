@@ -1798,6 +1798,7 @@ fn restore_resends_only_the_latest_open_change_of_an_agent(p: Profile) {
             approved_at_ms: T0,
             at_ms: T0,
             reference: None,
+            profile: (p == Profile::Cxone).then_some(cxone_agent_state_core::ProfileKind::Cxone),
             out_state_id,
         })
     };

@@ -269,6 +269,7 @@ fn journal_intent_at(audit: &Path, user: &str, state: &str, reason: &str, key: &
         approved_at_ms: at_ms,
         at_ms,
         reference: None,
+        profile: None,
         out_state_id: None,
     });
     let mut bytes = std::fs::read(audit).unwrap_or_default();

@@ -99,19 +99,20 @@ impl AcdCall {
 pub struct AgentId(pub u64);
 
 impl AgentId {
-    /// Reads our user id as an agent id: ASCII digits only. Anything else is `UNKNOWN_AGENT`, before any
-    /// request is sent (no CXone agent has such an id).
+    /// Reads our user id as an agent id: ASCII digits only, without leading zeros (one agent has one id).
+    /// Anything else is `UNKNOWN_AGENT`, before any request is sent (no CXone agent has such an id).
     pub fn parse(user: &UserId) -> Result<Self, TransitionError> {
         let s = user.as_str();
-        s.bytes()
-            .all(|b| b.is_ascii_digit())
+        // Canonical digits only: `042` would name agent 42 under a second id, with a queue of its own.
+        let canonical = s == "0" || !s.starts_with('0');
+        (canonical && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()
             .map(Self)
             .ok_or_else(|| {
                 TransitionError::new(
                     ErrorCode::UnknownAgent,
-                    format!("`{s}` is not a CXone agent id (a number such as 12345)"),
+                    format!("`{s}` is not a CXone agent id (a number such as 12345, without leading zeros)"),
                 )
             })
     }

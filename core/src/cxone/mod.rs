@@ -60,8 +60,9 @@ pub struct CxoneConfig {
     pub wfm_rate_limit: RateLimit,
     /// How long an agent's schedule export is used before it is read again (60 min). Never per transition.
     pub schedule_ttl_ms: u64,
-    /// How many days (1 to 7) one export covers, from the current UTC day: two, so a shift running past
-    /// midnight is covered.
+    /// How many days (1 to 7) one export covers, from the day before the current UTC day: three, so a
+    /// shift that began yesterday or runs past midnight is covered whatever time zone the tenant reads the
+    /// dates in.
     pub schedule_days: u8,
     /// The directory is read again for an agent id it lacks at most this often (one minute).
     pub directory_refetch_ms: u64,
@@ -90,7 +91,7 @@ impl Default for CxoneConfig {
             break_activities: wfm::BreakRule::default(),
             wfm_rate_limit: RateLimit::default(),
             schedule_ttl_ms: wfm::DEFAULT_SCHEDULE_TTL_MS,
-            schedule_days: 2,
+            schedule_days: 3,
             directory_refetch_ms: 60_000,
             codes_refetch_ms: 60_000,
             agents_page_size: acd::DEFAULT_AGENTS_PAGE_SIZE,
