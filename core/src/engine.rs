@@ -2263,11 +2263,7 @@ impl Engine {
                     })));
             }
             RetryDecision::GiveUp => {
-                let what = match transport {
-                    Some(TransportErrorKind::Timeout) => "request (timed out)",
-                    Some(_) => "request (connection failed)",
-                    None => "request",
-                };
+                let what = request_failure(transport);
                 self.finish(now, id, Verdict::NotCompleted(exhausted(status, what)));
             }
         }
@@ -2477,11 +2473,7 @@ impl Engine {
                 }));
             }
             RetryDecision::GiveUp => {
-                let what = match transport {
-                    Some(TransportErrorKind::Timeout) => "request (timed out)",
-                    Some(_) => "request (connection failed)",
-                    None => "request",
-                };
+                let what = request_failure(transport);
                 let mut e = exhausted(status, what);
                 e.message = format!("{:?} {}", key.kind(), e.message);
                 self.fail_fact(now, &key, e);
@@ -2885,6 +2877,15 @@ fn may_have_been_processed(status: u16) -> bool {
 /// Statuses worth sending again: throttling, a server that timed out or would not start yet, and any 5xx.
 fn is_transient(status: u16) -> bool {
     matches!(status, 408 | 425 | 429) || (500..600).contains(&status)
+}
+
+/// How a request that is given up on failed last, for [`exhausted`]'s message.
+fn request_failure(transport: Option<TransportErrorKind>) -> &'static str {
+    match transport {
+        Some(TransportErrorKind::Timeout) => "request (timed out)",
+        Some(_) => "request (connection failed)",
+        None => "request",
+    }
 }
 
 fn exhausted(status: Option<u16>, what: &str) -> TransitionError {
