@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 /// A finished request: its id and what came back.
 pub(crate) type Answer = (RequestId, Result<HttpResponse, Failure>);
@@ -21,9 +22,10 @@ pub(crate) struct Failure {
 /// How long a TCP + TLS connect may take before the request counts as a connect failure.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Performs `request` on its own task and sends the answer back by id: the drive loop keeps running while
-/// requests are in flight.
+/// Performs `request` on its own task in `in_flight` and sends the answer back by id: the drive loop keeps
+/// running while requests are in flight, and the tasks end with the driver (none outlives a shutdown).
 pub(crate) fn spawn_perform(
+    in_flight: &mut JoinSet<()>,
     client: &reqwest::Client,
     id: RequestId,
     request: HttpRequest,
@@ -31,7 +33,7 @@ pub(crate) fn spawn_perform(
 ) {
     let client = client.clone();
     let answers = answers.clone();
-    tokio::spawn(async move {
+    in_flight.spawn(async move {
         let _ = answers.send((id, perform(&client, request).await));
     });
 }

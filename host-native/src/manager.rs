@@ -19,7 +19,7 @@ use cxone_agent_state_core::{
     Transmit,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::clock::{Clocks, SystemClock, WallClock};
@@ -492,7 +492,15 @@ struct Driver {
     closing: Option<Closing>,
 }
 
-async fn drive(mut d: Driver) {
+/// Runs the driver; when it stops, the requests still in flight are dropped and waited for, so nothing the
+/// manager started is still talking to the network once [`AgentStateManager::shutdown`] returns.
+async fn drive(d: Driver) {
+    let mut in_flight = JoinSet::new();
+    run(d, &mut in_flight).await;
+    in_flight.shutdown().await;
+}
+
+async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
     let (http_tx, mut http_rx) = mpsc::unbounded_channel::<http::Answer>();
     let mut commands_open = true;
     loop {
@@ -537,8 +545,9 @@ async fn drive(mut d: Driver) {
         }
         for t in transmits {
             d.track_webhook(&t);
-            http::spawn_perform(&d.client, t.id, t.request, &http_tx);
+            http::spawn_perform(in_flight, &d.client, t.id, t.request, &http_tx);
         }
+        while in_flight.try_join_next().is_some() {}
         // 4. Report.
         for e in events {
             d.report(&e);

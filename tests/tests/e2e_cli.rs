@@ -1051,7 +1051,9 @@ async fn bulk_killed_halfway_recovers_on_restart() {
         interrupted.len()
     );
 
-    // Restart on the same files with a tiny input; the sink is back.
+    // Restart on the same files with a tiny input; the sink is back once the killed run's requests are
+    // all answered.
+    sink.quiesce().await;
     sink.down.store(false, Ordering::SeqCst);
     let tiny = dir.path().join("tiny.csv");
     std::fs::write(&tiny, "userId,state\nagent-0300,PAUSED\n").unwrap();

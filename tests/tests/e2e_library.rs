@@ -1327,6 +1327,9 @@ async fn undelivered_webhooks_are_reported_at_shutdown_and_delivered_after_a_res
     assert_eq!(ids.len(), 3);
     let summary = m.shutdown(Duration::from_millis(200)).await;
     assert_eq!(summary.undelivered_webhooks, 3);
+    // Nothing of the stopped manager is still sending; a request it had already written is answered while
+    // the receiver is still down.
+    sink.quiesce().await;
     assert!(sink.received.lock().unwrap().is_empty());
 
     sink.down.store(false, Ordering::SeqCst);

@@ -402,6 +402,8 @@ pub struct WebhookSink {
     /// Deliveries whose body contains this text are refused with 422 (a payload the receiver will never
     /// take), and counted in `refused`.
     pub refuse_containing: Arc<Mutex<Option<String>>>,
+    /// Connections open now.
+    open: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -422,6 +424,8 @@ impl WebhookSink {
         let down = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicU64::new(0));
         let refuse_containing = Arc::new(Mutex::new(None::<String>));
+        let open = Arc::new(AtomicU64::new(0));
+        let opened = open.clone();
         let (r, d, f, rc) = (
             received.clone(),
             down.clone(),
@@ -434,6 +438,8 @@ impl WebhookSink {
                     return;
                 };
                 let (r, d, f, rc) = (r.clone(), d.clone(), f.clone(), rc.clone());
+                opened.fetch_add(1, Ordering::SeqCst);
+                let opened = opened.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (r, d, f, rc) = (r.clone(), d.clone(), f.clone(), rc.clone());
@@ -477,6 +483,7 @@ impl WebhookSink {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    opened.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -486,8 +493,25 @@ impl WebhookSink {
             down,
             refused,
             refuse_containing,
+            open,
             task,
         }
+    }
+
+    /// Waits until no connection has been open for a while: every request a stopped sender had already
+    /// written has been answered, so flipping `down` cannot change the answer to one of them.
+    pub async fn quiesce(&self) {
+        let mut idle_polls = 0;
+        let quiet = eventually(10_000, || {
+            idle_polls = if self.open.load(Ordering::SeqCst) == 0 {
+                idle_polls + 1
+            } else {
+                0
+            };
+            idle_polls >= 5
+        })
+        .await;
+        assert!(quiet, "the webhook sink still has connections open");
     }
 
     /// The distinct event ids received so far.
