@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ErrorCode;
+use crate::observe::Observation;
 
 /// The `prevHash` of the first record in a chain: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -65,6 +66,15 @@ pub struct AuditRecord {
     /// field existed hash as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// For an **observation record** (`cxone`): what the tenant showed. Such a record is not a transition
+    /// attempt: it says that the tenant showed `userId` in `newState` (`success` true, no attempts), and the
+    /// report counts it apart. Absent (not `null`) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<Box<Observation>>,
+    /// For a change not sent because the tenant already showed it in effect (`observe.skipIfInEffect`): the
+    /// `id` of the observation record it relied on. Absent (not `null`) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relies_on: Option<String>,
     /// The previous record's hash ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) of this record's canonical encoding.
@@ -94,11 +104,13 @@ impl AuditRecord {
             idempotency_key: &self.idempotency_key,
             latency_ms: self.latency_ms,
             new_state: &self.new_state,
+            observation: &self.observation,
             policy_violation: self.policy_violation,
             prev_hash: &self.prev_hash,
             previous_state: &self.previous_state,
             reason_code: &self.reason_code,
             reference: &self.reference,
+            relies_on: &self.relies_on,
             seq: self.seq,
             settles: &self.settles,
             success: self.success,
@@ -120,12 +132,16 @@ struct Canonical<'a> {
     idempotency_key: &'a Option<String>,
     latency_ms: u64,
     new_state: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observation: &'a Option<Box<Observation>>,
     policy_violation: bool,
     prev_hash: &'a str,
     previous_state: &'a Option<String>,
     reason_code: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reference: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relies_on: &'a Option<String>,
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     settles: &'a Option<String>,
@@ -462,6 +478,8 @@ mod tests {
             idempotency_key: None,
             settles: None,
             reference: None,
+            observation: None,
+            relies_on: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

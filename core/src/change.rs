@@ -100,6 +100,11 @@ pub(crate) struct Change {
     pub(crate) explicit_reason: Option<String>,
     /// `cxone`: the agent and the `SetAgentState` target, decided while checking (or read from the journal).
     pub(crate) resolved: Option<Resolved>,
+    /// Wall clock of its first send (for a change resumed after a restart: its approval, the earliest a
+    /// send can have been).
+    pub(crate) first_sent_unix: Option<u64>,
+    /// Not sent: the tenant already showed it in effect in this observation record (`skipIfInEffect`).
+    pub(crate) relies_on: Option<String>,
 }
 
 /// How a change ends, before the phase has its say.
@@ -140,6 +145,8 @@ impl Change {
             phase,
             explicit_reason: None,
             resolved: None,
+            first_sent_unix: None,
+            relies_on: None,
         }
     }
 

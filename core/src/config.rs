@@ -509,6 +509,9 @@ pub struct EngineConfig {
     pub webhook: Option<WebhookConfig>,
     /// The `cxone` profile's settings (unused by `seed`).
     pub cxone: crate::cxone::CxoneConfig,
+    /// `cxone`: observing states changed elsewhere ([`Engine::start_observing`](crate::Engine::start_observing)).
+    #[serde(default)]
+    pub observe: crate::observe::ObserveConfig,
 }
 
 impl Default for EngineConfig {
@@ -537,6 +540,7 @@ impl Default for EngineConfig {
             checkpoint_every: Some(1_000),
             webhook: None,
             cxone: crate::cxone::CxoneConfig::default(),
+            observe: crate::observe::ObserveConfig::default(),
         }
     }
 }
@@ -593,6 +597,7 @@ impl EngineConfig {
         if let Some(w) = &self.webhook {
             w.validate()?;
         }
+        self.observe.validate()?;
         Ok(())
     }
 

@@ -23,6 +23,7 @@ use crate::log::{
     Abandoned, ChangeIntent, DeadLetter, Delivered, LogState, OpenChange, Record, Replayed,
     WebhookEntry,
 };
+use crate::observe::Observer;
 use crate::outbox::{Note, Outbox};
 use crate::pacer::{Pacer, RateLimit};
 use crate::policy::{PolicyDecision, ScheduleCache};
@@ -33,6 +34,8 @@ use crate::retry::RetryDecision;
 use crate::rng::DetRng;
 use crate::state::{AgentState, UserId};
 use crate::time::{iso8601, Now};
+
+mod observing;
 use crate::token::{AuthStep, Discovery, Fetch, TokenCache};
 
 /// Something the world tells the engine, with the time the host read when it happened.
@@ -208,6 +211,10 @@ enum Owner {
     Change(TransitionId),
     /// `cxone`: a fact shared by the changes waiting for it.
     Fact(FactKey),
+    /// `cxone`: a page of the observer's poll.
+    Poll,
+    /// `cxone`: an agent's state history, to settle an unknown outcome.
+    StateHistory(String),
 }
 
 /// A named timer (quinn keeps a fixed table of them behind one `poll_timeout`).
@@ -292,6 +299,8 @@ pub struct Engine {
     /// `cxone`: how far the tenant's clock (its answers' `Date`) is ahead of the wall clock handed in, ms.
     tenant_clock_offset_ms: i64,
     schedules: ScheduleCache,
+    /// `cxone`: what the poll has seen, and the unknown outcomes it may settle.
+    observer: Observer,
     history: History,
     report: ReportBuilder,
     chain: ChainHead,
@@ -361,6 +370,7 @@ impl Engine {
             token: TokenCache::new(config.token_refresh_margin_ms),
             pacer: Pacer::new(&config.rate_limit),
             schedules: ScheduleCache::new(config.schedule_ttl_ms, config.history.max_agents),
+            observer: Observer::default(),
             history: History::new(config.history.clone()),
             report: ReportBuilder::new(config.report_log_capacity),
             chain: ChainHead::default(),
@@ -484,6 +494,7 @@ impl Engine {
                         phase,
                     );
                     change.resolved = resolved;
+                    change.first_sent_unix = Some(i.approved_at_ms);
                     self.admit(id, change);
                     restored.resumed += 1;
                 }
@@ -506,6 +517,8 @@ impl Engine {
                                 idempotency_key: Some(i.idempotency_key.clone()),
                                 settles: None,
                                 reference: i.reference.clone(),
+                                observation: None,
+                                relies_on: None,
                             },
                             Err(&e),
                         );
@@ -737,6 +750,7 @@ impl Engine {
         self.timers.clear();
         self.token.fetch = Fetch::Idle;
         self.facts.forget_fetches();
+        self.stop_observing();
         if let Some(o) = &mut self.outbox {
             o.forget_in_flight();
         }
@@ -788,6 +802,8 @@ impl Engine {
                         idempotency_key: None,
                         settles: None,
                         reference,
+                        observation: None,
+                        relies_on: None,
                     };
                     self.emit_failure(now, id, draft, e);
                 }
@@ -936,7 +952,7 @@ impl Engine {
                 self.on_outbox_note(now, note);
             }
         } else if let Some(p) = self.take_pending(id) {
-            if let (Ok(r), Owner::Change(_) | Owner::Fact(_)) = (result, &p.owner) {
+            if let (Ok(r), Owner::Change(_) | Owner::Fact(_) | Owner::Poll) = (result, &p.owner) {
                 // Sent at its deadline less the request timeout.
                 let sent_mono = p
                     .deadline_mono
@@ -947,6 +963,10 @@ impl Engine {
                 Owner::Token => self.on_token_answer(now, result),
                 Owner::Change(cid) => self.on_change_answer(now, cid, p.token_generation, result),
                 Owner::Fact(key) => self.on_fact_answer(now, key, p.token_generation, result),
+                Owner::Poll => self.on_poll_answer(now, id, p.token_generation, result),
+                Owner::StateHistory(user) => {
+                    self.on_history_answer(now, id, user, p.token_generation, result)
+                }
             }
         }
         self.run(now);
@@ -1059,6 +1079,12 @@ impl Engine {
                             Owner::Fact(key) => {
                                 self.on_fact_answer(now, key, p.token_generation, timed_out)
                             }
+                            Owner::Poll => {
+                                self.on_poll_answer(now, id, p.token_generation, timed_out)
+                            }
+                            Owner::StateHistory(user) => {
+                                self.on_history_answer(now, id, user, p.token_generation, timed_out)
+                            }
                         }
                     }
                 }
@@ -1071,6 +1097,7 @@ impl Engine {
             }
         }
         self.facts.expire_backoffs(now.mono_ms);
+        self.observer_timeout(now);
         let notes = match &mut self.outbox {
             Some(o) => o.expire(now, &mut self.rng),
             None => Vec::new(),
@@ -1106,6 +1133,7 @@ impl Engine {
         let queued = !self.commit_queue.is_empty()
             || !self.check_queue.is_empty()
             || self.facts.any_queued()
+            || self.observer_wants().is_some()
             || matches!(self.token.fetch, Fetch::Queued { .. });
         [
             self.timers.first().map(|t| t.0),
@@ -1114,6 +1142,7 @@ impl Engine {
                 _ => None,
             },
             self.facts.next_backoff(),
+            self.observer_deadline(),
             self.prefetch_wake,
             self.pacer_wake_mono.filter(|_| queued),
             self.outbox.as_ref().and_then(Outbox::next_deadline),
@@ -1367,6 +1396,15 @@ impl Engine {
         if change.purpose == Purpose::Validate {
             return self.finish(now, id, Verdict::Applied);
         }
+        if self.cxone() {
+            let change = self.changes.get(&id).expect("present");
+            if let Some(record) = self.in_effect(now, change) {
+                let change = self.changes.get_mut(&id).expect("present");
+                change.relies_on = Some(record);
+                return self.finish(now, id, Verdict::Applied);
+            }
+        }
+        let change = self.changes.get_mut(&id).expect("present");
         change.phase = Phase::Approved {
             approved_mono: now.mono_ms,
             approved_unix: now.unix_ms,
@@ -1497,13 +1535,32 @@ impl Engine {
                 (Some(&id), _) => (true, id),
                 (None, Some(&id)) => (false, id),
                 (None, None) => {
-                    if !self.facts.queues[Host::Acd as usize].is_empty()
-                        && matches!(self.token.fetch, Fetch::Idle)
-                        && self.want_token(now)
-                    {
-                        continue;
+                    if !self.facts.queues[Host::Acd as usize].is_empty() {
+                        if matches!(self.token.fetch, Fetch::Idle) && self.want_token(now) {
+                            continue;
+                        }
+                        self.pump_facts(now, Host::Acd);
+                        if !self.facts.queues[Host::Acd as usize].is_empty() {
+                            return;
+                        }
                     }
-                    return self.pump_facts(now, Host::Acd);
+                    // Last in line: the observer's poll, then its state-history reads.
+                    let Some(request) = self.observer_wants() else {
+                        return;
+                    };
+                    if self.usable_token(now).is_none() {
+                        if matches!(self.token.fetch, Fetch::Idle) && self.want_token(now) {
+                            continue;
+                        }
+                        return;
+                    }
+                    match self.pacer.try_acquire(now.mono_ms) {
+                        Ok(()) => {
+                            self.send_observer(now, request);
+                            continue;
+                        }
+                        Err(at) => return self.wake_at(at),
+                    }
                 }
             };
             let pop = |e: &mut Self| {
@@ -1681,7 +1738,12 @@ impl Engine {
                     maybe_applied: false,
                     throttled: false,
                 });
+                change.first_sent_unix = Some(now.unix_ms);
+                let (user, target) = (change.user.clone(), change.resolved.map(|r| r.target));
                 let request = self.state_request(id, &token);
+                if let Some(target) = target {
+                    self.note_first_send(now, user.as_str(), target);
+                }
                 self.supersede(now, &intent);
                 self.persist(Record::Intent(intent));
                 request
@@ -2608,6 +2670,8 @@ impl Engine {
                 // journal entry is closed at once instead of being carried in every checkpoint.
                 let window_closed = matches!(&change.phase, Phase::Committing(c) if now.mono_ms >= c.send_by_mono)
                     && matches!(&result, Err(e) if e.code == ErrorCode::OutcomeUnknown);
+                let unknown = matches!(&result, Err(e) if e.code == ErrorCode::OutcomeUnknown);
+                let mut unknown_record = None;
                 match result {
                     Ok(()) => self.emit_success(now, id, &change, latency_ms, key.clone(), settles),
                     Err(e) => {
@@ -2621,9 +2685,15 @@ impl Engine {
                             idempotency_key: key.clone(),
                             settles,
                             reference: change.reference().map(str::to_owned),
+                            observation: None,
+                            relies_on: None,
                         };
-                        self.emit_failure(now, id, draft, e);
+                        let record_id = self.emit_failure(now, id, draft, e);
+                        unknown_record = unknown.then_some(record_id);
                     }
+                }
+                if change.first_sent_unix.is_some() {
+                    self.note_sent_done(now, &change, unknown_record);
                 }
                 if let (true, Some(key)) = (window_closed, key) {
                     self.persist(Record::Abandoned(Abandoned {
@@ -2691,6 +2761,8 @@ impl Engine {
             idempotency_key: d.idempotency_key,
             settles: d.settles,
             reference: d.reference,
+            observation: d.observation,
+            relies_on: d.relies_on,
             prev_hash: String::new(),
             hash: String::new(),
         };
@@ -2699,11 +2771,19 @@ impl Engine {
         record
     }
 
-    fn emit_failure(&mut self, now: Now, id: TransitionId, d: AuditDraft, e: TransitionError) {
+    /// Audits and reports a failure; returns its record's id.
+    fn emit_failure(
+        &mut self,
+        now: Now,
+        id: TransitionId,
+        d: AuditDraft,
+        e: TransitionError,
+    ) -> String {
         let (user_id, new_state) = (d.user_id.clone(), d.new_state.clone());
         let reference = d.reference.clone();
         let (latency_ms, attempts) = (d.latency_ms, d.attempts);
         let record = self.audit_record(now, d, Err(&e));
+        let record_id = record.id.clone();
         let policy_violation = record.policy_violation;
         self.persist(Record::Audit(record));
         if policy_violation {
@@ -2726,6 +2806,7 @@ impl Engine {
             at_ms: now.unix_ms,
             reference,
         }));
+        record_id
     }
 
     fn emit_success(
@@ -2783,6 +2864,8 @@ impl Engine {
                 idempotency_key: key,
                 settles,
                 reference: change.reference().map(str::to_owned),
+                observation: None,
+                relies_on: change.relies_on.clone(),
             },
             Ok(()),
         );
@@ -2815,6 +2898,10 @@ struct AuditDraft {
     settles: Option<String>,
     /// The caller's reference of the change.
     reference: Option<String>,
+    /// For an observation record: what the tenant showed.
+    observation: Option<Box<crate::Observation>>,
+    /// For a change not sent because it was in effect: the observation record relied on.
+    relies_on: Option<String>,
 }
 
 /// A well-formed agent and target state, or the first error in them (the agent's is checked first).

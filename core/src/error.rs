@@ -71,6 +71,10 @@ pub enum ErrorCode {
     BadRequest,
     /// The API answered 409: the state cannot be set now (for example the agent is not logged in).
     StateConflict,
+    /// Observing states changed elsewhere needs a read endpoint the profile does not have (`seed`).
+    ObserveUnsupported,
+    /// A settlement: the tenant's own answers show that an `OUTCOME_UNKNOWN` change was not applied.
+    NotApplied,
 }
 
 impl ErrorCode {
@@ -107,6 +111,8 @@ impl ErrorCode {
             Self::UnknownReasonCode => "UNKNOWN_REASON_CODE",
             Self::BadRequest => "BAD_REQUEST",
             Self::StateConflict => "STATE_CONFLICT",
+            Self::ObserveUnsupported => "OBSERVE_UNSUPPORTED",
+            Self::NotApplied => "NOT_APPLIED",
         }
     }
 
@@ -143,6 +149,8 @@ impl ErrorCode {
         Self::UnknownReasonCode,
         Self::BadRequest,
         Self::StateConflict,
+        Self::ObserveUnsupported,
+        Self::NotApplied,
     ];
 
     /// Parses the stable string form.
@@ -256,6 +264,10 @@ pub enum CommandError {
     /// (`INVALID_REFERENCE`).
     #[error("the reference must be 1 to {max} printable ASCII characters", max = crate::MAX_REFERENCE_LEN)]
     InvalidReference,
+    /// The profile has no endpoint to read agent states from (`seed`): observation is not possible
+    /// (`OBSERVE_UNSUPPORTED`).
+    #[error("the seed profile has no endpoint to read agent states: observation needs the cxone profile")]
+    ObserveUnsupported,
 }
 
 impl CommandError {
@@ -265,6 +277,7 @@ impl CommandError {
             Self::Busy { .. } => ErrorCode::Busy,
             Self::Closed => ErrorCode::Closed,
             Self::InvalidReference => ErrorCode::InvalidReference,
+            Self::ObserveUnsupported => ErrorCode::ObserveUnsupported,
         }
     }
 }

@@ -44,6 +44,80 @@ pub enum Event {
     /// The receiver kept refusing a webhook payload (or it grew too old): it is set aside as a dead letter,
     /// persisted and counted, and later payloads flow again.
     WebhookDeadLettered(WebhookDeadLettered),
+    /// `cxone`: a poll showed an agent in a new state (or code, or session), made by us or elsewhere.
+    StateObserved(StateObserved),
+    /// `cxone`: a poll ended (or failed); says whether observation is alive and how far behind it is.
+    ObservationHeartbeat(ObservationHeartbeat),
+    /// An `OUTCOME_UNKNOWN` change was settled by what the tenant showed (a new audit record).
+    OutcomeSettled(OutcomeSettled),
+}
+
+/// A poll showed an agent in a new state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct StateObserved {
+    /// The agent.
+    pub user_id: String,
+    /// The state before, as the history knew it.
+    pub previous_state: Option<String>,
+    /// The new state, as the history names it (see [`history_state`](crate::history_state)).
+    pub state: String,
+    /// What the tenant said, and whether the change was ours.
+    pub observation: crate::Observation,
+    /// The observation's audit record.
+    pub record_id: String,
+    /// When it was observed (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A poll ended or failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ObservationHeartbeat {
+    /// Whether this poll succeeded.
+    pub ok: bool,
+    /// Time since the start of the last successful poll: how old the observed states may be (ms). `None`
+    /// before the first success.
+    pub lag_ms: Option<u64>,
+    /// Whether the observed states are older than `observe.staleAfterMs`.
+    pub stale: bool,
+    /// Agents known to the observer.
+    pub agents: usize,
+    /// Agents whose change this poll reported.
+    pub changed: usize,
+    /// Polls that succeeded so far.
+    pub polls: u64,
+    /// Why this poll failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::TransitionError>,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// An `OUTCOME_UNKNOWN` change was settled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct OutcomeSettled {
+    /// The agent.
+    pub user_id: String,
+    /// The state the change asked for.
+    pub requested_state: String,
+    /// Whether the tenant applied it.
+    pub applied: bool,
+    /// The `OUTCOME_UNKNOWN` record it settles.
+    pub settles: String,
+    /// The settlement's own audit record.
+    pub record_id: String,
+    /// What it was decided from.
+    pub evidence: String,
+    /// The caller's reference of the change, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When (Unix ms).
+    pub at_ms: u64,
 }
 
 /// The engine needs an access token from the host (e.g. a web console's own back end).
@@ -146,6 +220,10 @@ pub enum RequestKind {
     UnavailableCodes,
     /// `cxone`: an agent's WFM schedule export.
     ScheduleExport,
+    /// `cxone`: a page of the Real-Time Data poll (`agents/states?updatedSince=`).
+    AgentStates,
+    /// `cxone`: an agent's state history, read to settle an unknown outcome.
+    StateHistory,
 }
 
 /// A request failed transiently and will be sent again after `delay_ms`.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{is_idle_state, READY};
+use crate::observe::{StateClass, StateClasses};
 
 /// Retention limits that keep memory bounded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +14,9 @@ pub struct HistoryConfig {
     pub max_entries_per_agent: usize,
     /// Agents tracked at once; past this, the agent whose last change is oldest is forgotten.
     pub max_agents: usize,
+    /// Which states count as working (utilization), idle and offline.
+    #[serde(default)]
+    pub classes: StateClasses,
 }
 
 impl Default for HistoryConfig {
@@ -21,6 +24,7 @@ impl Default for HistoryConfig {
         Self {
             max_entries_per_agent: 256,
             max_agents: 100_000,
+            classes: StateClasses::default(),
         }
     }
 }
@@ -48,7 +52,7 @@ pub struct AgentMetrics {
     pub current_state: String,
     /// When the current stretch began.
     pub current_since_ms: u64,
-    /// The current stretch, if it is an idle state (IDLE, PAUSED, NOT_READY); else 0.
+    /// The current stretch, if it is an idle state (by default IDLE, PAUSED, NOT_READY, LOGGED_IN); else 0.
     pub idle_time_ms: u64,
     /// All idle time since tracking began, including the current stretch.
     pub cumulative_idle_ms: u64,
@@ -56,7 +60,8 @@ pub struct AgentMetrics {
     pub tracked_ms: u64,
     /// Time per state, including the current stretch.
     pub time_in_state_ms: BTreeMap<String, u64>,
-    /// READY time ÷ tracked time; `None` when nothing has been tracked yet.
+    /// Working time (READY and the contact states by default) ÷ tracked time outside offline states
+    /// (`LOGGED_OUT`); `None` when there is no such time yet.
     pub utilization: Option<f64>,
 }
 
@@ -119,7 +124,7 @@ impl History {
             let previous = current.state.clone();
             let total = agent.closed_totals.entry(previous.clone()).or_insert(0);
             *total = total.saturating_add(duration);
-            if is_idle_state(&previous) {
+            if self.config.classes.class_of(&previous) == StateClass::Idle {
                 agent.closed_idle_ms = agent.closed_idle_ms.saturating_add(duration);
             }
             let entry = StateEntry {
@@ -170,19 +175,19 @@ impl History {
     /// The reference module's `calculateIdleTime`: the current stretch if it is idle, else 0.
     pub fn idle_time(&self, user_id: &str, now_ms: u64) -> u64 {
         self.current(user_id)
-            .filter(|e| is_idle_state(&e.state))
+            .filter(|e| self.config.classes.class_of(&e.state) == StateClass::Idle)
             .map_or(0, |e| now_ms.saturating_sub(e.entered_at_ms))
     }
     /// Metrics for one agent.
     pub fn agent_metrics(&self, user_id: &str, now_ms: u64) -> Option<AgentMetrics> {
         let agent = self.agents.get(user_id)?;
-        Some(Self::metrics_of(user_id, agent, now_ms))
+        Some(self.metrics_of(user_id, agent, now_ms))
     }
     /// Metrics for every tracked agent, by user id.
     pub fn all_metrics(&self, now_ms: u64) -> Vec<AgentMetrics> {
         self.agents
             .iter()
-            .map(|(user_id, agent)| Self::metrics_of(user_id, agent, now_ms))
+            .map(|(user_id, agent)| self.metrics_of(user_id, agent, now_ms))
             .collect()
     }
     /// The retained timeline of an agent, oldest first.
@@ -192,15 +197,32 @@ impl History {
             .map(|a| a.entries.iter().cloned().collect())
             .unwrap_or_default()
     }
+    /// Every tracked agent's current stretch, by user id.
+    pub fn current_states(&self) -> impl Iterator<Item = (&str, &StateEntry)> {
+        self.agents
+            .iter()
+            .map(|(user_id, agent)| (user_id.as_str(), agent.current()))
+    }
     /// How many agents are tracked.
     pub fn agent_count(&self) -> usize {
         self.agents.len()
     }
 
-    fn metrics_of(user_id: &str, agent: &AgentTimeline, now_ms: u64) -> AgentMetrics {
+    /// Whether `user_id` is tracked.
+    pub fn contains(&self, user_id: &str) -> bool {
+        self.agents.contains_key(user_id)
+    }
+
+    /// The configured state classes.
+    pub fn classes(&self) -> &StateClasses {
+        &self.config.classes
+    }
+
+    fn metrics_of(&self, user_id: &str, agent: &AgentTimeline, now_ms: u64) -> AgentMetrics {
+        let classes = &self.config.classes;
         let current = agent.current();
         let current_ms = now_ms.saturating_sub(current.entered_at_ms);
-        let idle_time_ms = if is_idle_state(&current.state) {
+        let idle_time_ms = if classes.class_of(&current.state) == StateClass::Idle {
             current_ms
         } else {
             0
@@ -209,8 +231,16 @@ impl History {
         let total = time_in_state_ms.entry(current.state.clone()).or_insert(0);
         *total = total.saturating_add(current_ms);
         let tracked_ms = now_ms.saturating_sub(agent.first_seen_ms);
-        let ready_ms = time_in_state_ms.get(READY).copied().unwrap_or(0);
-        let utilization = (tracked_ms > 0).then(|| ready_ms as f64 / tracked_ms as f64);
+        let (mut working_ms, mut offline_ms) = (0u64, 0u64);
+        for (state, ms) in &time_in_state_ms {
+            match classes.class_of(state) {
+                StateClass::Working => working_ms = working_ms.saturating_add(*ms),
+                StateClass::Offline => offline_ms = offline_ms.saturating_add(*ms),
+                StateClass::Idle | StateClass::Other => {}
+            }
+        }
+        let online_ms = tracked_ms.saturating_sub(offline_ms);
+        let utilization = (online_ms > 0).then(|| working_ms as f64 / online_ms as f64);
         AgentMetrics {
             user_id: user_id.to_owned(),
             current_state: current.state.clone(),
@@ -227,13 +257,34 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{IDLE, NOT_READY, PAUSED};
+    use crate::observe::{StateClasses, LOGGED_OUT};
+    use crate::state::{IDLE, NOT_READY, PAUSED, READY};
 
     fn limits(max_entries_per_agent: usize, max_agents: usize) -> History {
         History::new(HistoryConfig {
             max_entries_per_agent,
             max_agents,
+            classes: StateClasses::default(),
         })
+    }
+
+    #[test]
+    fn observed_states_count_by_their_class() {
+        let mut h = History::default();
+        h.record("a", READY, 0);
+        h.record("a", "INBOUND_CONTACT", 100); // READY 100
+        h.record("a", NOT_READY, 300); // contact 200
+        h.record("a", LOGGED_OUT, 400); // NOT_READY 100
+        h.record("a", "LOGGED_IN", 1_400); // offline 1000
+        let m = h.agent_metrics("a", 1_500).unwrap(); // LOGGED_IN 100 (idle)
+        assert_eq!(m.tracked_ms, 1_500);
+        // Working 300 of 500 online.
+        assert_eq!(m.utilization, Some(300.0 / 500.0));
+        assert_eq!(m.idle_time_ms, 100);
+        assert_eq!(m.cumulative_idle_ms, 200);
+        // Offline the whole time: no utilization.
+        h.record("b", LOGGED_OUT, 0);
+        assert_eq!(h.agent_metrics("b", 1_000).unwrap().utilization, None);
     }
 
     #[test]

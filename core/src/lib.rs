@@ -51,6 +51,7 @@ mod history;
 mod http;
 mod log;
 mod metrics;
+mod observe;
 mod outbox;
 mod pacer;
 mod policy;
@@ -78,9 +79,10 @@ pub use config::{
 pub use engine::{Engine, Input, Output, Restored, TransitionOptions, MAX_REASON_LEN};
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
 pub use events::{
-    Event, PolicyViolation, RequestKind, RetryScheduled, StateChanged, TokenRequested,
-    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookDeadLettered,
-    WebhookDelivered, WebhookPayload, WebhookRetryScheduled, AGENT_STATE_CHANGED,
+    Event, ObservationHeartbeat, OutcomeSettled, PolicyViolation, RequestKind, RetryScheduled,
+    StateChanged, StateObserved, TokenRequested, TransitionFailed, TransitionId,
+    ValidationCompleted, WebhookData, WebhookDeadLettered, WebhookDelivered, WebhookPayload,
+    WebhookRetryScheduled, AGENT_STATE_CHANGED,
 };
 pub use history::{AgentMetrics, HistoryConfig, StateEntry};
 pub use http::{
@@ -92,6 +94,10 @@ pub use log::{
     Record, Replayed, SimulationRun, WebhookEntry, CHECKPOINT_LINE_PREFIX,
 };
 pub use metrics::{LatencySummary, MAX_TRACKED_LATENCY_MS};
+pub use observe::{
+    history_state, AgentSnapshot, Observation, ObservationSource, ObserveConfig, StateClass,
+    StateClasses, CONTACT_STATES, LOGGED_IN, LOGGED_OUT,
+};
 pub use pacer::RateLimit;
 pub use reference::{is_valid_reference, ReferenceOutcome, ReferencedOutcomes, MAX_REFERENCE_LEN};
 pub use report::{ComplianceReport, ReportReplay, StateCounts};

@@ -909,6 +909,8 @@ mod tests {
             idempotency_key: key.map(str::to_owned),
             settles: None,
             reference: None,
+            observation: None,
+            relies_on: None,
             prev_hash: String::new(),
             hash: String::new(),
         }))

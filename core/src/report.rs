@@ -42,6 +42,10 @@ pub struct ComplianceReport {
     pub unknown_outcome_count: u64,
     /// Records that settle an earlier unknown outcome.
     pub settled_count: u64,
+    /// `cxone`: observation records (states the tenant showed), by source (`ours`, `external`). Not
+    /// transition attempts: counted apart. Absent when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub observed_by_source: BTreeMap<String, u64>,
     /// Policy violations only.
     pub violation_count: u64,
     /// Failures by error code (unknown outcomes are counted apart).
@@ -84,6 +88,9 @@ impl ComplianceReport {
             &self.unknown_outcome_count,
         );
         row("summary", "settledCount", &self.settled_count);
+        for (source, n) in &self.observed_by_source {
+            row("observed", source, n);
+        }
         row("summary", "violationCount", &self.violation_count);
         row("summary", "violationFrequency", &self.violation_frequency);
         row("summary", "averageLatencyMs", &self.average_latency_ms);
@@ -121,6 +128,7 @@ pub(crate) struct ReportBuilder {
     failures: u64,
     unknown: u64,
     settled: u64,
+    observed_by_source: BTreeMap<String, u64>,
     violations: u64,
     failures_by_code: BTreeMap<String, u64>,
     per_state: BTreeMap<String, StateCounts>,
@@ -141,6 +149,7 @@ impl ReportBuilder {
             failures: 0,
             unknown: 0,
             settled: 0,
+            observed_by_source: BTreeMap::new(),
             violations: 0,
             failures_by_code: BTreeMap::new(),
             per_state: BTreeMap::new(),
@@ -150,6 +159,13 @@ impl ReportBuilder {
     /// Counts one audit record.
     pub(crate) fn ingest(&mut self, record: &AuditRecord) {
         self.keep(record);
+        if let Some(o) = &record.observation {
+            *self
+                .observed_by_source
+                .entry(o.source.as_str().to_owned())
+                .or_default() += 1;
+            return;
+        }
         if record.settles.is_some() {
             self.settled = self.settled.saturating_add(1);
             return;
@@ -223,6 +239,7 @@ impl ReportBuilder {
             failure_count: self.failures,
             unknown_outcome_count: self.unknown,
             settled_count: self.settled,
+            observed_by_source: self.observed_by_source.clone(),
             violation_count: self.violations,
             failures_by_code: self.failures_by_code.clone(),
             latency,
@@ -258,7 +275,12 @@ impl ReportReplay {
         let at_ms = crate::time::parse_iso8601(&record.timestamp).unwrap_or(self.last_ms);
         self.last_ms = self.last_ms.max(at_ms);
         self.builder.ingest(record);
-        if record.success {
+        // A settlement by observation (no request of its own) names a state the tenant showed earlier; the
+        // observation records carry the timeline.
+        let observed_settlement = record.settles.is_some() && record.attempts == 0;
+        if record.success && !observed_settlement {
+            // An observation happened when the tenant says it did.
+            let at_ms = record.observation.as_ref().map_or(at_ms, |o| o.at_ms);
             self.history
                 .record(&record.user_id, &record.new_state, at_ms);
         }
@@ -306,6 +328,8 @@ mod tests {
             idempotency_key: None,
             settles: None,
             reference: None,
+            observation: None,
+            relies_on: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

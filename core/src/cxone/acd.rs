@@ -13,6 +13,7 @@
 
 use std::str::FromStr;
 
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -41,6 +42,10 @@ pub struct ApiVersions {
     pub unavailable_codes: u32,
     /// `POST …/agents/{agentId}/state`.
     pub set_state: u32,
+    /// `GET …/agents/states?updatedSince=` (the Real-Time Data poll).
+    pub agent_states: u32,
+    /// `GET …/agents/{agentId}/state-history`.
+    pub state_history: u32,
 }
 
 impl Default for ApiVersions {
@@ -49,6 +54,8 @@ impl Default for ApiVersions {
             agents: DEFAULT_API_VERSION,
             unavailable_codes: DEFAULT_API_VERSION,
             set_state: DEFAULT_API_VERSION,
+            agent_states: DEFAULT_API_VERSION,
+            state_history: DEFAULT_API_VERSION,
         }
     }
 }
@@ -70,6 +77,10 @@ pub enum AcdCall {
     UnavailableCodes,
     /// `POST …/agents/{agentId}/state` (the Admin API's `SetAgentState`).
     SetAgentState,
+    /// `GET …/agents/states?updatedSince=`: the Real-Time Data poll.
+    AgentStates,
+    /// `GET …/agents/{agentId}/state-history`.
+    StateHistory,
 }
 
 impl AcdCall {
@@ -79,6 +90,8 @@ impl AcdCall {
             Self::ListAgents => "GetAgents",
             Self::UnavailableCodes => "GetTeamUnavailableCodes",
             Self::SetAgentState => "SetAgentState",
+            Self::AgentStates => "GetAgentStates",
+            Self::StateHistory => "GetAgentStateHistory",
         }
     }
 
@@ -89,6 +102,7 @@ impl AcdCall {
             Self::ListAgents => "Users > Users: View",
             Self::UnavailableCodes => "ACD > Unavailable Codes: View",
             Self::SetAgentState => "Users > Users: Edit (change another agent's state)",
+            Self::AgentStates | Self::StateHistory => "Reporting > Real-Time Data: View",
         }
     }
 }
@@ -669,6 +683,202 @@ fn status_error(call: AcdCall, response: &HttpResponse) -> TransitionError {
             format!("{} answered {}", call.name(), response.status),
         )
     })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Observing states changed elsewhere (§4)
+
+/// How many agents one page of the Real-Time Data poll asks for **\[I\]**.
+pub const DEFAULT_AGENT_STATES_PAGE_SIZE: u64 = 100;
+
+/// `GET {services}/agents/states?updatedSince={ISO}&top={top}` **[C: SPEC-G]**: the agents whose state changed
+/// since the previous poll's `lastPollTime` (every agent when `updated_since` is `None`).
+pub fn agent_states_request(
+    api_base: &str,
+    versions: &ApiVersions,
+    token: &Secret,
+    updated_since: Option<&str>,
+    top: u64,
+) -> HttpRequest {
+    let mut url = format!(
+        "{}/agents/states?top={top}",
+        services_base(api_base, versions.agent_states)
+    );
+    if let Some(since) = updated_since {
+        url.push_str("&updatedSince=");
+        url.extend(utf8_percent_encode(since, QUERY_VALUE));
+    }
+    get_request(url, token)
+}
+
+/// The next page of a poll: the `_links.next` URL the tenant gave, with the bearer token.
+pub fn agent_states_next_request(next_url: &str, token: &Secret) -> HttpRequest {
+    get_request(next_url.to_owned(), token)
+}
+
+/// Characters escaped in a query value (`+` and `:` too: a time zone offset must survive).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// One agent's state as the Real-Time Data API reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedAgentState {
+    /// `agentId`.
+    pub agent_id: AgentId,
+    /// `agentStateName`, e.g. `"Available"`, `"InboundContact"`, `"LoggedOut"` (§7).
+    pub state_name: String,
+    /// `agentStateId` (§7), when given.
+    pub state_id: Option<u64>,
+    /// `outStateId` (0 and absent both mean none).
+    pub out_state_id: Option<u64>,
+    /// `outStateDescription`: the unavailable code's name (empty means none).
+    pub code: Option<String>,
+    /// `lastUpdateTime` (else `startDate`) as the tenant wrote it.
+    pub updated_at: String,
+    /// `lastUpdateTime` read as Unix ms on the tenant's clock.
+    pub updated_at_ms: u64,
+    /// `sessionStartTime`, when given: a new session is a change even in the same state.
+    pub session_start: Option<String>,
+}
+
+/// One page of the Real-Time Data poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentStatesPage {
+    /// `lastPollTime`: the next poll's `updatedSince`.
+    pub last_poll_time: Option<String>,
+    /// The agents on this page.
+    pub states: Vec<ObservedAgentState>,
+    /// `_links.next`, when another page follows.
+    pub next: Option<String>,
+}
+
+/// Reads an answer to [`agent_states_request`]. Field names match ignoring case; 204 is an empty page. An
+/// entry without a numeric `agentId`, a state name or a readable `lastUpdateTime` is `BAD_RESPONSE`.
+pub fn parse_agent_states(response: &HttpResponse) -> Result<AgentStatesPage, TransitionError> {
+    let call = AcdCall::AgentStates;
+    let Some(object) = answer_object(call, response)? else {
+        return Ok(AgentStatesPage {
+            last_poll_time: None,
+            states: Vec::new(),
+            next: None,
+        });
+    };
+    let states = entries(call, &object, &["agentStates"])?
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let missing =
+                |field: &str| bad_response(call, format_args!("agent state {i} has no {field}"));
+            let text = |name: &str| {
+                member_of(a, name)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            let updated_at = text("lastUpdateTime")
+                .or_else(|| text("startDate"))
+                .ok_or_else(|| missing("`lastUpdateTime`"))?;
+            let updated_at_ms = crate::time::parse_iso8601(&updated_at)
+                .ok_or_else(|| missing("readable `lastUpdateTime`"))?;
+            Ok(ObservedAgentState {
+                agent_id: member_of(a, "agentId")
+                    .and_then(as_u64)
+                    .map(AgentId)
+                    .ok_or_else(|| missing("numeric `agentId`"))?,
+                state_name: text("agentStateName").ok_or_else(|| missing("`agentStateName`"))?,
+                state_id: member_of(a, "agentStateId").and_then(as_u64),
+                out_state_id: member_of(a, "outStateId")
+                    .and_then(as_u64)
+                    .filter(|id| *id != 0),
+                code: text("outStateDescription"),
+                updated_at,
+                updated_at_ms,
+                session_start: text("sessionStartTime"),
+            })
+        })
+        .collect::<Result<Vec<_>, TransitionError>>()?;
+    let next = member_of(&object, "_links")
+        .and_then(Value::as_object)
+        .and_then(|links| member_of(links, "next"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|next| !next.is_empty())
+        .map(str::to_owned);
+    Ok(AgentStatesPage {
+        last_poll_time: member_of(&object, "lastPollTime")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        // An empty page never has a next one, so paging always ends.
+        next: next.filter(|_| !states.is_empty()),
+        states,
+    })
+}
+
+/// `GET {services}/agents/{agentId}/state-history?startDate={ISO}&endDate={ISO}` **[C: SPEC-C]**.
+pub fn state_history_request(
+    api_base: &str,
+    versions: &ApiVersions,
+    token: &Secret,
+    agent: AgentId,
+    start: &str,
+    end: &str,
+) -> HttpRequest {
+    let mut url = format!(
+        "{}/agents/{}/state-history?startDate=",
+        services_base(api_base, versions.state_history),
+        agent.0
+    );
+    url.extend(utf8_percent_encode(start, QUERY_VALUE));
+    url.push_str("&endDate=");
+    url.extend(utf8_percent_encode(end, QUERY_VALUE));
+    get_request(url, token)
+}
+
+/// One stretch of an agent's state history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryStretch {
+    /// `startDate`, Unix ms on the tenant's clock.
+    pub start_ms: u64,
+    /// `agentStateName`.
+    pub state_name: String,
+    /// `outStateId` (0 and absent both mean none).
+    pub out_state_id: Option<u64>,
+}
+
+/// Reads an answer to [`state_history_request`]: `agentStateHistory[]`; 204 is none.
+pub fn parse_state_history(
+    response: &HttpResponse,
+) -> Result<Vec<HistoryStretch>, TransitionError> {
+    let call = AcdCall::StateHistory;
+    let Some(object) = answer_object(call, response)? else {
+        return Ok(Vec::new());
+    };
+    entries(call, &object, &["agentStateHistory"])?
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let missing =
+                |field: &str| bad_response(call, format_args!("stretch {i} has no {field}"));
+            Ok(HistoryStretch {
+                start_ms: member_of(a, "startDate")
+                    .and_then(Value::as_str)
+                    .and_then(crate::time::parse_iso8601)
+                    .ok_or_else(|| missing("readable `startDate`"))?,
+                state_name: member_of(a, "agentStateName")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| missing("`agentStateName`"))?
+                    .to_owned(),
+                out_state_id: member_of(a, "outStateId")
+                    .and_then(as_u64)
+                    .filter(|id| *id != 0),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
