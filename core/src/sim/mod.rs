@@ -29,7 +29,7 @@ pub use crate::profile::{
 };
 
 pub use tenant::{
-    AgentPlan, CxoneIdentity, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig,
+    ActivityConfig, TruthEntry, TruthSource, AgentPlan, CxoneIdentity, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig,
     SimOutcome, SimReply, SimTenant, Window, CXONE_AREA, CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C,
     CXONE_UH_DOMAIN,
 };
