@@ -507,7 +507,13 @@ impl AgentSim {
         // The plan's logged-out windows always existed without touching the string state; only the
         // activity's log-in/out (new) writes it.
         if wanted && logged_out {
-            self.change(at_ms, CxState::LoggedIn, None, TruthSource::Session, log_in_out);
+            self.change(
+                at_ms,
+                CxState::LoggedIn,
+                None,
+                TruthSource::Session,
+                log_in_out,
+            );
             self.change(
                 at_ms,
                 CxState::Unavailable,
@@ -516,7 +522,13 @@ impl AgentSim {
                 log_in_out,
             );
         } else if !wanted && !logged_out {
-            self.change(at_ms, CxState::LoggedOut, None, TruthSource::Session, log_in_out);
+            self.change(
+                at_ms,
+                CxState::LoggedOut,
+                None,
+                TruthSource::Session,
+                log_in_out,
+            );
         }
     }
 
@@ -555,12 +567,7 @@ impl AgentSim {
     fn stream_event(&mut self, i: usize, at_ms: u64, activity: &ActivityConfig) {
         let agent_id = self.identity.agent_id.0;
         let codes = self.plain_codes();
-        let Some(stream) = self
-            .tenant
-            .generator
-            .as_mut()
-            .map(|g| &mut g.streams[i])
-        else {
+        let Some(stream) = self.tenant.generator.as_mut().map(|g| &mut g.streams[i]) else {
             return;
         };
         let Some(mean) = stream.mean_ms else {
@@ -572,8 +579,8 @@ impl AgentSim {
         let code = codes
             .get(stream.rng.below(codes.len() as u64) as usize)
             .copied();
-        let contact_ms = exponential_ms(&mut stream.rng, activity.contact_mean_s * 1000.0)
-            .max(MIN_CONTACT_MS);
+        let contact_ms =
+            exponential_ms(&mut stream.rng, activity.contact_mean_s * 1000.0).max(MIN_CONTACT_MS);
         let current = self.tenant.name;
         let free = matches!(
             current,

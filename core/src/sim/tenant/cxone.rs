@@ -712,7 +712,8 @@ impl SimTenant {
                     .map_or(now_ms, |next| next.at_ms.min(now_ms))
                     .max(entry.at_ms);
                 // A stretch of no length (LoggedIn at a login) is kept when its instant is in range.
-                let meets = entry.at_ms <= end_ms && (until_ms > start_ms || entry.at_ms >= start_ms);
+                let meets =
+                    entry.at_ms <= end_ms && (until_ms > start_ms || entry.at_ms >= start_ms);
                 meets.then(|| {
                     json!({
                         "stateIndex": i,
@@ -834,7 +835,11 @@ fn agent_state_item(agent: &super::AgentSim) -> Value {
         Some(_) if t.name.is_outbound() => OUTBOUND_SKILL,
         Some(_) => INBOUND_SKILL,
     };
-    let media = if contact.is_some() { CALL_MEDIA } else { (0, "") };
+    let media = if contact.is_some() {
+        CALL_MEDIA
+    } else {
+        (0, "")
+    };
     let updated = iso8601(t.last_update_ms);
     json!({
         "agentId": id.agent_id.0,
