@@ -95,7 +95,7 @@ fn poll(t: &mut SimTenant, now_ms: u64, token: &str, since: Option<&str>) -> (Ve
     (items, first_poll_time.unwrap())
 }
 
-fn item_of<'a>(items: &'a [Value], agent_id: u64) -> Option<&'a Value> {
+fn item_of(items: &[Value], agent_id: u64) -> Option<&Value> {
     items.iter().find(|i| i["agentId"] == agent_id)
 }
 
