@@ -24,6 +24,9 @@
 //! | GET | `/admin/ground-truth` | | `GroundTruth` |
 //! | POST | `/admin/agents` | an `AgentPlan` or an array | `{"added":n,"agentCount":total}` |
 //! | GET | `/admin/agents/{id}` | | `{"plan":AgentPlan,"state":string\|null}`, 404 if unknown |
+//! | POST | `/admin/agents/{id}/tenant-state` | `{"state":"Unavailable","code":"Lunch","source":"supervisor"}` (`code` optional; `source` one of `agent`, `supervisor` (default), `acd`, `session`, `api`) | `{"ok":true}`; 400 on a bad state or code, 404 if unknown |
+//! | GET | `/admin/agents/{id}/truth` | | the agent's truth timeline up to now: `[TruthEntry]`, 404 if unknown |
+//! | POST | `/admin/activity` | `ActivityConfig` (missing fields default: off) | `{"ok":true}`; 400 if invalid |
 //! | POST | `/admin/faults` | a `FaultRule` or an array (scripted) | `{"scripted":n}` |
 //! | POST | `/admin/faults/clear` | | `{"ok":true}` |
 //! | POST | `/admin/random-faults` | `RandomFaults` | `{"ok":true}` |
@@ -31,6 +34,9 @@
 //! | POST | `/admin/revoke-tokens` | | `{"ok":true}` |
 //! | GET | `/admin/accepted-changes` | | `[{"idempotencyKey","userId","state"}]` |
 //! | GET | `/admin/config` | | `SimConfig` with `clientSecret` and `accessKeySecret` redacted |
+//!
+//! A tenant-state change made through the admin endpoint is what a supervisor (or the agent, or the ACD) does
+//! elsewhere: `agents/states` and the truth timeline show it; it is not an accepted change.
 //!
 //! Bad admin JSON answers 400 `{"error":"bad_request","error_description":…}`.
 
@@ -41,7 +47,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cxone_agent_state_core::sim::{
-    AgentPlan, FaultRule, RandomFaults, SimConfig, SimOutcome, SimTenant,
+    ActivityConfig, AgentPlan, FaultRule, RandomFaults, SimConfig, SimOutcome, SimTenant,
+    TruthSource,
 };
 use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, TransportErrorKind};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -392,6 +399,17 @@ enum Admin {
     RevokeTokens,
     AcceptedChanges,
     Config,
+    Activity,
+    TenantState,
+    Truth,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TenantStateBody {
+    state: String,
+    code: Option<String>,
+    source: Option<TruthSource>,
 }
 
 #[derive(Deserialize)]
@@ -446,7 +464,81 @@ pub const ADMIN_ENDPOINTS: &[(&str, &str, &str)] = &[
         "/admin/config",
         "the configuration, secrets redacted",
     ),
+    (
+        "POST",
+        "/admin/activity",
+        "agents acting on their own: an ActivityConfig (rates per hour; off by default)",
+    ),
+    (
+        "POST",
+        "/admin/agents/{id}/tenant-state",
+        "change an agent's state as a supervisor would: {\"state\",\"code\",\"source\"}",
+    ),
+    (
+        "GET",
+        "/admin/agents/{id}/truth",
+        "the agent's true state timeline up to now",
+    ),
 ];
+
+/// The `sim-server` flags that set the [`ActivityConfig`], as `(flag, value, what it sets)`, for a command
+/// line to define and its `--help` to list; [`apply_activity_flag`] reads one.
+pub const ACTIVITY_FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "--agent-changes-per-hour",
+        "RATE",
+        "per agent: the agent goes Unavailable with a code, or back to Available (default 0)",
+    ),
+    (
+        "--contacts-per-hour",
+        "RATE",
+        "per agent: contacts the ACD offers while Available (default 0)",
+    ),
+    (
+        "--contact-mean-s",
+        "SECONDS",
+        "mean contact duration (default 180)",
+    ),
+    (
+        "--supervisor-changes-per-hour",
+        "RATE",
+        "per agent: a supervisor sets Unavailable with a code, or Available (default 0)",
+    ),
+    (
+        "--log-in-out",
+        "true|false",
+        "agents are LoggedOut outside their shifts (default false)",
+    ),
+];
+
+/// Sets the field of `activity` that the flag `flag` (one of [`ACTIVITY_FLAGS`]) names to `value`, then
+/// validates the whole; the message says what is wrong.
+pub fn apply_activity_flag(
+    activity: &mut ActivityConfig,
+    flag: &str,
+    value: &str,
+) -> Result<(), String> {
+    let number = || {
+        value
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{flag}: {value:?} is not a number"))
+    };
+    match flag {
+        "--agent-changes-per-hour" => activity.agent_changes_per_hour = number()?,
+        "--contacts-per-hour" => activity.contacts_per_hour = number()?,
+        "--contact-mean-s" => activity.contact_mean_s = number()?,
+        "--supervisor-changes-per-hour" => activity.supervisor_changes_per_hour = number()?,
+        "--log-in-out" => {
+            activity.log_in_out = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{flag}: {value:?} is not true or false"))?;
+        }
+        other => return Err(format!("{other} is not an activity flag")),
+    }
+    activity.validate().map_err(|e| format!("{flag}: {e}"))
+}
 
 fn admin(method: Method, path: &str, body: &str, tenant: &Mutex<SimTenant>) -> Response<Body> {
     let path = path.trim_end_matches('/');
@@ -462,11 +554,29 @@ fn admin(method: Method, path: &str, body: &str, tenant: &Mutex<SimTenant>) -> R
         "/admin/revoke-tokens" => Admin::RevokeTokens,
         "/admin/accepted-changes" => Admin::AcceptedChanges,
         "/admin/config" => Admin::Config,
+        "/admin/activity" => Admin::Activity,
         _ => match path.strip_prefix("/admin/agents/") {
             Some(seg) if !seg.is_empty() && !seg.contains('/') => {
                 agent_id = Some(seg);
                 Admin::Agent
             }
+            Some(seg) => match seg.split_once('/') {
+                Some((id, "tenant-state")) if !id.is_empty() => {
+                    agent_id = Some(id);
+                    Admin::TenantState
+                }
+                Some((id, "truth")) if !id.is_empty() => {
+                    agent_id = Some(id);
+                    Admin::Truth
+                }
+                _ => {
+                    return error_response(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "no such admin endpoint",
+                    )
+                }
+            },
             _ => {
                 return error_response(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
             }
@@ -477,6 +587,7 @@ fn admin(method: Method, path: &str, body: &str, tenant: &Mutex<SimTenant>) -> R
         | Admin::GroundTruth
         | Admin::Agent
         | Admin::AcceptedChanges
+        | Admin::Truth
         | Admin::Config => Method::Get,
         _ => Method::Post,
     };
@@ -586,6 +697,44 @@ fn admin(method: Method, path: &str, body: &str, tenant: &Mutex<SimTenant>) -> R
                 ..lock(tenant).config().clone()
             };
             json_response(StatusCode::OK, &json!(config))
+        }
+        Admin::Activity => match parse_json::<ActivityConfig>(body) {
+            Ok(activity) => match lock(tenant).set_activity(activity) {
+                Ok(()) => ok(),
+                Err(e) => bad_request(e),
+            },
+            Err(e) => bad_request(e),
+        },
+        Admin::TenantState | Admin::Truth => {
+            let Some(id) = agent_id.and_then(percent_decode) else {
+                return bad_request("the agent id is not valid percent-encoded UTF-8");
+            };
+            let mut t = lock(tenant);
+            if t.agent(&id).is_none() {
+                drop(t);
+                return error_response(StatusCode::NOT_FOUND, "user_not_found", "no such user");
+            }
+            if let Admin::Truth = endpoint {
+                let timeline = t.truth_timeline(&id, now_ms());
+                drop(t);
+                return json_response(StatusCode::OK, &json!(timeline));
+            }
+            let change = match parse_json::<TenantStateBody>(body) {
+                Ok(change) => change,
+                Err(e) => return bad_request(e),
+            };
+            let result = t.external_change(
+                now_ms(),
+                &id,
+                &change.state,
+                change.code.as_deref(),
+                change.source.unwrap_or(TruthSource::Supervisor),
+            );
+            drop(t);
+            match result {
+                Ok(()) => ok(),
+                Err(e) => bad_request(e),
+            }
         }
     }
 }
@@ -1191,6 +1340,168 @@ mod tests {
         assert_eq!(truth.requests_by_endpoint["scheduleExport"], 1);
         assert_eq!(truth.state_changes_accepted, 1);
         handle.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn tenant_state_changed_by_a_supervisor_shows_in_agents_states() {
+        let handle = server().await;
+        let mut c = Client::connect(&handle).await;
+        let plans = json!(on_shift("agent-0002"));
+        let r = c
+            .send("POST", "/admin/agents", &[], &plans.to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let change = r#"{"state":"Unavailable","code":"Lunch","source":"supervisor"}"#;
+        let r = c
+            .send("POST", "/admin/agents/agent-0001/tenant-state", &[], change)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json(), json!({ "ok": true }));
+
+        let tok = token(&mut c).await;
+        let bearer = format!("Bearer {tok}");
+        let auth = [("Authorization", bearer.as_str())];
+        let path =
+            "/inContactAPI/services/v34.0/agents/states?updatedSince=2020-01-01T00:00:00.000Z";
+        let r = c.send("GET", path, &auth, "").await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let page = r.json();
+        assert_eq!(page["totalRecords"], 1, "only the agent changed since");
+        let item = &page["agentStates"][0];
+        assert_eq!(item["agentId"], 1001);
+        assert_eq!(item["agentStateName"], "Unavailable");
+        assert_eq!(item["agentStateId"], 2);
+        assert_eq!(item["outStateId"], 2);
+        assert_eq!(item["outStateDescription"], "Lunch");
+        assert!(page["_links"]["next"].is_null());
+        assert!(page["lastPollTime"].as_str().unwrap().ends_with('Z'));
+        let all = c
+            .send(
+                "GET",
+                "/inContactAPI/services/v34.0/agents/states",
+                &auth,
+                "",
+            )
+            .await
+            .unwrap();
+        assert_eq!(all.json()["totalRecords"], 2);
+
+        let r = c
+            .send("GET", "/admin/agents/agent-0001/truth", &[], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let truth = r.json();
+        let last = truth.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["source"], "supervisor");
+        assert_eq!(last["stateName"], "Unavailable");
+        assert_eq!(last["code"], "Lunch");
+        assert_eq!(last["outStateId"], 2);
+        // Not a change made through the API.
+        let r = c
+            .send("GET", "/admin/accepted-changes", &[], "")
+            .await
+            .unwrap();
+        assert_eq!(r.json(), json!([]));
+        assert_eq!(
+            lock(&handle.tenant()).agent_state("agent-0001"),
+            Some("UNAVAILABLE_LUNCH")
+        );
+
+        for bad in [
+            r#"{"state":"Asleep"}"#,
+            r#"{"state":"Unavailable","code":"Nap"}"#,
+            r#"{"state":"Available","source":"boss"}"#,
+            "{not json",
+        ] {
+            let r = c
+                .send("POST", "/admin/agents/agent-0001/tenant-state", &[], bad)
+                .await
+                .unwrap();
+            assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        }
+        let r = c
+            .send("POST", "/admin/agents/nobody/tenant-state", &[], change)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404);
+        let r = c
+            .send("GET", "/admin/agents/nobody/truth", &[], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404);
+        let r = c
+            .send("GET", "/admin/agents/agent-0001/tenant-state", &[], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 405);
+        handle.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn activity_is_set_through_admin() {
+        let handle = server().await;
+        let mut c = Client::connect(&handle).await;
+        let r = c
+            .send(
+                "POST",
+                "/admin/activity",
+                &[],
+                r#"{"agentChangesPerHour":-1}"#,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{}", r.body);
+        let r = c
+            .send(
+                "POST",
+                "/admin/activity",
+                &[],
+                r#"{"contactsPerHour":4,"logInOut":true}"#,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let config = c
+            .send("GET", "/admin/config", &[], "")
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(config["activity"]["contactsPerHour"], 4.0);
+        assert_eq!(config["activity"]["contactMeanS"], 180.0);
+        assert_eq!(config["activity"]["logInOut"], true);
+        handle.shutdown().await;
+    }
+
+    #[test]
+    fn activity_flags_set_the_activity() {
+        let mut activity = ActivityConfig::default();
+        for (flag, value) in [
+            ("--agent-changes-per-hour", "2"),
+            ("--contacts-per-hour", "6.5"),
+            ("--contact-mean-s", "90"),
+            ("--supervisor-changes-per-hour", "0.5"),
+            ("--log-in-out", "true"),
+        ] {
+            apply_activity_flag(&mut activity, flag, value).unwrap();
+        }
+        assert_eq!(
+            activity,
+            ActivityConfig {
+                agent_changes_per_hour: 2.0,
+                contacts_per_hour: 6.5,
+                contact_mean_s: 90.0,
+                supervisor_changes_per_hour: 0.5,
+                log_in_out: true,
+            }
+        );
+        assert_eq!(ACTIVITY_FLAGS.len(), 5);
+        assert!(apply_activity_flag(&mut activity, "--contacts-per-hour", "-1").is_err());
+        assert!(apply_activity_flag(&mut activity, "--contacts-per-hour", "lots").is_err());
+        assert!(apply_activity_flag(&mut activity, "--log-in-out", "maybe").is_err());
+        assert!(apply_activity_flag(&mut activity, "--nope", "1").is_err());
     }
 
     #[tokio::test]

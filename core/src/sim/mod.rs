@@ -29,8 +29,8 @@ pub use crate::profile::{
 };
 
 pub use tenant::{
-    AgentPlan, CxoneIdentity, Endpoint, FaultKind, FaultRule, GroundTruth, RandomFaults, SimConfig,
-    SimOutcome, SimReply, SimTenant, Window, CXONE_AREA, CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C,
-    CXONE_UH_DOMAIN,
+    ActivityConfig, AgentPlan, CxoneIdentity, Endpoint, FaultKind, FaultRule, GroundTruth,
+    RandomFaults, SimConfig, SimOutcome, SimReply, SimTenant, TruthEntry, TruthSource, Window,
+    CXONE_AREA, CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C, CXONE_UH_DOMAIN,
 };
 pub use workday::{PlannedCommand, Workday, WorkdayConfig, WORKDAY_EPOCH_MS};

@@ -3,8 +3,12 @@
 //! One tenant serves both profiles side by side: the `seed` endpoints here and the real CXone API of the `cxone`
 //! profile in [`cxone`]. Their routes do not overlap; agents, tokens, faults and ground truth are shared.
 
+mod activity;
 mod cxone;
+#[cfg(test)]
+mod tests;
 
+pub use activity::{ActivityConfig, TruthEntry, TruthSource};
 pub use cxone::{
     CxoneIdentity, CXONE_AREA, CXONE_TEAM_A, CXONE_TEAM_B, CXONE_TEAM_C, CXONE_UH_DOMAIN,
 };
@@ -79,6 +83,10 @@ pub enum Endpoint {
     ScheduleExport,
     /// `cxone`: `POST /inContactAPI/services/v{N}.0/agents/{agentId}/state` (the Admin API's `SetAgentState`).
     AgentState,
+    /// `cxone`: `GET /inContactAPI/services/v{N}.0/agents/states?updatedSince` (the Real-Time Data API).
+    AgentStates,
+    /// `cxone`: `GET /inContactAPI/services/v{N}.0/agents/{agentId}/state-history`.
+    StateHistory,
 }
 
 /// An injected fault.
@@ -184,6 +192,10 @@ pub struct SimConfig {
     /// and `%`, which a client must form-encode.
     #[serde(default = "default_access_key_secret")]
     pub access_key_secret: String,
+    /// `cxone`: agents, supervisors and the ACD changing agents' states on their own. Off by default (and then
+    /// left out of the JSON).
+    #[serde(default, skip_serializing_if = "ActivityConfig::is_default")]
+    pub activity: ActivityConfig,
     /// `cxone`: requests to the WFM schedule export admitted per minute, a limit of its own.
     #[serde(default = "default_wfm_rate")]
     pub wfm_rate_per_minute: u32,
@@ -228,6 +240,7 @@ impl Default for SimConfig {
             access_key_secret: default_access_key_secret(),
             wfm_rate_per_minute: default_wfm_rate(),
             wfm_burst: default_wfm_rate(),
+            activity: ActivityConfig::default(),
         }
     }
 }
@@ -360,6 +373,8 @@ impl Endpoint {
             Self::UnavailableCodes => "unavailableCodes",
             Self::ScheduleExport => "scheduleExport",
             Self::AgentState => "agentState",
+            Self::AgentStates => "agentStates",
+            Self::StateHistory => "stateHistory",
         }
     }
 }
@@ -370,6 +385,8 @@ struct AgentSim {
     state: Option<String>,
     /// Who the agent is to the `cxone` profile.
     identity: CxoneIdentity,
+    /// `cxone`: the state the tenant reports for the agent, and its truth timeline.
+    tenant: activity::TenantState,
 }
 
 /// The simulated tenant.
@@ -403,6 +420,13 @@ pub struct SimTenant {
     by_user_uuid: BTreeMap<String, String>,
     /// `cxone`: id_tokens are issued without the `tenantId` claim (a test knob, off by default).
     id_token_without_tenant_id: bool,
+    /// The latest time the agents' activity has been materialised to.
+    activity_clock_ms: u64,
+    /// The earliest activity event due among all agents (`u64::MAX` when none), so that a request finds
+    /// nothing to do in O(1).
+    next_activity_ms: u64,
+    /// An agent was added or replanned, or the activity reconfigured: look at every agent next time.
+    activity_dirty: bool,
 }
 
 /// A tenant's view of one request after routing.
@@ -530,6 +554,7 @@ impl SimConfig {
         check_at_least_one("wfmBurst", u64::from(self.wfm_burst))?;
         check_at_least_one("tokenTtlS", self.token_ttl_s)?;
         check_fault_rate(self.faults.rate)?;
+        self.activity.validate()?;
         if self.client_id.is_empty() {
             return Err(ConfigError::Invalid {
                 field: "clientId",
@@ -576,6 +601,9 @@ impl SimTenant {
             by_agent_id: BTreeMap::new(),
             by_user_uuid: BTreeMap::new(),
             id_token_without_tenant_id: false,
+            activity_clock_ms: 0,
+            next_activity_ms: u64::MAX,
+            activity_dirty: false,
         }
     }
 
@@ -590,8 +618,8 @@ impl SimTenant {
     /// A new agent gets the next `agentId` (1001, 1002, … in the order agents are first added), a UUID-shaped
     /// `userID` made from it, and the plan's team, else the teams A, B and C in turn.
     pub fn add_agent(&mut self, plan: AgentPlan) {
-        let (state, identity) = match self.agents.remove(&plan.user_id) {
-            Some(old) => (old.state, old.identity),
+        let (state, identity, tenant) = match self.agents.remove(&plan.user_id) {
+            Some(old) => (old.state, old.identity, Some(old.tenant)),
             None => {
                 let identity = CxoneIdentity::numbered(self.next_agent_id);
                 self.next_agent_id += 1;
@@ -599,21 +627,126 @@ impl SimTenant {
                     .insert(identity.agent_id.0, plan.user_id.clone());
                 self.by_user_uuid
                     .insert(identity.user_id.clone(), plan.user_id.clone());
-                (None, identity)
+                (None, identity, None)
             }
         };
+        let replanned = tenant.is_some();
+        let tenant =
+            tenant.unwrap_or_else(|| activity::TenantState::new(&plan, &self.config.activity));
         let identity = CxoneIdentity {
             team_id: plan.team_id.unwrap_or(identity.team_id),
             ..identity
         };
-        self.agents.insert(
-            plan.user_id.clone(),
-            AgentSim {
-                plan,
-                state,
-                identity,
-            },
-        );
+        let user_id = plan.user_id.clone();
+        let mut agent = AgentSim {
+            plan,
+            state,
+            identity,
+            tenant,
+        };
+        if replanned {
+            agent.replan(self.activity_clock_ms, &self.config.activity);
+        }
+        self.agents.insert(user_id, agent);
+        self.activity_dirty = true;
+    }
+
+    /// Every agent's user id, in order.
+    pub fn agent_user_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.agents.keys().map(String::as_str)
+    }
+
+    /// Replaces the activity settings (refused when invalid). Agents whose activity has started go on from
+    /// the tenant's latest time with the new rates; the others start with them when the clock next advances.
+    pub fn set_activity(&mut self, activity: ActivityConfig) -> Result<(), ConfigError> {
+        activity.validate()?;
+        self.config.activity = activity;
+        let (at_ms, seed) = (self.activity_clock_ms, self.config.seed);
+        for agent in self.agents.values_mut() {
+            if agent.tenant.started() {
+                agent.start_activity(at_ms, &self.config.activity, seed);
+            }
+        }
+        self.activity_dirty = true;
+        Ok(())
+    }
+
+    /// Advances the tenant's clock to `now_ms`: every agent's activity up to then is applied, as at the start
+    /// of each request. Calling it again with the same or an earlier time does nothing.
+    pub fn advance_to(&mut self, now_ms: u64) {
+        if !self.activity_dirty && now_ms < self.next_activity_ms {
+            self.activity_clock_ms = self.activity_clock_ms.max(now_ms);
+            return;
+        }
+        let (activity, seed) = (&self.config.activity, self.config.seed);
+        let mut next = u64::MAX;
+        for agent in self.agents.values_mut() {
+            agent.materialize(now_ms, activity, seed);
+            next = next.min(agent.tenant.next_due_ms().unwrap_or(u64::MAX));
+        }
+        self.next_activity_ms = next;
+        self.activity_dirty = false;
+        self.activity_clock_ms = self.activity_clock_ms.max(now_ms);
+    }
+
+    /// An agent's true timeline up to `until_ms` (inclusive): every change of its tenant state, from any
+    /// source, the first being the state it started in at 0. Advances the clock to `until_ms` first (see
+    /// [`advance_to`](Self::advance_to)); empty for an unknown agent.
+    pub fn truth_timeline(&mut self, user_id: &str, until_ms: u64) -> Vec<TruthEntry> {
+        self.advance_to(until_ms);
+        self.agents.get(user_id).map_or_else(Vec::new, |agent| {
+            agent
+                .tenant
+                .timeline
+                .iter()
+                .filter(|e| e.at_ms <= until_ms)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Changes an agent's tenant state at `now_ms` as someone other than the API would: `state_name` is an
+    /// `agentStateName` (`Available`, `Unavailable`, `LoggedOut`, `InboundContact`, …, any case), `code` the
+    /// name of one of its team's unavailable codes (with `Unavailable` only). The string state follows (READY,
+    /// `UNAVAILABLE_LUNCH`, `INBOUND_CONTACT`, `LOGGED_OUT`, …), but the change is not one accepted through
+    /// the API ([`accepted_changes`](Self::accepted_changes) and the ground truth do not count it). A contact
+    /// started this way lasts until the next change. Advances the clock to `now_ms` first.
+    pub fn external_change(
+        &mut self,
+        now_ms: u64,
+        user_id: &str,
+        state_name: &str,
+        code: Option<&str>,
+        source: TruthSource,
+    ) -> Result<(), String> {
+        self.advance_to(now_ms);
+        let agent = self
+            .agents
+            .get_mut(user_id)
+            .ok_or_else(|| format!("no agent {user_id:?}"))?;
+        let name = activity::CxState::parse(state_name)
+            .ok_or_else(|| format!("unknown agent state {state_name:?}"))?;
+        let code = match code {
+            None => None,
+            Some(_) if name != activity::CxState::Unavailable => {
+                return Err("a code goes with Unavailable only".to_owned())
+            }
+            Some(wanted) => {
+                let codes = cxone::team_codes(agent.identity.team_id).unwrap_or_default();
+                let found = codes
+                    .iter()
+                    .find(|c| c.1 == wanted)
+                    .or_else(|| codes.iter().find(|c| c.1.eq_ignore_ascii_case(wanted)));
+                Some(*found.ok_or_else(|| {
+                    format!("{wanted:?} is not an unavailable code of the agent's team")
+                })?)
+            }
+        };
+        if agent.change(now_ms, name, code, source, true) && name.is_contact() {
+            let contact = agent.tenant.new_contact(agent.identity.agent_id.0, None);
+            agent.tenant.contact = Some(contact);
+        }
+        Ok(())
     }
 
     /// Who an agent is to the `cxone` profile: its `agentId`, UserHub `userID` and team.
@@ -705,6 +838,7 @@ impl SimTenant {
 
     /// Handles one request arriving at `now_ms`.
     pub fn handle_request(&mut self, now_ms: u64, request: &HttpRequest) -> SimReply {
+        self.advance_to(now_ms);
         let mut reply = self.answer(now_ms, request);
         // Every answer carries the tenant's clock, as HTTP servers' answers do (RFC 9110 §6.6.1).
         if let SimOutcome::Response(r) = &mut reply.outcome {
@@ -979,6 +1113,7 @@ impl SimTenant {
             return error_response(400, "invalid_request", "body needs a valid `state`");
         };
         let previous = self.apply_change(now_ms, &user, &state);
+        self.api_change_from_seed(now_ms, &user, &state);
         let response = json_response(
             200,
             json!({
@@ -1017,6 +1152,22 @@ impl SimTenant {
         let previous = agent.state.replace(state.to_owned());
         self.truth.state_changes_accepted += 1;
         previous
+    }
+
+    /// A `seed` set-state as the tenant state sees it: READY is `Available`, `UNAVAILABLE_<CODE>` the team's
+    /// code of that name, anything else plain `Unavailable`.
+    fn api_change_from_seed(&mut self, now_ms: u64, user: &str, state: &str) {
+        let agent = self.agents.get_mut(user).expect("checked by the caller");
+        let (name, code) = if state == crate::state::READY {
+            (activity::CxState::Available, None)
+        } else {
+            let codes = cxone::team_codes(agent.identity.team_id).unwrap_or_default();
+            let code = codes
+                .into_iter()
+                .find(|c| cxone::recorded_state(Some(c.1)) == state);
+            (activity::CxState::Unavailable, code)
+        };
+        agent.change(now_ms, name, code, TruthSource::Api, false);
     }
 
     /// Remembers the answer to an applied change under its idempotency key (if any) and lists the change.

@@ -8,7 +8,9 @@
 //! | POST | `/auth/token` | Basic or form client | password and refresh grants; 400 `{error, error_description}` |
 //! | GET | `/inContactAPI/services/v{N}.0/agents?skip&top` | Bearer | a page of the directory; 204 past the end |
 //! | GET | `…/teams/{teamId}/unavailable-codes?activeOnly=true` | Bearer | team A (spec casing), B (SDK casing), C → 204 |
-//! | POST | `…/agents/{agentId}/state` | Bearer | query or JSON `state`/`outStateId`; 200, 400, 404, 409 |
+//! | POST | `…/agents/{agentId}/state` | Bearer | query or JSON `state`/`outStateId`; 200, 400, 404, 409 (also while `LoggedOut`) |
+//! | GET | `…/agents/states?updatedSince&top&skip` | Bearer | §4's list: agents with `lastUpdateTime >= updatedSince` by `agentId`; 400 for a bad date |
+//! | GET | `…/agents/{agentId}/state-history?startDate&endDate` | Bearer | `agentStateHistory`: the truth timeline's stretches meeting the range; 400, 404 |
 //! | POST | `/schedules/export` (any host) | Bearer | `{startDate, endDate, userID}` → shifts with Break/Lunch intervals |
 //!
 //! The tenant is sans-IO and sees whole URLs, so every base it announces is the **origin of the request**
@@ -16,6 +18,15 @@
 //! `https://{area}.{uhDomain}`, is `https://`[`CXONE_AREA`]`.`[`CXONE_UH_DOMAIN`]; the export is routed by its path
 //! whatever the host, so in process that base reaches the tenant too. Over real HTTP (`sim-server`) that host
 //! does not resolve: a client sets its WFM base to the server's URL directly.
+//!
+//! `agents/states` answers 200 even when no agent matches (an empty `agentStates`), pages by `top` (default
+//! 100, at most 1000) and `skip`, and links the next page absolutely in `_links.next` (`null` on the last).
+//! `lastPollTime` is the time of each answer: a client polling through several pages keeps the **first**
+//! page's `lastPollTime` as its next `updatedSince`, so a change made while it paged is seen again rather than
+//! missed. A change at exactly `lastPollTime` is listed by that poll and by the next (`>=`): at least once,
+//! never lost. Only the current state of each agent is listed, as CXone does; the truth timeline
+//! ([`SimTenant::truth_timeline`]) keeps every change. `agentStateCategory`, `skillId`, `mediaTypeId` and
+//! the like carry simulator values \[I\]: the spec lists the fields, not their values.
 //!
 //! The `/inContactAPI/services/v{N}.0` prefix matches ignoring case, for any `N` \[C: the SDK mixes both\].
 //! Errors carry the `icStatusDescription` header and a `{error, error_description}` body \[C: QA, TAP, SPEC-G\].
@@ -28,7 +39,8 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{error_response, json_body, json_response, parse_form, SimTenant};
+use super::activity::{Code, CxState};
+use super::{error_response, json_body, json_response, parse_form, SimTenant, TruthSource};
 use crate::cxone::acd::AgentId;
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::sim::{Endpoint, SIM_BASE_URL};
@@ -50,6 +62,16 @@ pub const CXONE_TEAM_B: u64 = 102;
 
 /// Team C: no unavailable codes (204), so only `Available` can be set for its agents.
 pub const CXONE_TEAM_C: u64 = 103;
+
+/// The `businessUnitId` every agent reports \[I: illustrative\].
+const BUSINESS_UNIT_ID: u64 = 4_600_001;
+
+/// The skill a contact of the simulated ACD comes in on, inbound and outbound \[I: illustrative\].
+const INBOUND_SKILL: (u64, &str) = (2001, "Sim Inbound");
+const OUTBOUND_SKILL: (u64, &str) = (2002, "Sim Outbound");
+
+/// Every contact is a phone call \[I: `mediaTypeId` 4 is voice on the tenants seen in public samples\].
+const CALL_MEDIA: (u64, &str) = (4, "Call");
 
 /// The first `agentId`: real ones are numbers of several digits.
 pub(super) const FIRST_AGENT_ID: u64 = 1001;
@@ -119,6 +141,8 @@ pub(super) enum CxoneRoute {
     UnavailableCodes(String),
     AgentState(String),
     ScheduleExport,
+    AgentStates,
+    StateHistory(String),
 }
 
 impl CxoneRoute {
@@ -130,6 +154,8 @@ impl CxoneRoute {
             Self::UnavailableCodes(_) => Endpoint::UnavailableCodes,
             Self::AgentState(_) => Endpoint::AgentState,
             Self::ScheduleExport => Endpoint::ScheduleExport,
+            Self::AgentStates => Endpoint::AgentStates,
+            Self::StateHistory(_) => Endpoint::StateHistory,
         }
     }
 
@@ -149,6 +175,15 @@ impl CxoneRoute {
         let segments: Vec<&str> = services_rest(path)?.split('/').collect();
         let is = |segment: &str, name: &str| segment.eq_ignore_ascii_case(name);
         match (method, segments.as_slice()) {
+            // Before any `agents/{agentId}` route: `states` is not an agent.
+            (Method::Get, [agents, states]) if is(agents, "agents") && is(states, "states") => {
+                Some(Self::AgentStates)
+            }
+            (Method::Get, [agents, agent, history])
+                if is(agents, "agents") && is(history, "state-history") =>
+            {
+                Some(Self::StateHistory(decode(agent)))
+            }
             (Method::Get, [agents]) if is(agents, "agents") => Some(Self::Agents),
             (Method::Get, [teams, team, codes])
                 if is(teams, "teams") && is(codes, "unavailable-codes") =>
@@ -212,7 +247,7 @@ fn token_refusal(error: &str, description: &str) -> HttpResponse {
 }
 
 /// A team's codes as `(outstateId, name, isAcw)`: `None` for a team the tenant does not know.
-fn team_codes(team_id: u64) -> Option<Vec<(u64, &'static str, bool)>> {
+pub(super) fn team_codes(team_id: u64) -> Option<Vec<(u64, &'static str, bool)>> {
     let first_id = match team_id {
         CXONE_TEAM_A => 1,
         CXONE_TEAM_B => 21,
@@ -238,7 +273,7 @@ fn team_name(team_id: u64) -> String {
 
 /// The state the ground truth records: `READY` for `Available`; `UNAVAILABLE_<CODE>` for `Unavailable` with a
 /// code (`System Idle` → `UNAVAILABLE_SYSTEM_IDLE`), plain `UNAVAILABLE` without one.
-fn recorded_state(code_name: Option<&str>) -> String {
+pub(super) fn recorded_state(code_name: Option<&str>) -> String {
     match code_name {
         None => "UNAVAILABLE".to_owned(),
         Some(name) => {
@@ -300,7 +335,9 @@ impl SimTenant {
         request: &HttpRequest,
     ) -> Option<String> {
         match route {
-            CxoneRoute::AgentState(agent) => self.user_of_agent_id(agent),
+            CxoneRoute::AgentState(agent) | CxoneRoute::StateHistory(agent) => {
+                self.user_of_agent_id(agent)
+            }
             CxoneRoute::ScheduleExport => {
                 let body = json_body(request)?;
                 self.by_user_uuid
@@ -341,6 +378,8 @@ impl SimTenant {
             CxoneRoute::Agents => self.agents_page(&origin, request),
             CxoneRoute::UnavailableCodes(team) => unavailable_codes(team),
             CxoneRoute::AgentState(agent) => self.cxone_set_state(now_ms, agent, request),
+            CxoneRoute::AgentStates => self.agent_states(now_ms, &origin, request),
+            CxoneRoute::StateHistory(agent) => self.state_history(now_ms, agent, request),
             _ => self.schedule_export(request),
         }
     }
@@ -552,7 +591,8 @@ impl SimTenant {
                 }
             }
         };
-        if agent.plan.logged_out.iter().any(|w| w.contains(now_ms)) {
+        let logged_out = agent.tenant.name == CxState::LoggedOut;
+        if logged_out || agent.plan.logged_out.iter().any(|w| w.contains(now_ms)) {
             return cxone_error(409, "conflict", "The agent is not logged in.");
         }
         // An ACW code needs a contact \[C for the Agent API's reason; assumed for the Admin API\].
@@ -565,6 +605,14 @@ impl SimTenant {
             recorded_state(code.map(|(_, name, _)| name))
         };
         self.apply_change(now_ms, &user, &recorded);
+        let name = if available {
+            CxState::Available
+        } else {
+            CxState::Unavailable
+        };
+        if let Some(agent) = self.agents.get_mut(&user) {
+            agent.change(now_ms, name, code, TruthSource::Api, false);
+        }
         let response = HttpResponse::new(
             200,
             vec![("icStatusDescription".to_owned(), "Success".to_owned())],
@@ -572,6 +620,114 @@ impl SimTenant {
         );
         self.record_change(key, user, recorded, &response);
         response
+    }
+
+    /// `GET …/agents/states?updatedSince&top&skip`: the agents whose `lastUpdateTime >= updatedSince` (every
+    /// agent without it), in `agentId` order, a page at a time (see the module docs).
+    fn agent_states(&self, now_ms: u64, origin: &str, request: &HttpRequest) -> HttpResponse {
+        let query = query_of(&request.url);
+        let since = match query.get("updatedSince").map(|s| s.trim()) {
+            None | Some("") => None,
+            Some(s) => match parse_iso8601(s) {
+                Some(ms) => Some(ms),
+                None => {
+                    return cxone_error(
+                        400,
+                        "invalid_request",
+                        "updatedSince must be an ISO 8601 date-time.",
+                    )
+                }
+            },
+        };
+        let Some((skip, top)) = skip_and_top(&query) else {
+            return cxone_error(400, "invalid_request", "skip and top must be numbers.");
+        };
+        let matching: Vec<&super::AgentSim> = self
+            .by_agent_id
+            .values()
+            .filter_map(|user| self.agents.get(user))
+            .filter(|agent| since.is_none_or(|t| agent.tenant.last_update_ms >= t))
+            .collect();
+        let total = matching.len();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(top)
+            .map(|agent| agent_state_item(agent))
+            .collect();
+        let link = |skip: usize| {
+            let mut url = format!("{origin}{}?", request.path());
+            if let Some(t) = since {
+                url.push_str(&format!("updatedSince={}&", iso8601(t)));
+            }
+            url.push_str(&format!("top={top}&skip={skip}"));
+            url
+        };
+        let next = (skip + page.len() < total).then(|| link(skip + top));
+        let previous = (skip > 0).then(|| link(skip.saturating_sub(top)));
+        json_response(
+            200,
+            json!({
+                "totalRecords": total,
+                "_links": { "self": link(skip), "next": next, "previous": previous },
+                "lastPollTime": iso8601(now_ms),
+                "agentStates": page,
+            }),
+        )
+    }
+
+    /// `GET …/agents/{agentId}/state-history?startDate&endDate`: the stretches of the agent's truth timeline
+    /// that meet `[startDate, endDate]` (from the start of time and up to now when left out), each with its
+    /// duration in whole seconds (the current one's up to now).
+    fn state_history(&self, now_ms: u64, agent: &str, request: &HttpRequest) -> HttpResponse {
+        let Some(agent) = self
+            .user_of_agent_id(agent)
+            .and_then(|user| self.agents.get(&user))
+        else {
+            return cxone_error(404, "not_found", "Agent not found.");
+        };
+        let query = query_of(&request.url);
+        let date = |name: &str, default: u64| match query.get(name).map(|s| s.trim()) {
+            None | Some("") => Some(default),
+            Some(s) => parse_iso8601(s),
+        };
+        let (Some(start_ms), Some(end_ms)) = (date("startDate", 0), date("endDate", now_ms)) else {
+            return cxone_error(
+                400,
+                "invalid_request",
+                "startDate and endDate must be ISO 8601 date-times.",
+            );
+        };
+        if end_ms < start_ms {
+            return cxone_error(400, "invalid_request", "endDate is before startDate.");
+        }
+        let timeline = &agent.tenant.timeline;
+        let stretches: Vec<Value> = timeline
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.at_ms <= now_ms)
+            .filter_map(|(i, entry)| {
+                let until_ms = timeline
+                    .get(i + 1)
+                    .map_or(now_ms, |next| next.at_ms.min(now_ms))
+                    .max(entry.at_ms);
+                // A stretch of no length (LoggedIn at a login) is kept when its instant is in range.
+                let meets =
+                    entry.at_ms <= end_ms && (until_ms > start_ms || entry.at_ms >= start_ms);
+                meets.then(|| {
+                    json!({
+                        "stateIndex": i,
+                        "startDate": iso8601(entry.at_ms),
+                        "agentStateId": entry.state_id,
+                        "agentStateName": entry.state_name,
+                        "outStateId": entry.out_state_id.unwrap_or(0),
+                        "outStateDescription": entry.code.as_deref().unwrap_or(""),
+                        "duration": (until_ms - entry.at_ms) / 1000,
+                    })
+                })
+            })
+            .collect();
+        json_response(200, json!({ "agentStateHistory": stretches }))
     }
 
     /// `POST /schedules/export`: one agent, at most seven days (`endDate` inclusive), `yyyy-mm-dd`. Each of the
@@ -656,6 +812,65 @@ impl SimTenant {
             }),
         )
     }
+}
+
+/// `skip` (default 0) and `top` (default 100, clamped to 1..=1000); `None` when one is not a number.
+fn skip_and_top(query: &BTreeMap<String, String>) -> Option<(usize, usize)> {
+    let number = |name: &str, default: usize| match query.get(name) {
+        None => Some(default),
+        Some(v) => v.trim().parse::<usize>().ok(),
+    };
+    let (skip, top) = (number("skip", 0)?, number("top", DEFAULT_PAGE_SIZE)?);
+    Some((skip, top.clamp(1, MAX_PAGE_SIZE)))
+}
+
+/// One agent of `agents/states`, shaped as §4 of `cxone-api-facts.md` lists it.
+fn agent_state_item(agent: &super::AgentSim) -> Value {
+    let t = &agent.tenant;
+    let id = &agent.identity;
+    let code: Option<Code> = t.code;
+    let contact = t.contact.filter(|_| t.name.is_contact());
+    let skill = match contact {
+        None => (0, ""),
+        Some(_) if t.name.is_outbound() => OUTBOUND_SKILL,
+        Some(_) => INBOUND_SKILL,
+    };
+    let media = if contact.is_some() {
+        CALL_MEDIA
+    } else {
+        (0, "")
+    };
+    let updated = iso8601(t.last_update_ms);
+    json!({
+        "agentId": id.agent_id.0,
+        "agentStateId": t.name.id(),
+        "agentStateName": t.name.name(),
+        "agentStateCategory": t.name.category(),
+        "outStateId": code.map_or(0, |c| c.0),
+        "outStateDescription": code.map_or("", |c| c.1),
+        "lastUpdateTime": updated,
+        "startDate": updated,
+        "sessionStartTime": (t.name != CxState::LoggedOut).then(|| iso8601(t.session_start_ms)),
+        "teamId": id.team_id,
+        "teamName": team_name(id.team_id),
+        "userName": format!("{}@{CXONE_UH_DOMAIN}", agent.plan.user_id),
+        "firstName": agent.plan.user_id,
+        "lastName": "Sim",
+        "isActive": true,
+        "isACW": code.is_some_and(|c| c.2),
+        "isOutbound": t.name.is_outbound(),
+        "contactId": contact.map_or(0, |c| c.id),
+        "skillId": skill.0,
+        "skillName": skill.1,
+        "mediaTypeId": media.0,
+        "mediaTypeName": media.1,
+        "openContacts": u8::from(contact.is_some()),
+        "stationId": 0,
+        "stationPhoneNumber": "",
+        "fromAddress": "",
+        "toAddress": "",
+        "businessUnitId": BUSINESS_UNIT_ID,
+    })
 }
 
 fn openid_configuration(origin: &str) -> HttpResponse {
