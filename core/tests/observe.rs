@@ -454,3 +454,49 @@ fn seed_refuses_to_observe() {
     h.drive().unwrap();
     assert!(h.requests().is_empty());
 }
+
+#[test]
+fn a_simulated_day_matches_the_truth_within_a_poll_interval_per_change_with_observation() {
+    use cxone_agent_state_core::sim::{compare_observation, ActivityConfig, WorkdayConfig};
+    let config = WorkdayConfig {
+        agents: 24,
+        seed: 5,
+        shift_hours: 4,
+        profile: ProfileKind::Cxone,
+        activity: ActivityConfig {
+            agent_changes_per_hour: 4.0,
+            contacts_per_hour: 8.0,
+            supervisor_changes_per_hour: 1.0,
+            log_in_out: true,
+            ..ActivityConfig::default()
+        },
+        ..WorkdayConfig::default()
+    };
+    let c = compare_observation(&config).unwrap();
+    assert_eq!(c.with.agents.len(), 24);
+    let changes: u64 = c.with.agents.iter().map(|a| a.truth_changes).sum();
+    assert!(changes > 24 * 10, "agents acted on their own: {changes} changes");
+    for a in &c.with.agents {
+        assert!(
+            a.within_bound(),
+            "{}: working {} vs {} true, idle {} vs {} true, bound {}",
+            a.user_id,
+            a.working_ms,
+            a.truth_working_ms,
+            a.idle_ms,
+            a.truth_idle_ms,
+            a.bound_ms
+        );
+    }
+    assert_eq!(c.with.agents_within_bound, 24);
+    // Without observation the engine knows only its own changes, and is far off.
+    assert!(c.without.agents_within_bound < 24, "{:?}", c.without.agents_within_bound);
+    assert!(
+        c.without.mean_utilization_error > 5.0 * c.with.mean_utilization_error.max(0.001),
+        "without {} with {}",
+        c.without.mean_utilization_error,
+        c.with.mean_utilization_error
+    );
+    assert!(c.without.mean_idle_error_ms > c.with.mean_idle_error_ms);
+    assert!(c.with.observed && !c.without.observed);
+}
