@@ -406,6 +406,9 @@ impl Default for Observer {
 /// How many of an agent's recent changes are kept for matching.
 pub(crate) const SENT_PER_AGENT: usize = 8;
 
+/// Unknown outcomes kept for settling; past this, the oldest is dropped (it stays unknown).
+pub(crate) const MAX_UNSETTLED: usize = 10_000;
+
 /// A poll that has not ended after this many pages is taken as a paging loop.
 pub(crate) const MAX_POLL_PAGES: u32 = 10_000;
 

@@ -475,7 +475,10 @@ fn a_simulated_day_matches_the_truth_within_a_poll_interval_per_change_with_obse
     let c = compare_observation(&config).unwrap();
     assert_eq!(c.with.agents.len(), 24);
     let changes: u64 = c.with.agents.iter().map(|a| a.truth_changes).sum();
-    assert!(changes > 24 * 10, "agents acted on their own: {changes} changes");
+    assert!(
+        changes > 24 * 10,
+        "agents acted on their own: {changes} changes"
+    );
     for a in &c.with.agents {
         assert!(
             a.within_bound(),
@@ -490,7 +493,11 @@ fn a_simulated_day_matches_the_truth_within_a_poll_interval_per_change_with_obse
     }
     assert_eq!(c.with.agents_within_bound, 24);
     // Without observation the engine knows only its own changes, and is far off.
-    assert!(c.without.agents_within_bound < 24, "{:?}", c.without.agents_within_bound);
+    assert!(
+        c.without.agents_within_bound < 24,
+        "{:?}",
+        c.without.agents_within_bound
+    );
     assert!(
         c.without.mean_utilization_error > 5.0 * c.with.mean_utilization_error.max(0.001),
         "without {} with {}",

@@ -6,7 +6,7 @@ use super::*;
 use crate::cxone::acd::{AgentStatesPage, HistoryStretch, ObservedAgentState};
 use crate::observe::{
     history_state, AgentSnapshot, HistoryRead, Observation, ObservationSource, PollPhase, Seen,
-    Sent, Unsettled, MAX_POLL_PAGES, SENT_PER_AGENT,
+    Sent, Unsettled, MAX_POLL_PAGES, MAX_UNSETTLED, SENT_PER_AGENT,
 };
 use crate::{ObservationHeartbeat, OutcomeSettled, StateObserved};
 
@@ -560,6 +560,10 @@ impl Engine {
         let Some(record_id) = unknown_record else {
             return;
         };
+        // Bounded: without observation running nothing settles them, and the oldest matter least.
+        if self.observer.unsettled.len() >= MAX_UNSETTLED {
+            self.observer.unsettled.remove(0);
+        }
         self.observer.unsettled.push(Unsettled {
             record_id,
             key: change.key().map(str::to_owned),
