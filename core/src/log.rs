@@ -1278,7 +1278,7 @@ mod tests {
         assert_eq!(scan.audit_records, 2);
         // The last state is what the tenant was seen in, then confirmed by the no-op.
         let last: Vec<_> = scan.state.last_states().map(|l| l.state.clone()).collect();
-        assert_eq!(last, [base_state.clone()]);
+        assert_eq!(last, [base_state]);
         let first = text.lines().next().unwrap();
         assert_eq!(Record::parse_line(first.as_bytes()).unwrap(), Record::Audit(observed));
         // A tampered observation breaks the chain.
