@@ -267,6 +267,9 @@ fn refuse_real_log(path: &Path) -> Result<(), Failure> {
     }
 }
 
+/// One row of the accuracy table: a figure of a run.
+type Figure = Box<dyn Fn(&DayAccuracy) -> String>;
+
 /// The engine's figures against the tenant's truth: overall (with observation off and on when both ran), then
 /// the agents furthest off.
 fn print_accuracy(a: &DayAccuracy, without: Option<&DayAccuracy>) -> std::io::Result<()> {
@@ -285,7 +288,7 @@ fn print_accuracy(a: &DayAccuracy, without: Option<&DayAccuracy>) -> std::io::Re
         .set_header(header);
     let pp = |x: f64| format!("{:.2} pp", x * 100.0);
     let secs = |ms: f64| format!("{:.1} s", ms / 1000.0);
-    let rows: Vec<(&str, Box<dyn Fn(&DayAccuracy) -> String>)> = vec![
+    let rows: Vec<(&str, Figure)> = vec![
         (
             "mean |utilization error|",
             Box::new(move |r| pp(r.mean_utilization_error)),
