@@ -813,6 +813,36 @@ pub fn generate_transcripts() -> Vec<Transcript> {
                 h.transition(&alice, "IDLE");
             },
         ),
+        record_on(
+            ProfileKind::Cxone,
+            "transcript-cxone-observation",
+            "cxone with observation: the first poll reads everyone, a supervisor puts bob on Lunch (external), \
+             alice's READY is seen as ours, and alice's NOT_READY, whose answer is lost after the tenant \
+             applied it, ends OUTCOME_UNKNOWN and is settled as applied by the next poll",
+            |c, _| {
+                c.observe.interval_ms = 10_000;
+                c.observe.settle_after_ms = 20_000;
+            },
+            |h| {
+                use cxone_agent_state_core::sim::{Command, TruthSource};
+                let alice = h.user("alice");
+                h.command(Command::StartObserving);
+                h.transition(&alice, "READY");
+                h.drive_until(T0 + 15_000);
+                h.tenant
+                    .external_change(T0 + 15_000, "bob", "Unavailable", Some("Lunch"), TruthSource::Supervisor)
+                    .expect("bob is an agent");
+                h.drive_until(T0 + 30_000);
+                h.tenant.script_fault(FaultRule::on(
+                    Endpoint::AgentState,
+                    FaultKind::DropAfter,
+                    10,
+                ));
+                h.transition(&alice, "NOT_READY");
+                h.drive_until(T0 + 150_000);
+                h.command(Command::StopObserving);
+            },
+        ),
         record(
             "transcript-per-agent-order-and-bad-input",
             "three changes for alice run in order; bad ids and states fail before any request (an absurdly \

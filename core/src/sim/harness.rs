@@ -78,6 +78,10 @@ pub enum Command {
     },
     /// [`Engine::close`].
     Close,
+    /// [`Engine::start_observing`].
+    StartObserving,
+    /// [`Engine::stop_observing`].
+    StopObserving,
 }
 
 /// One step of a transcript: what was handed to the engine.
@@ -123,6 +127,11 @@ impl Action {
                 }
                 Command::Close => {
                     engine.close(*now);
+                    None
+                }
+                Command::StartObserving => engine.start_observing(*now).err().map(Err),
+                Command::StopObserving => {
+                    engine.stop_observing();
                     None
                 }
             },
