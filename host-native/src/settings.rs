@@ -839,15 +839,12 @@ mod tests {
             (2_000, 5_000, true, 9_000)
         );
         // A slow poll alone raises the staleness with it instead of being refused.
-        let o = Settings::from_lookup(env(&with_access(&[(
-            "CXONE_OBSERVE_INTERVAL_MS",
-            "60000",
-        )])))
-        .unwrap()
-        .into_config()
-        .unwrap()
-        .engine
-        .observe;
+        let o = Settings::from_lookup(env(&with_access(&[("CXONE_OBSERVE_INTERVAL_MS", "60000")])))
+            .unwrap()
+            .into_config()
+            .unwrap()
+            .engine
+            .observe;
         assert_eq!((o.interval_ms, o.stale_after_ms), (60_000, 180_000));
         for (name, value) in [
             ("CXONE_OBSERVE_INTERVAL_MS", "soon"),
