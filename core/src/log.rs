@@ -1280,7 +1280,10 @@ mod tests {
         let last: Vec<_> = scan.state.last_states().map(|l| l.state.clone()).collect();
         assert_eq!(last, [base_state]);
         let first = text.lines().next().unwrap();
-        assert_eq!(Record::parse_line(first.as_bytes()).unwrap(), Record::Audit(observed));
+        assert_eq!(
+            Record::parse_line(first.as_bytes()).unwrap(),
+            Record::Audit(observed)
+        );
         // A tampered observation breaks the chain.
         let tampered = text.replace("InboundContact", "OutboundContact");
         assert!(scan_log(tampered.as_bytes(), LogState::default(), |_| {}).is_err());

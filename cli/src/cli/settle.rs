@@ -64,15 +64,18 @@ pub async fn settle_unknown(
             return None;
         }
     }
-    let mut out = Settling::default();
     let pending = manager.unsettled_outcomes().await;
-    if pending > 0 {
-        say(&format!(
-            "settling {pending} change(s) whose outcome is unknown: observing the tenant's agent states for up \
-             to {} s (--settle-wait-secs; Ctrl-C stops waiting)",
-            wait.as_secs()
-        ));
+    if pending == 0 {
+        // Nothing observation could settle (the engine keeps no such change): say nothing, wait for nothing.
+        manager.stop_observing().await;
+        return None;
     }
+    let mut out = Settling::default();
+    say(&format!(
+        "settling {pending} change(s) whose outcome is unknown: observing the tenant's agent states for up \
+         to {} s (--settle-wait-secs; Ctrl-C stops waiting)",
+        wait.as_secs()
+    ));
     let deadline = Instant::now() + wait;
     let mut left = pending;
     while left > 0 {

@@ -29,7 +29,8 @@ Output: with --json (or when stdout is not a terminal) one JSON object: {\"succe
 (SEQ:HASH) is printed on stderr: keep it to check the log later with `audit verify --head`.
 
 Ctrl-C waits for the change in flight; a second Ctrl-C stops at once after syncing the audit log (the
-change is journaled and resumed on the next start).
+change is journaled and resumed on the next start). Ctrl-C while an unknown outcome is being settled stops
+waiting: the outcome stays OUTCOME_UNKNOWN, exit 130.
 
 Unknown outcomes (cxone): when the answer to the change is lost (OUTCOME_UNKNOWN: it may have been
 applied), the command observes the tenant's agent states before it exits, for up to --settle-wait-secs
