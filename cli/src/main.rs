@@ -7,7 +7,7 @@ macro_rules! exit_codes_help {
   0    done
   1    failed (the tenant, the audit log, a file, the network)
   2    refused by compliance policy (bulk: every failed row was a policy refusal)
-  64   usage error (unknown flag, missing or invalid value)
+  64   usage error (unknown flag, missing or invalid value; watch on the seed profile)
   130  interrupted (Ctrl-C): work in flight was finished and the log synced"
     };
 }
@@ -36,6 +36,7 @@ use cli::fail;
   cxone-agent-state transition --user agent-7 --state READY
   cxone-agent-state transition --profile cxone --user 12345 --state NOT_READY --reason Lunch
   cxone-agent-state bulk shift-change.csv --output results.jsonl
+  cxone-agent-state watch --profile cxone --json
   cxone-agent-state audit verify cxone-audit.jsonl --head 41:<hash>
 
 Settings read (flags win): CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
@@ -43,7 +44,9 @@ CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOO
 WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE, TARGET_USER_ID, CXONE_LOG, and for
 the cxone profile CXONE_PROFILE, CXONE_ACCESS_KEY_ID, CXONE_ACCESS_KEY_SECRET, CXONE_AUTH_BASE,
 CXONE_API_BASE_URL, CXONE_WFM_BASE_URL, CXONE_API_VERSION, CXONE_CLIENT_AUTH, CXONE_SET_STATE_ENCODING,
-CXONE_REASON_CODES, CXONE_BREAK_ACTIVITIES, CXONE_WFM_RATE_LIMIT_PER_MIN. When CXONE_PROFILE is unset and an
+CXONE_REASON_CODES, CXONE_BREAK_ACTIVITIES, CXONE_WFM_RATE_LIMIT_PER_MIN, CXONE_OBSERVE_INTERVAL_MS,
+CXONE_OBSERVE_SETTLE_AFTER_MS, CXONE_OBSERVE_SKIP_IF_IN_EFFECT, CXONE_OBSERVE_STALE_AFTER_MS,
+CXONE_SETTLE_WAIT_SECS. When CXONE_PROFILE is unset and an
 access key is configured, the profile is cxone (said on stderr).
 
 Errors: with --json, or when stdout is not a terminal, every error is one JSON object
@@ -62,6 +65,8 @@ struct Cli {
 enum Command {
     /// Changes one agent's state and prints the outcome.
     Transition(cli::transition::TransitionArgs),
+    /// Observes agent states changed elsewhere (cxone) and prints each change as it is seen.
+    Watch(cli::watch::WatchArgs),
     /// Changes many agents' states from a CSV (`userId,state`) or JSON Lines file (`-` for stdin).
     Bulk(cli::bulk::BulkArgs),
     /// Serves the simulated tenant over HTTP on loopback, with admin endpoints and CORS.
@@ -121,6 +126,7 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Transition(a) => cli::transition::run(a, fail::json_mode(a.json)),
         Command::Bulk(a) => cli::bulk::run(a),
+        Command::Watch(a) => cli::watch::run(a),
         Command::SimServer(a) => cli::sim_server::run(a),
         Command::Report(a) => cli::audit::report(a),
         Command::Audit(c) => cli::audit::run(c),

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cxone_agent_state_core::{
-    redact_url, AgentMetrics, ChainHead, CommandError, ComplianceReport, ConfigError,
-    DeadLetterEntry, Engine, EngineConfig, ErrorCode, Event, HttpResponse, Output, Record,
-    RequestId, Restored, StateChanged, Target, TransitionError, TransitionId, TransitionOptions,
-    Transmit,
+    redact_url, AgentMetrics, AgentSnapshot, ChainHead, CommandError, ComplianceReport,
+    ConfigError, DeadLetterEntry, Engine, EngineConfig, ErrorCode, Event, HttpResponse, Output,
+    ProfileKind, Record, RequestId, Restored, StateChanged, Target, TransitionError, TransitionId,
+    TransitionOptions, Transmit,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -37,6 +37,10 @@ pub struct ManagerConfig {
     pub audit_log: Option<PathBuf>,
     /// The wall clock (the system's by default; tests step it). Deadlines always use tokio's monotonic clock.
     pub clock: Arc<dyn WallClock>,
+    /// Start observing agent states changed elsewhere as soon as the manager starts, when the profile can
+    /// (`cxone`; on `seed` this is ignored). Off by default: see
+    /// [`AgentStateManager::start_observing`].
+    pub observe_at_start: bool,
 }
 
 impl ManagerConfig {
@@ -46,7 +50,15 @@ impl ManagerConfig {
             engine,
             audit_log,
             clock: Arc::new(SystemClock),
+            observe_at_start: false,
         }
+    }
+
+    /// The same configuration, observing from the start when the profile can (see
+    /// [`observe_at_start`](Self::observe_at_start)).
+    pub fn with_observe_at_start(mut self, observe: bool) -> Self {
+        self.observe_at_start = observe;
+        self
     }
 }
 
@@ -55,6 +67,7 @@ impl std::fmt::Debug for ManagerConfig {
         f.debug_struct("ManagerConfig")
             .field("engine", &self.engine)
             .field("audit_log", &self.audit_log)
+            .field("observe_at_start", &self.observe_at_start)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +150,10 @@ enum Request {
     Counts(oneshot::Sender<Counts>),
     DeadLetters(oneshot::Sender<Vec<DeadLetterEntry>>),
     Replay(Option<String>, oneshot::Sender<usize>),
+    StartObserving(oneshot::Sender<Result<(), CommandError>>),
+    StopObserving(oneshot::Sender<()>),
+    Agents(oneshot::Sender<Vec<AgentSnapshot>>),
+    Unsettled(oneshot::Sender<usize>),
     Shutdown(Duration, oneshot::Sender<ShutdownSummary>),
 }
 
@@ -219,7 +236,9 @@ impl AgentStateManager {
             engine,
             audit_log,
             clock,
+            observe_at_start,
         } = config;
+        let observe_at_start = observe_at_start && engine.profile == ProfileKind::Cxone;
         let mut engine = Engine::new(engine)?;
         let clocks = Clocks::new(clock.clone());
         let (recovery, writer, thread) = match audit_log {
@@ -247,6 +266,12 @@ impl AgentStateManager {
                  aside as dead letters (replay them to send them to the configured receiver)",
                 restored.webhooks_dead_lettered_receiver_changed
             );
+        }
+        if observe_at_start {
+            // Only `CLOSED` could refuse it, and a fresh engine is open.
+            if let Err(e) = engine.start_observing(clocks.now()) {
+                tracing::warn!("observation could not start: {e}");
+            }
         }
         let (requests, rx) = mpsc::channel(COMMAND_QUEUE);
         let (notices, _) = broadcast::channel(4096);
@@ -424,6 +449,41 @@ impl AgentStateManager {
         self.ask(|r| Request::Replay(event_id.map(str::to_owned), r))
             .await
             .unwrap_or(0)
+    }
+
+    /// Starts observing agent states changed elsewhere (`cxone`): the engine polls the tenant's agent states
+    /// on its own timer, and every change it sees reaches subscribers as a
+    /// [`StateObserved`](crate::core::StateObserved) notice (with an observation record in the audit log),
+    /// every poll as an [`ObservationHeartbeat`](crate::core::ObservationHeartbeat), and every
+    /// `OUTCOME_UNKNOWN` change the tenant's answers decide as an
+    /// [`OutcomeSettled`](crate::core::OutcomeSettled) (with a settlement record). Starting twice is
+    /// harmless.
+    ///
+    /// `OBSERVE_UNSUPPORTED` on `seed`, which has no endpoint to read states from; `CLOSED` once the
+    /// manager stopped.
+    pub async fn start_observing(&self) -> Result<(), TransitionError> {
+        self.ask(Request::StartObserving)
+            .await
+            .ok_or_else(|| self.stopped())?
+            .map_err(TransitionError::from)
+    }
+
+    /// Stops observing (a poll in flight is ignored when it comes back). Unknown outcomes not yet settled
+    /// stay unknown.
+    pub async fn stop_observing(&self) {
+        self.ask(Request::StopObserving).await;
+    }
+
+    /// Every known agent's current state, where it is known from (`change`, `ours`, `external`) and how old
+    /// it is (empty once the manager stopped).
+    pub async fn agents(&self) -> Vec<AgentSnapshot> {
+        self.ask(Request::Agents).await.unwrap_or_default()
+    }
+
+    /// `OUTCOME_UNKNOWN` changes that observation may still settle (0 once the manager stopped). A host
+    /// that wants the truth before it exits observes until this is 0 or its patience runs out.
+    pub async fn unsettled_outcomes(&self) -> usize {
+        self.ask(Request::Unsettled).await.unwrap_or(0)
     }
 
     /// Stops taking commands (they answer `CLOSED`), finishes every change already taken, waits up to
@@ -727,7 +787,22 @@ impl Driver {
             Request::Replay(event_id, r) => {
                 let _ = r.send(self.engine.replay_dead_letters(now, event_id.as_deref()));
             }
+            Request::StartObserving(r) => {
+                let _ = r.send(self.engine.start_observing(now));
+            }
+            Request::StopObserving(r) => {
+                self.engine.stop_observing();
+                let _ = r.send(());
+            }
+            Request::Agents(r) => {
+                let _ = r.send(self.engine.agents(now));
+            }
+            Request::Unsettled(r) => {
+                let _ = r.send(self.engine.unsettled_outcomes());
+            }
             Request::Shutdown(drain, reply) => {
+                // Nothing new is polled while the changes in flight finish.
+                self.engine.stop_observing();
                 self.engine.stop_accepting();
                 self.closing = Some(Closing {
                     drain_until: Instant::now().checked_add(drain),

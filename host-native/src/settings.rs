@@ -30,6 +30,16 @@
 //! | `CXONE_BREAK_ACTIVITIES` | schedule activity titles that are mandatory breaks (default `Break,Lunch`) |
 //! | `CXONE_WFM_RATE_LIMIT_PER_MIN` | the WFM host's own request budget (default 100) |
 //!
+//! Observing agent states changed elsewhere (`cxone` only; see `AgentStateManager::start_observing`):
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `CXONE_OBSERVE_INTERVAL_MS` | time between the end of one poll of the agents' states and the next (default 10000, at least 1000) |
+//! | `CXONE_OBSERVE_SETTLE_AFTER_MS` | an `OUTCOME_UNKNOWN` change not seen applied this long after its last send may be settled as not applied (default 60000) |
+//! | `CXONE_OBSERVE_SKIP_IF_IN_EFFECT` | `true` or `false` (default): a change the last fresh observation shows in effect already is not sent |
+//! | `CXONE_OBSERVE_STALE_AFTER_MS` | observed states are stale when no poll succeeded for this long (default 30000, at least the interval) |
+//! | `CXONE_SETTLE_WAIT_SECS` | how long `transition` and `bulk` observe before they exit to settle unknown outcomes (default 90; 0: not at all; read by the CLI) |
+//!
 //! `CXONE_TOKEN_URL`, when set, skips the OpenID configuration on `cxone`; `CXONE_RATE_LIMIT_PER_MIN` is the
 //! ACD host's budget there. `http://` is accepted on a loopback host only, for every URL.
 //!
@@ -107,6 +117,8 @@ impl From<ConfigError> for SettingsError {
                     "webhook.dead_letter_after_refusals" => "WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER",
                     "webhook.on_receiver_change" => "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
                     "request_timeout_ms" => "--request-timeout-ms",
+                    "observe.intervalMs" => "CXONE_OBSERVE_INTERVAL_MS",
+                    "observe.staleAfterMs" => "CXONE_OBSERVE_STALE_AFTER_MS",
                     // The `cxone` settings name themselves.
                     f if f.starts_with("CXONE_") => f,
                     _ => "configuration",
@@ -181,6 +193,17 @@ pub struct Settings {
     pub break_activities: Option<BreakRule>,
     /// `CXONE_WFM_RATE_LIMIT_PER_MIN` (`cxone`).
     pub wfm_rate_limit_per_min: Option<u32>,
+    /// `CXONE_OBSERVE_INTERVAL_MS` (`cxone`): time between polls of the agents' states.
+    pub observe_interval_ms: Option<u64>,
+    /// `CXONE_OBSERVE_SETTLE_AFTER_MS` (`cxone`): when an unknown outcome may be settled as not applied.
+    pub observe_settle_after_ms: Option<u64>,
+    /// `CXONE_OBSERVE_SKIP_IF_IN_EFFECT` (`cxone`): skip a change the tenant shows in effect already.
+    pub observe_skip_if_in_effect: Option<bool>,
+    /// `CXONE_OBSERVE_STALE_AFTER_MS` (`cxone`): when the observed states are stale.
+    pub observe_stale_after_ms: Option<u64>,
+    /// `CXONE_SETTLE_WAIT_SECS`: how long a command observes before it exits to settle unknown outcomes
+    /// (the CLI's `transition` and `bulk` read it; the manager does not).
+    pub settle_wait_secs: Option<u64>,
 }
 
 impl Settings {
@@ -233,6 +256,29 @@ impl Settings {
             get("CXONE_BREAK_ACTIVITIES"),
             str::parse,
         )?;
+        let long = |name: &'static str| -> Result<Option<u64>, SettingsError> {
+            get(name)
+                .map(|v| {
+                    v.trim().parse().map_err(|_| {
+                        SettingsError::invalid(name, "not a whole number of 0 or more")
+                    })
+                })
+                .transpose()
+        };
+        let observe_interval_ms = long("CXONE_OBSERVE_INTERVAL_MS")?;
+        let observe_settle_after_ms = long("CXONE_OBSERVE_SETTLE_AFTER_MS")?;
+        let observe_stale_after_ms = long("CXONE_OBSERVE_STALE_AFTER_MS")?;
+        let settle_wait_secs = long("CXONE_SETTLE_WAIT_SECS")?;
+        let observe_skip_if_in_effect = get("CXONE_OBSERVE_SKIP_IF_IN_EFFECT")
+            .map(|v| {
+                parse_bool(&v).ok_or_else(|| {
+                    SettingsError::invalid(
+                        "CXONE_OBSERVE_SKIP_IF_IN_EFFECT",
+                        "expected true or false (also 1/0, yes/no, on/off)",
+                    )
+                })
+            })
+            .transpose()?;
         let api_version = number("CXONE_API_VERSION")?;
         let wfm_rate_limit_per_min = number("CXONE_WFM_RATE_LIMIT_PER_MIN")?;
         Ok(Self {
@@ -261,6 +307,11 @@ impl Settings {
             reason_codes,
             break_activities,
             wfm_rate_limit_per_min,
+            observe_interval_ms,
+            observe_settle_after_ms,
+            observe_skip_if_in_effect,
+            observe_stale_after_ms,
+            settle_wait_secs,
         })
     }
 
@@ -388,8 +439,35 @@ impl Settings {
             }
             engine.webhook = Some(webhook);
         }
+        let observe = &mut engine.observe;
+        if let Some(ms) = self.observe_interval_ms {
+            observe.interval_ms = ms;
+            // A poll slower than the default staleness allows would be refused as stale by design: unless
+            // set, states are stale after three missed polls then.
+            if self.observe_stale_after_ms.is_none() {
+                observe.stale_after_ms = observe.stale_after_ms.max(ms.saturating_mul(3));
+            }
+        }
+        if let Some(ms) = self.observe_settle_after_ms {
+            observe.settle_after_ms = ms;
+        }
+        if let Some(skip) = self.observe_skip_if_in_effect {
+            observe.skip_if_in_effect = skip;
+        }
+        if let Some(ms) = self.observe_stale_after_ms {
+            observe.stale_after_ms = ms;
+        }
         engine.validate()?;
         Ok(ManagerConfig::new(engine, self.audit_log))
+    }
+}
+
+/// `true`/`false` (and `1`/`0`, `yes`/`no`, `on`/`off`), any case.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -737,6 +815,75 @@ mod tests {
         .unwrap()
         .into_config()
         .is_ok());
+    }
+
+    #[test]
+    fn observation_settings_reach_the_engine_and_bad_ones_are_named() {
+        let c = Settings::from_lookup(env(&with_access(&[
+            ("CXONE_OBSERVE_INTERVAL_MS", "2000"),
+            ("CXONE_OBSERVE_SETTLE_AFTER_MS", "5000"),
+            ("CXONE_OBSERVE_SKIP_IF_IN_EFFECT", "Yes"),
+            ("CXONE_OBSERVE_STALE_AFTER_MS", "9000"),
+            ("CXONE_SETTLE_WAIT_SECS", "0"),
+        ])))
+        .unwrap();
+        assert_eq!(c.settle_wait_secs, Some(0));
+        let o = c.into_config().unwrap().engine.observe;
+        assert_eq!(
+            (
+                o.interval_ms,
+                o.settle_after_ms,
+                o.skip_if_in_effect,
+                o.stale_after_ms
+            ),
+            (2_000, 5_000, true, 9_000)
+        );
+        // A slow poll alone raises the staleness with it instead of being refused.
+        let o = Settings::from_lookup(env(&with_access(&[("CXONE_OBSERVE_INTERVAL_MS", "60000")])))
+            .unwrap()
+            .into_config()
+            .unwrap()
+            .engine
+            .observe;
+        assert_eq!((o.interval_ms, o.stale_after_ms), (60_000, 180_000));
+        for (name, value) in [
+            ("CXONE_OBSERVE_INTERVAL_MS", "soon"),
+            ("CXONE_OBSERVE_SETTLE_AFTER_MS", "-1"),
+            ("CXONE_OBSERVE_SKIP_IF_IN_EFFECT", "maybe"),
+            ("CXONE_OBSERVE_STALE_AFTER_MS", "1.5"),
+            ("CXONE_SETTLE_WAIT_SECS", "forever"),
+        ] {
+            let e = Settings::from_lookup(env(&with_access(&[(name, value)]))).unwrap_err();
+            assert!(
+                matches!(&e, SettingsError::Invalid { name: n, .. } if *n == name),
+                "{name}: {e}"
+            );
+            assert_eq!(e.code(), ErrorCode::InvalidConfig, "{name}");
+        }
+        // Values the engine refuses are named by their variable too.
+        for (name, pairs) in [
+            (
+                "CXONE_OBSERVE_INTERVAL_MS",
+                vec![("CXONE_OBSERVE_INTERVAL_MS", "500")],
+            ),
+            (
+                "CXONE_OBSERVE_STALE_AFTER_MS",
+                vec![
+                    ("CXONE_OBSERVE_INTERVAL_MS", "5000"),
+                    ("CXONE_OBSERVE_STALE_AFTER_MS", "1000"),
+                ],
+            ),
+        ] {
+            let e = Settings::from_lookup(env(&with_access(&pairs)))
+                .unwrap()
+                .into_config()
+                .unwrap_err();
+            assert!(
+                matches!(&e, SettingsError::Invalid { name: n, .. } if *n == name),
+                "{name}: {e}"
+            );
+            assert_eq!(e.code(), ErrorCode::InvalidConfig);
+        }
     }
 
     #[test]

@@ -1785,3 +1785,447 @@ async fn outbox_list_shows_dead_letters_and_replay_delivers_them() {
     let verify = audit_verify(&audit).await;
     assert_eq!(verify.code(), Some(0), "{verify}");
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// watch, and unknown outcomes settled by observation (cxone)
+// ---------------------------------------------------------------------------------------------------------
+
+/// The connection flags of `conn` with a one-second poll.
+fn observing(conn: &[String]) -> Vec<String> {
+    let mut flags = conn.to_vec();
+    flags.extend(["--observe-interval-ms", "1000"].map(str::to_owned));
+    flags
+}
+
+/// `watch --json --heartbeats` with `conn`.
+fn watch(conn: &[String]) -> Running {
+    Running::spawn(cli(args(
+        &["watch", "--json", "--heartbeats"],
+        &observing(conn),
+    )))
+}
+
+/// The `audit head: SEQ:HASH (PATH)` a command printed on stderr.
+fn printed_head(out: &Out) -> String {
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("audit head: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no audit head printed:\n{out}"))
+        .to_owned()
+}
+
+/// The audit records of `audit` that carry an observation.
+fn observation_records(audit: &Path) -> Vec<Value> {
+    read_audit(audit)
+        .into_iter()
+        .filter(|r| r.get("observation").is_some())
+        .collect()
+}
+
+#[tokio::test]
+async fn watch_prints_external_changes_and_other_processes_transitions_then_stops_on_sigterm() {
+    let (sim, dir, audit, conn) = scene_as(Profile::Cxone, 3, &[]).await;
+    let (a1, a2) = (sim.id("agent-0001"), sim.id("agent-0002"));
+    let mut w = watch(&conn);
+    // The first poll reports every agent once; its heartbeat says the baseline is in.
+    let first = w
+        .until(Duration::from_secs(10), |v| {
+            v["event"] == "heartbeat" && v["ok"] == true
+        })
+        .await
+        .unwrap_or_else(|| panic!("no heartbeat: {:?}", w.json_lines()));
+    assert_eq!(first["agents"], 3, "{first}");
+
+    // A supervisor sets agent-0001 Unavailable/Lunch in the tenant: seen within a couple of polls.
+    let r = admin_post(
+        &sim.base_url,
+        "/admin/agents/agent-0001/tenant-state",
+        &serde_json::json!({"state": "Unavailable", "code": "Lunch", "source": "supervisor"}),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let lunch = w
+        .until(Duration::from_secs(5), |v| {
+            v["event"] == "stateObserved" && v["userId"] == a1 && v["code"] == "Lunch"
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the supervisor's change was not printed: {:?}",
+                w.json_lines()
+            )
+        });
+    assert_eq!(lunch["tenantState"], "Unavailable", "{lunch}");
+    assert_eq!(lunch["state"], "NOT_READY", "{lunch}");
+    assert_eq!(lunch["source"], "external", "{lunch}");
+
+    // A `transition` run by another process (its own audit log: watch holds this one) is seen too. For this
+    // process it is external: `ours` means a change this engine made (see the next tests for `ours`).
+    let other_log = dir.path().join("other.jsonl");
+    let out = transition(&a2, "READY", &sim.connect(&other_log)).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let ready = w
+        .until(Duration::from_secs(5), |v| {
+            v["event"] == "stateObserved" && v["userId"] == a2 && v["tenantState"] == "Available"
+        })
+        .await
+        .unwrap_or_else(|| panic!("the transition was not printed: {:?}", w.json_lines()));
+    assert_eq!(ready["state"], "READY", "{ready}");
+    assert_eq!(ready["source"], "external", "{ready}");
+
+    w.signal("TERM");
+    let out = w.wait().await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    // Every printed change is an observation record of the log, with the source printed.
+    let records = observation_records(&audit);
+    for printed in [&lunch, &ready] {
+        let record = records
+            .iter()
+            .find(|r| r["id"] == printed["recordId"])
+            .unwrap_or_else(|| panic!("{printed} has no record in {records:?}"));
+        assert_eq!(record["observation"]["source"], printed["source"]);
+        assert_eq!(record["userId"], printed["userId"]);
+    }
+    let verify = run(cli([
+        "audit",
+        "verify",
+        path_str(&audit),
+        "--head",
+        &printed_head(&out),
+    ]))
+    .await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_watch_with_exit_0_and_a_verifiable_log() {
+    let (_sim, _dir, audit, conn) = scene_as(Profile::Cxone, 2, &[]).await;
+    let mut w = watch(&conn);
+    assert!(
+        w.until(Duration::from_secs(10), |v| v["event"] == "stateObserved")
+            .await
+            .is_some(),
+        "the first poll's changes were not printed"
+    );
+    w.signal("INT");
+    let out = w.wait().await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("stopping"), "{out}");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(text.ends_with('\n'), "the log ends on a complete record");
+    assert!(
+        observation_records(&audit).len() >= 2,
+        "the baseline of both agents is in the log:\n{text}"
+    );
+    let verify = run(cli([
+        "audit",
+        "verify",
+        path_str(&audit),
+        "--head",
+        &printed_head(&out),
+    ]))
+    .await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+}
+
+#[tokio::test]
+async fn watch_for_secs_stops_by_itself_and_prints_heartbeats_only_when_asked() {
+    let (_sim, _dir, _audit, conn) = scene_as(Profile::Cxone, 1, &[]).await;
+    let started = Instant::now();
+    // Not a terminal, so JSON Lines by default; --for-secs ends it.
+    let out = run(cli(args(&["watch", "--for-secs", "2"], &observing(&conn)))).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{out}");
+    let lines = out.json_lines();
+    assert!(lines.iter().any(|v| v["event"] == "stateObserved"), "{out}");
+    assert!(
+        lines.iter().all(|v| v["event"] != "heartbeat"),
+        "heartbeats only with --heartbeats: {out}"
+    );
+}
+
+#[tokio::test]
+async fn watch_on_seed_fails_with_observe_unsupported() {
+    let (_sim, _dir, audit, conn) = scene_as(Profile::Seed, 1, &[]).await;
+    let started = Instant::now();
+    let out = run(cli(args(&["watch", "--json", "--for-secs", "30"], &conn))).await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    let v = out.json();
+    assert_eq!(v["code"], "OBSERVE_UNSUPPORTED", "{out}");
+    assert!(v["message"].as_str().unwrap().contains("cxone"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it did not wait"
+    );
+    assert!(read_audit(&audit).is_empty(), "nothing was observed");
+}
+
+#[tokio::test]
+async fn bad_observation_settings_are_usage_errors_named_by_their_source() {
+    let (_sim, _dir, _audit, conn) = scene_as(Profile::Cxone, 1, &[]).await;
+    let out = run(cli(args(
+        &["watch", "--json", "--observe-interval-ms", "10"],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    let v = out.json();
+    assert_eq!(v["code"], "INVALID_CONFIG", "{out}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("--observe-interval-ms"),
+        "{out}"
+    );
+    let mut cmd = cli(args(
+        &["transition", "--json", "--user", "1001", "--state", "READY"],
+        &conn,
+    ));
+    cmd.env("CXONE_SETTLE_WAIT_SECS", "soon");
+    let out = run(cmd).await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    let v = out.json();
+    assert_eq!(v["code"], "INVALID_CONFIG", "{out}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("CXONE_SETTLE_WAIT_SECS"),
+        "{out}"
+    );
+}
+
+/// Scripts `fault` on the next ten `SetAgentState` requests of the agent named `name`: more than the
+/// change's send and its three retries, so every one of them meets it.
+async fn fault_every_send(base: &str, name: &str, fault: FaultKind) {
+    let rule = serde_json::to_value(FaultRule {
+        user_id: Some(name.to_owned()),
+        ..FaultRule::on(Endpoint::AgentState, fault, 10)
+    })
+    .unwrap();
+    assert_eq!(
+        admin_post(base, "/admin/faults", &rule).await["scripted"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_transition_whose_answer_is_lost_is_settled_as_applied_before_it_exits() {
+    let (sim, _dir, audit, conn) = scene_as(Profile::Cxone, 3, &[]).await;
+    let agent = sim.id("agent-0001");
+    // The tenant applies every send and drops the connection before answering: the outcome is unknown.
+    fault_every_send(&sim.base_url, "agent-0001", FaultKind::DropAfter).await;
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--json",
+            "--user",
+            &agent,
+            "--state",
+            "READY",
+            "--settle-wait-secs",
+            "30",
+        ],
+        &observing(&conn),
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "settled as applied: {out}");
+    let v = out.json();
+    assert_eq!(v["success"], true, "{out}");
+    assert_eq!(v["settled"]["applied"], true, "{out}");
+    assert!(out.stderr.contains("settling 1 change"), "{out}");
+    assert!(out.stderr.contains("1 applied"), "{out}");
+    assert_eq!(sim.state_of("agent-0001").await, sim.set_as("READY"));
+
+    // The log holds the unknown record, untouched, and a settlement pointing at it.
+    let records = read_audit(&audit);
+    let unknown = records
+        .iter()
+        .find(|r| r["errorCode"] == "OUTCOME_UNKNOWN")
+        .unwrap_or_else(|| panic!("no OUTCOME_UNKNOWN record: {records:?}"));
+    let settlement = records
+        .iter()
+        .find(|r| r["settles"] == unknown["id"])
+        .unwrap_or_else(|| panic!("nothing settles {}: {records:?}", unknown["id"]));
+    assert_eq!(settlement["success"], true, "{settlement}");
+    assert_eq!(settlement["userId"], agent);
+    assert_eq!(settlement["newState"], "READY");
+    assert_eq!(v["settled"]["settles"], unknown["id"], "{out}");
+    assert_eq!(v["settled"]["recordId"], settlement["id"], "{out}");
+    // What settled it: the tenant showing our own change.
+    assert!(
+        observation_records(&audit)
+            .iter()
+            .any(|r| r["userId"] == agent
+                && r["observation"]["source"] == "ours"
+                && r["observation"]["tenantState"] == "Available"),
+        "{records:?}"
+    );
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_transition_whose_sends_all_failed_is_settled_as_not_applied_and_exits_1() {
+    let (sim, _dir, audit, conn) = scene_as(Profile::Cxone, 3, &[]).await;
+    let agent = sim.id("agent-0002");
+    // A 503 may come from a proxy that forwarded the send: unknown, though the tenant never applied it.
+    fault_every_send(
+        &sim.base_url,
+        "agent-0002",
+        FaultKind::Status {
+            status: 503,
+            retry_after_s: None,
+        },
+    )
+    .await;
+    let mut flags = observing(&conn);
+    flags.extend(["--observe-settle-after-ms", "2000"].map(str::to_owned));
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--json",
+            "--user",
+            &agent,
+            "--state",
+            "READY",
+            "--settle-wait-secs",
+            "30",
+        ],
+        &flags,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    let v = out.json();
+    assert_eq!(v["success"], false, "{out}");
+    assert_eq!(v["code"], "NOT_APPLIED", "{out}");
+    assert_eq!(v["settled"]["applied"], false, "{out}");
+    let records = read_audit(&audit);
+    let unknown = records
+        .iter()
+        .find(|r| r["errorCode"] == "OUTCOME_UNKNOWN")
+        .unwrap_or_else(|| panic!("no OUTCOME_UNKNOWN record: {records:?}"));
+    let settlement = records
+        .iter()
+        .find(|r| r["settles"] == unknown["id"])
+        .unwrap_or_else(|| panic!("nothing settles {}: {records:?}", unknown["id"]));
+    assert_eq!(settlement["success"], false, "{settlement}");
+    assert_eq!(settlement["errorCode"], "NOT_APPLIED", "{settlement}");
+    assert_eq!(audit_verify(&audit).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_on_seed_is_reported_without_waiting() {
+    let (sim, _dir, _audit, conn) = scene_as(Profile::Seed, 1, &[]).await;
+    let rule = serde_json::to_value(FaultRule {
+        user_id: Some("agent-0001".to_owned()),
+        ..FaultRule::on(
+            Endpoint::SetState,
+            FaultKind::Status {
+                status: 503,
+                retry_after_s: None,
+            },
+            10,
+        )
+    })
+    .unwrap();
+    admin_post(&sim.base_url, "/admin/faults", &rule).await;
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--json",
+            "--user",
+            "agent-0001",
+            "--state",
+            "READY",
+        ],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.json()["code"], "OUTCOME_UNKNOWN", "{out}");
+    assert!(
+        !out.stderr.contains("settling"),
+        "seed cannot observe: {out}"
+    );
+}
+
+#[tokio::test]
+async fn bulk_settles_rows_whose_answer_was_lost_and_counts_them_as_succeeded() {
+    let (sim, dir, audit, conn) = scene_as(Profile::Cxone, 3, &[]).await;
+    fault_every_send(&sim.base_url, "agent-0002", FaultKind::DropAfter).await;
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, sim.agents_csv(1..=3, |_| "READY")).unwrap();
+    let mut flags = observing(&conn);
+    flags.extend(["--settle-wait-secs", "30", "--no-progress"].map(str::to_owned));
+    let out = run(cli(args(&["bulk", path_str(&input)], &flags))).await;
+    assert_eq!(out.code(), Some(0), "every row applied in the end: {out}");
+    let lines = out.json_lines();
+    let row2: Vec<&Value> = lines.iter().filter(|v| v["row"] == 2).collect();
+    assert_eq!(
+        row2.len(),
+        2,
+        "the unknown result, then its settlement: {out}"
+    );
+    assert_eq!(row2[0]["code"], "OUTCOME_UNKNOWN", "{out}");
+    assert_eq!(row2[1]["settled"], true, "{out}");
+    assert_eq!(row2[1]["success"], true, "{out}");
+    let unknown_id = read_audit(&audit)
+        .into_iter()
+        .find(|r| r["errorCode"] == "OUTCOME_UNKNOWN")
+        .map(|r| r["id"].clone())
+        .expect("an unknown record");
+    assert_eq!(row2[1]["settles"], unknown_id, "{out}");
+    assert!(out.stderr.contains("3 succeeded"), "{out}");
+}
+
+/// The library: a manager that observes from its start reports its own change as `ours`, and the
+/// snapshot says so too.
+#[tokio::test]
+async fn a_manager_observing_from_its_start_sees_its_own_change_as_ours() {
+    use cxone_agent_state::{AgentStateManager, Notice};
+    use cxone_agent_state_core::{ErrorCode, Event, ObservationSource};
+
+    let sim = Tenant::start(Profile::Cxone, 3, &[]).await;
+    let agent = sim.id("agent-0003");
+    let mut config =
+        support::config_as(Profile::Cxone, &sim.base_url, None).with_observe_at_start(true);
+    config.engine.observe.interval_ms = 1_000;
+    let manager = AgentStateManager::start(config).await.unwrap();
+    let mut notices = manager.subscribe();
+    manager.transition_state(&agent, "READY").await.unwrap();
+    let observed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Notice::Event(Event::StateObserved(s))) = notices.recv().await {
+                if s.user_id == agent && s.observation.tenant_state == "Available" {
+                    return s;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the change was observed");
+    assert_eq!(observed.observation.source, ObservationSource::Ours);
+    let snapshot = manager.agents().await;
+    let mine = snapshot
+        .iter()
+        .find(|a| a.user_id == agent)
+        .expect("in the snapshot");
+    assert_eq!(
+        (mine.state.as_str(), mine.source.as_str()),
+        ("READY", "ours")
+    );
+    assert_eq!(manager.unsettled_outcomes().await, 0);
+    manager.shutdown(Duration::from_secs(1)).await;
+
+    // Seed cannot observe: the option is ignored, and asking is OBSERVE_UNSUPPORTED.
+    let seed = AgentStateManager::start(
+        support::config_as(Profile::Seed, &sim.base_url, None).with_observe_at_start(true),
+    )
+    .await
+    .unwrap();
+    let e = seed.start_observing().await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::ObserveUnsupported);
+    seed.shutdown(Duration::from_secs(1)).await;
+}

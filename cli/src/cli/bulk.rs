@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use super::connect::{finish, interrupts, outcome_json, stop_at_once, ConnectArgs};
 use super::fail::{code, exit, identity, refuse_stdout_onto, Failure};
+use super::settle::settle_unknown;
 
 /// Options of `bulk`.
 #[derive(Debug, Args)]
@@ -46,13 +47,22 @@ With --resume, rows the audit log already holds as done for the same input (succ
 outcome still unknown, which the next start settles) are skipped, results are appended to --output, and
 the results of rows done earlier but never printed are written from the audit log (\"fromAuditLog\":true).
 
+Unknown outcomes (cxone): when rows end OUTCOME_UNKNOWN (the answer was lost; the change may have been
+applied), bulk observes the tenant's agent states before it exits, for up to --settle-wait-secs
+(CXONE_SETTLE_WAIT_SECS, default 90; 0 turns it off), saying on stderr what it waits for and what it
+settled. Each settled row gets a second result line {\"row\",\"success\",\"settled\":true,\"applied\",
+\"settles\",\"recordId\",\"evidence\",…} (NOT_APPLIED when it was not applied), and the audit log a
+settlement record pointing at the unknown one. The exit code counts a row settled as applied as succeeded,
+and one not applied or still unknown as failed. On seed nothing is observed.
+
 Ctrl-C stops starting rows and waits for the changes in flight; a second Ctrl-C stops at once, after
 syncing the audit log (changes in flight are journaled and resumed on the next start).
 
 Settings read (flags win): CXONE_PROFILE, CXONE_DOMAIN, CXONE_BASE_URL, CXONE_TOKEN_URL, CXONE_CLIENT_ID,
 CXONE_CLIENT_SECRET, CXONE_RATE_LIMIT_PER_MIN, CXONE_AUDIT_LOG, WORKFORCE_WEBHOOK_URL,
 WORKFORCE_WEBHOOK_SECRET, WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER, WORKFORCE_WEBHOOK_RECEIVER_CHANGE,
-the cxone settings (see `transition --help`), CXONE_LOG.
+the cxone settings (see `transition --help`), CXONE_OBSERVE_INTERVAL_MS, CXONE_OBSERVE_SETTLE_AFTER_MS,
+CXONE_OBSERVE_SKIP_IF_IN_EFFECT, CXONE_OBSERVE_STALE_AFTER_MS, CXONE_SETTLE_WAIT_SECS, CXONE_LOG.
 
 ",
     exit_codes_help!()
@@ -77,6 +87,10 @@ pub struct BulkArgs {
     /// Hide the progress bar (it is hidden anyway when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
+    /// `cxone`: how long to observe the tenant before exiting when rows ended with an unknown outcome, to
+    /// settle them [default: 90; 0: do not wait] [env: CXONE_SETTLE_WAIT_SECS].
+    #[arg(long, value_name = "SECS")]
+    settle_wait_secs: Option<u64>,
     #[command(flatten)]
     connect: ConnectArgs,
 }
@@ -472,6 +486,8 @@ struct Tally {
     violations: u64,
     failed: u64,
     malformed: u64,
+    /// Rows that ended `OUTCOME_UNKNOWN` (counted as failed until observation settles them as applied).
+    unknown: usize,
 }
 
 impl Tally {
@@ -535,6 +551,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     check_output(output, audit_log, &args.file)?;
     // Checked before anything starts: bad settings are reported without touching the log.
     args.connect.config()?;
+    let settle_wait = args.connect.settle_wait(args.settle_wait_secs)?;
     let (skip, printed) = if args.resume {
         let prior = Prior::read(audit_log, &input)?;
         if let Some(other) = &prior.other_input {
@@ -658,6 +675,9 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 Some(done) = in_flight.join_next() => {
                     let (value, failure) = done.expect("row tasks do not panic");
+                    if value["code"] == ErrorCode::OutcomeUnknown.as_str() {
+                        tally.unknown += 1;
+                    }
                     tally.count(failure);
                     results.write(&value)?;
                     bar.inc(1);
@@ -677,6 +697,48 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                          journaled and resumed on the next start)",
                         in_flight.len()
                     ));
+                }
+            }
+        }
+        // Rows that ended OUTCOME_UNKNOWN are settled by what the tenant shows, if the profile can observe.
+        if !stopping {
+            let settling = settle_unknown(
+                &manager,
+                tally.unknown,
+                settle_wait,
+                &mut interrupts,
+                |m| say(&bar, m),
+            )
+            .await;
+            if let Some(settling) = settling {
+                stopping = settling.interrupted;
+                let prefix = input.reference_prefix();
+                for s in &settling.settled {
+                    let Some(row) = s
+                        .reference
+                        .as_deref()
+                        .and_then(|r| r.strip_prefix(prefix.as_str()))
+                        .and_then(|n| n.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    let mut line = json!({
+                        "row": row, "success": s.applied, "settled": true, "applied": s.applied,
+                        "userId": s.user_id, "state": s.requested_state, "settles": s.settles,
+                        "recordId": s.record_id, "evidence": s.evidence,
+                    });
+                    if s.applied {
+                        // It was counted as failed when it ended unknown.
+                        tally.failed = tally.failed.saturating_sub(1);
+                        tally.succeeded += 1;
+                    } else {
+                        line["code"] = json!(ErrorCode::NotApplied);
+                        line["message"] = json!(format!(
+                            "the answer was lost, and the tenant shows the change was not applied: {}",
+                            s.evidence
+                        ));
+                    }
+                    results.write(&line)?;
                 }
             }
         }

@@ -117,6 +117,48 @@ pub struct ConnectArgs {
         help_heading = "CXone profile"
     )]
     wfm_rate_limit_per_min: Option<String>,
+    /// `cxone`: milliseconds between the end of one poll of the agents' states and the next (`watch`, and
+    /// settling unknown outcomes) [default: 10000, at least 1000] [env: CXONE_OBSERVE_INTERVAL_MS].
+    #[arg(long, value_name = "MS", help_heading = "Observation (cxone)")]
+    observe_interval_ms: Option<u64>,
+    /// `cxone`: an OUTCOME_UNKNOWN change not seen applied this many milliseconds after its last send may
+    /// be settled as not applied [default: 60000] [env: CXONE_OBSERVE_SETTLE_AFTER_MS].
+    #[arg(long, value_name = "MS", help_heading = "Observation (cxone)")]
+    observe_settle_after_ms: Option<u64>,
+    /// `cxone`: while observing, a change the last fresh observation shows in effect already is not sent
+    /// (audited as a no-op naming that observation) [default: false] [env:
+    /// CXONE_OBSERVE_SKIP_IF_IN_EFFECT].
+    #[arg(
+        long,
+        value_name = "true|false",
+        help_heading = "Observation (cxone)",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    observe_skip_if_in_effect: Option<bool>,
+    /// `cxone`: the observed states are stale when no poll succeeded for this many milliseconds
+    /// [default: 30000, at least the interval] [env: CXONE_OBSERVE_STALE_AFTER_MS].
+    #[arg(long, value_name = "MS", help_heading = "Observation (cxone)")]
+    observe_stale_after_ms: Option<u64>,
+}
+
+/// The settle wait when neither `--settle-wait-secs` nor `CXONE_SETTLE_WAIT_SECS` is given: the default
+/// settle-after time (60 s) plus a few polls (10 s each) for the tenant's answers to decide.
+pub const DEFAULT_SETTLE_WAIT_SECS: u64 = 90;
+
+/// A settings error as a usage error (exit 64) with the engine's code, named by where its value came from:
+/// the flag if one was given, the environment variable otherwise.
+fn as_usage(e: SettingsError) -> Failure {
+    let message = match &e {
+        SettingsError::Invalid { name, reason, .. } => match flag_for(name) {
+            Some(flag) => format!("invalid setting {flag}: {reason}"),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    };
+    Failure {
+        exit: exit::USAGE,
+        ..Failure::new(e.code().as_str(), message)
+    }
 }
 
 /// Parses a secret straight into [`Secret`] (never held as a plain string).
@@ -159,6 +201,10 @@ impl fmt::Debug for ConnectArgs {
             .field("reason_codes", &self.reason_codes)
             .field("break_activities", &self.break_activities)
             .field("wfm_rate_limit_per_min", &self.wfm_rate_limit_per_min)
+            .field("observe_interval_ms", &self.observe_interval_ms)
+            .field("observe_settle_after_ms", &self.observe_settle_after_ms)
+            .field("observe_skip_if_in_effect", &self.observe_skip_if_in_effect)
+            .field("observe_stale_after_ms", &self.observe_stale_after_ms)
             .finish()
     }
 }
@@ -215,6 +261,31 @@ const SETTINGS: &[(&str, &str, &str)] = &[
         "wfm_rate_limit_per_min",
         "--wfm-rate-limit-per-min",
     ),
+    (
+        "CXONE_OBSERVE_INTERVAL_MS",
+        "observe_interval_ms",
+        "--observe-interval-ms",
+    ),
+    (
+        "CXONE_OBSERVE_SETTLE_AFTER_MS",
+        "observe_settle_after_ms",
+        "--observe-settle-after-ms",
+    ),
+    (
+        "CXONE_OBSERVE_SKIP_IF_IN_EFFECT",
+        "observe_skip_if_in_effect",
+        "--observe-skip-if-in-effect",
+    ),
+    (
+        "CXONE_OBSERVE_STALE_AFTER_MS",
+        "observe_stale_after_ms",
+        "--observe-stale-after-ms",
+    ),
+    (
+        "CXONE_SETTLE_WAIT_SECS",
+        "settle_wait_secs",
+        "--settle-wait-secs",
+    ),
 ];
 
 /// The parsed command line, kept so a setting can be named by where its value came from.
@@ -251,20 +322,26 @@ impl ConnectArgs {
     /// environment variable otherwise (`CXONE_RATE_LIMIT_PER_MIN=lots` names the variable, never a flag the
     /// user did not type). A variable a flag overrides is not read at all.
     pub fn config(&self) -> Result<ManagerConfig, Failure> {
-        refuse_stdout_onto(&self.audit_log)?;
-        let bad = |e: SettingsError| {
-            let message = match &e {
-                SettingsError::Invalid { name, reason, .. } => match flag_for(name) {
-                    Some(flag) => format!("invalid setting {flag}: {reason}"),
-                    None => e.to_string(),
-                },
-                _ => e.to_string(),
-            };
-            Failure {
-                exit: exit::USAGE,
-                ..Failure::new(e.code().as_str(), message)
-            }
+        self.checked_settings()?.into_config().map_err(as_usage)
+    }
+
+    /// How long `transition` and `bulk` observe before they exit to settle unknown outcomes: `flag`
+    /// (`--settle-wait-secs`) if given, else `CXONE_SETTLE_WAIT_SECS`, else 90 s. A bad value is a usage
+    /// error (exit 64) with the code `INVALID_CONFIG`, named as [`config`](Self::config) names it.
+    pub fn settle_wait(&self, flag: Option<u64>) -> Result<Duration, Failure> {
+        let secs = match flag {
+            Some(secs) => secs,
+            None => self
+                .checked_settings()?
+                .settle_wait_secs
+                .unwrap_or(DEFAULT_SETTLE_WAIT_SECS),
         };
+        Ok(Duration::from_secs(secs))
+    }
+
+    /// The settings, checked as far as reading them goes (see [`config`](Self::config)).
+    fn checked_settings(&self) -> Result<Settings, Failure> {
+        refuse_stdout_onto(&self.audit_log)?;
         let settings = self
             .settings(|name| {
                 flag_for(name)
@@ -272,7 +349,7 @@ impl ConnectArgs {
                     .then(|| std::env::var(name).ok())
                     .flatten()
             })
-            .map_err(bad)?;
+            .map_err(as_usage)?;
         if settings.profile_inferred() {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
@@ -282,7 +359,7 @@ impl ConnectArgs {
                 );
             });
         }
-        settings.into_config().map_err(bad)
+        Ok(settings)
     }
 
     /// The settings these options give, over `env` (the variables no flag overrides): a flag wins, then
@@ -323,6 +400,12 @@ impl ConnectArgs {
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
             access_key_secret: self.access_key_secret.clone(),
+            observe_interval_ms: self.observe_interval_ms.or(env.observe_interval_ms),
+            observe_settle_after_ms: self.observe_settle_after_ms.or(env.observe_settle_after_ms),
+            observe_skip_if_in_effect: self
+                .observe_skip_if_in_effect
+                .or(env.observe_skip_if_in_effect),
+            observe_stale_after_ms: self.observe_stale_after_ms.or(env.observe_stale_after_ms),
             ..env
         })
     }
@@ -448,6 +531,34 @@ pub async fn finish(manager: AgentStateManager, drain: Duration, audit_log: &Pat
 /// Ctrl-C presses, each one a message (a handler stays installed, so none is lost between two waits).
 pub fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<()> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Ctrl-C (SIGINT) and, on Unix, SIGTERM, each one a message: the ways a long-running command (`watch`)
+/// is asked to stop. The handlers stay installed, so a second request can stop at once.
+pub fn stop_requests() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while term.recv().await.is_some() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
             if tx.send(()).is_err() {

@@ -22,10 +22,12 @@ pub mod bulk;
 pub mod connect;
 pub mod fail;
 pub mod outbox;
+pub mod settle;
 pub mod sim_server;
 pub mod simulate;
 pub mod tables;
 pub mod transition;
+pub mod watch;
 
 /// Standard output that swallows `BrokenPipe`: a reader that went away is not an error of ours.
 pub struct Stdout;

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use cxone_agent_state_core::sim::{AgentPlan, RandomFaults, SimConfig, SimTenant};
+use cxone_agent_state_core::sim::{ActivityConfig, AgentPlan, RandomFaults, SimConfig, SimTenant};
 use cxone_agent_state_core::RateLimit;
 use cxone_agent_state_sim_server as sim_server;
 use tokio::sync::oneshot;
+
+use super::fail::Failure;
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -94,6 +96,21 @@ pub struct SimServerArgs {
     /// Also stop when stdin is closed (for a parent process that spawns the server).
     #[arg(long)]
     exit_on_stdin_eof: bool,
+    /// Per agent and hour: the agent goes Unavailable with a code, or back to Available [default: 0].
+    #[arg(long, value_name = "RATE", help_heading = "Agent activity")]
+    agent_changes_per_hour: Option<String>,
+    /// Per agent and hour: contacts the ACD offers while Available [default: 0].
+    #[arg(long, value_name = "RATE", help_heading = "Agent activity")]
+    contacts_per_hour: Option<String>,
+    /// Mean contact duration in seconds [default: 180].
+    #[arg(long, value_name = "SECONDS", help_heading = "Agent activity")]
+    contact_mean_s: Option<String>,
+    /// Per agent and hour: a supervisor sets Unavailable with a code, or Available [default: 0].
+    #[arg(long, value_name = "RATE", help_heading = "Agent activity")]
+    supervisor_changes_per_hour: Option<String>,
+    /// Agents are LoggedOut outside their shifts [default: false].
+    #[arg(long, value_name = "true|false", help_heading = "Agent activity")]
+    log_in_out: Option<String>,
 }
 
 impl fmt::Debug for SimServerArgs {
@@ -116,6 +133,14 @@ impl fmt::Debug for SimServerArgs {
             .field("fault_rate", &self.fault_rate)
             .field("break_notice_secs", &self.break_notice_secs)
             .field("exit_on_stdin_eof", &self.exit_on_stdin_eof)
+            .field("agent_changes_per_hour", &self.agent_changes_per_hour)
+            .field("contacts_per_hour", &self.contacts_per_hour)
+            .field("contact_mean_s", &self.contact_mean_s)
+            .field(
+                "supervisor_changes_per_hour",
+                &self.supervisor_changes_per_hour,
+            )
+            .field("log_in_out", &self.log_in_out)
             .finish()
     }
 }
@@ -160,8 +185,30 @@ impl SimServerArgs {
         .effective_burst()
     }
 
+    /// The agents' own activity, from the activity flags given (each checked as the server checks it).
+    fn activity(&self) -> Result<ActivityConfig, Failure> {
+        let mut activity = ActivityConfig::default();
+        for (flag, value) in [
+            ("--agent-changes-per-hour", &self.agent_changes_per_hour),
+            ("--contacts-per-hour", &self.contacts_per_hour),
+            ("--contact-mean-s", &self.contact_mean_s),
+            (
+                "--supervisor-changes-per-hour",
+                &self.supervisor_changes_per_hour,
+            ),
+            ("--log-in-out", &self.log_in_out),
+        ] {
+            if let Some(value) = value {
+                sim_server::apply_activity_flag(&mut activity, flag, value)
+                    .map_err(|e| Failure::usage(format!("invalid setting {e}")))?;
+            }
+        }
+        Ok(activity)
+    }
+
     fn config(&self) -> anyhow::Result<SimConfig> {
         let config = SimConfig {
+            activity: self.activity()?,
             seed: self.seed,
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),

@@ -41,6 +41,11 @@ pub const KNOWN_VARS: &[&str] = &[
     "CXONE_REASON_CODES",
     "CXONE_BREAK_ACTIVITIES",
     "CXONE_WFM_RATE_LIMIT_PER_MIN",
+    "CXONE_OBSERVE_INTERVAL_MS",
+    "CXONE_OBSERVE_SETTLE_AFTER_MS",
+    "CXONE_OBSERVE_SKIP_IF_IN_EFFECT",
+    "CXONE_OBSERVE_STALE_AFTER_MS",
+    "CXONE_SETTLE_WAIT_SECS",
 ];
 
 /// A `userId,state` CSV of the server's agents `agent-NNNN` for `numbers`, each with `state(number)`.
@@ -464,4 +469,95 @@ pub async fn scene_as(
     let audit = dir.path().join("audit.jsonl");
     let conn = tenant.connect(&audit);
     (tenant, dir, audit, conn)
+}
+
+/// A running `watch` (or any long-running command): its stdout lines as they come, signals to send it,
+/// and its output once it ends.
+pub struct Running {
+    child: tokio::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts `cmd` with stdout and stderr piped and no stdin.
+    pub fn spawn(cmd: Command) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("the CLI starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            reader,
+        }
+    }
+
+    /// The JSON lines printed so far.
+    pub fn json_lines(&self) -> Vec<Value> {
+        json_lines(&self.lines.lock().unwrap().join("\n"))
+    }
+
+    /// Waits up to `within` for a printed JSON line that `f` accepts, and returns it.
+    pub async fn until(&mut self, within: Duration, f: impl Fn(&Value) -> bool) -> Option<Value> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(v) = self.json_lines().into_iter().find(|v| f(v)) {
+                return Some(v);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the command ended early; printed:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal (`INT`, `TERM`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// Waits (20 s at most) for the command to end.
+    pub async fn wait(mut self) -> Out {
+        use tokio::io::AsyncReadExt;
+        let mut stderr = String::new();
+        let mut pipe = self.child.stderr.take().expect("piped stderr");
+        let status = tokio::time::timeout(Duration::from_secs(20), async {
+            let (status, _) = tokio::join!(self.child.wait(), pipe.read_to_string(&mut stderr));
+            status
+        })
+        .await
+        .expect("the command ends within 20 s")
+        .expect("the command can be waited for");
+        let _ = self.reader.await;
+        let out = Out {
+            status,
+            stdout: self.lines.lock().unwrap().join("\n"),
+            stderr,
+        };
+        assert!(!out.stderr.contains("panicked"), "the CLI panicked:\n{out}");
+        out
+    }
 }
