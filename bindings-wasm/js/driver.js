@@ -193,7 +193,7 @@ function cxoneConfig(options, accessKeyId, accessKeySecret) {
   set('wfmBase', options.wfmBaseUrl);
   const v = options.apiVersion;
   set('versions', typeof v === 'number' || typeof v === 'string'
-    ? { agents: Number(v), unavailableCodes: Number(v), setState: Number(v) }
+    ? { agents: Number(v), unavailableCodes: Number(v), setState: Number(v), agentStates: Number(v), stateHistory: Number(v) }
     : v);
   set('clientAuth', options.clientAuth);
   set('setStateEncoding', options.setStateEncoding);

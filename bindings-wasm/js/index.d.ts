@@ -155,7 +155,7 @@ export interface CxoneOptions {
   /** The WFM base [I] (default `https://{area}.{uhDomain}` from discovery). */
   wfmBaseUrl?: string;
   /** The API version `v{N}.0` [I]: one number for every endpoint (default 34), or one per endpoint. */
-  apiVersion?: number | { agents?: number; unavailableCodes?: number; setState?: number };
+  apiVersion?: number | { agents?: number; unavailableCodes?: number; setState?: number; agentStates?: number; stateHistory?: number };
   /** How the client app authenticates at the token endpoint [I] (default `basic`). */
   clientAuth?: 'basic' | 'body';
   /** How `SetAgentState` carries its parameters [I] (default `query`). */

@@ -76,7 +76,7 @@ export interface CxoneConfig {
   /** The WFM base [I] (default `https://{area}.{uhDomain}` from the CXone configuration). */
   wfmBase?: string | null;
   /** The API version (`v{N}.0`) of each ACD endpoint [I] (default 34 each). */
-  versions?: { agents?: number; unavailableCodes?: number; setState?: number };
+  versions?: { agents?: number; unavailableCodes?: number; setState?: number; agentStates?: number; stateHistory?: number };
   /** How the client app authenticates at the token endpoint [I] (default `basic`). */
   clientAuth?: "basic" | "body";
   /** How `SetAgentState` carries `state` and `outStateId` [I] (default `query`). */

@@ -23,10 +23,19 @@ after(async () => sim?.stop());
 const OBSERVE = { intervalMs: 1000, staleAfterMs: 3000 };
 const fast = { rateLimitPerMinute: 6000, wfmRateLimitPerMin: 6000, retry: { maxRetries: 3, baseMs: 50, jitterMs: 10, capMs: 500 } };
 
+const open = [];
+after(() => Promise.all(open.map((m) => m.close())));
+
+/** A manager on `cxone` that observes (closed after the file, should a test fail half-way). */
 function observer(options = {}) {
-  return new AgentStateManager({ ...credentials, ...ACCESS_KEY }, undefined, {
+  return track(new AgentStateManager({ ...credentials, ...ACCESS_KEY }, undefined, {
     profile: 'cxone', authBase: sim.baseUrl, wfmBaseUrl: sim.baseUrl, seed: 21, observe: OBSERVE, ...fast, ...options,
-  });
+  }));
+}
+
+function track(m) {
+  open.push(m);
+  return m;
 }
 
 /** Resolves with the first `type` event's detail that `match` accepts (events before the call are missed). */
@@ -55,15 +64,15 @@ test('observe: a supervisor\'s change arrives as `observed` from `external`, and
   assert.equal(m.observing, true);
   assert.ok(first.agents >= 6, `the first poll saw ${first.agents} agents`);
   assert.equal(first.stale, false);
-  const seen = next(m, 'observed', (o) => o.userId === '1003' && o.observation.code === 'Lunch');
-  const ok = await sim.admin('/admin/agents/agent-0003/tenant-state', { state: 'Unavailable', code: 'Lunch', source: 'supervisor' });
+  const seen = next(m, 'observed', (o) => o.userId === '1001' && o.observation.code === 'Lunch');
+  const ok = await sim.admin('/admin/agents/agent-0001/tenant-state', { state: 'Unavailable', code: 'Lunch', source: 'supervisor' });
   assert.deepEqual(ok, { ok: true });
   const o = await seen;
   assert.equal(o.observation.source, 'external');
   assert.equal(o.observation.tenantState, 'Unavailable');
   assert.equal(o.state, 'NOT_READY');
   assert.match(o.recordId, /^[0-9a-f-]{36}$/);
-  const a = agent(m, '1003');
+  const a = agent(m, '1001');
   assert.equal(a.state, 'NOT_READY');
   assert.equal(a.source, 'external');
   assert.equal(a.code, 'Lunch');
@@ -135,7 +144,7 @@ test('observe on seed: the constructor option and startObserving() are refused w
   const seed = { baseUrl: 'https://tenant.example', fetch: async () => { throw new Error('no network here'); } };
   assert.throws(() => new AgentStateManager(credentials, undefined, { ...seed, observe: true }),
     (e) => e.code === 'OBSERVE_UNSUPPORTED' && /cxone/.test(e.message));
-  const m = new AgentStateManager(credentials, undefined, seed);
+  const m = track(new AgentStateManager(credentials, undefined, seed));
   await assert.rejects(m.startObserving(), (e) => e.name === 'CxoneError' && e.code === 'OBSERVE_UNSUPPORTED');
   assert.equal(m.observing, false);
   assert.deepEqual(m.getAgents(), []);
