@@ -352,9 +352,7 @@ fn observing_run(
     ));
     let mut ob = Harness::new(Engine::new(config).expect("valid"), tenant, T0);
     let (frank, gina) = (ob.user("frank"), ob.user("gina"));
-    ob.engine
-        .start_observing(ob.now())
-        .expect("cxone observes");
+    ob.engine.start_observing(ob.now()).expect("cxone observes");
     ob.drain();
     ob.transition(&frank, "NOT_READY");
     ob.drive_until(ob.now_ms() + 25_000);
@@ -376,7 +374,8 @@ fn observing_run(
     );
     ob.drive_until(ob.now_ms() + 5_000);
     // gina's change is applied but its answers are lost; then one is lost before it is processed.
-    ob.tenant.script_fault(fault(Endpoint::AgentState, "gina", FaultKind::DropAfter));
+    ob.tenant
+        .script_fault(fault(Endpoint::AgentState, "gina", FaultKind::DropAfter));
     for _ in 0..3 {
         ob.tenant
             .script_fault(fault(Endpoint::AgentState, "gina", FaultKind::DropBefore));

@@ -10,6 +10,8 @@ const results = new Map(); // userId → { text, kind }
 let lastHash = '0'.repeat(64);
 let chainOk = true;
 let heartbeat = null; // the last `heartbeat` of the manager observing (cxone)
+// Agents seen changed elsewhere since the console connected (the first poll's states are no such change).
+const changedElsewhere = new Set();
 
 function setStatus(text, kind = '') {
   const el = $('#tenant-status');
@@ -82,7 +84,7 @@ function renderAgents() {
     const id = tr.dataset.agent;
     const m = manager.getAgentMetrics(id);
     const state = m?.currentState ?? 'unknown';
-    const external = snaps.find((a) => a.userId === id)?.source === 'external';
+    const external = changedElsewhere.has(id) && snaps.find((a) => a.userId === id)?.source === 'external';
     tr.querySelector('.state').innerHTML = `<span class="badge ${state}">${state}</span>`
       + (external ? '<span class="badge source" title="changed outside this console">external</span>' : '');
     tr.querySelector('.in-state').textContent = m ? fmtMs(now - m.currentSinceMs) : '—';
@@ -122,7 +124,10 @@ function addObserved(o) {
   badge.textContent = source;
   li.append(badge);
   $('#feed').prepend(li);
-  if (source === 'external') results.set(o.userId, { text: `Changed elsewhere to ${o.state}${code ? ` (${code})` : ''}`, kind: 'warn' });
+  if (source === 'external') {
+    changedElsewhere.add(o.userId);
+    results.set(o.userId, { text: `Changed elsewhere to ${o.state}${code ? ` (${code})` : ''}`, kind: 'warn' });
+  }
 }
 
 function renderReport() {
@@ -158,6 +163,7 @@ async function connect(profile, baseUrl, tokenUrl, ids) {
   manager = null;
   results.clear();
   heartbeat = null;
+  changedElsewhere.clear();
   $('#feed').replaceChildren();
   $('#feed-section').hidden = profile !== 'cxone';
   $('#audit tbody').replaceChildren();
