@@ -2824,7 +2824,9 @@ impl Engine {
         let previous_state = self.previous_state(&user_id);
         // The webhook's outbox entry goes first: a log cut between the two leaves the change open (resumed and
         // announced again under the same event id) rather than audited without its webhook.
-        if let Some(outbox) = &self.outbox {
+        // A change not sent because the tenant already showed it changes nothing: no webhook, no new stretch.
+        let noop = change.relies_on.is_some();
+        if let Some(outbox) = self.outbox.as_ref().filter(|_| !noop) {
             let idle_time_ms = self.history.idle_time(&user_id, now.unix_ms);
             let payload = WebhookPayload {
                 event: AGENT_STATE_CHANGED.to_owned(),
@@ -2870,7 +2872,9 @@ impl Engine {
             Ok(()),
         );
         self.persist(Record::Audit(record));
-        self.history.record(&user_id, &new_state, now.unix_ms);
+        if !noop {
+            self.history.record(&user_id, &new_state, now.unix_ms);
+        }
         self.emit(Event::StateChanged(StateChanged {
             transition_id: id,
             user_id,

@@ -1243,6 +1243,53 @@ mod tests {
     }
 
     #[test]
+    fn an_observation_record_parses_verifies_and_sets_the_last_state() {
+        let mut head = ChainHead::default();
+        let base = audit(&mut ChainHead::default(), "a", None, None)
+            .as_audit()
+            .unwrap()
+            .clone();
+        let observed = head.append(AuditRecord {
+            new_state: "INBOUND_CONTACT".into(),
+            idempotency_key: None,
+            observation: Some(Box::new(crate::Observation {
+                at_ms: 5,
+                code: None,
+                out_state_id: None,
+                source: crate::ObservationSource::External,
+                tenant_state: "InboundContact".into(),
+                tenant_state_id: Some(3),
+                tenant_time: "1970-01-01T00:00:00.005Z".into(),
+            })),
+            ..base.clone()
+        });
+        let base_state = base.new_state.clone();
+        let noop = head.append(AuditRecord {
+            relies_on: Some(observed.id.clone()),
+            idempotency_key: None,
+            ..base
+        });
+        let mut bytes = Record::Audit(observed.clone()).to_line();
+        bytes.extend(Record::Audit(noop.clone()).to_line());
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"observation\":{\"atMs\":5,"), "{text}");
+        assert!(text.contains("\"reliesOn\":"), "{text}");
+        let scan = scan_log(&bytes, LogState::default(), |_| {}).unwrap();
+        assert_eq!(scan.audit_records, 2);
+        // The last state is what the tenant was seen in, then confirmed by the no-op.
+        let last: Vec<_> = scan.state.last_states().map(|l| l.state.clone()).collect();
+        assert_eq!(last, [base_state]);
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            Record::parse_line(first.as_bytes()).unwrap(),
+            Record::Audit(observed)
+        );
+        // A tampered observation breaks the chain.
+        let tampered = text.replace("InboundContact", "OutboundContact");
+        assert!(scan_log(tampered.as_bytes(), LogState::default(), |_| {}).is_err());
+    }
+
+    #[test]
     fn a_whole_last_record_that_does_not_follow_is_damage_not_a_torn_write() {
         let mut lines = four_audit_lines();
         lines[3] = lines[3].replace("\"userId\":\"d\"", "\"userId\":\"z\"");

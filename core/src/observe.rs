@@ -9,14 +9,20 @@
 //! chain; the history, idle time and utilization then follow the tenant rather than only our own changes.
 //!
 //! An `OUTCOME_UNKNOWN` change is settled by what the tenant shows (a new record pointing to the original;
-//! nothing is rewritten):
-//! - **applied** when the tenant shows the agent in the requested state (and code) since the change was
-//!   first sent;
-//! - **not applied** once [`ObserveConfig::settle_after_ms`] has passed since its last send and a poll that
-//!   began after that shows the agent unchanged since before the send, or the agent's state history
-//!   (`GET …/agents/{agentId}/state-history`) has no stretch in the requested state since the send.
+//! nothing is rewritten). Its **send window** runs from its first send to the moment it ended unknown plus
+//! the request timeout (a send still on its way may land that late), and ends early at our next change of
+//! the same agent.
+//! - **Applied** when the tenant shows the agent entering the requested state (and code) inside the send
+//!   window: in a poll, or in the agent's state history (`GET …/agents/{agentId}/state-history`).
+//! - **Not applied** once [`ObserveConfig::settle_after_ms`] has passed and a poll that began after that
+//!   shows the agent unchanged since before the send (in another state), or the state history has no
+//!   stretch in the requested state that began inside the send window.
 //!
-//! Anything the tenant's answers cannot decide stays unknown.
+//! Anything the tenant's answers cannot decide stays unknown: the agent was already in the requested state
+//! when the change was sent (a tenant need not mark a change to the state it holds), or a stretch in it
+//! began within the clock tolerance of the send. The tenant does not say who made a change: a change to the
+//! same state by someone else inside the send window reads as ours, and the settlement names the evidence
+//! it was decided from.
 
 use std::collections::BTreeMap;
 
@@ -296,6 +302,8 @@ pub(crate) struct Unsettled {
     pub(crate) out_state_id: Option<u64>,
     /// Wall clock (ms) of the first send (or the approval, if that is all that is known).
     pub(crate) first_sent_ms: u64,
+    /// Wall clock (ms) when it ended unknown: its sends had all been answered or timed out.
+    pub(crate) done_ms: u64,
     /// Wall clock (ms) of the first send of our next change of the same agent: what the tenant shows from
     /// then on may be that change's doing.
     pub(crate) until_ms: Option<u64>,
@@ -397,6 +405,9 @@ impl Default for Observer {
 
 /// How many of an agent's recent changes are kept for matching.
 pub(crate) const SENT_PER_AGENT: usize = 8;
+
+/// Unknown outcomes kept for settling; past this, the oldest is dropped (it stays unknown).
+pub(crate) const MAX_UNSETTLED: usize = 10_000;
 
 /// A poll that has not ended after this many pages is taken as a paging loop.
 pub(crate) const MAX_POLL_PAGES: u32 = 10_000;

@@ -14,16 +14,22 @@
 //! - the audit chain verifies across restarts.
 //!
 //! The property runs under both API profiles: `seed`, and `cxone` (where an agent is its `agentId`, and the
-//! tenant records a non-READY state as the unavailable code it was set with).
+//! tenant records a non-READY state as the unavailable code it was set with). On `cxone` it runs once more
+//! **with observation on**, while agents, supervisors and the ACD change states on their own: then also
+//! - every observation record names a state the tenant's true timeline holds from that very time;
+//! - every settlement is checked like any record of its change (a settlement "applied" for a change the
+//!   tenant never applied, or "not applied" for one it did, is caught);
+//! - every change skipped as already in effect relies on an observation of the same agent in that state.
 
 use std::collections::BTreeMap;
 
 use cxone_agent_state_core::sim::{
-    AgentPlan, Command, FaultKind, Harness, RandomFaults, SimConfig, SimTenant, Window,
-    CXONE_TEAM_A, CXONE_TEAM_B, WORKDAY_EPOCH_MS,
+    ActivityConfig, AgentPlan, Command, FaultKind, Harness, RandomFaults, SimConfig, SimTenant,
+    TruthEntry, Window, CXONE_TEAM_A, CXONE_TEAM_B, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    verify_chain, AuditRecord, ChainHead, Engine, ErrorCode, ProfileKind, READY,
+    parse_iso8601, verify_chain, AuditRecord, ChainHead, Engine, ErrorCode, ProfileKind, Record,
+    READY,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, RngSeed};
@@ -94,16 +100,44 @@ fn plan() -> impl Strategy<Value = Plan> {
         })
 }
 
+/// How observation runs in a case: `skip` turns `skipIfInEffect` on.
+#[derive(Clone, Copy, Debug)]
+struct Observing {
+    skip: bool,
+}
+
 fn run(plan: &Plan, profile: ProfileKind) -> Result<(), TestCaseError> {
+    run_with(plan, profile, None)
+}
+
+fn run_with(
+    plan: &Plan,
+    profile: ProfileKind,
+    observing: Option<Observing>,
+) -> Result<(), TestCaseError> {
     let sim = SimConfig {
         seed: plan.seed,
         faults: RandomFaults {
             rate: plan.fault_rate,
             kinds: plan.faults.clone(),
         },
+        activity: match observing {
+            Some(_) => ActivityConfig {
+                agent_changes_per_hour: 6.0,
+                supervisor_changes_per_hour: 2.0,
+                contacts_per_hour: 6.0,
+                ..ActivityConfig::default()
+            },
+            None => ActivityConfig::default(),
+        },
         ..SimConfig::default()
     };
-    let config = Harness::engine_config_for_profile(&sim, plan.seed ^ 0x5eed, profile);
+    let mut config = Harness::engine_config_for_profile(&sim, plan.seed ^ 0x5eed, profile);
+    if let Some(o) = observing {
+        config.observe.interval_ms = 5_000;
+        config.observe.settle_after_ms = 2 * MIN;
+        config.observe.skip_if_in_effect = o.skip;
+    }
     let mut tenant = SimTenant::new(sim);
     for (i, start) in plan.breaks.iter().enumerate() {
         let start = T0 + start * MIN;
@@ -133,10 +167,24 @@ fn run(plan: &Plan, profile: ProfileKind) -> Result<(), TestCaseError> {
             },
         );
     }
+    let observe = observing.is_some();
+    if observe {
+        let now = h.now();
+        h.engine.start_observing(now).expect("cxone observes");
+    }
     if let Some((at, down, step)) = plan.crash {
         h.drive_until(T0 + at);
         h.step_wall_clock(step);
         h.restart(down);
+        if observe {
+            let now = h.now();
+            h.engine.start_observing(now).expect("cxone observes");
+        }
+    }
+    if observe {
+        // Long enough for every unknown outcome's time to be up, then quiet.
+        h.drive_until(T0 + 60 * MIN);
+        h.engine.stop_observing();
     }
     h.drive_bounded(2_000_000)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -165,9 +213,108 @@ fn run(plan: &Plan, profile: ProfileKind) -> Result<(), TestCaseError> {
         h.tenant.accepted_changes(),
         h.tenant.ground_truth().ready_accepted_during_break,
     )?;
+    if observe {
+        // Agents change on their own after the last poll: the tenant's final state is checked through the
+        // true timeline instead.
+        let mut truth = BTreeMap::new();
+        for agent in 0..plan.breaks.len() {
+            let name = format!("agent-{agent}");
+            let until = h.now_ms();
+            truth.insert(h.user(&name), h.tenant.truth_timeline(&name, until));
+        }
+        let intents: BTreeMap<String, u64> = h
+            .records()
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Record::Intent(i) => Some((i.idempotency_key.clone(), i.at_ms)),
+                _ => None,
+            })
+            .rev()
+            .collect();
+        return check_observed(&audit, &truth, &intents, h.tenant.accepted_changes());
+    }
     for agent in 0..plan.breaks.len() {
         let name = format!("agent-{agent}");
         check_final_state(&audit, &h.user(&name), h.tenant.agent_state(&name), profile)?;
+    }
+    Ok(())
+}
+
+/// Observation records against the true timelines (by user id), and no-op records against the observations
+/// they name.
+fn check_observed(
+    audit: &[AuditRecord],
+    truth: &BTreeMap<String, Vec<TruthEntry>>,
+    first_sends: &BTreeMap<String, u64>,
+    accepted: &[(String, String, String)],
+) -> Result<(), TestCaseError> {
+    let mut observations = BTreeMap::new();
+    for r in audit {
+        let Some(o) = &r.observation else { continue };
+        observations.insert(r.id.as_str(), r);
+        let at = parse_iso8601(&o.tenant_time).expect("the tenant writes ISO 8601");
+        let timeline = truth.get(&r.user_id).map(Vec::as_slice).unwrap_or_default();
+        let held = timeline.iter().any(|t| {
+            t.at_ms == at
+                && t.state_name.eq_ignore_ascii_case(&o.tenant_state)
+                && t.out_state_id == o.out_state_id
+        });
+        prop_assert!(
+            held,
+            "observed {} {:?} at {}, the tenant's timeline says {:?}",
+            o.tenant_state,
+            o.code,
+            o.tenant_time,
+            timeline
+                .iter()
+                .filter(|t| t.at_ms.abs_diff(at) < 60_000)
+                .collect::<Vec<_>>()
+        );
+    }
+    // A settlement "applied" by observation: the tenant applied the change, or (the tenant does not say who
+    // made a change) someone else put the agent in that state inside the change's send window.
+    let by_id: BTreeMap<&str, &AuditRecord> = audit.iter().map(|r| (r.id.as_str(), r)).collect();
+    for r in audit {
+        if !(r.success && r.attempts == 0 && r.settles.is_some()) {
+            continue;
+        }
+        let key = r.idempotency_key.clone().unwrap_or_default();
+        if accepted.iter().any(|(k, _, _)| *k == key) {
+            continue;
+        }
+        let unknown = by_id[r.settles.as_deref().unwrap()];
+        let from = first_sends.get(&key).copied().unwrap_or(0);
+        let to = parse_iso8601(&unknown.timestamp).unwrap() + 12_000;
+        let wanted = |t: &TruthEntry| {
+            if r.new_state == READY {
+                t.state_name == "Available"
+            } else {
+                t.state_name == "Unavailable"
+                    && t.code.as_deref().is_some_and(|c| {
+                        c.replace(' ', "_")
+                            .eq_ignore_ascii_case(r.reason_code.as_deref().unwrap_or_default())
+                    })
+            }
+        };
+        let timeline = truth.get(&r.user_id).map(Vec::as_slice).unwrap_or_default();
+        prop_assert!(
+            timeline.iter().any(|t| wanted(t) && (from..=to).contains(&t.at_ms)),
+            "settled as applied, but the tenant neither applied it nor showed {} in its send window {}..{}: {:?}",
+            r.new_state,
+            from,
+            to,
+            r
+        );
+    }
+    for r in audit {
+        let Some(relied) = &r.relies_on else { continue };
+        let o = observations.get(relied.as_str());
+        prop_assert!(
+            o.is_some_and(|o| o.user_id == r.user_id && o.new_state == r.new_state),
+            "{:?} relies on {:?}",
+            r,
+            o
+        );
     }
     Ok(())
 }
@@ -247,7 +394,10 @@ fn check(
         );
     }
     for r in audit {
-        if r.success {
+        // Observations, no-ops and settlements by observation are checked against the timeline
+        // (`check_observed`).
+        let by_observation = r.settles.is_some() && r.attempts == 0;
+        if r.success && r.observation.is_none() && r.relies_on.is_none() && !by_observation {
             let key = r.idempotency_key.as_deref().unwrap_or_default();
             prop_assert!(
                 applied.contains_key(key),
@@ -278,6 +428,25 @@ proptest! {
     #[test]
     fn the_audit_log_never_contradicts_the_tenant_on_cxone(plan in plan()) {
         run(&plan, ProfileKind::Cxone)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: RngSeed::Fixed(0x0b5e_27e0),
+        max_shrink_time: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_audit_log_never_contradicts_the_tenant_while_observing(
+        plan in plan(),
+        skip in any::<bool>(),
+    ) {
+        run_with(&plan, ProfileKind::Cxone, Some(Observing { skip }))?;
     }
 }
 

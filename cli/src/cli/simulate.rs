@@ -9,8 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use comfy_table::Cell;
-use cxone_agent_state_core::sim::{DayRun, DaySummary, WorkdayConfig};
-use cxone_agent_state_core::{scan_log, ChainHead, LogState, ProfileKind, Record};
+use cxone_agent_state_core::sim::{
+    ActivityConfig, AgentAccuracy, DayAccuracy, DayRun, DaySummary, WorkdayConfig,
+};
+use cxone_agent_state_core::{scan_log, ChainHead, ErrorCode, LogState, ProfileKind, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connect::print_head;
@@ -25,6 +27,12 @@ use super::tables::{self, right, table};
   cxone-agent-state simulate --agents 1000 --hours 8 --seed 7 --json
   cxone-agent-state simulate --fault-rate 0.1 --audit-log day.jsonl && cxone-agent-state report --audit-log day.jsonl
   cxone-agent-state simulate --profile cxone --agents 100
+  cxone-agent-state simulate --profile cxone --agents 50 --agent-changes-per-hour 4 --contacts-per-hour 8 --observe
+
+On `cxone`, the summary says how far the engine's utilization and idle time are from the tenant's truth (per
+agent and overall). Agents, supervisors and the ACD change states on their own with the activity flags; with
+--observe the engine watches for those changes, and the same day is run once more without observation so both
+errors are printed side by side.
 
 The log starts with a `simulation` record, so an auditor can tell simulated records from real ones.
 An existing log is replaced only if a simulation wrote it (or with --force). The log's head (SEQ:HASH)
@@ -67,6 +75,25 @@ pub struct SimulateArgs {
     /// `cxone` (the real CXone API: discovery, the agent directory, unavailable codes, schedule exports).
     #[arg(long, default_value = "seed", value_parser = |s: &str| s.parse::<ProfileKind>().map_err(|e| e.to_string()))]
     profile: ProfileKind,
+    /// `cxone`: observe states changed elsewhere (the poll of `agents/states`), and compare with the same day
+    /// without observation.
+    #[arg(long)]
+    observe: bool,
+    /// `cxone`: how often per agent and hour an agent changes its own state (break, back to Available).
+    #[arg(long, default_value_t = 0.0)]
+    agent_changes_per_hour: f64,
+    /// `cxone`: how often per agent and hour the ACD offers a contact (taken while Available).
+    #[arg(long, default_value_t = 0.0)]
+    contacts_per_hour: f64,
+    /// `cxone`: the mean length of a contact, in seconds.
+    #[arg(long, default_value_t = 180.0)]
+    contact_mean_s: f64,
+    /// `cxone`: how often per agent and hour a supervisor changes the agent's state.
+    #[arg(long, default_value_t = 0.0)]
+    supervisor_changes_per_hour: f64,
+    /// `cxone`: agents log out outside their shifts and log in at their start.
+    #[arg(long)]
+    log_in_out: bool,
 }
 
 /// Runs the day and prints the report. Exits 1 if the tenant ever accepted READY during a mandatory break.
@@ -78,8 +105,26 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         fault_rate: args.fault_rate,
         rate_per_minute: args.rate_limit,
         profile: args.profile,
+        activity: ActivityConfig {
+            agent_changes_per_hour: args.agent_changes_per_hour,
+            contacts_per_hour: args.contacts_per_hour,
+            contact_mean_s: args.contact_mean_s,
+            supervisor_changes_per_hour: args.supervisor_changes_per_hour,
+            log_in_out: args.log_in_out,
+        },
+        observe: args.observe,
         ..WorkdayConfig::default()
     };
+    if args.observe && args.profile != ProfileKind::Cxone {
+        return Err(Failure {
+            exit: super::fail::exit::USAGE,
+            ..Failure::new(
+                ErrorCode::ObserveUnsupported.as_str(),
+                "--observe needs --profile cxone: seed has no endpoint to read agent states",
+            )
+        }
+        .into());
+    }
     let wall = Instant::now();
     let mut day = DayRun::new(&config)
         .map_err(|e| Failure::usage(format!("invalid simulation settings: {e}")))?;
@@ -123,6 +168,21 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let (verified, head) = verify_file(&args.audit_log)?;
     print_head(&args.audit_log, &head);
     let summary = day.summary();
+    // The same day without observation: what observation buys.
+    let without = match args.observe {
+        true => {
+            let mut other = DayRun::new(&WorkdayConfig {
+                observe: false,
+                ..config.clone()
+            })
+            .map_err(|e| Failure::usage(format!("invalid simulation settings: {e}")))?;
+            other
+                .run(|_, _| {})
+                .map_err(|e| anyhow::anyhow!("the day without observation did not end: {e}"))?;
+            other.summary().accuracy
+        }
+        false => None,
+    };
     let failure = (summary.ground_truth.ready_accepted_during_break > 0).then(|| {
         Failure::new(
             code::COMPLIANCE_FAILURE,
@@ -140,6 +200,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             "chainVerified": true,
         });
         value["wallTimeMs"] = serde_json::json!(elapsed.as_secs_f64() * 1000.0);
+        if let Some(w) = &without {
+            value["accuracyWithoutObservation"] = serde_json::to_value(w)?;
+        }
         if let Some(f) = &failure {
             // One JSON document: the summary, with the failure's code and message at the top.
             value["code"] = f.code.clone().into();
@@ -148,6 +211,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_tables(&summary)?;
+        if let Some(a) = &summary.accuracy {
+            print_accuracy(a, without.as_ref())?;
+        }
         outln!(
             "audit log: {} ({verified} records, hash chain verified)",
             args.audit_log.display()
@@ -199,6 +265,80 @@ fn refuse_real_log(path: &Path) -> Result<(), Failure> {
             format!("cannot read {}: {e}", path.display()),
         )),
     }
+}
+
+/// One row of the accuracy table: a figure of a run.
+type Figure = Box<dyn Fn(&DayAccuracy) -> String>;
+
+/// The engine's figures against the tenant's truth: overall (with observation off and on when both ran), then
+/// the agents furthest off.
+fn print_accuracy(a: &DayAccuracy, without: Option<&DayAccuracy>) -> std::io::Result<()> {
+    let label = |a: &DayAccuracy| {
+        if a.observed {
+            "observation on"
+        } else {
+            "observation off"
+        }
+    };
+    let runs: Vec<&DayAccuracy> = without.into_iter().chain([a]).collect();
+    let mut header = vec!["against the tenant's truth".to_owned()];
+    header.extend(runs.iter().map(|r| label(r).to_owned()));
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(header);
+    let pp = |x: f64| format!("{:.2} pp", x * 100.0);
+    let secs = |ms: f64| format!("{:.1} s", ms / 1000.0);
+    let rows: Vec<(&str, Figure)> = vec![
+        (
+            "mean |utilization error|",
+            Box::new(move |r| pp(r.mean_utilization_error)),
+        ),
+        (
+            "max |utilization error|",
+            Box::new(move |r| pp(r.max_utilization_error)),
+        ),
+        (
+            "mean |idle time error|",
+            Box::new(move |r| secs(r.mean_idle_error_ms)),
+        ),
+        (
+            "max |idle time error|",
+            Box::new(move |r| secs(r.max_idle_error_ms as f64)),
+        ),
+        (
+            "agents within one poll interval per change",
+            Box::new(|r| format!("{} / {}", r.agents_within_bound, r.agents.len())),
+        ),
+    ];
+    for (name, f) in rows {
+        let mut row = vec![Cell::new(name)];
+        row.extend(runs.iter().map(|r| right(f(r))));
+        t.add_row(row);
+    }
+    outln!("{t}");
+    let mut worst: Vec<&AgentAccuracy> = a.agents.iter().collect();
+    worst.sort_by_key(|x| std::cmp::Reverse(x.idle_error_ms().max(x.working_error_ms())));
+    let mut t = table([
+        "agent (furthest off)",
+        "true changes",
+        "utilization",
+        "true",
+        "idle",
+        "true idle",
+    ]);
+    let util = |u: Option<f64>| u.map_or("-".to_owned(), |u| format!("{:.1} %", u * 100.0));
+    for x in worst.into_iter().take(5) {
+        t.add_row(vec![
+            Cell::new(&x.user_id),
+            right(x.truth_changes),
+            right(util(x.utilization)),
+            right(util(x.truth_utilization)),
+            right(secs(x.idle_ms as f64)),
+            right(secs(x.truth_idle_ms as f64)),
+        ]);
+    }
+    outln!("{t}");
+    Ok(())
 }
 
 fn print_tables(s: &DaySummary) -> std::io::Result<()> {

@@ -6,7 +6,7 @@ use super::*;
 use crate::cxone::acd::{AgentStatesPage, HistoryStretch, ObservedAgentState};
 use crate::observe::{
     history_state, AgentSnapshot, HistoryRead, Observation, ObservationSource, PollPhase, Seen,
-    Sent, Unsettled, MAX_POLL_PAGES, SENT_PER_AGENT,
+    Sent, Unsettled, MAX_POLL_PAGES, MAX_UNSETTLED, SENT_PER_AGENT,
 };
 use crate::{ObservationHeartbeat, OutcomeSettled, StateObserved};
 
@@ -560,6 +560,10 @@ impl Engine {
         let Some(record_id) = unknown_record else {
             return;
         };
+        // Bounded: without observation running nothing settles them, and the oldest matter least.
+        if self.observer.unsettled.len() >= MAX_UNSETTLED {
+            self.observer.unsettled.remove(0);
+        }
         self.observer.unsettled.push(Unsettled {
             record_id,
             key: change.key().map(str::to_owned),
@@ -570,6 +574,7 @@ impl Engine {
             tenant_state: target.as_str(),
             out_state_id: out_state_of(target),
             first_sent_ms,
+            done_ms: now.unix_ms,
             until_ms: None,
             decide_after_mono: now
                 .mono_ms
@@ -603,23 +608,25 @@ impl Engine {
 
     // ---- settling unknown outcomes ----------------------------------------------------------------------
 
-    /// The tenant shows the agent in the state an unknown change asked for, since that change was sent (and
-    /// before our next change of the agent was): it was applied.
+    /// The tenant shows the agent entering the state an unknown change asked for inside that change's send
+    /// window: it was applied.
     fn settle_if_shown(&mut self, now: Now, user_id: &str) {
         let Some(seen) = self.observer.seen.get(user_id) else {
             return;
         };
         let o = seen.observation.clone();
-        let shown = |u: &Unsettled| {
-            u.user_id == user_id
-                && o.tenant_state.eq_ignore_ascii_case(u.tenant_state)
-                && o.out_state_id == u.out_state_id
-                && o.at_ms >= u.first_sent_ms
-                && u.until_ms.is_none_or(|until| o.at_ms < until)
-        };
-        while let Some(index) = self.observer.unsettled.iter().position(shown) {
+        loop {
+            let index = self.observer.unsettled.iter().position(|u| {
+                u.user_id == user_id
+                    && shows(&o, u)
+                    && o.at_ms >= u.first_sent_ms
+                    && o.at_ms <= self.window_end(u)
+            });
+            let Some(index) = index else {
+                return;
+            };
             let evidence = format!(
-                "the tenant showed the agent {} since {} (lastUpdateTime)",
+                "the tenant showed the agent entering {} at {}, inside the change's send window",
                 describe(&o.tenant_state, o.code.as_deref()),
                 o.tenant_time
             );
@@ -640,10 +647,15 @@ impl Engine {
                 index += 1;
                 continue;
             }
-            let unchanged = self
-                .observer
-                .seen
-                .get(&u.user_id)
+            let seen = self.observer.seen.get(&u.user_id);
+            // An agent already in the requested state tells nothing: a tenant need not mark a change to
+            // the state it holds.
+            if seen.is_some_and(|s| shows(&s.observation, u)) {
+                self.observer.unsettled[index].history = HistoryRead::Undecidable;
+                index += 1;
+                continue;
+            }
+            let unchanged = seen
                 .filter(|s| s.observation.at_ms.saturating_add(tolerance) < u.first_sent_ms)
                 .map(|s| s.observation.tenant_time.clone());
             match unchanged {
@@ -705,16 +717,26 @@ impl Engine {
         }
     }
 
-    /// Applied when a stretch in the requested state and code began after the first send (and before our
-    /// next change); not applied when no stretch in that state began since the send (less the tolerance)
-    /// and the agent was not already in it then; `None` when the history cannot tell.
+    /// The end of an unknown change's send window (see [`crate::observe`]).
+    fn window_end(&self, u: &Unsettled) -> u64 {
+        let end = u
+            .done_ms
+            .saturating_add(self.config.request_timeout_ms)
+            .saturating_add(self.config.observe.match_tolerance_ms);
+        u.until_ms
+            .map_or(end, |until| end.min(until.saturating_sub(1)))
+    }
+
+    /// Applied when a stretch in the requested state and code began inside the send window; not applied
+    /// when none did and the agent was not already in that state when the change was sent; `None` when the
+    /// history cannot tell.
     fn decide_from_history(
         &self,
         u: &Unsettled,
         stretches: &[HistoryStretch],
     ) -> Option<(bool, String)> {
         let tolerance = self.config.observe.match_tolerance_ms;
-        let until = u.until_ms.unwrap_or(u64::MAX);
+        let until = self.window_end(u);
         let is_requested = |s: &HistoryStretch| {
             s.state_name.eq_ignore_ascii_case(u.tenant_state) && s.out_state_id == u.out_state_id
         };
@@ -725,7 +747,7 @@ impl Engine {
                 covering = Some(s);
                 continue;
             }
-            if start >= until || !is_requested(s) {
+            if start > until || !is_requested(s) {
                 continue;
             }
             if start >= u.first_sent_ms {
@@ -785,6 +807,11 @@ impl Engine {
             at_ms: now.unix_ms,
         }));
     }
+}
+
+/// The observation shows the state and code the unknown change asked for.
+fn shows(o: &Observation, u: &Unsettled) -> bool {
+    o.tenant_state.eq_ignore_ascii_case(u.tenant_state) && o.out_state_id == u.out_state_id
 }
 
 fn out_state_of(target: acd::CxoneState) -> Option<u64> {

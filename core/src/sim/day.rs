@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::accuracy::{day_accuracy, DayAccuracy};
 use super::harness::{Harness, Livelock};
 use super::tenant::{AgentPlan, GroundTruth, SimConfig, SimTenant};
 use super::workday::{Workday, WorkdayConfig};
+use crate::config::ProfileKind;
 use crate::engine::Engine;
 use crate::error::ConfigError;
 use crate::events::Event;
@@ -35,6 +37,45 @@ pub struct DaySummary {
     pub finished_ms: u64,
     /// Series for charts.
     pub charts: DayCharts,
+    /// `cxone`: how far the engine's utilization and idle time are from the tenant's truth, once the day is
+    /// done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<DayAccuracy>,
+}
+
+/// The same day with observation off and on: what observation buys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservationComparison {
+    /// Observation off: the engine knows only its own changes.
+    pub without: DayAccuracy,
+    /// Observation on.
+    pub with: DayAccuracy,
+}
+
+/// Runs the day twice, with observation off and on (the profile is `cxone`; everything else as given), and
+/// returns how far each run's figures are from the tenant's truth.
+pub fn compare_observation(config: &WorkdayConfig) -> Result<ObservationComparison, ConfigError> {
+    let run = |observe: bool| -> Result<DayAccuracy, ConfigError> {
+        let config = WorkdayConfig {
+            profile: ProfileKind::Cxone,
+            observe,
+            ..config.clone()
+        };
+        let mut day = DayRun::new(&config)?;
+        day.run(|_, _| {}).map_err(|e| ConfigError::Invalid {
+            field: "workday",
+            reason: e.to_string(),
+        })?;
+        Ok(day
+            .accuracy
+            .take()
+            .expect("a cxone day measures its accuracy"))
+    };
+    Ok(ObservationComparison {
+        without: run(false)?,
+        with: run(true)?,
+    })
 }
 
 /// Agents whose state timelines the charts keep (the first ones by id).
@@ -151,6 +192,10 @@ pub struct DayRun {
     charts: DayCharts,
     /// The log's first record, until the first slice hands it out.
     mark: Option<Record>,
+    /// The engine observes (until the day's end).
+    observing: bool,
+    /// Measured once the day is done (`cxone`).
+    accuracy: Option<DayAccuracy>,
 }
 
 impl DayRun {
@@ -162,8 +207,22 @@ impl DayRun {
             Harness::engine_config_for_profile(&day.tenant, config.seed, config.profile);
         // The report carries the most recent records; the whole trail is the audit log.
         engine_config.report_log_capacity = 500;
+        if !config.activity.is_default() {
+            // Agents acting on their own change state often: keep the whole day's timeline.
+            engine_config.history.max_entries_per_agent = 4_096;
+        }
         let engine = Engine::new(engine_config)?;
-        let harness = Harness::for_workday(&day, engine);
+        let mut harness = Harness::for_workday(&day, engine);
+        if config.observe {
+            let now = harness.now();
+            harness
+                .engine
+                .start_observing(now)
+                .map_err(|e| ConfigError::Invalid {
+                    field: "observe",
+                    reason: e.to_string(),
+                })?;
+        }
         let mut sample: Vec<String> = day.agents.iter().map(|a| a.user_id.clone()).collect();
         sample.sort();
         sample.truncate(TIMELINE_SAMPLE);
@@ -184,6 +243,8 @@ impl DayRun {
             charts: DayCharts::new(harness.now_ms(), sample),
             end_ms: day.end_ms,
             harness,
+            observing: config.observe,
+            accuracy: None,
         })
     }
 
@@ -211,13 +272,47 @@ impl DayRun {
     /// Simulates up to `virtual_ms` more of the day and returns what it produced.
     pub fn advance(&mut self, virtual_ms: u64) -> DaySlice {
         let until = self.harness.now_ms().saturating_add(virtual_ms);
-        self.harness.drive_until(until);
+        self.harness.drive_until(until.min(self.end_ms));
+        if until >= self.end_ms {
+            self.end_observing();
+            self.harness.drive_until(until);
+        }
+        if self.is_done() {
+            self.measure();
+        }
         self.collect()
+    }
+
+    /// Observation stops at the day's end (or the day would never be done).
+    fn end_observing(&mut self) {
+        if self.observing {
+            self.harness.drive_until(self.end_ms);
+            self.harness.engine.stop_observing();
+            self.observing = false;
+        }
+    }
+
+    /// `cxone`: the engine's figures against the tenant's truth over the day.
+    fn measure(&mut self) {
+        if self.config.profile != ProfileKind::Cxone || self.accuracy.is_some() {
+            return;
+        }
+        let interval = self.harness.engine.config().observe.interval_ms;
+        let (from, to) = (self.started_ms, self.end_ms);
+        self.accuracy = Some(day_accuracy(
+            &mut self.harness,
+            self.config.observe,
+            interval,
+            from,
+            to,
+        ));
     }
 
     /// Runs the rest of the day, handing every record for the log to `on_record`.
     pub fn run(&mut self, mut on_record: impl FnMut(u64, &Record)) -> Result<(), Livelock> {
+        self.end_observing();
         self.harness.drive()?;
+        self.measure();
         let slice = self.collect();
         for (at, r) in &slice.records {
             on_record(*at, r);
@@ -265,6 +360,7 @@ impl DayRun {
             started_ms: self.started_ms,
             finished_ms: now,
             charts: self.charts.clone(),
+            accuracy: self.accuracy.clone(),
         }
     }
 }

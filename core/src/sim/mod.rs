@@ -5,14 +5,16 @@
 //! to answer and when. The same code runs in-process (tests, `simulate`, the browser) and behind a real HTTP
 //! server.
 
+mod accuracy;
 mod day;
 mod harness;
 mod tenant;
 mod workday;
 
+pub use accuracy::{day_accuracy, AgentAccuracy, DayAccuracy};
 pub use day::{
-    throughput_workload, AgentTimeline, DayCharts, DayRun, DaySlice, DaySummary,
-    LATENCY_BUCKETS_MS, TIMELINE_SAMPLE,
+    compare_observation, throughput_workload, AgentTimeline, DayCharts, DayRun, DaySlice,
+    DaySummary, ObservationComparison, LATENCY_BUCKETS_MS, TIMELINE_SAMPLE,
 };
 pub use harness::{
     Action, Command, Harness, Livelock, ReceiverAnswer, SimReceiver, TokenBackend, TranscriptStep,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::tenant::{AgentPlan, FaultKind, RandomFaults, SimConfig, Window};
+use super::tenant::{ActivityConfig, AgentPlan, FaultKind, RandomFaults, SimConfig, Window};
 use crate::error::ConfigError;
 use crate::rng::DetRng;
 use crate::state::{IDLE, NOT_READY, PAUSED, READY};
@@ -36,6 +36,12 @@ pub struct WorkdayConfig {
     pub break_every_hours: u64,
     /// Which API the engine speaks to the simulated tenant (`seed` by default).
     pub profile: crate::config::ProfileKind,
+    /// How agents, supervisors and the ACD change states on their own (`cxone`; off by default).
+    #[serde(skip_serializing_if = "ActivityConfig::is_default")]
+    pub activity: ActivityConfig,
+    /// Observe states changed elsewhere while the day runs (`cxone` only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub observe: bool,
 }
 
 impl Default for WorkdayConfig {
@@ -52,6 +58,8 @@ impl Default for WorkdayConfig {
             break_minutes: 15,
             break_every_hours: 2,
             profile: crate::config::ProfileKind::Seed,
+            activity: ActivityConfig::default(),
+            observe: false,
         }
     }
 }
@@ -138,7 +146,16 @@ impl WorkdayConfig {
             1_000_000.0,
         )?;
         range("breakMinutes", self.break_minutes as f64, 1.0, 120.0)?;
-        range("breakEveryHours", self.break_every_hours as f64, 1.0, 12.0)
+        range("breakEveryHours", self.break_every_hours as f64, 1.0, 12.0)?;
+        self.activity.validate()?;
+        if self.observe && self.profile != crate::config::ProfileKind::Cxone {
+            return Err(ConfigError::Invalid {
+                field: "observe",
+                reason: "observation needs the cxone profile (seed has no endpoint to read states)"
+                    .to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -165,6 +182,7 @@ impl Workday {
                 rate: config.fault_rate.clamp(0.0, 1.0),
                 kinds: RandomFaults::default_kinds(),
             },
+            activity: config.activity.clone(),
             ..SimConfig::default()
         };
         let notice_ms = tenant.break_notice_ms;
