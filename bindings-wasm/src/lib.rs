@@ -453,6 +453,28 @@ export interface WorkdayConfig {
   agents: number; seed: number; startMs: number; shiftHours: number; faultRate: number; unscheduledShare: number;
   ruleBreakerShare: number; ratePerMinute: number; breakMinutes: number; breakEveryHours: number;
   profile: "seed" | "cxone";
+  /** `cxone`: agents, supervisors and the ACD acting on their own (absent when off). */
+  activity?: ActivityConfig;
+  /** `cxone`: whether the engine observed agent states changed elsewhere (absent when not). */
+  observe?: boolean;
+}
+/** `cxone`: the simulated tenant's own activity, in changes per hour (every field has a default). */
+export interface ActivityConfig {
+  agentChangesPerHour?: number; contactsPerHour?: number; contactMeanS?: number; supervisorChangesPerHour?: number;
+  logInOut?: boolean;
+}
+/** One agent's figures against the simulated tenant's truth. */
+export interface AgentAccuracy {
+  userId: string; truthChanges: number; utilization: number | null; truthUtilization: number | null;
+  workingMs: number; truthWorkingMs: number; idleMs: number; truthIdleMs: number;
+  /** The poll interval × (changes + 1): how far working and idle time may be off (ms). */
+  boundMs: number;
+}
+/** `cxone`: how far the engine's utilization and idle time are from the tenant's truth. */
+export interface DayAccuracy {
+  observed: boolean; intervalMs: number; fromMs: number; toMs: number;
+  meanUtilizationError: number; maxUtilizationError: number; meanIdleErrorMs: number; maxIdleErrorMs: number;
+  agentsWithinBound: number; agents: AgentAccuracy[];
 }
 export interface GroundTruth {
   totalRequests: number; requestsByEndpoint: Record<string, number>; responsesByStatus: Record<string, number>;
@@ -467,6 +489,8 @@ export interface DayCharts {
 export interface DaySummary {
   config: WorkdayConfig; report: ComplianceReport; groundTruth: GroundTruth; commands: number;
   apiRequestsPerTransition: number; retries: number; startedMs: number; finishedMs: number; charts: DayCharts;
+  /** `cxone`: the engine's figures against the tenant's truth, once the day is done. */
+  accuracy?: DayAccuracy;
 }
 "#;
 
