@@ -10,11 +10,14 @@
 //! an external token source, webhooks refused into a dead letter and replayed, checkpoints, a close, and two
 //! restarts (one change resumed and settled, one abandoned); and a run on the `cxone` profile (discovery, the
 //! directory, unavailable codes and schedule exports each refused once and retried, a change with an explicit
-//! reason code, the WFM host as a target, a token source that hands in the bases).
+//! reason code, the WFM host as a target, a token source that hands in the bases); and a `cxone` run that
+//! observes agent states (our change and a supervisor's seen by the poll, a change skipped as already in
+//! effect, unknown outcomes settled applied and not applied, a poll retried and one refused).
 
 use cxone_agent_state_core::sim::{
     Action, AgentPlan, Command, DayRun, Endpoint, FaultKind, FaultRule, Harness, ReceiverAnswer,
-    SimConfig, SimTenant, TokenBackend, Window, WorkdayConfig, SIM_WEBHOOK_URL, WORKDAY_EPOCH_MS,
+    SimConfig, SimTenant, TokenBackend, TruthSource, Window, WorkdayConfig, SIM_WEBHOOK_URL,
+    WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
     Engine, EngineConfig, ErrorCode, Event, Input, Now, Output, ProfileKind, Record, RequestId,
@@ -218,6 +221,8 @@ fn main() {
     cx.transition("999999", "READY");
     cx.drive().expect("quiesces");
 
+    let (observed_outputs, agent_snapshots) = observing_run(&sim, &shift);
+
     let mut outputs = Vec::new();
     let mut inputs = Vec::new();
     // A browser page's token source that knows the `cxone` bases (no discovery).
@@ -248,6 +253,7 @@ fn main() {
     for (_, e) in h.events() {
         outputs.push(to_value(&Output::Event(e.clone())));
     }
+    outputs.extend(observed_outputs);
     let webhook_payloads: Vec<Value> = h
         .records()
         .iter()
@@ -282,6 +288,7 @@ fn main() {
     .expect("the day quiesces");
 
     reports.push(to_value(&h.engine.compliance_report(now)));
+    reports.push(agent_snapshots.1);
     reports.push(to_value(
         &Engine::new(config.clone())
             .expect("valid")
@@ -309,6 +316,7 @@ fn main() {
             "restored": restored,
             "webhookPayloads": webhook_payloads,
             "chainHeads": [to_value(h.engine.chain_head())],
+            "agentSnapshots": agent_snapshots.0,
             "complianceReports": reports,
             "agentMetrics": metrics,
             "engineConfigs": [
@@ -321,4 +329,88 @@ fn main() {
         },
     });
     println!("{out}");
+}
+
+/// A `cxone` engine observing two agents: our change and a supervisor's seen by the poll, a change skipped
+/// because the tenant already shows it, an unknown outcome settled as applied and one as not applied, a poll
+/// page retried (503) and a poll refused (403). Returns the outputs (records and events) and the agents'
+/// snapshots with the report.
+fn observing_run(
+    sim: &SimConfig,
+    shift: &dyn Fn(&str) -> AgentPlan,
+) -> (Vec<Value>, (Vec<Value>, Value)) {
+    let mut config = Harness::engine_config_for_profile(sim, 17, ProfileKind::Cxone);
+    config.observe.skip_if_in_effect = true;
+    config.observe.settle_after_ms = 20_000;
+    let mut tenant = SimTenant::new(sim.clone());
+    tenant.add_agent(shift("frank"));
+    tenant.add_agent(shift("gina"));
+    tenant.script_fault(FaultRule::on(
+        Endpoint::AgentStates,
+        FaultKind::status(503, None),
+        1,
+    ));
+    let mut ob = Harness::new(Engine::new(config).expect("valid"), tenant, T0);
+    let (frank, gina) = (ob.user("frank"), ob.user("gina"));
+    ob.engine.start_observing(ob.now()).expect("cxone observes");
+    ob.drain();
+    ob.transition(&frank, "NOT_READY");
+    ob.drive_until(ob.now_ms() + 25_000);
+    // A supervisor sends frank to lunch; then we ask for what the tenant already shows.
+    ob.tenant
+        .external_change(
+            ob.now_ms(),
+            "frank",
+            "Unavailable",
+            Some("Lunch"),
+            TruthSource::Supervisor,
+        )
+        .expect("frank is known");
+    ob.drive_until(ob.now_ms() + 25_000);
+    ob.transition_with(
+        &frank,
+        "NOT_READY",
+        &TransitionOptions::default().with_reason("Lunch"),
+    );
+    ob.drive_until(ob.now_ms() + 5_000);
+    // gina's change is applied but its answers are lost; then one is lost before it is processed.
+    ob.tenant
+        .script_fault(fault(Endpoint::AgentState, "gina", FaultKind::DropAfter));
+    for _ in 0..3 {
+        ob.tenant
+            .script_fault(fault(Endpoint::AgentState, "gina", FaultKind::DropBefore));
+    }
+    ob.transition_with(
+        &gina,
+        "PAUSED",
+        &TransitionOptions::default().with_reference("ticket-9"),
+    );
+    ob.drive_until(ob.now_ms() + 60_000);
+    for _ in 0..4 {
+        ob.tenant
+            .script_fault(fault(Endpoint::AgentState, "gina", FaultKind::DropBefore));
+    }
+    ob.transition(&gina, "IDLE");
+    ob.drive_until(ob.now_ms() + 90_000);
+    // A refused poll: a heartbeat with its error.
+    ob.tenant.script_fault(FaultRule::on(
+        Endpoint::AgentStates,
+        FaultKind::status(403, None),
+        1,
+    ));
+    ob.drive_until(ob.now_ms() + 25_000);
+    let snapshots = ob.engine.agents(ob.now()).iter().map(to_value).collect();
+    let report = to_value(&ob.engine.compliance_report(ob.now()));
+    ob.engine.stop_observing();
+    let mut outputs: Vec<Value> = ob
+        .records()
+        .iter()
+        .map(|(_, r)| to_value(&Output::Persist(r.clone())))
+        .collect();
+    outputs.extend(
+        ob.events()
+            .iter()
+            .map(|(_, e)| to_value(&Output::Event(e.clone()))),
+    );
+    (outputs, (snapshots, report))
 }

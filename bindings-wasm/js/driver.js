@@ -128,6 +128,9 @@ const EVENT_NAMES = {
   webhookDelivered: 'webhookdelivered',
   webhookRetryScheduled: 'webhookretry',
   webhookDeadLettered: 'webhookdeadletter',
+  stateObserved: 'observed',
+  observationHeartbeat: 'heartbeat',
+  outcomeSettled: 'settled',
 };
 
 /** The longest delay `setTimeout` takes (a later deadline is simply re-armed: early timeouts are harmless). */
@@ -190,7 +193,7 @@ function cxoneConfig(options, accessKeyId, accessKeySecret) {
   set('wfmBase', options.wfmBaseUrl);
   const v = options.apiVersion;
   set('versions', typeof v === 'number' || typeof v === 'string'
-    ? { agents: Number(v), unavailableCodes: Number(v), setState: Number(v) }
+    ? { agents: Number(v), unavailableCodes: Number(v), setState: Number(v), agentStates: Number(v), stateHistory: Number(v) }
     : v);
   set('clientAuth', options.clientAuth);
   set('setStateEncoding', options.setStateEncoding);
@@ -309,9 +312,19 @@ export class AgentStateManager extends EventTarget {
       config.profile = 'cxone';
       config.cxone = cxoneConfig(options, external ? '' : accessKeyId, external ? '' : accessKeySecret);
     }
+    // `observe: true`, or the poll's settings: observe agent states changed elsewhere from the start.
+    const observe = options.observe;
+    if (observe && !cxone) {
+      throw new CxoneError('OBSERVE_UNSUPPORTED', "options.observe needs the 'cxone' profile: 'seed' has no endpoint to read agent states from");
+    }
+    if (observe && typeof observe === 'object') {
+      const { autoStart, ...settings } = observe;
+      config.observe = settings;
+    }
     this.#config = config;
     // Where the module is already loaded (Node), configuration errors surface right here.
     if (modules.engine.ready) this.#start();
+    if (observe && observe.autoStart !== false) this.#push({ type: 'startObserving', resolve() {}, reject() {}, ...this.#clock() });
   }
 
   #start() {
@@ -364,6 +377,20 @@ export class AgentStateManager extends EventTarget {
   /** Checks policy without changing anything. Resolves `{ valid: true, reasonCode }`; rejects with a coded error. */
   validateStateChange(userId, targetState) {
     return this.#ask('validate', { userId: String(userId), state: String(targetState) });
+  }
+
+  /**
+   * `cxone`: starts observing agent states changed elsewhere (a paced poll of the tenant's `agents/states`):
+   * `observed`, `heartbeat` and `settled` events follow. Resolves once the engine has taken it; rejects with
+   * `OBSERVE_UNSUPPORTED` on `seed`, `CLOSED` once closed. Starting twice is harmless.
+   */
+  startObserving() {
+    return this.#ask('startObserving');
+  }
+
+  /** Stops observing (a poll in flight is ignored when it comes back). Resolves once the engine has taken it. */
+  stopObserving() {
+    return this.#state === 'open' ? this.#ask('stopObserving') : Promise.resolve();
   }
 
   /** Puts dead letters back in line for delivery: the one with `eventId`, or all. Resolves with how many. */
@@ -435,6 +462,26 @@ export class AgentStateManager extends EventTarget {
   getComplianceReportCsv() {
     const { mono, unix } = this.#clock();
     return this.#sync().complianceReportCsv(mono, unix);
+  }
+
+  /**
+   * Every known agent's current state: `{ userId, state, sinceMs, ageMs, source, tenantState?, code?,
+   * observedAgoMs?, stale }`, `source` being `change` (our change, not yet seen by a poll), `ours` or
+   * `external` (observed).
+   */
+  getAgents() {
+    const { mono, unix } = this.#clock();
+    return this.#sync().agents(mono, unix);
+  }
+
+  /** Whether the manager is observing agent states (`startObserving`). */
+  get observing() {
+    return this.#engine ? this.#engine.isObserving() : false;
+  }
+
+  /** `OUTCOME_UNKNOWN` changes that observation may still settle. */
+  get unsettledOutcomes() {
+    return this.#engine ? this.#engine.unsettledOutcomes() : 0;
   }
 
   /** The dead letters held, oldest first. */
@@ -527,6 +574,17 @@ export class AgentStateManager extends EventTarget {
         );
       case 'timeout':
         return engine.handleTimeout(mono, unix);
+      case 'startObserving':
+        try {
+          engine.startObserving(mono, unix);
+          after.push(() => item.resolve());
+        } catch (e) {
+          item.reject(coded(e));
+        }
+        return;
+      case 'stopObserving':
+        engine.stopObserving();
+        return after.push(() => item.resolve());
       case 'replay': {
         const n = engine.replayDeadLetters(mono, unix, item.eventId);
         return after.push(() => item.resolve(n));

@@ -3,6 +3,7 @@
 import type {
   Abandoned,
   AgentMetrics,
+  AgentSnapshot,
   AuditRecord,
   ChangeIntent,
   Checkpoint,
@@ -15,6 +16,9 @@ import type {
   EngineConfig,
   ErrorCode,
   LogRecord,
+  ObservationHeartbeat,
+  ObserveConfig,
+  OutcomeSettled,
   PolicyViolation,
   Replayed,
   Restored,
@@ -22,6 +26,7 @@ import type {
   RetryScheduled,
   SimulateDayOptions,
   StateChanged,
+  StateObserved,
   TransitionFailed,
   ValidationCompleted,
   WebhookConfig,
@@ -36,6 +41,7 @@ import { SimulationRun } from './sim.js';
 export type {
   Abandoned,
   AgentMetrics,
+  AgentSnapshot,
   AuditRecord,
   ChainHead,
   ChangeIntent,
@@ -59,7 +65,12 @@ export type {
   LatencySummary,
   LogRecord,
   Now,
+  Observation,
+  ObservationHeartbeat,
+  ObservationSource,
+  ObserveConfig,
   OpenChange,
+  OutcomeSettled,
   PolicyViolation,
   Replayed,
   Restored,
@@ -67,6 +78,8 @@ export type {
   RetryScheduled,
   SimulateDayOptions,
   StateChanged,
+  StateClasses,
+  StateObserved,
   Target,
   TokenRequested,
   TransitionError,
@@ -142,7 +155,7 @@ export interface CxoneOptions {
   /** The WFM base [I] (default `https://{area}.{uhDomain}` from discovery). */
   wfmBaseUrl?: string;
   /** The API version `v{N}.0` [I]: one number for every endpoint (default 34), or one per endpoint. */
-  apiVersion?: number | { agents?: number; unavailableCodes?: number; setState?: number };
+  apiVersion?: number | { agents?: number; unavailableCodes?: number; setState?: number; agentStates?: number; stateHistory?: number };
   /** How the client app authenticates at the token endpoint [I] (default `basic`). */
   clientAuth?: 'basic' | 'body';
   /** How `SetAgentState` carries its parameters [I] (default `query`). */
@@ -192,6 +205,18 @@ export interface ManagerOptions extends PassedEngineConfig, CxoneOptions {
   webhookSecret?: string;
   /** Webhook delivery settings (the URL is the constructor's `webhookUrl`). */
   webhook?: Omit<WebhookConfig, 'url'>;
+  /**
+   * `cxone`: observe agent states changed elsewhere (by the agent, a supervisor, the ACD): `true`, or the
+   * poll's settings. Observation starts with the manager unless `autoStart` is `false` (then call
+   * `startObserving()`). On `seed` the constructor throws `OBSERVE_UNSUPPORTED`.
+   */
+  observe?: boolean | ObserveOptions;
+}
+
+/** The poll's settings (`EngineConfig.observe`), and whether observation starts with the manager. */
+export interface ObserveOptions extends ObserveConfig {
+  /** Start observing when the manager is built (default `true`). */
+  autoStart?: boolean;
 }
 
 /** What `transitionState` resolves with: the core's `StateChanged`, plus the reference's `{ success, latency }`. */
@@ -259,6 +284,13 @@ export interface AgentStateEventMap {
   webhookdelivered: CxoneEvent<WebhookDelivered>;
   webhookretry: CxoneEvent<WebhookRetryScheduled>;
   webhookdeadletter: CxoneEvent<WebhookDeadLettered>;
+  /** `cxone`, while observing: a poll showed an agent in a new state; `detail.observation.source` says
+   * whether the change was ours or `external`. */
+  observed: CxoneEvent<StateObserved>;
+  /** `cxone`, while observing: a poll ended or failed (`ok`, `lagMs`, `stale`). */
+  heartbeat: CxoneEvent<ObservationHeartbeat>;
+  /** An `OUTCOME_UNKNOWN` change was settled by what the tenant showed. */
+  settled: CxoneEvent<OutcomeSettled>;
   // Records as they are persisted, each under its kind in lower case (without its `kind` member).
   audit: CxoneEvent<AuditRecord>;
   intent: CxoneEvent<ChangeIntent>;
@@ -314,6 +346,28 @@ export declare class AgentStateManager extends EventTarget {
   getDeadLetters(): DeadLetterEntry[];
   /** Puts dead letters back in line for delivery: the one with `eventId`, or all. Resolves with how many. */
   replayDeadLetters(eventId?: string): Promise<number>;
+  /**
+   * `cxone`: starts observing agent states changed elsewhere (`observed`, `heartbeat` and `settled` events
+   * follow); rejects with `OBSERVE_UNSUPPORTED` on `seed`, `CLOSED` once closed. Starting twice is harmless.
+   *
+   * @example
+   * ```js
+   * manager.addEventListener('observed', (e) => {
+   *   if (e.detail.observation.source === 'external') flag(e.detail.userId, e.detail.state);
+   * });
+   * manager.addEventListener('heartbeat', (e) => showStale(e.detail.stale, e.detail.lagMs));
+   * await manager.startObserving();
+   * ```
+   */
+  startObserving(): Promise<void>;
+  /** Stops observing (a poll in flight is ignored when it comes back). */
+  stopObserving(): Promise<void>;
+  /** Whether the manager is observing. */
+  readonly observing: boolean;
+  /** Every known agent's current state, where it is known from and whether it may be out of date. */
+  getAgents(): AgentSnapshot[];
+  /** `OUTCOME_UNKNOWN` changes that observation may still settle. */
+  readonly unsettledOutcomes: number;
   /** Webhook payloads accepted and not yet delivered (dead letters excluded). */
   readonly pendingWebhooks: number;
   /** Changes taken and not yet finished. */

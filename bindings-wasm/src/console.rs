@@ -165,6 +165,49 @@ impl WasmEngine {
         Ok(to_js(&self.inner.restore(now(mono_ms, unix_ms), state)))
     }
 
+    // ---- observation (`cxone`) ---------------------------------------------------------------------------
+
+    /// Starts observing agent states changed elsewhere (`cxone` only): the engine polls the tenant's
+    /// `agents/states` on a timer of its own (`EngineConfig.observe`) and reports `stateObserved`,
+    /// `observationHeartbeat` and `outcomeSettled` events; `drain()` afterwards. Starting twice is harmless.
+    /// Throws `OBSERVE_UNSUPPORTED` on `seed` (it has no endpoint to read states from), `CLOSED` once closed.
+    ///
+    /// ```js
+    /// engine.startObserving(performance.now(), Date.now());
+    /// for (const out of engine.drain()) await act(out); // the first poll is a `transmit`
+    /// ```
+    #[wasm_bindgen(js_name = startObserving)]
+    pub fn start_observing(&mut self, mono_ms: f64, unix_ms: f64) -> Result<(), JsValue> {
+        self.inner
+            .start_observing(now(mono_ms, unix_ms))
+            .map_err(|e| transition_error(&e.into()))
+    }
+
+    /// Stops polling (a page in flight is ignored when it comes back); unknown outcomes stay as they are.
+    #[wasm_bindgen(js_name = stopObserving)]
+    pub fn stop_observing(&mut self) {
+        self.inner.stop_observing();
+    }
+
+    /// Whether the observer is running.
+    #[wasm_bindgen(js_name = isObserving)]
+    pub fn is_observing(&self) -> bool {
+        self.inner.is_observing()
+    }
+
+    /// Every known agent's current state, where it is known from (`change`, `ours`, `external`), how old it
+    /// is, and whether the observed states are stale.
+    #[wasm_bindgen(unchecked_return_type = "AgentSnapshot[]")]
+    pub fn agents(&self, mono_ms: f64, unix_ms: f64) -> JsValue {
+        to_js(&self.inner.agents(now(mono_ms, unix_ms)))
+    }
+
+    /// `OUTCOME_UNKNOWN` changes that observation may still settle.
+    #[wasm_bindgen(js_name = unsettledOutcomes)]
+    pub fn unsettled_outcomes(&self) -> f64 {
+        self.inner.unsettled_outcomes() as f64
+    }
+
     // ---- inputs -----------------------------------------------------------------------------------------
 
     /// Hands in an HTTP answer to request `id`: the status, the headers flattened as `[name, value, …]`,

@@ -34,7 +34,7 @@ export type ErrorCode =
   | "INVALID_IDEMPOTENCY_KEY" | "INVALID_WEBHOOK_URL" | "AUDIT_LOG_CORRUPT" | "TOKEN_EXPIRED"
   | "AUDIT_LOG_UNAVAILABLE" | "CLIENT_SECRET_IN_BROWSER" | "NOT_INITIALIZED" | "OUTCOME_UNKNOWN"
   | "BUSY" | "CLOSED" | "INVALID_REFERENCE" | "DISCOVERY_FAILED" | "UNKNOWN_AGENT"
-  | "UNKNOWN_REASON_CODE" | "BAD_REQUEST" | "STATE_CONFLICT";
+  | "UNKNOWN_REASON_CODE" | "BAD_REQUEST" | "STATE_CONFLICT" | "OBSERVE_UNSUPPORTED" | "NOT_APPLIED";
 
 /** An `Error` thrown by this package. */
 export interface CodedError extends Error { code: ErrorCode }
@@ -76,7 +76,7 @@ export interface CxoneConfig {
   /** The WFM base [I] (default `https://{area}.{uhDomain}` from the CXone configuration). */
   wfmBase?: string | null;
   /** The API version (`v{N}.0`) of each ACD endpoint [I] (default 34 each). */
-  versions?: { agents?: number; unavailableCodes?: number; setState?: number };
+  versions?: { agents?: number; unavailableCodes?: number; setState?: number; agentStates?: number; stateHistory?: number };
   /** How the client app authenticates at the token endpoint [I] (default `basic`). */
   clientAuth?: "basic" | "body";
   /** How `SetAgentState` carries `state` and `outStateId` [I] (default `query`). */
@@ -128,7 +128,7 @@ export interface EngineConfig {
   rateLimit?: { perMinute?: number; burst?: number | null };
   /** Per-request timeout (default 10 000 ms). */
   requestTimeoutMs?: number;
-  history?: { maxEntriesPerAgent: number; maxAgents: number };
+  history?: { maxEntriesPerAgent: number; maxAgents: number; classes?: StateClasses };
   /** Audit records the report's `logs` keeps (default 10 000). */
   reportLogCapacity?: number;
   /** Open changes accepted before commands answer `BUSY` (default 100 000). */
@@ -138,6 +138,72 @@ export interface EngineConfig {
   webhook?: WebhookConfig | null;
   /** The `cxone` profile's settings (unused by `seed`). */
   cxone?: CxoneConfig;
+  /** `cxone`: how agent states changed elsewhere are observed (`startObserving`). */
+  observe?: ObserveConfig;
+}
+
+/** `cxone`: the poll of `agents/states?updatedSince=` (every field has a default). */
+export interface ObserveConfig {
+  /** Time between the end of one poll and the start of the next (default 10 000 ms; at least 1000). */
+  intervalMs?: number;
+  /** Agents per page of the poll (1 to 1000). */
+  pageSize?: number;
+  /** An `OUTCOME_UNKNOWN` change not seen applied this long after its last send is settled from the tenant's
+   * answers (default 60 000 ms). */
+  settleAfterMs?: number;
+  /** Before a change is sent: when a fresh observation shows the agent already in the requested state and
+   * code, it is not sent and is audited as a no-op success naming that observation (default false). */
+  skipIfInEffect?: boolean;
+  /** The observed states are stale when no poll has succeeded for this long (default 30 000 ms; at least
+   * `intervalMs`). */
+  staleAfterMs?: number;
+  /** How far an observed change's time may be from one of our changes and still be taken as ours (default
+   * 2000 ms). */
+  matchToleranceMs?: number;
+}
+
+/** Which states count as working (utilization), idle and offline; any other state is tracked only. */
+export interface StateClasses { working?: string[]; idle?: string[]; offline?: string[] }
+
+/** Whether an observed change was made by this engine (`ours`) or elsewhere (`external`: the agent, a
+ * supervisor, the ACD, a session). */
+export type ObservationSource = "ours" | "external";
+
+/** What the tenant said about one agent (carried by `stateObserved` and its observation record). */
+export interface Observation {
+  /** When the tenant says it happened, on our wall clock (Unix ms). */
+  atMs: number;
+  /** The unavailable code's name, when there is one. */
+  code?: string;
+  /** The unavailable code's id, when there is one. */
+  outStateId?: number;
+  source: ObservationSource;
+  /** The tenant's state name, e.g. `"Unavailable"`. */
+  tenantState: string;
+  tenantStateId?: number;
+  /** The tenant's `lastUpdateTime`, as it wrote it. */
+  tenantTime: string;
+}
+
+/** One agent as `engine.agents()` / `manager.getAgents()` reports it. */
+export interface AgentSnapshot {
+  userId: string;
+  /** The current state, as the history names it (`READY`, `NOT_READY`, `INBOUND_CONTACT`, `LOGGED_OUT`, …). */
+  state: string;
+  /** Since when (Unix ms). */
+  sinceMs: number;
+  /** How long the agent has been in it (ms). */
+  ageMs: number;
+  /** `change`: a change this engine made, not yet seen by a poll; `ours` or `external`: observed. */
+  source: "change" | ObservationSource;
+  /** The tenant's state name, when observed. */
+  tenantState?: string;
+  /** The unavailable code's name, when observed with one. */
+  code?: string;
+  /** How long ago the last successful poll started, while observing (ms). */
+  observedAgoMs?: number;
+  /** Observation is on and no poll has succeeded for `observe.staleAfterMs`: the state may be out of date. */
+  stale: boolean;
 }
 
 /** An HTTP request for the host to perform. */
@@ -166,6 +232,10 @@ export interface AuditRecord {
   settles?: string;
   /** The caller's reference of the change (`engine.transition(…, reference)`), when it gave one. */
   reference?: string;
+  /** `cxone`: set on an observation record (not a transition attempt): what the tenant showed. */
+  observation?: Observation;
+  /** Set on a change not sent because the tenant already showed it in effect: the observation record's `id`. */
+  reliesOn?: string;
   prevHash: string; hash: string;
 }
 
@@ -251,7 +321,8 @@ export interface TransitionFailed {
 }
 export interface PolicyViolation { transitionId: number; userId: string; requestedState: string; code: ErrorCode; atMs: number }
 export interface RetryScheduled {
-  transitionId: number | null; userId: string | null; kind: "token" | "schedule" | "breakStatus" | "setState" | "directory" | "unavailableCodes" | "scheduleExport";
+  transitionId: number | null; userId: string | null; kind: "token" | "schedule" | "breakStatus" | "setState" | "directory" | "unavailableCodes" | "scheduleExport"
+    | "agentStates" | "stateHistory";
   retry: number; delayMs: number; status: number | null; atMs: number;
 }
 export interface ValidationCompleted {
@@ -264,6 +335,55 @@ export interface WebhookRetryScheduled { eventId: string; attempt: number; delay
 export interface WebhookDeadLettered {
   eventId: string; attempts: number; lastStatus: number | null; reason: string; deadLetters: number; atMs: number;
 }
+/** `cxone`: a poll showed an agent in a new state (or code, or session), made by us or elsewhere. */
+export interface StateObserved {
+  userId: string;
+  /** The state before, as the history knew it. */
+  previousState: string | null;
+  /** The new state, as the history names it. */
+  state: string;
+  /** What the tenant said, and whether the change was ours (`observation.source`). */
+  observation: Observation;
+  /** The observation's audit record. */
+  recordId: string;
+  atMs: number;
+}
+/** `cxone`: a poll ended (or failed): whether observation is alive and how far behind it is. */
+export interface ObservationHeartbeat {
+  /** Whether this poll succeeded. */
+  ok: boolean;
+  /** Time since the start of the last successful poll (ms): how old the observed states may be; `null` before
+   * the first success. */
+  lagMs: number | null;
+  /** Whether the observed states are older than `observe.staleAfterMs`. */
+  stale: boolean;
+  /** Agents known to the observer. */
+  agents: number;
+  /** Agents whose change this poll reported. */
+  changed: number;
+  /** Polls that succeeded so far. */
+  polls: number;
+  /** Why this poll failed. */
+  error?: TransitionError;
+  atMs: number;
+}
+/** An `OUTCOME_UNKNOWN` change was settled by what the tenant showed (a new audit record). */
+export interface OutcomeSettled {
+  userId: string;
+  /** The state the change asked for. */
+  requestedState: string;
+  /** Whether the tenant applied it. */
+  applied: boolean;
+  /** The `OUTCOME_UNKNOWN` record it settles. */
+  settles: string;
+  /** The settlement's own audit record. */
+  recordId: string;
+  /** What it was decided from. */
+  evidence: string;
+  /** The caller's reference of the change, if it had one. */
+  reference?: string;
+  atMs: number;
+}
 
 /** An event from the engine. */
 export type EngineEvent =
@@ -275,7 +395,10 @@ export type EngineEvent =
   | ({ type: "tokenRequested" } & TokenRequested)
   | ({ type: "webhookDelivered" } & WebhookDelivered)
   | ({ type: "webhookRetryScheduled" } & WebhookRetryScheduled)
-  | ({ type: "webhookDeadLettered" } & WebhookDeadLettered);
+  | ({ type: "webhookDeadLettered" } & WebhookDeadLettered)
+  | ({ type: "stateObserved" } & StateObserved)
+  | ({ type: "observationHeartbeat" } & ObservationHeartbeat)
+  | ({ type: "outcomeSettled" } & OutcomeSettled);
 
 /**
  * One output of the engine: drain until `timeout` (a monotonic deadline, or `null`). Persist every
@@ -310,6 +433,8 @@ export interface ComplianceReport {
   /** Records that settled an earlier `OUTCOME_UNKNOWN` one. */
   settledCount: number;
   violationCount: number;
+  /** `cxone`: observation records by source (`ours`, `external`); absent when there are none. */
+  observedBySource?: Record<string, number>;
   failuresByCode: Record<string, number>; latency: LatencySummary;
   perState: Record<string, { attempts: number; successes: number }>; agents: AgentMetrics[];
 }
@@ -328,6 +453,28 @@ export interface WorkdayConfig {
   agents: number; seed: number; startMs: number; shiftHours: number; faultRate: number; unscheduledShare: number;
   ruleBreakerShare: number; ratePerMinute: number; breakMinutes: number; breakEveryHours: number;
   profile: "seed" | "cxone";
+  /** `cxone`: agents, supervisors and the ACD acting on their own (absent when off). */
+  activity?: ActivityConfig;
+  /** `cxone`: whether the engine observed agent states changed elsewhere (absent when not). */
+  observe?: boolean;
+}
+/** `cxone`: the simulated tenant's own activity, in changes per hour (every field has a default). */
+export interface ActivityConfig {
+  agentChangesPerHour?: number; contactsPerHour?: number; contactMeanS?: number; supervisorChangesPerHour?: number;
+  logInOut?: boolean;
+}
+/** One agent's figures against the simulated tenant's truth. */
+export interface AgentAccuracy {
+  userId: string; truthChanges: number; utilization: number | null; truthUtilization: number | null;
+  workingMs: number; truthWorkingMs: number; idleMs: number; truthIdleMs: number;
+  /** The poll interval × (changes + 1): how far working and idle time may be off (ms). */
+  boundMs: number;
+}
+/** `cxone`: how far the engine's utilization and idle time are from the tenant's truth. */
+export interface DayAccuracy {
+  observed: boolean; intervalMs: number; fromMs: number; toMs: number;
+  meanUtilizationError: number; maxUtilizationError: number; meanIdleErrorMs: number; maxIdleErrorMs: number;
+  agentsWithinBound: number; agents: AgentAccuracy[];
 }
 export interface GroundTruth {
   totalRequests: number; requestsByEndpoint: Record<string, number>; responsesByStatus: Record<string, number>;
@@ -342,6 +489,8 @@ export interface DayCharts {
 export interface DaySummary {
   config: WorkdayConfig; report: ComplianceReport; groundTruth: GroundTruth; commands: number;
   apiRequestsPerTransition: number; retries: number; startedMs: number; finishedMs: number; charts: DayCharts;
+  /** `cxone`: the engine's figures against the tenant's truth, once the day is done. */
+  accuracy?: DayAccuracy;
 }
 "#;
 

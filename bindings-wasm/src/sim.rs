@@ -63,6 +63,8 @@ fn workday_config(options: JsValue) -> Result<WorkdayConfig, JsValue> {
         rule_breaker_share: o.rule_breaker_share.unwrap_or(d.rule_breaker_share),
         start_ms: whole(o.start_ms, "startMs")?.unwrap_or(d.start_ms),
         profile,
+        // Agents acting on their own and the observer stay off: a page's day is the compliance day.
+        ..d
     })
 }
 

@@ -9,6 +9,9 @@ let agents = [];
 const results = new Map(); // userId → { text, kind }
 let lastHash = '0'.repeat(64);
 let chainOk = true;
+let heartbeat = null; // the last `heartbeat` of the manager observing (cxone)
+// Agents seen changed elsewhere since the console connected (the first poll's states are no such change).
+const changedElsewhere = new Set();
 
 function setStatus(text, kind = '') {
   const el = $('#tenant-status');
@@ -18,6 +21,8 @@ function setStatus(text, kind = '') {
 
 function addAuditRow(r) {
   const linked = r.prevHash === lastHash;
+  // An observation record says what the tenant showed; it is no attempt of ours.
+  const seen = r.observation;
   lastHash = r.hash;
   const verified = verifyAuditRecord(r);
   chainOk = chainOk && linked && verified;
@@ -28,7 +33,7 @@ function addAuditRow(r) {
     [fmtClock(Date.parse(r.timestamp)), ''],
     [r.userId, ''],
     [r.newState, ''],
-    [r.success ? 'accepted' : r.errorCode, r.success ? 'msg ok' : 'msg bad'],
+    [seen ? `observed (${seen.source})` : r.success ? 'accepted' : r.errorCode, r.success ? 'msg ok' : 'msg bad'],
     [`${r.latencyMs} ms`, 'num'],
     [r.attempts, 'num'],
     [r.hash.slice(0, 12), 'mono'],
@@ -73,11 +78,15 @@ function renderAgents() {
   }
   if (!manager) return;
   const now = Date.now();
+  const snaps = manager.observing ? manager.getAgents() : [];
+  renderObserveStatus(snaps[0]);
   for (const tr of tbody.children) {
     const id = tr.dataset.agent;
     const m = manager.getAgentMetrics(id);
     const state = m?.currentState ?? 'unknown';
-    tr.querySelector('.state').innerHTML = `<span class="badge ${state}">${state}</span>`;
+    const external = changedElsewhere.has(id) && snaps.find((a) => a.userId === id)?.source === 'external';
+    tr.querySelector('.state').innerHTML = `<span class="badge ${state}">${state}</span>`
+      + (external ? '<span class="badge source" title="changed outside this console">external</span>' : '');
     tr.querySelector('.in-state').textContent = m ? fmtMs(now - m.currentSinceMs) : '—';
     tr.querySelector('.idle').textContent = m ? fmtMs(m.idleTimeMs) : '—';
     tr.querySelector('.util').textContent = m ? fmtPct(m.utilization) : '—';
@@ -85,6 +94,39 @@ function renderAgents() {
     const cell = tr.querySelector('.result');
     cell.textContent = r?.text ?? '';
     cell.className = `result msg ${r?.kind ?? ''}`;
+  }
+}
+
+/** Whether the observed states are fresh: from a snapshot (ticks between polls), else the last heartbeat. */
+function renderObserveStatus(snap) {
+  const el = $('#observe-status');
+  const stale = snap ? snap.stale : heartbeat?.stale;
+  const lag = snap?.observedAgoMs ?? heartbeat?.lagMs;
+  el.hidden = !manager?.observing;
+  if (el.hidden || stale === undefined) return;
+  el.dataset.stale = String(stale);
+  el.textContent = stale
+    ? `— stale: agent states last confirmed ${lag == null ? 'never' : `${fmtMs(lag)} ago`}${heartbeat?.error ? ` (${heartbeat.error.code})` : ''}`
+    : `— live: observed ${fmtMs(lag)} ago`;
+}
+
+/** A change the tenant showed and this console did not make: a feed entry, and the agent's row says so. */
+function addObserved(o) {
+  const { source, tenantState, code } = o.observation;
+  // The first poll reports every agent's state: that is no change worth a line.
+  if (o.previousState === null) return;
+  const li = document.createElement('li');
+  li.dataset.agent = o.userId;
+  li.dataset.source = source;
+  li.textContent = `${fmtClock(o.observation.atMs)} ${o.userId}: ${o.previousState} → ${o.state} (${tenantState}${code ? ` · ${code}` : ''}) `;
+  const badge = document.createElement('span');
+  badge.className = 'badge source';
+  badge.textContent = source;
+  li.append(badge);
+  $('#feed').prepend(li);
+  if (source === 'external') {
+    changedElsewhere.add(o.userId);
+    results.set(o.userId, { text: `Changed elsewhere to ${o.state}${code ? ` (${code})` : ''}`, kind: 'warn' });
   }
 }
 
@@ -120,6 +162,10 @@ async function connect(profile, baseUrl, tokenUrl, ids) {
   manager?.close();
   manager = null;
   results.clear();
+  heartbeat = null;
+  changedElsewhere.clear();
+  $('#feed').replaceChildren();
+  $('#feed-section').hidden = profile !== 'cxone';
   $('#audit tbody').replaceChildren();
   lastHash = '0'.repeat(64);
   chainOk = true;
@@ -139,11 +185,26 @@ async function connect(profile, baseUrl, tokenUrl, ids) {
     if (!(first.expiresIn > 0)) {
       setStatus('The token service handed out an already expired token — check the token endpoint.', 'bad');
     }
+    // On cxone the console observes changes made elsewhere (`?observeMs=` and `?staleMs=` set the poll).
+    const q = new URLSearchParams(location.search);
+    const observe = {};
+    if (q.has('observeMs')) observe.intervalMs = Number(q.get('observeMs'));
+    if (q.has('staleMs')) observe.staleAfterMs = Number(q.get('staleMs'));
     const options = profile === 'cxone'
-      ? { profile, apiBaseUrl: baseUrl || undefined, rateLimitPerMinute: 600, wfmRateLimitPerMin: 600 }
+      ? { profile, apiBaseUrl: baseUrl || undefined, rateLimitPerMinute: 600, wfmRateLimitPerMin: 600, observe }
       : { baseUrl, rateLimitPerMinute: 600 };
     const m = new AgentStateManager({ getAccessToken }, undefined, options);
     manager = m;
+    m.addEventListener('observed', (e) => {
+      if (manager !== m) return;
+      addObserved(e.detail);
+      renderAgents();
+    });
+    m.addEventListener('heartbeat', (e) => {
+      if (manager !== m) return;
+      heartbeat = e.detail;
+      renderAgents();
+    });
     m.addEventListener('audit', (e) => {
       if (manager !== m) return;
       addAuditRow(e.detail);

@@ -221,8 +221,71 @@ test('console on cxone: bases and tokens from the page\'s back end (no secret, n
   // agent-0003 (agentId 1003) is in a break: READY is refused before anything is sent.
   await page.getByRole('button', { name: 'Set 1003 to READY' }).click();
   await page.locator('tr[data-agent="1003"] .result', { hasText: 'Refused' }).waitFor();
-  assert.match(await page.locator('#audit tbody tr').last().innerText(), /1001[\s\S]*NOT_READY[\s\S]*accepted/);
+  // The console observes on cxone: the first poll's observation records come first in the log.
+  assert.match(await page.locator('#audit tbody tr', { hasText: 'accepted' }).last().innerText(), /1001[\s\S]*NOT_READY[\s\S]*accepted/);
   assert.deepEqual(wellKnown, [], 'the page did no discovery and no grant');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+/** The console on cxone, observing every second (stale after 3 s without a successful poll). */
+async function observingConsole() {
+  const opened = await openPage('/?observeMs=1000&staleMs=3000');
+  const { page } = opened;
+  await page.locator('#tenant-status.ok').waitFor();
+  await page.getByLabel('API profile').selectOption('cxone');
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.locator('#tenant-status.ok', { hasText: 'cxone profile' }).waitFor();
+  await page.locator('#observe-status[data-stale="false"]', { hasText: 'live' }).waitFor({ timeout: 15_000 });
+  return opened;
+}
+
+/** An admin call to the console's local sim-server. */
+async function simAdmin(path, body) {
+  const { baseUrl } = await fetch(`${base}/config`).then((r) => r.json());
+  const res = await fetch(baseUrl + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(res.status, 200, `${path}: ${res.status}`);
+  return res.json();
+}
+
+test('console on cxone: a supervisor\'s change made elsewhere shows up live, marked external', async () => {
+  const { page, errors } = await observingConsole();
+  const row = page.locator('tr[data-agent="1004"]');
+  assert.equal(await row.locator('.badge.source').count(), 0, 'nothing external before the change');
+  // agent-0004 is agentId 1004 (team A, which has a Lunch code).
+  await simAdmin('/admin/agents/agent-0004/tenant-state', { state: 'Unavailable', code: 'Lunch', source: 'supervisor' });
+  const entry = page.locator('#feed li[data-agent="1004"][data-source="external"]');
+  await entry.waitFor({ timeout: 15_000 });
+  assert.match(await entry.innerText(), /1004: \S+ → NOT_READY \(Unavailable · Lunch\)\s*external/);
+  await row.locator('.state .badge.NOT_READY').waitFor();
+  assert.equal(await row.locator('.state .badge.source').innerText(), 'external');
+  assert.match(await row.locator('.result').innerText(), /Changed elsewhere to NOT_READY \(Lunch\)/);
+  // The observation is in the audit log as a record of its own, chained and verified.
+  assert.match(await page.locator('#audit tbody tr', { hasText: 'observed (external)' }).filter({ hasText: '1004' }).first().innerText(),
+    /1004[\s\S]*NOT_READY[\s\S]*observed \(external\)[\s\S]*✓ linked, hash verified/);
+  // Our own change is not marked external.
+  await page.getByRole('button', { name: 'Set 1004 to READY' }).click();
+  await row.locator('.result', { hasText: 'Changed to READY' }).waitFor();
+  assert.equal(await row.locator('.badge.source').count(), 0);
+  await page.screenshot({ path: join(out, 'console-observe.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('console on cxone: "stale" with the lag while the tenant refuses the poll (503), cleared once it answers', async () => {
+  const { page, errors } = await observingConsole();
+  const status = page.locator('#observe-status');
+  await simAdmin('/admin/faults', { endpoint: 'agentStates', fault: { kind: 'status', status: 503 }, times: 100_000 });
+  try {
+    await page.locator('#observe-status[data-stale="true"]').waitFor({ timeout: 20_000 });
+    assert.match(await status.innerText(), /stale: agent states last confirmed \d+ s ago/);
+    await page.screenshot({ path: join(out, 'console-stale.png'), fullPage: true });
+  } finally {
+    await simAdmin('/admin/faults/clear', {});
+  }
+  await page.locator('#observe-status[data-stale="false"]').waitFor({ timeout: 30_000 });
+  assert.match(await status.innerText(), /live: observed \d+ s ago/);
+  assert.doesNotMatch(await status.innerText(), /stale/);
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -9,6 +9,7 @@ import {
   type DaySummary,
   type DeadLetterEntry,
   type EngineOutput,
+  type AgentSnapshot,
   type ErrorCode,
   type LogRecord,
   type TransitionResult,
@@ -126,4 +127,36 @@ async function console(): Promise<void> {
   new AgentStateManager({ clientId: 'x' });
 }
 
+/** `cxone`: observing agent states changed elsewhere. */
+async function observing(): Promise<void> {
+  const manager = new AgentStateManager(
+    { getAccessToken: async () => ({ accessToken: 't', expiresIn: 3600, apiBase: 'https://api', wfmBase: 'https://wfm' }) },
+    undefined,
+    { profile: 'cxone', observe: { intervalMs: 5000, staleAfterMs: 20_000, autoStart: false } },
+  );
+  manager.addEventListener('observed', (e) => {
+    check<'ours' | 'external'>()(e.detail.observation.source);
+    check<string>()(e.detail.state);
+    check<string | null>()(e.detail.previousState);
+  });
+  manager.addEventListener('heartbeat', (e) => {
+    check<boolean>()(e.detail.stale);
+    check<number | null>()(e.detail.lagMs);
+  });
+  manager.addEventListener('settled', (e) => check<boolean>()(e.detail.applied));
+  check<Promise<void>>()(manager.startObserving());
+  check<boolean>()(manager.observing);
+  const agents = manager.getAgents();
+  check<AgentSnapshot[]>()(agents);
+  check<'change' | 'ours' | 'external'>()(agents[0].source);
+  check<boolean>()(agents[0].stale);
+  check<number>()(manager.unsettledOutcomes);
+  await manager.stopObserving();
+  // @ts-expect-error: the poll's interval is a number
+  new AgentStateManager({ getAccessToken: async () => ({ accessToken: 't' }) }, undefined, { observe: { intervalMs: 'often' } });
+  const code: ErrorCode = 'OBSERVE_UNSUPPORTED';
+  void code;
+}
+
 void console;
+void observing;

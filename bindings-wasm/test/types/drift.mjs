@@ -67,6 +67,16 @@ for (const kind of ['directory', 'unavailableCodes', 'scheduleExport']) need(`a 
 need('an intent with an outStateId', records.some((r) => r.kind === 'intent' && r.outStateId !== undefined));
 need('an accessToken input with the cxone bases', samples.inputs.some((i) => i.type === 'accessToken' && i.apiBase && i.wfmBase));
 need('a cxone configuration and a cxone day', samples.engineConfigs.some((c) => c.profile === 'cxone') && samples.daySummaries.some((d) => d.config.profile === 'cxone'));
+// Observation (`cxone`).
+for (const source of ['ours', 'external']) need(`a stateObserved from ${source}`, events.some((e) => e.type === 'stateObserved' && e.observation.source === source));
+need('an observation with a code and an outStateId', events.some((e) => e.type === 'stateObserved' && e.observation.code && e.observation.outStateId !== undefined));
+need('a heartbeat that succeeded and one with an error', events.some((e) => e.type === 'observationHeartbeat' && e.ok) && events.some((e) => e.type === 'observationHeartbeat' && e.error));
+need('an outcome settled applied and one not applied', ['true', 'false'].every((v) => events.some((e) => e.type === 'outcomeSettled' && String(e.applied) === v)));
+need('an outcome settled with a reference', events.some((e) => e.type === 'outcomeSettled' && e.reference));
+need('an observation record and one that relies on it', records.some((r) => r.kind === undefined && r.observation) && records.some((r) => r.kind === undefined && r.reliesOn));
+need('a retry of an agentStates poll', events.some((e) => e.type === 'retryScheduled' && e.kind === 'agentStates'));
+need('a report with observedBySource', samples.complianceReports.some((r) => r.observedBySource));
+need('agent snapshots from every source', ['ours', 'external'].every((s) => samples.agentSnapshots.some((a) => a.source === s)) && samples.agentSnapshots.some((a) => a.observedAgoMs !== undefined));
 if (problems.length > 0) {
   console.error(`types: the samples do not cover every wire type (extend bindings-wasm/examples/wire_samples.rs):\n  ${problems.join('\n  ')}`);
   process.exit(1);
@@ -98,6 +108,7 @@ const constants = [
   ['restored', 'Restored[]', distinct(samples.restored)],
   ['webhookPayloads', 'WebhookPayload[]', distinct(samples.webhookPayloads)],
   ['chainHeads', 'ChainHead[]', samples.chainHeads],
+  ['agentSnapshots', 'AgentSnapshot[]', distinct(samples.agentSnapshots)],
   ['complianceReports', 'ComplianceReport[]', distinct(samples.complianceReports)],
   ['agentMetrics', '(AgentMetrics | null)[]', distinct(samples.agentMetrics)],
   ['engineConfigs', 'EngineConfig[]', distinct(samples.engineConfigs)],
@@ -116,7 +127,7 @@ const unions = [
   ['tokenSource', "NonNullable<EngineConfig['tokenSource']>"],
   ['errorCode', 'ErrorCode'],
 ];
-const types = ['AgentMetrics', 'ChainHead', 'Checkpoint', 'ComplianceReport', 'DaySummary', 'DeadLetterEntry', 'EngineConfig',
+const types = ['AgentMetrics', 'AgentSnapshot', 'ChainHead', 'Checkpoint', 'ComplianceReport', 'DaySummary', 'DeadLetterEntry', 'EngineConfig',
   'EngineEvent', 'EngineInput', 'EngineOutput', 'ErrorCode', 'LogRecord', 'Restored', 'RetryScheduled', 'Target',
   'TransportErrorKind', 'WebhookPayload'];
 
