@@ -447,6 +447,10 @@ export interface SimulateDayOptions {
   /** Which API the engine speaks to the simulated tenant (default `seed`; on `cxone` agents are named by
    * their numeric `agentId`). */
   profile?: "seed" | "cxone";
+  /** `cxone`: agents, supervisors and the ACD change states on their own (off by default). */
+  activity?: ActivityConfig;
+  /** `cxone`: the engine observes states changed elsewhere (`OBSERVE_UNSUPPORTED` on seed). */
+  observe?: boolean;
 }
 /** The parameters a simulated day ran with. */
 export interface WorkdayConfig {

@@ -49,6 +49,10 @@ function feed(engine, action) {
         return engine.replayDeadLetters(monoMs, unixMs, c.eventId);
       case 'close':
         return engine.close(monoMs, unixMs);
+      case 'startObserving':
+        return command(() => engine.startObserving(monoMs, unixMs));
+      case 'stopObserving':
+        return engine.stopObserving();
       default:
         throw new Error(`unknown command ${c.command}`);
     }
@@ -89,7 +93,9 @@ test('transcripts.json: every output equals the native one', () => {
     'input:response', 'input:transportError', 'input:timeout', 'transmit', 'timeout', 'persist:audit',
     'persist:intent', 'persist:webhook', 'persist:delivered', 'persist:deadLetter', 'persist:replayed',
     'persist:checkpoint', 'event:stateChanged', 'event:transitionFailed', 'event:validationCompleted',
-    'event:policyViolation', 'event:retryScheduled', 'event:webhookDelivered', 'event:webhookDeadLettered']) {
+    'event:policyViolation', 'event:retryScheduled', 'event:webhookDelivered', 'event:webhookDeadLettered',
+    'command:startObserving', 'command:stopObserving', 'event:stateObserved', 'event:observationHeartbeat',
+    'event:outcomeSettled']) {
     assert.ok(seen.has(kind), `no transcript covers ${kind}`);
   }
 });

@@ -1740,9 +1740,10 @@ impl Engine {
                 });
                 change.first_sent_unix = Some(now.unix_ms);
                 let (user, target) = (change.user.clone(), change.resolved.map(|r| r.target));
+                let state = change.state.as_str().to_owned();
                 let request = self.state_request(id, &token);
                 if let Some(target) = target {
-                    self.note_first_send(now, user.as_str(), target);
+                    self.note_first_send(now, user.as_str(), state, target);
                 }
                 self.supersede(now, &intent);
                 self.persist(Record::Intent(intent));

@@ -283,6 +283,8 @@ pub(crate) struct Seen {
 /// A change of ours, kept a little while so an observation can be matched to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Sent {
+    /// The history's name of the state asked for (`TRAINING` where the tenant shows `Unavailable`).
+    pub(crate) state: String,
     pub(crate) tenant_state: &'static str,
     pub(crate) out_state_id: Option<u64>,
     pub(crate) first_sent_ms: u64,
@@ -344,6 +346,8 @@ pub(crate) struct Observer {
     pub(crate) running: bool,
     /// Monotonic time observation started.
     pub(crate) started_mono: u64,
+    /// Unix time observation started: no observed stretch begins earlier.
+    pub(crate) started_unix: u64,
     /// Wall clock at the start of the poll under way.
     pub(crate) poll_started_unix: u64,
     /// Agents whose change the poll under way reported.
@@ -380,6 +384,7 @@ impl Default for Observer {
         Self {
             running: false,
             started_mono: 0,
+            started_unix: 0,
             poll_started_unix: 0,
             changed: 0,
             in_flight: None,

@@ -201,6 +201,80 @@ fn our_own_change_is_recognised_as_ours_and_not_counted_twice() {
 }
 
 #[test]
+fn a_state_left_and_entered_again_between_polls_is_not_mistaken_for_no_change() {
+    let mut h = observing(vec![on_shift("alice")], |_, _| {});
+    let alice = h.user("alice");
+    // The agent was in her session long before we watched: her stretch counts from when we started.
+    let first = h.engine.history().timeline(&alice)[0].clone();
+    assert!(first.entered_at_ms >= T0, "{first:?}");
+    // She takes lunch herself, and the poll sees it.
+    let at = h.now_ms() + 3 * SEC;
+    h.drive_until(at);
+    h.tenant
+        .external_change(
+            at,
+            "alice",
+            "Unavailable",
+            Some("Lunch"),
+            TruthSource::Agent,
+        )
+        .unwrap();
+    h.drive_until(at + INTERVAL + 2 * SEC);
+    assert_eq!(h.engine.history().current(&alice).unwrap().state, NOT_READY);
+    // We make her READY; two seconds after it is confirmed she goes back to lunch, before the next poll.
+    let id = h.transition(&alice, READY);
+    let sent = h.now_ms();
+    h.drive_until(sent + SEC);
+    assert_eq!(failure_code(&h, id), None);
+    assert_eq!(h.engine.history().current(&alice).unwrap().state, READY);
+    let back = h.now_ms() + 2 * SEC;
+    h.drive_until(back);
+    h.tenant
+        .external_change(
+            back,
+            "alice",
+            "Unavailable",
+            Some("Lunch"),
+            TruthSource::Agent,
+        )
+        .unwrap();
+    h.drive_until(back + INTERVAL + 2 * SEC);
+    // The same state and code as the poll before, at a later tenant time: the history follows the tenant.
+    let current = h.engine.history().current(&alice).unwrap().clone();
+    assert_eq!(
+        (current.state.as_str(), current.entered_at_ms),
+        (NOT_READY, back)
+    );
+    let lunches = observed(&h)
+        .into_iter()
+        .filter(|o| o.user_id == alice && o.observation.code.as_deref() == Some("Lunch"))
+        .count();
+    assert_eq!(lunches, 2, "{:?}", observed(&h));
+}
+
+#[test]
+fn our_own_change_to_a_state_outside_the_table_keeps_its_name_when_observed() {
+    let mut h = observing(vec![on_shift("alice")], |_, _| {});
+    let alice = h.user("alice");
+    // TRAINING is sent as Unavailable with the fallback code; its own observation must not rename it.
+    let id = h.transition(&alice, "TRAINING");
+    let until = h.now_ms() + INTERVAL + 3 * SEC;
+    h.drive_until(until);
+    assert_eq!(failure_code(&h, id), None);
+    let ours: Vec<_> = observed(&h)
+        .into_iter()
+        .filter(|o| o.user_id == alice && o.observation.source == ObservationSource::Ours)
+        .collect();
+    assert_eq!(ours.len(), 1, "{:?}", observed(&h));
+    assert_eq!(ours[0].state, "TRAINING");
+    assert_eq!(ours[0].observation.tenant_state, "Unavailable");
+    let timeline = h.engine.history().timeline(&alice);
+    let last = timeline.last().unwrap();
+    assert_eq!(last.state, "TRAINING", "{timeline:?}");
+    assert_eq!(timeline.iter().filter(|e| e.state == "TRAINING").count(), 1);
+}
+
+#[test]
 fn the_poll_follows_next_links_across_pages() {
     let agents: Vec<AgentPlan> = (0..250)
         .map(|i| on_shift(&format!("agent-{i:03}")))
@@ -321,6 +395,33 @@ fn an_unknown_outcome_that_never_arrived_is_settled_as_not_applied() {
         .requests()
         .iter()
         .any(|(_, r)| r.url.contains("state-history")));
+}
+
+#[test]
+fn an_unknown_outcome_the_tenant_cannot_decide_is_not_waited_for() {
+    let mut h = observing(vec![on_shift("alice")], |c, _| {
+        c.observe.settle_after_ms = MIN
+    });
+    let alice = h.user("alice");
+    // She made herself Available before we asked for it: the tenant will show nothing new either way.
+    let at = h.now_ms() + SEC;
+    h.drive_until(at);
+    h.tenant
+        .external_change(at, "alice", "Available", None, TruthSource::Agent)
+        .unwrap();
+    h.drive_until(at + INTERVAL + 2 * SEC);
+    h.tenant.script_fault(FaultRule::on(
+        Endpoint::AgentState,
+        FaultKind::DropBefore,
+        100,
+    ));
+    let id = h.transition(&alice, READY);
+    let until = h.now_ms() + 6 * MIN;
+    h.drive_until(until);
+    assert_eq!(failure_code(&h, id), Some(ErrorCode::OutcomeUnknown));
+    // Not settled either way (nothing is guessed), and not counted as something a host could wait for.
+    assert!(settled(&h).is_empty(), "{:?}", settled(&h));
+    assert_eq!(h.engine.unsettled_outcomes(), 0);
 }
 
 #[test]

@@ -263,6 +263,7 @@ impl SimServerArgs {
 
     fn tenant(&self, now_ms: u64) -> anyhow::Result<SimTenant> {
         let mut tenant = SimTenant::new(self.config()?);
+        tenant.advance_to(now_ms);
         for i in 0..self.agents {
             tenant.add_agent(AgentPlan::on_shift(
                 format!("agent-{:04}", i + 1),

@@ -34,6 +34,7 @@ impl Engine {
         if !self.observer.running {
             self.observer.running = true;
             self.observer.started_mono = now.mono_ms;
+            self.observer.started_unix = now.unix_ms;
             if !matches!(self.observer.phase, PollPhase::InFlight) {
                 self.observer.phase = PollPhase::Queued(None);
             }
@@ -56,9 +57,15 @@ impl Engine {
         self.observer.running
     }
 
-    /// `OUTCOME_UNKNOWN` changes that observation may still settle.
+    /// `OUTCOME_UNKNOWN` changes that observation may still settle: those found undecidable (the tenant
+    /// shows the agent in the requested state already, and its history cannot tell) are not counted, so a
+    /// host waiting for this to reach 0 does not wait for what cannot come.
     pub fn unsettled_outcomes(&self) -> usize {
-        self.observer.unsettled.len()
+        self.observer
+            .unsettled
+            .iter()
+            .filter(|u| u.history != HistoryRead::Undecidable)
+            .count()
     }
 
     /// Every known agent's current state, where it is known from and how old it is, by user id.
@@ -422,11 +429,25 @@ impl Engine {
             let same = o.tenant_state.eq_ignore_ascii_case(&item.state_name)
                 && o.out_state_id == item.out_state_id
                 && seen.session_start == item.session_start;
-            if same {
+            if same && o.tenant_time == item.updated_at {
+                return;
+            }
+            // The same state again, entered anew at a later tenant time: the agent left it and came back
+            // between two polls, or one of our changes moved the history away in between. When the history
+            // already shows it, only the seen observation moves on; otherwise it is a change to record.
+            if same && self.previous_state(&user_id).as_deref() == Some(state.as_str()) {
+                if let Some(seen) = self.observer.seen.get_mut(&user_id) {
+                    seen.observation.tenant_time = item.updated_at.clone();
+                    seen.observation.at_ms = at_ms;
+                }
+                self.settle_if_shown(now, &user_id);
                 return;
             }
         }
-        let source = self.source_of(&user_id, &item, at_ms);
+        let (source, asked) = self.source_of(&user_id, &item, at_ms);
+        // Our own change keeps the name it was asked by: `TRAINING`, sent as `Unavailable` with the
+        // fallback code, is not renamed `NOT_READY` by its own observation.
+        let state = asked.unwrap_or(state);
         let observation = Observation {
             at_ms,
             code: item.code.clone(),
@@ -463,7 +484,11 @@ impl Engine {
             self.persist(Record::Audit(record));
             // Our own change is in the history already, from its confirmation.
             if !(source == ObservationSource::Ours && previous_state.as_deref() == Some(&state)) {
-                self.history.record(&user_id, &state, at_ms);
+                // What the tenant did before we watched is not ours to count: an observed stretch begins
+                // when observation started at the earliest (the record and the settling keep the tenant's
+                // own time).
+                let since = at_ms.max(self.observer.started_unix.min(now.unix_ms));
+                self.history.record(&user_id, &state, since);
             }
             self.observer.changed += 1;
             self.emit(Event::StateObserved(StateObserved {
@@ -488,22 +513,27 @@ impl Engine {
         self.settle_if_shown(now, &user_id);
     }
 
-    /// `ours` when one of our recent changes of this agent asked for this state and code, and the tenant's
-    /// time of the change falls between its first send and its completion (with the tolerance).
-    fn source_of(&self, user_id: &str, item: &ObservedAgentState, at_ms: u64) -> ObservationSource {
+    /// `ours`, with the history's name of the state our change asked for, when one of our recent changes
+    /// of this agent asked for this state and code and the tenant's time of the change falls between its
+    /// first send and its completion (with the tolerance); `external` otherwise.
+    fn source_of(
+        &self,
+        user_id: &str,
+        item: &ObservedAgentState,
+        at_ms: u64,
+    ) -> (ObservationSource, Option<String>) {
         let tolerance = self.config.observe.match_tolerance_ms;
-        let ours = self.observer.sent.get(user_id).is_some_and(|sent| {
-            sent.iter().any(|s| {
+        let ours = self.observer.sent.get(user_id).and_then(|sent| {
+            sent.iter().rev().find(|s| {
                 s.tenant_state.eq_ignore_ascii_case(&item.state_name)
                     && s.out_state_id == item.out_state_id
                     && at_ms.saturating_add(tolerance) >= s.first_sent_ms
                     && at_ms <= s.done_ms.saturating_add(tolerance)
             })
         });
-        if ours {
-            ObservationSource::Ours
-        } else {
-            ObservationSource::External
+        match ours {
+            Some(s) => (ObservationSource::Ours, Some(s.state.clone())),
+            None => (ObservationSource::External, None),
         }
     }
 
@@ -511,7 +541,13 @@ impl Engine {
 
     /// A change is first sent: remember it for matching, and bound the evidence for the unknown outcomes of
     /// the same agent (what the tenant shows from now on may be this change's doing).
-    pub(super) fn note_first_send(&mut self, now: Now, user_id: &str, target: acd::CxoneState) {
+    pub(super) fn note_first_send(
+        &mut self,
+        now: Now,
+        user_id: &str,
+        state: String,
+        target: acd::CxoneState,
+    ) {
         if !self.cxone() {
             return;
         }
@@ -520,6 +556,7 @@ impl Engine {
             sent.remove(0);
         }
         sent.push(Sent {
+            state,
             tenant_state: target.as_str(),
             out_state_id: out_state_of(target),
             first_sent_ms: now.unix_ms,

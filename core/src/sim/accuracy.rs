@@ -2,8 +2,10 @@
 //! over a window, from the engine's history against the simulated tenant's true timeline.
 //!
 //! Both timelines are read through the same [`StateClasses`]: a tenant state is named as the history names
-//! it ([`history_state`]) before it is classed. Before the engine's first entry for an agent, the agent's
-//! time counts as neither working nor idle (the engine did not know).
+//! it ([`history_state`]) before it is classed. A state of the engine's own that no class names (`TRAINING`,
+//! which the tenant shows as `Unavailable` with its reason's code) is classed as the tenant shows it, so the
+//! two timelines disagree only where the engine does not know what the tenant did. Before the engine's
+//! first entry for an agent, the agent's time counts as neither working nor idle (the engine did not know).
 
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +148,16 @@ pub fn day_accuracy(
             .history()
             .timeline(&user_id)
             .into_iter()
-            .map(|e| (e.entered_at_ms, e.state))
+            .map(|e| {
+                let state = match classes.class_of(&e.state) {
+                    StateClass::Other => {
+                        let code = reasons.codes.get(&e.state).unwrap_or(&reasons.fallback);
+                        history_state("Unavailable", Some(code), &reasons)
+                    }
+                    _ => e.state,
+                };
+                (e.entered_at_ms, state)
+            })
             .collect();
         let (tw, ti, to) = class_times(&truth, from_ms, to_ms, &classes);
         let (w, i, o) = class_times(&ours, from_ms, to_ms, &classes);

@@ -378,6 +378,7 @@ pub fn throughput_workload(agents: u32, per_agent: u32) -> u64 {
     let mut config = Harness::engine_config_for_tenant(&sim, 0);
     config.rate_limit.burst = Some(sim.burst);
     let mut tenant = SimTenant::new(sim);
+    tenant.advance_to(t0);
     for i in 0..agents {
         tenant.add_agent(AgentPlan::on_shift(
             format!("w{i}"),

@@ -360,11 +360,12 @@ impl Harness {
     /// A harness running a whole generated day: the tenant knows the agents, and every planned command is
     /// scheduled at its time.
     pub fn for_workday(workday: &Workday, engine: Engine) -> Self {
+        let start = workday.commands.first().map_or(0, |c| c.at_ms);
         let mut tenant = SimTenant::new(workday.tenant.clone());
+        tenant.advance_to(start);
         for a in &workday.agents {
             tenant.add_agent(a.clone());
         }
-        let start = workday.commands.first().map_or(0, |c| c.at_ms);
         let mut h = Self::new(engine, tenant, start);
         for c in &workday.commands {
             let user_id = h.user(&c.user_id);

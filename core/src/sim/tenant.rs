@@ -616,7 +616,9 @@ impl SimTenant {
     /// its team follows the new plan's `team_id` when set.
     ///
     /// A new agent gets the next `agentId` (1001, 1002, … in the order agents are first added), a UUID-shaped
-    /// `userID` made from it, and the plan's team, else the teams A, B and C in turn.
+    /// `userID` made from it, and the plan's team, else the teams A, B and C in turn. Its tenant state starts
+    /// at the tenant's clock (see [`advance_to`](Self::advance_to)): a tenant that is to start at a given
+    /// time is advanced there before its agents are added.
     pub fn add_agent(&mut self, plan: AgentPlan) {
         let (state, identity, tenant) = match self.agents.remove(&plan.user_id) {
             Some(old) => (old.state, old.identity, Some(old.tenant)),
@@ -631,8 +633,9 @@ impl SimTenant {
             }
         };
         let replanned = tenant.is_some();
-        let tenant =
-            tenant.unwrap_or_else(|| activity::TenantState::new(&plan, &self.config.activity));
+        let tenant = tenant.unwrap_or_else(|| {
+            activity::TenantState::new(&plan, &self.config.activity, self.activity_clock_ms)
+        });
         let identity = CxoneIdentity {
             team_id: plan.team_id.unwrap_or(identity.team_id),
             ..identity
@@ -690,7 +693,7 @@ impl SimTenant {
     }
 
     /// An agent's true timeline up to `until_ms` (inclusive): every change of its tenant state, from any
-    /// source, the first being the state it started in at 0. Advances the clock to `until_ms` first (see
+    /// source, the first being the state it started in when it was added. Advances the clock to `until_ms` first (see
     /// [`advance_to`](Self::advance_to)); empty for an unknown agent.
     pub fn truth_timeline(&mut self, user_id: &str, until_ms: u64) -> Vec<TruthEntry> {
         self.advance_to(until_ms);

@@ -343,9 +343,10 @@ fn boundaries(plan: &AgentPlan, log_in_out: bool, after_ms: u64) -> Vec<u64> {
 }
 
 impl TenantState {
-    /// A new agent: a session has started (plain `Unavailable`) at 0, unless it has none then.
-    pub(super) fn new(plan: &AgentPlan, activity: &ActivityConfig) -> Self {
-        let name = if in_session(plan, activity.log_in_out, 0) {
+    /// A new agent added when the tenant's clock reads `at_ms`: a session has started (plain `Unavailable`)
+    /// then, unless it has none then.
+    pub(super) fn new(plan: &AgentPlan, activity: &ActivityConfig, at_ms: u64) -> Self {
+        let name = if in_session(plan, activity.log_in_out, at_ms) {
             CxState::Unavailable
         } else {
             CxState::LoggedOut
@@ -353,11 +354,11 @@ impl TenantState {
         Self {
             name,
             code: None,
-            last_update_ms: 0,
-            session_start_ms: 0,
+            last_update_ms: at_ms,
+            session_start_ms: at_ms,
             contact: None,
             timeline: vec![TruthEntry {
-                at_ms: 0,
+                at_ms,
                 state_name: name.name().to_owned(),
                 state_id: name.id(),
                 out_state_id: None,
