@@ -160,3 +160,26 @@ test('simulateDay on cxone: no READY during a break, agents named by agentId, th
   assert.ok(seed.report.agents.every((a) => a.userId.startsWith('agent-')), seed.report.agents[0].userId);
   assert.throws(() => simulateDay({ profile: 'acme' }), (e) => e.code === 'INVALID_CONFIG' && /profile/.test(e.message));
 });
+
+test('simulateDay on cxone with the tenant\'s own activity: observation keeps utilization and idle time true', () => {
+  const activity = { agentChangesPerHour: 4, contactsPerHour: 6, supervisorChangesPerHour: 0.5, logInOut: true };
+  const options = { agents: 40, hours: 4, seed: 3, profile: 'cxone', activity };
+  const on = simulateDay({ ...options, observe: true });
+  const off = simulateDay({ ...options, observe: false });
+  assert.equal(on.config.observe, true);
+  assert.equal(on.config.activity.agentChangesPerHour, 4);
+  assert.equal(on.accuracy.observed, true);
+  assert.equal(off.accuracy.observed, false);
+  assert.equal(on.accuracy.agents.length, 40);
+  assert.ok(on.accuracy.agents.reduce((n, a) => n + a.truthChanges, 0) > 40 * 10, 'agents acted on their own');
+  assert.equal(on.accuracy.agentsWithinBound, 40, JSON.stringify(on.accuracy.agents.filter((a) => Math.abs(a.idleMs - a.truthIdleMs) > a.boundMs)));
+  assert.ok(off.accuracy.agentsWithinBound < 40, `${off.accuracy.agentsWithinBound}`);
+  assert.ok(off.accuracy.meanUtilizationError > 5 * Math.max(on.accuracy.meanUtilizationError, 0.001),
+    `off ${off.accuracy.meanUtilizationError} on ${on.accuracy.meanUtilizationError}`);
+  assert.ok(off.accuracy.meanIdleErrorMs > on.accuracy.meanIdleErrorMs);
+  // The same options give the same day.
+  assert.deepEqual(simulateDay({ ...options, observe: true }).accuracy, on.accuracy);
+  // Seed has nothing to observe with: the stable code, as in Rust and the CLI.
+  assert.throws(() => simulateDay({ agents: 5, observe: true }), (e) => e.code === 'OBSERVE_UNSUPPORTED' && /cxone/.test(e.message));
+  assert.throws(() => simulateDay({ agents: 5, profile: 'cxone', activity: { contactsPerHour: -1 } }), (e) => e.code === 'INVALID_CONFIG');
+});

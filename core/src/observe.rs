@@ -295,6 +295,8 @@ pub(crate) struct Sent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Unsettled {
     pub(crate) record_id: String,
+    /// The agent's state before the change, as the unknown record has it: the settlement says the same.
+    pub(crate) previous_state: Option<String>,
     pub(crate) key: Option<String>,
     pub(crate) user_id: String,
     pub(crate) state: String,

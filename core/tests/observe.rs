@@ -356,6 +356,9 @@ fn an_unknown_outcome_that_was_applied_is_settled_as_applied() {
     assert!(settlement.success);
     assert_eq!(settlement.settles.as_deref(), Some(unknown.id.as_str()));
     assert_eq!(settlement.idempotency_key, unknown.idempotency_key);
+    // The settlement tells the same change as the unknown record: the same previous state, the state asked.
+    assert_eq!(settlement.previous_state, unknown.previous_state);
+    assert_eq!(settlement.new_state, READY);
     // Nothing was rewritten: the unknown record is still there as it was.
     assert_eq!(record(&h, &unknown.id), unknown);
     assert_eq!(h.engine.unsettled_outcomes(), 0);

@@ -1652,6 +1652,94 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log(pro
     assert_eq!(out2.json()["groundTruth"], v["groundTruth"]);
 }
 
+/// `simulate --observe` on cxone: agents, supervisors and the ACD change states themselves; the engine
+/// observes them, and the same day is run again without observation. Both are measured against the tenant's
+/// truth: with observation every agent is within one poll interval per change, without it far fewer are.
+#[tokio::test]
+async fn simulate_with_observation_reports_its_error_against_the_truth_with_and_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("observe.jsonl");
+    let simulate = |json: bool| {
+        let mut a = vec![
+            "simulate",
+            "--profile",
+            "cxone",
+            "--agents",
+            "20",
+            "--hours",
+            "4",
+            "--agent-changes-per-hour",
+            "4",
+            "--contacts-per-hour",
+            "6",
+            "--supervisor-changes-per-hour",
+            "0.5",
+            "--observe",
+            "--no-progress",
+            "--force",
+            "--audit-log",
+            path_str(&audit),
+        ];
+        if json {
+            a.push("--json");
+        }
+        cli(a)
+    };
+    let out = run(simulate(true)).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    let v = out.json();
+    let (on, off) = (&v["accuracy"], &v["accuracyWithoutObservation"]);
+    assert_eq!(on["observed"], true, "{v}");
+    assert_eq!(off["observed"], false, "{v}");
+    assert_eq!(on["agents"].as_array().unwrap().len(), 20);
+    assert_eq!(on["agentsWithinBound"], 20, "{on}");
+    assert!(off["agentsWithinBound"].as_u64().unwrap() < 20, "{off}");
+    let mean = |a: &Value, key: &str| a[key].as_f64().unwrap();
+    assert!(
+        mean(off, "meanUtilizationError") > 5.0 * mean(on, "meanUtilizationError").max(0.001),
+        "off {off} on {on}"
+    );
+    assert!(mean(off, "meanIdleErrorMs") > mean(on, "meanIdleErrorMs"));
+    // The log holds the observations, in the chain, and verifies.
+    let records = read_audit(&audit);
+    let observations = records
+        .iter()
+        .filter(|r| !r["observation"].is_null())
+        .count();
+    assert!(observations > 20, "{observations} observation records");
+    let verify = audit_verify(&audit).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+
+    // On a terminal: both columns, side by side.
+    let out = run(simulate(false)).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    for heading in [
+        "observation off",
+        "observation on",
+        "agents within one poll interval",
+    ] {
+        assert!(out.stdout.contains(heading), "{heading}: {out}");
+    }
+    assert!(out.stdout.contains("20 / 20"), "{out}");
+
+    // Seed cannot observe: a usage error with the stable code, before anything is written.
+    let seed_log = dir.path().join("seed.jsonl");
+    let out = run(cli([
+        "simulate",
+        "--profile",
+        "seed",
+        "--observe",
+        "--json",
+        "--no-progress",
+        "--audit-log",
+        path_str(&seed_log),
+    ]))
+    .await;
+    assert_eq!(out.code(), Some(64), "{out}");
+    assert_eq!(out.json()["code"], "OBSERVE_UNSUPPORTED", "{out}");
+    assert!(!seed_log.exists(), "nothing was written");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // per-agent order and the webhook outbox
 // ---------------------------------------------------------------------------------------------------------

@@ -601,8 +601,10 @@ impl Engine {
         if self.observer.unsettled.len() >= MAX_UNSETTLED {
             self.observer.unsettled.remove(0);
         }
+        let previous_state = self.previous_state(user_id);
         self.observer.unsettled.push(Unsettled {
             record_id,
+            previous_state,
             key: change.key().map(str::to_owned),
             user_id: user_id.to_owned(),
             state: change.state.as_str().to_owned(),
@@ -814,7 +816,7 @@ impl Engine {
     fn settle(&mut self, now: Now, index: usize, applied: bool, evidence: String) {
         let u = self.observer.unsettled.remove(index);
         let draft = AuditDraft {
-            previous_state: self.previous_state(&u.user_id),
+            previous_state: u.previous_state.clone(),
             user_id: u.user_id.clone(),
             new_state: u.state.clone(),
             reason_code: Some(u.reason_code.clone()),
