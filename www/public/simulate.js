@@ -1,6 +1,6 @@
 // The compliance simulation page: a form, a Web Worker running simulateDay in slices, charts and the report.
 import { bars, histogram, STATE_COLORS, timeline } from './charts.js';
-import { download, renderFigures } from './common.js';
+import { download, fmtMs, renderFigures } from './common.js';
 
 const $ = (s) => document.querySelector(s);
 // Input id, URL/query key, and the name used in messages. Each input's min, max and step (in the HTML) are
@@ -16,32 +16,53 @@ const FIELDS = [
 ];
 /** The API profiles a day can run on (the `profile` select, and the `profile` query key). */
 const PROFILES = ['seed', 'cxone'];
+/** `cxone` only: the tenant's own activity, checked like FIELDS; the last column is its `ActivityConfig` name. */
+const ACTIVITY_FIELDS = [
+  ['agent-changes', 'agentChanges', 'Agent changes per agent-hour', 'agentChangesPerHour'],
+  ['contacts', 'contacts', 'Contacts per agent-hour', 'contactsPerHour'],
+  ['supervisor-changes', 'supervisorChanges', 'Supervisor changes per agent-hour', 'supervisorChangesPerHour'],
+];
+/** `cxone` only: checkboxes (input id, query key; `true` or `false` in the URL). */
+const ACTIVITY_SWITCHES = [['log-in-out', 'logInOut'], ['observe', 'observe']];
 let worker = null;
 let lastSummary = null;
 let lastCsv = '';
 
+/** Reads and checks one number input; returns its value or throws an Error naming the field. */
+function readNumber(id, label) {
+  const input = $(`#${id}`);
+  const min = Number(input.min);
+  const max = input.max === '' ? Number.MAX_SAFE_INTEGER : Number(input.max);
+  const whole = input.step === '1';
+  const raw = input.value.trim();
+  const v = Number(raw);
+  const ok = raw !== '' && Number.isFinite(v) && v >= min && v <= max && (!whole || Number.isInteger(v));
+  input.setAttribute('aria-invalid', ok ? 'false' : 'true');
+  if (!ok) {
+    input.focus();
+    throw new Error(`${label} must be ${whole ? 'a whole number' : 'a number'} from ${min} to ${max.toLocaleString()} (got “${raw}”).`);
+  }
+  return v;
+}
+
 /** Reads and checks the form; returns the parameters or throws an Error naming the bad field. */
 function readForm() {
   const out = {};
-  for (const [id, key, label] of FIELDS) {
-    const input = $(`#${id}`);
-    const min = Number(input.min);
-    const max = input.max === '' ? Number.MAX_SAFE_INTEGER : Number(input.max);
-    const whole = input.step === '1';
-    const raw = input.value.trim();
-    const v = Number(raw);
-    const ok = raw !== '' && Number.isFinite(v) && v >= min && v <= max && (!whole || Number.isInteger(v));
-    input.setAttribute('aria-invalid', ok ? 'false' : 'true');
-    if (!ok) {
-      input.focus();
-      throw new Error(`${label} must be ${whole ? 'a whole number' : 'a number'} from ${min} to ${max.toLocaleString()} (got “${raw}”).`);
-    }
-    out[key] = v;
-  }
+  for (const [id, key, label] of FIELDS) out[key] = readNumber(id, label);
   const profile = $('#profile').value;
   if (!PROFILES.includes(profile)) throw new Error(`API profile must be one of ${PROFILES.join(', ')} (got “${profile}”).`);
   out.profile = profile;
+  // The activity is the cxone tenant's: on seed its fieldset is disabled and nothing of it is kept.
+  if (profile === 'cxone') {
+    for (const [id, key, label] of ACTIVITY_FIELDS) out[key] = readNumber(id, label);
+    for (const [id, key] of ACTIVITY_SWITCHES) out[key] = $(`#${id}`).checked;
+  }
   return out;
+}
+
+/** The activity fieldset is enabled only on cxone (seed has no agent states to read or act on). */
+function syncActivity() {
+  $('#activity').disabled = $('#profile').value !== 'cxone';
 }
 
 function shareUrl(p) {
@@ -50,10 +71,87 @@ function shareUrl(p) {
 }
 
 function options(p) {
-  return {
+  const o = {
     agents: p.agents, hours: p.hours, seed: p.seed, faults: p.faults / 100, rateLimitPerMinute: p.rate,
     breakEveryHours: p.breakEvery, breakMinutes: p.breakMinutes, profile: p.profile,
   };
+  if (p.profile === 'cxone') {
+    o.activity = Object.fromEntries(ACTIVITY_FIELDS.map(([, key, , name]) => [name, p[key]]));
+    o.activity.logInOut = p.logInOut;
+    o.observe = p.observe;
+  }
+  return o;
+}
+
+/** The accuracy table's rows: key, label, and the shown value of a `DayAccuracy`'s figure. */
+const ACCURACY_ROWS = [
+  ['meanUtilizationError', 'Mean utilization error (pp)', (a) => (a.meanUtilizationError * 100).toFixed(2)],
+  ['maxUtilizationError', 'Largest utilization error (pp)', (a) => (a.maxUtilizationError * 100).toFixed(2)],
+  ['meanIdleErrorMs', 'Mean idle time error (s)', (a) => (a.meanIdleErrorMs / 1000).toFixed(1)],
+  ['maxIdleErrorMs', 'Largest idle time error (s)', (a) => (a.maxIdleErrorMs / 1000).toFixed(1)],
+  ['agentsWithinBound', 'Agents within one poll interval per change', (a) => `${a.agentsWithinBound} / ${a.agents.length}`],
+];
+
+/** How far an agent's figures are from the truth, for ordering: utilization error, then idle time error. */
+const offBy = (a) => [a.utilization === null || a.truthUtilization === null ? 0 : Math.abs(a.utilization - a.truthUtilization),
+  Math.abs(a.idleMs - a.truthIdleMs)];
+
+/**
+ * The accuracy section: `summary.accuracy` is the run's own (observation on or off, as it ran); `without` is the
+ * same day's with observation off, when the run observed. Hidden when the day measured none (seed).
+ */
+function drawAccuracy(summary, without) {
+  const section = $('#accuracy-section');
+  const own = summary.accuracy;
+  section.hidden = !own;
+  if (!own) return;
+  const runs = own.observed ? { off: without, on: own } : { off: own, on: undefined };
+  $('#accuracy tbody').replaceChildren(...ACCURACY_ROWS.map(([key, label, show]) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = label;
+    tr.append(th);
+    for (const run of ['off', 'on']) {
+      const td = document.createElement('td');
+      const a = runs[run];
+      td.className = 'num';
+      td.dataset.key = key;
+      td.dataset.run = run;
+      td.textContent = a ? show(a) : '—';
+      if (a) td.dataset.value = String(a[key]);
+      tr.append(td);
+    }
+    return tr;
+  }));
+  $('#accuracy-bound').textContent = `One poll interval is ${(own.intervalMs / 1000).toLocaleString()} s; an agent is within it `
+    + 'when its working and idle time are each off by at most one interval per true change (plus one).';
+  $('#accuracy-agents-cap').textContent = `The 5 agents furthest off (observation ${own.observed ? 'on' : 'off'})`;
+  const pct = (x) => (x === null ? '—' : `${(x * 100).toFixed(1)} %`);
+  const worst = [...own.agents].sort((a, b) => {
+    const [ua, ia] = offBy(a);
+    const [ub, ib] = offBy(b);
+    return ub - ua || ib - ia;
+  }).slice(0, 5);
+  $('#accuracy-agents tbody').replaceChildren(...worst.map((a) => {
+    const tr = document.createElement('tr');
+    tr.dataset.agent = a.userId;
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = a.userId;
+    const cells = [
+      ['truthChanges', a.truthChanges], ['utilization', pct(a.utilization)], ['truthUtilization', pct(a.truthUtilization)],
+      ['idleMs', fmtMs(a.idleMs)], ['truthIdleMs', fmtMs(a.truthIdleMs)],
+    ];
+    tr.append(th, ...cells.map(([key, text]) => {
+      const td = document.createElement('td');
+      td.className = 'num';
+      td.dataset.key = key;
+      td.textContent = String(text);
+      return td;
+    }));
+    return tr;
+  }));
 }
 
 function draw(summary) {
@@ -130,10 +228,13 @@ function run(p) {
       lastSummary = m.summary;
       lastCsv = m.csv;
       draw(m.summary);
+      drawAccuracy(m.summary, m.without);
       const status = $('#sim-status');
       const profile = m.summary.config.profile;
-      status.textContent = `Simulated ${p.agents.toLocaleString()} agents × ${p.hours} h on the ${profile} profile in ${(m.ms / 1000).toFixed(2)} s `
-        + `(${((performance.now() - t0) / 1000).toFixed(2)} s including loading): ${m.summary.report.totalTransitions.toLocaleString()} transitions, `
+      const observing = m.summary.config.observe ? ', observing agent states,' : '';
+      const again = m.withoutMs === undefined ? '' : `, ${(m.withoutMs / 1000).toFixed(2)} s more without observation`;
+      status.textContent = `Simulated ${p.agents.toLocaleString()} agents × ${p.hours} h on the ${profile} profile${observing} in ${(m.ms / 1000).toFixed(2)} s `
+        + `(${((performance.now() - t0) / 1000).toFixed(2)} s including loading${again}): ${m.summary.report.totalTransitions.toLocaleString()} transitions, `
         + `${m.summary.report.violationCount} violations blocked, ${m.summary.groundTruth.readyAcceptedDuringBreak} READY accepted during a break.`;
       status.dataset.ms = String(Math.round(m.ms));
       status.dataset.profile = profile;
@@ -151,6 +252,7 @@ function run(p) {
   worker.postMessage(options(p));
 }
 
+$('#profile').addEventListener('change', syncActivity);
 $('#params').addEventListener('submit', (e) => {
   e.preventDefault();
   try {
@@ -176,8 +278,12 @@ $('#export-csv').addEventListener('click', () => lastSummary && download('simula
 
 // A shared link fills the form and reproduces the run.
 const q = new URLSearchParams(location.search);
-if ([...q.keys()].length > 0) {
+const shared = [...q.keys()].length > 0;
+if (shared) {
   for (const [id, key] of FIELDS) if (q.has(key)) $(`#${id}`).value = q.get(key);
   if (PROFILES.includes(q.get('profile'))) $('#profile').value = q.get('profile');
-  $('#params').requestSubmit();
+  for (const [id, key] of ACTIVITY_FIELDS) if (q.has(key)) $(`#${id}`).value = q.get(key);
+  for (const [id, key] of ACTIVITY_SWITCHES) if (q.has(key)) $(`#${id}`).checked = q.get(key) === 'true';
 }
+syncActivity();
+if (shared) $('#params').requestSubmit();

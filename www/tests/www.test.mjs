@@ -204,6 +204,69 @@ test('simulation: the profile selector runs the day on cxone — agentIds, the p
   await page.close();
 });
 
+test('simulation on cxone: the tenant\'s own activity, observed — accuracy with observation off and on, as the package computes it', async () => {
+  const { page, errors } = await openPage('/simulate.html');
+  const activity = page.getByRole('group', { name: 'The tenant\'s own activity (cxone)' });
+  // Seed has no agent states to read: the fieldset is disabled until cxone is chosen.
+  assert.equal(await activity.evaluate((f) => f.disabled), true);
+  assert.equal(await page.getByLabel('Observe agent states').isDisabled(), true);
+  await page.getByLabel('Agents', { exact: true }).fill('200');
+  await page.getByLabel('Shift length (hours)').fill('4');
+  await page.getByLabel('API profile').selectOption('cxone');
+  assert.equal(await activity.evaluate((f) => f.disabled), false);
+  await page.getByLabel('Agent changes per agent-hour').fill('4');
+  await page.getByLabel('Contacts per agent-hour').fill('6');
+  await page.getByLabel('Supervisor changes per agent-hour').fill('0.5');
+  await page.getByLabel('Observe agent states').check();
+  await page.getByRole('button', { name: 'Run simulation' }).click();
+  const status = page.locator('#sim-status[data-ms]');
+  await status.waitFor({ timeout: 120_000 });
+  assert.match(await status.innerText(), /on the cxone profile, observing agent states,[\s\S]* 0 READY accepted during a break\.$/);
+  assert.equal(await page.locator('#progress').evaluate((p) => p.value), 1);
+  const url = new URL(page.url());
+  assert.deepEqual(['agentChanges', 'contacts', 'supervisorChanges', 'logInOut', 'observe'].map((k) => url.searchParams.get(k)),
+    ['4', '6', '0.5', 'false', 'true']);
+  assert.equal(await page.locator('#accuracy-section').isVisible(), true);
+  const cell = (key, run) => page.locator(`#accuracy td[data-key="${key}"][data-run="${run}"]`);
+  // The same day computed by the package in Node, with observation on and off.
+  const m = await import(join(root, 'bindings-wasm', 'pkg', 'node.mjs'));
+  const options = {
+    agents: 200, hours: 4, seed: 42, faults: 0.02, rateLimitPerMinute: 100, breakEveryHours: 2, breakMinutes: 15, profile: 'cxone',
+    activity: { agentChangesPerHour: 4, contactsPerHour: 6, supervisorChangesPerHour: 0.5, logInOut: false },
+  };
+  const on = m.simulateDay({ ...options, observe: true }).accuracy;
+  const off = m.simulateDay({ ...options, observe: false }).accuracy;
+  assert.equal(on.observed, true);
+  assert.equal(off.observed, false);
+  assert.equal(await cell('agentsWithinBound', 'on').innerText(), `${on.agentsWithinBound} / 200`);
+  assert.equal(await cell('agentsWithinBound', 'off').innerText(), `${off.agentsWithinBound} / 200`);
+  // Observing, every agent's working and idle time is within one poll interval per true change.
+  assert.equal(await cell('agentsWithinBound', 'on').innerText(), '200 / 200');
+  for (const key of ['meanUtilizationError', 'maxUtilizationError', 'meanIdleErrorMs', 'maxIdleErrorMs']) {
+    assert.equal(Number(await cell(key, 'on').getAttribute('data-value')), on[key], `${key} on`);
+    assert.equal(Number(await cell(key, 'off').getAttribute('data-value')), off[key], `${key} off`);
+  }
+  const meanOn = Number(await cell('meanUtilizationError', 'on').getAttribute('data-value'));
+  const meanOff = Number(await cell('meanUtilizationError', 'off').getAttribute('data-value'));
+  assert.ok(meanOff > meanOn, `mean utilization error off ${meanOff} > on ${meanOn}`);
+  assert.match(await cell('meanUtilizationError', 'on').innerText(), /^\d+\.\d{2}$/);
+  assert.equal(await page.locator('#accuracy-agents tbody tr').count(), 5);
+  assert.equal(await page.locator('#accuracy-agents-cap').innerText(), 'The 5 agents furthest off (observation on)');
+  await page.screenshot({ path: join(out, 'simulate-accuracy.png'), fullPage: true });
+
+  // Without observation only the "off" column is filled.
+  await page.getByLabel('Observe agent states').uncheck();
+  await page.getByRole('button', { name: 'Run simulation' }).click();
+  await page.locator('#sim-status[data-ms]:not(:has-text("observing"))').waitFor({ timeout: 60_000 });
+  assert.equal(await cell('agentsWithinBound', 'off').innerText(), `${off.agentsWithinBound} / 200`);
+  assert.equal(await cell('agentsWithinBound', 'on').innerText(), '—');
+  // Back on seed, the fieldset is disabled again.
+  await page.getByLabel('API profile').selectOption('seed');
+  assert.equal(await activity.evaluate((f) => f.disabled), true);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('console on cxone: bases and tokens from the page\'s back end (no secret, no discovery), agents by agentId', async () => {
   const { page, errors } = await openPage('/');
   await page.locator('#tenant-status.ok').waitFor();
