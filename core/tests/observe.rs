@@ -59,34 +59,36 @@ fn observing(
     h
 }
 
-fn observed(h: &Harness) -> Vec<StateObserved> {
+/// The events of one kind, in order.
+fn events_of<T>(h: &Harness, pick: impl Fn(&Event) -> Option<&T>) -> Vec<T>
+where
+    T: Clone,
+{
     h.events()
         .iter()
-        .filter_map(|(_, e)| match e {
-            Event::StateObserved(o) => Some(o.clone()),
-            _ => None,
-        })
+        .filter_map(|(_, e)| pick(e).cloned())
         .collect()
+}
+
+fn observed(h: &Harness) -> Vec<StateObserved> {
+    events_of(h, |e| match e {
+        Event::StateObserved(o) => Some(o),
+        _ => None,
+    })
 }
 
 fn settled(h: &Harness) -> Vec<OutcomeSettled> {
-    h.events()
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::OutcomeSettled(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
+    events_of(h, |e| match e {
+        Event::OutcomeSettled(s) => Some(s),
+        _ => None,
+    })
 }
 
 fn heartbeats(h: &Harness) -> Vec<ObservationHeartbeat> {
-    h.events()
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::ObservationHeartbeat(b) => Some(b.clone()),
-            _ => None,
-        })
-        .collect()
+    events_of(h, |e| match e {
+        Event::ObservationHeartbeat(b) => Some(b),
+        _ => None,
+    })
 }
 
 fn polls(h: &Harness) -> Vec<(u64, String)> {

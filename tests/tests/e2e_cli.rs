@@ -1903,6 +1903,19 @@ fn printed_head(out: &Out) -> String {
         .to_owned()
 }
 
+/// `audit verify` of `audit` against the head a run printed passes.
+async fn verify_against_printed_head(audit: &Path, out: &Out) {
+    let verify = run(cli([
+        "audit",
+        "verify",
+        path_str(audit),
+        "--head",
+        &printed_head(out),
+    ]))
+    .await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+}
+
 /// The audit records of `audit` that carry an observation.
 fn observation_records(audit: &Path) -> Vec<Value> {
     read_audit(audit)
@@ -1975,15 +1988,7 @@ async fn watch_prints_external_changes_and_other_processes_transitions_then_stop
         assert_eq!(record["observation"]["source"], printed["source"]);
         assert_eq!(record["userId"], printed["userId"]);
     }
-    let verify = run(cli([
-        "audit",
-        "verify",
-        path_str(&audit),
-        "--head",
-        &printed_head(&out),
-    ]))
-    .await;
-    assert_eq!(verify.code(), Some(0), "{verify}");
+    verify_against_printed_head(&audit, &out).await;
 }
 
 #[tokio::test]
@@ -2006,15 +2011,7 @@ async fn ctrl_c_stops_watch_with_exit_0_and_a_verifiable_log() {
         observation_records(&audit).len() >= 2,
         "the baseline of both agents is in the log:\n{text}"
     );
-    let verify = run(cli([
-        "audit",
-        "verify",
-        path_str(&audit),
-        "--head",
-        &printed_head(&out),
-    ]))
-    .await;
-    assert_eq!(verify.code(), Some(0), "{verify}");
+    verify_against_printed_head(&audit, &out).await;
 }
 
 #[tokio::test]
