@@ -39,6 +39,7 @@
 //! (feature `sim`).
 #![deny(missing_docs)]
 
+pub mod adherence;
 mod audit;
 mod change;
 mod config;

@@ -1,0 +1,678 @@
+//! Schedule adherence and conformance: pure functions of an agent's schedule and its actual state timeline.
+//!
+//! Time is cut where either the schedule or the state changes. Each piece has a **scheduled category**
+//! (`work`: shift time outside mandatory-break activities; `break`: a mandatory-break activity; `off`:
+//! outside every shift) and an **actual category** (`available`, `contact`, `unavailable` with its code,
+//! `offline`, which includes any time before the first known state). A [`RuleTable`] maps the pair to In, Out
+//! or Neutral with a threshold; the most specific rule wins: by scheduled activity name, then by unavailable
+//! code, then by category. A pair no rule names is Neutral and reported as `unruled`.
+//!
+//! A **stretch of Out** is a run of consecutive Out time; its threshold is that of the rule in effect at its
+//! start. Shorter than the threshold, it counts as In; at or over it, it counts as Out for its whole length and
+//! is one [`AdherenceException`].
+//!
+//! Overlapping scheduled activities: a mandatory break wins over work where they overlap; among activities of
+//! the same category, the one that started last names the time (a meeting inside a block of phone time).
+//!
+//! Figures are computed over `[from, min(now, to))`: a shift still running counts up to now.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What the schedule says an agent should be doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScheduledCategory {
+    /// Shift time outside mandatory-break activities.
+    Work,
+    /// A mandatory-break activity.
+    Break,
+    /// Outside every shift.
+    Off,
+}
+
+/// What the agent was actually doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ActualCategory {
+    /// READY (`Available`).
+    Available,
+    /// On an inbound or outbound contact, a consult or a dialer call.
+    Contact,
+    /// Not ready, with an unavailable code.
+    Unavailable,
+    /// Logged out, or not known.
+    Offline,
+}
+
+/// A rule's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// In adherence.
+    In,
+    /// Out of adherence (once past the threshold).
+    Out,
+    /// Counted neither way.
+    Neutral,
+}
+
+/// One rule: its verdict and how long Out may last before it counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// In, Out or Neutral.
+    pub verdict: Verdict,
+    /// A stretch of Out shorter than this (seconds) counts as In.
+    pub threshold_s: u64,
+}
+
+impl Rule {
+    /// A rule with the default threshold of 60 s.
+    pub const fn new(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            threshold_s: 60,
+        }
+    }
+}
+
+/// The rule table: (scheduled × actual) to a [`Rule`], with more specific rules by activity and by code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleTable {
+    /// By category pair.
+    pub by_category: BTreeMap<ScheduledCategory, BTreeMap<ActualCategory, Rule>>,
+    /// By scheduled activity name (normalized: case, `_`, `-` and spaces do not matter), then actual category.
+    pub by_activity: BTreeMap<String, BTreeMap<ActualCategory, Rule>>,
+    /// Unavailable time by code (normalized), per scheduled category: "Training" during work may be In.
+    pub by_code: BTreeMap<ScheduledCategory, BTreeMap<String, Rule>>,
+}
+
+impl Default for RuleTable {
+    /// work × available/contact = In, work × unavailable/offline = Out; break × unavailable/offline = In,
+    /// break × available/contact = Out; off × anything = Neutral; every threshold 60 s.
+    fn default() -> Self {
+        use ActualCategory::*;
+        use Verdict::*;
+        let row = |v: [Verdict; 4]| {
+            [Available, Contact, Unavailable, Offline]
+                .into_iter()
+                .zip(v.map(Rule::new))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let by_category = [
+            (ScheduledCategory::Work, row([In, In, Out, Out])),
+            (ScheduledCategory::Break, row([Out, Out, In, In])),
+            (
+                ScheduledCategory::Off,
+                row([Neutral, Neutral, Neutral, Neutral]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        Self {
+            by_category,
+            by_activity: BTreeMap::new(),
+            by_code: BTreeMap::new(),
+        }
+    }
+}
+
+/// The table's key for a name: lower case, with `_`, `-` and spaces alike.
+pub fn normalize(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| match c {
+            '_' | '-' => ' ',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl RuleTable {
+    /// The rule for a piece of time, or `None` when no rule names it.
+    pub fn rule_for(
+        &self,
+        scheduled: ScheduledCategory,
+        activity: Option<&str>,
+        actual: ActualCategory,
+        code: Option<&str>,
+    ) -> Option<Rule> {
+        let by_activity = activity
+            .and_then(|a| self.by_activity.get(&normalize(a)))
+            .and_then(|rules| rules.get(&actual));
+        let by_code = || {
+            (actual == ActualCategory::Unavailable)
+                .then_some(code)
+                .flatten()
+                .and_then(|c| self.by_code.get(&scheduled)?.get(&normalize(c)))
+        };
+        let by_category = || self.by_category.get(&scheduled)?.get(&actual);
+        by_activity.or_else(by_code).or_else(by_category).copied()
+    }
+}
+
+/// One scheduled activity inside a shift, `[start_ms, end_ms)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledActivity {
+    /// Its name (the schedule's activity title).
+    pub name: String,
+    /// When it starts (Unix ms, inclusive).
+    pub start_ms: u64,
+    /// When it ends (Unix ms, exclusive).
+    pub end_ms: u64,
+    /// Whether it is a mandatory break.
+    pub mandatory_break: bool,
+}
+
+/// One shift, `[start_ms, end_ms)`, with its activities.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledShift {
+    /// When it starts (Unix ms, inclusive).
+    pub start_ms: u64,
+    /// When it ends (Unix ms, exclusive).
+    pub end_ms: u64,
+    /// Its activities; time no activity covers is work.
+    #[serde(default)]
+    pub activities: Vec<ScheduledActivity>,
+}
+
+/// One change of the actual state: from `at_ms` on, the agent was in `category` (with `code` when unavailable).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActualChange {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// What the agent did from then on.
+    pub category: ActualCategory,
+    /// The unavailable code (or the state's name) when unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// One exception: a stretch of Out at or over its threshold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdherenceException {
+    /// Start (Unix ms).
+    pub start_ms: u64,
+    /// End (Unix ms, exclusive).
+    pub end_ms: u64,
+    /// `end_ms − start_ms`.
+    pub duration_ms: u64,
+    /// The scheduled category at its start.
+    pub scheduled: ScheduledCategory,
+    /// The scheduled activity at its start, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
+    /// The actual category at its start.
+    pub actual: ActualCategory,
+    /// The unavailable code at its start, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// An agent's (or a team's) adherence over a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Adherence {
+    /// Time In (ms), short Out stretches included.
+    pub in_ms: u64,
+    /// Time Out (ms): stretches at or over their threshold.
+    pub out_ms: u64,
+    /// Neutral time (ms), unruled time included.
+    pub neutral_ms: u64,
+    /// Time no rule named (ms), by scheduled activity (or category name when no activity).
+    pub unruled_ms: BTreeMap<String, u64>,
+    /// Scheduled work time elapsed in the window (ms).
+    pub scheduled_work_ms: u64,
+    /// Time available or on a contact, anywhere in the window (ms).
+    pub productive_ms: u64,
+    /// Time available or on a contact outside every shift (ms).
+    pub work_outside_shift_ms: u64,
+    /// Time out of adherence by scheduled activity (or category name when no activity).
+    pub out_by_activity_ms: BTreeMap<String, u64>,
+    /// The exceptions, in time order.
+    pub exceptions: Vec<AdherenceException>,
+}
+
+impl Adherence {
+    /// In ÷ (In + Out), 0 to 1; `None` when nothing was In or Out.
+    pub fn adherence(&self) -> Option<f64> {
+        let total = self.in_ms + self.out_ms;
+        (total > 0).then(|| self.in_ms as f64 / total as f64)
+    }
+
+    /// Productive time ÷ scheduled work time (may exceed 1); `None` without scheduled work.
+    pub fn conformance(&self) -> Option<f64> {
+        (self.scheduled_work_ms > 0)
+            .then(|| self.productive_ms as f64 / self.scheduled_work_ms as f64)
+    }
+
+    /// Adds another agent's figures (a team's figures are the sums).
+    pub fn add(&mut self, other: &Adherence) {
+        self.in_ms += other.in_ms;
+        self.out_ms += other.out_ms;
+        self.neutral_ms += other.neutral_ms;
+        self.scheduled_work_ms += other.scheduled_work_ms;
+        self.productive_ms += other.productive_ms;
+        self.work_outside_shift_ms += other.work_outside_shift_ms;
+        for (k, v) in &other.unruled_ms {
+            *self.unruled_ms.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.out_by_activity_ms {
+            *self.out_by_activity_ms.entry(k.clone()).or_default() += v;
+        }
+        self.exceptions.extend(other.exceptions.iter().cloned());
+        self.exceptions.sort_by_key(|e| (e.start_ms, e.end_ms));
+    }
+}
+
+/// What the schedule says at one instant: the category and the naming activity.
+fn scheduled_at(shifts: &[ScheduledShift], t: u64) -> (ScheduledCategory, Option<&str>) {
+    let Some(shift) = shifts.iter().find(|s| s.start_ms <= t && t < s.end_ms) else {
+        return (ScheduledCategory::Off, None);
+    };
+    let covering = |mandatory: bool| {
+        shift
+            .activities
+            .iter()
+            .filter(|a| a.mandatory_break == mandatory && a.start_ms <= t && t < a.end_ms)
+            .max_by_key(|a| a.start_ms)
+    };
+    match covering(true) {
+        Some(a) => (ScheduledCategory::Break, Some(a.name.as_str())),
+        None => (
+            ScheduledCategory::Work,
+            covering(false).map(|a| a.name.as_str()),
+        ),
+    }
+}
+
+/// One piece of time with everything constant.
+struct Piece<'a> {
+    start: u64,
+    end: u64,
+    scheduled: ScheduledCategory,
+    activity: Option<&'a str>,
+    actual: ActualCategory,
+    code: Option<&'a str>,
+    rule: Option<Rule>,
+}
+
+impl Piece<'_> {
+    fn label(&self) -> String {
+        match self.activity {
+            Some(a) => a.to_owned(),
+            None => format!("{:?}", self.scheduled).to_lowercase(),
+        }
+    }
+}
+
+/// One agent's adherence over `[from_ms, min(now_ms, to_ms))`. `timeline` is in time order; before its first
+/// change the agent counts as offline.
+pub fn agent_adherence(
+    rules: &RuleTable,
+    shifts: &[ScheduledShift],
+    timeline: &[ActualChange],
+    from_ms: u64,
+    to_ms: u64,
+    now_ms: u64,
+) -> Adherence {
+    let end = to_ms.min(now_ms);
+    let mut out = Adherence::default();
+    if end <= from_ms {
+        return out;
+    }
+    // Every instant where something may change.
+    let mut cuts: Vec<u64> = vec![from_ms, end];
+    for s in shifts {
+        cuts.extend([s.start_ms, s.end_ms]);
+        for a in &s.activities {
+            cuts.extend([a.start_ms, a.end_ms]);
+        }
+    }
+    cuts.extend(timeline.iter().map(|c| c.at_ms));
+    cuts.retain(|&t| t >= from_ms && t <= end);
+    cuts.sort_unstable();
+    cuts.dedup();
+
+    let actual_at = |t: u64| {
+        timeline
+            .iter()
+            .take_while(|c| c.at_ms <= t)
+            .last()
+            .map_or((ActualCategory::Offline, None), |c| {
+                (c.category, c.code.as_deref())
+            })
+    };
+    let pieces: Vec<Piece<'_>> = cuts
+        .windows(2)
+        .map(|w| {
+            let (scheduled, activity) = scheduled_at(shifts, w[0]);
+            let (actual, code) = actual_at(w[0]);
+            Piece {
+                start: w[0],
+                end: w[1],
+                scheduled,
+                activity,
+                actual,
+                code,
+                rule: rules.rule_for(scheduled, activity, actual, code),
+            }
+        })
+        .collect();
+
+    for p in &pieces {
+        let span = p.end - p.start;
+        if p.scheduled == ScheduledCategory::Work {
+            out.scheduled_work_ms += span;
+        }
+        if matches!(
+            p.actual,
+            ActualCategory::Available | ActualCategory::Contact
+        ) {
+            out.productive_ms += span;
+            if p.scheduled == ScheduledCategory::Off {
+                out.work_outside_shift_ms += span;
+            }
+        }
+    }
+    // A run of Out pieces is judged as one stretch, by the threshold of the rule at its start.
+    let mut i = 0;
+    while i < pieces.len() {
+        let p = &pieces[i];
+        let span = p.end - p.start;
+        match p.rule.map(|r| r.verdict) {
+            None => {
+                out.neutral_ms += span;
+                *out.unruled_ms.entry(p.label()).or_default() += span;
+                i += 1;
+            }
+            Some(Verdict::Neutral) => {
+                out.neutral_ms += span;
+                i += 1;
+            }
+            Some(Verdict::In) => {
+                out.in_ms += span;
+                i += 1;
+            }
+            Some(Verdict::Out) => {
+                let mut j = i + 1;
+                while j < pieces.len() && pieces[j].rule.map(|r| r.verdict) == Some(Verdict::Out) {
+                    j += 1;
+                }
+                let run = &pieces[i..j];
+                let length = run[run.len() - 1].end - p.start;
+                let threshold_ms = p.rule.map_or(0, |r| r.threshold_s.saturating_mul(1000));
+                if length < threshold_ms {
+                    out.in_ms += length;
+                } else {
+                    out.out_ms += length;
+                    for q in run {
+                        *out.out_by_activity_ms.entry(q.label()).or_default() += q.end - q.start;
+                    }
+                    out.exceptions.push(AdherenceException {
+                        start_ms: p.start,
+                        end_ms: p.start + length,
+                        duration_ms: length,
+                        scheduled: p.scheduled,
+                        activity: p.activity.map(str::to_owned),
+                        actual: p.actual,
+                        code: p.code.map(str::to_owned),
+                    });
+                }
+                i = j;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60_000;
+    const T0: u64 = 1_767_600_000_000;
+
+    fn shift(start: u64, end: u64, activities: Vec<ScheduledActivity>) -> ScheduledShift {
+        ScheduledShift {
+            start_ms: T0 + start * MIN,
+            end_ms: T0 + end * MIN,
+            activities,
+        }
+    }
+    fn activity(name: &str, start: u64, end: u64, mandatory_break: bool) -> ScheduledActivity {
+        ScheduledActivity {
+            name: name.into(),
+            start_ms: T0 + start * MIN,
+            end_ms: T0 + end * MIN,
+            mandatory_break,
+        }
+    }
+    fn at(minute: u64, category: ActualCategory, code: Option<&str>) -> ActualChange {
+        ActualChange {
+            at_ms: T0 + minute * MIN,
+            category,
+            code: code.map(str::to_owned),
+        }
+    }
+    fn run(
+        shifts: &[ScheduledShift],
+        timeline: &[ActualChange],
+        from: u64,
+        to: u64,
+        now: u64,
+    ) -> Adherence {
+        agent_adherence(
+            &RuleTable::default(),
+            shifts,
+            timeline,
+            T0 + from * MIN,
+            T0 + to * MIN,
+            T0 + now * MIN,
+        )
+    }
+    use ActualCategory::*;
+
+    #[test]
+    fn a_day_by_hand() {
+        // Shift 0–120 with a break 60–75. Ready at 0; unavailable (Adhoc) 20–20.5 (under the threshold);
+        // unavailable 30–40 (an exception); still available at 60 (5 min into the break, an exception);
+        // on break 65–75; available after.
+        let shifts = [shift(0, 120, vec![activity("Lunch", 60, 75, true)])];
+        let timeline = [
+            at(0, Available, None),
+            at(20, Unavailable, Some("Adhoc")),
+            ActualChange {
+                at_ms: T0 + 20 * MIN + 30_000,
+                category: Available,
+                code: None,
+            },
+            at(30, Unavailable, Some("Adhoc")),
+            at(40, Available, None),
+            at(65, Unavailable, Some("Lunch")),
+            at(75, Available, None),
+        ];
+        let a = run(&shifts, &timeline, 0, 120, 200);
+        assert_eq!(a.out_ms, 10 * MIN + 5 * MIN);
+        assert_eq!(a.in_ms, 120 * MIN - 15 * MIN);
+        assert_eq!(a.neutral_ms, 0);
+        assert_eq!(a.exceptions.len(), 2);
+        assert_eq!(a.exceptions[0].start_ms, T0 + 30 * MIN);
+        assert_eq!(a.exceptions[0].code.as_deref(), Some("Adhoc"));
+        assert_eq!(a.exceptions[1].scheduled, ScheduledCategory::Break);
+        assert_eq!(a.exceptions[1].activity.as_deref(), Some("Lunch"));
+        assert_eq!(a.adherence(), Some(105.0 / 120.0));
+        assert_eq!(a.scheduled_work_ms, 105 * MIN);
+        // Available 0–20, 20.5–30, 40–65, 75–120 = 20 + 9.5 + 25 + 45 minutes.
+        assert_eq!(a.productive_ms, 99 * MIN + 30_000);
+        assert_eq!(a.out_by_activity_ms["work"], 10 * MIN);
+        assert_eq!(a.out_by_activity_ms["Lunch"], 5 * MIN);
+    }
+
+    #[test]
+    fn zero_scheduled_time_is_undefined_not_zero() {
+        let a = run(&[], &[at(0, Available, None)], 0, 60, 60);
+        assert_eq!(a.adherence(), None);
+        assert_eq!(a.conformance(), None);
+        assert_eq!(a.neutral_ms, 60 * MIN);
+        assert_eq!(a.work_outside_shift_ms, 60 * MIN);
+    }
+
+    #[test]
+    fn a_shift_still_running_counts_up_to_now() {
+        let shifts = [shift(0, 480, vec![])];
+        let a = run(&shifts, &[at(0, Available, None)], 0, 480, 90);
+        assert_eq!(a.in_ms, 90 * MIN);
+        assert_eq!(a.scheduled_work_ms, 90 * MIN);
+        assert_eq!(a.conformance(), Some(1.0));
+    }
+
+    #[test]
+    fn work_outside_the_shift_is_reported_and_conformance_may_exceed_one() {
+        let shifts = [shift(60, 120, vec![])];
+        let a = run(&shifts, &[at(30, Available, None)], 0, 150, 150);
+        assert_eq!(a.work_outside_shift_ms, 60 * MIN);
+        assert_eq!(a.scheduled_work_ms, 60 * MIN);
+        assert_eq!(a.conformance(), Some(2.0));
+        assert_eq!(a.adherence(), Some(1.0));
+    }
+
+    #[test]
+    fn an_agent_with_no_history_is_offline_and_out() {
+        let shifts = [shift(0, 60, vec![])];
+        let a = run(&shifts, &[], 0, 60, 60);
+        assert_eq!(a.out_ms, 60 * MIN);
+        assert_eq!(a.exceptions.len(), 1);
+        assert_eq!(a.exceptions[0].actual, Offline);
+        assert_eq!(a.adherence(), Some(0.0));
+    }
+
+    #[test]
+    fn a_timeline_that_starts_mid_shift_is_offline_before() {
+        let shifts = [shift(0, 60, vec![])];
+        let a = run(&shifts, &[at(30, Available, None)], 0, 60, 60);
+        assert_eq!((a.out_ms, a.in_ms), (30 * MIN, 30 * MIN));
+    }
+
+    #[test]
+    fn overlapping_activities_the_break_wins_then_the_latest() {
+        let shifts = [shift(
+            0,
+            60,
+            vec![
+                activity("Phone", 0, 60, false),
+                activity("Meeting", 10, 20, false),
+                activity("Break", 15, 30, true),
+            ],
+        )];
+        assert_eq!(
+            scheduled_at(&shifts, T0 + 12 * MIN),
+            (ScheduledCategory::Work, Some("Meeting"))
+        );
+        assert_eq!(
+            scheduled_at(&shifts, T0 + 16 * MIN),
+            (ScheduledCategory::Break, Some("Break"))
+        );
+        assert_eq!(
+            scheduled_at(&shifts, T0 + 40 * MIN),
+            (ScheduledCategory::Work, Some("Phone"))
+        );
+    }
+
+    #[test]
+    fn an_unruled_pair_is_neutral_and_reported() {
+        let mut rules = RuleTable::default();
+        rules
+            .by_category
+            .get_mut(&ScheduledCategory::Work)
+            .unwrap()
+            .remove(&Contact);
+        let shifts = [shift(0, 60, vec![])];
+        let a = agent_adherence(
+            &rules,
+            &shifts,
+            &[
+                at(0, Available, None),
+                at(10, Contact, None),
+                at(40, Available, None),
+            ],
+            T0,
+            T0 + 60 * MIN,
+            T0 + 60 * MIN,
+        );
+        assert_eq!(a.neutral_ms, 30 * MIN);
+        assert_eq!(a.unruled_ms["work"], 30 * MIN);
+        assert_eq!(a.in_ms, 30 * MIN);
+    }
+
+    #[test]
+    fn rules_by_code_and_by_activity_are_more_specific() {
+        let mut rules = RuleTable::default();
+        rules.by_code.insert(
+            ScheduledCategory::Work,
+            [(normalize("Training"), Rule::new(Verdict::In))].into(),
+        );
+        rules.by_activity.insert(
+            normalize("Team_Meeting"),
+            [(Offline, Rule::new(Verdict::Neutral))].into(),
+        );
+        let shifts = [shift(0, 60, vec![activity("Team Meeting", 30, 60, false)])];
+        let a = agent_adherence(
+            &rules,
+            &shifts,
+            &[at(0, Unavailable, Some("TRAINING")), at(30, Offline, None)],
+            T0,
+            T0 + 60 * MIN,
+            T0 + 60 * MIN,
+        );
+        assert_eq!((a.in_ms, a.out_ms, a.neutral_ms), (30 * MIN, 0, 30 * MIN));
+    }
+
+    #[test]
+    fn a_stretch_at_the_threshold_is_out_one_under_is_in() {
+        let shifts = [shift(0, 60, vec![])];
+        let with = |secs: u64| {
+            let back = T0 + 10 * MIN + secs * 1000;
+            run(
+                &shifts,
+                &[
+                    at(0, Available, None),
+                    at(10, Unavailable, Some("Adhoc")),
+                    ActualChange {
+                        at_ms: back,
+                        category: Available,
+                        code: None,
+                    },
+                ],
+                0,
+                60,
+                60,
+            )
+        };
+        assert_eq!(with(59).out_ms, 0);
+        assert_eq!(with(60).out_ms, 60_000);
+        assert_eq!(with(60).exceptions.len(), 1);
+    }
+
+    #[test]
+    fn a_team_is_the_sum_of_its_agents() {
+        let shifts = [shift(0, 60, vec![])];
+        let a = run(&shifts, &[at(0, Available, None)], 0, 60, 60);
+        let b = run(&shifts, &[at(0, Offline, None)], 0, 60, 60);
+        let mut team = Adherence::default();
+        team.add(&a);
+        team.add(&b);
+        assert_eq!(team.adherence(), Some(0.5));
+        assert_eq!(team.exceptions.len(), 1);
+    }
+}
