@@ -82,12 +82,19 @@ impl Rule {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleTable {
-    /// By category pair.
+    /// By category pair (the default table when left out).
+    #[serde(default = "default_by_category")]
     pub by_category: BTreeMap<ScheduledCategory, BTreeMap<ActualCategory, Rule>>,
     /// By scheduled activity name (normalized: case, `_`, `-` and spaces do not matter), then actual category.
+    #[serde(default)]
     pub by_activity: BTreeMap<String, BTreeMap<ActualCategory, Rule>>,
     /// Unavailable time by code (normalized), per scheduled category: "Training" during work may be In.
+    #[serde(default)]
     pub by_code: BTreeMap<ScheduledCategory, BTreeMap<String, Rule>>,
+}
+
+fn default_by_category() -> BTreeMap<ScheduledCategory, BTreeMap<ActualCategory, Rule>> {
+    RuleTable::default().by_category
 }
 
 impl Default for RuleTable {
@@ -143,14 +150,21 @@ impl RuleTable {
         actual: ActualCategory,
         code: Option<&str>,
     ) -> Option<Rule> {
+        // Keys are compared normalized on both sides, so a table may spell them as the schedule does.
+        fn named<'a, V>(map: &'a BTreeMap<String, V>, name: &str) -> Option<&'a V> {
+            let wanted = normalize(name);
+            map.iter()
+                .find(|(k, _)| normalize(k) == wanted)
+                .map(|(_, v)| v)
+        }
         let by_activity = activity
-            .and_then(|a| self.by_activity.get(&normalize(a)))
+            .and_then(|a| named(&self.by_activity, a))
             .and_then(|rules| rules.get(&actual));
         let by_code = || {
             (actual == ActualCategory::Unavailable)
                 .then_some(code)
                 .flatten()
-                .and_then(|c| self.by_code.get(&scheduled)?.get(&normalize(c)))
+                .and_then(|c| named(self.by_code.get(&scheduled)?, c))
         };
         let by_category = || self.by_category.get(&scheduled)?.get(&actual);
         by_activity.or_else(by_code).or_else(by_category).copied()
@@ -272,6 +286,59 @@ impl Adherence {
         }
         self.exceptions.extend(other.exceptions.iter().cloned());
         self.exceptions.sort_by_key(|e| (e.start_ms, e.end_ms));
+    }
+}
+
+/// Everything one agent's adherence is computed from, as the vectors and the bindings give it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdherenceInput {
+    /// The rule table (the default when left out).
+    #[serde(default)]
+    pub rules: RuleTable,
+    /// The agent's shifts.
+    #[serde(default)]
+    pub shifts: Vec<ScheduledShift>,
+    /// The agent's actual state changes, in time order.
+    #[serde(default)]
+    pub timeline: Vec<ActualChange>,
+    /// The window's start (Unix ms).
+    pub from_ms: u64,
+    /// The window's end (Unix ms, exclusive).
+    pub to_ms: u64,
+    /// Now (Unix ms): nothing after it counts.
+    pub now_ms: u64,
+}
+
+/// The figures with the two ratios spelled out, as the vectors and the bindings give them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdherenceFigures {
+    /// In ÷ (In + Out); `null` when undefined.
+    pub adherence: Option<f64>,
+    /// Productive ÷ scheduled work; `null` when undefined.
+    pub conformance: Option<f64>,
+    /// The times and exceptions.
+    #[serde(flatten)]
+    pub totals: Adherence,
+}
+
+impl AdherenceInput {
+    /// Computes the figures.
+    pub fn compute(&self) -> AdherenceFigures {
+        let totals = agent_adherence(
+            &self.rules,
+            &self.shifts,
+            &self.timeline,
+            self.from_ms,
+            self.to_ms,
+            self.now_ms,
+        );
+        AdherenceFigures {
+            adherence: totals.adherence(),
+            conformance: totals.conformance(),
+            totals,
+        }
     }
 }
 

@@ -28,15 +28,18 @@ pub const RETRY_DELAYS: &str = include_str!("../vectors/retry_delays.json");
 pub const AUDIT_CHAIN: &str = include_str!("../vectors/audit_chain.json");
 /// `transcripts.json`: full engine transcripts (inputs with times, and every output).
 pub const TRANSCRIPTS: &str = include_str!("../vectors/transcripts.json");
+/// `adherence.json`: hand-computed adherence and conformance (schedule, timeline, window → figures).
+pub const ADHERENCE: &str = include_str!("../vectors/adherence.json");
 
 /// Every vector file with its name, for hosts that replay them all.
-pub const ALL: [(&str, &str); 6] = [
+pub const ALL: [(&str, &str); 7] = [
     ("reason_codes.json", REASON_CODES),
     ("user_ids.json", USER_IDS),
     ("policy.json", POLICY),
     ("retry_delays.json", RETRY_DELAYS),
     ("audit_chain.json", AUDIT_CHAIN),
     ("transcripts.json", TRANSCRIPTS),
+    ("adherence.json", ADHERENCE),
 ];
 
 /// One failed vector: its id and what differed.
@@ -82,6 +85,7 @@ pub fn replay_file(name: &str, text: &str) -> Result<usize, Failure> {
         "retry_delays.json" => replay_retry_delays(text),
         "audit_chain.json" => replay_audit_chain(text),
         "transcripts.json" => replay_transcripts(text),
+        "adherence.json" => replay_adherence(text),
         other => Err(fail(other, "unknown vector file")),
     }
 }
@@ -876,4 +880,52 @@ pub fn generated_files() -> Vec<(&'static str, String)> {
         ),
         ("transcripts.json", pretty(&transcripts)),
     ]
+}
+
+// ---- adherence ------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct AdherenceFile {
+    cases: Vec<AdherenceCase>,
+}
+
+#[derive(Deserialize)]
+struct AdherenceCase {
+    id: String,
+    input: cxone_agent_state_core::adherence::AdherenceInput,
+    expect: serde_json::Map<String, Value>,
+}
+
+/// Whether `got` is what `want` pins: numbers within 1e-9, objects and arrays element by element.
+pub fn same_figure(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Number(g), Value::Number(w)) => match (g.as_f64(), w.as_f64()) {
+            (Some(g), Some(w)) => (g - w).abs() <= 1e-9,
+            _ => false,
+        },
+        (Value::Object(g), Value::Object(w)) => {
+            g.len() == w.len()
+                && w.iter()
+                    .all(|(k, w)| g.get(k).is_some_and(|g| same_figure(g, w)))
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(g, w)| same_figure(g, w))
+        }
+        (g, w) => g == w,
+    }
+}
+
+/// Replays `adherence.json`: every key a case expects must come out so.
+pub fn replay_adherence(text: &str) -> Result<usize, Failure> {
+    let file: AdherenceFile = parse("adherence.json", text)?;
+    for c in &file.cases {
+        let got = serde_json::to_value(c.input.compute()).expect("figures serialize");
+        for (key, want) in &c.expect {
+            let g = got.get(key).unwrap_or(&Value::Null);
+            check(&c.id, same_figure(g, want), || {
+                format!("{key}: got {g}, expected {want}")
+            })?;
+        }
+    }
+    Ok(file.cases.len())
 }

@@ -111,3 +111,20 @@ fn no_vector_file_holds_a_secret() {
         }
     }
 }
+
+#[test]
+fn a_changed_adherence_figure_fails_the_replay_and_names_the_vector() {
+    let mut file: serde_json::Value =
+        serde_json::from_str(cxone_agent_state_tests::ADHERENCE).unwrap();
+    file["cases"][0]["expect"]["outMs"] = serde_json::json!(900_001);
+    let err = cxone_agent_state_tests::replay_adherence(&file.to_string()).unwrap_err();
+    assert_eq!(err.id, "adherence-day-by-hand");
+    assert!(err.message.contains("outMs"), "{}", err.message);
+    // A ratio off by more than the tolerance is caught too; within it, it is not.
+    let mut file: serde_json::Value =
+        serde_json::from_str(cxone_agent_state_tests::ADHERENCE).unwrap();
+    file["cases"][0]["expect"]["adherence"] = serde_json::json!(0.875 + 1e-12);
+    assert!(cxone_agent_state_tests::replay_adherence(&file.to_string()).is_ok());
+    file["cases"][0]["expect"]["adherence"] = serde_json::json!(0.876);
+    assert!(cxone_agent_state_tests::replay_adherence(&file.to_string()).is_err());
+}
