@@ -5,6 +5,7 @@
 // and events between the core and the world.
 import {
   Engine,
+  computeAdherence as wasmComputeAdherence,
   cxoneReasonCodes,
   errorCodes as wasmErrorCodes,
   reasonCodeForState,
@@ -776,6 +777,19 @@ export function verifyAuditRecord(record) {
   requireReady();
   try {
     return wasmVerifyAuditRecord(record);
+  } catch (e) {
+    return rethrow(e);
+  }
+}
+
+/**
+ * One agent's schedule adherence and conformance over `[fromMs, min(nowMs, toMs))`, from its shifts and its
+ * actual state changes; throws `INVALID_CONFIG` naming what is wrong with the input.
+ */
+export function computeAdherence(input) {
+  requireReady();
+  try {
+    return wasmComputeAdherence(input);
   } catch (e) {
     return rethrow(e);
   }

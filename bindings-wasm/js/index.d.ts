@@ -2,6 +2,8 @@
 // where `make types` checks them against real samples of the Rust types.
 import type {
   Abandoned,
+  AdherenceFigures,
+  AdherenceInput,
   AgentMetrics,
   AgentSnapshot,
   AuditRecord,
@@ -40,6 +42,8 @@ import { SimulationRun } from './sim.js';
 
 export type {
   Abandoned,
+  AdherenceFigures,
+  AdherenceInput,
   AgentMetrics,
   AgentSnapshot,
   AuditRecord,
@@ -422,6 +426,12 @@ export declare function createSimulation(options?: SimulateDayOptions): Simulati
 
 /** The reason code of a state with the reference's default table. */
 export declare function getReasonCodeForState(state: string): string;
+
+/**
+ * One agent's schedule adherence and conformance over `[fromMs, min(nowMs, toMs))`, from its shifts and its
+ * actual state changes. Throws `INVALID_CONFIG` naming what is wrong with the input.
+ */
+export declare function computeAdherence(input: AdherenceInput): AdherenceFigures;
 
 /** Every stable error code. */
 export declare function errorCodes(): ErrorCode[];

@@ -1,5 +1,6 @@
 //! The console module's exports: the engine and small helpers.
 
+use cxone_agent_state_core::adherence::AdherenceInput;
 use cxone_agent_state_core::cxone::acd::CxoneReasonTable;
 use cxone_agent_state_core::{
     AgentState, CommandError, Engine, EngineConfig, ErrorCode, HttpResponse, Input, LogState,
@@ -375,6 +376,16 @@ pub fn reason_code_for_state(state: &str) -> Result<String, JsValue> {
 pub fn cxone_reason_codes(spec: &str) -> Result<JsValue, JsValue> {
     let table = CxoneReasonTable::parse(spec).map_err(|e| config_error(&e))?;
     Ok(to_js(&table))
+}
+
+/// One agent's schedule adherence and conformance over a window, from its shifts and its actual state
+/// changes (`core::adherence`); throws `INVALID_CONFIG` naming what is wrong with the input.
+#[wasm_bindgen(js_name = computeAdherence, unchecked_return_type = "AdherenceFigures")]
+pub fn compute_adherence(
+    #[wasm_bindgen(unchecked_param_type = "AdherenceInput")] input: JsValue,
+) -> Result<JsValue, JsValue> {
+    let input: AdherenceInput = from_js("adherence input", &input)?;
+    Ok(to_js(&input.compute()))
 }
 
 /// Every stable error code.

@@ -462,6 +462,34 @@ export interface WorkdayConfig {
   /** `cxone`: whether the engine observed agent states changed elsewhere (absent when not). */
   observe?: boolean;
 }
+/** What schedule adherence is computed from (see `computeAdherence`). Times are Unix ms. */
+export interface AdherenceInput {
+  /** The rule table: by category pair (the default when left out), by activity name, by unavailable code. */
+  rules?: {
+    byCategory?: Partial<Record<ScheduledCategory, Partial<Record<ActualCategory, AdherenceRule>>>>;
+    byActivity?: Record<string, Partial<Record<ActualCategory, AdherenceRule>>>;
+    byCode?: Partial<Record<ScheduledCategory, Record<string, AdherenceRule>>>;
+  };
+  shifts?: { startMs: number; endMs: number; activities?: { name: string; startMs: number; endMs: number; mandatoryBreak: boolean }[] }[];
+  timeline?: { atMs: number; category: ActualCategory; code?: string }[];
+  fromMs: number; toMs: number; nowMs: number;
+}
+export type ScheduledCategory = "work" | "break" | "off";
+export type ActualCategory = "available" | "contact" | "unavailable" | "offline";
+/** In, Out or Neutral; a stretch of Out shorter than `thresholdS` counts as In. */
+export interface AdherenceRule { verdict: "in" | "out" | "neutral"; thresholdS: number }
+/** One stretch of Out at or over its threshold. */
+export interface AdherenceException {
+  startMs: number; endMs: number; durationMs: number; scheduled: ScheduledCategory; activity?: string;
+  actual: ActualCategory; code?: string;
+}
+/** Adherence (In ÷ (In + Out)) and conformance (productive ÷ scheduled work); `null` when undefined. */
+export interface AdherenceFigures {
+  adherence: number | null; conformance: number | null;
+  inMs: number; outMs: number; neutralMs: number; unruledMs: Record<string, number>;
+  scheduledWorkMs: number; productiveMs: number; workOutsideShiftMs: number;
+  outByActivityMs: Record<string, number>; exceptions: AdherenceException[];
+}
 /** `cxone`: the simulated tenant's own activity, in changes per hour (every field has a default). */
 export interface ActivityConfig {
   agentChangesPerHour?: number; contactsPerHour?: number; contactMeanS?: number; supervisorChangesPerHour?: number;

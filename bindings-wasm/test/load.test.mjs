@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pkgDir } from './helpers.mjs';
 
 const API = [
-  'AgentStateManager', 'CxoneError', 'CxoneEvent', 'Engine', 'SimulationRun', 'createSimulation',
+  'AgentStateManager', 'CxoneError', 'CxoneEvent', 'Engine', 'SimulationRun', 'computeAdherence', 'createSimulation',
   'errorCodes', 'getReasonCodeForState', 'initAsync', 'initSimulation', 'simulateDay', 'throughputWorkload',
   'verifyAuditRecord',
 ];

@@ -113,3 +113,31 @@ test('audit_chain.json: canonical encodings and SHA-256 hashes check out indepen
     });
   }
 });
+
+/** Numbers within 1e-9 (the ratios), everything else exactly: the same comparison as the native replay. */
+function sameFigure(got, want) {
+  if (typeof want === 'number') return typeof got === 'number' && Math.abs(got - want) <= 1e-9;
+  if (Array.isArray(want)) return Array.isArray(got) && got.length === want.length && want.every((w, i) => sameFigure(got[i], w));
+  if (want && typeof want === 'object') {
+    return got !== null && typeof got === 'object' && Object.keys(got).length === Object.keys(want).length
+      && Object.entries(want).every(([k, w]) => sameFigure(got[k], w));
+  }
+  return got === want;
+}
+
+test('adherence.json: hand-computed adherence and conformance, through computeAdherence', () => {
+  const file = vector('adherence.json');
+  assert.ok(file.cases.length >= 10);
+  for (const c of file.cases) {
+    const got = m.computeAdherence(c.input);
+    for (const [key, want] of Object.entries(c.expect)) {
+      assert.ok(sameFigure(got[key], want), `${c.id}: ${key}: got ${JSON.stringify(got[key])}, expected ${JSON.stringify(want)}`);
+    }
+  }
+  // The comparison can fail: a figure off by a minute is caught.
+  assert.equal(sameFigure(900001, 900000), false);
+  // Bad input is refused with the stable code, naming the field.
+  assert.throws(() => m.computeAdherence({ fromMs: 0, toMs: 1 }), (e) => e.code === 'INVALID_CONFIG' && /nowMs/.test(e.message));
+  assert.throws(() => m.computeAdherence({ fromMs: 0, toMs: 1, nowMs: 1, timeline: [{ atMs: 0, category: 'asleep' }] }),
+    (e) => e.code === 'INVALID_CONFIG' && /asleep/.test(e.message));
+});
