@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cxone::normalize_name;
+
 /// What the schedule says an agent should be doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -127,20 +129,6 @@ impl Default for RuleTable {
     }
 }
 
-/// The table's key for a name: lower case, with `_`, `-` and spaces alike.
-pub fn normalize(name: &str) -> String {
-    name.trim()
-        .chars()
-        .map(|c| match c {
-            '_' | '-' => ' ',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 impl RuleTable {
     /// The rule for a piece of time, or `None` when no rule names it.
     pub fn rule_for(
@@ -152,9 +140,9 @@ impl RuleTable {
     ) -> Option<Rule> {
         // Keys are compared normalized on both sides, so a table may spell them as the schedule does.
         fn named<'a, V>(map: &'a BTreeMap<String, V>, name: &str) -> Option<&'a V> {
-            let wanted = normalize(name);
+            let wanted = normalize_name(name);
             map.iter()
-                .find(|(k, _)| normalize(k) == wanted)
+                .find(|(k, _)| normalize_name(k) == wanted)
                 .map(|(_, v)| v)
         }
         let by_activity = activity
@@ -411,14 +399,10 @@ pub fn agent_adherence(
     cuts.sort_unstable();
     cuts.dedup();
 
-    let actual_at = |t: u64| {
-        timeline
-            .iter()
-            .take_while(|c| c.at_ms <= t)
-            .last()
-            .map_or((ActualCategory::Offline, None), |c| {
-                (c.category, c.code.as_deref())
-            })
+    // The timeline is in time order: the change in effect at `t` is found by binary search.
+    let actual_at = |t: u64| match timeline.partition_point(|c| c.at_ms <= t) {
+        0 => (ActualCategory::Offline, None),
+        n => (timeline[n - 1].category, timeline[n - 1].code.as_deref()),
     };
     let pieces: Vec<Piece<'_>> = cuts
         .windows(2)
@@ -687,10 +671,10 @@ mod tests {
         let mut rules = RuleTable::default();
         rules.by_code.insert(
             ScheduledCategory::Work,
-            [(normalize("Training"), Rule::new(Verdict::In))].into(),
+            [(normalize_name("Training"), Rule::new(Verdict::In))].into(),
         );
         rules.by_activity.insert(
-            normalize("Team_Meeting"),
+            normalize_name("Team_Meeting"),
             [(Offline, Rule::new(Verdict::Neutral))].into(),
         );
         let shifts = [shift(0, 60, vec![activity("Team Meeting", 30, 60, false)])];

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::harness::Harness;
 use super::tenant::TruthEntry;
 use crate::observe::{history_state, StateClass, StateClasses};
-use crate::state::ReasonCodeTable;
+use crate::state::{AgentState, ReasonCodeTable};
 
 /// One agent's figures against the truth over the window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,10 +149,9 @@ pub fn day_accuracy(
             .timeline(&user_id)
             .into_iter()
             .map(|e| {
-                let state = match classes.class_of(&e.state) {
-                    StateClass::Other => {
-                        let code = reasons.codes.get(&e.state).unwrap_or(&reasons.fallback);
-                        history_state("Unavailable", Some(code), &reasons)
+                let state = match (classes.class_of(&e.state), AgentState::parse(&e.state)) {
+                    (StateClass::Other, Ok(s)) => {
+                        history_state("Unavailable", Some(reasons.reason_for(&s)), &reasons)
                     }
                     _ => e.state,
                 };
