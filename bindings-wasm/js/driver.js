@@ -294,6 +294,8 @@ export class AgentStateManager extends EventTarget {
         clientSecret: external ? '' : authConfig.clientSecret,
       },
       seed: options.seed ?? randomSeed(),
+      // Audit records say where changes came from: an agent console unless the embedder says otherwise.
+      source: options.source ?? 'console',
       webhook: webhookUrl
         ? { ...options.webhook, url: webhookUrl, secret: options.webhookSecret ?? options.webhook?.secret ?? null }
         : null,
@@ -370,9 +372,12 @@ export class AgentStateManager extends EventTarget {
    * ticket number), kept in its records and outcome, never sent to the tenant (`INVALID_REFERENCE` otherwise).
    */
   transitionState(userId, targetState, options = {}) {
-    const reference = options?.reference == null ? undefined : String(options.reference);
-    const reason = options?.reason == null ? undefined : String(options.reason);
-    return this.#ask('transition', { userId: String(userId), state: String(targetState), reference, reason });
+    const o = {};
+    if (options?.reference != null) o.reference = String(options.reference);
+    if (options?.reason != null) o.reason = String(options.reason);
+    if (options?.actor != null) o.actor = options.actor;
+    if (options?.override != null) o.override = options.override;
+    return this.#ask('transition', { userId: String(userId), state: String(targetState), options: o });
   }
 
   /** Checks policy without changing anything. Resolves `{ valid: true, reasonCode }`; rejects with a coded error. */
@@ -558,7 +563,7 @@ export class AgentStateManager extends EventTarget {
       case 'validate':
         try {
           const id = item.type === 'transition'
-            ? engine.transition(mono, unix, item.userId, item.state, item.reference, item.reason)
+            ? engine.transition(mono, unix, item.userId, item.state, item.options)
             : engine.validate(mono, unix, item.userId, item.state);
           this.#waiting.set(id, item);
         } catch (e) {

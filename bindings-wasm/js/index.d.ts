@@ -2,6 +2,7 @@
 // where `make types` checks them against real samples of the Rust types.
 import type {
   Abandoned,
+  Actor,
   AdherenceFigures,
   AdherenceInput,
   AgentMetrics,
@@ -42,6 +43,7 @@ import { SimulationRun } from './sim.js';
 
 export type {
   Abandoned,
+  Actor,
   AdherenceFigures,
   AdherenceInput,
   AgentMetrics,
@@ -201,6 +203,8 @@ export interface ManagerOptions extends PassedEngineConfig, CxoneOptions {
   records?: LogRecord[];
   /** Seed of the engine's jitter and ids (random by default). */
   seed?: number;
+  /** What audit records name as the changes' source (default `console`; `service` for a server). */
+  source?: 'cli' | 'service' | 'console' | 'simulation';
   /** The tenant's request budget per minute (default 100, the reference's figure). */
   rateLimitPerMinute?: number;
   /** The tenant's burst, if known (default: one second's worth). */
@@ -244,6 +248,18 @@ export interface TransitionOptions {
    * ignored for READY). A name no code has rejects with `UNKNOWN_REASON_CODE` before anything is sent.
    */
   reason?: string;
+  /**
+   * Who asks for the change, written on its audit records: `{ role: 'agent', id: userId }` from an agent's
+   * own console, `{ role: 'supervisor', id }` from a supervisor's. Default: the override's supervisor if
+   * there is one, else `{ role: 'system' }`. A malformed one rejects with `INVALID_ACTOR`.
+   */
+  actor?: Actor;
+  /**
+   * A supervisor's override of the compliance policy: the change passes a policy refusal
+   * (`MANDATORY_BREAK_VIOLATION`, `AGENT_NOT_SCHEDULED`) and is audited as an override naming the rule it
+   * passed, never as a violation. Both parts 1 to 128 printable characters, else `INVALID_OVERRIDE`.
+   */
+  override?: { actor: string; reason: string };
 }
 
 /** What `validateStateChange` resolves with. */

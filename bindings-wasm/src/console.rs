@@ -75,25 +75,29 @@ impl WasmEngine {
     /// `transitionFailed` event with that id). Throws `BUSY` when too many changes are open, `CLOSED` after
     /// `close()` or `stopAccepting()`.
     ///
-    /// `reference` (optional) is the caller's reference of the change — 1 to 128 printable ASCII
-    /// characters, e.g. a ticket number — kept in its intent, every audit record of it and its outcome
-    /// event, never sent to the tenant; any other string throws `INVALID_REFERENCE`.
-    ///
-    /// `reason` (optional) names the reason code to set the state with instead of the table's: on `cxone`,
-    /// one of the agent's team's unavailable codes (`"Lunch"`); a name no code has fails the change with
-    /// `UNKNOWN_REASON_CODE` before anything is sent.
+    /// `options` (optional, `TransitionOptions`):
+    /// - `reference`: the caller's reference of the change — 1 to 128 printable ASCII characters, e.g. a
+    ///   ticket number — kept in its intent, every audit record of it and its outcome event, never sent to
+    ///   the tenant; any other string throws `INVALID_REFERENCE`;
+    /// - `reason`: the reason code to set the state with instead of the table's: on `cxone`, one of the
+    ///   agent's team's unavailable codes (`"Lunch"`); a name no code has fails the change with
+    ///   `UNKNOWN_REASON_CODE` before anything is sent;
+    /// - `actor`: who asks (`{role: "agent" | "supervisor" | "system", id?}`; `INVALID_ACTOR` if malformed);
+    /// - `override`: a supervisor's override of the policy, `{actor, reason}` (`INVALID_OVERRIDE` if either
+    ///   is missing).
     pub fn transition(
         &mut self,
         mono_ms: f64,
         unix_ms: f64,
         user_id: &str,
         state: &str,
-        reference: Option<String>,
-        reason: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "TransitionOptions | undefined")] options: JsValue,
     ) -> Result<f64, JsValue> {
-        let mut options = TransitionOptions::default();
-        options.reference = reference;
-        options.reason = reason;
+        let options: TransitionOptions = if options.is_undefined() || options.is_null() {
+            TransitionOptions::default()
+        } else {
+            from_js("transition options", &options)?
+        };
         command_result(
             self.inner
                 .transition_with(now(mono_ms, unix_ms), user_id, state, &options),

@@ -34,7 +34,8 @@ export type ErrorCode =
   | "INVALID_IDEMPOTENCY_KEY" | "INVALID_WEBHOOK_URL" | "AUDIT_LOG_CORRUPT" | "TOKEN_EXPIRED"
   | "AUDIT_LOG_UNAVAILABLE" | "CLIENT_SECRET_IN_BROWSER" | "NOT_INITIALIZED" | "OUTCOME_UNKNOWN"
   | "BUSY" | "CLOSED" | "INVALID_REFERENCE" | "DISCOVERY_FAILED" | "UNKNOWN_AGENT"
-  | "UNKNOWN_REASON_CODE" | "BAD_REQUEST" | "STATE_CONFLICT" | "OBSERVE_UNSUPPORTED" | "NOT_APPLIED";
+  | "UNKNOWN_REASON_CODE" | "BAD_REQUEST" | "STATE_CONFLICT" | "OBSERVE_UNSUPPORTED" | "NOT_APPLIED"
+  | "INVALID_ACTOR" | "INVALID_OVERRIDE" | "DEFERRAL_CANCELLED";
 
 /** An `Error` thrown by this package. */
 export interface CodedError extends Error { code: ErrorCode }
@@ -108,6 +109,8 @@ export interface CxoneConfig {
  * Secrets serialize as "[redacted]". */
 export interface EngineConfig {
   baseUrl: string;
+  /** What audit records name as the changes' source (default `service`). */
+  source?: "cli" | "service" | "console" | "simulation";
   tokenUrl?: string | null;
   credentials?: { clientId: string; clientSecret: string };
   tokenSource?: "clientCredentials" | "external";
@@ -236,6 +239,12 @@ export interface AuditRecord {
   observation?: Observation;
   /** Set on a change not sent because the tenant already showed it in effect: the observation record's `id`. */
   reliesOn?: string;
+  /** Who asked for it (absent only in records written before the field existed). */
+  actor?: Actor;
+  /** Through what it came in (`observed` for an observation record). */
+  source?: "cli" | "service" | "console" | "simulation" | "observed";
+  /** A supervisor's override: who, why, and the policy code it passed (absent when nothing was refused). */
+  override?: { actor: string; reason: string; overrode?: ErrorCode };
   prevHash: string; hash: string;
 }
 
@@ -249,6 +258,16 @@ export interface ChangeIntent {
   profile?: "seed" | "cxone";
   /** `cxone`: the unavailable code's `outStateId` the change is sent with (absent for `Available`). */
   outStateId?: number;
+  /** Who asked for it. */
+  actor?: Actor;
+  /** The supervisor's override it was approved under. */
+  override?: { actor: string; reason: string; overrode?: ErrorCode };
+}
+/** Who asks for a change. */
+export interface Actor { role: "agent" | "supervisor" | "system"; id?: string }
+/** Options of `WasmEngine.transition`: see `TransitionOptions` in the driver's types. */
+export interface TransitionOptions {
+  reference?: string; reason?: string; actor?: Actor; override?: { actor: string; reason: string };
 }
 /** A webhook payload accepted for delivery; `body` is the JSON text exactly as sent and signed. `receiver` is
  * the fingerprint of the receiver URL it was accepted for, `url` that URL when it has no query, fragment or
@@ -433,6 +452,8 @@ export interface ComplianceReport {
   /** Records that settled an earlier `OUTCOME_UNKNOWN` one. */
   settledCount: number;
   violationCount: number;
+  /** Changes a supervisor's override let past a policy refusal, by the rule passed. Never violations. */
+  overridesByRule: Record<string, number>;
   /** `cxone`: observation records by source (`ours`, `external`); absent when there are none. */
   observedBySource?: Record<string, number>;
   failuresByCode: Record<string, number>; latency: LatencySummary;

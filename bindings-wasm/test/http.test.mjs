@@ -93,6 +93,33 @@ test('policy errors carry their codes; only policy refusals count as violations'
   await m.close();
 });
 
+test('a supervisor override passes the break rule, is audited as an override and never as a violation', async () => {
+  const now = Date.now();
+  await sim.admin('/admin/agents', [
+    onShift('held', [{ startMs: now - 60_000, endMs: now + 3_600_000 }]),
+  ]);
+  const records = [];
+  const m = manager({ persist: (r) => { if (!r.kind) records.push(r); } });
+  await assert.rejects(m.transitionState('held', 'READY', { override: { actor: 'kim', reason: '' } }),
+    (e) => e.code === 'INVALID_OVERRIDE');
+  await assert.rejects(m.transitionState('held', 'READY', { actor: { role: 'boss' } }),
+    (e) => e.code === 'INVALID_CONFIG' || e.code === 'INVALID_ACTOR');
+  const ok = await m.transitionState('held', 'READY', { override: { actor: 'kim', reason: 'queue over SLA' } });
+  assert.equal(ok.newState, 'READY');
+  assert.equal((await sim.admin('/admin/agents/held')).state, 'READY');
+  await m.transitionState('held', 'NOT_READY', { actor: { role: 'agent', id: 'held' } });
+  assert.equal(records.length, 2, 'refused options audit nothing');
+  assert.deepEqual(records[0].override, { actor: 'kim', overrode: 'MANDATORY_BREAK_VIOLATION', reason: 'queue over SLA' });
+  assert.deepEqual(records[0].actor, { id: 'kim', role: 'supervisor' });
+  assert.equal(records[0].policyViolation, false);
+  assert.deepEqual(records[1].actor, { id: 'held', role: 'agent' });
+  assert.ok(records.every((r) => r.source === 'console'), JSON.stringify(records));
+  const report = m.getComplianceReport();
+  assert.equal(report.violationCount, 0);
+  assert.deepEqual(report.overridesByRule, { MANDATORY_BREAK_VIOLATION: 1 });
+  await m.close();
+});
+
 test('a 429 with Retry-After is honoured', async () => {
   const m = manager();
   await m.transitionState('agent-0003', 'READY'); // token and schedule cached

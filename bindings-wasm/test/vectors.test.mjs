@@ -42,7 +42,7 @@ function feed(engine, action) {
         return command(() => engine.transition(monoMs, unixMs, c.userId, c.state));
       case 'transitionWith':
         return command(() =>
-          engine.transition(monoMs, unixMs, c.userId, c.state, c.options.reference, c.options.reason));
+          engine.transition(monoMs, unixMs, c.userId, c.state, c.options));
       case 'validate':
         return command(() => engine.validate(monoMs, unixMs, c.userId, c.state));
       case 'replayDeadLetters':

@@ -7,11 +7,13 @@
 //! no insignificant whitespace, numbers and strings as `serde_json` writes them (UTF-8, minimal escapes).
 //! Optional members added after the first release (`settles`, `reference`) are left out when absent, so
 //! older records keep their hashes; when present they are hashed like every other member, in their sorted
-//! place (`reference` between `reasonCode` and `seq`).
+//! place (`reference` between `reasonCode` and `seq`; `actor` first, `override` after `observation`,
+//! `source` between `settles` and `success`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::actor::{Actor, OverrideNote, Source};
 use crate::error::ErrorCode;
 use crate::observe::Observation;
 
@@ -75,6 +77,19 @@ pub struct AuditRecord {
     /// `id` of the observation record it relied on. Absent (not `null`) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relies_on: Option<String>,
+    /// Who asked for the change (for an observation record: the system). Every record the engine writes
+    /// has one; absent (not `null`) only in records written before the field existed, which keep their
+    /// hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// Through what it came in: `cli`, `service`, `console`, `simulation`, or `observed` for an observation
+    /// record. Present and absent like `actor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// A supervisor's override of the policy: who, why, and the rule it passed. Such a change is never a
+    /// policy violation; the report counts overrides apart. Absent (not `null`) otherwise.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_: Option<Box<OverrideNote>>,
     /// The previous record's hash ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) of this record's canonical encoding.
@@ -97,6 +112,7 @@ impl AuditRecord {
 
     fn canonical(&self) -> Canonical<'_> {
         Canonical {
+            actor: &self.actor,
             attempts: self.attempts,
             error_code: self.error_code,
             error_message: &self.error_message,
@@ -105,6 +121,7 @@ impl AuditRecord {
             latency_ms: self.latency_ms,
             new_state: &self.new_state,
             observation: &self.observation,
+            override_: &self.override_,
             policy_violation: self.policy_violation,
             prev_hash: &self.prev_hash,
             previous_state: &self.previous_state,
@@ -113,6 +130,7 @@ impl AuditRecord {
             relies_on: &self.relies_on,
             seq: self.seq,
             settles: &self.settles,
+            source: &self.source,
             success: self.success,
             timestamp: &self.timestamp,
             user_id: &self.user_id,
@@ -125,6 +143,8 @@ impl AuditRecord {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Canonical<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: &'a Option<Actor>,
     attempts: u32,
     error_code: Option<ErrorCode>,
     error_message: &'a Option<String>,
@@ -134,6 +154,8 @@ struct Canonical<'a> {
     new_state: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     observation: &'a Option<Box<Observation>>,
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    override_: &'a Option<Box<OverrideNote>>,
     policy_violation: bool,
     prev_hash: &'a str,
     previous_state: &'a Option<String>,
@@ -145,6 +167,8 @@ struct Canonical<'a> {
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     settles: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: &'a Option<Source>,
     success: bool,
     timestamp: &'a str,
     user_id: &'a str,
@@ -480,6 +504,9 @@ mod tests {
             reference: None,
             observation: None,
             relies_on: None,
+            actor: None,
+            source: None,
+            override_: None,
             prev_hash: String::new(),
             hash: String::new(),
         }
@@ -598,6 +625,25 @@ mod tests {
         assert_eq!(r.canonical_bytes(), r.canonical_via_map());
         r.reference = Some("bulk:sha256=0123456789abcdef:row=12".into());
         assert_eq!(r.canonical_bytes(), r.canonical_via_map());
+        r.actor = Some(crate::Actor::supervisor("kim"));
+        r.source = Some(crate::Source::Cli);
+        r.override_ = Some(Box::new(crate::OverrideNote {
+            actor: "kim".into(),
+            overrode: Some(ErrorCode::MandatoryBreakViolation),
+            reason: "coverage".into(),
+        }));
+        assert_eq!(r.canonical_bytes(), r.canonical_via_map());
+        let text = String::from_utf8(r.canonical_bytes()).unwrap();
+        assert!(
+            text.starts_with(r#"{"actor":{"id":"kim","role":"supervisor"},"attempts""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#""settles":"00000000-0000-4000-8000-000000000001","source":"cli","success""#
+            ),
+            "{text}"
+        );
         assert_eq!(
             r.compute_hash(),
             hex::encode(Sha256::digest(r.canonical_via_map()))

@@ -13,6 +13,7 @@
 //! send may have arrived: a 4xx to a resend may come from a gateway or from checks made before the tenant
 //! looks up the `Idempotency-Key`, so it says nothing about the send that was lost.
 
+use crate::actor::{Actor, OverrideNote};
 use crate::error::{ErrorCode, TransitionError};
 use crate::facts::Resolved;
 use crate::state::{AgentState, UserId};
@@ -105,6 +106,10 @@ pub(crate) struct Change {
     pub(crate) first_sent_unix: Option<u64>,
     /// Not sent: the tenant already showed it in effect in this observation record (`skipIfInEffect`).
     pub(crate) relies_on: Option<String>,
+    /// Who asked for it.
+    pub(crate) actor: Actor,
+    /// A supervisor's override of the policy; `overrode` is set when a policy check would have refused it.
+    pub(crate) override_: Option<Box<OverrideNote>>,
 }
 
 /// How a change ends, before the phase has its say.
@@ -147,6 +152,8 @@ impl Change {
             resolved: None,
             first_sent_unix: None,
             relies_on: None,
+            actor: Actor::system(),
+            override_: None,
         }
     }
 

@@ -512,6 +512,9 @@ pub struct EngineConfig {
     /// `cxone`: observing states changed elsewhere ([`Engine::start_observing`](crate::Engine::start_observing)).
     #[serde(default)]
     pub observe: crate::observe::ObserveConfig,
+    /// Through what this engine's changes come in (`cli`, `service`, `console`, `simulation`): written on
+    /// every audit record it makes, except observation records (`observed`).
+    pub source: crate::actor::Source,
 }
 
 impl Default for EngineConfig {
@@ -541,6 +544,7 @@ impl Default for EngineConfig {
             webhook: None,
             cxone: crate::cxone::CxoneConfig::default(),
             observe: crate::observe::ObserveConfig::default(),
+            source: crate::actor::Source::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::actor::{Actor, Override, OverrideNote, Source};
 use crate::audit::{AuditRecord, ChainHead};
 use crate::change::{Change, Committing, Lookup, Phase, Purpose, Verdict};
 use crate::config::{check_url, EngineConfig, ProfileKind, Secret, TokenSource};
@@ -174,6 +175,16 @@ pub struct TransitionOptions {
     /// with `UNKNOWN_REASON_CODE` before anything is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who asks for it. When absent: the override's supervisor if there is an override, else the system.
+    /// An id that is not 1 to [`MAX_ACTOR_LEN`](crate::MAX_ACTOR_LEN) printable characters refuses the
+    /// command with `INVALID_ACTOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// A supervisor's override of the compliance policy (see [`Override`]): a policy refusal does not stop
+    /// the change, and its audit record names the override and the rule it passed. A supervisor or reason
+    /// that is empty or not printable refuses the command with `INVALID_OVERRIDE`.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_: Option<Override>,
 }
 
 /// The longest reason a caller may name ([`TransitionOptions::reason`]).
@@ -191,18 +202,46 @@ impl TransitionOptions {
         self.reference = Some(reference.into());
         self
     }
+
+    /// These options naming who asks for the change.
+    pub fn with_actor(mut self, actor: Actor) -> Self {
+        self.actor = Some(actor);
+        self
+    }
+
+    /// These options with a supervisor's override of the policy.
+    pub fn with_override(mut self, o: Override) -> Self {
+        self.override_ = Some(o);
+        self
+    }
+
+    /// The actor the change's records name: the one given, else the override's supervisor, else the
+    /// system; or why the options are refused.
+    fn checked_actor(&self) -> Result<Actor, CommandError> {
+        if let Some(o) = &self.override_ {
+            if !o.is_valid() {
+                return Err(CommandError::InvalidOverride);
+            }
+        }
+        let actor = match (&self.actor, &self.override_) {
+            (Some(a), _) => a.clone(),
+            (None, Some(o)) => Actor::supervisor(o.actor.clone()),
+            (None, None) => Actor::system(),
+        };
+        if !actor.is_valid() {
+            return Err(CommandError::InvalidActor(crate::ActorError));
+        }
+        Ok(actor)
+    }
 }
 
-/// What a command asks for.
+/// What a command asks for, with the caller's options (not yet checked).
 #[derive(Clone, Copy, Debug)]
 enum Ask<'a> {
-    /// A policy check only.
-    Validate { reason: Option<&'a str> },
-    /// A state change, with the caller's reference and reason if it gave them (not yet checked).
-    Change {
-        reference: Option<&'a str>,
-        reason: Option<&'a str>,
-    },
+    /// A policy check only (the reference is ignored).
+    Validate(&'a TransitionOptions),
+    /// A state change.
+    Change(&'a TransitionOptions),
 }
 
 #[derive(Clone, Debug)]
@@ -495,6 +534,8 @@ impl Engine {
                     );
                     change.resolved = resolved;
                     change.first_sent_unix = Some(i.approved_at_ms);
+                    change.actor = i.actor.clone().unwrap_or_else(Actor::system);
+                    change.override_ = i.override_.clone();
                     self.admit(id, change);
                     restored.resumed += 1;
                 }
@@ -519,6 +560,8 @@ impl Engine {
                                 reference: i.reference.clone(),
                                 observation: None,
                                 relies_on: None,
+                                actor: i.actor.clone().unwrap_or_else(Actor::system),
+                                override_: i.override_.clone(),
                             },
                             Err(&e),
                         );
@@ -618,10 +661,7 @@ impl Engine {
             now,
             user_id,
             state,
-            Ask::Change {
-                reference: None,
-                reason: None,
-            },
+            Ask::Change(&TransitionOptions::default()),
         )
     }
 
@@ -638,15 +678,7 @@ impl Engine {
         state: &str,
         options: &TransitionOptions,
     ) -> Result<TransitionId, CommandError> {
-        self.command(
-            now,
-            user_id,
-            state,
-            Ask::Change {
-                reference: options.reference.as_deref(),
-                reason: options.reason.as_deref(),
-            },
-        )
+        self.command(now, user_id, state, Ask::Change(options))
     }
 
     /// Starts a policy check only (the reference's `validateStateChange`); nothing is changed or audited.
@@ -656,7 +688,12 @@ impl Engine {
         user_id: &str,
         state: &str,
     ) -> Result<TransitionId, CommandError> {
-        self.command(now, user_id, state, Ask::Validate { reason: None })
+        self.command(
+            now,
+            user_id,
+            state,
+            Ask::Validate(&TransitionOptions::default()),
+        )
     }
 
     /// A policy check with options (an explicit [`reason`](TransitionOptions::reason) is checked too; the
@@ -668,14 +705,7 @@ impl Engine {
         state: &str,
         options: &TransitionOptions,
     ) -> Result<TransitionId, CommandError> {
-        self.command(
-            now,
-            user_id,
-            state,
-            Ask::Validate {
-                reason: options.reason.as_deref(),
-            },
-        )
+        self.command(now, user_id, state, Ask::Validate(options))
     }
 
     /// Puts dead letters back in line for delivery: the one with `event_id`, or all when `None`. Returns how
@@ -768,13 +798,24 @@ impl Engine {
         if self.closed || !self.accepting {
             return Err(CommandError::Closed);
         }
-        let (validate, reference, reason) = match ask {
-            Ask::Validate { reason } => (true, None, reason),
-            Ask::Change {
-                reference: Some(r), ..
-            } if !is_valid_reference(r) => return Err(CommandError::InvalidReference),
-            Ask::Change { reference, reason } => (false, reference.map(str::to_owned), reason),
+        let (validate, options) = match ask {
+            Ask::Validate(o) => (true, o),
+            Ask::Change(o) => (false, o),
         };
+        let reference = match options.reference.as_deref() {
+            _ if validate => None,
+            Some(r) if !is_valid_reference(r) => return Err(CommandError::InvalidReference),
+            r => r.map(str::to_owned),
+        };
+        let reason = options.reason.as_deref();
+        let actor = options.checked_actor()?;
+        let override_ = options.override_.as_ref().map(|o| {
+            Box::new(OverrideNote {
+                actor: o.actor.clone(),
+                overrode: None,
+                reason: o.reason.clone(),
+            })
+        });
         if self.changes.len() >= self.config.max_open_changes {
             return Err(CommandError::Busy {
                 limit: self.config.max_open_changes,
@@ -804,6 +845,8 @@ impl Engine {
                         reference,
                         observation: None,
                         relies_on: None,
+                        actor,
+                        override_,
                     };
                     self.emit_failure(now, id, draft, e);
                 }
@@ -830,6 +873,8 @@ impl Engine {
             Phase::Waiting,
         );
         change.explicit_reason = reason.map(str::to_owned);
+        change.actor = actor;
+        change.override_ = override_;
         self.admit(id, change);
         self.run(now);
         Ok(id)
@@ -1364,13 +1409,17 @@ impl Engine {
             &change.user,
             &change.state,
             change.explicit_reason.as_deref(),
+            change.override_.is_some(),
             since_mono,
             tenant_now,
         );
         match needs {
-            Needs::Ready(resolved) => {
+            Needs::Ready(resolved, overridden) => {
                 if let Some(c) = self.changes.get_mut(&id) {
                     c.resolved = Some(resolved);
+                    if let (Some(o), Some(e)) = (c.override_.as_mut(), overridden) {
+                        o.overrode.get_or_insert(e.code);
+                    }
                 }
                 self.approve(now, id);
             }
@@ -1379,6 +1428,20 @@ impl Engine {
             }
             Needs::Fail(verdict) => self.finish(now, id, verdict),
         }
+    }
+
+    /// Policy refuses a change with `e`. A change under a supervisor's override goes on (its override notes
+    /// the first rule it passed): returns `true`. Any other ends here, before anything was sent.
+    fn policy_refusal(&mut self, now: Now, id: TransitionId, e: TransitionError) -> bool {
+        let Some(change) = self.changes.get_mut(&id) else {
+            return false;
+        };
+        if let Some(o) = change.override_.as_mut() {
+            o.overrode.get_or_insert(e.code);
+            return true;
+        }
+        self.finish(now, id, Verdict::Policy(e));
+        false
     }
 
     /// Puts a change in line for a policy lookup, with no retries spent on it yet.
@@ -1731,6 +1794,8 @@ impl Engine {
                         acd::CxoneState::Unavailable { out_state_id } => Some(out_state_id),
                         acd::CxoneState::Available => None,
                     }),
+                    actor: Some(change.actor.clone()),
+                    override_: change.override_.clone(),
                 };
                 change.phase = Phase::Committing(Committing {
                     send_by_mono: approved_mono.saturating_add(window),
@@ -2198,10 +2263,8 @@ impl Engine {
                         answer.shift_end_ms,
                         now,
                     );
-                    if !answer.scheduled {
-                        let e = policy_error(PolicyDecision::AgentNotScheduled);
-                        self.finish(now, id, Verdict::Policy(e));
-                    } else {
+                    let e = policy_error(PolicyDecision::AgentNotScheduled);
+                    if answer.scheduled || self.policy_refusal(now, id, e) {
                         self.check_break_or_approve(now, id);
                     }
                 }
@@ -2224,7 +2287,9 @@ impl Engine {
                                 );
                                 e.break_window = Some(w);
                             }
-                            self.finish(now, id, Verdict::Policy(e));
+                            if self.policy_refusal(now, id, e) {
+                                self.approve(now, id);
+                            }
                         }
                     }
                 }
@@ -2688,6 +2753,8 @@ impl Engine {
                             reference: change.reference().map(str::to_owned),
                             observation: None,
                             relies_on: None,
+                            actor: change.actor.clone(),
+                            override_: change.override_.clone(),
                         };
                         let record_id = self.emit_failure(now, id, draft, e);
                         unknown_record = unknown.then_some(record_id);
@@ -2745,6 +2812,10 @@ impl Engine {
     ) -> AuditRecord {
         let error = result.err();
         let error_code = error.map(|e| e.code);
+        let source = match d.observation {
+            Some(_) => Source::Observed,
+            None => self.config.source,
+        };
         let record = AuditRecord {
             seq: 0,
             id: self.rng.uuid().to_string(),
@@ -2764,6 +2835,9 @@ impl Engine {
             reference: d.reference,
             observation: d.observation,
             relies_on: d.relies_on,
+            source: Some(source),
+            actor: Some(d.actor),
+            override_: d.override_,
             prev_hash: String::new(),
             hash: String::new(),
         };
@@ -2869,6 +2943,8 @@ impl Engine {
                 reference: change.reference().map(str::to_owned),
                 observation: None,
                 relies_on: change.relies_on.clone(),
+                actor: change.actor.clone(),
+                override_: change.override_.clone(),
             },
             Ok(()),
         );
@@ -2907,6 +2983,10 @@ struct AuditDraft {
     observation: Option<Box<crate::Observation>>,
     /// For a change not sent because it was in effect: the observation record relied on.
     relies_on: Option<String>,
+    /// Who asked for it (the system for observations and settlements).
+    actor: Actor,
+    /// A supervisor's override, with the rule it passed.
+    override_: Option<Box<OverrideNote>>,
 }
 
 /// A well-formed agent and target state, or the first error in them (the agent's is checked first).

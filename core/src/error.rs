@@ -75,6 +75,14 @@ pub enum ErrorCode {
     ObserveUnsupported,
     /// A settlement: the tenant's own answers show that an `OUTCOME_UNKNOWN` change was not applied.
     NotApplied,
+    /// An actor is not `agent:ID`, `supervisor:ID` or `system[:ID]` with a printable id of at most 128
+    /// characters.
+    InvalidActor,
+    /// An override lacks its supervisor or its reason (each 1 to 128 printable characters).
+    InvalidOverride,
+    /// A deferred change was cancelled before it was sent: by its caller, or replaced by a newer request
+    /// for the same agent. Nothing was sent.
+    DeferralCancelled,
 }
 
 impl ErrorCode {
@@ -113,6 +121,9 @@ impl ErrorCode {
             Self::StateConflict => "STATE_CONFLICT",
             Self::ObserveUnsupported => "OBSERVE_UNSUPPORTED",
             Self::NotApplied => "NOT_APPLIED",
+            Self::InvalidActor => "INVALID_ACTOR",
+            Self::InvalidOverride => "INVALID_OVERRIDE",
+            Self::DeferralCancelled => "DEFERRAL_CANCELLED",
         }
     }
 
@@ -151,6 +162,9 @@ impl ErrorCode {
         Self::StateConflict,
         Self::ObserveUnsupported,
         Self::NotApplied,
+        Self::InvalidActor,
+        Self::InvalidOverride,
+        Self::DeferralCancelled,
     ];
 
     /// Parses the stable string form.
@@ -268,6 +282,12 @@ pub enum CommandError {
     /// (`OBSERVE_UNSUPPORTED`).
     #[error("the seed profile has no endpoint to read agent states: observation needs the cxone profile")]
     ObserveUnsupported,
+    /// The actor is malformed (`INVALID_ACTOR`).
+    #[error("{0}")]
+    InvalidActor(crate::actor::ActorError),
+    /// The override lacks its supervisor or reason, or one is not printable (`INVALID_OVERRIDE`).
+    #[error("an override needs a supervisor and a reason, each 1 to {max} printable characters", max = crate::actor::MAX_ACTOR_LEN)]
+    InvalidOverride,
 }
 
 impl CommandError {
@@ -278,6 +298,8 @@ impl CommandError {
             Self::Closed => ErrorCode::Closed,
             Self::InvalidReference => ErrorCode::InvalidReference,
             Self::ObserveUnsupported => ErrorCode::ObserveUnsupported,
+            Self::InvalidActor(_) => ErrorCode::InvalidActor,
+            Self::InvalidOverride => ErrorCode::InvalidOverride,
         }
     }
 }

@@ -67,8 +67,8 @@ pub(crate) struct Resolved {
 /// What a checking change needs next.
 #[derive(Debug)]
 pub(crate) enum Needs {
-    /// Policy allows it; send it as this.
-    Ready(Resolved),
+    /// Policy allows it (or a supervisor's override passed the refusal given); send it as this.
+    Ready(Resolved, Option<TransitionError>),
     /// Fetch this fact first (or wait for the fetch under way).
     Fetch(FactKey),
     /// It ends here, before anything is sent.
@@ -148,6 +148,7 @@ impl Facts {
         user: &UserId,
         state: &AgentState,
         explicit_reason: Option<&str>,
+        overriding: bool,
         since_mono: u64,
         now: Now,
     ) -> Needs {
@@ -177,14 +178,18 @@ impl Facts {
             }
             _ => return Needs::Fetch(FactKey::Schedule(agent.user_id.clone())),
         };
-        if let Err(e) = decide(schedule, config, commit_window_ms, state, now) {
-            return Needs::Fail(Verdict::Policy(e));
-        }
+        let overridden = match decide(schedule, config, commit_window_ms, state, now) {
+            Err(e) if !overriding => return Needs::Fail(Verdict::Policy(e)),
+            result => result.err(),
+        };
         let Some(name) = config.reason_codes.code_name_for(state, explicit_reason) else {
-            return Needs::Ready(Resolved {
-                agent_id,
-                target: CxoneState::Available,
-            });
+            return Needs::Ready(
+                Resolved {
+                    agent_id,
+                    target: CxoneState::Available,
+                },
+                overridden,
+            );
         };
         let team = agent.team_id;
         let codes = self.codes.get(&team);
@@ -194,7 +199,7 @@ impl Facts {
         }
         if let Some((codes, _)) = codes {
             if let Ok(target) = config.reason_codes.target_for(state, Some(&name), codes) {
-                return Needs::Ready(Resolved { agent_id, target });
+                return Needs::Ready(Resolved { agent_id, target }, overridden);
             }
         }
         if may_refetch(codes.map(|c| c.1), config.codes_refetch_ms) {

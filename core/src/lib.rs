@@ -39,6 +39,7 @@
 //! (feature `sim`).
 #![deny(missing_docs)]
 
+mod actor;
 pub mod adherence;
 mod audit;
 mod change;
@@ -68,6 +69,7 @@ mod token;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+pub use actor::{Actor, ActorError, ActorRole, Override, OverrideNote, Source, MAX_ACTOR_LEN};
 pub use audit::{
     verify_chain, AnchorError, AnchorMismatch, AuditRecord, ChainError, ChainHead, HeadAnchor,
     GENESIS_HASH, NO_HEAD,

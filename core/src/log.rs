@@ -97,6 +97,13 @@ pub struct ChangeIntent {
     /// `seed`), so a change resumed after a restart is sent again exactly as it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_state_id: Option<u64>,
+    /// Who asked for it, so a change resumed after a restart names them in the record that finishes it.
+    /// Absent in intents written before the field existed (the system is named then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<crate::actor::Actor>,
+    /// A supervisor's override the change was approved under (see [`Override`](crate::Override)).
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_: Option<Box<crate::actor::OverrideNote>>,
 }
 
 /// A webhook payload to deliver.
@@ -911,6 +918,9 @@ mod tests {
             reference: None,
             observation: None,
             relies_on: None,
+            actor: None,
+            source: None,
+            override_: None,
             prev_hash: String::new(),
             hash: String::new(),
         }))
@@ -928,6 +938,8 @@ mod tests {
             reference: None,
             profile: None,
             out_state_id: None,
+            actor: None,
+            override_: None,
         })
     }
 

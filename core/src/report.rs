@@ -48,6 +48,10 @@ pub struct ComplianceReport {
     pub observed_by_source: BTreeMap<String, u64>,
     /// Policy violations only.
     pub violation_count: u64,
+    /// Changes a supervisor's override let past a policy refusal, by the rule passed (records with an
+    /// override that passed no rule are not counted). Never violations.
+    #[serde(default)]
+    pub overrides_by_rule: BTreeMap<String, u64>,
     /// Failures by error code (unknown outcomes are counted apart).
     pub failures_by_code: BTreeMap<String, u64>,
     /// Latency statistics over all attempts.
@@ -101,6 +105,9 @@ impl ComplianceReport {
         for (code, n) in &self.failures_by_code {
             row("failuresByCode", code, n);
         }
+        for (rule, n) in &self.overrides_by_rule {
+            row("overridesByRule", rule, n);
+        }
         for (state, c) in &self.per_state {
             let section = format!("state:{state}");
             row(&section, "attempts", &c.attempts);
@@ -130,6 +137,7 @@ pub(crate) struct ReportBuilder {
     settled: u64,
     observed_by_source: BTreeMap<String, u64>,
     violations: u64,
+    overrides_by_rule: BTreeMap<String, u64>,
     failures_by_code: BTreeMap<String, u64>,
     per_state: BTreeMap<String, StateCounts>,
     latency: LatencyHistogram,
@@ -151,6 +159,7 @@ impl ReportBuilder {
             settled: 0,
             observed_by_source: BTreeMap::new(),
             violations: 0,
+            overrides_by_rule: BTreeMap::new(),
             failures_by_code: BTreeMap::new(),
             per_state: BTreeMap::new(),
             latency: LatencyHistogram::new(),
@@ -198,6 +207,12 @@ impl ReportBuilder {
                 }
             }
         }
+        if let Some(rule) = record.override_.as_ref().and_then(|o| o.overrode) {
+            *self
+                .overrides_by_rule
+                .entry(rule.as_str().to_owned())
+                .or_default() += 1;
+        }
         // Only policy refusals are violations (the reference counted every failure).
         if record.policy_violation {
             self.violations = self.violations.saturating_add(1);
@@ -241,6 +256,7 @@ impl ReportBuilder {
             settled_count: self.settled,
             observed_by_source: self.observed_by_source.clone(),
             violation_count: self.violations,
+            overrides_by_rule: self.overrides_by_rule.clone(),
             failures_by_code: self.failures_by_code.clone(),
             latency,
             per_state: self.per_state.clone(),
@@ -330,6 +346,9 @@ mod tests {
             reference: None,
             observation: None,
             relies_on: None,
+            actor: None,
+            source: None,
+            override_: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

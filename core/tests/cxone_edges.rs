@@ -153,6 +153,8 @@ fn a_change_journaled_on_the_seed_profile_is_not_sent_again_through_cxone() {
             reference: None,
             profile: None,
             out_state_id: None,
+            actor: None,
+            override_: None,
         }))
         .unwrap();
     let now = h.now();

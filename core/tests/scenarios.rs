@@ -13,8 +13,9 @@ use cxone_agent_state_core::sim::{
     WorkdayConfig, CXONE_TEAM_A, CXONE_TEAM_B, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    verify_chain, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event, HttpRequest, Now,
-    ProfileKind, Record, Secret, TransitionId,
+    verify_chain, Actor, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event,
+    HttpRequest, Now, Override, ProfileKind, Record, Secret, Source, TransitionId,
+    TransitionOptions,
 };
 
 const T0: u64 = WORKDAY_EPOCH_MS;
@@ -1800,6 +1801,8 @@ fn restore_resends_only_the_latest_open_change_of_an_agent(p: Profile) {
             reference: None,
             profile: (p == Profile::Cxone).then_some(cxone_agent_state_core::ProfileKind::Cxone),
             out_state_id,
+            actor: None,
+            override_: None,
         })
     };
     // On `cxone` the journal names the unavailable code PAUSED was sent with: alice's team A has Adhoc as 6.
@@ -2266,4 +2269,129 @@ fn referenced_outcomes_read_the_log_back_for_a_resumed_run(p: Profile) {
     assert_eq!(all.get(&row(3)), Some(ReferenceOutcome::Succeeded));
     assert_eq!(all.get("another:file"), Some(ReferenceOutcome::Succeeded));
     assert_eq!(all.iter().count(), 4);
+}
+
+both_profiles!(a_supervisor_override_passes_the_break_rule_and_is_audited_as_an_override);
+fn a_supervisor_override_passes_the_break_rule_and_is_audited_as_an_override(p: Profile) {
+    let mut h = pair(p, vec![on_break_at_ten("carol"), on_break_at_ten("dave")]);
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let overridden = h.transition_with(
+        &h.user("carol"),
+        "READY",
+        &TransitionOptions::default().with_override(Override::new("kim", "queue is flooding")),
+    );
+    h.drive().unwrap();
+    let refused = h.transition(&h.user("dave"), "READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, overridden), Ok("READY".into()));
+    assert_eq!(
+        outcome(&h, refused),
+        Err(ErrorCode::MandatoryBreakViolation)
+    );
+    assert_eq!(h.tenant.agent_state("carol"), Some("READY"));
+    let records = h.audit_records();
+    let carol = records
+        .iter()
+        .find(|r| r.user_id == h.user("carol"))
+        .unwrap();
+    assert!(carol.success && !carol.policy_violation);
+    let note = carol.override_.as_ref().expect("audited as an override");
+    assert_eq!(
+        (note.actor.as_str(), note.reason.as_str(), note.overrode),
+        (
+            "kim",
+            "queue is flooding",
+            Some(ErrorCode::MandatoryBreakViolation)
+        )
+    );
+    assert_eq!(carol.actor, Some(Actor::supervisor("kim")));
+    let dave = records
+        .iter()
+        .find(|r| r.user_id == h.user("dave"))
+        .unwrap();
+    assert!(dave.policy_violation && dave.override_.is_none());
+    assert_eq!(dave.actor, Some(Actor::system()));
+    assert!(verify_chain(ChainHead::default(), records.iter()).is_ok());
+    // Only the refused one is a violation; no PolicyViolation event for the override.
+    assert_eq!(h.engine.violation_count(), 1);
+    assert!(!h
+        .events()
+        .iter()
+        .any(|(_, e)| matches!(e, Event::PolicyViolation(v) if v.user_id == h.user("carol"))));
+}
+
+both_profiles!(an_override_passes_policy_only);
+fn an_override_passes_policy_only(p: Profile) {
+    // An agent with no shift: the override passes AGENT_NOT_SCHEDULED; nothing else is passed.
+    let options =
+        TransitionOptions::default().with_override(Override::new("kim", "covering a gap"));
+    let unscheduled = AgentPlan {
+        user_id: "frank".into(),
+        shifts: vec![],
+        breaks: vec![],
+        ..AgentPlan::default()
+    };
+    let mut h = pair(p, vec![on_shift("erin"), unscheduled]);
+    h.drive_until(T0 + HOUR);
+    let passed = h.transition_with(&h.user("frank"), "NOT_READY", &options);
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, passed), Ok("NOT_READY".into()));
+    let record = h.audit_records().last().unwrap().clone();
+    assert_eq!(
+        record.override_.as_ref().and_then(|o| o.overrode),
+        Some(ErrorCode::AgentNotScheduled)
+    );
+    // Allowed anyway: the override is noted, with no rule passed.
+    let plain = h.transition_with(&h.user("erin"), "NOT_READY", &options);
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, plain), Ok("NOT_READY".into()));
+    let record = h.audit_records().last().unwrap().clone();
+    assert_eq!(record.override_.as_ref().map(|o| o.overrode), Some(None));
+    // An unknown state is not policy: the override does not pass it.
+    let bad = h.transition_with(&h.user("erin"), "not a state!", &options);
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, bad), Err(ErrorCode::InvalidState));
+}
+
+both_profiles!(every_record_names_its_actor_and_source);
+fn every_record_names_its_actor_and_source(p: Profile) {
+    let mut h = pair_with(p, vec![on_shift("erin")], |c, _| c.source = Source::Console);
+    h.drive_until(T0 + HOUR);
+    let mine = h.transition_with(
+        &h.user("erin"),
+        "NOT_READY",
+        &TransitionOptions::default().with_actor(Actor::agent(h.user("erin"))),
+    );
+    h.drive().unwrap();
+    let system = h.transition(&h.user("erin"), "READY");
+    h.drive().unwrap();
+    assert!(outcome(&h, mine).is_ok() && outcome(&h, system).is_ok());
+    let records = h.audit_records();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].actor, Some(Actor::agent(h.user("erin"))));
+    assert_eq!(records[1].actor, Some(Actor::system()));
+    assert!(records.iter().all(|r| r.source == Some(Source::Console)));
+    let line = serde_json::to_string(&records[0]).unwrap();
+    assert!(line.contains(r#""source":"console""#), "{line}");
+}
+
+#[test]
+fn malformed_actors_and_overrides_are_refused_with_their_codes() {
+    let mut h = pair(Profile::Seed, vec![on_shift("erin")]);
+    let now = h.now();
+    let bad_override =
+        TransitionOptions::default().with_override(Override::new("", "no supervisor"));
+    let err = h
+        .engine
+        .transition_with(now, "erin", "READY", &bad_override)
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidOverride);
+    let bad_actor = TransitionOptions::default().with_actor(Actor::agent("a\u{0}b"));
+    let err = h
+        .engine
+        .transition_with(now, "erin", "READY", &bad_actor)
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidActor);
+    assert!(h.audit_records().is_empty(), "nothing audited");
 }

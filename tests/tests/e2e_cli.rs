@@ -96,6 +96,44 @@ async fn transition_ready_during_a_mandatory_break_exits_2(profile: Profile) {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["policyViolation"], true);
     assert_eq!(records[0]["errorCode"], "MANDATORY_BREAK_VIOLATION");
+    assert_eq!(records[0]["source"], "cli");
+    assert_eq!(records[0]["actor"]["role"], "system");
+
+    // Half an override is a usage error; a whole one passes the rule and is audited as an override.
+    let agent = sim.id("brk");
+    let ready = ["transition", "--user", &agent, "--state", "READY"];
+    let half = run(cli(args(
+        &[&ready[..], &["--override-actor", "kim"]].concat(),
+        &conn,
+    )))
+    .await;
+    assert_eq!(half.code(), Some(64), "{half}");
+    let whole = [
+        "--override-actor",
+        "kim",
+        "--override-reason",
+        "queue over SLA",
+    ];
+    let out = run(cli(args(&[&ready[..], &whole[..]].concat(), &conn))).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(sim.state_of("brk").await, sim.set_as("READY"));
+    let records = read_audit(&audit);
+    assert_eq!(records.len(), 2, "the usage error audited nothing");
+    let o = &records[1];
+    assert_eq!(o["success"], true);
+    assert_eq!(o["policyViolation"], false);
+    assert_eq!(o["override"]["actor"], "kim");
+    assert_eq!(o["override"]["reason"], "queue over SLA");
+    assert_eq!(o["override"]["overrode"], "MANDATORY_BREAK_VIOLATION");
+    assert_eq!(o["actor"]["role"], "supervisor");
+    assert_eq!(o["actor"]["id"], "kim");
+    let verify = audit_verify(&audit).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+    let report = run(cli(["report", "--audit-log", path_str(&audit), "--json"])).await;
+    assert_eq!(report.code(), Some(0), "{report}");
+    let r = report.json();
+    assert_eq!(r["violationCount"], 1, "{r}");
+    assert_eq!(r["overridesByRule"]["MANDATORY_BREAK_VIOLATION"], 1, "{r}");
 }
 
 async fn transition_for_an_unscheduled_agent_exits_2(profile: Profile) {

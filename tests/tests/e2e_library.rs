@@ -271,6 +271,8 @@ fn journal_intent_at(audit: &Path, user: &str, state: &str, reason: &str, key: &
         reference: None,
         profile: None,
         out_state_id: None,
+        actor: None,
+        override_: None,
     });
     let mut bytes = std::fs::read(audit).unwrap_or_default();
     bytes.extend(intent.to_line());

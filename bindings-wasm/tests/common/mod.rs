@@ -48,21 +48,36 @@ pub fn engine_commands_throw_coded_errors() {
     .unwrap();
     let mut engine = WasmEngine::new(config).expect("a valid configuration");
     let t0 = 1_767_600_000_000.0;
-    let reference = Some("ticket-1".to_owned());
+    let options = |json: &str| js_sys::JSON::parse(json).unwrap();
     assert_eq!(
         engine
-            .transition(1.0, t0, "a1", "READY", reference, None)
+            .transition(
+                1.0,
+                t0,
+                "a1",
+                "READY",
+                options(r#"{"reference": "ticket-1"}"#)
+            )
             .unwrap(),
         1.0
     );
     let e = engine
-        .transition(2.0, t0 + 1.0, "a2", "READY", None, None)
+        .transition(2.0, t0 + 1.0, "a2", "READY", JsValue::UNDEFINED)
         .unwrap_err();
     assert_eq!(code_of(&e).as_deref(), Some("BUSY"));
-    let e = engine
-        .transition(2.0, t0 + 1.0, "a2", "READY", Some("row\n2".into()), None)
-        .unwrap_err();
-    assert_eq!(code_of(&e).as_deref(), Some("INVALID_REFERENCE"));
+    // Options are checked before anything else, the queue's bound included.
+    for (json, code) in [
+        (r#"{"reference": "row\n2"}"#, "INVALID_REFERENCE"),
+        (
+            r#"{"override": {"actor": "", "reason": "r"}}"#,
+            "INVALID_OVERRIDE",
+        ),
+    ] {
+        let e = engine
+            .transition(2.0, t0 + 1.0, "a2", "READY", options(json))
+            .unwrap_err();
+        assert_eq!(code_of(&e).as_deref(), Some(code), "{json}");
+    }
     engine.close(3.0, t0 + 2.0);
     let outputs = js_sys::JSON::stringify(&engine.drain()).unwrap();
     let outputs: String = outputs.into();
@@ -98,7 +113,13 @@ pub fn cxone_token_source_with_bases_skips_discovery() {
     let mut engine = WasmEngine::new(config).expect("a valid configuration");
     let t0 = 1_767_600_000_000.0;
     let id = engine
-        .transition(1.0, t0, "1001", "NOT_READY", None, Some("Lunch".into()))
+        .transition(
+            1.0,
+            t0,
+            "1001",
+            "NOT_READY",
+            js_sys::JSON::parse(r#"{"reason": "Lunch"}"#).unwrap(),
+        )
         .unwrap();
     assert_eq!(id, 1.0);
     let outputs: String = js_sys::JSON::stringify(&engine.drain()).unwrap().into();

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use super::actor::ActorArgs;
 use super::connect::{finish, interrupts, outcome_json, stop_at_once, ConnectArgs};
 use super::fail::{code, exit, identity, refuse_stdout_onto, Failure};
 use super::settle::settle_unknown;
@@ -91,6 +92,9 @@ pub struct BulkArgs {
     /// settle them [default: 90; 0: do not wait] [env: CXONE_SETTLE_WAIT_SECS].
     #[arg(long, value_name = "SECS")]
     settle_wait_secs: Option<u64>,
+    /// Who asks for every row's change, and a supervisor's override of the policy for every row.
+    #[command(flatten)]
+    actor: ActorArgs,
     #[command(flatten)]
     connect: ConnectArgs,
 }
@@ -551,6 +555,7 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
     check_output(output, audit_log, &args.file)?;
     // Checked before anything starts: bad settings are reported without touching the log.
     args.connect.config()?;
+    let base_options = args.actor.apply(TransitionOptions::default())?;
     let settle_wait = args.connect.settle_wait(args.settle_wait_secs)?;
     let (skip, printed) = if args.resume {
         let prior = Prior::read(audit_log, &input)?;
@@ -650,7 +655,9 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
                         // Handed to the engine here, in input order: later changes for an agent wait
                         // behind earlier ones, whatever the concurrency.
                         let reference = input.reference(row.number);
-                        match submit(&manager, user, state, reason.as_deref(), &reference).await {
+                        match submit(&manager, &base_options, user, state, reason.as_deref(), &reference)
+                            .await
+                        {
                             Ok(pending) => {
                                 let (number, user, state) =
                                     (row.number, user.clone(), state.clone());
@@ -801,12 +808,13 @@ pub fn run(args: &BulkArgs) -> anyhow::Result<ExitCode> {
 /// Hands one row's change to the engine, with its reference (and its reason, if it names one).
 async fn submit(
     manager: &AgentStateManager,
+    base: &TransitionOptions,
     user: &str,
     state: &str,
     reason: Option<&str>,
     reference: &str,
 ) -> Result<cxone_agent_state::PendingChange, TransitionError> {
-    let mut options = TransitionOptions::default().with_reference(reference);
+    let mut options = base.clone().with_reference(reference);
     if let Some(reason) = reason {
         options = options.with_reason(reason);
     }

@@ -322,7 +322,10 @@ impl ConnectArgs {
     /// environment variable otherwise (`CXONE_RATE_LIMIT_PER_MIN=lots` names the variable, never a flag the
     /// user did not type). A variable a flag overrides is not read at all.
     pub fn config(&self) -> Result<ManagerConfig, Failure> {
-        self.checked_settings()?.into_config().map_err(as_usage)
+        let mut config = self.checked_settings()?.into_config().map_err(as_usage)?;
+        // Audit records name the program as the changes' source.
+        config.engine.source = cxone_agent_state_core::Source::Cli;
+        Ok(config)
     }
 
     /// How long `transition` and `bulk` observe before they exit to settle unknown outcomes: `flag`

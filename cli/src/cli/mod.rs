@@ -17,6 +17,7 @@ macro_rules! out {
     }};
 }
 
+pub mod actor;
 pub mod audit;
 pub mod bulk;
 pub mod connect;

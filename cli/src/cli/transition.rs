@@ -9,6 +9,7 @@ use cxone_agent_state_core::{
 };
 use serde_json::json;
 
+use super::actor::ActorArgs;
 use super::connect::{finish, interrupts, outcome_json, stop_at_once, ConnectArgs};
 use super::fail::{self, exit, Failure};
 use super::settle::{settle_unknown, Settling};
@@ -22,6 +23,8 @@ use super::settle::{settle_unknown, Settling};
   cxone-agent-state transition --base-url http://127.0.0.1:8080 --client-id sim-client \\
       --client-secret sim-secret --user agent-0001 --state PAUSED
   cxone-agent-state transition --profile cxone --user 12345 --state NOT_READY --reason Lunch
+  cxone-agent-state transition --user agent-7 --state READY \\
+      --override-actor kim --override-reason \"queue over SLA\"
 
 Output: with --json (or when stdout is not a terminal) one JSON object: {\"success\":true,\"userId\",
 \"previousState\",\"newState\",\"reasonCode\",\"latencyMs\",\"attempts\"} or {\"success\":false,\"code\",
@@ -67,6 +70,8 @@ pub struct TransitionArgs {
     /// sent.
     #[arg(long, value_name = "NAME")]
     reason: Option<String>,
+    #[command(flatten)]
+    actor: ActorArgs,
     /// Print the outcome as one JSON object (the default when stdout is not a terminal).
     #[arg(long)]
     pub json: bool,
@@ -93,7 +98,7 @@ pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
         let mut interrupts = interrupts();
         let audit_log = args.connect.audit_log();
         let manager = args.connect.start().await?;
-        let mut options = TransitionOptions::default();
+        let mut options = args.actor.apply(TransitionOptions::default())?;
         if let Some(reason) = &args.reason {
             options = options.with_reason(reason);
         }

@@ -477,6 +477,8 @@ impl Engine {
                     reference: None,
                     observation: Some(Box::new(observation.clone())),
                     relies_on: None,
+                    actor: Actor::system(),
+                    override_: None,
                 },
                 Ok(()),
             );
@@ -827,6 +829,8 @@ impl Engine {
             reference: u.reference.clone(),
             observation: None,
             relies_on: None,
+            actor: Actor::system(),
+            override_: None,
         };
         let error = TransitionError::new(
             ErrorCode::NotApplied,

@@ -308,7 +308,7 @@ impl Harness {
     }
 
     /// An engine configuration for a tenant built from `tenant`: its credentials and its per-minute limit
-    /// (but not its burst, which a client is never told).
+    /// (but not its burst, which a client is never told); its records name `simulation` as their source.
     pub fn engine_config_for_tenant(tenant: &SimConfig, seed: u64) -> EngineConfig {
         let mut c = EngineConfig::new(
             SIM_BASE_URL,
@@ -320,6 +320,8 @@ impl Harness {
             per_minute: tenant.rate_per_minute,
             burst: None,
         };
+        // A simulated day's records say so.
+        c.source = crate::actor::Source::Simulation;
         c
     }
 
