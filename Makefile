@@ -85,6 +85,7 @@ test-www: www-deps cli
 ## package (size, wasm ÷ native throughput, simulateDay in Node) and the simulation page in Chromium.
 bench: www-deps cli
 	$(CARGO) bench -p cxone-agent-state-core --bench engine
+	$(CARGO) bench -p cxone-agent-state-core --bench adherence
 	$(CARGO) bench -p cxone-agent-state --bench loopback
 	node bindings-wasm/bench/bench.mjs
 	node www/bench/sim-chromium.mjs

@@ -20,8 +20,9 @@ use cxone_agent_state_core::sim::{
     WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    Engine, EngineConfig, ErrorCode, Event, Input, Now, Output, ProfileKind, Record, RequestId,
-    RequestKind, Secret, Target, TokenSource, TransitionOptions, TransportErrorKind, WebhookConfig,
+    Actor, Engine, EngineConfig, ErrorCode, Event, Input, Now, Output, Override, ProfileKind,
+    Record, RequestId, RequestKind, Secret, Target, TokenSource, TransitionOptions,
+    TransportErrorKind, WebhookConfig,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -147,6 +148,20 @@ fn main() {
     let ticket = |r: &str| TransitionOptions::default().with_reference(r);
     h.transition_with("alice", "IDLE", &ticket("ticket-4711"));
     h.transition_with("bob", "IDLE", &ticket("ticket-4712"));
+    // A supervisor's override passes bob's missing shift; carol's READY in her break is deferred, replaced
+    // by a second deferred READY, and applied when the break ends.
+    h.transition_with(
+        "bob",
+        "NOT_READY",
+        &TransitionOptions::default()
+            .with_override(Override::new("kim", "covering a gap"))
+            .with_actor(Actor::supervisor("kim")),
+    );
+    let defer = TransitionOptions::default().with_defer();
+    h.transition_with("carol", "READY", &defer);
+    h.transition_with("carol", "READY", &defer);
+    h.drive_until(T0 + 5 * MINUTE);
+    checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
     h.drive().expect("quiesces");
     checkpoints.push(to_value(&h.engine.log_state().checkpoint(h.now().unix_ms)));
     dead_letters.extend(h.engine.log_state().dead_letters().map(to_value));

@@ -132,6 +132,9 @@ const EVENT_NAMES = {
   stateObserved: 'observed',
   observationHeartbeat: 'heartbeat',
   outcomeSettled: 'settled',
+  deferred: 'deferred',
+  deferredApplied: 'deferredapplied',
+  deferredCancelled: 'deferredcancelled',
 };
 
 /** The longest delay `setTimeout` takes (a later deadline is simply re-armed: early timeouts are harmless). */
@@ -377,6 +380,7 @@ export class AgentStateManager extends EventTarget {
     if (options?.reason != null) o.reason = String(options.reason);
     if (options?.actor != null) o.actor = options.actor;
     if (options?.override != null) o.override = options.override;
+    if (options?.defer) o.defer = true;
     return this.#ask('transition', { userId: String(userId), state: String(targetState), options: o });
   }
 
@@ -397,6 +401,14 @@ export class AgentStateManager extends EventTarget {
   /** Stops observing (a poll in flight is ignored when it comes back). Resolves once the engine has taken it. */
   stopObserving() {
     return this.#state === 'open' ? this.#ask('stopObserving') : Promise.resolve();
+  }
+
+  /**
+   * Cancels the agent's deferred change (`transitionState(…, { defer: true })` held until its break ends):
+   * its promise rejects with `DEFERRAL_CANCELLED`. Resolves with whether there was one.
+   */
+  cancelDeferred(userId) {
+    return this.#ask('cancelDeferred', { userId: String(userId) });
   }
 
   /** Puts dead letters back in line for delivery: the one with `eventId`, or all. Resolves with how many. */
@@ -591,6 +603,10 @@ export class AgentStateManager extends EventTarget {
       case 'stopObserving':
         engine.stopObserving();
         return after.push(() => item.resolve());
+      case 'cancelDeferred': {
+        const had = engine.cancelDeferred(mono, unix, item.userId);
+        return after.push(() => item.resolve(had));
+      }
       case 'replay': {
         const n = engine.replayDeadLetters(mono, unix, item.eventId);
         return after.push(() => item.resolve(n));

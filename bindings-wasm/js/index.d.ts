@@ -3,6 +3,9 @@
 import type {
   Abandoned,
   Actor,
+  Deferred,
+  DeferredApplied,
+  DeferredCancelled,
   AdherenceFigures,
   AdherenceInput,
   AgentMetrics,
@@ -44,6 +47,9 @@ import { SimulationRun } from './sim.js';
 export type {
   Abandoned,
   Actor,
+  Deferred,
+  DeferredApplied,
+  DeferredCancelled,
   AdherenceFigures,
   AdherenceInput,
   AgentMetrics,
@@ -260,6 +266,13 @@ export interface TransitionOptions {
    * passed, never as a violation. Both parts 1 to 128 printable characters, else `INVALID_OVERRIDE`.
    */
   override?: { actor: string; reason: string };
+  /**
+   * Hold a READY that a due mandatory break refuses until the break ends, rather than reject it: a
+   * `deferred` event, then (checked again when the break ends) the promise resolves as for any change, or
+   * rejects (`DEFERRAL_CANCELLED` when cancelled or replaced by a newer change of the agent,
+   * `MANDATORY_BREAK_VIOLATION` at its deadline). The log keeps it across a restart.
+   */
+  defer?: boolean;
 }
 
 /** What `validateStateChange` resolves with. */
@@ -311,6 +324,12 @@ export interface AgentStateEventMap {
   heartbeat: CxoneEvent<ObservationHeartbeat>;
   /** An `OUTCOME_UNKNOWN` change was settled by what the tenant showed. */
   settled: CxoneEvent<OutcomeSettled>;
+  /** A READY asked with `defer` is held until the agent's break ends (its promise stays pending). */
+  deferred: CxoneEvent<Deferred>;
+  /** A deferred change was released when its break ended and applied. */
+  deferredapplied: CxoneEvent<DeferredApplied>;
+  /** A deferred change will not be applied: cancelled, replaced, expired or failed. */
+  deferredcancelled: CxoneEvent<DeferredCancelled>;
   // Records as they are persisted, each under its kind in lower case (without its `kind` member).
   audit: CxoneEvent<AuditRecord>;
   intent: CxoneEvent<ChangeIntent>;
@@ -350,6 +369,8 @@ export declare class AgentStateManager extends EventTarget {
    * Calls for one agent are made in call order. `options.reference` tags the change's records and outcome.
    */
   transitionState(userId: string, targetState: string, options?: TransitionOptions): Promise<TransitionResult>;
+  /** Cancels the agent's deferred change; resolves with whether there was one. */
+  cancelDeferred(userId: string): Promise<boolean>;
   /** Checks policy without changing anything. */
   validateStateChange(userId: string, targetState: string): Promise<ValidationResult>;
   /** READY → WORKING, NOT_READY → BREAK, PAUSED → ADHOC, IDLE → SYSTEM_IDLE, others → GENERAL. */

@@ -84,7 +84,9 @@ impl WasmEngine {
     ///   `UNKNOWN_REASON_CODE` before anything is sent;
     /// - `actor`: who asks (`{role: "agent" | "supervisor" | "system", id?}`; `INVALID_ACTOR` if malformed);
     /// - `override`: a supervisor's override of the policy, `{actor, reason}` (`INVALID_OVERRIDE` if either
-    ///   is missing).
+    ///   is missing);
+    /// - `defer`: hold a READY a due break refuses until the break ends (a `deferred` event), rather than
+    ///   fail it.
     pub fn transition(
         &mut self,
         mono_ms: f64,
@@ -126,6 +128,13 @@ impl WasmEngine {
     ) -> f64 {
         self.inner
             .replay_dead_letters(now(mono_ms, unix_ms), event_id.as_deref()) as f64
+    }
+
+    /// Cancels the agent's deferred change, if it has one (it ends `DEFERRAL_CANCELLED`, audited, with a
+    /// `deferredCancelled` event). Returns whether there was one.
+    #[wasm_bindgen(js_name = cancelDeferred)]
+    pub fn cancel_deferred(&mut self, mono_ms: f64, unix_ms: f64, user_id: &str) -> bool {
+        self.inner.cancel_deferred(now(mono_ms, unix_ms), user_id)
     }
 
     /// Stops taking commands (they throw `CLOSED`); changes already taken run to their end.

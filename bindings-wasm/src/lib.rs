@@ -111,6 +111,9 @@ export interface EngineConfig {
   baseUrl: string;
   /** What audit records name as the changes' source (default `service`). */
   source?: "cli" | "service" | "console" | "simulation";
+  /** Deferred changes: given up `maxWaitMs` after first held; checked again every `recheckMs` when the
+   * refusal names no break end. */
+  defer?: { maxWaitMs?: number; recheckMs?: number };
   tokenUrl?: string | null;
   credentials?: { clientId: string; clientSecret: string };
   tokenSource?: "clientCredentials" | "external";
@@ -245,6 +248,8 @@ export interface AuditRecord {
   source?: "cli" | "service" | "console" | "simulation" | "observed";
   /** A supervisor's override: who, why, and the policy code it passed (absent when nothing was refused). */
   override?: { actor: string; reason: string; overrode?: ErrorCode };
+  /** A step of a deferred change (held, released, cancelled, expired). */
+  deferral?: DeferralNote;
   prevHash: string; hash: string;
 }
 
@@ -262,12 +267,15 @@ export interface ChangeIntent {
   actor?: Actor;
   /** The supervisor's override it was approved under. */
   override?: { actor: string; reason: string; overrode?: ErrorCode };
+  /** For a deferred change released when its break ended: the deferral's id. */
+  deferral?: string;
 }
 /** Who asks for a change. */
 export interface Actor { role: "agent" | "supervisor" | "system"; id?: string }
 /** Options of `WasmEngine.transition`: see `TransitionOptions` in the driver's types. */
 export interface TransitionOptions {
   reference?: string; reason?: string; actor?: Actor; override?: { actor: string; reason: string };
+  defer?: boolean;
 }
 /** A webhook payload accepted for delivery; `body` is the JSON text exactly as sent and signed. `receiver` is
  * the fingerprint of the receiver URL it was accepted for, `url` that URL when it has no query, fragment or
@@ -292,7 +300,21 @@ export interface Checkpoint {
   chain: ChainHead; open: OpenChange[]; outbox: WebhookEntry[]; deadLetters: DeadLetterEntry[];
   /** Each agent's last known state, by user id (absent in checkpoints written before it existed). */
   lastStates?: LastState[];
+  /** Deferred changes still held (absent when there are none). */
+  deferred?: OpenDeferral[];
   atMs: number;
+}
+/** A deferred change the log holds: released at `untilMs`, given up at `deadlineMs` (Unix ms). */
+export interface OpenDeferral {
+  id: string; userId: string; state: string; reference?: string; actor?: Actor; untilMs: number; deadlineMs: number;
+}
+/** A deferred change's step on its audit record. */
+export interface DeferralNote {
+  /** Why it was cancelled: `cancelled` (by its caller) or `replaced` (by a newer change of the agent). */
+  cause?: string;
+  deadlineMs?: number; id: string;
+  phase: "deferred" | "released" | "cancelled" | "expired";
+  untilMs?: number;
 }
 
 /** One record of the durable log: an audit record (no `kind`), or an operational record named by `kind`. */
@@ -314,6 +336,8 @@ export interface Restored {
   webhooksToOriginalReceiver: number;
   /** Of `deadLetters`, payloads accepted for an earlier receiver URL, set aside at this restore. */
   webhooksDeadLetteredReceiverChanged: number;
+  /** Deferred changes held again (under new transition ids). */
+  deferred: number;
 }
 
 /** The reference module's `AGENT_STATE_CHANGED` webhook, with additive fields. */
@@ -404,6 +428,25 @@ export interface OutcomeSettled {
   atMs: number;
 }
 
+/** A READY a due break refused is held until the break ends (asked with `defer`). */
+export interface Deferred {
+  transitionId: number; userId: string; requestedState: string; deferralId: string;
+  /** Its `deferred` audit record. */
+  recordId: string;
+  /** When it is released to be checked again (the break's end), and when it gives up (Unix ms). */
+  untilMs: number; deadlineMs: number;
+  reference?: string; atMs: number;
+}
+/** A deferred change was released and applied. */
+export interface DeferredApplied {
+  transitionId: number; userId: string; state: string; deferralId: string; reference?: string; atMs: number;
+}
+/** A deferred change will not be applied: `cancelled`, `replaced`, `expired` (its deadline) or `failed`. */
+export interface DeferredCancelled {
+  transitionId: number; userId: string; requestedState: string; deferralId: string;
+  cause: string; code: ErrorCode; reference?: string; atMs: number;
+}
+
 /** An event from the engine. */
 export type EngineEvent =
   | ({ type: "stateChanged" } & StateChanged)
@@ -417,7 +460,10 @@ export type EngineEvent =
   | ({ type: "webhookDeadLettered" } & WebhookDeadLettered)
   | ({ type: "stateObserved" } & StateObserved)
   | ({ type: "observationHeartbeat" } & ObservationHeartbeat)
-  | ({ type: "outcomeSettled" } & OutcomeSettled);
+  | ({ type: "outcomeSettled" } & OutcomeSettled)
+  | ({ type: "deferred" } & Deferred)
+  | ({ type: "deferredApplied" } & DeferredApplied)
+  | ({ type: "deferredCancelled" } & DeferredCancelled);
 
 /**
  * One output of the engine: drain until `timeout` (a monotonic deadline, or `null`). Persist every
@@ -454,6 +500,8 @@ export interface ComplianceReport {
   violationCount: number;
   /** Changes a supervisor's override let past a policy refusal, by the rule passed. Never violations. */
   overridesByRule: Record<string, number>;
+  /** Deferred changes: times held, and how they ended. */
+  deferrals: { held: number; applied: number; failed: number; expired: number; cancelled: number };
   /** `cxone`: observation records by source (`ours`, `external`); absent when there are none. */
   observedBySource?: Record<string, number>;
   failuresByCode: Record<string, number>; latency: LatencySummary;

@@ -120,6 +120,41 @@ test('a supervisor override passes the break rule, is audited as an override and
   await m.close();
 });
 
+test('a deferred READY waits for the break to end, then applies; another is cancelled', async () => {
+  const now = Date.now();
+  await sim.admin('/admin/agents', [
+    onShift('short-break', [{ startMs: now - 60_000, endMs: now + 2_000 }]),
+    onShift('long-break', [{ startMs: now - 60_000, endMs: now + 1_800_000 }]),
+  ]);
+  const during = (await truth()).readyAcceptedDuringBreak; // the override test's READY counts too
+  const m = manager();
+  const events = [];
+  for (const name of ['deferred', 'deferredapplied', 'deferredcancelled']) {
+    m.addEventListener(name, (e) => events.push([name, e.detail.userId, e.detail.cause]));
+  }
+  const applied = m.transitionState('short-break', 'READY', { defer: true });
+  const cancelled = m.transitionState('long-break', 'READY', { defer: true });
+  const caught = cancelled.catch((e) => e);
+  while (events.filter(([n]) => n === 'deferred').length < 2) await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await sim.admin('/admin/agents/short-break')).state, null, 'held, nothing sent');
+  assert.equal(await m.cancelDeferred('long-break'), true);
+  assert.equal(await m.cancelDeferred('long-break'), false);
+  assert.equal((await caught).code, 'DEFERRAL_CANCELLED');
+  const ok = await applied;
+  assert.equal(ok.newState, 'READY');
+  assert.ok(Date.now() >= now + 2_000, 'not before the break ended');
+  assert.equal((await sim.admin('/admin/agents/short-break')).state, 'READY');
+  assert.equal((await truth()).readyAcceptedDuringBreak, during);
+  assert.deepEqual(events.map(([n, u, c]) => [n, u, c ?? null]).sort(), [
+    ['deferred', 'long-break', null], ['deferred', 'short-break', null],
+    ['deferredapplied', 'short-break', null], ['deferredcancelled', 'long-break', 'cancelled'],
+  ]);
+  const report = m.getComplianceReport();
+  assert.deepEqual(report.deferrals, { held: 2, applied: 1, failed: 0, expired: 0, cancelled: 1 });
+  assert.equal(report.violationCount, 0);
+  await m.close();
+});
+
 test('a 429 with Retry-After is honoured', async () => {
   const m = manager();
   await m.transitionState('agent-0003', 'READY'); // token and schedule cached

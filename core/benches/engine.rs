@@ -27,6 +27,9 @@ use cxone_agent_state_core::sim::{
 };
 use cxone_agent_state_core::{Engine, Event, HttpRequest, NOT_READY, READY};
 
+mod common;
+use common::median;
+
 const T0: u64 = WORKDAY_EPOCH_MS;
 const HOUR_MS: u64 = 3_600_000;
 
@@ -227,16 +230,6 @@ fn bench_day(c: &mut Criterion) {
 }
 
 // ---- printed summary --------------------------------------------------------------------------------------
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
 
 /// Times `run_a` and `run_b` (their setup and the drop of what they return stay off the clock), alternating
 /// them so drift on a noisy machine hits both alike; returns both medians in seconds.

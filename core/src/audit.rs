@@ -7,13 +7,14 @@
 //! no insignificant whitespace, numbers and strings as `serde_json` writes them (UTF-8, minimal escapes).
 //! Optional members added after the first release (`settles`, `reference`) are left out when absent, so
 //! older records keep their hashes; when present they are hashed like every other member, in their sorted
-//! place (`reference` between `reasonCode` and `seq`; `actor` first, `override` after `observation`,
-//! `source` between `settles` and `success`).
+//! place (`reference` between `reasonCode` and `seq`; `actor` first, `deferral` after `attempts`,
+//! `override` after `observation`, `source` between `settles` and `success`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::actor::{Actor, OverrideNote, Source};
+use crate::deferral::DeferralNote;
 use crate::error::ErrorCode;
 use crate::observe::Observation;
 
@@ -90,6 +91,10 @@ pub struct AuditRecord {
     /// policy violation; the report counts overrides apart. Absent (not `null`) otherwise.
     #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
     pub override_: Option<Box<OverrideNote>>,
+    /// A step of a deferred change (see [`DeferralNote`]): held, released, cancelled or expired. Absent
+    /// (not `null`) for a change that was never deferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferral: Option<Box<DeferralNote>>,
     /// The previous record's hash ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) of this record's canonical encoding.
@@ -114,6 +119,7 @@ impl AuditRecord {
         Canonical {
             actor: &self.actor,
             attempts: self.attempts,
+            deferral: &self.deferral,
             error_code: self.error_code,
             error_message: &self.error_message,
             id: &self.id,
@@ -146,6 +152,8 @@ struct Canonical<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: &'a Option<Actor>,
     attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deferral: &'a Option<Box<DeferralNote>>,
     error_code: Option<ErrorCode>,
     error_message: &'a Option<String>,
     id: &'a str,
@@ -507,6 +515,7 @@ mod tests {
             actor: None,
             source: None,
             override_: None,
+            deferral: None,
             prev_hash: String::new(),
             hash: String::new(),
         }
@@ -631,6 +640,13 @@ mod tests {
             actor: "kim".into(),
             overrode: Some(ErrorCode::MandatoryBreakViolation),
             reason: "coverage".into(),
+        }));
+        r.deferral = Some(Box::new(crate::DeferralNote {
+            cause: Some("replaced".into()),
+            deadline_ms: Some(9),
+            id: "d".into(),
+            phase: crate::DeferralPhase::Cancelled,
+            until_ms: Some(8),
         }));
         assert_eq!(r.canonical_bytes(), r.canonical_via_map());
         let text = String::from_utf8(r.canonical_bytes()).unwrap();

@@ -48,6 +48,9 @@ pub(crate) enum Phase {
     },
     /// Sent at least once.
     Committing(Committing),
+    /// Held until its agent's break ends (see [`crate::deferral`]), out of its agent's queue: released at
+    /// `until_unix` (the break's end) back to `Waiting`, or given up at `deadline_unix`.
+    Deferred { until_unix: u64, deadline_unix: u64 },
 }
 
 /// A change that has been sent.
@@ -110,6 +113,22 @@ pub(crate) struct Change {
     pub(crate) actor: Actor,
     /// A supervisor's override of the policy; `overrode` is set when a policy check would have refused it.
     pub(crate) override_: Option<Box<OverrideNote>>,
+    /// The caller asked to hold it, rather than fail it, if a break is due.
+    pub(crate) defer: bool,
+    /// Once held (see [`crate::deferral`]): its deferral.
+    pub(crate) deferral: Option<Held>,
+}
+
+/// A change's deferral, from the first time it was held.
+#[derive(Clone, Debug)]
+pub(crate) struct Held {
+    /// On every record of the deferral.
+    pub(crate) id: String,
+    /// When it gives up (Unix ms): set when it was first held.
+    pub(crate) deadline_unix: u64,
+    /// How it ends without being released: cancelled (with the cause) or expired. `None`: released, the
+    /// outcome is the change's own.
+    pub(crate) ending: Option<(crate::deferral::DeferralPhase, &'static str)>,
 }
 
 /// How a change ends, before the phase has its say.
@@ -154,6 +173,8 @@ impl Change {
             relies_on: None,
             actor: Actor::system(),
             override_: None,
+            defer: false,
+            deferral: None,
         }
     }
 

@@ -515,6 +515,8 @@ pub struct EngineConfig {
     /// Through what this engine's changes come in (`cli`, `service`, `console`, `simulation`): written on
     /// every audit record it makes, except observation records (`observed`).
     pub source: crate::actor::Source,
+    /// How long deferred changes may wait ([`TransitionOptions::defer`](crate::TransitionOptions::defer)).
+    pub defer: crate::deferral::DeferConfig,
 }
 
 impl Default for EngineConfig {
@@ -545,6 +547,7 @@ impl Default for EngineConfig {
             cxone: crate::cxone::CxoneConfig::default(),
             observe: crate::observe::ObserveConfig::default(),
             source: crate::actor::Source::default(),
+            defer: crate::deferral::DeferConfig::default(),
         }
     }
 }

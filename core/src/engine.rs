@@ -36,8 +36,11 @@ use crate::rng::DetRng;
 use crate::state::{AgentState, UserId};
 use crate::time::{iso8601, Now};
 
+mod deferring;
 mod observing;
+
 use crate::token::{AuthStep, Discovery, Fetch, TokenCache};
+use deferring::deferral_note;
 
 /// Something the world tells the engine, with the time the host read when it happened.
 ///
@@ -147,6 +150,9 @@ pub struct Restored {
     /// now: the policy says so ([`ReceiverChange::DeadLetter`](crate::ReceiverChange::DeadLetter)), or their
     /// receiver's URL is not in the log.
     pub webhooks_dead_lettered_receiver_changed: usize,
+    /// Deferred changes held again (each under a new transition id), to be released when their break
+    /// ends; any whose deadline has passed expires at once.
+    pub deferred: usize,
 }
 
 /// Options of a state change ([`Engine::transition_with`]). Start from `TransitionOptions::default()` and
@@ -185,6 +191,12 @@ pub struct TransitionOptions {
     /// that is empty or not printable refuses the command with `INVALID_OVERRIDE`.
     #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
     pub override_: Option<Override>,
+    /// Hold a READY that a due mandatory break refuses, rather than fail it: it is applied when the break
+    /// ends (checked again before it is sent), or given up at its deadline
+    /// ([`DeferConfig::max_wait_ms`](crate::DeferConfig)). See [`crate::DeferralPhase`] for its steps. A
+    /// newer change of the same agent replaces it. Ignored by validations.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub defer: bool,
 }
 
 /// The longest reason a caller may name ([`TransitionOptions::reason`]).
@@ -206,6 +218,12 @@ impl TransitionOptions {
     /// These options naming who asks for the change.
     pub fn with_actor(mut self, actor: Actor) -> Self {
         self.actor = Some(actor);
+        self
+    }
+
+    /// These options asking to hold the change while a break is due ([`TransitionOptions::defer`]).
+    pub fn with_defer(mut self) -> Self {
+        self.defer = true;
         self
     }
 
@@ -263,6 +281,8 @@ enum Timer {
     Request(RequestId),
     /// A change's retry backoff ends.
     Backoff(TransitionId),
+    /// A deferred change's break ends: it is released to be checked again.
+    Deferred(TransitionId),
 }
 
 #[derive(Clone, Debug)]
@@ -355,6 +375,8 @@ pub struct Engine {
     token_waiters: VecDeque<TransitionId>,
     pending: BTreeMap<RequestId, Pending>,
     /// Every timer but the pacer's, the token fetch's and the outbox's, by monotonic deadline.
+    /// Agent → its deferred change (at most one).
+    deferred: BTreeMap<UserId, TransitionId>,
     timers: BTreeSet<(u64, Timer)>,
     pacer_wake_mono: Option<u64>,
     last_mono: u64,
@@ -424,6 +446,7 @@ impl Engine {
             check_queue: VecDeque::new(),
             token_waiters: VecDeque::new(),
             pending: BTreeMap::new(),
+            deferred: BTreeMap::new(),
             timers: BTreeSet::new(),
             pacer_wake_mono: None,
             last_mono: 0,
@@ -472,7 +495,9 @@ impl Engine {
         }
         let opens: Vec<OpenChange> = state.open_changes().cloned().collect();
         let undelivered: Vec<WebhookEntry> = state.undelivered().cloned().collect();
+        let deferred: Vec<crate::OpenDeferral> = state.deferred().cloned().collect();
         self.log = state;
+        restored.deferred = self.restore_deferred(now, deferred);
         // Each agent's latest open change, by its index in `opens` (inserted one by one: `collect` into a
         // map sorts first, which costs the wasm module a sort routine for nothing).
         let mut latest: BTreeMap<&str, usize> = BTreeMap::new();
@@ -562,6 +587,10 @@ impl Engine {
                                 relies_on: None,
                                 actor: i.actor.clone().unwrap_or_else(Actor::system),
                                 override_: i.override_.clone(),
+                                deferral: i
+                                    .deferral
+                                    .clone()
+                                    .map(|id| Box::new(crate::DeferralNote::released(id))),
                             },
                             Err(&e),
                         );
@@ -764,6 +793,8 @@ impl Engine {
                 }
             }
         }
+        // Deferred changes stay open in the log: the next start holds them again.
+        self.forget_deferred();
         let ids: Vec<TransitionId> = self.changes.keys().copied().collect();
         for id in ids {
             let e = TransitionError::new(
@@ -847,6 +878,7 @@ impl Engine {
                         relies_on: None,
                         actor,
                         override_,
+                        deferral: None,
                     };
                     self.emit_failure(now, id, draft, e);
                 }
@@ -875,6 +907,11 @@ impl Engine {
         change.explicit_reason = reason.map(str::to_owned);
         change.actor = actor;
         change.override_ = override_;
+        change.defer = options.defer && !validate;
+        if !validate {
+            // A newer change of an agent replaces its deferred one.
+            self.replace_deferred(now, &change.user);
+        }
         self.admit(id, change);
         self.run(now);
         Ok(id)
@@ -1134,6 +1171,7 @@ impl Engine {
                     }
                 }
                 Timer::Backoff(id) => self.requeue(id),
+                Timer::Deferred(id) => self.release(now, id),
             }
         }
         if let Fetch::Backoff { until_ms, retry } = self.token.fetch {
@@ -1234,9 +1272,10 @@ impl Engine {
         self.report.violation_count()
     }
 
-    /// Commands not yet finished (resumed changes included).
+    /// Commands not yet finished (resumed changes included; deferred changes held until a break ends are
+    /// not counted: they wait in the log, and a graceful shutdown need not wait for them).
     pub fn open_changes(&self) -> usize {
-        self.changes.len()
+        self.changes.len() - self.deferred.len()
     }
 
     /// API and token requests handed out and not yet answered.
@@ -1351,7 +1390,7 @@ impl Engine {
             }) => None,
             Some(Phase::Checking { .. }) => Some(&mut self.check_queue),
             Some(Phase::Approved { .. } | Phase::Committing(_)) => Some(&mut self.commit_queue),
-            Some(Phase::Waiting) | None => None,
+            Some(Phase::Waiting | Phase::Deferred { .. }) | None => None,
         }
     }
 
@@ -1426,6 +1465,10 @@ impl Engine {
             Needs::Fetch(key) => {
                 self.facts.wait_for(key, id);
             }
+            // Not passed by an override here (the facts already let it through): held, or refused.
+            Needs::Fail(Verdict::Policy(e)) => {
+                self.policy_refusal(now, id, e);
+            }
             Needs::Fail(verdict) => self.finish(now, id, verdict),
         }
     }
@@ -1440,7 +1483,14 @@ impl Engine {
             o.overrode.get_or_insert(e.code);
             return true;
         }
-        self.finish(now, id, Verdict::Policy(e));
+        let deferrable = change.defer
+            && e.code == ErrorCode::MandatoryBreakViolation
+            && matches!(change.purpose, Purpose::Change { .. });
+        if deferrable {
+            self.hold(now, id, e);
+        } else {
+            self.finish(now, id, Verdict::Policy(e));
+        }
         false
     }
 
@@ -1769,6 +1819,7 @@ impl Engine {
             } => self
                 .profile
                 .break_request(&self.base_url, &change.user, &token),
+            Phase::Deferred { .. } => return,
             Phase::Checking {
                 lookup: Lookup::Facts { .. },
                 ..
@@ -1796,6 +1847,7 @@ impl Engine {
                     }),
                     actor: Some(change.actor.clone()),
                     override_: change.override_.clone(),
+                    deferral: change.deferral.as_ref().map(|d| d.id.clone()),
                 };
                 change.phase = Phase::Committing(Committing {
                     send_by_mono: approved_mono.saturating_add(window),
@@ -2308,6 +2360,7 @@ impl Engine {
             },
             Phase::Waiting
             | Phase::Approved { .. }
+            | Phase::Deferred { .. }
             | Phase::Checking {
                 lookup: Lookup::Facts { .. },
                 ..
@@ -2347,7 +2400,7 @@ impl Engine {
                 }
                 (&mut c.retries, RequestKind::SetState, Some(c.send_by_mono))
             }
-            Phase::Waiting | Phase::Approved { .. } => return,
+            Phase::Waiting | Phase::Approved { .. } | Phase::Deferred { .. } => return,
         };
         let (decision, retry) = match retry_after_ms.filter(|_| status == Some(429)) {
             // Throttling (see `RetryPolicy::decide_throttled`): the retry is reported as the one it would be;
@@ -2697,20 +2750,7 @@ impl Engine {
         let policy_refusal = matches!(verdict, Verdict::Policy(_));
         let result = change.outcome(verdict);
         let latency_ms = now.mono_ms.saturating_sub(change.started_mono);
-        if let Some(queue) = self.agents.get_mut(&change.user) {
-            // The finished change is the head of its agent's queue, unless the engine is closing.
-            if queue.front() == Some(&id) {
-                queue.pop_front();
-            } else {
-                queue.retain(|x| *x != id);
-            }
-            match queue.front() {
-                Some(&next) => self.runnable.push_back(next),
-                None => {
-                    self.agents.remove(&change.user);
-                }
-            }
-        }
+        self.leave_queue(&change.user, id);
         match &change.purpose {
             Purpose::Validate => {
                 let result = result.map(|()| change.reason_code.clone());
@@ -2738,6 +2778,7 @@ impl Engine {
                     && matches!(&result, Err(e) if e.code == ErrorCode::OutcomeUnknown);
                 let unknown = matches!(&result, Err(e) if e.code == ErrorCode::OutcomeUnknown);
                 let mut unknown_record = None;
+                let deferral_end = self.deferral_end(now, id, &change, &result);
                 match result {
                     Ok(()) => self.emit_success(now, id, &change, latency_ms, key.clone(), settles),
                     Err(e) => {
@@ -2755,10 +2796,14 @@ impl Engine {
                             relies_on: None,
                             actor: change.actor.clone(),
                             override_: change.override_.clone(),
+                            deferral: deferral_note(&change),
                         };
                         let record_id = self.emit_failure(now, id, draft, e);
                         unknown_record = unknown.then_some(record_id);
                     }
+                }
+                if let Some(e) = deferral_end {
+                    self.emit(e);
                 }
                 if change.first_sent_unix.is_some() {
                     self.note_sent_done(now, &change, unknown_record);
@@ -2772,6 +2817,25 @@ impl Engine {
                     }));
                 }
             }
+        }
+    }
+
+    /// Takes a change out of its agent's queue. The head (the running change) hands its agent's slot to the
+    /// next change waiting; a change elsewhere in the queue (the engine is closing) just leaves it.
+    fn leave_queue(&mut self, user: &UserId, id: TransitionId) {
+        let Some(queue) = self.agents.get_mut(user) else {
+            return;
+        };
+        if queue.front() == Some(&id) {
+            queue.pop_front();
+            if let Some(&next) = queue.front() {
+                self.runnable.push_back(next);
+            }
+        } else {
+            queue.retain(|x| *x != id);
+        }
+        if queue.is_empty() {
+            self.agents.remove(user);
         }
     }
 
@@ -2812,6 +2876,11 @@ impl Engine {
     ) -> AuditRecord {
         let error = result.err();
         let error_code = error.map(|e| e.code);
+        // A change held until its break ends has no outcome yet: not a success, not a failure.
+        let held = d
+            .deferral
+            .as_ref()
+            .is_some_and(|n| n.phase == crate::DeferralPhase::Deferred);
         let source = match d.observation {
             Some(_) => Source::Observed,
             None => self.config.source,
@@ -2824,7 +2893,7 @@ impl Engine {
             previous_state: d.previous_state,
             new_state: d.new_state,
             reason_code: d.reason_code,
-            success: result.is_ok(),
+            success: result.is_ok() && !held,
             latency_ms: d.latency_ms,
             policy_violation: error_code.is_some_and(ErrorCode::is_policy_violation),
             error_code,
@@ -2838,6 +2907,7 @@ impl Engine {
             source: Some(source),
             actor: Some(d.actor),
             override_: d.override_,
+            deferral: d.deferral,
             prev_hash: String::new(),
             hash: String::new(),
         };
@@ -2945,6 +3015,7 @@ impl Engine {
                 relies_on: change.relies_on.clone(),
                 actor: change.actor.clone(),
                 override_: change.override_.clone(),
+                deferral: deferral_note(change),
             },
             Ok(()),
         );
@@ -2987,6 +3058,8 @@ struct AuditDraft {
     actor: Actor,
     /// A supervisor's override, with the rule it passed.
     override_: Option<Box<OverrideNote>>,
+    /// A deferred change's step.
+    deferral: Option<Box<crate::DeferralNote>>,
 }
 
 /// A well-formed agent and target state, or the first error in them (the agent's is checked first).

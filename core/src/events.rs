@@ -50,6 +50,85 @@ pub enum Event {
     ObservationHeartbeat(ObservationHeartbeat),
     /// An `OUTCOME_UNKNOWN` change was settled by what the tenant showed (a new audit record).
     OutcomeSettled(OutcomeSettled),
+    /// A READY refused only because a mandatory break is due is held until the break ends (it was asked
+    /// with `defer`). Its outcome comes later, as for any change.
+    Deferred(Deferred),
+    /// A deferred change was released when its break ended and applied.
+    DeferredApplied(DeferredApplied),
+    /// A deferred change will not be applied: cancelled, replaced by a newer change, given up at its
+    /// deadline, or refused when it was checked again.
+    DeferredCancelled(DeferredCancelled),
+}
+
+/// A change is held until its agent's break ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Deferred {
+    /// The command (a change held again after a restart has a new one).
+    pub transition_id: TransitionId,
+    /// The agent.
+    pub user_id: String,
+    /// The state it asks for (READY).
+    pub requested_state: String,
+    /// The deferral's id, on each of its audit records.
+    pub deferral_id: String,
+    /// Its `deferred` audit record.
+    pub record_id: String,
+    /// When it is released to be checked again: the break's end (Unix ms).
+    pub until_ms: u64,
+    /// When it gives up (Unix ms).
+    pub deadline_ms: u64,
+    /// The caller's reference of the change, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A deferred change was applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DeferredApplied {
+    /// The command.
+    pub transition_id: TransitionId,
+    /// The agent.
+    pub user_id: String,
+    /// The state set.
+    pub state: String,
+    /// The deferral's id.
+    pub deferral_id: String,
+    /// The caller's reference of the change, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// A deferred change will not be applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DeferredCancelled {
+    /// The command.
+    pub transition_id: TransitionId,
+    /// The agent.
+    pub user_id: String,
+    /// The state it asked for.
+    pub requested_state: String,
+    /// The deferral's id.
+    pub deferral_id: String,
+    /// `cancelled` (by its caller), `replaced` (by a newer change of the agent), `expired` (its deadline
+    /// passed in the break), or `failed` (released, it did not apply: the code says why).
+    pub cause: String,
+    /// The code the change ended with (`DEFERRAL_CANCELLED`, `MANDATORY_BREAK_VIOLATION`, …).
+    pub code: ErrorCode,
+    /// The caller's reference of the change, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When (Unix ms).
+    pub at_ms: u64,
 }
 
 /// A poll showed an agent in a new state.

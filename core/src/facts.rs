@@ -359,6 +359,10 @@ fn prefetch_at(fetched_mono: u64, ttl_ms: u64) -> u64 {
 /// Policy, decided locally from the agent's schedule export: not scheduled now → `AGENT_NOT_SCHEDULED`; a
 /// READY while a mandatory break is in effect, or when one starts before the change could still land (within
 /// the commit window) → `MANDATORY_BREAK_VIOLATION`.
+/// How far our reading of the tenant's clock may be off: its `Date` has whole seconds, and readings within
+/// two seconds of ours are taken as agreeing. A break is treated as running this long after its end.
+pub(crate) const BREAK_END_MARGIN_MS: u64 = 3_000;
+
 fn decide(
     schedule: &AgentSchedule,
     config: &CxoneConfig,
@@ -376,15 +380,25 @@ fn decide(
         return Ok(());
     }
     let rule = &config.break_activities;
-    let window = schedule.break_at(now.unix_ms, rule).window.or_else(|| {
-        let start = schedule.next_break_start_after(now.unix_ms, rule)?;
-        (start < now.unix_ms.saturating_add(commit_window_ms)).then(|| {
+    // Our reading of the tenant's clock may be off by up to `BREAK_END_MARGIN_MS`: a break that ended
+    // within that is taken as still running, so READY never lands in its last seconds.
+    let window = schedule
+        .break_at(now.unix_ms, rule)
+        .window
+        .or_else(|| {
             schedule
-                .break_at(start, rule)
+                .break_at(now.unix_ms.saturating_sub(BREAK_END_MARGIN_MS), rule)
                 .window
-                .expect("a break starts there")
         })
-    });
+        .or_else(|| {
+            let start = schedule.next_break_start_after(now.unix_ms, rule)?;
+            (start < now.unix_ms.saturating_add(commit_window_ms)).then(|| {
+                schedule
+                    .break_at(start, rule)
+                    .window
+                    .expect("a break starts there")
+            })
+        });
     match window {
         None => Ok(()),
         Some(w) => {

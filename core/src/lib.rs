@@ -45,6 +45,7 @@ mod audit;
 mod change;
 mod config;
 pub mod cxone;
+mod deferral;
 mod engine;
 mod error;
 mod events;
@@ -79,13 +80,14 @@ pub use config::{
     Credentials, EngineConfig, ProfileKind, ReceiverChange, Secret, TokenSource, WebhookConfig,
     REDACTED,
 };
+pub use deferral::{DeferConfig, DeferralNote, DeferralPhase, OpenDeferral};
 pub use engine::{Engine, Input, Output, Restored, TransitionOptions, MAX_REASON_LEN};
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
 pub use events::{
-    Event, ObservationHeartbeat, OutcomeSettled, PolicyViolation, RequestKind, RetryScheduled,
-    StateChanged, StateObserved, TokenRequested, TransitionFailed, TransitionId,
-    ValidationCompleted, WebhookData, WebhookDeadLettered, WebhookDelivered, WebhookPayload,
-    WebhookRetryScheduled, AGENT_STATE_CHANGED,
+    Deferred, DeferredApplied, DeferredCancelled, Event, ObservationHeartbeat, OutcomeSettled,
+    PolicyViolation, RequestKind, RetryScheduled, StateChanged, StateObserved, TokenRequested,
+    TransitionFailed, TransitionId, ValidationCompleted, WebhookData, WebhookDeadLettered,
+    WebhookDelivered, WebhookPayload, WebhookRetryScheduled, AGENT_STATE_CHANGED,
 };
 pub use history::{AgentMetrics, HistoryConfig, StateEntry};
 pub use http::{
@@ -103,7 +105,7 @@ pub use observe::{
 };
 pub use pacer::RateLimit;
 pub use reference::{is_valid_reference, ReferenceOutcome, ReferencedOutcomes, MAX_REFERENCE_LEN};
-pub use report::{ComplianceReport, ReportReplay, StateCounts};
+pub use report::{ComplianceReport, DeferralCounts, ReportReplay, StateCounts};
 pub use retry::RetryPolicy;
 pub use state::{
     is_idle_state, AgentState, ReasonCodeTable, UserId, IDLE, IDLE_STATES, MAX_STATE_LEN,

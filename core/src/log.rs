@@ -104,6 +104,10 @@ pub struct ChangeIntent {
     /// A supervisor's override the change was approved under (see [`Override`](crate::Override)).
     #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
     pub override_: Option<Box<crate::actor::OverrideNote>>,
+    /// For a deferred change released when its break ended: the deferral's id (the log stops holding the
+    /// deferral once its release is journaled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferral: Option<String>,
 }
 
 /// A webhook payload to deliver.
@@ -235,6 +239,10 @@ pub struct Checkpoint {
     /// existed: it names no state, and is not checked against the records before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_states: Option<Vec<LastState>>,
+    /// Deferred changes still held, by deferral id. Absent when there are none (and in checkpoints written
+    /// before deferrals existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<crate::deferral::OpenDeferral>,
     /// When (Unix ms).
     pub at_ms: u64,
 }
@@ -405,6 +413,8 @@ pub struct LogState {
     dead_by_id: BTreeMap<String, u64>,
     /// Agent → its last known state, so a restart knows the state each agent leaves on its next change.
     last_states: BTreeMap<String, LastState>,
+    /// Deferred changes still held, by deferral id.
+    deferred: BTreeMap<String, crate::deferral::OpenDeferral>,
     since_checkpoint: u64,
     records: u64,
 }
@@ -453,6 +463,9 @@ impl LogState {
         // Inserted one by one: collecting into a map sorts first, which costs the wasm module a sort routine.
         for l in c.last_states.iter().flatten() {
             self.last_states.insert(l.user_id.clone(), l.clone());
+        }
+        for d in &c.deferred {
+            self.deferred.insert(d.id.clone(), d.clone());
         }
     }
 
@@ -511,6 +524,8 @@ impl LogState {
                     .is_some_and(|l| !self.last_states.values().eq(l))
                 {
                     Some("the agents' last states differ".to_owned())
+                } else if !self.deferred.values().eq(&c.deferred) {
+                    Some("the deferred changes differ".to_owned())
                 } else {
                     None
                 };
@@ -534,6 +549,16 @@ impl LogState {
                 if r.success {
                     self.set_last_state(r);
                 }
+                if let Some(d) = &r.deferral {
+                    match crate::deferral::OpenDeferral::of(r) {
+                        Some(open) => {
+                            self.deferred.insert(d.id.clone(), open);
+                        }
+                        None => {
+                            self.deferred.remove(&d.id);
+                        }
+                    }
+                }
                 if let Some(n) = r
                     .idempotency_key
                     .as_ref()
@@ -550,6 +575,10 @@ impl LogState {
             }
             Record::Intent(i) => {
                 self.saw(i.at_ms);
+                // A released deferral is sent: from here on the journal carries it.
+                if let Some(id) = &i.deferral {
+                    self.deferred.remove(id);
+                }
                 if !self.open_by_key.contains_key(&i.idempotency_key) {
                     self.open_change(OpenChange {
                         intent: i.clone(),
@@ -645,6 +674,7 @@ impl LogState {
             outbox: self.outbox.values().cloned().collect(),
             dead_letters: self.dead.values().cloned().collect(),
             last_states: Some(self.last_states.values().cloned().collect()),
+            deferred: self.deferred.values().cloned().collect(),
             at_ms,
         }
     }
@@ -674,6 +704,11 @@ impl LogState {
         self.open_by_user
             .get(user_id)
             .and_then(|n| self.open.get(n))
+    }
+
+    /// Deferred changes still held (see [`OpenDeferral`](crate::OpenDeferral)), by deferral id.
+    pub fn deferred(&self) -> impl Iterator<Item = &crate::deferral::OpenDeferral> {
+        self.deferred.values()
     }
 
     /// Each agent's last known state, by user id.
@@ -713,7 +748,11 @@ impl LogState {
 
     /// Items a checkpoint would carry: open changes, undelivered webhooks, dead letters and last states.
     pub fn open_items(&self) -> usize {
-        self.open.len() + self.outbox.len() + self.dead.len() + self.last_states.len()
+        self.open.len()
+            + self.outbox.len()
+            + self.dead.len()
+            + self.last_states.len()
+            + self.deferred.len()
     }
 }
 
@@ -921,6 +960,7 @@ mod tests {
             actor: None,
             source: None,
             override_: None,
+            deferral: None,
             prev_hash: String::new(),
             hash: String::new(),
         }))
@@ -940,6 +980,7 @@ mod tests {
             out_state_id: None,
             actor: None,
             override_: None,
+            deferral: None,
         })
     }
 

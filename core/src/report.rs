@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditRecord;
+use crate::deferral::DeferralPhase;
 use crate::error::ErrorCode;
 use crate::history::{AgentMetrics, History, HistoryConfig};
 use crate::metrics::{LatencyHistogram, LatencySummary};
@@ -17,6 +18,23 @@ pub struct StateCounts {
     pub attempts: u64,
     /// Accepted ones.
     pub successes: u64,
+}
+
+/// Deferred changes by how they went ([`DeferralPhase`](crate::DeferralPhase)).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeferralCounts {
+    /// Times a change was held until a break ended (a change held again when it was checked at the
+    /// break's end counts again). Not transition attempts.
+    pub held: u64,
+    /// Released and applied.
+    pub applied: u64,
+    /// Released and not applied (refused or failed; unknown outcomes are counted as such).
+    pub failed: u64,
+    /// Given up at their deadline (each also a policy violation).
+    pub expired: u64,
+    /// Cancelled by their caller or replaced by a newer change. Not transition attempts.
+    pub cancelled: u64,
 }
 
 /// The compliance report.
@@ -52,6 +70,9 @@ pub struct ComplianceReport {
     /// override that passed no rule are not counted). Never violations.
     #[serde(default)]
     pub overrides_by_rule: BTreeMap<String, u64>,
+    /// Deferred changes: how often one was held, and how they ended.
+    #[serde(default)]
+    pub deferrals: DeferralCounts,
     /// Failures by error code (unknown outcomes are counted apart).
     pub failures_by_code: BTreeMap<String, u64>,
     /// Latency statistics over all attempts.
@@ -108,6 +129,12 @@ impl ComplianceReport {
         for (rule, n) in &self.overrides_by_rule {
             row("overridesByRule", rule, n);
         }
+        let d = &self.deferrals;
+        row("deferrals", "held", &d.held);
+        row("deferrals", "applied", &d.applied);
+        row("deferrals", "failed", &d.failed);
+        row("deferrals", "expired", &d.expired);
+        row("deferrals", "cancelled", &d.cancelled);
         for (state, c) in &self.per_state {
             let section = format!("state:{state}");
             row(&section, "attempts", &c.attempts);
@@ -138,6 +165,7 @@ pub(crate) struct ReportBuilder {
     observed_by_source: BTreeMap<String, u64>,
     violations: u64,
     overrides_by_rule: BTreeMap<String, u64>,
+    deferrals: DeferralCounts,
     failures_by_code: BTreeMap<String, u64>,
     per_state: BTreeMap<String, StateCounts>,
     latency: LatencyHistogram,
@@ -160,6 +188,7 @@ impl ReportBuilder {
             observed_by_source: BTreeMap::new(),
             violations: 0,
             overrides_by_rule: BTreeMap::new(),
+            deferrals: DeferralCounts::default(),
             failures_by_code: BTreeMap::new(),
             per_state: BTreeMap::new(),
             latency: LatencyHistogram::new(),
@@ -178,6 +207,27 @@ impl ReportBuilder {
         if record.settles.is_some() {
             self.settled = self.settled.saturating_add(1);
             return;
+        }
+        if let Some(d) = &record.deferral {
+            let n = &mut self.deferrals;
+            let counter = match d.phase {
+                DeferralPhase::Deferred => Some(&mut n.held),
+                DeferralPhase::Cancelled => Some(&mut n.cancelled),
+                DeferralPhase::Expired => Some(&mut n.expired),
+                DeferralPhase::Released if record.success => Some(&mut n.applied),
+                // Released and maybe applied: an unknown outcome, settled by later records.
+                DeferralPhase::Released if record.error_code == Some(ErrorCode::OutcomeUnknown) => {
+                    None
+                }
+                DeferralPhase::Released => Some(&mut n.failed),
+            };
+            if let Some(c) = counter {
+                *c = c.saturating_add(1);
+            }
+            // Held and cancelled records are steps, not attempts.
+            if matches!(d.phase, DeferralPhase::Deferred | DeferralPhase::Cancelled) {
+                return;
+            }
         }
         if record.error_code == Some(ErrorCode::OutcomeUnknown) {
             self.unknown = self.unknown.saturating_add(1);
@@ -257,6 +307,7 @@ impl ReportBuilder {
             observed_by_source: self.observed_by_source.clone(),
             violation_count: self.violations,
             overrides_by_rule: self.overrides_by_rule.clone(),
+            deferrals: self.deferrals.clone(),
             failures_by_code: self.failures_by_code.clone(),
             latency,
             per_state: self.per_state.clone(),
@@ -349,6 +400,7 @@ mod tests {
             actor: None,
             source: None,
             override_: None,
+            deferral: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

@@ -29,7 +29,7 @@ use cxone_agent_state_core::sim::{
 };
 use cxone_agent_state_core::{
     parse_iso8601, verify_chain, AuditRecord, ChainHead, Engine, ErrorCode, ProfileKind, Record,
-    READY,
+    TransitionOptions, READY,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, RngSeed};
@@ -63,8 +63,8 @@ struct Plan {
     faults: Vec<FaultKind>,
     /// Per agent: when its break starts, minutes after T0 (it lasts 15 min).
     breaks: Vec<u64>,
-    /// (at, agent, state)
-    commands: Vec<(u64, usize, &'static str)>,
+    /// (at, agent, state, deferred: held while a break is due rather than refused)
+    commands: Vec<(u64, usize, &'static str, bool)>,
     /// A crash at this time, down for this long, with the wall clock stepped by this much meanwhile.
     crash: Option<(u64, u64, i64)>,
 }
@@ -81,6 +81,7 @@ fn plan() -> impl Strategy<Value = Plan> {
                 0u64..(40 * MIN),
                 0..agents,
                 prop::sample::select(&["READY", "READY", "NOT_READY", "PAUSED"][..]),
+                prop::bool::weighted(0.3),
             ),
             1..24,
         ),
@@ -157,15 +158,18 @@ fn run_with(
         });
     }
     let mut h = Harness::new(Engine::new(config).expect("valid"), tenant, T0);
-    for &(at, agent, state) in &plan.commands {
+    for &(at, agent, state, defer) in &plan.commands {
         let user_id = h.user(&format!("agent-{agent}"));
-        h.command_at(
-            T0 + at,
-            Command::Transition {
+        let state = state.to_owned();
+        let command = match defer {
+            true => Command::TransitionWith {
                 user_id,
-                state: state.to_owned(),
+                state,
+                options: TransitionOptions::default().with_defer(),
             },
-        );
+            false => Command::Transition { user_id, state },
+        };
+        h.command_at(T0 + at, command);
     }
     let observe = observing.is_some();
     if observe {

@@ -155,6 +155,7 @@ fn a_change_journaled_on_the_seed_profile_is_not_sent_again_through_cxone() {
             out_state_id: None,
             actor: None,
             override_: None,
+            deferral: None,
         }))
         .unwrap();
     let now = h.now();

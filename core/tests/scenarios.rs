@@ -13,9 +13,9 @@ use cxone_agent_state_core::sim::{
     WorkdayConfig, CXONE_TEAM_A, CXONE_TEAM_B, WORKDAY_EPOCH_MS,
 };
 use cxone_agent_state_core::{
-    verify_chain, Actor, ChainError, ChainHead, Engine, EngineConfig, ErrorCode, Event,
-    HttpRequest, Now, Override, ProfileKind, Record, Secret, Source, TransitionId,
-    TransitionOptions,
+    verify_chain, Actor, ChainError, ChainHead, DeferConfig, DeferralPhase, Engine, EngineConfig,
+    ErrorCode, Event, HttpRequest, Now, Override, ProfileKind, Record, Secret, Source,
+    TransitionId, TransitionOptions,
 };
 
 const T0: u64 = WORKDAY_EPOCH_MS;
@@ -1803,6 +1803,7 @@ fn restore_resends_only_the_latest_open_change_of_an_agent(p: Profile) {
             out_state_id,
             actor: None,
             override_: None,
+            deferral: None,
         })
     };
     // On `cxone` the journal names the unavailable code PAUSED was sent with: alice's team A has Adhoc as 6.
@@ -2394,4 +2395,232 @@ fn malformed_actors_and_overrides_are_refused_with_their_codes() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidActor);
     assert!(h.audit_records().is_empty(), "nothing audited");
+}
+
+// ---- deferred changes -------------------------------------------------------------------------------------
+
+/// The deferral events of the run, by kind: (held, applied, cancelled with their causes).
+fn deferral_events(h: &Harness) -> (usize, usize, Vec<String>) {
+    let mut held = 0;
+    let mut applied = 0;
+    let mut cancelled = Vec::new();
+    for (_, e) in h.events() {
+        match e {
+            Event::Deferred(_) => held += 1,
+            Event::DeferredApplied(_) => applied += 1,
+            Event::DeferredCancelled(c) => cancelled.push(c.cause.clone()),
+            _ => {}
+        }
+    }
+    (held, applied, cancelled)
+}
+
+fn deferred() -> TransitionOptions {
+    TransitionOptions::default().with_defer()
+}
+
+both_profiles!(a_deferred_ready_is_held_through_the_break_and_applied_when_it_ends);
+fn a_deferred_ready_is_held_through_the_break_and_applied_when_it_ends(p: Profile) {
+    let mut h = pair(p, vec![on_break_at_ten("carol")]);
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let id = h.transition_with(&h.user("carol"), "READY", &deferred());
+    h.drive_until(T0 + 2 * HOUR + 30 * MIN);
+    // Held: no outcome yet, nothing sent, the agent unchanged.
+    assert_eq!(deferral_events(&h), (1, 0, vec![]));
+    assert!(!h.events().iter().any(|(_, e)| matches!(e,
+        Event::StateChanged(s) if s.transition_id == id)));
+    assert_eq!(h.tenant.agent_state("carol"), None);
+    let (held_id, _, until, _) = h.engine.deferred_change(&h.user("carol")).unwrap();
+    assert_eq!(held_id, id);
+    // Released when the break ends, with a few seconds for our reading of the tenant's clock.
+    assert_eq!(until, T0 + 2 * HOUR + 45 * MIN + 5_000);
+    let held = h.audit_records()[0].clone();
+    assert!(!held.success && !held.policy_violation && held.error_code.is_none());
+    assert_eq!(
+        held.deferral.as_ref().map(|d| d.phase),
+        Some(DeferralPhase::Deferred)
+    );
+
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Ok("READY".into()));
+    assert_eq!(deferral_events(&h), (1, 1, vec![]));
+    assert_eq!(h.tenant.agent_state("carol"), Some("READY"));
+    assert_eq!(h.tenant.ground_truth().ready_accepted_during_break, 0);
+    let applied_at = h
+        .events()
+        .iter()
+        .find_map(|(t, e)| matches!(e, Event::StateChanged(_)).then_some(*t))
+        .unwrap();
+    assert!(
+        applied_at >= T0 + 2 * HOUR + 45 * MIN,
+        "never inside the break"
+    );
+    let records = h.audit_records();
+    assert_eq!(records.len(), 2);
+    let released = records[1].deferral.as_ref().unwrap();
+    assert_eq!(
+        (released.phase, released.id.as_str()),
+        (
+            DeferralPhase::Released,
+            held.deferral.as_ref().unwrap().id.as_str()
+        )
+    );
+    assert!(verify_chain(ChainHead::default(), records.iter()).is_ok());
+    let report = h.engine.compliance_report(h.now());
+    assert_eq!(report.violation_count, 0);
+    assert_eq!(
+        report.total_transitions, 1,
+        "the held step is not an attempt"
+    );
+    assert_eq!((report.deferrals.held, report.deferrals.applied), (1, 1));
+    assert_eq!(h.engine.deferred_count(), 0);
+    assert_eq!(h.log_state().deferred().count(), 0);
+}
+
+both_profiles!(a_deferred_change_can_be_cancelled_or_replaced_and_nothing_is_sent);
+fn a_deferred_change_can_be_cancelled_or_replaced_and_nothing_is_sent(p: Profile) {
+    let mut h = pair(p, vec![on_break_at_ten("carol"), on_break_at_ten("dave")]);
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let cancelled = h.transition_with(&h.user("carol"), "READY", &deferred());
+    let replaced = h.transition_with(&h.user("dave"), "READY", &deferred());
+    h.drive_until(T0 + 2 * HOUR + 10 * MIN);
+    assert_eq!(h.engine.deferred_count(), 2);
+    let now = h.now();
+    assert!(h.engine.cancel_deferred(now, &h.user("carol")));
+    assert!(
+        !h.engine.cancel_deferred(now, &h.user("carol")),
+        "only once"
+    );
+    h.drain();
+    let newer = h.transition(&h.user("dave"), "NOT_READY");
+    h.drive().unwrap();
+
+    assert_eq!(outcome(&h, cancelled), Err(ErrorCode::DeferralCancelled));
+    assert_eq!(outcome(&h, replaced), Err(ErrorCode::DeferralCancelled));
+    assert_eq!(outcome(&h, newer), Ok("NOT_READY".into()));
+    assert_eq!(
+        deferral_events(&h),
+        (2, 0, vec!["cancelled".to_owned(), "replaced".to_owned()])
+    );
+    assert_eq!(h.tenant.agent_state("carol"), None, "nothing was sent");
+    assert_eq!(
+        h.tenant.agent_state("dave"),
+        Some(p.tenant_state("NOT_READY"))
+    );
+    let report = h.engine.compliance_report(h.now());
+    assert_eq!((report.deferrals.held, report.deferrals.cancelled), (2, 2));
+    assert_eq!(report.violation_count, 0);
+    assert_eq!(
+        report.total_transitions, 1,
+        "only dave's NOT_READY was attempted"
+    );
+    assert_eq!(h.log_state().deferred().count(), 0);
+}
+
+both_profiles!(a_break_ending_past_the_deadline_refuses_at_once);
+fn a_break_ending_past_the_deadline_refuses_at_once(p: Profile) {
+    let mut h = pair_with(p, vec![on_break_at_ten("carol")], |c, _| {
+        c.defer = DeferConfig::default();
+        c.defer.max_wait_ms = 10 * MIN;
+    });
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let id = h.transition_with(&h.user("carol"), "READY", &deferred());
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, id), Err(ErrorCode::MandatoryBreakViolation));
+    assert_eq!(deferral_events(&h), (0, 0, vec![]));
+    let records = h.audit_records();
+    assert_eq!(records.len(), 1);
+    assert!(records[0].policy_violation && records[0].deferral.is_none());
+}
+
+both_profiles!(a_deferred_change_survives_a_restart_and_is_applied_after_it);
+fn a_deferred_change_survives_a_restart_and_is_applied_after_it(p: Profile) {
+    let mut h = pair_with(p, vec![on_break_at_ten("carol")], |c, _| {
+        // A checkpoint after every record: the deferral must ride in checkpoints too.
+        c.checkpoint_every = Some(1);
+    });
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    h.transition_with(
+        &h.user("carol"),
+        "READY",
+        &deferred().with_reference("ticket-9"),
+    );
+    h.drive_until(T0 + 2 * HOUR + 6 * MIN);
+    let state = h.log_state();
+    let open: Vec<_> = state.deferred().cloned().collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].reference.as_deref(), Some("ticket-9"));
+
+    let restored = h.restart(10 * MIN);
+    assert_eq!(restored.deferred, 1);
+    assert_eq!(h.engine.deferred_count(), 1);
+    h.drive().unwrap();
+    assert_eq!(h.tenant.agent_state("carol"), Some("READY"));
+    assert_eq!(h.tenant.ground_truth().ready_accepted_during_break, 0);
+    let last = h.audit_records().last().unwrap().clone();
+    assert!(last.success);
+    assert_eq!(last.reference.as_deref(), Some("ticket-9"));
+    assert_eq!(
+        last.deferral.as_ref().map(|d| (d.phase, d.id.clone())),
+        Some((DeferralPhase::Released, open[0].id.clone()))
+    );
+    assert_eq!(h.log_state().deferred().count(), 0);
+}
+
+both_profiles!(a_deferred_change_restored_after_its_deadline_expires_as_a_violation);
+fn a_deferred_change_restored_after_its_deadline_expires_as_a_violation(p: Profile) {
+    let mut h = pair_with(p, vec![on_break_at_ten("carol")], |c, _| {
+        c.defer = DeferConfig::default();
+        c.defer.max_wait_ms = 50 * MIN;
+    });
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    h.transition_with(&h.user("carol"), "READY", &deferred());
+    h.drive_until(T0 + 2 * HOUR + 6 * MIN);
+    // Down for longer than the deadline.
+    let restored = h.restart(2 * HOUR);
+    assert_eq!(restored.deferred, 1);
+    h.drive().unwrap();
+    assert_eq!(
+        h.tenant.agent_state("carol"),
+        None,
+        "given up, nothing sent"
+    );
+    let last = h.audit_records().last().unwrap().clone();
+    assert!(last.policy_violation);
+    assert_eq!(last.error_code, Some(ErrorCode::MandatoryBreakViolation));
+    assert_eq!(
+        last.deferral.as_ref().map(|d| d.phase),
+        Some(DeferralPhase::Expired)
+    );
+    assert_eq!(deferral_events(&h).2, vec!["expired".to_owned()]);
+    assert_eq!(h.log_state().deferred().count(), 0);
+}
+
+#[test]
+fn defer_does_not_hold_what_a_break_does_not_refuse() {
+    // An unscheduled agent is refused as before; a deferred NOT_READY is just applied.
+    let mut h = pair(
+        Profile::Seed,
+        vec![unscheduled("ghost"), on_break_at_ten("carol")],
+    );
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let ghost = h.transition_with("ghost", "READY", &deferred());
+    let carol = h.transition_with("carol", "NOT_READY", &deferred());
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, ghost), Err(ErrorCode::AgentNotScheduled));
+    assert_eq!(outcome(&h, carol), Ok("NOT_READY".into()));
+    assert_eq!(deferral_events(&h), (0, 0, vec![]));
+}
+
+#[test]
+fn of_two_deferred_changes_asked_together_the_later_replaces_the_earlier() {
+    let mut h = pair(Profile::Seed, vec![on_break_at_ten("carol")]);
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let first = h.transition_with("carol", "READY", &deferred());
+    let second = h.transition_with("carol", "READY", &deferred());
+    h.drive().unwrap();
+    assert_eq!(outcome(&h, first), Err(ErrorCode::DeferralCancelled));
+    assert_eq!(outcome(&h, second), Ok("READY".into()));
+    assert_eq!(deferral_events(&h), (2, 1, vec!["replaced".to_owned()]));
+    assert_eq!(h.tenant.accepted_changes().len(), 1);
 }

@@ -154,6 +154,7 @@ enum Request {
     StopObserving(oneshot::Sender<()>),
     Agents(oneshot::Sender<Vec<AgentSnapshot>>),
     Unsettled(oneshot::Sender<usize>),
+    CancelDeferred(String, oneshot::Sender<bool>),
     Shutdown(Duration, oneshot::Sender<ShutdownSummary>),
 }
 
@@ -486,6 +487,15 @@ impl AgentStateManager {
         self.ask(Request::Unsettled).await.unwrap_or(0)
     }
 
+    /// Cancels the agent's deferred change (one asked with
+    /// [`TransitionOptions::defer`](crate::core::TransitionOptions::defer) and held until its break ends): it
+    /// ends `DEFERRAL_CANCELLED`, audited. Returns whether there was one.
+    pub async fn cancel_deferred(&self, user_id: &str) -> bool {
+        self.ask(|r| Request::CancelDeferred(user_id.to_owned(), r))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Stops taking commands (they answer `CLOSED`), finishes every change already taken, waits up to
     /// `webhook_drain` for the outbox to empty, and syncs the log. What is left is delivered on the next start.
     pub async fn shutdown(self, webhook_drain: Duration) -> ShutdownSummary {
@@ -799,6 +809,9 @@ impl Driver {
             }
             Request::Unsettled(r) => {
                 let _ = r.send(self.engine.unsettled_outcomes());
+            }
+            Request::CancelDeferred(user, r) => {
+                let _ = r.send(self.engine.cancel_deferred(now, &user));
             }
             Request::Shutdown(drain, reply) => {
                 // Nothing new is polled while the changes in flight finish.

@@ -28,6 +28,7 @@ for_each_profile!(
     transition_success_prints_json_and_exits_0,
     transition_ready_during_a_mandatory_break_exits_2,
     transition_for_an_unscheduled_agent_exits_2,
+    transition_defer_waits_out_a_break_and_applies_after_it,
     invalid_state_and_user_id_exit_1_without_reaching_the_tenant,
     bulk_csv_a_malformed_row_fails_alone,
     bulk_json_lines_all_succeed_exit_0,
@@ -134,6 +135,50 @@ async fn transition_ready_during_a_mandatory_break_exits_2(profile: Profile) {
     let r = report.json();
     assert_eq!(r["violationCount"], 1, "{r}");
     assert_eq!(r["overridesByRule"]["MANDATORY_BREAK_VIOLATION"], 1, "{r}");
+}
+
+async fn transition_defer_waits_out_a_break_and_applies_after_it(profile: Profile) {
+    let (mut sim, _dir, audit, conn) = scene_as(profile, 1, &[]).await;
+    let ends = cxone_agent_state::now_ms() + 2_000;
+    sim.add_agent(cxone_agent_state_core::sim::AgentPlan {
+        breaks: vec![cxone_agent_state_core::sim::Window {
+            start_ms: ends - 60_000,
+            end_ms: ends,
+        }],
+        ..support::on_shift("short")
+    })
+    .await;
+    let agent = sim.id("short");
+    let out = run(cli(args(
+        &[
+            "transition",
+            "--user",
+            &agent,
+            "--state",
+            "READY",
+            "--defer",
+        ],
+        &conn,
+    )))
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("deferred:"), "{out}");
+    assert!(
+        cxone_agent_state::now_ms() >= ends,
+        "applied after the break"
+    );
+    assert_eq!(sim.state_of("short").await, sim.set_as("READY"));
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["readyAcceptedDuringBreak"], 0, "{truth}");
+    let records = read_audit(&audit);
+    let phases: Vec<&str> = records
+        .iter()
+        .map(|r| r["deferral"]["phase"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(phases, ["deferred", "released"], "{records:?}");
+    assert_eq!(records[1]["success"], true);
+    let verify = audit_verify(&audit).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
 }
 
 async fn transition_for_an_unscheduled_agent_exits_2(profile: Profile) {

@@ -273,6 +273,7 @@ fn journal_intent_at(audit: &Path, user: &str, state: &str, reason: &str, key: &
         out_state_id: None,
         actor: None,
         override_: None,
+        deferral: None,
     });
     let mut bytes = std::fs::read(audit).unwrap_or_default();
     bytes.extend(intent.to_line());

@@ -1,5 +1,5 @@
-//! Who asks for a change from the command line: `--actor`, and a supervisor's override
-//! (`--override-actor`, `--override-reason`), shared by `transition` and `bulk`.
+//! Who asks for a change from the command line and how: `--actor`, a supervisor's override
+//! (`--override-actor`, `--override-reason`) and `--defer`, shared by `transition` and `bulk`.
 
 use clap::Args;
 
@@ -22,6 +22,12 @@ pub struct ActorArgs {
     /// Why the policy is overridden (written on the audit record). Needs --override-actor.
     #[arg(long, value_name = "TEXT", requires = "override_actor")]
     override_reason: Option<String>,
+    /// Hold a READY that a due mandatory break refuses until the break ends, then apply it (checked again
+    /// first), rather than fail it; the command waits for it. The log keeps it: a run stopped meanwhile
+    /// leaves it to the next start of any command on the same audit log. Gives up after an hour
+    /// (MANDATORY_BREAK_VIOLATION).
+    #[arg(long)]
+    defer: bool,
 }
 
 fn parse_actor(text: &str) -> Result<Actor, String> {
@@ -50,6 +56,9 @@ impl ActorArgs {
                 });
             }
             options = options.with_override(o);
+        }
+        if self.defer {
+            options = options.with_defer();
         }
         Ok(options)
     }

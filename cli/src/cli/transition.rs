@@ -99,6 +99,9 @@ pub fn run(args: &TransitionArgs, json: bool) -> anyhow::Result<ExitCode> {
         let audit_log = args.connect.audit_log();
         let manager = args.connect.start().await?;
         let mut options = args.actor.apply(TransitionOptions::default())?;
+        if options.defer {
+            say_when_deferred(&manager);
+        }
         if let Some(reason) = &args.reason {
             options = options.with_reason(reason);
         }
@@ -230,6 +233,27 @@ fn settlement(
         (Err(e), Some(s)) if e.code == ErrorCode::OutcomeUnknown => s.of(user, state).cloned(),
         _ => None,
     }
+}
+
+/// Says on stderr when a change is held until a break ends (`--defer`), and when it is released.
+fn say_when_deferred(manager: &cxone_agent_state::AgentStateManager) {
+    let mut notices = manager.subscribe();
+    tokio::spawn(async move {
+        use cxone_agent_state::Notice;
+        use cxone_agent_state_core::{iso8601, Event};
+        while let Ok(notice) = notices.recv().await {
+            if let Notice::Event(Event::Deferred(d)) = notice {
+                eprintln!(
+                    "deferred: {} {} is held until the break ends ({}), at the latest until {}; \
+                     waiting (Ctrl-C twice stops and leaves it in the audit log for the next start)",
+                    d.user_id,
+                    d.requested_state,
+                    iso8601(d.until_ms),
+                    iso8601(d.deadline_ms)
+                );
+            }
+        }
+    });
 }
 
 /// A change settled as not applied, as the error it ends with (`NOT_APPLIED`).

@@ -479,6 +479,7 @@ impl Engine {
                     relies_on: None,
                     actor: Actor::system(),
                     override_: None,
+                    deferral: None,
                 },
                 Ok(()),
             );
@@ -831,6 +832,7 @@ impl Engine {
             relies_on: None,
             actor: Actor::system(),
             override_: None,
+            deferral: None,
         };
         let error = TransitionError::new(
             ErrorCode::NotApplied,

@@ -78,6 +78,11 @@ pub enum Command {
     },
     /// [`Engine::close`].
     Close,
+    /// [`Engine::cancel_deferred`].
+    CancelDeferred {
+        /// The agent.
+        user_id: String,
+    },
     /// [`Engine::start_observing`].
     StartObserving,
     /// [`Engine::stop_observing`].
@@ -123,6 +128,10 @@ impl Action {
                 Command::Validate { user_id, state } => Some(engine.validate(*now, user_id, state)),
                 Command::ReplayDeadLetters { event_id } => {
                     engine.replay_dead_letters(*now, event_id.as_deref());
+                    None
+                }
+                Command::CancelDeferred { user_id } => {
+                    engine.cancel_deferred(*now, user_id);
                     None
                 }
                 Command::Close => {
