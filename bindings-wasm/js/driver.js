@@ -471,9 +471,14 @@ export class AgentStateManager extends EventTarget {
   }
 
   /** The compliance report: the reference's fields plus counts, percentiles and per-agent metrics. */
-  getComplianceReport() {
+  getComplianceReport(options = {}) {
     const { mono, unix } = this.#clock();
-    return this.#sync().complianceReport(mono, unix);
+    const engine = this.#sync();
+    const report = engine.complianceReport(mono, unix);
+    if (options?.detail) {
+      report.adherence = engine.adherenceReport(mono, unix, options.schedules ?? undefined, options.rules ?? undefined);
+    }
+    return report;
   }
 
   /** The compliance report as `section,key,value` CSV (the layout of `cxone-agent-state report --csv`). */

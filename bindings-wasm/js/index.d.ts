@@ -3,6 +3,10 @@
 import type {
   Abandoned,
   Actor,
+  AdherenceReport,
+  AgentCounts,
+  RuleTable,
+  ScheduledShift,
   Deferred,
   DeferredApplied,
   DeferredCancelled,
@@ -47,6 +51,10 @@ import { SimulationRun } from './sim.js';
 export type {
   Abandoned,
   Actor,
+  AdherenceReport,
+  AgentCounts,
+  RuleTable,
+  ScheduledShift,
   Deferred,
   DeferredApplied,
   DeferredCancelled,
@@ -380,7 +388,12 @@ export declare class AgentStateManager extends EventTarget {
   /** Idle time, time per state and utilization of one agent. */
   getAgentMetrics(userId: string): AgentMetrics | null;
   /** The compliance report. */
-  getComplianceReport(): ComplianceReport;
+  /**
+   * The compliance report. With `{ detail: true }` it carries `adherence`: adherence and conformance so far,
+   * per agent and for the team, against `schedules` (`{ [userId]: ScheduledShift[] }`) or, on `cxone`
+   * without them, the schedule exports the engine holds; `rules` replaces the default rule table.
+   */
+  getComplianceReport(options?: { detail?: boolean; schedules?: Record<string, ScheduledShift[]>; rules?: RuleTable }): ComplianceReport;
   /** The compliance report as `section,key,value` CSV (the layout of `cxone-agent-state report --csv`). */
   getComplianceReportCsv(): string;
   /** Webhook payloads the receiver kept refusing, oldest first. */

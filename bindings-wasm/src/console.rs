@@ -1,6 +1,6 @@
 //! The console module's exports: the engine and small helpers.
 
-use cxone_agent_state_core::adherence::AdherenceInput;
+use cxone_agent_state_core::adherence::{AdherenceInput, RuleTable, ScheduledShift};
 use cxone_agent_state_core::cxone::acd::CxoneReasonTable;
 use cxone_agent_state_core::{
     AgentState, CommandError, Engine, EngineConfig, ErrorCode, HttpResponse, Input, LogState,
@@ -315,6 +315,35 @@ impl WasmEngine {
     #[wasm_bindgen(js_name = complianceReport, unchecked_return_type = "ComplianceReport")]
     pub fn compliance_report(&self, mono_ms: f64, unix_ms: f64) -> JsValue {
         to_js(&self.inner.compliance_report(now(mono_ms, unix_ms)))
+    }
+
+    /// Adherence and conformance so far, per agent and for the team: the agents' timelines as the engine
+    /// knows them against `schedules` (`{ [userId]: ScheduledShift[] }`), or on `cxone` when none are given
+    /// the schedule exports the engine holds; `rules` is the rule table (default when absent). Throws
+    /// `INVALID_CONFIG` on a malformed schedule or table.
+    #[wasm_bindgen(js_name = adherenceReport, unchecked_return_type = "AdherenceReport")]
+    pub fn adherence_report(
+        &self,
+        mono_ms: f64,
+        unix_ms: f64,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, ScheduledShift[]> | undefined")]
+        schedules: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RuleTable | undefined")] rules: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let schedules: Option<std::collections::BTreeMap<String, Vec<ScheduledShift>>> =
+            match schedules.is_undefined() || schedules.is_null() {
+                true => None,
+                false => Some(from_js("schedules", &schedules)?),
+            };
+        let rules: RuleTable = match rules.is_undefined() || rules.is_null() {
+            true => RuleTable::default(),
+            false => from_js("rules", &rules)?,
+        };
+        Ok(to_js(&self.inner.adherence_report(
+            now(mono_ms, unix_ms),
+            schedules.as_ref(),
+            &rules,
+        )))
     }
 
     /// The compliance report as `section,key,value` CSV (the CLI's `report --csv` layout).

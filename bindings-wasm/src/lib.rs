@@ -506,7 +506,34 @@ export interface ComplianceReport {
   observedBySource?: Record<string, number>;
   failuresByCode: Record<string, number>; latency: LatencySummary;
   perState: Record<string, { attempts: number; successes: number }>; agents: AgentMetrics[];
+  /** Per agent: attempts and outcomes, violations by rule, overrides, deferrals, requests and latency. */
+  agentCounts: Record<string, AgentCounts>;
+  /** Policy violations by hour (UTC, `YYYY-MM-DDTHH`). */
+  violationsByHour: Record<string, number>;
+  /** Adherence per agent and for the team, when schedules were given (a simulated day always has it). */
+  adherence?: AdherenceReport;
 }
+export interface AgentCounts {
+  attempts: number; successes: number; failures: number; unknownOutcomes: number;
+  violationsByRule: Record<string, number>; overrides: number; deferredApplied: number; deferredGivenUp: number;
+  requests: number; latencyP50Ms: number; latencyP95Ms: number; latencyMaxMs: number;
+}
+/** Adherence and conformance per agent and for the team over one window (Unix ms). */
+export interface AdherenceReport {
+  fromMs: number; toMs: number; nowMs: number;
+  /** The team's sums (its `exceptions` are left empty: see each agent's, and `exceptionCount`). */
+  team: AdherenceFigures | null;
+  exceptionCount: number;
+  agents: ({ userId: string } & AdherenceFigures)[];
+  /** The team's adherence per hour through the window. */
+  curve: { fromMs: number; toMs: number; adherence: number | null }[];
+}
+/** One shift with its activities (Unix ms). */
+export interface ScheduledShift {
+  startMs: number; endMs: number; activities?: { name: string; startMs: number; endMs: number; mandatoryBreak: boolean }[];
+}
+/** The adherence rule table: by category pair, by activity name, by unavailable code. */
+export type RuleTable = NonNullable<AdherenceInput["rules"]>;
 
 /** Parameters of a simulated day (all optional). */
 export interface SimulateDayOptions {

@@ -152,6 +152,17 @@ test('a deferred READY waits for the break to end, then applies; another is canc
   const report = m.getComplianceReport();
   assert.deepEqual(report.deferrals, { held: 2, applied: 1, failed: 0, expired: 0, cancelled: 1 });
   assert.equal(report.violationCount, 0);
+  assert.equal(report.agentCounts['short-break'].deferredApplied, 1);
+  assert.equal(report.adherence, undefined, 'adherence comes with detail');
+  // With detail and the agent's schedule: out of adherence from the shift's start until READY.
+  const shift = { startMs: now - 60_000, endMs: Date.now() + 60_000,
+    activities: [{ name: 'Break', startMs: now - 60_000, endMs: now + 2_000, mandatoryBreak: true }] };
+  const detail = m.getComplianceReport({ detail: true, schedules: { 'short-break': [shift] } });
+  const agent = detail.adherence.agents.find((a) => a.userId === 'short-break');
+  assert.ok(agent, JSON.stringify(detail.adherence));
+  assert.ok(agent.scheduledWorkMs > 0 && agent.productiveMs > 0, JSON.stringify(agent));
+  assert.ok(agent.adherence > 0 && agent.adherence <= 1, JSON.stringify(agent));
+  assert.throws(() => m.getComplianceReport({ detail: true, schedules: { x: 'no' } }), (e) => e.code === 'INVALID_CONFIG');
   await m.close();
 });
 

@@ -487,6 +487,193 @@ pub fn agent_adherence(
     out
 }
 
+/// The actual category of a state as the history and the audit log name it: READY is available; the
+/// contact states (`INBOUND_CONTACT`, `OUTBOUND_CONTACT`, the consults, `DIALER`) are a contact;
+/// `LOGGED_OUT` is offline; every other state (NOT_READY, PAUSED, IDLE, a session with no state yet, an
+/// unavailable code's state) is unavailable.
+pub fn category_of(state: &str) -> ActualCategory {
+    use crate::observe::{CONTACT_STATES, LOGGED_OUT};
+    if state == crate::state::READY {
+        ActualCategory::Available
+    } else if CONTACT_STATES.contains(&state) {
+        ActualCategory::Contact
+    } else if state == LOGGED_OUT {
+        ActualCategory::Offline
+    } else {
+        ActualCategory::Unavailable
+    }
+}
+
+/// One agent's figures in a team report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentAdherence {
+    /// The agent.
+    pub user_id: String,
+    /// Its figures.
+    #[serde(flatten)]
+    pub figures: AdherenceFigures,
+}
+
+/// The team's adherence over one step of the day (the curve).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurvePoint {
+    /// The step's start (Unix ms).
+    pub from_ms: u64,
+    /// The step's end (Unix ms, exclusive).
+    pub to_ms: u64,
+    /// The team's adherence over the step; `null` when nothing was In or Out in it.
+    pub adherence: Option<f64>,
+}
+
+/// Adherence and conformance per agent and for the team, over one window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdherenceReport {
+    /// The window's start (Unix ms).
+    pub from_ms: u64,
+    /// The window's end (Unix ms, exclusive).
+    pub to_ms: u64,
+    /// Time is counted up to here (Unix ms).
+    pub now_ms: u64,
+    /// The team: the sums of its agents' times (its `exceptions` are left empty: see each agent's, and
+    /// `exceptionCount`).
+    pub team: Option<AdherenceFigures>,
+    /// The team's exceptions.
+    pub exception_count: u64,
+    /// Each agent with a schedule or a timeline, by user id.
+    pub agents: Vec<AgentAdherence>,
+    /// The team's adherence per step of [`AdherenceWindow::step_ms`] through the window.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// The window a team report covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdherenceWindow {
+    /// Start (Unix ms).
+    pub from_ms: u64,
+    /// End (Unix ms, exclusive).
+    pub to_ms: u64,
+    /// Time is counted up to here.
+    pub now_ms: u64,
+    /// The curve's step (ms); one hour by default.
+    pub step_ms: u64,
+}
+
+impl AdherenceWindow {
+    /// The span of the schedules (the earliest shift start to the latest shift end), counted whole: how a
+    /// report rebuilt after the day reads a log (and how a simulated day reports itself, so both agree).
+    /// `None` when there are no shifts.
+    pub fn of_schedules<'a>(
+        schedules: impl IntoIterator<Item = &'a Vec<ScheduledShift>>,
+    ) -> Option<Self> {
+        let mut span: Option<(u64, u64)> = None;
+        for s in schedules.into_iter().flatten() {
+            span = Some(match span {
+                None => (s.start_ms, s.end_ms),
+                Some((a, b)) => (a.min(s.start_ms), b.max(s.end_ms)),
+            });
+        }
+        span.map(|(from_ms, to_ms)| Self {
+            from_ms,
+            to_ms,
+            now_ms: to_ms,
+            step_ms: 3_600_000,
+        })
+    }
+}
+
+/// Adherence per agent and for the team: every agent with a schedule or a timeline (an agent with a
+/// timeline and no schedule is all `off`; one with a schedule and no timeline is offline throughout).
+/// Timelines need not be sorted.
+pub fn team_report(
+    rules: &RuleTable,
+    schedules: &BTreeMap<String, Vec<ScheduledShift>>,
+    timelines: &BTreeMap<String, Vec<ActualChange>>,
+    window: AdherenceWindow,
+) -> AdherenceReport {
+    let mut users: Vec<&String> = schedules.keys().chain(timelines.keys()).collect();
+    users.sort();
+    users.dedup();
+    let none_scheduled: Vec<ScheduledShift> = Vec::new();
+    let no_changes: Vec<ActualChange> = Vec::new();
+    let sorted: BTreeMap<&String, Vec<ActualChange>> = timelines
+        .iter()
+        .map(|(u, t)| {
+            let mut t = t.clone();
+            t.sort_by_key(|c| c.at_ms);
+            (u, t)
+        })
+        .collect();
+    let mut team = Adherence::default();
+    let mut exception_count = 0u64;
+    let mut agents = Vec::with_capacity(users.len());
+    let steps = window
+        .to_ms
+        .saturating_sub(window.from_ms)
+        .div_ceil(window.step_ms.max(1));
+    let mut curve_totals = vec![(0u64, 0u64); steps as usize];
+    for user in users {
+        let shifts = schedules.get(user).unwrap_or(&none_scheduled);
+        let timeline = sorted.get(user).unwrap_or(&no_changes);
+        let totals = agent_adherence(
+            rules,
+            shifts,
+            timeline,
+            window.from_ms,
+            window.to_ms,
+            window.now_ms,
+        );
+        exception_count += totals.exceptions.len() as u64;
+        team.add(&Adherence {
+            exceptions: Vec::new(),
+            ..totals.clone()
+        });
+        for (k, point) in curve_totals.iter_mut().enumerate() {
+            let from = window.from_ms + k as u64 * window.step_ms;
+            let to = (from + window.step_ms).min(window.to_ms);
+            let part = agent_adherence(rules, shifts, timeline, from, to, window.now_ms);
+            point.0 += part.in_ms;
+            point.1 += part.out_ms;
+        }
+        agents.push(AgentAdherence {
+            user_id: user.clone(),
+            figures: AdherenceFigures {
+                adherence: totals.adherence(),
+                conformance: totals.conformance(),
+                totals,
+            },
+        });
+    }
+    let curve = curve_totals
+        .iter()
+        .enumerate()
+        .map(|(k, &(in_ms, out_ms))| {
+            let from_ms = window.from_ms + k as u64 * window.step_ms;
+            CurvePoint {
+                from_ms,
+                to_ms: (from_ms + window.step_ms).min(window.to_ms),
+                adherence: (in_ms + out_ms > 0).then(|| in_ms as f64 / (in_ms + out_ms) as f64),
+            }
+        })
+        .collect();
+    AdherenceReport {
+        from_ms: window.from_ms,
+        to_ms: window.to_ms,
+        now_ms: window.now_ms,
+        team: (!agents.is_empty()).then(|| AdherenceFigures {
+            adherence: team.adherence(),
+            conformance: team.conformance(),
+            totals: team,
+        }),
+        exception_count,
+        agents,
+        curve,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

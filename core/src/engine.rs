@@ -1252,6 +1252,61 @@ impl Engine {
         self.report.build(&self.history, now.unix_ms)
     }
 
+    /// Adherence and conformance per agent and for the team, so far: the agents' timelines as the history
+    /// holds them (this engine's changes and, while observing, what the tenant showed; unavailable time is
+    /// named by its state) against `schedules` (by user id) or, when `None`, the `cxone` schedule exports
+    /// the engine holds. The window is the schedules' span, counted up to `now`.
+    pub fn adherence_report(
+        &self,
+        now: Now,
+        schedules: Option<&BTreeMap<String, Vec<crate::adherence::ScheduledShift>>>,
+        rules: &crate::adherence::RuleTable,
+    ) -> crate::adherence::AdherenceReport {
+        use crate::adherence::{category_of, ActualCategory, ActualChange, AdherenceWindow};
+        let held;
+        let schedules = match schedules {
+            Some(s) => s,
+            None => {
+                held = self
+                    .facts
+                    .known_schedules(&self.config.cxone.break_activities);
+                &held
+            }
+        };
+        let timelines: BTreeMap<String, Vec<ActualChange>> = self
+            .history
+            .current_states()
+            .map(|(user, _)| {
+                let changes = self
+                    .history
+                    .timeline(user)
+                    .into_iter()
+                    .map(|e| {
+                        let category = category_of(&e.state);
+                        ActualChange {
+                            at_ms: e.entered_at_ms,
+                            category,
+                            code: (category == ActualCategory::Unavailable).then_some(e.state),
+                        }
+                    })
+                    .collect();
+                (user.to_owned(), changes)
+            })
+            .collect();
+        let window = AdherenceWindow::of_schedules(schedules.values())
+            .map(|w| AdherenceWindow {
+                now_ms: now.unix_ms.min(w.to_ms),
+                ..w
+            })
+            .unwrap_or(AdherenceWindow {
+                from_ms: now.unix_ms,
+                to_ms: now.unix_ms,
+                now_ms: now.unix_ms,
+                step_ms: 3_600_000,
+            });
+        crate::adherence::team_report(rules, schedules, &timelines, window)
+    }
+
     /// State history and metrics.
     pub fn history(&self) -> &History {
         &self.history

@@ -138,6 +138,21 @@ pub(crate) struct Facts {
 }
 
 impl Facts {
+    /// The schedule exports held, as adherence reads them, by our user id (the `agentId`).
+    pub(crate) fn known_schedules(
+        &self,
+        rule: &crate::cxone::wfm::BreakRule,
+    ) -> BTreeMap<String, Vec<crate::adherence::ScheduledShift>> {
+        self.directory
+            .iter()
+            .filter_map(|(id, agent)| {
+                let e = self.schedules.get(&agent.user_id)?;
+                let shifts = e.schedule.shifts.iter().map(|s| s.to_adherence(rule));
+                Some((id.to_string(), shifts.collect()))
+            })
+            .collect()
+    }
+
     /// Decides what the change still needs. `since_mono` is when its current check began: a fact read since
     /// then is used even when a miss would otherwise read it again (so no change waits for a fact twice).
     #[allow(clippy::too_many_arguments)]

@@ -105,7 +105,9 @@ pub use observe::{
 };
 pub use pacer::RateLimit;
 pub use reference::{is_valid_reference, ReferenceOutcome, ReferencedOutcomes, MAX_REFERENCE_LEN};
-pub use report::{ComplianceReport, DeferralCounts, ReportReplay, StateCounts};
+pub use report::{
+    AgentCounts, ComplianceReport, DeferralCounts, ReportReplay, StateCounts, Timelines,
+};
 pub use retry::RetryPolicy;
 pub use state::{
     is_idle_state, AgentState, ReasonCodeTable, UserId, IDLE, IDLE_STATES, MAX_STATE_LEN,

@@ -81,6 +81,47 @@ pub struct ComplianceReport {
     pub per_state: BTreeMap<String, StateCounts>,
     /// Idle time and utilization per agent.
     pub agents: Vec<AgentMetrics>,
+    /// Per agent: attempts and outcomes, violations by rule, overrides, deferrals, unknown outcomes,
+    /// requests and latency.
+    #[serde(default)]
+    pub agent_counts: BTreeMap<String, AgentCounts>,
+    /// Policy violations by hour (UTC, `YYYY-MM-DDTHH`).
+    #[serde(default)]
+    pub violations_by_hour: BTreeMap<String, u64>,
+    /// Adherence and conformance per agent and for the team, when schedules were given (see
+    /// [`ReportReplay::adherence`] and `report --schedule`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adherence: Option<crate::adherence::AdherenceReport>,
+}
+
+/// One agent's counts in the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCounts {
+    /// Transition attempts (as the report's `totalTransitions` counts them).
+    pub attempts: u64,
+    /// Accepted ones.
+    pub successes: u64,
+    /// Failed ones (violations included, unknown outcomes not).
+    pub failures: u64,
+    /// `OUTCOME_UNKNOWN` outcomes.
+    pub unknown_outcomes: u64,
+    /// Policy violations by rule (code).
+    pub violations_by_rule: BTreeMap<String, u64>,
+    /// Changes a supervisor's override let past a policy refusal.
+    pub overrides: u64,
+    /// Deferred changes applied.
+    pub deferred_applied: u64,
+    /// Deferred changes given up: expired at their deadline, or released and not applied.
+    pub deferred_given_up: u64,
+    /// API requests sent for its changes: policy lookups and state changes, retries included.
+    pub requests: u64,
+    /// Latency of its attempts: median, 95th percentile (bucketed: within a factor of 1.25) and maximum.
+    pub latency_p50_ms: u64,
+    /// See `latency_p50_ms`.
+    pub latency_p95_ms: u64,
+    /// See `latency_p50_ms`.
+    pub latency_max_ms: u64,
 }
 
 impl ComplianceReport {
@@ -169,6 +210,57 @@ pub(crate) struct ReportBuilder {
     failures_by_code: BTreeMap<String, u64>,
     per_state: BTreeMap<String, StateCounts>,
     latency: LatencyHistogram,
+    agents: BTreeMap<String, AgentTally>,
+    violations_by_hour: BTreeMap<String, u64>,
+}
+
+/// An agent's counts, with its latencies in buckets (each 1.25 times the last, from 1 ms).
+#[derive(Clone, Debug, Default)]
+struct AgentTally {
+    counts: AgentCounts,
+    buckets: Vec<u32>,
+}
+
+impl AgentTally {
+    fn bucket(ms: u64) -> usize {
+        // log base 1.25 of ms, from 1 ms: 0 ms and 1 ms share bucket 0.
+        ((ms.max(1) as f64).ln() / 1.25f64.ln()).floor() as usize
+    }
+
+    fn record_latency(&mut self, ms: u64) {
+        let b = Self::bucket(ms);
+        if self.buckets.len() <= b {
+            self.buckets.resize(b + 1, 0);
+        }
+        self.buckets[b] += 1;
+        self.counts.latency_max_ms = self.counts.latency_max_ms.max(ms);
+    }
+
+    /// The upper edge of the bucket holding the `q` quantile (never above the maximum).
+    fn quantile(&self, q: f64) -> u64 {
+        let total: u64 = self.buckets.iter().map(|&n| u64::from(n)).sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (b, &n) in self.buckets.iter().enumerate() {
+            seen += u64::from(n);
+            if seen >= rank {
+                let edge = 1.25f64.powi(b as i32 + 1).floor() as u64;
+                return edge.min(self.counts.latency_max_ms);
+            }
+        }
+        self.counts.latency_max_ms
+    }
+
+    fn counts(&self) -> AgentCounts {
+        AgentCounts {
+            latency_p50_ms: self.quantile(0.5),
+            latency_p95_ms: self.quantile(0.95),
+            ..self.counts.clone()
+        }
+    }
 }
 
 /// The key for a failed record without an error code.
@@ -192,6 +284,8 @@ impl ReportBuilder {
             failures_by_code: BTreeMap::new(),
             per_state: BTreeMap::new(),
             latency: LatencyHistogram::new(),
+            agents: BTreeMap::new(),
+            violations_by_hour: BTreeMap::new(),
         }
     }
     /// Counts one audit record.
@@ -228,6 +322,12 @@ impl ReportBuilder {
             if matches!(d.phase, DeferralPhase::Deferred | DeferralPhase::Cancelled) {
                 return;
             }
+        }
+        self.tally_agent(record);
+        if record.policy_violation {
+            // `timestamp` is RFC 3339: its first 13 characters name the hour.
+            let hour = record.timestamp.get(..13).unwrap_or(&record.timestamp);
+            *self.violations_by_hour.entry(hour.to_owned()).or_default() += 1;
         }
         if record.error_code == Some(ErrorCode::OutcomeUnknown) {
             self.unknown = self.unknown.saturating_add(1);
@@ -268,6 +368,48 @@ impl ReportBuilder {
             self.violations = self.violations.saturating_add(1);
         }
         self.latency.record(record.latency_ms);
+    }
+
+    /// Counts a transition attempt's record for its agent.
+    fn tally_agent(&mut self, record: &AuditRecord) {
+        if !self.agents.contains_key(&record.user_id) {
+            self.agents
+                .insert(record.user_id.clone(), AgentTally::default());
+        }
+        let t = self
+            .agents
+            .get_mut(&record.user_id)
+            .expect("inserted above");
+        let c = &mut t.counts;
+        c.attempts += 1;
+        c.requests += u64::from(record.attempts);
+        match record.error_code {
+            _ if record.success => c.successes += 1,
+            Some(ErrorCode::OutcomeUnknown) => c.unknown_outcomes += 1,
+            _ => c.failures += 1,
+        }
+        if record.policy_violation {
+            let rule = record.error_code.map_or(UNKNOWN_CODE, |e| e.as_str());
+            *c.violations_by_rule.entry(rule.to_owned()).or_default() += 1;
+        }
+        if record
+            .override_
+            .as_ref()
+            .is_some_and(|o| o.overrode.is_some())
+        {
+            c.overrides += 1;
+        }
+        match record.deferral.as_ref().map(|d| d.phase) {
+            Some(DeferralPhase::Released) if record.success => c.deferred_applied += 1,
+            Some(DeferralPhase::Released)
+                if record.error_code != Some(ErrorCode::OutcomeUnknown) =>
+            {
+                c.deferred_given_up += 1
+            }
+            Some(DeferralPhase::Expired) => c.deferred_given_up += 1,
+            _ => {}
+        }
+        t.record_latency(record.latency_ms);
     }
 
     fn keep(&mut self, record: &AuditRecord) {
@@ -312,6 +454,13 @@ impl ReportBuilder {
             latency,
             per_state: self.per_state.clone(),
             agents: history.all_metrics(now_ms),
+            agent_counts: self
+                .agents
+                .iter()
+                .map(|(u, t)| (u.clone(), t.counts()))
+                .collect(),
+            violations_by_hour: self.violations_by_hour.clone(),
+            adherence: None,
         }
     }
 }
@@ -325,6 +474,78 @@ pub struct ReportReplay {
     builder: ReportBuilder,
     history: History,
     last_ms: u64,
+    timelines: Timelines,
+}
+
+/// Each agent's actual-state changes as audit records tell them ([`Timelines::ingest`]): what adherence is
+/// computed from, the same way for a simulated day and for a log read back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timelines {
+    by_user: BTreeMap<String, Vec<crate::adherence::ActualChange>>,
+}
+
+impl Timelines {
+    /// Takes the state change a record tells, if it tells one: a successful change of ours (applied, or a
+    /// no-op relying on what the tenant showed), or an observation (at the tenant's time). Settlements,
+    /// failures and deferral steps change nothing.
+    pub fn ingest(&mut self, record: &AuditRecord) {
+        let observed_settlement = record.settles.is_some() && record.attempts == 0;
+        if !record.success || observed_settlement {
+            return;
+        }
+        let at_ms = match &record.observation {
+            Some(o) => o.at_ms,
+            None => match crate::time::parse_iso8601(&record.timestamp) {
+                Some(ms) => ms,
+                None => return,
+            },
+        };
+        let category = crate::adherence::category_of(&record.new_state);
+        let code = (category == crate::adherence::ActualCategory::Unavailable).then(|| {
+            record
+                .observation
+                .as_ref()
+                .and_then(|o| o.code.clone())
+                .or_else(|| record.reason_code.clone())
+                .unwrap_or_else(|| record.new_state.clone())
+        });
+        if !self.by_user.contains_key(&record.user_id) {
+            self.by_user.insert(record.user_id.clone(), Vec::new());
+        }
+        self.by_user
+            .get_mut(&record.user_id)
+            .expect("inserted above")
+            .push(crate::adherence::ActualChange {
+                at_ms,
+                category,
+                code,
+            });
+    }
+
+    /// The timelines, by user id (in record order; [`team_report`](crate::adherence::team_report) sorts).
+    pub fn by_user(&self) -> &BTreeMap<String, Vec<crate::adherence::ActualChange>> {
+        &self.by_user
+    }
+
+    /// Adherence per agent and for the team against `schedules` (by the user ids the records name), over
+    /// `window`, or over the schedules' span when `None` (see
+    /// [`AdherenceWindow::of_schedules`](crate::adherence::AdherenceWindow::of_schedules)).
+    pub fn adherence(
+        &self,
+        rules: &crate::adherence::RuleTable,
+        schedules: &BTreeMap<String, Vec<crate::adherence::ScheduledShift>>,
+        window: Option<crate::adherence::AdherenceWindow>,
+    ) -> crate::adherence::AdherenceReport {
+        let window = window
+            .or_else(|| crate::adherence::AdherenceWindow::of_schedules(schedules.values()))
+            .unwrap_or(crate::adherence::AdherenceWindow {
+                from_ms: 0,
+                to_ms: 0,
+                now_ms: 0,
+                step_ms: 3_600_000,
+            });
+        crate::adherence::team_report(rules, schedules, &self.by_user, window)
+    }
 }
 
 impl ReportReplay {
@@ -334,6 +555,7 @@ impl ReportReplay {
             builder: ReportBuilder::new(log_capacity),
             history: History::new(HistoryConfig::default()),
             last_ms: 0,
+            timelines: Timelines::default(),
         }
     }
 
@@ -342,6 +564,7 @@ impl ReportReplay {
         let at_ms = crate::time::parse_iso8601(&record.timestamp).unwrap_or(self.last_ms);
         self.last_ms = self.last_ms.max(at_ms);
         self.builder.ingest(record);
+        self.timelines.ingest(record);
         // A settlement by observation (no request of its own) names a state the tenant showed earlier; the
         // observation records carry the timeline.
         let observed_settlement = record.settles.is_some() && record.attempts == 0;
@@ -356,6 +579,11 @@ impl ReportReplay {
     /// The report as of the last record.
     pub fn report(&self) -> ComplianceReport {
         self.builder.build(&self.history, self.last_ms)
+    }
+
+    /// The agents' actual-state timelines read so far (for [`Timelines::adherence`]).
+    pub fn timelines(&self) -> &Timelines {
+        &self.timelines
     }
 }
 

@@ -1686,6 +1686,7 @@ async fn dropping_a_sim_process_closes_its_port() {
 async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log(profile: Profile) {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("simulate.jsonl");
+    let schedule = dir.path().join("schedule.json");
     let simulate = |log: &Path| {
         cli([
             "simulate",
@@ -1697,6 +1698,8 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log(pro
             "--json",
             "--audit-log",
             path_str(log),
+            "--schedule-out",
+            path_str(&schedule),
         ])
     };
     let out = run(simulate(&audit)).await;
@@ -1727,6 +1730,32 @@ async fn simulate_reports_no_ready_during_breaks_and_writes_a_verifiable_log(pro
     let report = run(cli(["report", "--audit-log", path_str(&audit), "--json"])).await;
     assert_eq!(report.code(), Some(0), "{report}");
     assert_eq!(report.json()["totalTransitions"], lines);
+
+    // The day's adherence, rebuilt from the stored log and the stored schedule, is the one it printed.
+    let printed = &v["report"]["adherence"];
+    assert!(
+        printed["team"]["adherence"].as_f64().unwrap() > 0.5,
+        "{printed}"
+    );
+    assert_eq!(printed["agents"].as_array().unwrap().len(), 20);
+    let report_with_schedule = || {
+        cli([
+            "report",
+            "--audit-log",
+            path_str(&audit),
+            "--schedule",
+            path_str(&schedule),
+            "--json",
+        ])
+    };
+    let rebuilt = run(report_with_schedule()).await;
+    assert_eq!(rebuilt.code(), Some(0), "{rebuilt}");
+    assert_eq!(&rebuilt.json()["adherence"], printed);
+    // A schedule that is not an export is refused with its code.
+    std::fs::write(&schedule, "{\"agents\": []}").unwrap();
+    let bad = run(report_with_schedule()).await;
+    assert_eq!(bad.code(), Some(1), "{bad}");
+    assert_eq!(bad.json()["code"], "INPUT_UNREADABLE", "{bad}");
 
     // The same seed gives the same day.
     let again = dir.path().join("again.jsonl");

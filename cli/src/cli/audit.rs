@@ -8,6 +8,7 @@ use cxone_agent_state_core::{
     scan_log, ChainHead, ErrorCode, HeadAnchor, LogScan, LogState, Record, ReportReplay,
 };
 
+use super::fail::code;
 use super::tables;
 
 /// `audit` subcommands.
@@ -182,6 +183,79 @@ pub struct ReportArgs {
     /// Print CSV (`section,key,value` rows, easy to pivot).
     #[arg(long)]
     csv: bool,
+    /// Compute schedule adherence and conformance against this stored schedule, in the cxone export's
+    /// format ({"agentSchedules":[{"userId","shifts":[…]}]}); `simulate --schedule-out` writes one. Its
+    /// userId must be the agent as the audit log names it (the agentId on cxone).
+    #[arg(long, value_name = "FILE")]
+    schedule: Option<PathBuf>,
+    /// The adherence rule table (JSON: {"byCategory":…, "byActivity":…, "byCode":…}); default: the
+    /// documented table (docs/adherence.md). Needs --schedule.
+    #[arg(long, value_name = "FILE", requires = "schedule")]
+    rules: Option<PathBuf>,
+    /// Activity titles that are mandatory breaks in the schedule [default: Break, Lunch]
+    /// [env: CXONE_BREAK_ACTIVITIES].
+    #[arg(long, env = "CXONE_BREAK_ACTIVITIES", value_name = "TITLES")]
+    break_activities: Option<String>,
+    /// Start of the adherence window (RFC 3339) [default: the earliest shift start].
+    #[arg(long, value_name = "TIME", requires = "schedule")]
+    from: Option<String>,
+    /// End of the adherence window (RFC 3339) [default: the latest shift end].
+    #[arg(long, value_name = "TIME", requires = "schedule")]
+    to: Option<String>,
+}
+
+/// Adherence against the stored schedule at `path`, from the timelines the log's records tell.
+fn adherence(
+    args: &ReportArgs,
+    path: &Path,
+    replay: &ReportReplay,
+) -> anyhow::Result<cxone_agent_state_core::adherence::AdherenceReport> {
+    use cxone_agent_state_core::adherence::{AdherenceWindow, RuleTable};
+    use cxone_agent_state_core::cxone::wfm::{parse_schedule_document, BreakRule};
+    let unreadable = |what: String| super::fail::Failure::new(code::INPUT_UNREADABLE, what);
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
+    let rule: BreakRule = match &args.break_activities {
+        Some(t) => t
+            .parse()
+            .map_err(|e| super::fail::Failure::usage(format!("CXONE_BREAK_ACTIVITIES: {e}")))?,
+        None => BreakRule::default(),
+    };
+    let schedules: std::collections::BTreeMap<String, Vec<_>> = parse_schedule_document(&text)
+        .map_err(|e| unreadable(format!("{}: {}", path.display(), e.message)))?
+        .into_iter()
+        .map(|(user, shifts)| (user, shifts.iter().map(|s| s.to_adherence(&rule)).collect()))
+        .collect();
+    let rules: RuleTable = match &args.rules {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| unreadable(format!("{}: {e}", p.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| unreadable(format!("{}: not a rule table: {e}", p.display())))?
+        }
+        None => RuleTable::default(),
+    };
+    let time = |flag: &str, t: &Option<String>| -> anyhow::Result<Option<u64>> {
+        t.as_deref()
+            .map(|t| {
+                cxone_agent_state_core::parse_iso8601(t).ok_or_else(|| {
+                    super::fail::Failure::usage(format!("--{flag} {t}: not an RFC 3339 time"))
+                        .into()
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = (time("from", &args.from)?, time("to", &args.to)?);
+    let window = AdherenceWindow::of_schedules(schedules.values()).map(|w| {
+        let to = to.unwrap_or(w.to_ms);
+        AdherenceWindow {
+            from_ms: from.unwrap_or(w.from_ms),
+            to_ms: to,
+            now_ms: to,
+            ..w
+        }
+    });
+    Ok(replay.timelines().adherence(&rules, &schedules, window))
 }
 
 /// Rebuilds the compliance report from the log's audit records (the log must verify).
@@ -203,7 +277,10 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     torn_note(&scan);
-    let report = replay.report();
+    let mut report = replay.report();
+    if let Some(path) = &args.schedule {
+        report.adherence = Some(adherence(args, path, &replay)?);
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if args.csv {

@@ -94,6 +94,10 @@ pub struct SimulateArgs {
     /// `cxone`: agents log out outside their shifts and log in at their start.
     #[arg(long)]
     log_in_out: bool,
+    /// Also write the day's schedules here, in the cxone export's format, so the day's adherence can be
+    /// rebuilt later: `report --audit-log LOG --schedule FILE` gives the figures this run prints.
+    #[arg(long, value_name = "FILE")]
+    schedule_out: Option<PathBuf>,
 }
 
 /// Runs the day and prints the report. Exits 1 if the tenant ever accepted READY during a mandatory break.
@@ -167,6 +171,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
 
     let (verified, head) = verify_file(&args.audit_log)?;
     print_head(&args.audit_log, &head);
+    if let Some(path) = &args.schedule_out {
+        let document = cxone_agent_state_core::cxone::wfm::schedule_document(day.schedules());
+        std::fs::write(path, serde_json::to_vec_pretty(&document)?)
+            .with_context(|| format!("cannot write the schedules to {}", path.display()))?;
+    }
     let summary = day.summary();
     // The same day without observation: what observation buys.
     let without = match args.observe {

@@ -44,6 +44,26 @@ pub fn print_report(r: &ComplianceReport) -> std::io::Result<()> {
     for (k, v) in rows {
         t.add_row(vec![Cell::new(k), right(v)]);
     }
+    let overrides: u64 = r.overrides_by_rule.values().sum();
+    if overrides > 0 {
+        t.add_row(vec![
+            Cell::new("supervisor overrides (not violations)"),
+            right(overrides),
+        ]);
+    }
+    let d = &r.deferrals;
+    if d.held > 0 {
+        t.add_row(vec![
+            Cell::new("deferred: held / applied / given up / cancelled"),
+            right(format!(
+                "{} / {} / {} / {}",
+                d.held,
+                d.applied,
+                d.expired + d.failed,
+                d.cancelled
+            )),
+        ]);
+    }
     outln!("{t}");
 
     if !r.failures_by_code.is_empty() {
@@ -95,5 +115,97 @@ pub fn print_report(r: &ComplianceReport) -> std::io::Result<()> {
         ]);
     }
     outln!("{t}");
+    if let Some(a) = &r.adherence {
+        print_adherence(a)?;
+    }
+    Ok(())
+}
+
+/// A share as a percentage, or `—` when undefined.
+fn percent(x: Option<f64>) -> String {
+    x.map_or_else(|| "—".to_owned(), |x| format!("{:.1} %", x * 100.0))
+}
+
+fn minutes(ms: u64) -> String {
+    format!("{:.1} min", ms as f64 / 60_000.0)
+}
+
+/// The team's adherence and conformance, its hourly curve, and the agents least in adherence.
+pub fn print_adherence(
+    a: &cxone_agent_state_core::adherence::AdherenceReport,
+) -> std::io::Result<()> {
+    let mut t = table(["schedule adherence (team)", "value"]);
+    if let Some(team) = &a.team {
+        let x = &team.totals;
+        for (k, v) in [
+            ("adherence (In ÷ (In + Out))", percent(team.adherence)),
+            (
+                "conformance (productive ÷ scheduled work)",
+                percent(team.conformance),
+            ),
+            (
+                "in / out of adherence",
+                format!("{} / {}", minutes(x.in_ms), minutes(x.out_ms)),
+            ),
+            ("exceptions", a.exception_count.to_string()),
+            ("work outside the shift", minutes(x.work_outside_shift_ms)),
+        ] {
+            t.add_row(vec![Cell::new(k), right(v)]);
+        }
+        for (activity, ms) in &x.out_by_activity_ms {
+            t.add_row(vec![
+                Cell::new(format!("out of adherence during {activity}")),
+                right(minutes(*ms)),
+            ]);
+        }
+        for (what, ms) in &x.unruled_ms {
+            t.add_row(vec![
+                Cell::new(format!("no rule (neutral): {what}")),
+                right(minutes(*ms)),
+            ]);
+        }
+    }
+    outln!("{t}");
+    let curve: Vec<String> = a
+        .curve
+        .iter()
+        .map(|p| {
+            let hour = cxone_agent_state_core::iso8601(p.from_ms);
+            format!("{} {}", &hour[11..16], percent(p.adherence))
+        })
+        .collect();
+    if !curve.is_empty() {
+        outln!("adherence by hour (UTC): {}", curve.join(" · "));
+    }
+    let mut worst: Vec<_> = a
+        .agents
+        .iter()
+        .filter(|x| x.figures.adherence.is_some())
+        .collect();
+    worst.sort_by(|x, y| {
+        x.figures
+            .adherence
+            .partial_cmp(&y.figures.adherence)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut t = table([
+        "agent (least adherent first)",
+        "adherence",
+        "conformance",
+        "exceptions",
+        "out",
+    ]);
+    for x in worst.iter().take(10) {
+        t.add_row(vec![
+            Cell::new(&x.user_id),
+            right(percent(x.figures.adherence)),
+            right(percent(x.figures.conformance)),
+            right(x.figures.totals.exceptions.len()),
+            right(minutes(x.figures.totals.out_ms)),
+        ]);
+    }
+    if !worst.is_empty() {
+        outln!("{t}");
+    }
     Ok(())
 }

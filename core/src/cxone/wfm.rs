@@ -339,6 +339,95 @@ pub fn parse_export(
     })
 }
 
+/// Reads a stored schedule in the export's format (`{"agentSchedules": [{"userId", "shifts": […]}]}`, the
+/// range members `start`/`end` optional) for every agent in it: user id → shifts, in file order. An agent
+/// listed twice has the shifts of both entries. Errors are `BAD_RESPONSE` naming the member, as
+/// [`parse_export`]'s.
+pub fn parse_schedule_document(
+    text_: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<Shift>>, TransitionError> {
+    let body: Value =
+        serde_json::from_str(text_).map_err(|e| bad(format!("the file is not JSON: {e}")))?;
+    let mut out: std::collections::BTreeMap<String, Vec<Shift>> = Default::default();
+    for (i, entry) in list(&body, "", "agentSchedules", true)?.iter().enumerate() {
+        let path = format!("agentSchedules[{i}]");
+        let user = text(entry, &path, "userId")?.to_owned();
+        let shifts = out.entry(user).or_default();
+        for (j, shift) in list(entry, &path, "shifts", false)?.iter().enumerate() {
+            shifts.push(parse_shift(shift, &format!("{path}.shifts[{j}]"))?);
+        }
+    }
+    Ok(out)
+}
+
+impl Shift {
+    /// The shift as adherence reads it: its activity intervals, each a mandatory break when `rule` says so.
+    pub fn to_adherence(&self, rule: &BreakRule) -> crate::adherence::ScheduledShift {
+        crate::adherence::ScheduledShift {
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            activities: self
+                .intervals
+                .iter()
+                .map(|i| crate::adherence::ScheduledActivity {
+                    name: i.code.title.clone(),
+                    start_ms: i.start_ms,
+                    end_ms: i.end_ms,
+                    mandatory_break: rule.is_break(&i.code),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Schedules written in the export's format, which [`parse_schedule_document`] reads back: each shift with
+/// a `Shift` base activity, each activity an interval (`work: false` for a mandatory break). `start`/`end`
+/// span the shifts' days.
+pub fn schedule_document(
+    schedules: &std::collections::BTreeMap<String, Vec<crate::adherence::ScheduledShift>>,
+) -> Value {
+    let all = schedules.values().flatten();
+    let start = all.clone().map(|s| s.start_ms).min().unwrap_or(0);
+    let end = all.map(|s| s.end_ms).max().unwrap_or(0);
+    let agents: Vec<Value> = schedules
+        .iter()
+        .map(|(user, shifts)| {
+            let shifts: Vec<Value> = shifts
+                .iter()
+                .map(|s| {
+                    let intervals: Vec<Value> = s
+                        .activities
+                        .iter()
+                        .map(|a| {
+                            serde_json::json!({
+                                "activityCode": {
+                                    "title": a.name,
+                                    "work": !a.mandatory_break,
+                                    "open": false,
+                                },
+                                "start": iso8601(a.start_ms),
+                                "end": iso8601(a.end_ms),
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "start": iso8601(s.start_ms),
+                        "end": iso8601(s.end_ms),
+                        "baseActivityCode": { "title": "Shift", "work": true, "open": true },
+                        "activityIntervals": intervals,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "userId": user, "shifts": shifts })
+        })
+        .collect();
+    serde_json::json!({
+        "start": utc_date(start),
+        "end": utc_date(end.saturating_sub(1)),
+        "agentSchedules": agents,
+    })
+}
+
 fn parse_shift(shift: &Value, path: &str) -> Result<Shift, TransitionError> {
     let (start_ms, end_ms) = span(shift, path)?;
     let base = match member(shift, "baseActivityCode") {

@@ -196,6 +196,11 @@ pub struct DayRun {
     observing: bool,
     /// Measured once the day is done (`cxone`).
     accuracy: Option<DayAccuracy>,
+    /// Each agent's schedule, by the engine's name of it.
+    schedules: std::collections::BTreeMap<String, Vec<crate::adherence::ScheduledShift>>,
+    /// The actual-state timelines the audit records tell, as a log read back would (see
+    /// [`Timelines`](crate::Timelines)).
+    timelines: crate::report::Timelines,
 }
 
 impl DayRun {
@@ -228,6 +233,11 @@ impl DayRun {
         sample.truncate(TIMELINE_SAMPLE);
         // The engine's name of each (its `agentId` on `cxone`).
         let sample = sample.iter().map(|name| harness.user(name)).collect();
+        let schedules = day
+            .agents
+            .iter()
+            .map(|a| (harness.user(&a.user_id), a.scheduled_shifts()))
+            .collect();
         let mark = Record::Simulation(SimulationRun {
             seed: config.seed,
             agents: config.agents as u64,
@@ -245,6 +255,8 @@ impl DayRun {
             harness,
             observing: config.observe,
             accuracy: None,
+            schedules,
+            timelines: Default::default(),
         })
     }
 
@@ -338,17 +350,36 @@ impl DayRun {
         for (at, r) in &slice.records {
             self.last_event_ms = self.last_event_ms.max(*at);
             self.charts.note_record(r);
+            if let Record::Audit(a) = r {
+                self.timelines.ingest(a);
+            }
         }
         slice
     }
 
-    /// The summary as things stand.
+    /// Each agent's schedule, by the engine's name of it: what `simulate --schedule-out` writes (in the
+    /// `cxone` export's format, [`schedule_document`](crate::cxone::wfm::schedule_document)).
+    pub fn schedules(
+        &self,
+    ) -> &std::collections::BTreeMap<String, Vec<crate::adherence::ScheduledShift>> {
+        &self.schedules
+    }
+
+    /// The summary as things stand. Its report carries adherence and conformance against the day's
+    /// schedules, from the audit records as a log read back gives them, over the schedules' span with the
+    /// default rule table: `report --audit-log … --schedule …` rebuilds the same figures.
     pub fn summary(&self) -> DaySummary {
         let now = self.last_event_ms;
         let truth = self.harness.tenant.ground_truth().clone();
+        let mut report = self.harness.engine.compliance_report(Now::at(now));
+        report.adherence = Some(self.timelines.adherence(
+            &crate::adherence::RuleTable::default(),
+            &self.schedules,
+            None,
+        ));
         DaySummary {
             config: self.config.clone(),
-            report: self.harness.engine.compliance_report(Now::at(now)),
+            report,
             api_requests_per_transition: if self.commands == 0 {
                 0.0
             } else {

@@ -296,6 +296,38 @@ const IDEMPOTENCY_MEMORY: usize = 200_000;
 const GRANTED_SCOPE: &str = "users:state:view users:state:write schedules:view breaks:view";
 
 impl AgentPlan {
+    /// The title the schedule gives a mandatory break: `Lunch` from half an hour on, else `Break`.
+    pub fn break_title(b: &Window) -> &'static str {
+        if b.end_ms - b.start_ms >= 30 * 60_000 {
+            "Lunch"
+        } else {
+            "Break"
+        }
+    }
+
+    /// The agent's schedule as adherence reads it (and the `cxone` export gives it): each shift with the
+    /// mandatory breaks that meet it.
+    pub fn scheduled_shifts(&self) -> Vec<crate::adherence::ScheduledShift> {
+        self.shifts
+            .iter()
+            .map(|s| crate::adherence::ScheduledShift {
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                activities: self
+                    .breaks
+                    .iter()
+                    .filter(|b| b.start_ms < s.end_ms && s.start_ms < b.end_ms)
+                    .map(|b| crate::adherence::ScheduledActivity {
+                        name: Self::break_title(b).to_owned(),
+                        start_ms: b.start_ms,
+                        end_ms: b.end_ms,
+                        mandatory_break: true,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// An agent with one shift `[start_ms, end_ms)` and no breaks.
     pub fn on_shift(user_id: impl Into<String>, start_ms: u64, end_ms: u64) -> Self {
         Self {

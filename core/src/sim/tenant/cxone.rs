@@ -101,9 +101,6 @@ const MAX_EXPORT_DAYS: u64 = 7;
 
 const DAY_MS: u64 = 86_400_000;
 
-/// A break this long or longer is exported as `Lunch`, a shorter one as `Break`.
-const LUNCH_MIN_MS: u64 = 30 * 60_000;
-
 /// The `sub` of every id_token: the API user the access key belongs to.
 const API_USER_SUB: &str = "user:5e1d0000-0000-4000-8000-0000000000a1";
 
@@ -770,11 +767,7 @@ impl SimTenant {
                     .iter()
                     .filter(|b| meets(b.start_ms, b.end_ms, shift.start_ms, shift.end_ms))
                     .map(|b| {
-                        let title = if b.end_ms - b.start_ms >= LUNCH_MIN_MS {
-                            "Lunch"
-                        } else {
-                            "Break"
-                        };
+                        let title = super::AgentPlan::break_title(b);
                         json!({
                             "activityCode": {
                                 "id": format!("sim-{}", title.to_ascii_lowercase()),
