@@ -510,6 +510,8 @@ export interface ComplianceReport {
   agentCounts: Record<string, AgentCounts>;
   /** Policy violations by hour (UTC, `YYYY-MM-DDTHH`). */
   violationsByHour: Record<string, number>;
+  /** Retries scheduled and, of those, after a 429: a running engine's only (absent when rebuilt from a log). */
+  retries?: number; rateLimited?: number;
   /** Adherence per agent and for the team, when schedules were given (a simulated day always has it). */
   adherence?: AdherenceReport;
 }
@@ -517,6 +519,8 @@ export interface AgentCounts {
   attempts: number; successes: number; failures: number; unknownOutcomes: number;
   violationsByRule: Record<string, number>; overrides: number; deferredApplied: number; deferredGivenUp: number;
   requests: number; latencyP50Ms: number; latencyP95Ms: number; latencyMaxMs: number;
+  /** A running engine's only (absent when rebuilt from a log). */
+  retries?: number; rateLimited?: number;
 }
 /** Adherence and conformance per agent and for the team over one window (Unix ms). */
 export interface AdherenceReport {

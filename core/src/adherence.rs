@@ -913,4 +913,72 @@ mod tests {
         assert_eq!(team.adherence(), Some(0.5));
         assert_eq!(team.exceptions.len(), 1);
     }
+
+    #[test]
+    fn states_map_to_one_category_each() {
+        assert_eq!(category_of("READY"), Available);
+        for contact in crate::observe::CONTACT_STATES {
+            assert_eq!(category_of(contact), Contact);
+        }
+        assert_eq!(category_of("LOGGED_OUT"), Offline);
+        for other in ["NOT_READY", "PAUSED", "IDLE", "LOGGED_IN", "TRAINING"] {
+            assert_eq!(category_of(other), Unavailable, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_team_report_sums_its_agents_and_draws_a_curve() {
+        // Two agents on 0–120 with a break 60–75; one adheres, one is unavailable 30–50 (an exception);
+        // a third has a timeline and no schedule (all off: neutral).
+        let day = vec![shift(0, 120, vec![activity("Lunch", 60, 75, true)])];
+        let good = vec![
+            at(0, Available, None),
+            at(60, Unavailable, Some("Lunch")),
+            at(75, Available, None),
+        ];
+        let mut bad = good.clone();
+        bad.push(at(30, Unavailable, Some("Adhoc")));
+        bad.push(at(50, Available, None));
+        let schedules: BTreeMap<String, Vec<ScheduledShift>> =
+            [("a".to_owned(), day.clone()), ("b".to_owned(), day)].into();
+        let timelines: BTreeMap<String, Vec<ActualChange>> = [
+            ("a".to_owned(), good),
+            ("b".to_owned(), bad), // unsorted: the report sorts
+            ("c".to_owned(), vec![at(0, Available, None)]),
+        ]
+        .into();
+        let window = AdherenceWindow {
+            from_ms: T0,
+            to_ms: T0 + 120 * MIN,
+            now_ms: T0 + 120 * MIN,
+            step_ms: 60 * MIN,
+        };
+        let r = team_report(&RuleTable::default(), &schedules, &timelines, window);
+        let users: Vec<&str> = r.agents.iter().map(|a| a.user_id.as_str()).collect();
+        assert_eq!(users, ["a", "b", "c"]);
+        let (a, b, c) = (
+            &r.agents[0].figures,
+            &r.agents[1].figures,
+            &r.agents[2].figures,
+        );
+        assert_eq!(a.adherence, Some(1.0));
+        assert_eq!(b.totals.out_ms, 20 * MIN);
+        assert_eq!(b.totals.exceptions.len(), 1);
+        assert_eq!(c.adherence, None, "no scheduled time: undefined, not 0");
+        assert_eq!(c.totals.work_outside_shift_ms, 120 * MIN);
+        let team = r.team.as_ref().unwrap();
+        assert_eq!(team.totals.in_ms, a.totals.in_ms + b.totals.in_ms);
+        assert_eq!(team.totals.out_ms, 20 * MIN);
+        assert!(team.totals.exceptions.is_empty());
+        assert_eq!(r.exception_count, 1);
+        assert_eq!(team.adherence, Some(1.0 - 20.0 / 240.0));
+        // The curve: the first hour holds the exception, the second is all In.
+        assert_eq!(r.curve.len(), 2);
+        assert_eq!(r.curve[0].adherence, Some(1.0 - 20.0 / 120.0));
+        assert_eq!(r.curve[1].adherence, Some(1.0));
+        assert_eq!(
+            AdherenceWindow::of_schedules(schedules.values()).map(|w| (w.from_ms, w.to_ms)),
+            Some((T0, T0 + 120 * MIN))
+        );
+    }
 }

@@ -433,7 +433,7 @@ impl Engine {
             schedules: ScheduleCache::new(config.schedule_ttl_ms, config.history.max_agents),
             observer: Observer::default(),
             history: History::new(config.history.clone()),
-            report: ReportBuilder::new(config.report_log_capacity),
+            report: ReportBuilder::new(config.report_log_capacity).live(),
             chain: ChainHead::default(),
             log: LogState::default(),
             outbox: config.webhook.clone().map(Outbox::new),
@@ -2188,16 +2188,15 @@ impl Engine {
                     until_ms: now.mono_ms.saturating_add(delay_ms),
                     retry: next,
                 };
-                self.out
-                    .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
-                        transition_id: None,
-                        user_id: None,
-                        kind: RequestKind::Token,
-                        retry: next,
-                        delay_ms,
-                        status,
-                        at_ms: now.unix_ms,
-                    })));
+                self.emit(Event::RetryScheduled(RetryScheduled {
+                    transition_id: None,
+                    user_id: None,
+                    kind: RequestKind::Token,
+                    retry: next,
+                    delay_ms,
+                    status,
+                    at_ms: now.unix_ms,
+                }));
             }
             RetryDecision::GiveUp => {
                 let discovery_step = match step {
@@ -2487,16 +2486,15 @@ impl Engine {
                 self.timers
                     .insert((now.mono_ms.saturating_add(delay_ms), Timer::Backoff(id)));
                 let user = change.user.as_str().to_owned();
-                self.out
-                    .push_back(Output::Event(Event::RetryScheduled(RetryScheduled {
-                        transition_id: Some(id),
-                        user_id: Some(user),
-                        kind,
-                        retry,
-                        delay_ms,
-                        status,
-                        at_ms: now.unix_ms,
-                    })));
+                self.emit(Event::RetryScheduled(RetryScheduled {
+                    transition_id: Some(id),
+                    user_id: Some(user),
+                    kind,
+                    retry,
+                    delay_ms,
+                    status,
+                    at_ms: now.unix_ms,
+                }));
             }
             RetryDecision::GiveUp => {
                 let what = request_failure(transport);
@@ -2774,6 +2772,9 @@ impl Engine {
     // ---- completion ---------------------------------------------------------------------------------------
 
     fn emit(&mut self, e: Event) {
+        if let Event::RetryScheduled(r) = &e {
+            self.report.note_retry(r);
+        }
         self.out.push_back(Output::Event(e));
     }
 

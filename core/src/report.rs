@@ -88,6 +88,13 @@ pub struct ComplianceReport {
     /// Policy violations by hour (UTC, `YYYY-MM-DDTHH`).
     #[serde(default)]
     pub violations_by_hour: BTreeMap<String, u64>,
+    /// Retries the engine scheduled (token requests included). Known to a running engine only: absent
+    /// from a report rebuilt from an audit log, which does not record them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
+    /// Of `retries`, those after a 429 (rate limited). Absent like `retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<u64>,
     /// Adherence and conformance per agent and for the team, when schedules were given (see
     /// [`ReportReplay::adherence`] and `report --schedule`). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +123,13 @@ pub struct AgentCounts {
     pub deferred_given_up: u64,
     /// API requests sent for its changes: policy lookups and state changes, retries included.
     pub requests: u64,
+    /// Retries scheduled for its changes, and of those after a 429. Known to a running engine only (see
+    /// [`ComplianceReport::retries`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
+    /// See `retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<u64>,
     /// Latency of its attempts: median, 95th percentile (bucketed: within a factor of 1.25) and maximum.
     pub latency_p50_ms: u64,
     /// See `latency_p50_ms`.
@@ -181,13 +195,82 @@ impl ComplianceReport {
             row(&section, "attempts", &c.attempts);
             row(&section, "successes", &c.successes);
         }
+        if let (Some(n), Some(t)) = (self.retries, self.rate_limited) {
+            row("summary", "retries", &n);
+            row("summary", "rateLimited", &t);
+        }
+        for (hour, n) in &self.violations_by_hour {
+            row("violationsByHour", hour, n);
+        }
+        let opt = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
         for a in &self.agents {
             let section = format!("agent:{}", a.user_id);
             row(&section, "currentState", &a.current_state);
             row(&section, "cumulativeIdleMs", &a.cumulative_idle_ms);
             row(&section, "trackedMs", &a.tracked_ms);
-            let utilization = a.utilization.map(|u| u.to_string()).unwrap_or_default();
-            row(&section, "utilization", &utilization);
+            row(&section, "utilization", &opt(a.utilization));
+        }
+        for (user, c) in &self.agent_counts {
+            let section = format!("agent:{user}");
+            for (key, n) in [
+                ("attempts", c.attempts),
+                ("successes", c.successes),
+                ("failures", c.failures),
+                ("unknownOutcomes", c.unknown_outcomes),
+                ("overrides", c.overrides),
+                ("deferredApplied", c.deferred_applied),
+                ("deferredGivenUp", c.deferred_given_up),
+                ("requests", c.requests),
+                ("latencyP50Ms", c.latency_p50_ms),
+                ("latencyP95Ms", c.latency_p95_ms),
+                ("latencyMaxMs", c.latency_max_ms),
+            ] {
+                row(&section, key, &n);
+            }
+            if let (Some(n), Some(t)) = (c.retries, c.rate_limited) {
+                row(&section, "retries", &n);
+                row(&section, "rateLimited", &t);
+            }
+            for (rule, n) in &c.violations_by_rule {
+                row(&section, &format!("violations:{rule}"), n);
+            }
+        }
+        if let Some(a) = &self.adherence {
+            let mut figures = |section: &str, f: &crate::adherence::AdherenceFigures| {
+                row(section, "adherence", &opt(f.adherence));
+                row(section, "conformance", &opt(f.conformance));
+                let t = &f.totals;
+                row(section, "inMs", &t.in_ms);
+                row(section, "outMs", &t.out_ms);
+                row(section, "neutralMs", &t.neutral_ms);
+                row(section, "scheduledWorkMs", &t.scheduled_work_ms);
+                row(section, "productiveMs", &t.productive_ms);
+                row(section, "workOutsideShiftMs", &t.work_outside_shift_ms);
+                row(section, "exceptions", &t.exceptions.len());
+                for (activity, ms) in &t.out_by_activity_ms {
+                    row(section, &format!("outMs:{activity}"), ms);
+                }
+                for (what, ms) in &t.unruled_ms {
+                    row(section, &format!("unruledMs:{what}"), ms);
+                }
+            };
+            if let Some(team) = &a.team {
+                figures("adherence:team", team);
+            }
+            for agent in &a.agents {
+                figures(
+                    &format!("adherence:agent:{}", agent.user_id),
+                    &agent.figures,
+                );
+            }
+            row("adherence:team", "exceptionCount", &a.exception_count);
+            for p in &a.curve {
+                row(
+                    "adherence:curve",
+                    &crate::time::iso8601(p.from_ms),
+                    &opt(p.adherence),
+                );
+            }
         }
         out
     }
@@ -212,6 +295,8 @@ pub(crate) struct ReportBuilder {
     latency: LatencyHistogram,
     agents: BTreeMap<String, AgentTally>,
     violations_by_hour: BTreeMap<String, u64>,
+    /// Retries and 429s seen, for a running engine (`None` for a replay).
+    retries: Option<(u64, u64)>,
 }
 
 /// An agent's counts, with its latencies in buckets (each 1.25 times the last, from 1 ms).
@@ -254,10 +339,14 @@ impl AgentTally {
         self.counts.latency_max_ms
     }
 
-    fn counts(&self) -> AgentCounts {
+    /// The counts; `live`: retries are known (0 when none were noted).
+    fn counts(&self, live: bool) -> AgentCounts {
+        let known = |n: Option<u64>| n.or(live.then_some(0));
         AgentCounts {
             latency_p50_ms: self.quantile(0.5),
             latency_p95_ms: self.quantile(0.95),
+            retries: known(self.counts.retries),
+            rate_limited: known(self.counts.rate_limited),
             ..self.counts.clone()
         }
     }
@@ -286,6 +375,30 @@ impl ReportBuilder {
             latency: LatencyHistogram::new(),
             agents: BTreeMap::new(),
             violations_by_hour: BTreeMap::new(),
+            retries: None,
+        }
+    }
+
+    /// A builder for a running engine, which also counts retries ([`note_retry`](Self::note_retry)).
+    pub(crate) fn live(mut self) -> Self {
+        self.retries = Some((0, 0));
+        self
+    }
+
+    /// Counts a retry the engine scheduled.
+    pub(crate) fn note_retry(&mut self, r: &crate::events::RetryScheduled) {
+        let throttled = u64::from(r.status == Some(429));
+        if let Some((n, t)) = &mut self.retries {
+            *n += 1;
+            *t += throttled;
+        }
+        if let Some(user) = &r.user_id {
+            if !self.agents.contains_key(user) {
+                self.agents.insert(user.clone(), AgentTally::default());
+            }
+            let c = &mut self.agents.get_mut(user).expect("inserted above").counts;
+            *c.retries.get_or_insert(0) += 1;
+            *c.rate_limited.get_or_insert(0) += throttled;
         }
     }
     /// Counts one audit record.
@@ -457,9 +570,11 @@ impl ReportBuilder {
             agent_counts: self
                 .agents
                 .iter()
-                .map(|(u, t)| (u.clone(), t.counts()))
+                .map(|(u, t)| (u.clone(), t.counts(self.retries.is_some())))
                 .collect(),
             violations_by_hour: self.violations_by_hour.clone(),
+            retries: self.retries.map(|r| r.0),
+            rate_limited: self.retries.map(|r| r.1),
             adherence: None,
         }
     }
@@ -785,5 +900,67 @@ mod tests {
         assert!(r.failures_by_code.is_empty());
         assert_eq!(r.logs.len(), 3);
         assert!(r.to_csv().contains("summary,unknownOutcomeCount,1"));
+    }
+
+    #[test]
+    fn agents_are_counted_apart_with_bucketed_latency() {
+        let mut b = ReportBuilder::new(0);
+        for ms in [10, 20, 30, 40, 1_000] {
+            b.ingest(&record("a", READY, ms, None, false));
+        }
+        b.ingest(&record(
+            "a",
+            READY,
+            5,
+            Some(ErrorCode::MandatoryBreakViolation),
+            true,
+        ));
+        b.ingest(&record(
+            "b",
+            READY,
+            7,
+            Some(ErrorCode::OutcomeUnknown),
+            false,
+        ));
+        let r = b.build(&History::default(), 0);
+        let a = &r.agent_counts["a"];
+        assert_eq!((a.attempts, a.successes, a.failures), (6, 5, 1));
+        assert_eq!(a.violations_by_rule["MANDATORY_BREAK_VIOLATION"], 1);
+        assert_eq!(a.latency_max_ms, 1_000);
+        // Within a bucket (×1.25) of the true median (20 or 30) and 95th percentile (1 000).
+        assert!((20..=38).contains(&a.latency_p50_ms), "{a:?}");
+        assert!((800..=1_000).contains(&a.latency_p95_ms), "{a:?}");
+        assert_eq!(r.agent_counts["b"].unknown_outcomes, 1);
+        assert_eq!(r.violations_by_hour["2026-01-05T08"], 1);
+        assert_eq!(r.retries, None, "a replay does not know retries");
+        let csv = r.to_csv();
+        assert!(
+            csv.contains("agent:a,violations:MANDATORY_BREAK_VIOLATION,1"),
+            "{csv}"
+        );
+        assert!(csv.contains("violationsByHour,2026-01-05T08,1"), "{csv}");
+    }
+
+    #[test]
+    fn timelines_take_successes_and_observations_only() {
+        let mut t = Timelines::default();
+        t.ingest(&record("a", READY, 1, None, false));
+        t.ingest(&record(
+            "a",
+            NOT_READY,
+            1,
+            Some(ErrorCode::Forbidden),
+            false,
+        ));
+        let mut paused = record("a", "PAUSED", 1, None, false);
+        paused.reason_code = Some("Adhoc".into());
+        t.ingest(&paused);
+        let changes = &t.by_user()["a"];
+        assert_eq!(changes.len(), 2, "the failure changed nothing");
+        assert_eq!(
+            changes[0].category,
+            crate::adherence::ActualCategory::Available
+        );
+        assert_eq!(changes[1].code.as_deref(), Some("Adhoc"));
     }
 }

@@ -398,6 +398,12 @@ fn retry_after_of_a_429_is_honoured(p: Profile) {
         .unwrap();
     assert_eq!((retry.status, retry.retry), (Some(429), 1));
     assert!(retry.delay_ms >= 7_000);
+    // The report counts it, for the team and for the agent.
+    let report = h.engine.compliance_report(h.now());
+    assert_eq!((report.retries, report.rate_limited), (Some(1), Some(1)));
+    let counts = &report.agent_counts[&h.user("alice")];
+    assert_eq!((counts.retries, counts.rate_limited), (Some(1), Some(1)));
+    assert_eq!(counts.successes, 1);
 }
 
 both_profiles!(a_429_pauses_every_request_to_the_tenant);
