@@ -2426,3 +2426,77 @@ async fn a_manager_observing_from_its_start_sees_its_own_change_as_ours() {
     assert_eq!(e.code, ErrorCode::ObserveUnsupported);
     seed.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A deferred READY survives `kill -9`: the log holds it, and the next long-running process on the same log
+/// (`watch`) holds it again and applies it when the break ends, under the same deferral id.
+#[tokio::test]
+async fn a_deferred_change_survives_kill_9_and_is_applied_by_the_next_process() {
+    let (mut sim, _dir, audit, conn) = scene_as(Profile::Cxone, 1, &[]).await;
+    let ends = cxone_agent_state::now_ms() + 6_000;
+    sim.add_agent(cxone_agent_state_core::sim::AgentPlan {
+        breaks: vec![cxone_agent_state_core::sim::Window {
+            start_ms: ends - 60_000,
+            end_ms: ends,
+        }],
+        ..support::on_shift("held")
+    })
+    .await;
+    let agent = sim.id("held");
+    let mut first = tokio::process::Command::from(cli(args(
+        &[
+            "transition",
+            "--user",
+            &agent,
+            "--state",
+            "READY",
+            "--defer",
+        ],
+        &conn,
+    )));
+    first
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = first.spawn().expect("transition starts");
+    let started = Instant::now();
+    let deferral_id = loop {
+        let held = read_audit(&audit)
+            .into_iter()
+            .find(|r| r["deferral"]["phase"] == "deferred");
+        if let Some(r) = held {
+            break r["deferral"]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it should wait for the break"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never deferred"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.unwrap();
+    assert!(
+        cxone_agent_state::now_ms() < ends,
+        "killed inside the break"
+    );
+    assert_eq!(agent_state(&sim.base_url, "held").await, Value::Null);
+
+    let out = run(cli(args(&["watch", "--for-secs", "12"], &observing(&conn)))).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(sim.state_of("held").await, sim.set_as("READY"));
+    let truth = admin_get(&sim.base_url, "/admin/ground-truth").await;
+    assert_eq!(truth["readyAcceptedDuringBreak"], 0, "{truth}");
+    let released: Vec<Value> = read_audit(&audit)
+        .into_iter()
+        .filter(|r| r["deferral"]["phase"] == "released")
+        .collect();
+    assert_eq!(released.len(), 1, "applied once");
+    assert_eq!(released[0]["deferral"]["id"], deferral_id.as_str());
+    assert_eq!(released[0]["success"], true);
+    let verify = audit_verify(&audit).await;
+    assert_eq!(verify.code(), Some(0), "{verify}");
+}
