@@ -52,6 +52,16 @@ async function console(): Promise<void> {
   const referenced = await manager.transitionState('agent-7', 'IDLE', { reference: 'ticket-4711' });
   check<string | undefined>()(referenced.reference);
   check<ErrorCode>()('INVALID_REFERENCE');
+  // A supervisor's override, the actor, and a deferred READY with its events.
+  await manager.transitionState('agent-7', 'READY', {
+    override: { actor: 'kim', reason: 'queue over SLA' },
+    actor: { role: 'supervisor', id: 'kim' },
+  });
+  void manager.transitionState('agent-8', 'READY', { defer: true });
+  manager.addEventListener('deferred', (e) => check<number>()(e.detail.untilMs));
+  manager.addEventListener('deferredcancelled', (e) => check<string>()(e.detail.cause));
+  check<boolean>()(await manager.cancelDeferred('agent-8'));
+  check<ErrorCode>()('DEFERRAL_CANCELLED');
 
   manager.addEventListener('statechange', (e) => {
     check<string>()(e.detail.newState);
@@ -104,6 +114,15 @@ async function console(): Promise<void> {
   check<number>()(report.violationFrequency);
   check<number>()(report.latency.p95Ms);
   check<string | null>()(report.logs[0].previousState);
+  check<Record<string, number>>()(report.overridesByRule);
+  check<number>()(report.deferrals.applied);
+  const detail = manager.getComplianceReport({
+    detail: true,
+    schedules: { 'agent-7': [{ startMs: 0, endMs: 1, activities: [{ name: 'Lunch', startMs: 0, endMs: 1, mandatoryBreak: true }] }] },
+  });
+  check<number | null | undefined>()(detail.adherence?.team?.adherence);
+  check<number | undefined>()(detail.adherence?.curve[0]?.fromMs);
+  check<number | undefined>()(detail.agentCounts['agent-7']?.overrides);
   check<number>()(manager.calculateIdleTime('agent-7'));
   check<string>()(manager.getReasonCodeForState('READY'));
 
