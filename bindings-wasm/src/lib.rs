@@ -551,6 +551,8 @@ export interface SimulateDayOptions {
   activity?: ActivityConfig;
   /** `cxone`: the engine observes states changed elsewhere (`OBSERVE_UNSUPPORTED` on seed). */
   observe?: boolean;
+  /** Agents ask for READY with `defer`: one a due break refuses is held and applied when the break ends. */
+  defer?: boolean;
 }
 /** The parameters a simulated day ran with. */
 export interface WorkdayConfig {
@@ -561,6 +563,8 @@ export interface WorkdayConfig {
   activity?: ActivityConfig;
   /** `cxone`: whether the engine observed agent states changed elsewhere (absent when not). */
   observe?: boolean;
+  /** Whether agents asked for READY with `defer` (absent when not). */
+  defer?: boolean;
 }
 /** What schedule adherence is computed from (see `computeAdherence`). Times are Unix ms. */
 export interface AdherenceInput {

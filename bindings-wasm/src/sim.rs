@@ -23,6 +23,7 @@ fn workday_config(options: JsValue) -> Result<WorkdayConfig, JsValue> {
         profile: Option<String>,
         activity: Option<ActivityConfig>,
         observe: Option<bool>,
+        defer: Option<bool>,
     }
     let o: Options = if options.is_undefined() || options.is_null() {
         Options::default()
@@ -75,6 +76,7 @@ fn workday_config(options: JsValue) -> Result<WorkdayConfig, JsValue> {
         profile,
         activity: o.activity.unwrap_or(d.activity),
         observe,
+        defer: o.defer.unwrap_or(d.defer),
     })
 }
 

@@ -7,11 +7,11 @@
 //! `agentId` on `cxone`). What differs on the wire (paths, which lookup decides a break, the state the tenant
 //! records, endpoints of scripted faults) comes from the small tables on [`Profile`].
 
-use cxone_agent_state_core::sim::DayRun;
 use cxone_agent_state_core::sim::{
     AgentPlan, Endpoint, FaultKind, FaultRule, Harness, SimConfig, SimTenant, Window,
     WorkdayConfig, CXONE_TEAM_A, CXONE_TEAM_B, WORKDAY_EPOCH_MS,
 };
+use cxone_agent_state_core::sim::{DayRun, DaySummary};
 use cxone_agent_state_core::{
     verify_chain, Actor, ChainError, ChainHead, DeferConfig, DeferralPhase, Engine, EngineConfig,
     ErrorCode, Event, HttpRequest, Now, Override, ProfileKind, Record, Secret, Source,
@@ -1109,6 +1109,45 @@ fn a_default_day_never_sends_ready_into_a_break(p: Profile) {
         "the pacer kept under the limit"
     );
     assert!(s.ground_truth.faults_injected > 0);
+}
+
+both_profiles!(a_day_with_deferred_changes_holds_the_rule_breakers_readys_and_applies_them_after);
+fn a_day_with_deferred_changes_holds_the_rule_breakers_readys_and_applies_them_after(p: Profile) {
+    let config = WorkdayConfig {
+        profile: p.kind(),
+        agents: 100,
+        ..WorkdayConfig::default()
+    };
+    let run = |defer: bool| {
+        let mut day = DayRun::new(&WorkdayConfig {
+            defer,
+            ..config.clone()
+        })
+        .unwrap();
+        day.run(|_, _| {}).unwrap();
+        day.summary()
+    };
+    let (plain, deferred) = (run(false), run(true));
+    assert_eq!(deferred.ground_truth.ready_accepted_during_break, 0);
+    let d = &deferred.report.deferrals;
+    assert!(d.held > 0 && d.applied > 0, "{d:?}");
+    assert_eq!(plain.report.deferrals.held, 0);
+    // Every READY a break refused in the plain day is, deferred, held instead: fewer violations.
+    let blocked = |s: &DaySummary| {
+        s.report
+            .failures_by_code
+            .get("MANDATORY_BREAK_VIOLATION")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(blocked(&plain) > 0);
+    assert!(
+        blocked(&deferred) < blocked(&plain),
+        "{} vs {}",
+        blocked(&deferred),
+        blocked(&plain)
+    );
+    assert!(deferred.report.violation_count < plain.report.violation_count);
 }
 
 both_profiles!(a_very_slow_limit_still_sends_the_change_after_one_recheck);

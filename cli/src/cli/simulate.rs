@@ -94,6 +94,9 @@ pub struct SimulateArgs {
     /// `cxone`: agents log out outside their shifts and log in at their start.
     #[arg(long)]
     log_in_out: bool,
+    /// Agents ask for READY with --defer: one a due break refuses is held and applied when the break ends.
+    #[arg(long)]
+    defer: bool,
     /// Also write the day's schedules here, in the cxone export's format, so the day's adherence can be
     /// rebuilt later: `report --audit-log LOG --schedule FILE` gives the figures this run prints.
     #[arg(long, value_name = "FILE")]
@@ -117,6 +120,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             log_in_out: args.log_in_out,
         },
         observe: args.observe,
+        defer: args.defer,
         ..WorkdayConfig::default()
     };
     if args.observe && args.profile != ProfileKind::Cxone {

@@ -380,13 +380,16 @@ impl Harness {
         let mut h = Self::new(engine, tenant, start);
         for c in &workday.commands {
             let user_id = h.user(&c.user_id);
-            h.command_at(
-                c.at_ms,
-                Command::Transition {
+            let state = c.state.clone();
+            let command = match workday.defer {
+                true => Command::TransitionWith {
                     user_id,
-                    state: c.state.clone(),
+                    state,
+                    options: TransitionOptions::default().with_defer(),
                 },
-            );
+                false => Command::Transition { user_id, state },
+            };
+            h.command_at(c.at_ms, command);
         }
         h
     }

@@ -42,6 +42,9 @@ pub struct WorkdayConfig {
     /// Observe states changed elsewhere while the day runs (`cxone` only).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub observe: bool,
+    /// Agents ask for READY with `defer`: one a due break refuses is held and applied when the break ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub defer: bool,
 }
 
 impl Default for WorkdayConfig {
@@ -60,6 +63,7 @@ impl Default for WorkdayConfig {
             profile: crate::config::ProfileKind::Seed,
             activity: ActivityConfig::default(),
             observe: false,
+            defer: false,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct Workday {
     pub tenant: SimConfig,
     /// End of the day (Unix ms).
     pub end_ms: u64,
+    /// Changes are asked with `defer` ([`WorkdayConfig::defer`]).
+    pub defer: bool,
 }
 
 const MINUTE_MS: u64 = 60_000;
@@ -296,6 +302,7 @@ impl Workday {
             commands,
             tenant,
             end_ms,
+            defer: config.defer,
         }
     }
 }
