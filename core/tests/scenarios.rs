@@ -2502,6 +2502,11 @@ fn a_deferred_ready_is_held_through_the_break_and_applied_when_it_ends(p: Profil
     );
     let records = h.audit_records();
     assert_eq!(records.len(), 2);
+    assert!(
+        records[1].latency_ms < MIN,
+        "the wait is not the released attempt's latency: {}",
+        records[1].latency_ms
+    );
     let released = records[1].deferral.as_ref().unwrap();
     assert_eq!(
         (released.phase, released.id.as_str()),

@@ -191,6 +191,10 @@ impl Engine {
         }
         change.phase = Phase::Waiting;
         change.rechecks = 0;
+        // The released attempt's latency and requests count from here: the wait and the first check are on
+        // the `deferred` record.
+        change.started_mono = now.mono_ms;
+        change.attempts = 0;
         let queue = self.agents.entry(user).or_default();
         queue.push_back(id);
         if queue.len() == 1 {
