@@ -1,6 +1,6 @@
 // The compliance simulation page: a form, a Web Worker running simulateDay in slices, charts and the report.
-import { bars, histogram, STATE_COLORS, timeline } from './charts.js';
-import { download, fmtMs, renderFigures } from './common.js';
+import { bars, histogram, shareCurve, STATE_COLORS, timeline } from './charts.js';
+import { download, fmtMs, fmtPct, renderFigures } from './common.js';
 
 const $ = (s) => document.querySelector(s);
 // Input id, URL/query key, and the name used in messages. Each input's min, max and step (in the HTML) are
@@ -27,6 +27,8 @@ const ACTIVITY_SWITCHES = [['log-in-out', 'logInOut'], ['observe', 'observe']];
 let worker = null;
 let lastSummary = null;
 let lastCsv = '';
+/** The last day's per-agent adherence figures, for re-sorting the table. */
+let lastAdherenceAgents = [];
 
 /** Reads and checks one number input; returns its value or throws an Error naming the field. */
 function readNumber(id, label) {
@@ -154,12 +156,137 @@ function drawAccuracy(summary, without) {
   }));
 }
 
+/** Shown figures: a dash, never `NaN` or `undefined`, for a figure that is missing. */
+const known = (x) => typeof x === 'number' && Number.isFinite(x);
+const pct = (x) => (known(x) ? fmtPct(x) : '—');
+const dur = (ms) => (known(ms) ? fmtMs(ms) : '—');
+const mins = (ms) => (known(ms) ? (ms / 60_000).toFixed(1) : '—');
+const count = (n) => (known(n) ? n.toLocaleString() : '—');
+
+/** The team's adherence figures, as `[key, label, shown, raw]` (raw `null` when missing). */
+function teamAdherenceFigures(a) {
+  const t = a.team ?? {};
+  return [
+    ['adherence', 'Adherence', pct(t.adherence), t.adherence],
+    ['conformance', 'Conformance', pct(t.conformance), t.conformance],
+    ['exceptionCount', 'Exceptions', count(a.exceptionCount), a.exceptionCount],
+    ['outMs', 'Time out of adherence', dur(t.outMs), t.outMs],
+    ['workOutsideShiftMs', 'Worked outside the shift', dur(t.workOutsideShiftMs), t.workOutsideShiftMs],
+    ['scheduledWorkMs', 'Scheduled to work', dur(t.scheduledWorkMs), t.scheduledWorkMs],
+  ].map(([key, label, shown, raw]) => [key, label, shown, known(raw) ? raw : null]);
+}
+
+/**
+ * The agents table's columns: sort key, the value sorted on (`null` sorts last either way), the direction a
+ * first click sorts in (1 ascending: the least adherent first), and the shown cell.
+ */
+const AGENT_COLUMNS = {
+  userId: { value: (a) => a.userId, first: 1 },
+  adherence: { value: (a) => (known(a.adherence) ? a.adherence : null), first: 1, show: (a) => pct(a.adherence) },
+  conformance: { value: (a) => (known(a.conformance) ? a.conformance : null), first: 1, show: (a) => pct(a.conformance) },
+  exceptions: { value: (a) => a.exceptions?.length ?? 0, first: -1, show: (a) => count(a.exceptions?.length ?? 0) },
+  outMs: { value: (a) => (known(a.outMs) ? a.outMs : null), first: -1, show: (a) => mins(a.outMs) },
+  workOutsideShiftMs: { value: (a) => (known(a.workOutsideShiftMs) ? a.workOutsideShiftMs : null), first: -1, show: (a) => mins(a.workOutsideShiftMs) },
+};
+let agentSort = { key: 'adherence', dir: 1 };
+const byUserId = (a, b) => a.userId.localeCompare(b.userId, undefined, { numeric: true });
+
+function sortedAgents(agents, { key, dir }) {
+  const value = AGENT_COLUMNS[key].value;
+  return [...agents].sort((a, b) => {
+    const va = value(a);
+    const vb = value(b);
+    if (va === null || vb === null) return (va === null) - (vb === null) || byUserId(a, b);
+    const c = typeof va === 'string' ? va.localeCompare(vb, undefined, { numeric: true }) : va - vb;
+    return dir * c || byUserId(a, b);
+  });
+}
+
+/** Fills the per-agent table in the current sort order. */
+function drawAdherenceAgents() {
+  const agents = sortedAgents(lastAdherenceAgents, agentSort);
+  for (const th of document.querySelectorAll('#adherence-agents th[data-sort]')) {
+    if (th.dataset.sort === agentSort.key) th.setAttribute('aria-sort', agentSort.dir === 1 ? 'ascending' : 'descending');
+    else th.removeAttribute('aria-sort');
+  }
+  const label = $(`#adherence-agents th[data-sort="${agentSort.key}"]`).textContent;
+  $('#adherence-agents-cap').textContent = `Every agent (${agents.length.toLocaleString()}), by ${label.toLowerCase()}, `
+    + `${agentSort.dir === 1 ? 'ascending' : 'descending'}${agentSort.key === 'adherence' && agentSort.dir === 1 ? ': the least adherent first' : ''}`;
+  $('#adherence-agents tbody').replaceChildren(...agents.map((a) => {
+    const tr = document.createElement('tr');
+    tr.dataset.agent = a.userId;
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = a.userId;
+    tr.append(th, ...Object.entries(AGENT_COLUMNS).filter(([, c]) => c.show).map(([key, c]) => {
+      const td = document.createElement('td');
+      td.className = 'num';
+      td.dataset.key = key;
+      const v = c.value(a);
+      if (v !== null) td.dataset.value = String(v);
+      td.textContent = c.show(a);
+      return td;
+    }));
+    return tr;
+  }));
+}
+
+/** The schedule adherence section: team figures, the team curve, time out by activity, every agent. */
+function drawAdherence(summary) {
+  const section = $('#adherence-section');
+  const a = summary.report?.adherence;
+  section.hidden = !a;
+  if (!a) return;
+  $('#adherence-team').replaceChildren(...teamAdherenceFigures(a).map(([key, label, shown, raw]) => {
+    const div = document.createElement('div');
+    const dt = document.createElement('dt');
+    dt.textContent = label;
+    const dd = document.createElement('dd');
+    dd.textContent = shown;
+    dd.dataset.key = key;
+    if (raw !== null) dd.dataset.value = String(raw);
+    div.append(dt, dd);
+    return div;
+  }));
+  $('#adherence-range').textContent = known(a.fromMs) && known(a.toMs) ? `Measured over ${fmtMs(a.toMs - a.fromMs)} of the day.` : '';
+  const curve = a.curve ?? [];
+  shareCurve($('[data-chart="adherence-curve"]'), curve.map((p) => ({ fromMs: p.fromMs, toMs: p.toMs, value: p.adherence })),
+    a.fromMs ?? curve[0]?.fromMs ?? 0, a.toMs ?? curve[curve.length - 1]?.toMs ?? 1, '#1f5fbf', 'team adherence');
+  const out = Object.entries(a.team?.outByActivityMs ?? {}).sort(([, x], [, y]) => y - x);
+  const totalOut = a.team?.outMs;
+  $('#adherence-out tbody').replaceChildren(...(out.length ? out : [['none', null]]).map(([activity, ms]) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = ms === null ? 'No time out of adherence' : activity;
+    const time = document.createElement('td');
+    time.className = 'num';
+    time.textContent = dur(ms);
+    const share = document.createElement('td');
+    share.className = 'num';
+    share.textContent = known(ms) && known(totalOut) && totalOut > 0 ? pct(ms / totalOut) : '—';
+    if (ms !== null) {
+      tr.dataset.activity = activity;
+      time.dataset.value = String(ms);
+    }
+    tr.append(th, time, share);
+    return tr;
+  }));
+  lastAdherenceAgents = a.agents ?? [];
+  agentSort = { key: 'adherence', dir: 1 };
+  drawAdherenceAgents();
+}
+
 function draw(summary) {
   const c = summary.charts;
   const end = summary.finishedMs;
-  timeline($('[data-chart="timeline"]'), c.timelines, c.hourZeroMs, end);
+  // The sampled agents' adherence exceptions are marked on their rows.
+  const sampled = new Set(c.timelines.map((t) => t.userId));
+  const exceptions = new Map((summary.report.adherence?.agents ?? []).filter((a) => sampled.has(a.userId)).map((a) => [a.userId, a.exceptions ?? []]));
+  timeline($('[data-chart="timeline"]'), c.timelines, c.hourZeroMs, end, exceptions);
   $('#timeline-legend').innerHTML = Object.entries(STATE_COLORS)
-    .map(([s, col]) => `<span><i style="background:${col}"></i>${s}</span>`).join('') + '<span><i style="background:#6c5ce7"></i>other</span>';
+    .map(([s, col]) => `<span><i style="background:${col}"></i>${s}</span>`).join('') + '<span><i style="background:#6c5ce7"></i>other</span>'
+    + '<span><i class="exception"></i>out of adherence (exception)</span>';
   const agents = summary.report.agents;
   histogram($('[data-chart="utilization"]'), agents.filter((a) => a.utilization !== null).map((a) => a.utilization * 100),
     [10, 20, 30, 40, 50, 60, 70, 80, 90, 100], (e) => `${e}%`, '#2e8b57');
@@ -205,6 +332,7 @@ function draw(summary) {
     ['readyAcceptedDuringBreak', 'READY accepted during a mandatory break', g.readyAcceptedDuringBreak],
   ];
   $('#truth tbody').innerHTML = rows.map(([k, label, v]) => `<tr><th scope="row">${label}</th><td class="num" data-key="${k}">${v}</td></tr>`).join('');
+  drawAdherence(summary);
   $('#export-json').disabled = false;
   $('#export-csv').disabled = false;
 }
@@ -272,6 +400,13 @@ $('#share').addEventListener('click', async () => {
   } catch (err) {
     $('#form-error').textContent = err.message;
   }
+});
+$('#adherence-agents thead').addEventListener('click', (e) => {
+  const th = e.target.closest('th[data-sort]');
+  if (!th) return;
+  const key = th.dataset.sort;
+  agentSort = { key, dir: agentSort.key === key ? -agentSort.dir : AGENT_COLUMNS[key].first };
+  drawAdherenceAgents();
 });
 $('#export-json').addEventListener('click', () => lastSummary && download('simulation.json', JSON.stringify(lastSummary, null, 2), 'application/json'));
 $('#export-csv').addEventListener('click', () => lastSummary && download('simulation-report.csv', lastCsv, 'text/csv'));

@@ -36,12 +36,98 @@ after(async () => {
   server?.stdin.end();
 });
 
+/** Opens a page; `errors` collects uncaught exceptions, `consoleErrors` what the page logs as errors. */
 async function openPage(path) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   const errors = [];
+  const consoleErrors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`${m.text()} (${m.location().url})`);
+  });
   await page.goto(base + path);
-  return { page, errors };
+  return { page, errors, consoleErrors };
+}
+
+/** A share as the simulation page shows it (common.js `fmtPct`). */
+const shownPct = (x) => `${(x * 100).toFixed(1)} %`;
+
+/**
+ * The simulation page's schedule adherence section against `day` (the same day computed by the package in
+ * Node): the team figures, the team curve, one table row per agent (least adherent first), and the sampled
+ * agents' exceptions marked on the state timeline. Returns the number of exception marks.
+ */
+async function assertAdherence(page, day) {
+  const a = day.report.adherence;
+  assert.ok(a && a.team, 'the day has a team adherence report');
+  assert.equal(await page.locator('#adherence-section').isVisible(), true);
+  const team = (key) => page.locator(`#adherence-team dd[data-key="${key}"]`);
+  // Team figures: the raw value, and the value as shown.
+  assert.equal(Number(await team('adherence').getAttribute('data-value')), a.team.adherence);
+  assert.equal(await team('adherence').innerText(), shownPct(a.team.adherence));
+  assert.equal(Number(await team('conformance').getAttribute('data-value')), a.team.conformance);
+  assert.equal(await team('conformance').innerText(), shownPct(a.team.conformance));
+  assert.equal(Number(await team('exceptionCount').getAttribute('data-value')), a.exceptionCount);
+  assert.equal((await team('exceptionCount').innerText()).replace(/\D/g, ''), String(a.exceptionCount));
+  assert.equal(Number(await team('outMs').getAttribute('data-value')), a.team.outMs);
+  assert.equal(Number(await team('workOutsideShiftMs').getAttribute('data-value')), a.team.workOutsideShiftMs);
+  const outRows = await page.locator('#adherence-out tbody tr[data-activity]').evaluateAll((trs) => trs.map((tr) =>
+    [tr.dataset.activity, Number(tr.querySelector('td[data-value]').dataset.value)]));
+  assert.deepEqual(Object.fromEntries(outRows), a.team.outByActivityMs);
+  assert.doesNotMatch(await page.locator('#adherence-section').innerText(), /NaN|undefined|null|Infinity/);
+
+  // The team curve: one point per hour that has a figure, in order.
+  const curve = a.curve.filter((p) => p.adherence !== null).map((p) => p.adherence);
+  assert.ok(curve.length > 0, 'the curve has points');
+  const points = await page.locator('svg[data-chart="adherence-curve"] circle.point')
+    .evaluateAll((cs) => cs.map((c) => ({ value: Number(c.dataset.value), cy: Number(c.getAttribute('cy')) })));
+  assert.deepEqual(points.map((p) => p.value), curve);
+  // Higher adherence is drawn higher up (a smaller y).
+  const hi = points.reduce((m, p) => (p.value > m.value ? p : m));
+  const lo = points.reduce((m, p) => (p.value < m.value ? p : m));
+  assert.ok(hi.value === lo.value || hi.cy < lo.cy, `the best hour (${hi.value}) is above the worst (${lo.value})`);
+
+  // Every agent has a row, the least adherent first (agents without a figure last).
+  const rows = page.locator('#adherence-agents tbody tr');
+  assert.equal(await rows.count(), a.agents.length);
+  const shown = await rows.evaluateAll((trs) => trs.map((tr) => ({
+    userId: tr.dataset.agent,
+    adherence: tr.querySelector('td[data-key="adherence"]').dataset.value,
+    adherenceText: tr.querySelector('td[data-key="adherence"]').textContent,
+    exceptions: Number(tr.querySelector('td[data-key="exceptions"]').dataset.value),
+  })));
+  assert.deepEqual(shown.map((r) => r.userId).sort(), a.agents.map((x) => x.userId).sort());
+  const rated = a.agents.filter((x) => x.adherence !== null);
+  const worst = rated.reduce((m, x) => (x.adherence < m.adherence ? x : m));
+  assert.equal(shown[0].userId, worst.userId);
+  assert.equal(shown[0].adherenceText, shownPct(worst.adherence));
+  const values = shown.filter((r) => r.adherence !== undefined).map((r) => Number(r.adherence));
+  assert.equal(values.length, rated.length);
+  assert.ok(values.every((v, i) => i === 0 || values[i - 1] <= v), 'ascending adherence');
+  const byId = new Map(a.agents.map((x) => [x.userId, x]));
+  assert.ok(shown.every((r) => r.exceptions === byId.get(r.userId).exceptions.length), 'each row\'s exception count');
+
+  // The sampled agents' exceptions that overlap the drawn range are marked on their own rows.
+  const from = day.charts.hourZeroMs;
+  const to = day.finishedMs;
+  const expected = day.charts.timelines.flatMap((t) => (byId.get(t.userId)?.exceptions ?? [])
+    .filter((e) => Math.max(e.startMs, from) < Math.min(e.endMs, to)).map((e) => `${t.userId}@${e.startMs}`));
+  const marks = page.locator('svg[data-chart="timeline"] rect.exception');
+  assert.equal(await marks.count(), expected.length);
+  const drawn = await marks.evaluateAll((rs) => rs.map((r) => ({
+    key: `${r.dataset.agent}@${r.dataset.start}`, y: Number(r.getAttribute('y')), title: r.querySelector('title')?.textContent ?? '',
+  })));
+  assert.deepEqual(drawn.map((m) => m.key).sort(), expected.sort());
+  assert.ok(drawn.every((m) => /out of adherence: \S+.* during scheduled \S+, \d+\.\d min from \d\d:\d\d$/.test(m.title)),
+    `tooltips: ${drawn[0]?.title}`);
+  // A mark sits on its agent's row: the row's label is the nearest one above the mark's middle.
+  const rowOf = await page.locator('svg[data-chart="timeline"] rect:not(.exception)').evaluateAll((rs) => {
+    const out = {};
+    for (const r of rs) out[r.querySelector('title').textContent.split(' ')[0]] = Number(r.getAttribute('y'));
+    return out;
+  });
+  assert.ok(drawn.every((m) => Math.abs(rowOf[m.key.split('@')[0]] - m.y) < 1), 'each mark on its agent\'s row');
+  return expected.length;
 }
 
 test('console: change an agent\'s state against sim-server, see the new state and a new audit row', async () => {
@@ -145,7 +231,7 @@ test('package in Chromium: calls made before the module has loaded keep their or
 
 test('simulation: a 1,000-agent day runs in a worker, every chart is drawn, figures match the package', async () => {
   const params = { agents: 1000, hours: 8, breakEvery: 2, breakMinutes: 15, faults: 2, rate: 100, seed: 42 };
-  const { page, errors } = await openPage(`/simulate.html?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]))}`);
+  const { page, errors, consoleErrors } = await openPage(`/simulate.html?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]))}`);
   const status = page.locator('#sim-status[data-ms]');
   await status.waitFor({ timeout: 60_000 });
   const ms = Number(await status.getAttribute('data-ms'));
@@ -169,13 +255,16 @@ test('simulation: a 1,000-agent day runs in a worker, every chart is drawn, figu
   assert.equal(Number(firstState), Object.values(day.report.perState)[0].attempts);
   assert.equal(Number(await page.locator('#truth td[data-key="readyAcceptedDuringBreak"]').innerText()), 0);
   assert.equal(Number(await page.locator('#truth td[data-key="requestsReceived"]').innerText()), day.groundTruth.totalRequests);
+  const marks = await assertAdherence(page, day);
+  assert.ok(marks > 0, 'exceptions are marked on the timeline');
   await page.screenshot({ path: join(out, 'simulate.png'), fullPage: true });
   assert.deepEqual(errors, []);
+  assert.deepEqual(consoleErrors, []);
   await page.close();
 });
 
 test('simulation: the profile selector runs the day on cxone — agentIds, the profile shown, 0 READY during breaks', async () => {
-  const { page, errors } = await openPage('/simulate.html');
+  const { page, errors, consoleErrors } = await openPage('/simulate.html');
   await page.getByLabel('Agents', { exact: true }).fill('400');
   await page.getByLabel('Shift length (hours)').fill('6');
   await page.getByLabel('API profile').selectOption('cxone');
@@ -201,11 +290,12 @@ test('simulation: the profile selector runs the day on cxone — agentIds, the p
   assert.equal(Number(await page.locator('#truth td[data-key="requestsReceived"]').innerText()), day.groundTruth.totalRequests);
   await page.screenshot({ path: join(out, 'simulate-cxone.png'), fullPage: true });
   assert.deepEqual(errors, []);
+  assert.deepEqual(consoleErrors, []);
   await page.close();
 });
 
 test('simulation on cxone: the tenant\'s own activity, observed — accuracy with observation off and on, as the package computes it', async () => {
-  const { page, errors } = await openPage('/simulate.html');
+  const { page, errors, consoleErrors } = await openPage('/simulate.html');
   const activity = page.getByRole('group', { name: 'The tenant\'s own activity (cxone)' });
   // Seed has no agent states to read: the fieldset is disabled until cxone is chosen.
   assert.equal(await activity.evaluate((f) => f.disabled), true);
@@ -264,6 +354,7 @@ test('simulation on cxone: the tenant\'s own activity, observed — accuracy wit
   await page.getByLabel('API profile').selectOption('seed');
   assert.equal(await activity.evaluate((f) => f.disabled), true);
   assert.deepEqual(errors, []);
+  assert.deepEqual(consoleErrors, []);
   await page.close();
 });
 
@@ -353,13 +444,119 @@ test('console on cxone: "stale" with the lag while the tenant refuses the poll (
   await page.close();
 });
 
-test('simulation: a negative agent count gets a clear message and nothing runs', async () => {
+test('simulation on cxone: schedule adherence — team figures, the team curve, every agent, exceptions on the timeline', async () => {
+  const params = {
+    agents: 200, hours: 6, breakEvery: 2, breakMinutes: 15, faults: 2, rate: 100, seed: 42, profile: 'cxone',
+    agentChanges: 4, contacts: 6, supervisorChanges: 0.5, logInOut: true, observe: false,
+  };
+  const { page, errors, consoleErrors } = await openPage(`/simulate.html?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]))}`);
+  // Nothing to show before a day has run.
+  assert.equal(await page.locator('#adherence-section').isVisible(), false);
+  await page.locator('#sim-status[data-ms]').waitFor({ timeout: 60_000 });
+  const m = await import(join(root, 'bindings-wasm', 'pkg', 'node.mjs'));
+  const day = m.simulateDay({
+    agents: 200, hours: 6, seed: 42, faults: 0.02, rateLimitPerMinute: 100, breakEveryHours: 2, breakMinutes: 15, profile: 'cxone',
+    activity: { agentChangesPerHour: 4, contactsPerHour: 6, supervisorChangesPerHour: 0.5, logInOut: true }, observe: false,
+  });
+  const a = day.report.adherence;
+  // The tenant's own activity puts agents out of adherence in breaks and has them work outside their shifts.
+  assert.ok(Object.keys(a.team.outByActivityMs).length >= 2, `time out by activity: ${JSON.stringify(a.team.outByActivityMs)}`);
+  assert.ok(a.team.workOutsideShiftMs > 0);
+  const marks = await assertAdherence(page, day);
+  assert.ok(marks > 0, 'exceptions are marked on the timeline');
+  const breakMark = page.locator('svg[data-chart="timeline"] rect.exception title', { hasText: 'during scheduled Break' });
+  const inBreaks = day.charts.timelines.some((t) => a.agents.find((x) => x.userId === t.userId).exceptions.some((e) => e.activity === 'Break'));
+  assert.equal(await breakMark.count() > 0, inBreaks);
+  await page.locator('#adherence-section').screenshot({ path: join(out, 'simulate-adherence.png') });
+
+  // Sorting: by exceptions, the most first; again, the fewest first; the agents stay the same.
+  const column = (key) => page.locator(`#adherence-agents tbody td[data-key="${key}"]`).evaluateAll((tds) => tds.map((td) => Number(td.dataset.value)));
+  const most = Math.max(...a.agents.map((x) => x.exceptions.length));
+  const fewest = Math.min(...a.agents.map((x) => x.exceptions.length));
+  assert.ok(most > fewest, 'agents differ in exceptions');
+  await page.getByRole('button', { name: 'Exceptions', exact: true }).click();
+  assert.equal(await page.locator('#adherence-agents th[data-sort="exceptions"]').getAttribute('aria-sort'), 'descending');
+  assert.equal(await page.locator('#adherence-agents th[data-sort="adherence"]').getAttribute('aria-sort'), null);
+  let counts = await column('exceptions');
+  assert.equal(counts.length, a.agents.length);
+  assert.equal(counts[0], most);
+  assert.ok(counts.every((c, i) => i === 0 || counts[i - 1] >= c), 'descending exceptions');
+  await page.getByRole('button', { name: 'Exceptions', exact: true }).click();
+  assert.equal(await page.locator('#adherence-agents th[data-sort="exceptions"]').getAttribute('aria-sort'), 'ascending');
+  counts = await column('exceptions');
+  assert.equal(counts[0], fewest);
+  assert.ok(counts.every((c, i) => i === 0 || counts[i - 1] <= c), 'ascending exceptions');
+  assert.deepEqual(errors, []);
+  assert.deepEqual(consoleErrors, []);
+  await page.close();
+});
+
+test('charts: the adherence curve skips hours without a figure; the timeline marks only exceptions in its range, and works without', async () => {
   const { page, errors } = await openPage('/simulate.html');
+  const r = await page.evaluate(async () => {
+    const { shareCurve, timeline } = await import('/charts.js');
+    const svg = (h) => {
+      const s = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+      s.setAttribute('viewBox', `0 0 600 ${h}`);
+      return s;
+    };
+    const H = 3_600_000;
+    const curveSvg = svg(220);
+    const drawn = shareCurve(curveSvg, [
+      { fromMs: 0, toMs: H, value: 0.5 }, { fromMs: H, toMs: 2 * H, value: null }, { fromMs: 2 * H, toMs: 3 * H, value: 1 },
+      { fromMs: 3 * H, toMs: 4 * H, value: undefined }, { fromMs: 4 * H, toMs: 4.5 * H, value: 0.25 },
+    ], 0, 4.5 * H);
+    const tl = [{ userId: 'a', segments: [[0, 'READY'], [H, 'NOT_READY']] }, { userId: 'b', segments: [[0, 'IDLE']] }];
+    const ex = (startMs, endMs) => ({ startMs, endMs, durationMs: endMs - startMs, scheduled: 'work', actual: 'unavailable', code: 'GENERAL' });
+    const plain = svg(260);
+    timeline(plain, tl, 0, 2 * H);
+    const marked = svg(260);
+    const marks = timeline(marked, tl, 0, 2 * H, new Map([
+      ['a', [ex(-H, -1), ex(-60_000, 60_000), ex(30 * 60_000, 45 * 60_000), ex(2 * H, 3 * H)]],
+      ['c', [ex(0, H)]],
+    ]));
+    const xs = [...marked.querySelectorAll('rect.exception')].map((m) => [Number(m.getAttribute('x')), Number(m.getAttribute('width'))]);
+    return {
+      drawn,
+      points: [...curveSvg.querySelectorAll('circle.point')].map((c) => Number(c.dataset.value)),
+      path: curveSvg.querySelector('path').getAttribute('d'),
+      plainRects: plain.querySelectorAll('rect').length,
+      plainMarks: plain.querySelectorAll('.exception').length,
+      marks,
+      markCount: marked.querySelectorAll('rect.exception').length,
+      xs,
+      firstAgentX: Number(marked.querySelector('rect:not(.exception)').getAttribute('x')),
+      titles: [...marked.querySelectorAll('rect.exception title')].map((t) => t.textContent),
+    };
+  });
+  assert.equal(r.drawn, 3);
+  assert.deepEqual(r.points, [0.5, 1, 0.25]);
+  // Three separate stretches: each point starts its own (a null breaks the line), and no NaN.
+  assert.equal((r.path.match(/M/g) ?? []).length, 3);
+  assert.doesNotMatch(r.path, /NaN/);
+  // Without exceptions the timeline is as before: one rect per segment, no marks.
+  assert.equal(r.plainRects, 3);
+  assert.equal(r.plainMarks, 0);
+  // Only the two of agent a's exceptions that overlap [0, 2 h) are marked (agent c is not on the chart);
+  // the one that starts before the range is clipped to its start.
+  assert.equal(r.marks, 2);
+  assert.equal(r.markCount, 2);
+  assert.equal(r.xs[0][0], r.firstAgentX);
+  assert.ok(r.xs[1][0] > r.firstAgentX && r.xs[1][1] > 1);
+  assert.deepEqual(r.titles, ['a out of adherence: unavailable (GENERAL) during scheduled work, 2.0 min from 23:59',
+    'a out of adherence: unavailable (GENERAL) during scheduled work, 15.0 min from 00:30']);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('simulation: a negative agent count gets a clear message and nothing runs', async () => {
+  const { page, errors, consoleErrors } = await openPage('/simulate.html');
   await page.getByLabel('Agents', { exact: true }).fill('-5');
   await page.getByRole('button', { name: 'Run simulation' }).click();
   await page.locator('#form-error', { hasText: 'Agent count must be a whole number from 1' }).waitFor();
   assert.equal(await page.getByLabel('Agents', { exact: true }).getAttribute('aria-invalid'), 'true');
   assert.equal(await page.locator('svg[data-chart="latency"] rect').count(), 0);
   assert.deepEqual(errors, []);
+  assert.deepEqual(consoleErrors, []);
   await page.close();
 });
