@@ -96,7 +96,7 @@ pub struct ComplianceReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limited: Option<u64>,
     /// Adherence and conformance per agent and for the team, when schedules were given (see
-    /// [`ReportReplay::adherence`] and `report --schedule`). Absent otherwise.
+    /// [`Timelines::adherence`] and `report --schedule`). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adherence: Option<crate::adherence::AdherenceReport>,
 }

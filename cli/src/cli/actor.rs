@@ -10,7 +10,7 @@ use super::fail::Failure;
 /// Who asks, and an override of the policy.
 #[derive(Debug, Args)]
 pub struct ActorArgs {
-    /// Who asks for the change, written on its audit records: agent:ID, supervisor:ID or system[:ID]
+    /// Who asks for the change, written on its audit records: agent:ID, supervisor:ID, system or system:ID
     /// [default: the override's supervisor, else system] [env: CXONE_ACTOR].
     #[arg(long, env = "CXONE_ACTOR", value_name = "ACTOR", value_parser = parse_actor)]
     actor: Option<Actor>,
