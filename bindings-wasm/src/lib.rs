@@ -508,8 +508,8 @@ export interface ComplianceReport {
   perState: Record<string, { attempts: number; successes: number }>; agents: AgentMetrics[];
   /** Per agent: attempts and outcomes, violations by rule, overrides, deferrals, requests and latency. */
   agentCounts: Record<string, AgentCounts>;
-  /** Policy violations by hour (UTC, `YYYY-MM-DDTHH`). */
-  violationsByHour: Record<string, number>;
+  /** Policy violations by hour (UTC, `YYYY-MM-DDTHH`) and by rule. */
+  violationsByHour: Record<string, number>; violationsByRule: Record<string, number>;
   /** Retries scheduled and, of those, after a 429: a running engine's only (absent when rebuilt from a log). */
   retries?: number; rateLimited?: number;
   /** Adherence per agent and for the team, when schedules were given (a simulated day always has it). */

@@ -429,7 +429,7 @@ test('restore: a change left OUTCOME_UNKNOWN is sent again with its key on the n
     ...fast, fetch: t.fetch, records: log, persist: (r) => later.push(r),
   });
   assert.deepEqual(second.restored, {
-    resumed: 1, abandoned: 0, webhooks: 0, deadLetters: 0, webhooksToOriginalReceiver: 0, webhooksDeadLetteredReceiverChanged: 0,
+    resumed: 1, abandoned: 0, webhooks: 0, deadLetters: 0, webhooksToOriginalReceiver: 0, webhooksDeadLetteredReceiverChanged: 0, deferred: 0,
   });
   while (second.openChanges > 0) await sleep(5);
   const keys = t.sets().map((c) => c.init.headers['Idempotency-Key']);

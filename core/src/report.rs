@@ -66,6 +66,9 @@ pub struct ComplianceReport {
     pub observed_by_source: BTreeMap<String, u64>,
     /// Policy violations only.
     pub violation_count: u64,
+    /// Policy violations by rule (`MANDATORY_BREAK_VIOLATION`, `AGENT_NOT_SCHEDULED`).
+    #[serde(default)]
+    pub violations_by_rule: BTreeMap<String, u64>,
     /// Changes a supervisor's override let past a policy refusal, by the rule passed (records with an
     /// override that passed no rule are not counted). Never violations.
     #[serde(default)]
@@ -199,6 +202,9 @@ impl ComplianceReport {
             row("summary", "retries", &n);
             row("summary", "rateLimited", &t);
         }
+        for (rule, n) in &self.violations_by_rule {
+            row("violationsByRule", rule, n);
+        }
         for (hour, n) in &self.violations_by_hour {
             row("violationsByHour", hour, n);
         }
@@ -295,6 +301,7 @@ pub(crate) struct ReportBuilder {
     latency: LatencyHistogram,
     agents: BTreeMap<String, AgentTally>,
     violations_by_hour: BTreeMap<String, u64>,
+    violations_by_rule: BTreeMap<String, u64>,
     /// Retries and 429s seen, for a running engine (`None` for a replay).
     retries: Option<(u64, u64)>,
 }
@@ -375,6 +382,7 @@ impl ReportBuilder {
             latency: LatencyHistogram::new(),
             agents: BTreeMap::new(),
             violations_by_hour: BTreeMap::new(),
+            violations_by_rule: BTreeMap::new(),
             retries: None,
         }
     }
@@ -441,6 +449,8 @@ impl ReportBuilder {
             // `timestamp` is RFC 3339: its first 13 characters name the hour.
             let hour = record.timestamp.get(..13).unwrap_or(&record.timestamp);
             *self.violations_by_hour.entry(hour.to_owned()).or_default() += 1;
+            let rule = record.error_code.map_or(UNKNOWN_CODE, |c| c.as_str());
+            *self.violations_by_rule.entry(rule.to_owned()).or_default() += 1;
         }
         if record.error_code == Some(ErrorCode::OutcomeUnknown) {
             self.unknown = self.unknown.saturating_add(1);
@@ -561,6 +571,7 @@ impl ReportBuilder {
             settled_count: self.settled,
             observed_by_source: self.observed_by_source.clone(),
             violation_count: self.violations,
+            violations_by_rule: self.violations_by_rule.clone(),
             overrides_by_rule: self.overrides_by_rule.clone(),
             deferrals: self.deferrals.clone(),
             failures_by_code: self.failures_by_code.clone(),
@@ -939,6 +950,11 @@ mod tests {
             "{csv}"
         );
         assert!(csv.contains("violationsByHour,2026-01-05T08,1"), "{csv}");
+        assert_eq!(r.violations_by_rule["MANDATORY_BREAK_VIOLATION"], 1);
+        assert!(
+            csv.contains("violationsByRule,MANDATORY_BREAK_VIOLATION,1"),
+            "{csv}"
+        );
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub fn print_report(r: &ComplianceReport) -> std::io::Result<()> {
     for (k, v) in rows {
         t.add_row(vec![Cell::new(k), right(v)]);
     }
+    for (rule, n) in &r.violations_by_rule {
+        t.add_row(vec![Cell::new(format!("  blocked by {rule}")), right(n)]);
+    }
     let overrides: u64 = r.overrides_by_rule.values().sum();
     if overrides > 0 {
         t.add_row(vec![
