@@ -71,6 +71,9 @@ enum Command {
     Bulk(cli::bulk::BulkArgs),
     /// Serves the simulated tenant over HTTP on loopback, with admin endpoints and CORS.
     SimServer(cli::sim_server::SimServerArgs),
+    /// The HTTP service's API keys (`new-key`, `check-key`); the service itself is under way.
+    #[command(subcommand)]
+    Serve(cli::serve::ServeCommand),
     /// Rebuilds the compliance report from a durable audit log.
     Report(cli::audit::ReportArgs),
     /// Audit log tools.
@@ -128,6 +131,7 @@ fn main() -> std::process::ExitCode {
         Command::Bulk(a) => cli::bulk::run(a),
         Command::Watch(a) => cli::watch::run(a),
         Command::SimServer(a) => cli::sim_server::run(a),
+        Command::Serve(c) => cli::serve::run(c),
         Command::Report(a) => cli::audit::report(a),
         Command::Audit(c) => cli::audit::run(c),
         Command::Outbox(c) => cli::outbox::run(c),

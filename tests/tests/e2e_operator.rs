@@ -973,3 +973,67 @@ async fn webhook_events_stay_with_the_receiver_they_were_accepted_for() {
         "{list}"
     );
 }
+
+/// `serve new-key` prints a fresh key once with its key-file line (the file never holds the key);
+/// `serve check-key` tells whose a key is, and refuses one the file does not hold, never printing it.
+#[tokio::test]
+async fn serve_new_key_makes_a_key_its_line_admits_and_check_key_tells_whose_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = |name: &str, read_only: bool| {
+        let mut a = vec!["serve", "new-key", name, "--json"];
+        if read_only {
+            a.push("--read-only");
+        }
+        run(cli(a))
+    };
+    let ops = new("ops", false).await;
+    assert_eq!(ops.code(), Some(0), "{ops}");
+    let dash = new("dash", true).await;
+    let (ops, dash) = (ops.json(), dash.json());
+    let key = ops["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("cxas_"), "{ops}");
+    assert_ne!(ops["key"], dash["key"]);
+    let file = dir.path().join("api-keys");
+    let lines = format!(
+        "# keys\n{}\n{}\n",
+        ops["line"].as_str().unwrap(),
+        dash["line"].as_str().unwrap()
+    );
+    assert!(!lines.contains(&key), "the key file holds digests only");
+    assert!(dash["line"].as_str().unwrap().ends_with(" read-only"));
+    std::fs::write(&file, lines).unwrap();
+
+    let check = |presented: String| {
+        let file = file.clone();
+        async move {
+            run_input(
+                cli([
+                    "serve",
+                    "check-key",
+                    "--json",
+                    "--api-keys",
+                    path_str(&file),
+                ]),
+                Some(presented.as_bytes()),
+            )
+            .await
+        }
+    };
+    let out = check(format!("{key}\n")).await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.json()["name"], "ops");
+    assert_eq!(out.json()["access"], "read-write");
+    let out = check(dash["key"].as_str().unwrap().to_owned()).await;
+    assert_eq!(out.json()["access"], "read-only", "{out}");
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    let out = check(wrong.clone()).await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.json()["code"], "UNAUTHORIZED", "{out}");
+    assert!(
+        !out.stdout.contains(&wrong) && !out.stderr.contains(&wrong),
+        "{out}"
+    );
+
+    let bad = run(cli(["serve", "new-key", "no/slashes"])).await;
+    assert_eq!(bad.code(), Some(64), "{bad}");
+}

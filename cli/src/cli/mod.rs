@@ -23,6 +23,7 @@ pub mod bulk;
 pub mod connect;
 pub mod fail;
 pub mod outbox;
+pub mod serve;
 pub mod settle;
 pub mod sim_server;
 pub mod simulate;
