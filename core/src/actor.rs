@@ -199,7 +199,13 @@ pub struct OverrideNote {
 
 /// 1 to [`MAX_ACTOR_LEN`] characters, none of them a control character.
 fn is_valid_text(s: &str) -> bool {
-    !s.trim().is_empty() && s.chars().count() <= MAX_ACTOR_LEN && !s.chars().any(char::is_control)
+    is_printable_text(s, MAX_ACTOR_LEN)
+}
+
+/// Not blank, at most `max` characters, none of them a control character: what a caller's free text (a
+/// reason code's name, an actor, an override's reason) must be.
+pub(crate) fn is_printable_text(s: &str, max: usize) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
 }
 
 #[cfg(test)]

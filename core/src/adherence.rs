@@ -199,6 +199,20 @@ pub struct ActualChange {
     pub code: Option<String>,
 }
 
+impl ActualChange {
+    /// Entering `state` at `at_ms`: its category ([`category_of`]) and, for unavailable time, its code
+    /// (`code`, else the state's name).
+    pub fn entered(at_ms: u64, state: &str, code: Option<&str>) -> Self {
+        let category = category_of(state);
+        Self {
+            at_ms,
+            category,
+            code: (category == ActualCategory::Unavailable)
+                .then(|| code.unwrap_or(state).to_owned()),
+        }
+    }
+}
+
 /// One exception: a stretch of Out at or over its threshold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -582,6 +596,19 @@ impl AdherenceWindow {
             now_ms: to_ms,
             step_ms: 3_600_000,
         })
+    }
+}
+
+impl AdherenceWindow {
+    /// This window with another start and end where given (time is then counted up to the end).
+    pub fn bounded(self, from_ms: Option<u64>, to_ms: Option<u64>) -> Self {
+        let to_ms = to_ms.unwrap_or(self.to_ms);
+        Self {
+            from_ms: from_ms.unwrap_or(self.from_ms),
+            to_ms,
+            now_ms: to_ms,
+            ..self
+        }
     }
 }
 

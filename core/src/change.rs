@@ -126,9 +126,38 @@ pub(crate) struct Held {
     pub(crate) id: String,
     /// When it gives up (Unix ms): set when it was first held.
     pub(crate) deadline_unix: u64,
-    /// How it ends without being released: cancelled (with the cause) or expired. `None`: released, the
-    /// outcome is the change's own.
-    pub(crate) ending: Option<(crate::deferral::DeferralPhase, &'static str)>,
+    /// How it ends without being released. `None`: released, the outcome is the change's own.
+    pub(crate) ending: Option<Ending>,
+}
+
+/// How a deferred change ends without being released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Cancelled by its caller.
+    Cancelled,
+    /// Replaced by a newer change of its agent.
+    Replaced,
+    /// Its deadline passed in the break.
+    Expired,
+}
+
+impl Ending {
+    /// The step its record names.
+    pub(crate) fn phase(self) -> crate::deferral::DeferralPhase {
+        match self {
+            Self::Cancelled | Self::Replaced => crate::deferral::DeferralPhase::Cancelled,
+            Self::Expired => crate::deferral::DeferralPhase::Expired,
+        }
+    }
+
+    /// The cause its `deferredCancelled` event (and, when cancelled, its record) names.
+    pub(crate) fn cause(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::Replaced => "replaced",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// How a change ends, before the phase has its say.

@@ -41,6 +41,7 @@ mod observing;
 
 use crate::token::{AuthStep, Discovery, Fetch, TokenCache};
 use deferring::deferral_note;
+pub use deferring::DeferredChange;
 
 /// Something the world tells the engine, with the time the host read when it happened.
 ///
@@ -968,12 +969,17 @@ impl Engine {
 
     /// Takes a change into the table and its agent's queue; the head of a queue may run.
     fn admit(&mut self, id: TransitionId, change: Change) {
-        let queue = self.agents.entry(change.user.clone()).or_default();
+        self.join_queue(change.user.clone(), id);
+        self.changes.insert(id, change);
+    }
+
+    /// Puts a change at the back of its agent's queue; the head of a queue may run.
+    fn join_queue(&mut self, user: UserId, id: TransitionId) {
+        let queue = self.agents.entry(user).or_default();
         queue.push_back(id);
         if queue.len() == 1 {
             self.runnable.push_back(id);
         }
-        self.changes.insert(id, change);
     }
 
     // ---- inputs -------------------------------------------------------------------------------------------
@@ -1262,7 +1268,7 @@ impl Engine {
         schedules: Option<&BTreeMap<String, Vec<crate::adherence::ScheduledShift>>>,
         rules: &crate::adherence::RuleTable,
     ) -> crate::adherence::AdherenceReport {
-        use crate::adherence::{category_of, ActualCategory, ActualChange, AdherenceWindow};
+        use crate::adherence::{ActualChange, AdherenceWindow};
         let held;
         let schedules = match schedules {
             Some(s) => s,
@@ -1281,14 +1287,7 @@ impl Engine {
                     .history
                     .timeline(user)
                     .into_iter()
-                    .map(|e| {
-                        let category = category_of(&e.state);
-                        ActualChange {
-                            at_ms: e.entered_at_ms,
-                            category,
-                            code: (category == ActualCategory::Unavailable).then_some(e.state),
-                        }
-                    })
+                    .map(|e| ActualChange::entered(e.entered_at_ms, &e.state, None))
                     .collect();
                 (user.to_owned(), changes)
             })
@@ -3126,11 +3125,7 @@ fn parse_target(user_id: &str, state: &str) -> Result<(UserId, AgentState), Tran
 /// A caller's explicit reason: 1 to [`MAX_REASON_LEN`] characters, none of them a control character.
 fn check_reason(reason: Option<&str>) -> Result<(), TransitionError> {
     match reason {
-        Some(r)
-            if r.trim().is_empty()
-                || r.chars().count() > MAX_REASON_LEN
-                || r.chars().any(char::is_control) =>
-        {
+        Some(r) if !crate::actor::is_printable_text(r, MAX_REASON_LEN) => {
             Err(TransitionError::new(
                 ErrorCode::UnknownReasonCode,
                 format!("a reason is 1 to {MAX_REASON_LEN} printable characters"),

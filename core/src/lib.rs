@@ -81,7 +81,9 @@ pub use config::{
     REDACTED,
 };
 pub use deferral::{DeferConfig, DeferralNote, DeferralPhase, OpenDeferral};
-pub use engine::{Engine, Input, Output, Restored, TransitionOptions, MAX_REASON_LEN};
+pub use engine::{
+    DeferredChange, Engine, Input, Output, Restored, TransitionOptions, MAX_REASON_LEN,
+};
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
 pub use events::{
     Deferred, DeferredApplied, DeferredCancelled, Event, ObservationHeartbeat, OutcomeSettled,

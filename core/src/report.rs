@@ -301,9 +301,40 @@ pub(crate) struct ReportBuilder {
     latency: LatencyHistogram,
     agents: BTreeMap<String, AgentTally>,
     violations_by_hour: BTreeMap<String, u64>,
-    violations_by_rule: BTreeMap<String, u64>,
     /// Retries and 429s seen, for a running engine (`None` for a replay).
     retries: Option<(u64, u64)>,
+}
+
+/// What a record says of a deferred change, as the report counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeferralStep {
+    /// Held until a break ends (not an attempt).
+    Held,
+    /// Cancelled or replaced (not an attempt).
+    Cancelled,
+    /// Given up at its deadline.
+    Expired,
+    /// Released and applied.
+    Applied,
+    /// Released and not applied.
+    Failed,
+}
+
+impl DeferralStep {
+    /// The step `record` tells, if it is a deferred change's. A released change that may have been applied
+    /// (`OUTCOME_UNKNOWN`) tells none: later records settle it.
+    fn of(record: &AuditRecord) -> Option<Self> {
+        Some(match record.deferral.as_ref()?.phase {
+            DeferralPhase::Deferred => Self::Held,
+            DeferralPhase::Cancelled => Self::Cancelled,
+            DeferralPhase::Expired => Self::Expired,
+            DeferralPhase::Released if record.success => Self::Applied,
+            DeferralPhase::Released if record.error_code == Some(ErrorCode::OutcomeUnknown) => {
+                return None
+            }
+            DeferralPhase::Released => Self::Failed,
+        })
+    }
 }
 
 /// An agent's counts, with its latencies in buckets (each 1.25 times the last, from 1 ms).
@@ -382,7 +413,6 @@ impl ReportBuilder {
             latency: LatencyHistogram::new(),
             agents: BTreeMap::new(),
             violations_by_hour: BTreeMap::new(),
-            violations_by_rule: BTreeMap::new(),
             retries: None,
         }
     }
@@ -423,34 +453,27 @@ impl ReportBuilder {
             self.settled = self.settled.saturating_add(1);
             return;
         }
-        if let Some(d) = &record.deferral {
+        let deferral = DeferralStep::of(record);
+        if let Some(step) = deferral {
             let n = &mut self.deferrals;
-            let counter = match d.phase {
-                DeferralPhase::Deferred => Some(&mut n.held),
-                DeferralPhase::Cancelled => Some(&mut n.cancelled),
-                DeferralPhase::Expired => Some(&mut n.expired),
-                DeferralPhase::Released if record.success => Some(&mut n.applied),
-                // Released and maybe applied: an unknown outcome, settled by later records.
-                DeferralPhase::Released if record.error_code == Some(ErrorCode::OutcomeUnknown) => {
-                    None
-                }
-                DeferralPhase::Released => Some(&mut n.failed),
+            let counter = match step {
+                DeferralStep::Held => &mut n.held,
+                DeferralStep::Cancelled => &mut n.cancelled,
+                DeferralStep::Expired => &mut n.expired,
+                DeferralStep::Applied => &mut n.applied,
+                DeferralStep::Failed => &mut n.failed,
             };
-            if let Some(c) = counter {
-                *c = c.saturating_add(1);
-            }
+            *counter = counter.saturating_add(1);
             // Held and cancelled records are steps, not attempts.
-            if matches!(d.phase, DeferralPhase::Deferred | DeferralPhase::Cancelled) {
+            if matches!(step, DeferralStep::Held | DeferralStep::Cancelled) {
                 return;
             }
         }
-        self.tally_agent(record);
+        self.tally_agent(record, deferral);
         if record.policy_violation {
             // `timestamp` is RFC 3339: its first 13 characters name the hour.
             let hour = record.timestamp.get(..13).unwrap_or(&record.timestamp);
             *self.violations_by_hour.entry(hour.to_owned()).or_default() += 1;
-            let rule = record.error_code.map_or(UNKNOWN_CODE, |c| c.as_str());
-            *self.violations_by_rule.entry(rule.to_owned()).or_default() += 1;
         }
         if record.error_code == Some(ErrorCode::OutcomeUnknown) {
             self.unknown = self.unknown.saturating_add(1);
@@ -493,8 +516,8 @@ impl ReportBuilder {
         self.latency.record(record.latency_ms);
     }
 
-    /// Counts a transition attempt's record for its agent.
-    fn tally_agent(&mut self, record: &AuditRecord) {
+    /// Counts a transition attempt's record for its agent (`deferral`: its step, if it was deferred).
+    fn tally_agent(&mut self, record: &AuditRecord, deferral: Option<DeferralStep>) {
         if !self.agents.contains_key(&record.user_id) {
             self.agents
                 .insert(record.user_id.clone(), AgentTally::default());
@@ -522,14 +545,9 @@ impl ReportBuilder {
         {
             c.overrides += 1;
         }
-        match record.deferral.as_ref().map(|d| d.phase) {
-            Some(DeferralPhase::Released) if record.success => c.deferred_applied += 1,
-            Some(DeferralPhase::Released)
-                if record.error_code != Some(ErrorCode::OutcomeUnknown) =>
-            {
-                c.deferred_given_up += 1
-            }
-            Some(DeferralPhase::Expired) => c.deferred_given_up += 1,
+        match deferral {
+            Some(DeferralStep::Applied) => c.deferred_applied += 1,
+            Some(DeferralStep::Failed | DeferralStep::Expired) => c.deferred_given_up += 1,
             _ => {}
         }
         t.record_latency(record.latency_ms);
@@ -571,7 +589,17 @@ impl ReportBuilder {
             settled_count: self.settled,
             observed_by_source: self.observed_by_source.clone(),
             violation_count: self.violations,
-            violations_by_rule: self.violations_by_rule.clone(),
+            // A policy refusal is a failure with a policy code: the violations are those failures.
+            violations_by_rule: self
+                .failures_by_code
+                .iter()
+                .filter(|(code, _)| {
+                    ErrorCode::ALL
+                        .iter()
+                        .any(|c| c.as_str() == code.as_str() && c.is_policy_violation())
+                })
+                .map(|(code, n)| (code.clone(), *n))
+                .collect(),
             overrides_by_rule: self.overrides_by_rule.clone(),
             deferrals: self.deferrals.clone(),
             failures_by_code: self.failures_by_code.clone(),
@@ -603,6 +631,21 @@ pub struct ReportReplay {
     timelines: Timelines,
 }
 
+/// When the agent entered the state a record names, if the record tells one: a success (a change of ours, an
+/// observation, a no-op relying on one), but not a settlement by observation (no request of its own), which
+/// names a state the observation records already carry. An observation happened when the tenant says; any
+/// other record when it was written, or at `fallback` when its timestamp cannot be read (`None`: not at all).
+fn entered_at(record: &AuditRecord, fallback: Option<u64>) -> Option<u64> {
+    let observed_settlement = record.settles.is_some() && record.attempts == 0;
+    if !record.success || observed_settlement {
+        return None;
+    }
+    match &record.observation {
+        Some(o) => Some(o.at_ms),
+        None => crate::time::parse_iso8601(&record.timestamp).or(fallback),
+    }
+}
+
 /// Each agent's actual-state changes as audit records tell them ([`Timelines::ingest`]): what adherence is
 /// computed from, the same way for a simulated day and for a log read back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -615,37 +658,22 @@ impl Timelines {
     /// no-op relying on what the tenant showed), or an observation (at the tenant's time). Settlements,
     /// failures and deferral steps change nothing.
     pub fn ingest(&mut self, record: &AuditRecord) {
-        let observed_settlement = record.settles.is_some() && record.attempts == 0;
-        if !record.success || observed_settlement {
+        let Some(at_ms) = entered_at(record, None) else {
             return;
-        }
-        let at_ms = match &record.observation {
-            Some(o) => o.at_ms,
-            None => match crate::time::parse_iso8601(&record.timestamp) {
-                Some(ms) => ms,
-                None => return,
-            },
         };
-        let category = crate::adherence::category_of(&record.new_state);
-        let code = (category == crate::adherence::ActualCategory::Unavailable).then(|| {
-            record
-                .observation
-                .as_ref()
-                .and_then(|o| o.code.clone())
-                .or_else(|| record.reason_code.clone())
-                .unwrap_or_else(|| record.new_state.clone())
-        });
+        let code = record
+            .observation
+            .as_ref()
+            .and_then(|o| o.code.as_deref())
+            .or(record.reason_code.as_deref());
+        let change = crate::adherence::ActualChange::entered(at_ms, &record.new_state, code);
         if !self.by_user.contains_key(&record.user_id) {
             self.by_user.insert(record.user_id.clone(), Vec::new());
         }
         self.by_user
             .get_mut(&record.user_id)
             .expect("inserted above")
-            .push(crate::adherence::ActualChange {
-                at_ms,
-                category,
-                code,
-            });
+            .push(change);
     }
 
     /// The timelines, by user id (in record order; [`team_report`](crate::adherence::team_report) sorts).
@@ -691,12 +719,7 @@ impl ReportReplay {
         self.last_ms = self.last_ms.max(at_ms);
         self.builder.ingest(record);
         self.timelines.ingest(record);
-        // A settlement by observation (no request of its own) names a state the tenant showed earlier; the
-        // observation records carry the timeline.
-        let observed_settlement = record.settles.is_some() && record.attempts == 0;
-        if record.success && !observed_settlement {
-            // An observation happened when the tenant says it did.
-            let at_ms = record.observation.as_ref().map_or(at_ms, |o| o.at_ms);
+        if let Some(at_ms) = entered_at(record, Some(at_ms)) {
             self.history
                 .record(&record.user_id, &record.new_state, at_ms);
         }

@@ -140,14 +140,7 @@ async fn transition_ready_during_a_mandatory_break_exits_2(profile: Profile) {
 async fn transition_defer_waits_out_a_break_and_applies_after_it(profile: Profile) {
     let (mut sim, _dir, audit, conn) = scene_as(profile, 1, &[]).await;
     let ends = cxone_agent_state::now_ms() + 2_000;
-    sim.add_agent(cxone_agent_state_core::sim::AgentPlan {
-        breaks: vec![cxone_agent_state_core::sim::Window {
-            start_ms: ends - 60_000,
-            end_ms: ends,
-        }],
-        ..support::on_shift("short")
-    })
-    .await;
+    sim.add_agent(support::on_break_until("short", ends)).await;
     let agent = sim.id("short");
     let out = run(cli(args(
         &[
@@ -2433,14 +2426,7 @@ async fn a_manager_observing_from_its_start_sees_its_own_change_as_ours() {
 async fn a_deferred_change_survives_kill_9_and_is_applied_by_the_next_process() {
     let (mut sim, _dir, audit, conn) = scene_as(Profile::Cxone, 1, &[]).await;
     let ends = cxone_agent_state::now_ms() + 6_000;
-    sim.add_agent(cxone_agent_state_core::sim::AgentPlan {
-        breaks: vec![cxone_agent_state_core::sim::Window {
-            start_ms: ends - 60_000,
-            end_ms: ends,
-        }],
-        ..support::on_shift("held")
-    })
-    .await;
+    sim.add_agent(support::on_break_until("held", ends)).await;
     let agent = sim.id("held");
     let mut first = tokio::process::Command::from(cli(args(
         &[

@@ -211,7 +211,7 @@ fn adherence(
     replay: &ReportReplay,
 ) -> anyhow::Result<cxone_agent_state_core::adherence::AdherenceReport> {
     use cxone_agent_state_core::adherence::{AdherenceWindow, RuleTable};
-    use cxone_agent_state_core::cxone::wfm::{parse_schedule_document, BreakRule};
+    use cxone_agent_state_core::cxone::wfm::{read_schedules, BreakRule};
     let unreadable = |what: String| super::fail::Failure::new(code::INPUT_UNREADABLE, what);
     let text = std::fs::read_to_string(path)
         .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
@@ -221,11 +221,8 @@ fn adherence(
             .map_err(|e| super::fail::Failure::usage(format!("CXONE_BREAK_ACTIVITIES: {e}")))?,
         None => BreakRule::default(),
     };
-    let schedules: std::collections::BTreeMap<String, Vec<_>> = parse_schedule_document(&text)
-        .map_err(|e| unreadable(format!("{}: {}", path.display(), e.message)))?
-        .into_iter()
-        .map(|(user, shifts)| (user, shifts.iter().map(|s| s.to_adherence(&rule)).collect()))
-        .collect();
+    let schedules = read_schedules(&text, &rule)
+        .map_err(|e| unreadable(format!("{}: {}", path.display(), e.message)))?;
     let rules: RuleTable = match &args.rules {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -246,15 +243,7 @@ fn adherence(
             .transpose()
     };
     let (from, to) = (time("from", &args.from)?, time("to", &args.to)?);
-    let window = AdherenceWindow::of_schedules(schedules.values()).map(|w| {
-        let to = to.unwrap_or(w.to_ms);
-        AdherenceWindow {
-            from_ms: from.unwrap_or(w.from_ms),
-            to_ms: to,
-            now_ms: to,
-            ..w
-        }
-    });
+    let window = AdherenceWindow::of_schedules(schedules.values()).map(|w| w.bounded(from, to));
     Ok(replay.timelines().adherence(&rules, &schedules, window))
 }
 

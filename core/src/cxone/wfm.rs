@@ -360,6 +360,21 @@ pub fn parse_schedule_document(
     Ok(out)
 }
 
+/// A stored schedule ([`parse_schedule_document`]) as adherence reads it: user id → shifts, each activity a
+/// mandatory break when `rule` says so.
+pub fn read_schedules(
+    text_: &str,
+    rule: &BreakRule,
+) -> Result<
+    std::collections::BTreeMap<String, Vec<crate::adherence::ScheduledShift>>,
+    TransitionError,
+> {
+    Ok(parse_schedule_document(text_)?
+        .into_iter()
+        .map(|(user, shifts)| (user, shifts.iter().map(|s| s.to_adherence(rule)).collect()))
+        .collect())
+}
+
 impl Shift {
     /// The shift as adherence reads it: its activity intervals, each a mandatory break when `rule` says so.
     pub fn to_adherence(&self, rule: &BreakRule) -> crate::adherence::ScheduledShift {

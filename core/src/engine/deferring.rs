@@ -3,9 +3,23 @@
 //! [`crate::deferral`].
 
 use super::*;
-use crate::change::Held;
+use crate::change::{Ending, Held};
 use crate::deferral::{DeferralNote, DeferralPhase, OpenDeferral};
 use crate::{Deferred, DeferredApplied, DeferredCancelled};
+
+/// A deferred change held now ([`Engine::deferred_change`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeferredChange {
+    /// Its command.
+    pub transition_id: TransitionId,
+    /// Its deferral's id (on each of its audit records).
+    pub deferral_id: String,
+    /// When it is released to be checked again (Unix ms).
+    pub until_ms: u64,
+    /// When it gives up (Unix ms).
+    pub deadline_ms: u64,
+}
 
 /// A deferred change is released this long after its break's end (more than
 /// [`BREAK_END_MARGIN_MS`](crate::facts::BREAK_END_MARGIN_MS), the policy's own margin).
@@ -22,14 +36,13 @@ impl Engine {
             return false;
         };
         let now = self.clock(now);
-        let cancelled = self.end_deferred(now, &user, "cancelled");
+        let cancelled = self.end_deferred(now, &user, Ending::Cancelled);
         self.maybe_checkpoint(now);
         cancelled
     }
 
-    /// The agent's deferred change, if it has one: its transition id, deferral id, release and deadline
-    /// (Unix ms).
-    pub fn deferred_change(&self, user_id: &str) -> Option<(TransitionId, String, u64, u64)> {
+    /// The agent's deferred change, if it has one.
+    pub fn deferred_change(&self, user_id: &str) -> Option<DeferredChange> {
         let user = UserId::parse(user_id).ok()?;
         let id = *self.deferred.get(&user)?;
         let change = self.changes.get(&id)?;
@@ -41,7 +54,12 @@ impl Engine {
                     ..
                 },
                 Some(held),
-            ) => Some((id, held.id.clone(), *until_unix, *deadline_unix)),
+            ) => Some(DeferredChange {
+                transition_id: id,
+                deferral_id: held.id.clone(),
+                until_ms: *until_unix,
+                deadline_ms: *deadline_unix,
+            }),
             _ => None,
         }
     }
@@ -53,11 +71,11 @@ impl Engine {
 
     /// A newer change of `user` replaces its deferred one.
     pub(super) fn replace_deferred(&mut self, now: Now, user: &UserId) {
-        self.end_deferred(now, user, "replaced");
+        self.end_deferred(now, user, Ending::Replaced);
     }
 
-    /// Ends `user`'s deferred change as cancelled, for `cause`.
-    fn end_deferred(&mut self, now: Now, user: &UserId, cause: &'static str) -> bool {
+    /// Ends `user`'s deferred change unsent: cancelled or replaced.
+    fn end_deferred(&mut self, now: Now, user: &UserId, ending: Ending) -> bool {
         let Some(id) = self.deferred.remove(user) else {
             return false;
         };
@@ -65,10 +83,12 @@ impl Engine {
             return false;
         };
         if let Some(held) = &mut change.deferral {
-            held.ending = Some((DeferralPhase::Cancelled, cause));
+            held.ending = Some(ending);
         }
-        let message = match cause {
-            "replaced" => "a newer change of the agent replaced the deferred one: nothing was sent",
+        let message = match ending {
+            Ending::Replaced => {
+                "a newer change of the agent replaced the deferred one: nothing was sent"
+            }
             _ => "the deferred change was cancelled before it was sent",
         };
         let e = TransitionError::new(ErrorCode::DeferralCancelled, message);
@@ -105,7 +125,7 @@ impl Engine {
                 // Never held: a plain refusal.
                 change.deferral = None;
             } else {
-                held.ending = Some((DeferralPhase::Expired, "expired"));
+                held.ending = Some(Ending::Expired);
             }
             return self.finish(now, id, Verdict::Policy(e));
         }
@@ -123,7 +143,7 @@ impl Engine {
         // An earlier deferred change of the agent (asked before this one, held while this one waited) is
         // replaced by it.
         if self.deferred.get(&user).is_some_and(|&older| older != id) {
-            self.end_deferred(now, &user, "replaced");
+            self.end_deferred(now, &user, Ending::Replaced);
         }
         self.deferred.insert(user.clone(), id);
         self.timers.insert((wake_mono, Timer::Deferred(id)));
@@ -181,7 +201,7 @@ impl Engine {
         self.deferred.remove(&user);
         if now.unix_ms >= deadline_unix {
             if let Some(held) = &mut change.deferral {
-                held.ending = Some((DeferralPhase::Expired, "expired"));
+                held.ending = Some(Ending::Expired);
             }
             let e = TransitionError::new(
                 ErrorCode::MandatoryBreakViolation,
@@ -195,11 +215,7 @@ impl Engine {
         // the `deferred` record.
         change.started_mono = now.mono_ms;
         change.attempts = 0;
-        let queue = self.agents.entry(user).or_default();
-        queue.push_back(id);
-        if queue.len() == 1 {
-            self.runnable.push_back(id);
-        }
+        self.join_queue(user, id);
     }
 
     /// The deferral event a finishing change ends with, if it was deferred.
@@ -226,8 +242,8 @@ impl Engine {
             // Released, it may have been applied: the settlement says, not this deferral.
             (None, Err(e)) if e.code == ErrorCode::OutcomeUnknown => return None,
             (None, Err(e)) => ("failed", e.code),
-            (Some((_, cause)), Err(e)) => (cause, e.code),
-            (Some((_, cause)), Ok(())) => (cause, ErrorCode::DeferralCancelled),
+            (Some(ending), Err(e)) => (ending.cause(), e.code),
+            (Some(ending), Ok(())) => (ending.cause(), ErrorCode::DeferralCancelled),
         };
         Some(Event::DeferredCancelled(DeferredCancelled {
             transition_id: id,
@@ -303,11 +319,11 @@ impl Engine {
 pub(super) fn deferral_note(change: &Change) -> Option<Box<DeferralNote>> {
     let held = change.deferral.as_ref()?;
     Some(Box::new(match held.ending {
-        Some((phase, cause)) => DeferralNote {
-            cause: (phase == DeferralPhase::Cancelled).then(|| cause.to_owned()),
+        Some(ending) => DeferralNote {
+            cause: (ending.phase() == DeferralPhase::Cancelled).then(|| ending.cause().to_owned()),
             deadline_ms: None,
             id: held.id.clone(),
-            phase,
+            phase: ending.phase(),
             until_ms: None,
         },
         None => DeferralNote::released(held.id.clone()),

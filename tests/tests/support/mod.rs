@@ -199,11 +199,15 @@ pub fn on_shift(user: &str) -> AgentPlan {
 
 /// An agent on shift whose mandatory break is running now (real time).
 pub fn on_break(user: &str) -> AgentPlan {
-    let now = now_ms();
+    on_break_until(user, now_ms() + HOUR)
+}
+
+/// An agent on shift whose mandatory break began a minute ago and ends at `end_ms`.
+pub fn on_break_until(user: &str, end_ms: u64) -> AgentPlan {
     AgentPlan {
         breaks: vec![Window {
-            start_ms: now - 60_000,
-            end_ms: now + HOUR,
+            start_ms: now_ms() - 60_000,
+            end_ms,
         }],
         ..on_shift(user)
     }

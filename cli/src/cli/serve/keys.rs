@@ -82,7 +82,7 @@ impl ApiKeys {
             if words.next().is_some() {
                 return Err(bad("expected NAME SHA256-HEX [read-only]"));
             }
-            if !valid_name(name) {
+            if !is_valid_name(name) {
                 return Err(bad("a name is 1 to 64 letters, digits, '-', '_' or '.'"));
             }
             let digest = decode_digest(hash).ok_or_else(|| {
@@ -119,7 +119,8 @@ impl ApiKeys {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` may name a key: 1 to 64 letters, digits, `-`, `_` and `.`.
+pub fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -151,11 +152,6 @@ pub fn key_line(name: &str, key: &str, access: Access) -> String {
         Access::ReadWrite => format!("{name} {digest}"),
         Access::ReadOnly => format!("{name} {digest} read-only"),
     }
-}
-
-/// Whether `name` may name a key.
-pub fn is_valid_name(name: &str) -> bool {
-    valid_name(name)
 }
 
 #[cfg(test)]
