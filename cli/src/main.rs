@@ -56,7 +56,7 @@ Errors: with --json, or when stdout is not a terminal, every error is one JSON o
         exit_codes_help!()
     )
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -71,9 +71,23 @@ enum Command {
     Bulk(cli::bulk::BulkArgs),
     /// Serves the simulated tenant over HTTP on loopback, with admin endpoints and CORS.
     SimServer(cli::sim_server::SimServerArgs),
-    /// The HTTP service's API keys (`new-key`, `check-key`); the service itself is under way.
-    #[command(subcommand)]
-    Serve(cli::serve::ServeCommand),
+    /// Serves the engine over HTTP: changes, batches, agents, reports, events, metrics (see docs/serve.md);
+    /// `serve new-key` and `serve check-key` manage its API keys.
+    #[command(after_help = concat!(
+        "Examples:
+  cxone-agent-state serve new-key ops-dashboard --read-only
+  cxone-agent-state serve --api-keys /etc/cxone-agent-state/api-keys --listen 0.0.0.0:8443 \\
+      --tls-cert cert.pem --tls-key key.pem
+  cxone-agent-state serve --config /etc/cxone-agent-state/serve.toml --check-config
+
+Settings: every option's environment variable, and --config FILE (TOML, the same names), with the
+precedence flags > environment > file. SIGTERM stops accepting, finishes what is in flight, flushes the
+log and the outbox, and exits 0.
+
+",
+        exit_codes_help!()
+    ))]
+    Serve(cli::serve::ServeArgs),
     /// Rebuilds the compliance report from a durable audit log.
     Report(cli::audit::ReportArgs),
     /// Audit log tools.
@@ -108,6 +122,14 @@ fn main() -> std::process::ExitCode {
     // Results are a command's own business: `report`, `audit`, `outbox` and `simulate` print tables unless
     // their `--json` asks for JSON, as their output is for people first.
     let json = fail::json_mode(std::env::args_os().any(|a| a == "--json"));
+    // `serve --config FILE`: its entries fill in the variables the environment does not set, before the
+    // command line (and the environment) is read.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(serve) = Cli::command().find_subcommand("serve") {
+        if let Err(e) = cli::serve::config::apply_file(&argv, &cli::serve::known_variables(serve)) {
+            return fail::report(&e, json);
+        }
+    }
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
@@ -118,20 +140,31 @@ fn main() -> std::process::ExitCode {
         }
         Err(e) => return fail::from_clap(&e, json),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CXONE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    // The service logs what it does (`info`); the other commands only what went wrong.
+    let (service, log_json) = match &cli.command {
+        Command::Serve(a) => (a.is_service(), a.log_json()),
+        _ => (false, false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CXONE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if service { "info" } else { "warn" })
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log_json {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let result = match &cli.command {
         Command::Transition(a) => cli::transition::run(a, fail::json_mode(a.json)),
         Command::Bulk(a) => cli::bulk::run(a),
         Command::Watch(a) => cli::watch::run(a),
         Command::SimServer(a) => cli::sim_server::run(a),
-        Command::Serve(c) => cli::serve::run(c),
+        Command::Serve(a) => cli::serve::run(a),
         Command::Report(a) => cli::audit::report(a),
         Command::Audit(c) => cli::audit::run(c),
         Command::Outbox(c) => cli::outbox::run(c),

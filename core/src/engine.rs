@@ -36,10 +36,12 @@ use crate::rng::DetRng;
 use crate::state::{AgentState, UserId};
 use crate::time::{iso8601, Now};
 
+mod agent_view;
 mod deferring;
 mod observing;
 
 use crate::token::{AuthStep, Discovery, Fetch, TokenCache};
+pub use agent_view::AgentView;
 use deferring::deferral_note;
 pub use deferring::DeferredChange;
 
@@ -1268,6 +1270,17 @@ impl Engine {
         schedules: Option<&BTreeMap<String, Vec<crate::adherence::ScheduledShift>>>,
         rules: &crate::adherence::RuleTable,
     ) -> crate::adherence::AdherenceReport {
+        self.adherence_of(now, schedules, rules, None)
+    }
+
+    /// [`adherence_report`](Self::adherence_report) over every agent, or only over `only`.
+    pub(crate) fn adherence_of(
+        &self,
+        now: Now,
+        schedules: Option<&BTreeMap<String, Vec<crate::adherence::ScheduledShift>>>,
+        rules: &crate::adherence::RuleTable,
+        only: Option<&str>,
+    ) -> crate::adherence::AdherenceReport {
         use crate::adherence::{ActualChange, AdherenceWindow};
         let held;
         let schedules = match schedules {
@@ -1279,9 +1292,22 @@ impl Engine {
                 &held
             }
         };
+        let picked;
+        let schedules = match only {
+            Some(user) => {
+                picked = schedules
+                    .get(user)
+                    .map(|s| (user.to_owned(), s.clone()))
+                    .into_iter()
+                    .collect::<BTreeMap<_, _>>();
+                &picked
+            }
+            None => schedules,
+        };
         let timelines: BTreeMap<String, Vec<ActualChange>> = self
             .history
             .current_states()
+            .filter(|(user, _)| only.is_none_or(|o| o == *user))
             .map(|(user, _)| {
                 let changes = self
                     .history
@@ -1340,6 +1366,37 @@ impl Engine {
     /// Webhook payloads accepted and not yet delivered (dead letters excluded).
     pub fn pending_webhooks(&self) -> usize {
         self.outbox.as_ref().map_or(0, Outbox::pending)
+    }
+
+    /// How long the oldest webhook payload still pending has waited (ms; 0 when none is), its time before
+    /// a restart included.
+    pub fn oldest_pending_webhook_ms(&self, now: Now) -> u64 {
+        self.outbox.as_ref().map_or(0, |o| o.oldest_age_ms(now))
+    }
+
+    /// How long the tenant's request budget holds back the next request (ms; 0 when it could go now).
+    pub fn pacer_wait_ms(&self, now: Now) -> u64 {
+        self.pacer_wake_mono
+            .map_or(0, |at| at.saturating_sub(now.mono_ms))
+    }
+
+    /// Whether a usable access token is held (on `cxone`, with the API bases discovered): the engine can
+    /// send a change now without first authenticating.
+    pub fn has_token(&self, now: Now) -> bool {
+        self.usable_token(now).is_some()
+    }
+
+    /// Fetches an access token now if none is usable and none is being fetched, so that a service is ready
+    /// before its first change. A fetch that fails ends as any token failure does; call again to try again.
+    /// Nothing happens on a closed engine.
+    pub fn prepare_token(&mut self, now: Now) {
+        if self.closed {
+            return;
+        }
+        let now = self.clock(now);
+        if self.want_token(now) {
+            self.run(now);
+        }
     }
 
     /// Dead letters held.

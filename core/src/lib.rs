@@ -82,7 +82,7 @@ pub use config::{
 };
 pub use deferral::{DeferConfig, DeferralNote, DeferralPhase, OpenDeferral};
 pub use engine::{
-    DeferredChange, Engine, Input, Output, Restored, TransitionOptions, MAX_REASON_LEN,
+    AgentView, DeferredChange, Engine, Input, Output, Restored, TransitionOptions, MAX_REASON_LEN,
 };
 pub use error::{BreakWindow, CommandError, ConfigError, ErrorCode, TransitionError};
 pub use events::{

@@ -446,6 +446,20 @@ impl Outbox {
         self.lanes.iter().map(|l| l.slots.len()).sum()
     }
 
+    /// How long the oldest payload still pending has waited, counting its time before a restart (0 when
+    /// none is pending). Each lane's first slot is its oldest.
+    pub(crate) fn oldest_age_ms(&self, now: Now) -> u64 {
+        self.lanes
+            .iter()
+            .filter_map(|l| l.slots.values().next())
+            .map(|s| {
+                s.prior_age_ms
+                    .saturating_add(now.mono_ms.saturating_sub(s.enqueued_mono))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Drops every in-flight request (the engine was closed); the payloads stay pending in the log.
     pub(crate) fn forget_in_flight(&mut self) {
         self.in_flight.clear();

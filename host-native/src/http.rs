@@ -2,7 +2,13 @@
 
 use std::time::Duration;
 
-use cxone_agent_state_core::{HttpRequest, HttpResponse, Method, RequestId, TransportErrorKind};
+use std::sync::Arc;
+
+use cxone_agent_state_core::{
+    HttpRequest, HttpResponse, Method, RequestId, Target, TransportErrorKind,
+};
+
+use crate::manager::IoObserver;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -27,15 +33,37 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) fn spawn_perform(
     in_flight: &mut JoinSet<()>,
     client: &reqwest::Client,
-    id: RequestId,
+    (id, target): (RequestId, Target),
     request: HttpRequest,
     answers: &mpsc::UnboundedSender<Answer>,
+    observer: Option<Arc<dyn IoObserver>>,
 ) {
     let client = client.clone();
     let answers = answers.clone();
     in_flight.spawn(async move {
-        let _ = answers.send((id, perform(&client, request).await));
+        let started = std::time::Instant::now();
+        let host = observer.as_ref().map(|_| host_of(&request.url));
+        let result = perform(&client, request).await;
+        if let (Some(o), Some(host)) = (observer, host) {
+            let status = result.as_ref().ok().map(|r| r.status);
+            o.request_finished(target, &host, status, started.elapsed());
+        }
+        let _ = answers.send((id, result));
     });
+}
+
+/// `host[:port]` of a URL: what a metric may name (never its path, query or user info).
+fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            let host = u.host_str()?.to_owned();
+            Some(match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// A pooled HTTPS client.

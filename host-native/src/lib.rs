@@ -22,7 +22,7 @@ pub mod store;
 pub use clock::{now_ms, SystemClock, WallClock};
 pub use cxone_agent_state_core as core;
 pub use manager::{
-    AgentStateManager, Counts, ManagerConfig, Notice, PendingChange, ShutdownSummary, StartError,
-    Validation,
+    AgentStateManager, Counts, IoObserver, ManagerConfig, Notice, PendingChange, Progress,
+    ShutdownSummary, StartError, Status, Validation,
 };
 pub use settings::{Settings, SettingsError};

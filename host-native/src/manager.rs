@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cxone_agent_state_core::{
-    redact_url, AgentMetrics, AgentSnapshot, ChainHead, CommandError, ComplianceReport,
-    ConfigError, DeadLetterEntry, Engine, EngineConfig, ErrorCode, Event, HttpResponse, Output,
-    ProfileKind, Record, RequestId, Restored, StateChanged, Target, TransitionError, TransitionId,
-    TransitionOptions, Transmit,
+    redact_url, AgentMetrics, AgentSnapshot, AgentView, ChainHead, CommandError, ComplianceReport,
+    ConfigError, DeadLetterEntry, Deferred, Engine, EngineConfig, ErrorCode, Event, HttpResponse,
+    Output, ProfileKind, Record, RequestId, Restored, StateChanged, Target, TransitionError,
+    TransitionId, TransitionOptions, Transmit,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -41,6 +41,25 @@ pub struct ManagerConfig {
     /// (`cxone`; on `seed` this is ignored). Off by default: see
     /// [`AgentStateManager::start_observing`].
     pub observe_at_start: bool,
+    /// Told of every HTTP request performed and every log sync, with their timings, for a host's metrics.
+    /// `None` by default.
+    pub io_observer: Option<Arc<dyn IoObserver>>,
+}
+
+/// What a host may want to measure of the manager's I/O (its metrics): every HTTP request the engine asked
+/// for, once it finished, and every append-and-sync of the durable log. Called on the manager's tasks: keep
+/// it quick (count, record a histogram) and never block.
+pub trait IoObserver: Send + Sync + 'static {
+    /// A request finished: who it went to, its host (`host[:port]`, never a path or a query), its status
+    /// (`None`: no HTTP answer) and how long it took.
+    fn request_finished(&self, target: Target, host: &str, status: Option<u16>, elapsed: Duration) {
+        let _ = (target, host, status, elapsed);
+    }
+
+    /// A group of `records` was appended to the durable log and synced, in `elapsed`.
+    fn log_synced(&self, records: usize, elapsed: Duration) {
+        let _ = (records, elapsed);
+    }
 }
 
 impl ManagerConfig {
@@ -51,7 +70,14 @@ impl ManagerConfig {
             audit_log,
             clock: Arc::new(SystemClock),
             observe_at_start: false,
+            io_observer: None,
         }
+    }
+
+    /// The same configuration, telling `observer` of every request and log sync.
+    pub fn with_io_observer(mut self, observer: Arc<dyn IoObserver>) -> Self {
+        self.io_observer = Some(observer);
+        self
     }
 
     /// The same configuration, observing from the start when the profile can (see
@@ -68,6 +94,7 @@ impl std::fmt::Debug for ManagerConfig {
             .field("engine", &self.engine)
             .field("audit_log", &self.audit_log)
             .field("observe_at_start", &self.observe_at_start)
+            .field("io_observer", &self.io_observer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +165,7 @@ enum Request {
         options: TransitionOptions,
         accepted: oneshot::Sender<Result<TransitionId, CommandError>>,
         done: Outcome<StateChanged>,
+        deferred: oneshot::Sender<Deferred>,
     },
     Validate {
         user: String,
@@ -155,6 +183,9 @@ enum Request {
     Agents(oneshot::Sender<Vec<AgentSnapshot>>),
     Unsettled(oneshot::Sender<usize>),
     CancelDeferred(String, oneshot::Sender<bool>),
+    Status(oneshot::Sender<Status>),
+    AgentView(String, oneshot::Sender<Option<AgentView>>),
+    PrepareToken,
     Shutdown(Duration, oneshot::Sender<ShutdownSummary>),
 }
 
@@ -170,9 +201,41 @@ pub struct Counts {
     pub dead_letters: usize,
 }
 
+/// What a running manager's readiness and backlog look like (see [`AgentStateManager::status`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// A usable access token is held: a change can be sent without first authenticating.
+    pub has_token: bool,
+    /// The manager takes commands (not shut down, the log not failed).
+    pub accepting: bool,
+    /// Changes not yet finished.
+    pub open_changes: usize,
+    /// Webhook payloads accepted and not yet delivered.
+    pub pending_webhooks: usize,
+    /// How long the oldest of them has waited (ms).
+    pub oldest_pending_webhook_ms: u64,
+    /// Dead letters held.
+    pub dead_letters: usize,
+    /// How long the tenant's request budget holds back the next request (ms).
+    pub pacer_wait_ms: u64,
+}
+
 enum Waiter {
-    Change(Outcome<StateChanged>),
+    /// A change; the second sender hears if it is deferred (held until a break ends) first.
+    Change(Outcome<StateChanged>, Option<oneshot::Sender<Deferred>>),
     Check(Outcome<Validation>),
+}
+
+/// How far a change got before it was first answered: finished, or held until its agent's break ends.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Progress {
+    /// The change finished: applied, refused or failed.
+    Finished(Result<StateChanged, TransitionError>),
+    /// The change was deferred (asked with `defer`): it is held until the break ends, then checked again
+    /// and sent; its outcome comes later as an event and in the audit log.
+    Deferred(Deferred),
 }
 
 /// A change the engine has taken, in order: await it for the outcome.
@@ -181,6 +244,7 @@ pub struct PendingChange {
     /// Its id.
     pub id: TransitionId,
     done: oneshot::Receiver<Result<StateChanged, TransitionError>>,
+    deferred: oneshot::Receiver<Deferred>,
     log_failed: Arc<AtomicBool>,
 }
 
@@ -191,6 +255,27 @@ impl PendingChange {
         self.done
             .await
             .unwrap_or_else(|_| Err(no_answer(&self.log_failed)))
+    }
+
+    /// The outcome, or the news that the change was deferred, whichever comes first: a service answers a
+    /// deferred change at once (HTTP 202) rather than holding its caller through a break.
+    pub async fn outcome_unless_deferred(self) -> Progress {
+        let Self {
+            mut done,
+            mut deferred,
+            log_failed,
+            ..
+        } = self;
+        tokio::select! {
+            biased;
+            result = &mut done => {
+                Progress::Finished(result.unwrap_or_else(|_| Err(no_answer(&log_failed))))
+            }
+            Ok(d) = &mut deferred => Progress::Deferred(d),
+            else => Progress::Finished(
+                done.await.unwrap_or_else(|_| Err(no_answer(&log_failed))),
+            ),
+        }
     }
 }
 
@@ -238,6 +323,7 @@ impl AgentStateManager {
             audit_log,
             clock,
             observe_at_start,
+            io_observer,
         } = config;
         let observe_at_start = observe_at_start && engine.profile == ProfileKind::Cxone;
         let mut engine = Engine::new(engine)?;
@@ -285,6 +371,7 @@ impl AgentStateManager {
             notices: notices.clone(),
             writer,
             client: http::client(),
+            io_observer,
             waiting: HashMap::new(),
             webhook_requests: HashMap::new(),
             webhook_attempts: HashMap::new(),
@@ -364,6 +451,7 @@ impl AgentStateManager {
         options: &TransitionOptions,
     ) -> Result<PendingChange, TransitionError> {
         let (done, done_rx) = oneshot::channel();
+        let (deferred, deferred_rx) = oneshot::channel();
         let accepted = self
             .ask(|accepted| Request::Transition {
                 user: user_id.to_owned(),
@@ -371,6 +459,7 @@ impl AgentStateManager {
                 options: options.clone(),
                 accepted,
                 done,
+                deferred,
             })
             .await
             .ok_or_else(|| self.stopped())?;
@@ -378,6 +467,7 @@ impl AgentStateManager {
         Ok(PendingChange {
             id,
             done: done_rx,
+            deferred: deferred_rx,
             log_failed: self.log_failed.clone(),
         })
     }
@@ -496,6 +586,40 @@ impl AgentStateManager {
             .unwrap_or(false)
     }
 
+    /// One agent now: current state, recent history, idle time and utilization, adherence so far, the
+    /// deferred change held for it. `None` when the engine knows nothing of the agent (or stopped).
+    pub async fn agent_view(&self, user_id: &str) -> Option<AgentView> {
+        self.ask(|r| Request::AgentView(user_id.to_owned(), r))
+            .await
+            .flatten()
+    }
+
+    /// Readiness and backlog: whether a token is held, whether commands are taken, the outbox's depth and
+    /// age, the pacer's wait. `None` once the manager stopped.
+    pub async fn status(&self) -> Option<Status> {
+        self.ask(Request::Status).await
+    }
+
+    /// Fetches an access token now if none is held (a service asks at start, and again until it has one,
+    /// to be ready before its first change). Returns at once; see [`status`](Self::status).
+    pub async fn prepare_token(&self) {
+        let _ = self.requests.send(Request::PrepareToken).await;
+    }
+
+    /// Whether the durable log failed (the manager stopped answering changes because of it).
+    pub fn log_failed(&self) -> bool {
+        self.log_failed.load(Ordering::SeqCst)
+    }
+
+    /// [`shutdown`](Self::shutdown) for a manager shared between tasks (a service's handlers hold it): the
+    /// same steps, answered once every change is finished and every record durable; the driver ends right
+    /// after. Later calls answer `CLOSED`.
+    pub async fn stop(&self, webhook_drain: Duration) -> ShutdownSummary {
+        self.ask(|r| Request::Shutdown(webhook_drain, r))
+            .await
+            .unwrap_or_default()
+    }
+
     /// Stops taking commands (they answer `CLOSED`), finishes every change already taken, waits up to
     /// `webhook_drain` for the outbox to empty, and syncs the log. What is left is delivered on the next start.
     pub async fn shutdown(self, webhook_drain: Duration) -> ShutdownSummary {
@@ -554,6 +678,7 @@ struct Driver {
     notices: broadcast::Sender<Notice>,
     writer: Option<Writer>,
     client: reqwest::Client,
+    io_observer: Option<Arc<dyn IoObserver>>,
     waiting: HashMap<TransitionId, Waiter>,
     /// Webhook deliveries in flight: their payload's event id.
     webhook_requests: HashMap<RequestId, String>,
@@ -597,9 +722,13 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
                 } else {
                     std::mem::take(&mut records)
                 };
+                let (count, started) = (batch.len(), std::time::Instant::now());
                 if !matches!(w.write(batch).await, Ok(Ok(()))) {
                     tracing::error!("the durable log could not be written; stopping");
                     return d.fail_everyone(events);
+                }
+                if let Some(o) = &d.io_observer {
+                    o.log_synced(count, started.elapsed());
                 }
             }
             if notify {
@@ -615,7 +744,14 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
         }
         for t in transmits {
             d.track_webhook(&t);
-            http::spawn_perform(in_flight, &d.client, t.id, t.request, &http_tx);
+            http::spawn_perform(
+                in_flight,
+                &d.client,
+                (t.id, t.target),
+                t.request,
+                &http_tx,
+                d.io_observer.clone(),
+            );
         }
         while in_flight.try_join_next().is_some() {}
         // 4. Report.
@@ -762,10 +898,12 @@ impl Driver {
                 options,
                 accepted,
                 done,
+                deferred,
             } => {
                 let result = self.engine.transition_with(now, &user, &state, &options);
                 if let Ok(id) = result {
-                    self.waiting.insert(id, Waiter::Change(done));
+                    self.waiting
+                        .insert(id, Waiter::Change(done, Some(deferred)));
                 }
                 let _ = accepted.send(result);
             }
@@ -813,6 +951,21 @@ impl Driver {
             Request::CancelDeferred(user, r) => {
                 let _ = r.send(self.engine.cancel_deferred(now, &user));
             }
+            Request::Status(r) => {
+                let _ = r.send(Status {
+                    has_token: self.engine.has_token(now),
+                    accepting: self.closing.is_none() && !self.engine.is_closed(),
+                    open_changes: self.engine.open_changes(),
+                    pending_webhooks: self.engine.pending_webhooks(),
+                    oldest_pending_webhook_ms: self.engine.oldest_pending_webhook_ms(now),
+                    dead_letters: self.engine.dead_letters(),
+                    pacer_wait_ms: self.engine.pacer_wait_ms(now),
+                });
+            }
+            Request::PrepareToken => self.engine.prepare_token(now),
+            Request::AgentView(user, r) => {
+                let _ = r.send(self.engine.agent_view(&user, now));
+            }
             Request::Shutdown(drain, reply) => {
                 // Nothing new is polled while the changes in flight finish.
                 self.engine.stop_observing();
@@ -829,13 +982,20 @@ impl Driver {
     fn report(&mut self, e: &Event) {
         match e {
             Event::StateChanged(s) => {
-                if let Some(Waiter::Change(r)) = self.waiting.remove(&s.transition_id) {
+                if let Some(Waiter::Change(r, _)) = self.waiting.remove(&s.transition_id) {
                     let _ = r.send(Ok(s.clone()));
                 }
             }
             Event::TransitionFailed(f) => {
-                if let Some(Waiter::Change(r)) = self.waiting.remove(&f.transition_id) {
+                if let Some(Waiter::Change(r, _)) = self.waiting.remove(&f.transition_id) {
                     let _ = r.send(Err(f.error.clone()));
+                }
+            }
+            Event::Deferred(d) => {
+                if let Some(Waiter::Change(_, told)) = self.waiting.get_mut(&d.transition_id) {
+                    if let Some(tx) = told.take() {
+                        let _ = tx.send(d.clone());
+                    }
                 }
             }
             Event::ValidationCompleted(v) => {
@@ -905,7 +1065,7 @@ impl Driver {
             let e = match e {
                 // Applied by the tenant, but not audited: the caller must not take it as a plain success.
                 Event::StateChanged(s) => {
-                    if let Some(Waiter::Change(r)) = self.waiting.remove(&s.transition_id) {
+                    if let Some(Waiter::Change(r, _)) = self.waiting.remove(&s.transition_id) {
                         let _ = r.send(Err(TransitionError::new(
                             ErrorCode::AuditLogUnavailable,
                             "the tenant applied this change, but its audit record could not be made durable",
@@ -923,7 +1083,7 @@ impl Driver {
         }
         for (_, waiter) in self.waiting.drain() {
             match waiter {
-                Waiter::Change(r) => drop(r.send(Err(log_failed()))),
+                Waiter::Change(r, _) => drop(r.send(Err(log_failed()))),
                 Waiter::Check(r) => drop(r.send(Err(log_failed()))),
             }
         }

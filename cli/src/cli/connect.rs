@@ -56,7 +56,7 @@ pub struct ConnectArgs {
     #[arg(long, value_parser = |s: &str| s.parse::<ReceiverChange>().map_err(|e| e.to_string()))]
     webhook_receiver_change: Option<ReceiverChange>,
     /// How long to wait at exit for undelivered webhooks (they go out on the next start otherwise).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "WORKFORCE_WEBHOOK_DRAIN_SECS", default_value_t = 30)]
     webhook_drain_secs: u64,
     /// A webhook payload the receiver refuses (4xx) this many times is set aside as a dead letter, so the
     /// payloads behind it flow (see `outbox list` and `outbox replay`) [default: 5] [env:
@@ -64,7 +64,7 @@ pub struct ConnectArgs {
     #[arg(long)]
     webhook_dead_letter_after: Option<u32>,
     /// Per-request timeout in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "CXONE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     request_timeout_ms: u64,
     /// Seed of the engine's jitter and ids (random by default).
     #[arg(long)]
@@ -287,6 +287,21 @@ const SETTINGS: &[(&str, &str, &str)] = &[
         "--settle-wait-secs",
     ),
 ];
+
+/// Every setting `Settings` reads, as `(variable, option id, flag)`: also those whose option does not read
+/// its variable itself (a configuration file may set any of them).
+pub fn setting_variables() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    SETTINGS.iter().copied()
+}
+
+/// The matches of the command being run (the innermost subcommand's), once `main` kept them.
+pub fn leaf_matches() -> Option<&'static ArgMatches> {
+    let mut m = MATCHES.get()?;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    Some(m)
+}
 
 /// The parsed command line, kept so a setting can be named by where its value came from.
 static MATCHES: OnceLock<ArgMatches> = OnceLock::new();

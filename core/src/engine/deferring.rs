@@ -8,7 +8,8 @@ use crate::deferral::{DeferralNote, DeferralPhase, OpenDeferral};
 use crate::{Deferred, DeferredApplied, DeferredCancelled};
 
 /// A deferred change held now ([`Engine::deferred_change`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct DeferredChange {
     /// Its command.

@@ -1,17 +1,147 @@
-//! `cxone-agent-state serve`: the HTTP service's tools. So far its API keys: `serve new-key` makes one,
-//! `serve check-key` says whose a key is; the service itself is the next step of issue 13.
+//! `cxone-agent-state serve`: the engine as an authenticated HTTP service (axum, in the same process as the
+//! driver), with metrics, server-sent events and an OpenAPI document; and its API keys' tools
+//! (`serve new-key`, `serve check-key`). See `docs/serve.md`.
 
+pub mod api;
+pub mod config;
 pub mod keys;
+pub mod metrics;
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, CommandFactory, Subcommand};
+use cxone_agent_state::core::{redact_url, Source};
+use cxone_agent_state::{AgentStateManager, ManagerConfig, Notice};
 use serde_json::json;
 
-use super::fail::{code, Failure};
+use super::connect::ConnectArgs;
+use super::fail::{code, exit, Failure};
 use keys::{Access, ApiKeys};
+
+/// `serve`: the service, or one of its tools.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    /// A tool instead of the service.
+    #[command(subcommand)]
+    command: Option<ServeCommand>,
+    /// The service's options.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Options of the service.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Where to listen: `HOST:PORT` (port 0 picks a free one; the address is said on stderr).
+    #[arg(
+        long,
+        env = "CXONE_SERVE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        help_heading = "Service"
+    )]
+    listen: String,
+    /// The API key file: one `NAME SHA256-HEX [read-only]` per line (see `serve new-key`).
+    #[arg(
+        long,
+        env = "CXONE_API_KEYS_FILE",
+        value_name = "FILE",
+        help_heading = "Service"
+    )]
+    api_keys: Option<PathBuf>,
+    /// `/metrics` needs an API key too (it answers without one by default).
+    #[arg(long, env = "CXONE_SERVE_METRICS_AUTH", value_name = "true|false", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Service")]
+    metrics_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(
+        long,
+        env = "CXONE_SERVE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        help_heading = "Service"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "CXONE_SERVE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert",
+        help_heading = "Service"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "CXONE_SERVE_MAX_BODY_BYTES", default_value_t = 1 << 20, help_heading = "Service")]
+    max_body_bytes: usize,
+    /// Most rows in one batch (`POST /v1/transitions`).
+    #[arg(
+        long,
+        env = "CXONE_SERVE_MAX_BATCH",
+        default_value_t = 10_000,
+        help_heading = "Service"
+    )]
+    max_batch: usize,
+    /// Longest a request's head or body may take to arrive, in milliseconds.
+    #[arg(
+        long,
+        env = "CXONE_SERVE_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        help_heading = "Service"
+    )]
+    read_timeout_ms: u64,
+    /// On SIGTERM: how long requests in flight may take to finish before their connections are closed.
+    #[arg(
+        long,
+        env = "CXONE_SERVE_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30,
+        help_heading = "Service"
+    )]
+    shutdown_grace_secs: u64,
+    /// Observe agent states changed elsewhere while serving (cxone; ignored on seed).
+    #[arg(long, env = "CXONE_SERVE_OBSERVE", value_name = "true|false", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Service")]
+    observe: bool,
+    /// Log as JSON lines (one object per line, with the request id of each call).
+    #[arg(long, env = "CXONE_LOG_JSON", value_name = "true|false", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Service")]
+    log_json: bool,
+    /// A TOML file of settings, named as their environment variables (flags > environment > file).
+    #[arg(
+        long,
+        env = "CXONE_CONFIG",
+        value_name = "FILE",
+        help_heading = "Service"
+    )]
+    config: Option<PathBuf>,
+    /// Check the settings and print the effective ones (secrets redacted), then exit: 0 valid, 64 not.
+    #[arg(long, help_heading = "Service")]
+    check_config: bool,
+    /// `--check-config`: print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ServeArgs {
+    /// Whether the service logs JSON lines.
+    pub fn log_json(&self) -> bool {
+        self.command.is_none() && self.run.log_json
+    }
+
+    /// Whether this runs the service (rather than a tool).
+    pub fn is_service(&self) -> bool {
+        self.command.is_none()
+    }
+}
 
 /// `serve` subcommands.
 #[derive(Debug, Subcommand)]
@@ -49,12 +179,355 @@ pub struct CheckKeyArgs {
     json: bool,
 }
 
-/// Runs a `serve` subcommand.
-pub fn run(command: &ServeCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        ServeCommand::NewKey(a) => new_key(a),
-        ServeCommand::CheckKey(a) => check_key(a),
+/// Runs `serve`: the service, or a tool.
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        Some(ServeCommand::NewKey(a)) => new_key(a),
+        Some(ServeCommand::CheckKey(a)) => check_key(a),
+        None => serve(&args.run),
     }
+}
+
+/// The variable names a configuration file may set: every option's variable of `serve`, and every setting
+/// the engine's settings read.
+pub fn known_variables(serve: &clap::Command) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = serve
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned())
+        .collect();
+    names.extend(super::connect::setting_variables().map(|(v, _, _)| v.to_owned()));
+    names.insert("CXONE_LOG".to_owned());
+    names.remove("CXONE_CONFIG");
+    names
+}
+
+/// Everything the service needs, checked.
+struct Plan {
+    listen: SocketAddr,
+    keys: ApiKeys,
+    keys_file: PathBuf,
+    tls: Option<(PathBuf, PathBuf)>,
+    manager: ManagerConfig,
+    limits: api::Limits,
+}
+
+impl RunArgs {
+    fn plan(&self) -> Result<Plan, Failure> {
+        let invalid = |what: String| Failure {
+            exit: exit::USAGE,
+            ..Failure::new("INVALID_CONFIG", what)
+        };
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(format!(
+                "--listen {:?} is not HOST:PORT (e.g. 127.0.0.1:8080)",
+                self.listen
+            ))
+        })?;
+        let keys_file = self.api_keys.clone().ok_or_else(|| {
+            invalid(
+                "the service needs API keys: --api-keys FILE or CXONE_API_KEYS_FILE (make one with                  `cxone-agent-state serve new-key NAME`)"
+                    .to_owned(),
+            )
+        })?;
+        let text = std::fs::read_to_string(&keys_file)
+            .map_err(|e| invalid(format!("{}: {e}", keys_file.display())))?;
+        let keys =
+            ApiKeys::parse(&text).map_err(|e| invalid(format!("{}: {e}", keys_file.display())))?;
+        if keys.count() == 0 {
+            return Err(invalid(format!("{} holds no key", keys_file.display())));
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                load_tls(c, k).map_err(invalid)?;
+                Some((c.clone(), k.clone()))
+            }
+            _ => None,
+        };
+        if self.max_body_bytes == 0 || self.max_batch == 0 || self.read_timeout_ms == 0 {
+            return Err(invalid(
+                "--max-body-bytes, --max-batch and --read-timeout-ms are at least 1".to_owned(),
+            ));
+        }
+        let mut manager = self.connect.config()?;
+        manager.engine.source = Source::Service;
+        manager.observe_at_start = self.observe;
+        Ok(Plan {
+            listen,
+            keys,
+            keys_file,
+            tls,
+            manager,
+            limits: api::Limits {
+                max_body_bytes: self.max_body_bytes,
+                max_batch: self.max_batch,
+                read_timeout: Duration::from_millis(self.read_timeout_ms),
+            },
+        })
+    }
+}
+
+/// Reads a certificate chain and its key (PEM) into a rustls server configuration.
+fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn serve(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.plan()?;
+    if args.check_config {
+        return check_config(args, &plan);
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve_async(args, plan))
+}
+
+/// `--check-config`: every setting of `serve`, its value (secrets redacted) and where it came from.
+fn check_config(args: &RunArgs, plan: &Plan) -> anyhow::Result<ExitCode> {
+    let Some(matches) = super::connect::leaf_matches() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let command = crate::Cli::command();
+    let serve = command
+        .find_subcommand("serve")
+        .expect("serve is a subcommand");
+    let variable_of = |id: &str| {
+        super::connect::setting_variables()
+            .find(|(_, i, _)| *i == id)
+            .map(|(v, _, _)| v.to_owned())
+    };
+    let mut rows = Vec::new();
+    for arg in serve.get_arguments() {
+        let id = arg.get_id().as_str();
+        if matches!(id, "check_config" | "json" | "help") || arg.get_long().is_none() {
+            continue;
+        }
+        let variable = arg
+            .get_env()
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| variable_of(id));
+        let raw = matches
+            .try_get_raw(id)
+            .ok()
+            .flatten()
+            .and_then(|mut v| v.next())
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| {
+                variable
+                    .as_deref()
+                    .and_then(|v| std::env::var(v).ok())
+                    .filter(|v| !v.is_empty())
+            });
+        let secret =
+            arg.is_hide_env_values_set() || variable.as_deref().is_some_and(config::is_secret);
+        let value = raw.map(|v| {
+            if secret {
+                cxone_agent_state::core::REDACTED.to_owned()
+            } else if id.ends_with("url") || id.ends_with("base") {
+                redact_url(&v)
+            } else {
+                v
+            }
+        });
+        rows.push(json!({
+            "flag": format!("--{}", arg.get_long().unwrap_or(id)),
+            "variable": variable,
+            "value": value,
+            "source": config::source_of(matches, id, variable.as_deref()),
+        }));
+    }
+    let summary = json!({
+        "valid": true,
+        "profile": plan.manager.engine.profile.as_str(),
+        "listen": plan.listen.to_string(),
+        "tls": plan.tls.is_some(),
+        "apiKeys": plan.keys.count(),
+        "settings": rows,
+    });
+    if args.json || !std::io::stdout().is_terminal() {
+        outln!("{summary}");
+    } else {
+        outln!(
+            "configuration valid: profile {}, listening on {} ({}), {} API key(s) in {}",
+            plan.manager.engine.profile.as_str(),
+            plan.listen,
+            if plan.tls.is_some() { "HTTPS" } else { "HTTP" },
+            plan.keys.count(),
+            plan.keys_file.display()
+        );
+        for r in &rows {
+            outln!(
+                "  {:<34} {:<12} {}",
+                r["flag"].as_str().unwrap_or(""),
+                r["source"].as_str().unwrap_or(""),
+                r["value"].as_str().unwrap_or("-")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
+    let Plan {
+        listen,
+        keys,
+        keys_file: _,
+        tls,
+        manager: config,
+        limits,
+    } = plan;
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| Failure::new("LISTEN_FAILED", format!("cannot listen on {listen}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let metrics = metrics::Metrics::new();
+    let audit_log = args.connect.audit_log().to_owned();
+    let manager = Arc::new(
+        AgentStateManager::start(config.with_io_observer(metrics.clone()))
+            .await
+            .map_err(|e| Failure::new(e.code().as_str(), e.to_string()))?,
+    );
+    let restored = manager.restored();
+    if restored.resumed + restored.abandoned + restored.webhooks > 0 {
+        tracing::info!(
+            resumed = restored.resumed,
+            abandoned = restored.abandoned,
+            webhooks = restored.webhooks,
+            "recovered what the log held open"
+        );
+    }
+    // Metrics hear every event.
+    let mut notices = manager.subscribe();
+    let counting = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            match notices.recv().await {
+                Ok(Notice::Event(e)) => counting.event(&e),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => counting.missed(n),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let token_ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn(api::readiness(
+        manager.clone(),
+        token_ready.clone(),
+        stopping.clone(),
+    ));
+    let app = Arc::new(api::AppState {
+        manager: manager.clone(),
+        keys,
+        metrics,
+        limits,
+        audit_log: audit_log.clone(),
+        metrics_need_key: args.metrics_auth,
+        token_ready,
+        stopping,
+    });
+    let router = api::router(app);
+    let handle = axum_server::Handle::new();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain HTTP on {local}: API keys cross the network in clear; give --tls-cert and --tls-key"
+        );
+        eprintln!(
+            "warning: serving plain HTTP on {local}, not loopback: API keys cross the network in clear              (give --tls-cert and --tls-key)"
+        );
+    }
+    eprintln!(
+        "listening on {scheme}://{local} (profile {})",
+        manager_profile(args)
+    );
+    tracing::info!(%local, scheme, "listening");
+    // SIGTERM or Ctrl-C: stop accepting, let requests in flight finish (bounded), then stop the engine.
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let shutdown = handle.clone();
+    let mut stops = super::connect::stop_requests();
+    tokio::spawn(async move {
+        if stops.recv().await.is_some() {
+            eprintln!("stopping: no new connections; finishing requests in flight");
+            tracing::info!("stop requested");
+            let _ = stop_tx.send(true);
+            shutdown.graceful_shutdown(Some(grace));
+        }
+    });
+    let read_timeout = Duration::from_millis(args.read_timeout_ms);
+    let service = router.into_make_service();
+    let served = match tls {
+        Some((cert, key)) => {
+            let config = load_tls(&cert, &key).map_err(|e| Failure::new("INVALID_CONFIG", e))?;
+            let mut server = axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )
+            .handle(handle);
+            tune(server.http_builder(), read_timeout);
+            server.serve(service).await
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener).handle(handle);
+            tune(server.http_builder(), read_timeout);
+            server.serve(service).await
+        }
+    };
+    if let Err(e) = served {
+        tracing::error!("the server failed: {e}");
+    }
+    // Every change taken finishes; the log and the outbox are flushed.
+    let summary = manager.stop(args.connect.webhook_drain()).await;
+    if summary.undelivered_webhooks > 0 {
+        eprintln!(
+            "{} webhook event(s) are still waiting; they will be delivered on the next start",
+            summary.undelivered_webhooks
+        );
+    }
+    super::connect::print_head(&audit_log, &summary.audit_head);
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// HTTP/1 only, with a deadline on each request's head (a slow client cannot hold a connection open).
+fn tune(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    read_timeout: Duration,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(read_timeout);
+}
+
+fn manager_profile(args: &RunArgs) -> String {
+    args.connect
+        .config()
+        .map(|c| c.engine.profile.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 fn new_key(args: &NewKeyArgs) -> anyhow::Result<ExitCode> {
