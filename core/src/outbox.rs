@@ -659,6 +659,30 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_age_counts_time_before_a_restart_on_the_monotonic_clock_and_drops_delivered_ones()
+    {
+        let mut o = Outbox::new(WebhookConfig::new("https://h/x"));
+        let mut rng = DetRng::new(7);
+        assert_eq!(o.oldest_age_ms(Now::new(1_000, T0)), 0, "none pending");
+        o.enqueue(entry("a"), Now::new(1_000, T0), 50_000);
+        o.enqueue(entry("b"), Now::new(2_000, T0), 0);
+        // The wall clock jumping changes nothing; 50 s before the restart and 4 s since.
+        assert_eq!(o.oldest_age_ms(Now::new(5_000, T0 + 86_400_000)), 54_000);
+        assert_eq!(
+            send_and_answer(&mut o, Now::new(5_000, T0), 1, answer(200, &[]), &mut rng),
+            Some(Note::Delivered {
+                event_id: "a".into(),
+                attempts: 1
+            })
+        );
+        assert_eq!(
+            o.oldest_age_ms(Now::new(6_000, T0)),
+            4_000,
+            "b is the oldest now"
+        );
+    }
+
+    #[test]
     fn an_old_payload_is_set_aside_at_its_next_failure() {
         let mut o = Outbox::new(WebhookConfig {
             dead_letter_after_ms: 60_000,

@@ -2675,3 +2675,80 @@ fn of_two_deferred_changes_asked_together_the_later_replaces_the_earlier() {
     assert_eq!(deferral_events(&h), (2, 1, vec!["replaced".to_owned()]));
     assert_eq!(h.tenant.accepted_changes().len(), 1);
 }
+
+// ---- what a service asks of the engine -------------------------------------------------------------------
+
+both_profiles!(prepare_token_fetches_a_token_before_any_change_and_only_once);
+fn prepare_token_fetches_a_token_before_any_change_and_only_once(p: Profile) {
+    let mut h = pair(p, vec![on_shift("alice")]);
+    assert!(!h.engine.has_token(h.now()), "no token before anything");
+    let now = h.now();
+    h.engine.prepare_token(now);
+    h.engine.prepare_token(now);
+    h.drive().unwrap();
+    assert!(h.engine.has_token(h.now()), "ready after the fetch");
+    let grants = requests_to(
+        &h,
+        match p {
+            Profile::Seed => "/oauth2/token",
+            Profile::Cxone => "/auth/token",
+        },
+    );
+    assert_eq!(grants.len(), 1, "asking twice fetches once");
+    assert!(
+        !h.requests().iter().any(|(_, r)| r.url.contains("/state")),
+        "no state change was sent"
+    );
+    // A held token is not fetched again: nothing more goes out.
+    let before = h.requests().len();
+    let now = h.now();
+    h.engine.prepare_token(now);
+    h.drive().unwrap();
+    assert_eq!(h.requests().len(), before);
+    assert_eq!(
+        h.engine.pacer_wait_ms(h.now()),
+        0,
+        "the budget is not spent"
+    );
+}
+
+both_profiles!(agent_view_tells_state_history_metrics_and_the_deferred_change);
+fn agent_view_tells_state_history_metrics_and_the_deferred_change(p: Profile) {
+    let mut h = pair(p, vec![on_break_at_ten("carol")]);
+    assert!(
+        h.engine.agent_view(&h.user("carol"), h.now()).is_none(),
+        "unknown yet"
+    );
+    h.transition(&h.user("carol"), "NOT_READY");
+    h.drive().unwrap();
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let id = h.transition_with(&h.user("carol"), "READY", &deferred());
+    h.drive_until(T0 + 2 * HOUR + 10 * MIN);
+    let view = h.engine.agent_view(&h.user("carol"), h.now()).unwrap();
+    assert_eq!(view.current.state, "NOT_READY");
+    assert_eq!(view.history.len(), 1);
+    assert_eq!(view.history[0].state, "NOT_READY");
+    let metrics = view.metrics.as_ref().unwrap();
+    assert_eq!(metrics.current_state, "NOT_READY");
+    assert!(metrics.tracked_ms >= 2 * HOUR, "{}", metrics.tracked_ms);
+    let deferred_now = view.deferred.as_ref().expect("the READY is held");
+    assert_eq!(deferred_now.transition_id, id);
+    assert_eq!(deferred_now.until_ms, T0 + 2 * HOUR + 45 * MIN + 5_000);
+    // The schedule is known from the change's lookups: adherence so far is told on cxone, whose schedule
+    // export the engine keeps; seed's lookups tell only "on shift" and "on break", not a schedule.
+    match p {
+        Profile::Cxone => assert!(view.adherence.is_some(), "cxone keeps the schedule"),
+        Profile::Seed => assert!(view.adherence.is_none()),
+    }
+    h.drive().unwrap();
+    let view = h.engine.agent_view(&h.user("carol"), h.now()).unwrap();
+    assert_eq!(view.current.state, "READY");
+    assert_eq!(
+        view.history
+            .iter()
+            .map(|e| e.state.as_str())
+            .collect::<Vec<_>>(),
+        ["NOT_READY", "READY"]
+    );
+    assert!(view.deferred.is_none(), "applied, no longer held");
+}

@@ -59,8 +59,7 @@ pub struct RunArgs {
     )]
     api_keys: Option<PathBuf>,
     /// `/metrics` needs an API key too (it answers without one by default).
-    #[arg(long, env = "CXONE_SERVE_METRICS_AUTH", value_name = "true|false", default_value = "false",
-          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Service")]
+    #[arg(long, env = "CXONE_SERVE_METRICS_AUTH", help_heading = "Service")]
     metrics_auth: bool,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(
@@ -109,11 +108,11 @@ pub struct RunArgs {
     shutdown_grace_secs: u64,
     /// Observe agent states changed elsewhere while serving (cxone; ignored on seed).
     #[arg(long, env = "CXONE_SERVE_OBSERVE", value_name = "true|false", default_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Service")]
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(),
+          help_heading = "Service")]
     observe: bool,
     /// Log as JSON lines (one object per line, with the request id of each call).
-    #[arg(long, env = "CXONE_LOG_JSON", value_name = "true|false", default_value = "false",
-          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Service")]
+    #[arg(long, env = "CXONE_LOG_JSON", help_heading = "Service")]
     log_json: bool,
     /// A TOML file of settings, named as their environment variables (flags > environment > file).
     #[arg(
