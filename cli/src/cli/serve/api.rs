@@ -1199,3 +1199,68 @@ pub async fn readiness(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_class_of_status() {
+        use ErrorCode as C;
+        for &code in C::ALL {
+            let status = status_of(code);
+            if code.is_policy_violation() {
+                assert_eq!(status, StatusCode::CONFLICT, "{code:?}");
+            }
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code:?} is an error: {status}"
+            );
+        }
+        assert_eq!(status_of(C::MandatoryBreakViolation), StatusCode::CONFLICT);
+        assert_eq!(status_of(C::AgentNotScheduled), StatusCode::CONFLICT);
+        assert_eq!(status_of(C::InvalidState), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status_of(C::Busy), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status_of(C::RateLimited), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status_of(C::UpstreamUnavailable),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(status_of(C::AuthFailed), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            status_of(C::OutcomeUnknown),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_busy_outcome_tells_when_to_try_again_and_a_deferral_is_accepted() {
+        let busy = TransitionError::new(ErrorCode::Busy, "full");
+        let response = Outcome::failed("a", "READY", &busy).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let refused = TransitionError::new(ErrorCode::MandatoryBreakViolation, "on break");
+        let o = Outcome::failed("a", "READY", &refused);
+        assert!(o.policy_violation && !o.success);
+        assert_eq!(o.status, 409);
+    }
+
+    #[test]
+    fn an_actor_defaults_to_the_key_unless_an_override_names_its_supervisor() {
+        let caller = Caller {
+            name: "ops".to_owned(),
+        };
+        let plain: StateRequest = serde_json::from_str(r#"{"state":"READY"}"#).unwrap();
+        let actor = plain.options(&caller).actor.unwrap();
+        assert_eq!(
+            (actor.id.as_deref(), actor.role),
+            (Some("ops"), ActorRole::System)
+        );
+        let overriding: StateRequest = serde_json::from_str(
+            r#"{"state":"READY","override":{"actor":"sup-1","reason":"coverage"}}"#,
+        )
+        .unwrap();
+        assert!(overriding.options(&caller).actor.is_none());
+        assert!(serde_json::from_str::<StateRequest>(r#"{"state":"READY","bogus":1}"#).is_err());
+    }
+}

@@ -119,6 +119,10 @@ pub fn parse(text: &str, known: &BTreeSet<String>) -> Result<Vec<(String, String
         };
         out.push((name, text));
     }
+    out.sort();
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!("{} is set twice (names ignore case)", w[0].0));
+    }
     Ok(out)
 }
 
