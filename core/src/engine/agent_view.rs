@@ -7,7 +7,7 @@ use crate::history::StateEntry;
 use crate::observe::AgentSnapshot;
 
 /// Stretches of an agent's history an [`AgentView`] holds at most (the newest).
-pub const AGENT_VIEW_HISTORY: usize = 50;
+const AGENT_VIEW_HISTORY: usize = 50;
 
 /// One agent now ([`Engine::agent_view`]).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -18,7 +18,7 @@ pub struct AgentView {
     pub user_id: String,
     /// Its current state, where it is known from and how old it is.
     pub current: AgentSnapshot,
-    /// Its newest stretches, oldest first (at most [`AGENT_VIEW_HISTORY`]).
+    /// Its newest stretches, oldest first (at most 50).
     pub history: Vec<StateEntry>,
     /// Idle time, time per state and utilization.
     pub metrics: Option<AgentMetrics>,
