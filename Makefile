@@ -81,12 +81,14 @@ test-www: www-deps cli
 	node --test --test-timeout=180000 www/tests/www.test.mjs
 
 ## Criterion benches: engine throughput and a 1,000-agent day, each with a same-run baseline ratio; then a
-## 1,000-agent burst against sim-server over loopback, judged against the tenant's rate bound; then the npm
+## 1,000-agent burst against sim-server over loopback, judged against the tenant's rate bound; then `serve`
+## under load against direct library calls in the same run; then the npm
 ## package (size, wasm ÷ native throughput, simulateDay in Node) and the simulation page in Chromium.
 bench: www-deps cli
 	$(CARGO) bench -p cxone-agent-state-core --bench engine
 	$(CARGO) bench -p cxone-agent-state-core --bench adherence
 	$(CARGO) bench -p cxone-agent-state --bench loopback
+	$(CARGO) bench -p cxone-agent-state-tests --bench serve_load
 	node bindings-wasm/bench/bench.mjs
 	node www/bench/sim-chromium.mjs
 

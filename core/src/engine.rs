@@ -779,6 +779,39 @@ impl Engine {
         self.accepting = false;
     }
 
+    /// Ends now, each as `CLOSED` and audited, every open change that was never sent: one waiting behind
+    /// its agent's earlier change, deciding policy, or approved and waiting for the pacer. Nothing of them
+    /// reached the tenant, so nothing is contradicted. Changes sent at least once run to their end (applied,
+    /// refused, or `OUTCOME_UNKNOWN`); deferred changes stay held in the log for the next start. For a
+    /// bounded graceful stop: [`stop_accepting`](Self::stop_accepting), drive while the grace lasts, then
+    /// this, then drive until [`open_changes`](Self::open_changes) is 0. Returns how many ended.
+    pub fn abandon_unsent(&mut self, now: Now) -> usize {
+        if self.closed {
+            return 0;
+        }
+        let now = self.clock(now);
+        let ids: Vec<TransitionId> = self
+            .changes
+            .iter()
+            .filter(|(_, c)| {
+                matches!(
+                    c.phase,
+                    Phase::Waiting | Phase::Checking { .. } | Phase::Approved { .. }
+                )
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for &id in &ids {
+            let e = TransitionError::new(
+                ErrorCode::Closed,
+                "the service stopped before the change was sent; it was not made",
+            );
+            self.finish(now, id, Verdict::NotCompleted(e));
+        }
+        self.run(now);
+        ids.len()
+    }
+
     /// Closes the engine for good. Every open change ends now: one that may have reached the tenant as
     /// `OUTCOME_UNKNOWN`, any other as `CLOSED`, each audited. Requests in flight are forgotten; undelivered
     /// webhooks stay in the log for the next start. Later commands answer `CLOSED`; later inputs are ignored.

@@ -2712,6 +2712,67 @@ fn prepare_token_fetches_a_token_before_any_change_and_only_once(p: Profile) {
     );
 }
 
+both_profiles!(abandon_unsent_ends_what_never_left_and_lets_what_was_sent_finish);
+fn abandon_unsent_ends_what_never_left_and_lets_what_was_sent_finish(p: Profile) {
+    let mut h = pair(p, vec![on_shift("alice"), on_shift("bob")]);
+    h.keep_records(true);
+    let sent = h.transition(&h.user("alice"), "READY");
+    let behind = h.transition(&h.user("alice"), "NOT_READY");
+    let path = state_path_of(&h, "alice");
+    drive_until_sent(&mut h, &path);
+    // bob's change is taken while alice's is on the wire: it has not been sent either.
+    let late = h.transition(&h.user("bob"), "READY");
+    h.engine.stop_accepting();
+    let now = h.now();
+    assert_eq!(h.engine.abandon_unsent(now), 2, "alice's second and bob's");
+    h.drive().unwrap();
+    assert_eq!(
+        outcome(&h, sent),
+        Ok("READY".into()),
+        "the sent change ran to its end"
+    );
+    assert_eq!(outcome(&h, behind), Err(ErrorCode::Closed));
+    assert_eq!(outcome(&h, late), Err(ErrorCode::Closed));
+    assert_eq!(h.engine.open_changes(), 0);
+    assert_eq!(h.tenant.agent_state("alice"), Some("READY"));
+    assert_eq!(h.tenant.agent_state("bob"), None, "never sent");
+    assert_eq!(
+        requests_to(&h, &state_path_of(&h, "bob")).len(),
+        0,
+        "nothing of bob's went out"
+    );
+    // Each ended change has its audit record, and none claims what the tenant does not hold.
+    let audit = h.audit_records();
+    let closed = audit
+        .iter()
+        .filter(|r| r.error_code == Some(ErrorCode::Closed))
+        .count();
+    assert_eq!(closed, 2, "{audit:#?}");
+    assert_eq!(audit.iter().filter(|r| r.success).count(), 1);
+}
+
+both_profiles!(agent_view_of_an_agent_whose_only_news_is_a_held_change);
+fn agent_view_of_an_agent_whose_only_news_is_a_held_change(p: Profile) {
+    let mut h = pair(p, vec![on_break_at_ten("carol")]);
+    h.drive_until(T0 + 2 * HOUR + 5 * MIN);
+    let id = h.transition_with(&h.user("carol"), "READY", &deferred());
+    h.drive_until(T0 + 2 * HOUR + 10 * MIN);
+    let view = h
+        .engine
+        .agent_view(&h.user("carol"), h.now())
+        .expect("an agent with a held change is known");
+    assert!(view.current.is_none(), "no state applied or observed yet");
+    assert!(view.history.is_empty());
+    assert_eq!(view.deferred.as_ref().map(|d| d.transition_id), Some(id));
+    h.drive().unwrap();
+    let view = h.engine.agent_view(&h.user("carol"), h.now()).unwrap();
+    assert_eq!(
+        view.current.as_ref().map(|c| c.state.as_str()),
+        Some("READY")
+    );
+    assert!(view.deferred.is_none());
+}
+
 both_profiles!(agent_view_tells_state_history_metrics_and_the_deferred_change);
 fn agent_view_tells_state_history_metrics_and_the_deferred_change(p: Profile) {
     let mut h = pair(p, vec![on_break_at_ten("carol")]);
@@ -2725,7 +2786,7 @@ fn agent_view_tells_state_history_metrics_and_the_deferred_change(p: Profile) {
     let id = h.transition_with(&h.user("carol"), "READY", &deferred());
     h.drive_until(T0 + 2 * HOUR + 10 * MIN);
     let view = h.engine.agent_view(&h.user("carol"), h.now()).unwrap();
-    assert_eq!(view.current.state, "NOT_READY");
+    assert_eq!(view.current.as_ref().unwrap().state, "NOT_READY");
     assert_eq!(view.history.len(), 1);
     assert_eq!(view.history[0].state, "NOT_READY");
     let metrics = view.metrics.as_ref().unwrap();
@@ -2742,7 +2803,7 @@ fn agent_view_tells_state_history_metrics_and_the_deferred_change(p: Profile) {
     }
     h.drive().unwrap();
     let view = h.engine.agent_view(&h.user("carol"), h.now()).unwrap();
-    assert_eq!(view.current.state, "READY");
+    assert_eq!(view.current.as_ref().unwrap().state, "READY");
     assert_eq!(
         view.history
             .iter()

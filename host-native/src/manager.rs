@@ -158,6 +158,15 @@ pub enum Notice {
 
 type Outcome<T> = oneshot::Sender<Result<T, TransitionError>>;
 
+/// One row of [`Request::TransitionMany`].
+struct ManyRow {
+    user: String,
+    state: String,
+    options: TransitionOptions,
+    done: Outcome<StateChanged>,
+    deferred: oneshot::Sender<Deferred>,
+}
+
 enum Request {
     Transition {
         user: String,
@@ -166,6 +175,11 @@ enum Request {
         accepted: oneshot::Sender<Result<TransitionId, CommandError>>,
         done: Outcome<StateChanged>,
         deferred: oneshot::Sender<Deferred>,
+    },
+    /// Rows admitted in order in one round (one log sync for their intents), up to the first refused `BUSY`.
+    TransitionMany {
+        rows: Vec<ManyRow>,
+        accepted: oneshot::Sender<Vec<Result<TransitionId, CommandError>>>,
     },
     Validate {
         user: String,
@@ -186,7 +200,12 @@ enum Request {
     Status(oneshot::Sender<Status>),
     AgentView(String, oneshot::Sender<Option<AgentView>>),
     PrepareToken,
-    Shutdown(Duration, oneshot::Sender<ShutdownSummary>),
+    StopAccepting(oneshot::Sender<()>),
+    Shutdown {
+        drain: Duration,
+        abandon_after: Option<Duration>,
+        reply: oneshot::Sender<ShutdownSummary>,
+    },
 }
 
 /// Counters of a running manager.
@@ -472,6 +491,57 @@ impl AgentStateManager {
         })
     }
 
+    /// Submits many changes at once, admitted in the order given in one step of the driver (one log sync for
+    /// all their intents, where one call per change would cost a sync each). Admission stops at the first
+    /// change the engine refuses as `BUSY` (its queue of open changes is full): the answer holds one entry
+    /// per row up to and including that one, and the rows after it were not offered, so a caller that waits
+    /// for room and submits the rest keeps their order. Each entry is as
+    /// [`submit_transition_with`](Self::submit_transition_with) would answer.
+    pub async fn submit_transitions<'a>(
+        &self,
+        rows: impl IntoIterator<Item = (&'a str, &'a str, &'a TransitionOptions)>,
+    ) -> Vec<Result<PendingChange, TransitionError>> {
+        let mut many = Vec::new();
+        let mut receivers = Vec::new();
+        for (user, state, options) in rows {
+            let (done, done_rx) = oneshot::channel();
+            let (deferred, deferred_rx) = oneshot::channel();
+            many.push(ManyRow {
+                user: user.to_owned(),
+                state: state.to_owned(),
+                options: options.clone(),
+                done,
+                deferred,
+            });
+            receivers.push((done_rx, deferred_rx));
+        }
+        if many.is_empty() {
+            return Vec::new();
+        }
+        let Some(answers) = self
+            .ask(|accepted| Request::TransitionMany {
+                rows: many,
+                accepted,
+            })
+            .await
+        else {
+            return vec![Err(self.stopped())];
+        };
+        answers
+            .into_iter()
+            .zip(receivers)
+            .map(|(answer, (done, deferred))| {
+                let id = answer.map_err(TransitionError::from)?;
+                Ok(PendingChange {
+                    id,
+                    done,
+                    deferred,
+                    log_failed: self.log_failed.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Changes an agent's state (the reference's `transitionState`). Resolves once the tenant accepted the
     /// change and its audit record is durable, or with the coded reason it was not made (`OUTCOME_UNKNOWN`:
     /// it may have been).
@@ -614,17 +684,39 @@ impl AgentStateManager {
     /// [`shutdown`](Self::shutdown) for a manager shared between tasks (a service's handlers hold it): the
     /// same steps, answered once every change is finished and every record durable; the driver ends right
     /// after. Later calls answer `CLOSED`.
-    pub async fn stop(&self, webhook_drain: Duration) -> ShutdownSummary {
-        self.ask(|r| Request::Shutdown(webhook_drain, r))
-            .await
-            .unwrap_or_default()
+    ///
+    /// With `abandon_unsent_after`, the stop is bounded: once that much time has passed, every change not yet
+    /// sent ends `CLOSED` (audited; nothing of it reached the tenant), and only the changes already sent
+    /// are waited for. Without it, every change taken runs to its end.
+    pub async fn stop(
+        &self,
+        abandon_unsent_after: Option<Duration>,
+        webhook_drain: Duration,
+    ) -> ShutdownSummary {
+        self.ask(|reply| Request::Shutdown {
+            drain: webhook_drain,
+            abandon_after: abandon_unsent_after,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Stops taking changes (later ones answer `CLOSED`) while everything else goes on: the first step of
+    /// a service's graceful stop, before [`stop`](Self::stop).
+    pub async fn stop_accepting(&self) {
+        self.ask(Request::StopAccepting).await;
     }
 
     /// Stops taking commands (they answer `CLOSED`), finishes every change already taken, waits up to
     /// `webhook_drain` for the outbox to empty, and syncs the log. What is left is delivered on the next start.
     pub async fn shutdown(self, webhook_drain: Duration) -> ShutdownSummary {
         let summary = self
-            .ask(|r| Request::Shutdown(webhook_drain, r))
+            .ask(|reply| Request::Shutdown {
+                drain: webhook_drain,
+                abandon_after: None,
+                reply,
+            })
             .await
             .unwrap_or_default();
         let _ = self.driver.await;
@@ -659,6 +751,8 @@ fn log_failed() -> TransitionError {
 struct Closing {
     /// `None`: wait for every webhook, however long.
     drain_until: Option<Instant>,
+    /// When changes never sent are ended `CLOSED` (`None`: never; every change runs to its end).
+    abandon_at: Option<Instant>,
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
@@ -771,6 +865,7 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
             .as_ref()
             .and_then(|c| c.drain_until)
             .filter(|t| *t > Instant::now());
+        let abandon_at = d.closing.as_ref().and_then(|c| c.abandon_at);
         tokio::select! {
             request = d.rx.recv(), if commands_open => match request {
                 Some(r) => d.handle(r),
@@ -779,6 +874,7 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
             Some((id, result)) = http_rx.recv() => d.answer(id, result),
             () = sleep_until(wake) => d.engine.handle_timeout(d.clocks.now()),
             () = sleep_until(drain_until) => {}
+            () = sleep_until(abandon_at) => d.abandon_unsent(),
         }
         while let Ok((id, result)) = http_rx.try_recv() {
             d.answer(id, result);
@@ -966,12 +1062,41 @@ impl Driver {
             Request::AgentView(user, r) => {
                 let _ = r.send(self.engine.agent_view(&user, now));
             }
-            Request::Shutdown(drain, reply) => {
+            Request::TransitionMany { rows, accepted } => {
+                let mut answers = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let result =
+                        self.engine
+                            .transition_with(now, &row.user, &row.state, &row.options);
+                    let busy = matches!(&result, Err(e) if e.code() == ErrorCode::Busy);
+                    if let Ok(id) = result {
+                        self.waiting
+                            .insert(id, Waiter::Change(row.done, Some(row.deferred)));
+                    }
+                    answers.push(result);
+                    // Later rows wait for room: admitting them now would put them before this one.
+                    if busy {
+                        break;
+                    }
+                }
+                let _ = accepted.send(answers);
+            }
+            Request::StopAccepting(reply) => {
+                self.engine.stop_accepting();
+                let _ = reply.send(());
+            }
+            Request::Shutdown {
+                drain,
+                abandon_after,
+                reply,
+            } => {
                 // Nothing new is polled while the changes in flight finish.
                 self.engine.stop_observing();
                 self.engine.stop_accepting();
+                let started = Instant::now();
                 self.closing = Some(Closing {
-                    drain_until: Instant::now().checked_add(drain),
+                    drain_until: started.checked_add(drain),
+                    abandon_at: abandon_after.and_then(|d| started.checked_add(d)),
                     reply,
                 });
             }
@@ -1015,6 +1140,20 @@ impl Driver {
     }
 
     /// Shutting down, every change finished, and the outbox empty or out of time.
+    /// The stop's grace is over: changes never sent end `CLOSED` (audited); those sent run to their end.
+    fn abandon_unsent(&mut self) {
+        if let Some(c) = &mut self.closing {
+            c.abandon_at = None;
+        }
+        let ended = self.engine.abandon_unsent(self.clocks.now());
+        if ended > 0 {
+            tracing::warn!(
+                ended,
+                "the stop's grace ran out: changes never sent were ended CLOSED (not made)"
+            );
+        }
+    }
+
     fn done(&self) -> bool {
         let Some(c) = &self.closing else {
             return false;

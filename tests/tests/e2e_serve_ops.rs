@@ -4,13 +4,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::cli::*;
+use support::serve::{serve_args, Service};
 use support::Profile;
-use tokio::io::AsyncBufReadExt;
 
 /// A key file with one read-write key; returns the key.
 async fn key_file(path: &Path) -> String {
@@ -21,83 +20,8 @@ async fn key_file(path: &Path) -> String {
     v["key"].as_str().unwrap().to_owned()
 }
 
-/// A running `serve`: its address once it said `listening on`, and its stderr lines as they come.
-struct Service {
-    child: tokio::process::Child,
-    base: String,
-    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Service {
-    async fn start(mut cmd: std::process::Command) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = tokio::process::Command::from(cmd)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("serve starts");
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let base = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                stderr.lock().unwrap().push(line.clone());
-                if let Some(rest) = line.strip_prefix("listening on ") {
-                    return rest.split_whitespace().next().unwrap().to_owned();
-                }
-            }
-            panic!(
-                "serve ended before listening:\n{}",
-                stderr.lock().unwrap().join("\n")
-            )
-        })
-        .await
-        .expect("serve listens within 20 s");
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self {
-            child,
-            base,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// SIGTERM, then the exit code.
-    async fn stop(mut self) -> (Option<i32>, String) {
-        let pid = self.child.id().unwrap().to_string();
-        assert!(std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("serve stops within 20 s on SIGTERM")
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        (status.code(), self.stderr())
-    }
-}
-
 fn serve_cmd(keys: &Path, conn: &[String], extra: &[&str]) -> std::process::Command {
-    let mut a = vec![
-        "serve".to_owned(),
-        "--listen".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--api-keys".to_owned(),
-        path_str(keys).to_owned(),
-    ];
-    a.extend(conn.iter().cloned());
-    a.extend(extra.iter().map(|s| (*s).to_owned()));
-    cli(a)
+    cli(serve_args(keys, conn, extra))
 }
 
 #[tokio::test]
@@ -225,7 +149,7 @@ async fn https_with_a_certificate_and_plain_http_refused_on_that_port() {
         "--audit-log",
         path_str(&dir.path().join("audit.jsonl")),
     );
-    let service = Service::start(serve_cmd(
+    let service = Service::from_command(serve_cmd(
         &keys,
         &conn,
         &[
@@ -272,7 +196,8 @@ async fn https_with_a_certificate_and_plain_http_refused_on_that_port() {
         .send()
         .await;
     assert!(untrusting.is_err());
-    let (code, stderr) = service.stop().await;
+    let (status, stderr) = service.stop().await;
+    let code = status.code();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         !stderr.contains("BEGIN PRIVATE KEY") && !stderr.contains(&key),
@@ -293,7 +218,7 @@ async fn json_logs_carry_the_request_id_and_never_a_key_or_a_secret() {
     );
     let mut cmd = serve_cmd(&keys, &conn, &["--log-json"]);
     cmd.env("CXONE_LOG", "info");
-    let service = Service::start(cmd).await;
+    let service = Service::from_command(cmd).await;
     let client = reqwest::Client::new();
     let answer = client
         .post(format!(
@@ -319,7 +244,8 @@ async fn json_logs_carry_the_request_id_and_never_a_key_or_a_secret() {
     assert_eq!(wrong.status(), 401);
     let made = wrong.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 36, "a UUID: {made}");
-    let (code, stderr) = service.stop().await;
+    let (status, stderr) = service.stop().await;
+    let code = status.code();
     assert_eq!(code, Some(0), "{stderr}");
     let logs: Vec<Value> = stderr
         .lines()
@@ -356,7 +282,7 @@ async fn the_service_is_alive_but_not_ready_while_the_tenant_is_away_and_ready_o
     let away_url = format!("http://{}", away.local_addr().unwrap());
     drop(away);
     let conn = connect(&away_url, &dir.path().join("away.jsonl"));
-    let service = Service::start(serve_cmd(&keys, &conn, &[])).await;
+    let service = Service::from_command(serve_cmd(&keys, &conn, &[])).await;
     let client = reqwest::Client::new();
     assert_eq!(
         client
@@ -379,7 +305,7 @@ async fn the_service_is_alive_but_not_ready_while_the_tenant_is_away_and_ready_o
         (&Value::from(false), &Value::from(false), &Value::from(true)),
         "{body}"
     );
-    let (code, _) = service.stop().await;
+    let code = service.stop().await.0.code();
     assert_eq!(code, Some(0));
 
     // With the tenant there, the service fetches a token on its own, before any change.
@@ -389,7 +315,7 @@ async fn the_service_is_alive_but_not_ready_while_the_tenant_is_away_and_ready_o
         "--audit-log",
         path_str(&dir.path().join("here.jsonl")),
     );
-    let service = Service::start(serve_cmd(&keys, &conn, &[])).await;
+    let service = Service::from_command(serve_cmd(&keys, &conn, &[])).await;
     let end = Instant::now() + Duration::from_secs(15);
     loop {
         let r = client
@@ -410,6 +336,6 @@ async fn the_service_is_alive_but_not_ready_while_the_tenant_is_away_and_ready_o
         1,
         "only the token was asked for"
     );
-    let (code, _) = service.stop().await;
+    let code = service.stop().await.0.code();
     assert_eq!(code, Some(0));
 }

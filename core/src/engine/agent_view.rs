@@ -16,8 +16,9 @@ const AGENT_VIEW_HISTORY: usize = 50;
 pub struct AgentView {
     /// The agent.
     pub user_id: String,
-    /// Its current state, where it is known from and how old it is.
-    pub current: AgentSnapshot,
+    /// Its current state, where it is known from and how old it is (absent while no change of it was
+    /// applied or observed, e.g. when its first change is held until a break ends).
+    pub current: Option<AgentSnapshot>,
     /// Its newest stretches, oldest first (at most 50).
     pub history: Vec<StateEntry>,
     /// Idle time, time per state and utilization.
@@ -29,13 +30,14 @@ pub struct AgentView {
 }
 
 impl Engine {
-    /// The agent `user_id` as the engine knows it now; `None` when it knows nothing of the agent (no change
-    /// made or observed).
+    /// The agent `user_id` as the engine knows it now; `None` when it knows nothing of the agent: no change
+    /// of it applied or observed, and none held for it.
     pub fn agent_view(&self, user_id: &str, now: Now) -> Option<AgentView> {
-        let current = self
-            .agents(now)
-            .into_iter()
-            .find(|a| a.user_id == user_id)?;
+        let current = self.agents(now).into_iter().find(|a| a.user_id == user_id);
+        let deferred = self.deferred_change(user_id);
+        if current.is_none() && deferred.is_none() {
+            return None;
+        }
         let mut history = self.history.timeline(user_id);
         if history.len() > AGENT_VIEW_HISTORY {
             history.drain(..history.len() - AGENT_VIEW_HISTORY);
@@ -58,7 +60,7 @@ impl Engine {
             history,
             metrics: self.agent_metrics(user_id, now),
             adherence,
-            deferred: self.deferred_change(user_id),
+            deferred,
         })
     }
 }

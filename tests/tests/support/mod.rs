@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+pub mod cargo_env;
 pub mod cli;
+pub mod serve;
 
 pub const HOUR: u64 = 3_600_000;
 pub const CLIENT_ID: &str = "sim-client";
@@ -149,46 +151,8 @@ pub fn with_codes(plan: AgentPlan, nth: usize) -> AgentPlan {
 
 /// The `cxone-agent-state` binary, built on first use if this test run has not built it.
 pub fn binary() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/..");
-    let bin = dir.join("cxone-agent-state");
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-q",
-            "-p",
-            "cxone-agent-state-cli",
-            "--bin",
-            "cxone-agent-state",
-        ]);
-        // `cargo test` sets package variables for the test; passed on, they change build-script inputs
-        // (ring's among them) and force a rebuild of the TLS stack on every run.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            let per_package = [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-            ]
-            .iter()
-            .any(|p| key.starts_with(p));
-            if per_package || key == "CARGO_TARGET_TMPDIR" || key == "OUT_DIR" {
-                build.env_remove(&key);
-            }
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building the binary failed");
-    });
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(cargo_env::build_program).clone()
 }
 
 /// An agent on shift from an hour ago for a day, with no breaks (real time).

@@ -574,65 +574,113 @@ async fn post_transitions(
         .into_response())
 }
 
-/// Submits the rows in order and sends their outcomes in order. When the engine is busy, the oldest row
-/// still open is waited for (and its outcome sent) before the row is offered again.
+/// A batch row on its way to its answer: a change the engine took (or refused at once), or a row that
+/// was not a change request.
+enum Slot {
+    Change {
+        row: usize,
+        user: String,
+        state: String,
+        pending: Result<cxone_agent_state::PendingChange, TransitionError>,
+    },
+    Answered(Outcome),
+}
+
+/// Submits the rows in order and sends their outcomes in order, as each is known.
+///
+/// Two tasks: this one hands the rows to the engine, a run of well-formed rows at a time in one step of
+/// the driver (one log sync for all their intents); the finisher waits for each row's outcome in input
+/// order and streams it. When the engine's queue of open changes is full (`BUSY`), the submitter waits for
+/// the finisher to answer a row and offers the rest again, so a batch larger than the queue is paced, not
+/// refused. A row `BUSY` with nothing of the batch open (the queue is full of other callers' changes)
+/// answers `BUSY`.
 async fn run_batch(
     manager: Arc<AgentStateManager>,
     rows: Vec<serde_json::Value>,
     caller: Caller,
     tx: mpsc::Sender<Outcome>,
 ) {
-    type Open = (
-        usize,
-        String,
-        String,
-        Result<cxone_agent_state::PendingChange, TransitionError>,
-    );
-    let mut open: std::collections::VecDeque<Open> = std::collections::VecDeque::new();
-    async fn finish(tx: &mpsc::Sender<Outcome>, (row, user, state, pending): Open) {
-        let progress = match pending {
-            Ok(p) => p.outcome_unless_deferred().await,
-            Err(e) => Progress::Finished(Err(e)),
-        };
-        let mut o = Outcome::of(&user, &state, progress);
-        o.row = Some(row);
-        // A client that went away no longer reads: the changes still finish.
-        let _ = tx.send(o).await;
-    }
-    for (row, value) in rows.into_iter().enumerate() {
-        let parsed: Result<BatchRow, _> = serde_json::from_value(value);
-        let r = match parsed {
-            Ok(r) => r,
-            Err(e) => {
-                while let Some(o) = open.pop_front() {
-                    finish(&tx, o).await;
+    let (slots, mut queued) = mpsc::unbounded_channel::<Slot>();
+    let (answered_tx, mut answered) = watch::channel(0usize);
+    let finisher = tokio::spawn(async move {
+        let mut count = 0usize;
+        while let Some(slot) = queued.recv().await {
+            let o = match slot {
+                Slot::Change {
+                    row,
+                    user,
+                    state,
+                    pending,
+                } => {
+                    let progress = match pending {
+                        Ok(p) => p.outcome_unless_deferred().await,
+                        Err(e) => Progress::Finished(Err(e)),
+                    };
+                    let mut o = Outcome::of(&user, &state, progress);
+                    o.row = Some(row);
+                    o
                 }
-                let _ = tx
-                    .send(Outcome::malformed(
-                        row,
-                        format!("not a change request {{userId, state, …}}: {e}"),
-                    ))
-                    .await;
-                continue;
+                Slot::Answered(o) => o,
+            };
+            count += 1;
+            let _ = answered_tx.send(count);
+            // A client that went away no longer reads: the changes still finish.
+            let _ = tx.send(o).await;
+        }
+    });
+    let parsed: Vec<Result<BatchRow, String>> = rows
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value::<BatchRow>(v)
+                .map_err(|e| format!("not a change request {{userId, state, …}}: {e}"))
+        })
+        .collect();
+    let options: Vec<Option<TransitionOptions>> = parsed
+        .iter()
+        .map(|r| r.as_ref().ok().map(|r| r.change.options(&caller)))
+        .collect();
+    let (mut next, mut slots_sent) = (0usize, 0usize);
+    while next < parsed.len() {
+        let run_end = parsed[next..]
+            .iter()
+            .position(Result::is_err)
+            .map_or(parsed.len(), |k| next + k);
+        if run_end == next {
+            let message = parsed[next].as_ref().err().cloned().unwrap_or_default();
+            let _ = slots.send(Slot::Answered(Outcome::malformed(next, message)));
+            slots_sent += 1;
+            next += 1;
+            continue;
+        }
+        let run = (next..run_end).filter_map(|i| {
+            let r = parsed[i].as_ref().ok()?;
+            Some((
+                r.user_id.as_str(),
+                r.change.state.as_str(),
+                options[i].as_ref()?,
+            ))
+        });
+        let answers = manager.submit_transitions(run).await;
+        for pending in answers {
+            let busy = matches!(&pending, Err(e) if e.code == ErrorCode::Busy);
+            // Rows of this batch still open: one of them will make room.
+            if busy && *answered.borrow_and_update() < slots_sent {
+                let _ = answered.changed().await;
+                break;
             }
-        };
-        loop {
-            let pending = submit(&manager, &r.user_id, &r.change, &caller).await;
-            match pending {
-                Err(e) if e.code == ErrorCode::Busy && !open.is_empty() => {
-                    let oldest = open.pop_front().expect("not empty");
-                    finish(&tx, oldest).await;
-                }
-                other => {
-                    open.push_back((row, r.user_id.clone(), r.change.state.clone(), other));
-                    break;
-                }
-            }
+            let r = parsed[next].as_ref().expect("a run holds well-formed rows");
+            let _ = slots.send(Slot::Change {
+                row: next,
+                user: r.user_id.clone(),
+                state: r.change.state.clone(),
+                pending,
+            });
+            slots_sent += 1;
+            next += 1;
         }
     }
-    while let Some(o) = open.pop_front() {
-        finish(&tx, o).await;
-    }
+    drop(slots);
+    let _ = finisher.await;
 }
 
 /// `?format=`.
@@ -1243,6 +1291,90 @@ mod tests {
         let o = Outcome::failed("a", "READY", &refused);
         assert!(o.policy_violation && !o.success);
         assert_eq!(o.status, 409);
+    }
+
+    /// A batch three times larger than the engine's queue of open changes, with a malformed row and two
+    /// rows for the same agent: every row answers in input order, none `BUSY` (the batch waits for room),
+    /// the malformed one alone fails, and the tenant ends in each agent's last state.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_larger_than_the_engine_queue_is_paced_in_order() {
+        use cxone_agent_state::{now_ms, ManagerConfig};
+        use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
+        use cxone_agent_state_core::{EngineConfig, Secret};
+
+        const QUEUE: usize = 4;
+        let now = now_ms();
+        let sim = SimConfig {
+            latency_ms: 5,
+            latency_jitter_ms: 5,
+            rate_per_minute: 600_000,
+            burst: 10_000,
+            ..SimConfig::default()
+        };
+        let (client_id, secret) = (sim.client_id.clone(), sim.client_secret.clone());
+        let mut tenant = SimTenant::new(sim);
+        for i in 0..10 {
+            tenant.add_agent(AgentPlan::on_shift(
+                format!("a{i}"),
+                now - 3_600_000,
+                now + 3_600_000,
+            ));
+        }
+        let server = cxone_agent_state_sim_server::start(([127, 0, 0, 1], 0).into(), tenant)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = EngineConfig::new(server.base_url(), client_id, Secret::new(secret));
+        engine.max_open_changes = QUEUE;
+        engine.rate_limit.per_minute = 600_000;
+        let manager = Arc::new(
+            AgentStateManager::start(ManagerConfig::new(
+                engine,
+                Some(dir.path().join("audit.jsonl")),
+            ))
+            .await
+            .unwrap(),
+        );
+        let mut rows: Vec<serde_json::Value> = (0..12)
+            .map(|i| serde_json::json!({"userId": format!("a{}", i % 10), "state": "READY"}))
+            .collect();
+        rows[10] = serde_json::json!({"userId": "a0", "state": "NOT_READY"});
+        rows.insert(5, serde_json::json!({"user": "a5"}));
+        let (tx, mut rx) = mpsc::channel(4);
+        let caller = Caller {
+            name: "test".to_owned(),
+        };
+        tokio::spawn(run_batch(manager.clone(), rows.clone(), caller, tx));
+        let mut answers = Vec::new();
+        while let Some(o) = rx.recv().await {
+            answers.push(o);
+        }
+        assert_eq!(answers.len(), rows.len());
+        for (i, o) in answers.iter().enumerate() {
+            assert_eq!(o.row, Some(i), "in input order");
+            if i == 5 {
+                assert_eq!((o.status, o.code.as_str()), (400, code::MALFORMED_ROW));
+            } else {
+                assert_eq!((o.status, o.code.as_str()), (200, "OK"), "row {i}: {o:?}");
+            }
+        }
+        let agents = manager.agents().await;
+        let state_of = |u: &str| {
+            agents
+                .iter()
+                .find(|a| a.user_id == u)
+                .map(|a| a.state.clone())
+        };
+        assert_eq!(
+            state_of("a0").as_deref(),
+            Some("NOT_READY"),
+            "its later row"
+        );
+        assert_eq!(state_of("a9").as_deref(), Some("READY"));
+        Arc::into_inner(manager)
+            .unwrap()
+            .shutdown(Duration::from_secs(1))
+            .await;
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct OkLabels {
     pub result: String,
 }
 
+/// The values of `deferrals_total`'s `step`.
+const DEFERRAL_STEPS: [&str; 3] = ["deferred", "applied", "cancelled"];
+
 /// Labels of `deferrals_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
@@ -228,6 +231,12 @@ impl Metrics {
             "Requests refused for a missing or wrong API key",
             m.unauthorized.clone(),
         );
+        // Every step is shown from the start (at 0), so a dashboard's rate has a series before the first one.
+        for step in DEFERRAL_STEPS {
+            let _ = m.deferrals.get_or_create(&StepLabels {
+                step: step.to_owned(),
+            });
+        }
         Arc::new(Self { registry, ..m })
     }
 
@@ -264,9 +273,9 @@ impl Metrics {
                     })
                     .inc();
             }
-            Event::Deferred(_) => self.deferral("deferred"),
-            Event::DeferredApplied(_) => self.deferral("applied"),
-            Event::DeferredCancelled(_) => self.deferral("cancelled"),
+            Event::Deferred(_) => self.deferral(DEFERRAL_STEPS[0]),
+            Event::DeferredApplied(_) => self.deferral(DEFERRAL_STEPS[1]),
+            Event::DeferredCancelled(_) => self.deferral(DEFERRAL_STEPS[2]),
             Event::ObservationHeartbeat(h) => {
                 if let Some(lag) = h.lag_ms {
                     self.observer_lag

@@ -432,6 +432,7 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         }
     });
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let signalled = stopping.clone();
     let token_ready = Arc::new(AtomicBool::new(false));
     tokio::spawn(api::readiness(
         manager.clone(),
@@ -464,17 +465,23 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         manager_profile(args)
     );
     tracing::info!(%local, scheme, "listening");
-    // SIGTERM or Ctrl-C: stop accepting, let requests in flight finish (bounded), then stop the engine.
+    // SIGTERM or Ctrl-C: no new connections and no new changes (they answer CLOSED); requests in flight
+    // finish. Once the grace is over, changes never sent end CLOSED (audited) and their requests answer so;
+    // changes already sent run to their end; connections still open a second later are closed. Then the
+    // outbox is given its drain time and the log is synced.
     let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let webhook_drain = args.connect.webhook_drain();
     let shutdown = handle.clone();
+    let stopping_manager = manager.clone();
     let mut stops = super::connect::stop_requests();
-    tokio::spawn(async move {
-        if stops.recv().await.is_some() {
-            eprintln!("stopping: no new connections; finishing requests in flight");
-            tracing::info!("stop requested");
-            let _ = stop_tx.send(true);
-            shutdown.graceful_shutdown(Some(grace));
-        }
+    let stopper = tokio::spawn(async move {
+        stops.recv().await?;
+        eprintln!("stopping: no new connections or changes; finishing requests in flight");
+        tracing::info!("stop requested");
+        let _ = stop_tx.send(true);
+        stopping_manager.stop_accepting().await;
+        shutdown.graceful_shutdown(Some(grace + Duration::from_secs(1)));
+        Some(stopping_manager.stop(Some(grace), webhook_drain).await)
     });
     let read_timeout = Duration::from_millis(args.read_timeout_ms);
     let service = router.into_make_service();
@@ -498,8 +505,18 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     if let Err(e) = served {
         tracing::error!("the server failed: {e}");
     }
-    // Every change taken finishes; the log and the outbox are flushed.
-    let summary = manager.stop(args.connect.webhook_drain()).await;
+    // Stopped by a signal: the stop under way ends. Otherwise (the server failed) the same stop, at once.
+    let by_signal = *signalled.borrow();
+    let summary = if by_signal {
+        stopper.await.ok().flatten()
+    } else {
+        stopper.abort();
+        None
+    };
+    let summary = match summary {
+        Some(s) => s,
+        None => manager.stop(Some(Duration::ZERO), webhook_drain).await,
+    };
     if summary.undelivered_webhooks > 0 {
         eprintln!(
             "{} webhook event(s) are still waiting; they will be delivered on the next start",
