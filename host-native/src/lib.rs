@@ -23,6 +23,6 @@ pub use clock::{now_ms, SystemClock, WallClock};
 pub use cxone_agent_state_core as core;
 pub use manager::{
     AgentStateManager, Counts, IoObserver, ManagerConfig, Notice, PendingChange, Progress,
-    ShutdownSummary, StartError, Status, Validation,
+    ShutdownSummary, StartError, Status, StopBounds, Validation,
 };
 pub use settings::{Settings, SettingsError};

@@ -201,11 +201,7 @@ enum Request {
     AgentView(String, oneshot::Sender<Option<AgentView>>),
     PrepareToken,
     StopAccepting(oneshot::Sender<()>),
-    Shutdown {
-        drain: Duration,
-        abandon_after: Option<Duration>,
-        reply: oneshot::Sender<ShutdownSummary>,
-    },
+    Shutdown(StopBounds, oneshot::Sender<ShutdownSummary>),
 }
 
 /// Counters of a running manager.
@@ -684,22 +680,11 @@ impl AgentStateManager {
     /// [`shutdown`](Self::shutdown) for a manager shared between tasks (a service's handlers hold it): the
     /// same steps, answered once every change is finished and every record durable; the driver ends right
     /// after. Later calls answer `CLOSED`.
-    ///
-    /// With `abandon_unsent_after`, the stop is bounded: once that much time has passed, every change not yet
-    /// sent ends `CLOSED` (audited; nothing of it reached the tenant), and only the changes already sent
-    /// are waited for. Without it, every change taken runs to its end.
-    pub async fn stop(
-        &self,
-        abandon_unsent_after: Option<Duration>,
-        webhook_drain: Duration,
-    ) -> ShutdownSummary {
-        self.ask(|reply| Request::Shutdown {
-            drain: webhook_drain,
-            abandon_after: abandon_unsent_after,
-            reply,
-        })
-        .await
-        .unwrap_or_default()
+    /// `bounds` say how long changes may run (see [`StopBounds`]).
+    pub async fn stop(&self, bounds: StopBounds) -> ShutdownSummary {
+        self.ask(|reply| Request::Shutdown(bounds, reply))
+            .await
+            .unwrap_or_default()
     }
 
     /// Stops taking changes (later ones answer `CLOSED`) while everything else goes on: the first step of
@@ -712,11 +697,7 @@ impl AgentStateManager {
     /// `webhook_drain` for the outbox to empty, and syncs the log. What is left is delivered on the next start.
     pub async fn shutdown(self, webhook_drain: Duration) -> ShutdownSummary {
         let summary = self
-            .ask(|reply| Request::Shutdown {
-                drain: webhook_drain,
-                abandon_after: None,
-                reply,
-            })
+            .ask(|reply| Request::Shutdown(StopBounds::unbounded(webhook_drain), reply))
             .await
             .unwrap_or_default();
         let _ = self.driver.await;
@@ -748,11 +729,49 @@ fn log_failed() -> TransitionError {
     )
 }
 
+/// How long a [`stop`](AgentStateManager::stop) lets the changes already taken run: a service's graceful stop
+/// is bounded, so that a supervisor's kill never comes in the middle of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StopBounds {
+    /// After this, every change never sent ends `CLOSED`, audited: nothing of it reached the tenant.
+    /// `None`: each runs to its end.
+    pub abandon_unsent_after: Option<Duration>,
+    /// After this, every change still open ends: one that may have reached the tenant as
+    /// `OUTCOME_UNKNOWN` (the next start settles it), any other as `CLOSED`. `None`: none is cut short.
+    pub close_after: Option<Duration>,
+    /// How long to wait for undelivered webhooks (what is left goes out on the next start).
+    pub webhook_drain: Duration,
+}
+
+impl StopBounds {
+    /// Every change runs to its end; webhooks get `webhook_drain`.
+    pub fn unbounded(webhook_drain: Duration) -> Self {
+        Self {
+            webhook_drain,
+            ..Self::default()
+        }
+    }
+
+    /// A service's stop: changes never sent end after `grace`; those sent get `answer_within` more (one
+    /// request's timeout: an answer already on its way arrives) before the rest end; webhooks get
+    /// `webhook_drain`, counted from the start of the stop.
+    pub fn graceful(grace: Duration, answer_within: Duration, webhook_drain: Duration) -> Self {
+        Self {
+            abandon_unsent_after: Some(grace),
+            close_after: Some(grace.saturating_add(answer_within)),
+            webhook_drain,
+        }
+    }
+}
+
 struct Closing {
     /// `None`: wait for every webhook, however long.
     drain_until: Option<Instant>,
     /// When changes never sent are ended `CLOSED` (`None`: never; every change runs to its end).
     abandon_at: Option<Instant>,
+    /// When the engine is closed and every change still open ends (`None`: never).
+    close_at: Option<Instant>,
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
@@ -866,6 +885,7 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
             .and_then(|c| c.drain_until)
             .filter(|t| *t > Instant::now());
         let abandon_at = d.closing.as_ref().and_then(|c| c.abandon_at);
+        let close_at = d.closing.as_ref().and_then(|c| c.close_at);
         tokio::select! {
             request = d.rx.recv(), if commands_open => match request {
                 Some(r) => d.handle(r),
@@ -875,6 +895,7 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
             () = sleep_until(wake) => d.engine.handle_timeout(d.clocks.now()),
             () = sleep_until(drain_until) => {}
             () = sleep_until(abandon_at) => d.abandon_unsent(),
+            () = sleep_until(close_at) => d.close_engine(),
         }
         while let Ok((id, result)) = http_rx.try_recv() {
             d.answer(id, result);
@@ -1085,18 +1106,16 @@ impl Driver {
                 self.engine.stop_accepting();
                 let _ = reply.send(());
             }
-            Request::Shutdown {
-                drain,
-                abandon_after,
-                reply,
-            } => {
+            Request::Shutdown(bounds, reply) => {
                 // Nothing new is polled while the changes in flight finish.
                 self.engine.stop_observing();
                 self.engine.stop_accepting();
                 let started = Instant::now();
+                let at = |d: Option<Duration>| d.and_then(|d| started.checked_add(d));
                 self.closing = Some(Closing {
-                    drain_until: started.checked_add(drain),
-                    abandon_at: abandon_after.and_then(|d| started.checked_add(d)),
+                    drain_until: started.checked_add(bounds.webhook_drain),
+                    abandon_at: at(bounds.abandon_unsent_after),
+                    close_at: at(bounds.close_after),
                     reply,
                 });
             }
@@ -1154,12 +1173,32 @@ impl Driver {
         }
     }
 
+    /// The stop's last bound: every change still open ends now, one that may have reached the tenant as
+    /// `OUTCOME_UNKNOWN` (the next start settles it), any other as `CLOSED`; all audited.
+    fn close_engine(&mut self) {
+        if let Some(c) = &mut self.closing {
+            c.close_at = None;
+        }
+        let open = self.engine.open_changes();
+        // Nothing open: the outbox keeps its drain time.
+        if open == 0 {
+            return;
+        }
+        self.engine.close(self.clocks.now());
+        tracing::warn!(
+            open,
+            "the stop's bound ran out: changes still open were ended (OUTCOME_UNKNOWN if they may have been sent)"
+        );
+    }
+
     fn done(&self) -> bool {
         let Some(c) = &self.closing else {
             return false;
         };
+        // A closed engine delivers nothing more: what is left waits in the log for the next start.
         self.engine.open_changes() == 0
             && (self.engine.pending_webhooks() == 0
+                || self.engine.is_closed()
                 || c.drain_until.is_some_and(|t| Instant::now() >= t))
     }
 

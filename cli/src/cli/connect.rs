@@ -433,6 +433,11 @@ impl ConnectArgs {
         &self.audit_log
     }
 
+    /// One request's timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
     /// How long to wait for the outbox at exit.
     pub fn webhook_drain(&self) -> Duration {
         Duration::from_secs(self.webhook_drain_secs)

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Subcommand};
 use cxone_agent_state::core::{redact_url, Source};
-use cxone_agent_state::{AgentStateManager, ManagerConfig, Notice};
+use cxone_agent_state::{AgentStateManager, ManagerConfig, Notice, StopBounds};
 use serde_json::json;
 
 use super::connect::ConnectArgs;
@@ -466,11 +466,17 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     );
     tracing::info!(%local, scheme, "listening");
     // SIGTERM or Ctrl-C: no new connections and no new changes (they answer CLOSED); requests in flight
-    // finish. Once the grace is over, changes never sent end CLOSED (audited) and their requests answer so;
-    // changes already sent run to their end; connections still open a second later are closed. Then the
-    // outbox is given its drain time and the log is synced.
+    // go on. Once the grace is over, changes never sent end CLOSED (audited) and their requests answer so;
+    // changes already sent get one request timeout more, then whatever is open ends (OUTCOME_UNKNOWN if it
+    // may have been sent, settled by the next start) and is answered; connections still open two seconds
+    // later are closed. The outbox has its drain time from the signal; the log is synced.
     let grace = Duration::from_secs(args.shutdown_grace_secs);
-    let webhook_drain = args.connect.webhook_drain();
+    let bounds = StopBounds::graceful(
+        grace,
+        args.connect.request_timeout(),
+        args.connect.webhook_drain(),
+    );
+    let http_deadline = grace + args.connect.request_timeout() + Duration::from_secs(2);
     let shutdown = handle.clone();
     let stopping_manager = manager.clone();
     let mut stops = super::connect::stop_requests();
@@ -480,8 +486,8 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         tracing::info!("stop requested");
         let _ = stop_tx.send(true);
         stopping_manager.stop_accepting().await;
-        shutdown.graceful_shutdown(Some(grace + Duration::from_secs(1)));
-        Some(stopping_manager.stop(Some(grace), webhook_drain).await)
+        shutdown.graceful_shutdown(Some(http_deadline));
+        Some(stopping_manager.stop(bounds).await)
     });
     let read_timeout = Duration::from_millis(args.read_timeout_ms);
     let service = router.into_make_service();
@@ -515,7 +521,10 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     };
     let summary = match summary {
         Some(s) => s,
-        None => manager.stop(Some(Duration::ZERO), webhook_drain).await,
+        None => {
+            let now = StopBounds::graceful(Duration::ZERO, Duration::ZERO, bounds.webhook_drain);
+            manager.stop(now).await
+        }
     };
     if summary.undelivered_webhooks > 0 {
         eprintln!(
