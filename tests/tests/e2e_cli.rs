@@ -1044,18 +1044,7 @@ async fn bulk_concurrency_is_respected(profile: Profile) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_killed_halfway_recovers_on_restart() {
     const ROWS: usize = 300;
-    // ~70 requests/s with a small burst and a slow answer: a run takes several seconds and, at any moment,
-    // state changes are in flight (accepted by the tenant or not, their outcome not yet recorded).
-    let sim = SimProcess::start(&[
-        "--agents",
-        "300",
-        "--rate-limit",
-        "4200",
-        "--burst",
-        "5",
-        "--latency-ms",
-        "150",
-    ]);
+    let sim = SimProcess::start(support::SLOW_TENANT_300);
     let sink = WebhookSink::start().await;
     sink.down.store(true, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();

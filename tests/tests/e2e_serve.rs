@@ -1266,17 +1266,8 @@ async fn events_resume_after_last_event_id_then_arrive_live(profile: Profile) {
 
 async fn sigterm_during_a_batch_loses_nothing(profile: Profile) {
     const ROWS: usize = 300;
-    // ~70 requests/s with a small burst and a slow answer: the batch takes several seconds.
-    let mut flags = vec![
-        "--agents",
-        "300",
-        "--rate-limit",
-        "4200",
-        "--burst",
-        "5",
-        "--latency-ms",
-        "150",
-    ];
+    // The batch takes several seconds.
+    let mut flags = support::SLOW_TENANT_300.to_vec();
     if profile == Profile::Cxone {
         flags.extend(["--profile", "cxone", "--wfm-rate-limit", "6000"]);
     }

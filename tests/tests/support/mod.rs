@@ -282,6 +282,20 @@ pub struct SimProcess {
     pub base_url: String,
 }
 
+/// `sim-server` flags of a slow tenant for 300 agents: ~70 requests/s with a burst of 5 and 150 ms answers,
+/// so that a run over all of them takes several seconds and, at any moment, state changes are in flight
+/// (accepted by the tenant or not, their outcome not yet recorded): for the tests that interrupt a run.
+pub const SLOW_TENANT_300: &[&str] = &[
+    "--agents",
+    "300",
+    "--rate-limit",
+    "4200",
+    "--burst",
+    "5",
+    "--latency-ms",
+    "150",
+];
+
 impl SimProcess {
     /// Starts `sim-server` with extra flags and waits for its first line.
     pub fn start(extra: &[&str]) -> Self {

@@ -822,15 +822,7 @@ async fn get_report(
             )
         })?
     } else {
-        let records = audit_records(&app.audit_log).await?;
-        let mut replay = ReportReplay::new(usize::MAX);
-        for r in records.iter().filter(|r| {
-            let at = cxone_agent_state::core::parse_iso8601(&r.timestamp).unwrap_or(0);
-            from.is_none_or(|f| at >= f) && to.is_none_or(|t| at < t)
-        }) {
-            replay.ingest(r);
-        }
-        replay.report()
+        window_report(app.audit_log.clone(), from, to).await?
     };
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(report).into_response()),
@@ -847,20 +839,30 @@ async fn get_report(
     }
 }
 
-/// The audit records of the durable log, read as they stand (a torn last line is skipped).
-async fn audit_records(path: &std::path::Path) -> Result<Vec<AuditRecord>, ApiError> {
-    let path = path.to_owned();
+/// The report of the audit records stamped in `[from, to)`, rebuilt from the log read line by line (the log
+/// is never held in memory whole).
+async fn window_report(
+    path: PathBuf,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<cxone_agent_state::core::ComplianceReport, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&path)?;
-        Ok::<_, std::io::Error>(
-            bytes
-                .split(|b| *b == b'\n')
-                .filter_map(|line| match Record::parse_line(line) {
-                    Ok(Record::Audit(a)) => Some(a),
-                    _ => None,
-                })
-                .collect(),
-        )
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+        let mut replay = ReportReplay::new(usize::MAX);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line)? > 0 {
+            if let Ok(Record::Audit(r)) =
+                Record::parse_line(line.strip_suffix(b"\n").unwrap_or(&line))
+            {
+                let at = cxone_agent_state::core::parse_iso8601(&r.timestamp).unwrap_or(0);
+                if from.is_none_or(|f| at >= f) && to.is_none_or(|t| at < t) {
+                    replay.ingest(&r);
+                }
+            }
+            line.clear();
+        }
+        Ok::<_, std::io::Error>(replay.report())
     })
     .await
     .expect("reading does not panic")
@@ -906,18 +908,13 @@ async fn get_events(State(app): State<Shared>, headers: HeaderMap) -> Result<Res
     // Subscribe first, then read the log: nothing falls between the two; duplicates are skipped by seq.
     let live = app.manager.subscribe();
     let backlog = match after {
-        Some(after) => audit_records(&app.audit_log)
-            .await?
-            .into_iter()
-            .filter(|r| r.seq > after)
-            .collect(),
-        None => Vec::new(),
+        Some(after) => records_after(app.audit_log.clone(), after).await?.boxed(),
+        None => futures_util::stream::empty().boxed(),
     };
-    let last = backlog.last().map(|r| r.seq).or(after);
     let stream = events_stream(
         backlog,
         live,
-        last,
+        after,
         app.stopping.clone(),
         app.metrics.clone(),
     );
@@ -939,14 +936,66 @@ enum Live {
     Heartbeat(String),
 }
 
+/// The audit records of the log after seq `after`, read as the client takes them: a bounded channel from a
+/// reading thread, so a resume from the start of a large log holds a few hundred records in memory, never
+/// the log. The log is opened before the answer starts (a log that cannot be read is a 500); a read that
+/// fails later ends the stream, and the client resumes from its last id.
+async fn records_after(
+    path: PathBuf,
+    after: u64,
+) -> Result<impl futures_util::Stream<Item = AuditRecord>, ApiError> {
+    let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+        .await
+        .expect("opening does not panic")
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                code::AUDIT_LOG_UNAVAILABLE,
+                format!("the audit log could not be read: {e}"),
+            )
+        })?;
+    let (tx, rx) = mpsc::channel::<AuditRecord>(256);
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if let Ok(Record::Audit(a)) =
+                Record::parse_line(line.strip_suffix(b"\n").unwrap_or(&line))
+            {
+                // The client went away: stop reading.
+                if a.seq > after && tx.blocking_send(a).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    }))
+}
+
 fn events_stream(
-    backlog: Vec<AuditRecord>,
+    backlog: futures_util::stream::BoxStream<'static, AuditRecord>,
     live: broadcast::Receiver<Notice>,
-    mut last: Option<u64>,
+    after: Option<u64>,
     stopping: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
-    let backlog = futures_util::stream::iter(backlog.into_iter().map(|r| Ok(audit_event(&r))));
+    // The newest seq sent (+1; 0: none yet): the live part skips what the backlog already sent.
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(
+        after.map_or(0, |a| a + 1),
+    ));
+    let noted = sent.clone();
+    let backlog = backlog.map(move |r| {
+        noted.fetch_max(r.seq + 1, Ordering::Relaxed);
+        Ok(audit_event(&r))
+    });
     let live = futures_util::stream::unfold((live, stopping), move |(mut rx, mut stopping)| {
         let metrics = metrics.clone();
         async move {
@@ -977,8 +1026,8 @@ fn events_stream(
     });
     backlog.chain(live.filter_map(move |item| {
         let out = match item {
-            Live::Audit(r) if last.is_none_or(|l| r.seq > l) => {
-                last = Some(r.seq);
+            Live::Audit(r) if r.seq + 1 > sent.load(Ordering::Relaxed) => {
+                sent.store(r.seq + 1, Ordering::Relaxed);
                 Some(Ok(audit_event(&r)))
             }
             Live::Audit(_) => None,
