@@ -10,6 +10,7 @@
 //! | `CXONE_AUDIT_LOG` | the durable audit log (JSON Lines) |
 //! | `WORKFORCE_WEBHOOK_URL`, `WORKFORCE_WEBHOOK_SECRET` | webhook receiver and its HMAC key |
 //! | `WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER` | refusals after which a payload is a dead letter (default 5) |
+//! | `CXONE_MAX_OPEN_CHANGES` | changes open at once (taken and not yet ended) before new ones answer `BUSY` (default 100000) |
 //! | `WORKFORCE_WEBHOOK_RECEIVER_CHANGE` | `deliver-to-original` (default) or `dead-letter`: what a start does with webhook events accepted for an earlier receiver URL |
 //! | `TARGET_USER_ID` | the default agent of `transition` (read by the CLI) |
 //! | `CXONE_PROFILE` | `seed` or `cxone`; unset: `cxone` when an access key is configured, else `seed` |
@@ -115,6 +116,7 @@ impl From<ConfigError> for SettingsError {
                     "domain" => "CXONE_DOMAIN",
                     "webhook.secret" => "WORKFORCE_WEBHOOK_SECRET",
                     "webhook.dead_letter_after_refusals" => "WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER",
+                    "max_open_changes" => "CXONE_MAX_OPEN_CHANGES",
                     "webhook.on_receiver_change" => "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
                     "request_timeout_ms" => "--request-timeout-ms",
                     "observe.intervalMs" => "CXONE_OBSERVE_INTERVAL_MS",
@@ -162,6 +164,8 @@ pub struct Settings {
     pub webhook_secret: Option<Secret>,
     /// Refusals after which a webhook payload becomes a dead letter (default 5).
     pub webhook_dead_letter_after: Option<u32>,
+    /// `CXONE_MAX_OPEN_CHANGES`: changes open at once before new ones answer `BUSY` (default 100 000).
+    pub max_open_changes: Option<u32>,
     /// `WORKFORCE_WEBHOOK_RECEIVER_CHANGE`: what a start does with webhook payloads accepted for another
     /// receiver than the configured one (default [`ReceiverChange::DeliverToOriginal`]).
     pub webhook_receiver_change: Option<ReceiverChange>,
@@ -226,6 +230,7 @@ impl Settings {
         };
         let rate_limit_per_min = number("CXONE_RATE_LIMIT_PER_MIN")?;
         let webhook_dead_letter_after = number("WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER")?;
+        let max_open_changes = number("CXONE_MAX_OPEN_CHANGES")?;
         let webhook_receiver_change = get("WORKFORCE_WEBHOOK_RECEIVER_CHANGE")
             .map(|v| v.parse::<ReceiverChange>())
             .transpose()?;
@@ -292,6 +297,7 @@ impl Settings {
             webhook_url: get("WORKFORCE_WEBHOOK_URL"),
             webhook_secret: get("WORKFORCE_WEBHOOK_SECRET").map(Secret::new),
             webhook_dead_letter_after,
+            max_open_changes,
             webhook_receiver_change,
             seed: None,
             request_timeout_ms: None,
@@ -425,6 +431,9 @@ impl Settings {
         }
         if let Some(t) = self.request_timeout_ms {
             engine.request_timeout_ms = t;
+        }
+        if let Some(n) = self.max_open_changes {
+            engine.max_open_changes = n as usize;
         }
         if let Some(url) = self.webhook_url {
             let mut webhook = WebhookConfig {

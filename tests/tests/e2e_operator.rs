@@ -500,6 +500,8 @@ async fn a_bad_environment_value_is_named_by_its_variable() {
             "sideways",
             "--webhook-receiver-change",
         ),
+        ("CXONE_MAX_OPEN_CHANGES", "many", "--max-open-changes"),
+        ("CXONE_MAX_OPEN_CHANGES", "0", "--max-open-changes"),
     ] {
         let out = run(with_env(name, value)).await;
         assert_eq!(out.code(), Some(64), "{out}");

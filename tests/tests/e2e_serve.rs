@@ -744,6 +744,134 @@ async fn a_read_only_key_reads_but_changes_nothing(profile: Profile) {
 // 4. Limits
 // ---------------------------------------------------------------------------------------------------------
 
+/// Writes `head` on a fresh connection to the service and reads until the service answers and closes, or
+/// closes: what it sent back, and how long that took.
+async fn slow_client(base: &str, head: &str) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the service held a stalled client for 10 s");
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_engine_answers_503_with_retry_after_and_a_slow_client_holds_nothing() {
+    let s = Scene::start(
+        Profile::Seed,
+        3,
+        &["--max-open-changes", "1", "--read-timeout-ms", "300"],
+    )
+    .await;
+    let api = s.rw();
+    let (a1, a2) = (s.agent(1), s.agent(2));
+    // agent-0001's change is applied at once and answered three seconds later: it holds the one open slot.
+    let rule = json!({"endpoint": "setState", "userId": "agent-0001",
+                      "fault": {"kind": "slow", "extraMs": 3000}, "times": 1});
+    assert_eq!(
+        admin_post(&s.tenant.base_url, "/admin/faults", &rule).await["scripted"],
+        1
+    );
+    let held = {
+        let api = s.rw();
+        let a1 = a1.clone();
+        tokio::spawn(async move { api.set_state(&a1, &json!({"state": "READY"})).await })
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while s.tenant.state_of("agent-0001").await != s.tenant.set_as("READY") {
+        assert!(
+            Instant::now() < until,
+            "the first change never reached the tenant"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The engine is full: a change answers 503 BUSY with Retry-After, and so does a batch row.
+    let r = api.set_state(&a2, &json!({"state": "READY"})).await;
+    assert_eq!(r.status, 503, "{r}");
+    assert_eq!(r.code(), "BUSY");
+    assert_eq!(r.header("retry-after"), Some("1"), "{r}");
+    let r = api
+        .post_json(
+            "/v1/transitions?format=json",
+            &json!({"transitions": [{"userId": a2, "state": "READY"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["results"][0]["status"], 503, "{r}");
+    assert_eq!(r.json()["results"][0]["code"], "BUSY", "{r}");
+    assert_eq!(
+        s.tenant.state_of("agent-0002").await,
+        Value::Null,
+        "nothing sent"
+    );
+
+    // A body that stops coming is answered 408 at the read timeout; a head that stops coming gets its
+    // connection closed. Neither holds anything: the service answers others meanwhile.
+    let key = &s.keys.rw;
+    let (started, stalled_body) = (Instant::now(), {
+        let head = format!(
+            "POST /v1/agents/{a2}/state HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"state\""
+        );
+        let base = s.svc.base.clone();
+        tokio::spawn(async move { slow_client(&base, &head).await })
+    });
+    let stalled_head = {
+        let base = s.svc.base.clone();
+        tokio::spawn(async move { slow_client(&base, "GET /healthz HTTP/1.1\r\nHost:").await })
+    };
+    let r = api.get("/healthz").await;
+    assert_eq!(r.status, 200, "answered while two clients stall");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    let (answer, took) = stalled_body.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let (answer, took) = stalled_head.await.unwrap();
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(
+        took < Duration::from_secs(5),
+        "closed at the read timeout: {took:?}"
+    );
+    assert_eq!(
+        s.tenant.state_of("agent-0002").await,
+        Value::Null,
+        "the stalled change was never taken"
+    );
+
+    // The held change ends; room again.
+    let r = held.await.unwrap();
+    assert_eq!(r.status, 200, "{r}");
+    let r = api.set_state(&a2, &json!({"state": "READY"})).await;
+    assert_eq!(r.status, 200, "{r}");
+    let m = api.metrics().await;
+    let labels = [
+        ("route", "/v1/agents/{id}/state"),
+        ("method", "POST"),
+        ("status", "503"),
+    ];
+    assert_eq!(
+        m.get(&format!("{P}http_requests_total"), &labels),
+        Some(1.0)
+    );
+    let (status, _) = s.svc.stop().await;
+    assert_eq!(status.code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_and_batches_over_the_limits_and_bad_json_are_refused_and_nothing_is_done() {
     let s = Scene::start(

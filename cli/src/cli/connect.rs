@@ -63,6 +63,10 @@ pub struct ConnectArgs {
     /// WORKFORCE_WEBHOOK_DEAD_LETTER_AFTER].
     #[arg(long)]
     webhook_dead_letter_after: Option<u32>,
+    /// Changes open at once (taken and not yet ended) before new ones answer BUSY [default: 100000] [env:
+    /// CXONE_MAX_OPEN_CHANGES].
+    #[arg(long, value_name = "N")]
+    max_open_changes: Option<u32>,
     /// Per-request timeout in milliseconds.
     #[arg(long, env = "CXONE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     request_timeout_ms: u64,
@@ -181,6 +185,7 @@ impl fmt::Debug for ConnectArgs {
             .field("webhook_receiver_change", &self.webhook_receiver_change)
             .field("webhook_drain_secs", &self.webhook_drain_secs)
             .field("webhook_dead_letter_after", &self.webhook_dead_letter_after)
+            .field("max_open_changes", &self.max_open_changes)
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("seed", &self.seed)
             .field("profile", &self.profile)
@@ -232,6 +237,11 @@ const SETTINGS: &[(&str, &str, &str)] = &[
         "WORKFORCE_WEBHOOK_RECEIVER_CHANGE",
         "webhook_receiver_change",
         "--webhook-receiver-change",
+    ),
+    (
+        "CXONE_MAX_OPEN_CHANGES",
+        "max_open_changes",
+        "--max-open-changes",
     ),
     ("CXONE_PROFILE", "profile", "--profile"),
     ("CXONE_ACCESS_KEY_ID", "access_key_id", "--access-key-id"),
@@ -414,6 +424,7 @@ impl ConnectArgs {
             webhook_dead_letter_after: self
                 .webhook_dead_letter_after
                 .or(env.webhook_dead_letter_after),
+            max_open_changes: self.max_open_changes.or(env.max_open_changes),
             webhook_receiver_change: self.webhook_receiver_change.or(env.webhook_receiver_change),
             seed: self.seed,
             request_timeout_ms: Some(self.request_timeout_ms),
