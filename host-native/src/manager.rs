@@ -679,8 +679,9 @@ impl AgentStateManager {
 
     /// [`shutdown`](Self::shutdown) for a manager shared between tasks (a service's handlers hold it): the
     /// same steps, answered once every change is finished and every record durable; the driver ends right
-    /// after. Later calls answer `CLOSED`.
-    /// `bounds` say how long changes may run (see [`StopBounds`]).
+    /// after, and the log's writer with it, a moment later (a host that gets the manager back, e.g. with
+    /// `Arc::into_inner`, and opens the log again calls [`shutdown`](Self::shutdown), which waits for both).
+    /// Later calls answer `CLOSED`. `bounds` say how long changes may run (see [`StopBounds`]).
     pub async fn stop(&self, bounds: StopBounds) -> ShutdownSummary {
         self.ask(|reply| Request::Shutdown(bounds, reply))
             .await

@@ -107,7 +107,8 @@ async fn a_bounded_stop_closes_what_never_left_and_leaves_the_sent_change_unknow
         "the change behind ends at the grace, the one on the wire at the bound: {records:#?}"
     );
     assert!(records.iter().all(|r| !r.success));
-    drop(manager);
+    // `stop` answers once every record is durable; `shutdown` then waits for the log to be let go.
+    manager.shutdown(Duration::ZERO).await;
 
     // The next start resends the unknown change with its key: the tenant knows it, and a new record
     // settles the old one; nothing earlier is rewritten.
