@@ -483,8 +483,8 @@ impl Service {
             }
         }
         let rate = RATE_PER_MIN.to_string();
-        cmd.env("CXONE_LOG", "warn")
-            .arg("serve")
+        // The default log level, as deployed: a line per request (kept by the reader below).
+        cmd.arg("serve")
             .arg("--api-keys")
             .arg(&keys)
             .args(["--listen", "127.0.0.1:0", "--base-url", base_url])
