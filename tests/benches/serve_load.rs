@@ -18,6 +18,8 @@
 
 #[path = "../tests/support/cargo_env.rs"]
 mod cargo_env;
+#[path = "../../core/benches/common/mod.rs"]
+mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -437,6 +439,15 @@ struct Rig {
 }
 
 impl Rig {
+    fn new(send: Send1, closed: Outcome, finish: Finish) -> Self {
+        Self {
+            send,
+            total: closed.clone(),
+            closed,
+            finish,
+        }
+    }
+
     /// One paced round of `load.paced` changes.
     async fn pace(&mut self, load: Load) -> Outcome {
         let before = std::mem::take(&mut self.total);
@@ -494,13 +505,7 @@ async fn run_library(load: Load, dir: &Path) -> (Rig, f64) {
             check(&log, &server, &total)
         })
     });
-    let rig = Rig {
-        send,
-        total: out.clone(),
-        closed: out,
-        finish,
-    };
-    (rig, cpu)
+    (Rig::new(send, out, finish), cpu)
 }
 
 /// The service as a child process, its stderr kept.
@@ -713,13 +718,7 @@ async fn run_service(load: Load, dir: &Path, bin: &Path) -> (Rig, ServiceProfile
             check(&log, &server, &total)
         })
     });
-    let rig = Rig {
-        send,
-        total: out.clone(),
-        closed: out,
-        finish,
-    };
-    (rig, profile)
+    (Rig::new(send, out, finish), profile)
 }
 
 /// The API key `Service::start` made (kept beside the key file, which holds only its hash).
@@ -735,20 +734,6 @@ fn verdict(met: bool) -> &'static str {
         "PASS"
     } else {
         "NOT MET"
-    }
-}
-
-/// The median of `v` (sorted in place; NaN when empty).
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -859,13 +844,13 @@ async fn run(load: Load, bin: &Path, quick: bool) {
         .map(|d| format!("{d:+.2}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let over50 = median(&mut d50);
-    let over99 = median(&mut d99);
+    let over50 = common::median(d50);
+    let over99 = common::median(d99);
     let overhead_ok = over99 < TARGET_OVERHEAD_P99_MS;
     println!(
         "service overhead (service − library, median of {PACED_ROUNDS} rounds; each round's p99: {}): p50 {over50:+.2} ms, p99 {over99:+.2} ms; p99 ratio {:.3}   [target: p99 < {TARGET_OVERHEAD_P99_MS} ms] {}",
         each99,
-        median(&mut ratio99),
+        common::median(ratio99),
         verdict(overhead_ok)
     );
     let lib_ok = lib_check.holds(&lib_all);
