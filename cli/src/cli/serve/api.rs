@@ -432,7 +432,7 @@ fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<
     })
 }
 
-/// Hands one change to the engine, waiting for room when it is busy only as long as `patience`.
+/// Hands one change to the engine (a `BUSY` engine answers at once; see [`run_batch`] for a batch).
 async fn submit(
     manager: &AgentStateManager,
     user: &str,
@@ -1272,7 +1272,7 @@ async fn observe_request(State(app): State<Shared>, request: Request, next: Next
     response
 }
 
-/// Keeps asking for a token until one is held (after 0.5 s, doubling to 30 s), and again whenever it is lost, so
+/// Keeps asking for a token until one is held (after 0.25 s, doubling to 30 s), and again whenever it is lost, so
 /// the service is ready before its first change and `/readyz` tells the truth.
 pub async fn readiness(
     manager: Arc<AgentStateManager>,
