@@ -286,6 +286,10 @@ enum Timer {
     Backoff(TransitionId),
     /// A deferred change's break ends: it is released to be checked again.
     Deferred(TransitionId),
+    /// A bounded stop's grace ends: changes never sent end (see [`Engine::stop_within`]).
+    AbandonUnsent,
+    /// A bounded stop's last bound: the engine closes if a change is still open.
+    CloseOpen,
 }
 
 #[derive(Clone, Debug)]
@@ -790,6 +794,41 @@ impl Engine {
             return 0;
         }
         let now = self.clock(now);
+        let ended = self.end_unsent(now);
+        self.run(now);
+        ended
+    }
+
+    /// A bounded graceful stop, on the engine's own timers: takes no more commands and stops observing now;
+    /// `abandon_unsent_after_ms` from now, every change never sent ends `CLOSED`
+    /// ([`abandon_unsent`](Self::abandon_unsent)); `close_after_ms` from now, if a change is still open, the
+    /// engine [closes](Self::close) (one that may have reached the tenant ends `OUTCOME_UNKNOWN`, settled by
+    /// a later start). `None`: that bound never comes. The host drives as ever until
+    /// [`open_changes`](Self::open_changes) is 0 (and the outbox empty or out of time).
+    pub fn stop_within(
+        &mut self,
+        now: Now,
+        abandon_unsent_after_ms: Option<u64>,
+        close_after_ms: Option<u64>,
+    ) {
+        if self.closed {
+            return;
+        }
+        let now = self.clock(now);
+        self.stop_accepting();
+        self.stop_observing();
+        for (after, timer) in [
+            (abandon_unsent_after_ms, Timer::AbandonUnsent),
+            (close_after_ms, Timer::CloseOpen),
+        ] {
+            if let Some(ms) = after {
+                self.timers.insert((now.mono_ms.saturating_add(ms), timer));
+            }
+        }
+    }
+
+    /// Ends every open change never sent as `CLOSED`, audited; how many.
+    fn end_unsent(&mut self, now: Now) -> usize {
         let ids: Vec<TransitionId> = self
             .changes
             .iter()
@@ -808,7 +847,6 @@ impl Engine {
             );
             self.finish(now, id, Verdict::NotCompleted(e));
         }
-        self.run(now);
         ids.len()
     }
 
@@ -1213,6 +1251,15 @@ impl Engine {
                 }
                 Timer::Backoff(id) => self.requeue(id),
                 Timer::Deferred(id) => self.release(now, id),
+                Timer::AbandonUnsent => {
+                    self.end_unsent(now);
+                }
+                Timer::CloseOpen => {
+                    // Nothing open: the outbox keeps its drain time.
+                    if self.open_changes() > 0 {
+                        return self.close(now);
+                    }
+                }
             }
         }
         if let Fetch::Backoff { until_ms, retry } = self.token.fetch {

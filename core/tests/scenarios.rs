@@ -2751,6 +2751,73 @@ fn abandon_unsent_ends_what_never_left_and_lets_what_was_sent_finish(p: Profile)
     assert_eq!(audit.iter().filter(|r| r.success).count(), 1);
 }
 
+/// When the transition `id` ended, and how.
+fn ended_at(h: &Harness, id: TransitionId) -> (u64, Result<String, ErrorCode>) {
+    let at = h
+        .events()
+        .iter()
+        .find_map(|(at, e)| match e {
+            Event::StateChanged(s) if s.transition_id == id => Some(*at),
+            Event::TransitionFailed(f) if f.transition_id == id => Some(*at),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("transition {id:?} never finished"));
+    (at, outcome(h, id))
+}
+
+both_profiles!(
+    a_bounded_stop_ends_what_never_left_at_the_grace_and_what_is_on_the_wire_at_the_bound
+);
+fn a_bounded_stop_ends_what_never_left_at_the_grace_and_what_is_on_the_wire_at_the_bound(
+    p: Profile,
+) {
+    let mut h = pair(p, vec![on_shift("alice"), on_shift("bob")]);
+    h.keep_records(true);
+    let endpoint = match p {
+        Profile::Seed => Endpoint::SetState,
+        Profile::Cxone => Endpoint::AgentState,
+    };
+    // alice's first state change is answered ten minutes late: it stays on the wire.
+    h.tenant.script_fault(FaultRule {
+        endpoint: Some(endpoint),
+        user_id: Some("alice".into()),
+        fault: FaultKind::Slow { extra_ms: 10 * MIN },
+        times: 1,
+    });
+    let sent = h.transition(&h.user("alice"), "READY");
+    let behind = h.transition(&h.user("alice"), "NOT_READY");
+    let path = state_path_of(&h, "alice");
+    drive_until_sent(&mut h, &path);
+    let late = h.transition(&h.user("bob"), "READY");
+    let (now, t) = (h.now(), h.now_ms());
+    h.engine.stop_within(now, Some(200), Some(5_000));
+    h.drive().unwrap();
+    let (at, result) = ended_at(&h, behind);
+    assert_eq!(
+        (at, result),
+        (t + 200, Err(ErrorCode::Closed)),
+        "at the grace"
+    );
+    assert_eq!(ended_at(&h, late), (t + 200, Err(ErrorCode::Closed)));
+    assert_eq!(
+        ended_at(&h, sent),
+        (t + 5_000, Err(ErrorCode::OutcomeUnknown)),
+        "at the bound: it may have been applied"
+    );
+    assert_eq!(h.tenant.agent_state("bob"), None, "never sent");
+    assert_eq!(requests_to(&h, &state_path_of(&h, "bob")).len(), 0);
+    assert!(h.engine.is_closed());
+    let codes: Vec<Option<ErrorCode>> = h.audit_records().iter().map(|r| r.error_code).collect();
+    assert_eq!(
+        codes,
+        [
+            Some(ErrorCode::Closed),
+            Some(ErrorCode::Closed),
+            Some(ErrorCode::OutcomeUnknown)
+        ]
+    );
+}
+
 both_profiles!(agent_view_of_an_agent_whose_only_news_is_a_held_change);
 fn agent_view_of_an_agent_whose_only_news_is_a_held_change(p: Profile) {
     let mut h = pair(p, vec![on_break_at_ten("carol")]);

@@ -158,7 +158,7 @@ pub enum Notice {
 
 type Outcome<T> = oneshot::Sender<Result<T, TransitionError>>;
 
-/// One row of [`Request::TransitionMany`].
+/// One row of [`Request::Transitions`].
 struct ManyRow {
     user: String,
     state: String,
@@ -168,16 +168,8 @@ struct ManyRow {
 }
 
 enum Request {
-    Transition {
-        user: String,
-        state: String,
-        options: TransitionOptions,
-        accepted: oneshot::Sender<Result<TransitionId, CommandError>>,
-        done: Outcome<StateChanged>,
-        deferred: oneshot::Sender<Deferred>,
-    },
     /// Rows admitted in order in one round (one log sync for their intents), up to the first refused `BUSY`.
-    TransitionMany {
+    Transitions {
         rows: Vec<ManyRow>,
         accepted: oneshot::Sender<Vec<Result<TransitionId, CommandError>>>,
     },
@@ -465,26 +457,10 @@ impl AgentStateManager {
         state: &str,
         options: &TransitionOptions,
     ) -> Result<PendingChange, TransitionError> {
-        let (done, done_rx) = oneshot::channel();
-        let (deferred, deferred_rx) = oneshot::channel();
-        let accepted = self
-            .ask(|accepted| Request::Transition {
-                user: user_id.to_owned(),
-                state: state.to_owned(),
-                options: options.clone(),
-                accepted,
-                done,
-                deferred,
-            })
+        self.submit_transitions([(user_id, state, options)])
             .await
-            .ok_or_else(|| self.stopped())?;
-        let id = accepted.map_err(TransitionError::from)?;
-        Ok(PendingChange {
-            id,
-            done: done_rx,
-            deferred: deferred_rx,
-            log_failed: self.log_failed.clone(),
-        })
+            .pop()
+            .expect("one answer for one change")
     }
 
     /// Submits many changes at once, admitted in the order given in one step of the driver (one log sync for
@@ -515,7 +491,7 @@ impl AgentStateManager {
             return Vec::new();
         }
         let Some(answers) = self
-            .ask(|accepted| Request::TransitionMany {
+            .ask(|accepted| Request::Transitions {
                 rows: many,
                 accepted,
             })
@@ -769,10 +745,6 @@ impl StopBounds {
 struct Closing {
     /// `None`: wait for every webhook, however long.
     drain_until: Option<Instant>,
-    /// When changes never sent are ended `CLOSED` (`None`: never; every change runs to its end).
-    abandon_at: Option<Instant>,
-    /// When the engine is closed and every change still open ends (`None`: never).
-    close_at: Option<Instant>,
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
@@ -885,8 +857,6 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
             .as_ref()
             .and_then(|c| c.drain_until)
             .filter(|t| *t > Instant::now());
-        let abandon_at = d.closing.as_ref().and_then(|c| c.abandon_at);
-        let close_at = d.closing.as_ref().and_then(|c| c.close_at);
         tokio::select! {
             request = d.rx.recv(), if commands_open => match request {
                 Some(r) => d.handle(r),
@@ -895,8 +865,6 @@ async fn run(mut d: Driver, in_flight: &mut JoinSet<()>) {
             Some((id, result)) = http_rx.recv() => d.answer(id, result),
             () = sleep_until(wake) => d.engine.handle_timeout(d.clocks.now()),
             () = sleep_until(drain_until) => {}
-            () = sleep_until(abandon_at) => d.abandon_unsent(),
-            () = sleep_until(close_at) => d.close_engine(),
         }
         while let Ok((id, result)) = http_rx.try_recv() {
             d.answer(id, result);
@@ -1010,21 +978,6 @@ impl Driver {
     fn handle(&mut self, request: Request) {
         let now = self.clocks.now();
         match request {
-            Request::Transition {
-                user,
-                state,
-                options,
-                accepted,
-                done,
-                deferred,
-            } => {
-                let result = self.engine.transition_with(now, &user, &state, &options);
-                if let Ok(id) = result {
-                    self.waiting
-                        .insert(id, Waiter::Change(done, Some(deferred)));
-                }
-                let _ = accepted.send(result);
-            }
             Request::Validate { user, state, done } => {
                 match self.engine.validate(now, &user, &state) {
                     Ok(id) => {
@@ -1084,7 +1037,7 @@ impl Driver {
             Request::AgentView(user, r) => {
                 let _ = r.send(self.engine.agent_view(&user, now));
             }
-            Request::TransitionMany { rows, accepted } => {
+            Request::Transitions { rows, accepted } => {
                 let mut answers = Vec::with_capacity(rows.len());
                 for row in rows {
                     let result =
@@ -1108,15 +1061,17 @@ impl Driver {
                 let _ = reply.send(());
             }
             Request::Shutdown(bounds, reply) => {
-                // Nothing new is polled while the changes in flight finish.
-                self.engine.stop_observing();
-                self.engine.stop_accepting();
-                let started = Instant::now();
-                let at = |d: Option<Duration>| d.and_then(|d| started.checked_add(d));
+                // Nothing new is polled while the changes in flight finish, within the bounds.
+                let ms = |d: Option<Duration>| {
+                    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                };
+                self.engine.stop_within(
+                    now,
+                    ms(bounds.abandon_unsent_after),
+                    ms(bounds.close_after),
+                );
                 self.closing = Some(Closing {
-                    drain_until: started.checked_add(bounds.webhook_drain),
-                    abandon_at: at(bounds.abandon_unsent_after),
-                    close_at: at(bounds.close_after),
+                    drain_until: Instant::now().checked_add(bounds.webhook_drain),
                     reply,
                 });
             }
@@ -1160,38 +1115,6 @@ impl Driver {
     }
 
     /// Shutting down, every change finished, and the outbox empty or out of time.
-    /// The stop's grace is over: changes never sent end `CLOSED` (audited); those sent run to their end.
-    fn abandon_unsent(&mut self) {
-        if let Some(c) = &mut self.closing {
-            c.abandon_at = None;
-        }
-        let ended = self.engine.abandon_unsent(self.clocks.now());
-        if ended > 0 {
-            tracing::warn!(
-                ended,
-                "the stop's grace ran out: changes never sent were ended CLOSED (not made)"
-            );
-        }
-    }
-
-    /// The stop's last bound: every change still open ends now, one that may have reached the tenant as
-    /// `OUTCOME_UNKNOWN` (the next start settles it), any other as `CLOSED`; all audited.
-    fn close_engine(&mut self) {
-        if let Some(c) = &mut self.closing {
-            c.close_at = None;
-        }
-        let open = self.engine.open_changes();
-        // Nothing open: the outbox keeps its drain time.
-        if open == 0 {
-            return;
-        }
-        self.engine.close(self.clocks.now());
-        tracing::warn!(
-            open,
-            "the stop's bound ran out: changes still open were ended (OUTCOME_UNKNOWN if they may have been sent)"
-        );
-    }
-
     fn done(&self) -> bool {
         let Some(c) = &self.closing else {
             return false;

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use cxone_agent_state_core::{
-    last_checkpoint_start, scan_log, LogError, LogScan, LogState, Record,
+    last_checkpoint_start, scan_log, AuditRecord, LogError, LogScan, LogState, Record,
 };
 use tokio::sync::oneshot;
 
@@ -108,6 +108,33 @@ pub fn open(
 pub fn recover(path: &Path, now_unix_ms: u64) -> Result<Recovery, StoreError> {
     let mut file = open_locked(path)?;
     recover_file(&mut file, path, now_unix_ms)
+}
+
+/// The audit records of a log, read line by line as they stand, one line in memory at a time: for readers
+/// beside a running writer (a service's event stream, a report over a window), which must never hold the
+/// log. A line that is not an audit record (another kind, a torn last line) is passed over; a read error
+/// is the last item.
+pub fn audit_records(file: File) -> impl Iterator<Item = io::Result<AuditRecord>> {
+    let mut reader = io::BufReader::new(file);
+    let (mut line, mut failed) = (Vec::new(), false);
+    std::iter::from_fn(move || loop {
+        if failed {
+            return None;
+        }
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return None,
+            Err(e) => {
+                failed = true;
+                return Some(Err(e));
+            }
+            Ok(_) => {}
+        }
+        if let Ok(Record::Audit(a)) = Record::parse_line(line.strip_suffix(b"\n").unwrap_or(&line))
+        {
+            return Some(Ok(a));
+        }
+    })
 }
 
 /// Whether the log at `path` is a simulation's: `Some(true)` when its first record is the mark a simulation

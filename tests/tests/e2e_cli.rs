@@ -65,13 +65,7 @@ async fn transition_success_prints_json_and_exits_0(profile: Profile) {
     // Both changes are in the audit log as successes carrying the keys the tenant saw.
     let records = read_audit(&audit);
     assert_eq!(records.len(), 2, "{records:?}");
-    let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
-    let accepted: Vec<String> = accepted
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(key_of)
-        .collect();
+    let accepted = accepted_keys(&sim.base_url).await;
     let logged: Vec<String> = records.iter().filter_map(key_of).collect();
     assert_eq!(accepted, logged);
     assert!(records.iter().all(|r| r["success"] == true));
@@ -1162,13 +1156,7 @@ async fn bulk_killed_halfway_recovers_on_restart() {
         successes.len(),
         "each change is recorded as a success once"
     );
-    let accepted = admin_get(&sim.base_url, "/admin/accepted-changes").await;
-    let accepted_keys: Vec<String> = accepted
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(key_of)
-        .collect();
+    let accepted_keys = accepted_keys(&sim.base_url).await;
     let accepted_set: BTreeSet<String> = accepted_keys.iter().cloned().collect();
     assert_eq!(
         accepted_set.len(),

@@ -1540,13 +1540,7 @@ async fn sigterm_during_a_batch_loses_nothing(profile: Profile) {
         );
     }
     // Every change the tenant applied has its success record, and none is recorded that it did not apply.
-    let accepted = admin_get(&tenant.base_url, "/admin/accepted-changes").await;
-    let accepted: BTreeSet<String> = accepted
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(key_of)
-        .collect();
+    let accepted: BTreeSet<String> = accepted_keys(&tenant.base_url).await.into_iter().collect();
     let missing: Vec<&String> = accepted.difference(&success_keys).collect();
     assert!(
         missing.is_empty(),

@@ -311,6 +311,17 @@ pub fn key_of(v: &Value) -> Option<String> {
     v["idempotencyKey"].as_str().map(str::to_owned)
 }
 
+/// The `Idempotency-Key` of every change the tenant at `base_url` applied, in order.
+pub async fn accepted_keys(base_url: &str) -> Vec<String> {
+    super::admin_get(base_url, "/admin/accepted-changes")
+        .await
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(key_of)
+        .collect()
+}
+
 /// Waits until nothing accepts connections on `addr` any more.
 pub fn port_closes(addr: SocketAddr, within: Duration) -> bool {
     let end = Instant::now() + within;
@@ -479,6 +490,21 @@ pub struct Running {
     reader: tokio::task::JoinHandle<()>,
 }
 
+/// Keeps every line `lines` yields in `sink` as it comes, until the stream ends.
+pub fn keep_lines<R>(
+    mut lines: tokio::io::Lines<R>,
+    sink: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    })
+}
+
 impl Running {
     /// Starts `cmd` with stdout and stderr piped and no stdin.
     pub fn spawn(cmd: Command) -> Self {
@@ -491,13 +517,7 @@ impl Running {
         let mut child = cmd.spawn().expect("the CLI starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let reader = keep_lines(tokio::io::BufReader::new(stdout).lines(), lines.clone());
         Self {
             child,
             lines,

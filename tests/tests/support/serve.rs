@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
-use super::cli::{cli, path_str, run};
+use super::cli::{cli, keep_lines, path_str, run};
 
 /// A key file holding one read-write and one read-only key, and the keys themselves.
 pub struct KeyFile {
@@ -98,12 +98,7 @@ impl Service {
         })
         .await
         .expect("serve listens within 20 s");
-        let sink = stderr.clone();
-        let reader = tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let reader = keep_lines(lines, stderr.clone());
         Self {
             child,
             base,

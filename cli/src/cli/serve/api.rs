@@ -19,7 +19,7 @@ use cxone_agent_state::core::{
     Actor, ActorRole, AuditRecord, ErrorCode, Event, Override, Record, ReportReplay, StateChanged,
     TransitionError, TransitionOptions,
 };
-use cxone_agent_state::{AgentStateManager, Notice, Progress};
+use cxone_agent_state::{store, AgentStateManager, Notice, Progress};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -628,16 +628,17 @@ async fn run_batch(
             let _ = tx.send(o).await;
         }
     });
-    let parsed: Vec<Result<BatchRow, String>> = rows
+    // Each row as a change and its options, or why it is not one.
+    let parsed: Vec<Result<(BatchRow, TransitionOptions), String>> = rows
         .into_iter()
         .map(|v| {
             serde_json::from_value::<BatchRow>(v)
+                .map(|r| {
+                    let options = r.change.options(&caller);
+                    (r, options)
+                })
                 .map_err(|e| format!("not a change request {{userId, state, …}}: {e}"))
         })
-        .collect();
-    let options: Vec<Option<TransitionOptions>> = parsed
-        .iter()
-        .map(|r| r.as_ref().ok().map(|r| r.change.options(&caller)))
         .collect();
     let (mut next, mut slots_sent) = (0usize, 0usize);
     while next < parsed.len() {
@@ -652,14 +653,10 @@ async fn run_batch(
             next += 1;
             continue;
         }
-        let run = (next..run_end).filter_map(|i| {
-            let r = parsed[i].as_ref().ok()?;
-            Some((
-                r.user_id.as_str(),
-                r.change.state.as_str(),
-                options[i].as_ref()?,
-            ))
-        });
+        let run = parsed[next..run_end]
+            .iter()
+            .flatten()
+            .map(|(r, options)| (r.user_id.as_str(), r.change.state.as_str(), options));
         let answers = manager.submit_transitions(run).await;
         for pending in answers {
             let busy = matches!(&pending, Err(e) if e.code == ErrorCode::Busy);
@@ -668,7 +665,7 @@ async fn run_batch(
                 let _ = answered.changed().await;
                 break;
             }
-            let r = parsed[next].as_ref().expect("a run holds well-formed rows");
+            let (r, _) = parsed[next].as_ref().expect("a run holds well-formed rows");
             let _ = slots.send(Slot::Change {
                 row: next,
                 user: r.user_id.clone(),
@@ -847,20 +844,13 @@ async fn window_report(
     to: Option<u64>,
 ) -> Result<cxone_agent_state::core::ComplianceReport, ApiError> {
     tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
         let mut replay = ReportReplay::new(usize::MAX);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line)? > 0 {
-            if let Ok(Record::Audit(r)) =
-                Record::parse_line(line.strip_suffix(b"\n").unwrap_or(&line))
-            {
-                let at = cxone_agent_state::core::parse_iso8601(&r.timestamp).unwrap_or(0);
-                if from.is_none_or(|f| at >= f) && to.is_none_or(|t| at < t) {
-                    replay.ingest(&r);
-                }
+        for r in store::audit_records(std::fs::File::open(path)?) {
+            let r = r?;
+            let at = cxone_agent_state::core::parse_iso8601(&r.timestamp).unwrap_or(0);
+            if from.is_none_or(|f| at >= f) && to.is_none_or(|t| at < t) {
+                replay.ingest(&r);
             }
-            line.clear();
         }
         Ok::<_, std::io::Error>(replay.report())
     })
@@ -956,22 +946,10 @@ async fn records_after(
         })?;
     let (tx, rx) = mpsc::channel::<AuditRecord>(256);
     tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(file);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if let Ok(Record::Audit(a)) =
-                Record::parse_line(line.strip_suffix(b"\n").unwrap_or(&line))
-            {
-                // The client went away: stop reading.
-                if a.seq > after && tx.blocking_send(a).is_err() {
-                    return;
-                }
+        for a in store::audit_records(file).map_while(Result::ok) {
+            // The client went away: stop reading.
+            if a.seq > after && tx.blocking_send(a).is_err() {
+                return;
             }
         }
     });
@@ -987,15 +965,7 @@ fn events_stream(
     stopping: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>> {
-    // The newest seq sent (+1; 0: none yet): the live part skips what the backlog already sent.
-    let sent = Arc::new(std::sync::atomic::AtomicU64::new(
-        after.map_or(0, |a| a + 1),
-    ));
-    let noted = sent.clone();
-    let backlog = backlog.map(move |r| {
-        noted.fetch_max(r.seq + 1, Ordering::Relaxed);
-        Ok(audit_event(&r))
-    });
+    let backlog = backlog.map(|r| Live::Audit(Box::new(r)));
     let live = futures_util::stream::unfold((live, stopping), move |(mut rx, mut stopping)| {
         let metrics = metrics.clone();
         async move {
@@ -1024,17 +994,19 @@ fn events_stream(
             }
         }
     });
-    backlog.chain(live.filter_map(move |item| {
+    // The newest seq sent: the live part skips what the backlog already sent.
+    let mut last = after;
+    backlog.chain(live).filter_map(move |item| {
         let out = match item {
-            Live::Audit(r) if r.seq + 1 > sent.load(Ordering::Relaxed) => {
-                sent.store(r.seq + 1, Ordering::Relaxed);
+            Live::Audit(r) if last.is_none_or(|l| r.seq > l) => {
+                last = Some(r.seq);
                 Some(Ok(audit_event(&r)))
             }
             Live::Audit(_) => None,
             Live::Heartbeat(data) => Some(Ok(SseEvent::default().event("heartbeat").data(data))),
         };
         async move { out }
-    }))
+    })
 }
 
 /// Liveness: the process answers.

@@ -476,7 +476,7 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         args.connect.request_timeout(),
         args.connect.webhook_drain(),
     );
-    let http_deadline = grace + args.connect.request_timeout() + Duration::from_secs(2);
+    let http_deadline = bounds.close_after.unwrap_or(grace) + Duration::from_secs(2);
     let shutdown = handle.clone();
     let stopping_manager = manager.clone();
     let mut stops = super::connect::stop_requests();
