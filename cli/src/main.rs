@@ -148,9 +148,27 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CXONE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if service { "info" } else { "warn" })
     });
+    // The service writes a line per request: a thread of its own writes them, a batch at a time, so no
+    // request waits on a `write` to stderr. Nothing is dropped (a full queue makes the logger wait), and
+    // what is queued is written when `main` returns (`_flush_logs_at_exit`).
+    let (writer, _flush_logs_at_exit) = if service {
+        let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("cxone-log-lines")
+            .finish(std::io::BufWriter::new(std::io::stderr()));
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(w),
+            Some(guard),
+        )
+    } else {
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            None,
+        )
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if log_json {
         logs.json()
             .with_current_span(true)

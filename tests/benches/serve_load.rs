@@ -11,7 +11,8 @@
 //! phases: every 200 is exactly one success audit record in the log and one change the tenant applied, no
 //! idempotency key twice, and every agent ends in the state of its last 200. Run with `make bench` (or
 //! `cargo bench -p cxone-agent-state-tests --bench serve_load`); `SERVE_LOAD_CLIENTS`, `SERVE_LOAD_AGENTS`,
-//! `SERVE_LOAD_REQUESTS`, `SERVE_LOAD_PACED` and `SERVE_LOAD_LATENCY_MS` change the load.
+//! `SERVE_LOAD_REQUESTS`, `SERVE_LOAD_PACED` and `SERVE_LOAD_LATENCY_MS` change the load;
+//! `SERVE_LOAD_BIN` runs another build of the program (a profiling build, say).
 //!
 //! The service is the release binary (built here if missing); the clients, the tenant and the baseline share
 //! this process. Everything shares the machine's cores, so the figures are for the whole loop on this host.
@@ -92,7 +93,9 @@ fn main() {
             jitter_ms: 5,
         }
     };
-    let bin = cargo_env::build_program();
+    // `SERVE_LOAD_BIN`: another build of the program (a profiling build, say) instead of this profile's.
+    let bin = std::env::var_os("SERVE_LOAD_BIN")
+        .map_or_else(cargo_env::build_program, std::path::PathBuf::from);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(run(load, &bin, quick));
 }
