@@ -72,8 +72,9 @@ pub(crate) fn client() -> reqwest::Client {
         .use_rustls_tls()
         .connect_timeout(CONNECT_TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(90))
-        // As many idle connections as there were requests in flight: at a few thousand changes a second a
-        // smaller pool closes connections after each burst only to open them again (a handshake each).
+        // Room for every connection a busy moment opened: at a few thousand changes a second there are
+        // hundreds of requests in flight, and a smaller pool closes connections after each burst only to
+        // open them again (a handshake each).
         .pool_max_idle_per_host(1024)
         .user_agent(concat!("cxone-agent-state/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -144,6 +144,11 @@ pub struct ShutdownSummary {
     /// Where the audit chain stands: its last record's seq and hash, an anchor for `audit verify --head`
     /// (a hash chain alone cannot see a deleted tail).
     pub audit_head: ChainHead,
+    /// Changes that ended `CLOSED` during the stop: never sent, not made (audited).
+    pub ended_closed: usize,
+    /// Changes that ended `OUTCOME_UNKNOWN` during the stop: they may have reached the tenant; the next
+    /// start settles them with new records.
+    pub ended_unknown: usize,
 }
 
 /// What subscribers hear: every event, and every record once it is durable.
@@ -745,6 +750,9 @@ impl StopBounds {
 struct Closing {
     /// `None`: wait for every webhook, however long.
     drain_until: Option<Instant>,
+    /// Changes ended `CLOSED` and `OUTCOME_UNKNOWN` since the stop began (the engine's bounds end them).
+    ended_closed: usize,
+    ended_unknown: usize,
     reply: oneshot::Sender<ShutdownSummary>,
 }
 
@@ -1072,6 +1080,8 @@ impl Driver {
                 );
                 self.closing = Some(Closing {
                     drain_until: Instant::now().checked_add(bounds.webhook_drain),
+                    ended_closed: 0,
+                    ended_unknown: 0,
                     reply,
                 });
             }
@@ -1087,6 +1097,13 @@ impl Driver {
                 }
             }
             Event::TransitionFailed(f) => {
+                if let Some(c) = &mut self.closing {
+                    match f.error.code {
+                        ErrorCode::Closed => c.ended_closed += 1,
+                        ErrorCode::OutcomeUnknown => c.ended_unknown += 1,
+                        _ => {}
+                    }
+                }
                 if let Some(Waiter::Change(r, _)) = self.waiting.remove(&f.transition_id) {
                     let _ = r.send(Err(f.error.clone()));
                 }
@@ -1143,6 +1160,8 @@ impl Driver {
                 undelivered_webhooks: counts.pending_webhooks,
                 dead_letters: counts.dead_letters,
                 audit_head: self.engine.chain_head().clone(),
+                ended_closed: c.ended_closed,
+                ended_unknown: c.ended_unknown,
             });
         }
     }

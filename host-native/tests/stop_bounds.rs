@@ -84,7 +84,12 @@ async fn a_bounded_stop_closes_what_never_left_and_leaves_the_sent_change_unknow
         Duration::from_millis(300),
         Duration::ZERO,
     );
-    manager.stop(bounds).await;
+    let summary = manager.stop(bounds).await;
+    assert_eq!(
+        (summary.ended_closed, summary.ended_unknown),
+        (1, 1),
+        "the stop tells what its bounds ended: {summary:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "bounded, not waiting for the tenant's answer: {:?}",

@@ -93,7 +93,6 @@ fn main() {
             jitter_ms: 5,
         }
     };
-    // `SERVE_LOAD_BIN`: another build of the program (a profiling build, say) instead of this profile's.
     let bin = std::env::var_os("SERVE_LOAD_BIN")
         .map_or_else(cargo_env::build_program, std::path::PathBuf::from);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

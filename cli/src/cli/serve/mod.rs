@@ -526,6 +526,18 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
             manager.stop(now).await
         }
     };
+    if summary.ended_closed > 0 {
+        tracing::warn!(
+            ended = summary.ended_closed,
+            "the stop's grace ran out: changes never sent were ended CLOSED (not made)"
+        );
+    }
+    if summary.ended_unknown > 0 {
+        tracing::warn!(
+            ended = summary.ended_unknown,
+            "the stop's bound ran out: changes that may have reached the tenant ended OUTCOME_UNKNOWN (the next start settles them)"
+        );
+    }
     if summary.undelivered_webhooks > 0 {
         eprintln!(
             "{} webhook event(s) are still waiting; they will be delivered on the next start",
