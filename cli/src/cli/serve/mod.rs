@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum_server::accept::NoDelayAcceptor;
 use clap::{Args, CommandFactory, Subcommand};
 use cxone_agent_state::core::{redact_url, Source};
 use cxone_agent_state::{AgentStateManager, ManagerConfig, Notice, StopBounds};
@@ -491,19 +492,24 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     });
     let read_timeout = Duration::from_millis(args.read_timeout_ms);
     let service = router.into_make_service();
+    // Every accepted connection sends as it writes (TCP_NODELAY): with Nagle's algorithm a small write
+    // (an answer, a streamed batch row, an event) waits behind any unacknowledged one, up to the client's
+    // delayed ACK (tens of milliseconds).
     let served = match tls {
         Some((cert, key)) => {
             let config = load_tls(&cert, &key).map_err(|e| Failure::new("INVALID_CONFIG", e))?;
-            let mut server = axum_server::from_tcp_rustls(
-                listener,
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(
                 axum_server::tls_rustls::RustlsConfig::from_config(config),
             )
-            .handle(handle);
+            .acceptor(NoDelayAcceptor);
+            let mut server = axum_server::from_tcp(listener).acceptor(tls).handle(handle);
             tune(server.http_builder(), read_timeout);
             server.serve(service).await
         }
         None => {
-            let mut server = axum_server::from_tcp(listener).handle(handle);
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(NoDelayAcceptor)
+                .handle(handle);
             tune(server.http_builder(), read_timeout);
             server.serve(service).await
         }
