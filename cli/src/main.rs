@@ -24,8 +24,8 @@ use cli::fail;
 /// another thread what they allocated on one) took about a fifth of the process's CPU. Built without its
 /// transparent huge pages (the `no_thp` feature): a fault on such a page zeroes 2 MiB, after compacting memory
 /// where the kernel defragments for `madvise`d regions, on the worker that touched it; with them the
-/// service's p99 in the load bench was 5 to 15 ms above the library's in some rounds, without them within
-/// 3 ms in every round.
+/// service's p99 in the load bench was 5 to 16 ms above the library's in some rounds, without them at most
+/// 4 ms in any round.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
