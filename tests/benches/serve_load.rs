@@ -252,54 +252,49 @@ async fn drive(load: Load, send: Send1) -> Outcome {
 }
 
 /// The latency phase, open loop: `load.paced` changes on each path, the paths' requests interleaved one
-/// by one (request `i` goes to path `(i + shift) % paths`) at [`PACED_RATE`] per second in all, so that a
-/// noisy moment of the machine falls on every path alike. Each is sent at its scheduled time whatever the
-/// answers before it (so a slow answer cannot hide the ones queued behind it); each path goes round-robin
-/// over its agents, each change the opposite of the agent's state so far. Latency is measured from the
-/// scheduled time. Returns, per path, the phase and its `before` brought up to date for the ground truth
-/// (its totals and each agent's last state).
-async fn drive_paced(
+/// by one (request `i` goes to path `(i + shift) % N`) at [`PACED_RATE`] per second in all, so that a noisy
+/// moment of the machine falls on every path alike. Each is sent at its scheduled time whatever the answers
+/// before it (so a slow answer cannot hide the ones queued behind it); each path goes round-robin over its
+/// agents, each change the opposite of the agent's state so far. Latency is measured from the scheduled
+/// time. Returns each path's round; each rig's totals and agents' last states are brought up to date for
+/// the ground truth.
+async fn drive_paced<const N: usize>(
     load: Load,
-    paths: Vec<(Send1, Outcome)>,
+    mut rigs: [&mut Rig; N],
     shift: usize,
-) -> Vec<(Outcome, Outcome)> {
+) -> [Outcome; N] {
     let flip = |s: &str| if s == "READY" { "NOT_READY" } else { "READY" };
-    let n = paths.len();
-    let mut next: Vec<Vec<&'static str>> = paths
-        .iter()
-        .map(|(_, before)| {
-            before
-                .last_state
-                .iter()
-                .map(|s| flip(s.unwrap_or("NOT_READY")))
-                .collect()
-        })
-        .collect();
+    let mut next: [Vec<&'static str>; N] = std::array::from_fn(|p| {
+        rigs[p]
+            .total
+            .last_state
+            .iter()
+            .map(|s| flip(s.unwrap_or("NOT_READY")))
+            .collect()
+    });
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..load.paced * n {
+    for i in 0..load.paced * N {
         let at = start + Duration::from_secs_f64(i as f64 / PACED_RATE);
         tokio::time::sleep_until(at).await;
-        let (p, j) = ((i + shift) % n, i / n);
+        let (p, j) = ((i + shift) % N, i / N);
         let a = j % load.agents;
         let state = next[p][a];
         next[p][a] = flip(state);
-        let send = paths[p].0.clone();
+        let send = rigs[p].send.clone();
         tasks.spawn(async move {
             let r = send(agent_name(a), state).await;
             (p, j, a, state, at.elapsed(), r)
         });
     }
-    let mut ended: Vec<(Outcome, Outcome, Vec<Option<usize>>)> = paths
-        .into_iter()
-        .map(|(_, before)| (Outcome::default(), before, vec![None; load.agents]))
-        .collect();
+    let mut rounds: [Outcome; N] = std::array::from_fn(|_| Outcome::default());
+    let mut newest = vec![[None::<usize>; N]; load.agents];
     while let Some(r) = tasks.join_next().await {
         let (p, j, a, state, took, r) = r.expect("no panics");
-        let (paced, total, newest) = &mut ended[p];
-        let newer = newest[a].is_none_or(|n| j > n);
+        let (paced, total) = (&mut rounds[p], &mut rigs[p].total);
+        let newer = newest[a][p].is_none_or(|n| j > n);
         if newer {
-            newest[a] = Some(j);
+            newest[a][p] = Some(j);
         }
         match r {
             Ok(()) => {
@@ -320,15 +315,12 @@ async fn drive_paced(
         }
     }
     let wall = start.elapsed();
-    ended
-        .into_iter()
-        .map(|(mut paced, mut total, _)| {
-            paced.wall = wall;
-            paced.latencies_us.sort_unstable();
-            total.uncertain = total.last_state.iter().filter(|s| s.is_none()).count();
-            (paced, total)
-        })
-        .collect()
+    for (paced, rig) in rounds.iter_mut().zip(rigs.iter_mut()) {
+        paced.wall = wall;
+        paced.latencies_us.sort_unstable();
+        rig.total.uncertain = rig.total.last_state.iter().filter(|s| s.is_none()).count();
+    }
+    rounds
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc` (None elsewhere).
@@ -491,20 +483,6 @@ impl Rig {
         let check = finish(total.clone()).await;
         (total, check)
     }
-}
-
-/// One paced round of `load.paced` changes on each path, their requests interleaved (see [`drive_paced`]).
-async fn pace<const N: usize>(mut rigs: [&mut Rig; N], load: Load, shift: usize) -> [Outcome; N] {
-    let paths = rigs
-        .iter_mut()
-        .map(|rig| (rig.send.clone(), std::mem::take(&mut rig.total)))
-        .collect();
-    let mut ended = drive_paced(load, paths, shift).await.into_iter();
-    rigs.map(|rig| {
-        let (round, total) = ended.next().expect("one per path");
-        rig.total = total;
-        round
-    })
 }
 
 /// The library path through its closed-loop phase, and the CPU seconds that phase took.
@@ -808,7 +786,7 @@ async fn run(load: Load, bin: &Path, quick: bool) {
     };
     let mut rounds = Vec::new();
     for r in 0..PACED_ROUNDS {
-        let [l, s] = pace([&mut lib_rig, &mut svc_rig], round, r).await;
+        let [l, s] = drive_paced(round, [&mut lib_rig, &mut svc_rig], r).await;
         rounds.push((l, s));
     }
     let (lib, svc) = (lib_rig.closed.clone(), svc_rig.closed.clone());
@@ -844,13 +822,13 @@ async fn run(load: Load, bin: &Path, quick: bool) {
         svc.per_sec() / lib.per_sec().max(1e-9),
         verdict(throughput_ok)
     );
-    let unloaded_ms = {
-        let all: Vec<u64> = rounds
-            .iter()
-            .flat_map(|(l, _)| l.latencies_us.iter().copied())
-            .collect();
-        all.iter().sum::<u64>() as f64 / all.len().max(1) as f64 / 1000.0
-    };
+    let (sum_us, n) = rounds.iter().fold((0u64, 0usize), |(s, n), (l, _)| {
+        (
+            s + l.latencies_us.iter().sum::<u64>(),
+            n + l.latencies_us.len(),
+        )
+    });
+    let unloaded_ms = sum_us as f64 / n.max(1) as f64 / 1000.0;
     println!(
         "  the clients' own ceiling: {} clients ÷ {unloaded_ms:.2} ms (the library's mean answer in the open loop, below) = {:.0} changes/s",
         load.clients,

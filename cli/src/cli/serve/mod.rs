@@ -494,25 +494,23 @@ async fn serve_async(args: &RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     let service = router.into_make_service();
     // Every accepted connection sends as it writes (TCP_NODELAY): with Nagle's algorithm a small write
     // (an answer, a streamed batch row, an event) waits behind any unacknowledged one, up to the client's
-    // delayed ACK (tens of milliseconds).
+    // delayed ACK (tens of milliseconds). TLS, when given, wraps the same acceptor.
+    let mut server = axum_server::from_tcp(listener)
+        .acceptor(NoDelayAcceptor)
+        .handle(handle);
+    tune(server.http_builder(), read_timeout);
     let served = match tls {
         Some((cert, key)) => {
             let config = load_tls(&cert, &key).map_err(|e| Failure::new("INVALID_CONFIG", e))?;
-            let tls = axum_server::tls_rustls::RustlsAcceptor::new(
-                axum_server::tls_rustls::RustlsConfig::from_config(config),
-            )
-            .acceptor(NoDelayAcceptor);
-            let mut server = axum_server::from_tcp(listener).acceptor(tls).handle(handle);
-            tune(server.http_builder(), read_timeout);
-            server.serve(service).await
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            server
+                .map(|no_delay| {
+                    axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(no_delay)
+                })
+                .serve(service)
+                .await
         }
-        None => {
-            let mut server = axum_server::from_tcp(listener)
-                .acceptor(NoDelayAcceptor)
-                .handle(handle);
-            tune(server.http_builder(), read_timeout);
-            server.serve(service).await
-        }
+        None => server.serve(service).await,
     };
     if let Err(e) = served {
         tracing::error!("the server failed: {e}");
