@@ -2,6 +2,9 @@
 //! while the simulated tenant answers with a realistic latency and a rate limit far above the load. The same
 //! load also goes through the library directly (`AgentStateManager::transition_state` from N tasks, against a
 //! fresh tenant with the same settings and its own audit log): the baseline measured in the same run.
+//! Each path's tenant is a `sim-server` process of its own, as CXone is remote: with the tenant inside the
+//! bench's runtime, the library's answers came back without crossing a process (often on the very thread
+//! that waited for them) while the service's crossed two, and that showed as the service's "overhead".
 //!
 //! Two phases on each path. Closed loop (each client sends its next change when the last is answered):
 //! throughput, changes answered 200 per second, with p50/p99. Open loop at a fixed rate below both paths'
@@ -13,30 +16,29 @@
 //! idempotency key twice, and every agent ends in the state of its last 200. Run with `make bench` (or
 //! `cargo bench -p cxone-agent-state-tests --bench serve_load`); `SERVE_LOAD_CLIENTS`, `SERVE_LOAD_AGENTS`,
 //! `SERVE_LOAD_REQUESTS`, `SERVE_LOAD_PACED` and `SERVE_LOAD_LATENCY_MS` change the load;
-//! `SERVE_LOAD_BIN` runs another build of the program (a profiling build, say).
+//! `SERVE_LOAD_BIN` runs another build of the program as the service (a profiling build, say).
 //!
-//! The service is the release binary (built here if missing); the clients, the tenant and the baseline share
-//! this process. Everything shares the machine's cores, so the figures are for the whole loop on this host.
+//! The service and the tenants are the release binary (built here if missing); the clients and the library
+//! share this process. Everything shares the machine's cores, so the figures are for the whole loop on this
+//! host.
 
-#[path = "../tests/support/cargo_env.rs"]
-mod cargo_env;
 #[path = "../../core/benches/common/mod.rs"]
 mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cxone_agent_state::{now_ms, AgentStateManager, ManagerConfig};
-use cxone_agent_state_core::sim::{AgentPlan, SimConfig, SimTenant};
+use cxone_agent_state::{AgentStateManager, ManagerConfig};
 use cxone_agent_state_core::{EngineConfig, RateLimit, Record, Secret};
-use cxone_agent_state_sim_server::{self as sim_server, SimServerHandle};
+use support::{SimProcess, CLIENT_ID, CLIENT_SECRET};
 
 /// Targets of the issue.
 const TARGET_PER_SEC: f64 = 5_000.0;
@@ -50,8 +52,6 @@ const RATE_PER_MIN: u32 = 6_000_000;
 const TENANT_BURST: u32 = 100_000;
 /// The states each agent alternates between, so every request is a real change.
 const STATES: [&str; 2] = ["READY", "NOT_READY"];
-const CLIENT_ID: &str = "sim-client";
-const CLIENT_SECRET: &str = "sim-secret";
 
 #[derive(Clone, Copy, Debug)]
 struct Load {
@@ -99,35 +99,108 @@ fn main() {
         }
     };
     let bin = std::env::var_os("SERVE_LOAD_BIN")
-        .map_or_else(cargo_env::build_program, std::path::PathBuf::from);
+        .map_or_else(support::cargo_env::build_program, std::path::PathBuf::from);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(run(load, &bin, quick));
 }
 
+/// The sim-server's agents are `agent-0001`…
 fn agent_name(i: usize) -> String {
-    format!("agent-{i:05}")
+    format!("agent-{:04}", i + 1)
 }
 
-/// A tenant with `agents` agents on shift all day (no breaks), the given latency and a very high limit.
-async fn tenant(load: Load) -> SimServerHandle {
-    let now = now_ms();
-    let mut tenant = SimTenant::new(SimConfig {
-        rate_per_minute: RATE_PER_MIN,
-        burst: TENANT_BURST,
-        latency_ms: load.latency_ms,
-        latency_jitter_ms: load.jitter_ms,
-        ..SimConfig::default()
-    });
-    for i in 0..load.agents {
-        tenant.add_agent(AgentPlan::on_shift(
-            agent_name(i),
-            now - 3_600_000,
-            now + 23 * 3_600_000,
-        ));
+/// A simulated tenant in a process of its own (`cxone-agent-state sim-server`), as a real tenant is: the
+/// library path's answers cross a process boundary just as the service's do, so the two paths differ only
+/// by the service's layer. Its `agents` agents are on shift all day (no breaks), with the given latency and
+/// a very high limit. It stops when dropped (or when the bench dies: its stdin closes).
+struct Tenant {
+    process: SimProcess,
+    http: reqwest::Client,
+}
+
+/// What the tenant holds at the end: its side of the ground truth.
+struct TenantTruth {
+    /// Every applied change, `(idempotency key, user, state)`, in order.
+    accepted: Vec<(String, String, String)>,
+    idempotent_replays: u64,
+    /// Each agent's state (index `i` is `agent_name(i)`).
+    states: Vec<Option<String>>,
+}
+
+impl Tenant {
+    fn start(load: Load) -> Self {
+        let process = SimProcess::start(&[
+            "--agents",
+            &load.agents.to_string(),
+            "--rate-limit",
+            &RATE_PER_MIN.to_string(),
+            "--burst",
+            &TENANT_BURST.to_string(),
+            "--latency-ms",
+            &load.latency_ms.to_string(),
+            "--latency-jitter-ms",
+            &load.jitter_ms.to_string(),
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+        ]);
+        Self {
+            process,
+            http: reqwest::Client::new(),
+        }
     }
-    sim_server::start(SocketAddr::from(([127, 0, 0, 1], 0)), tenant)
-        .await
-        .expect("sim-server starts")
+
+    fn base_url(&self) -> String {
+        self.process.base_url.clone()
+    }
+
+    async fn admin(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}/admin/{path}", self.process.base_url))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("sim-server admin")
+            .json()
+            .await
+            .expect("sim-server admin JSON")
+    }
+
+    async fn truth(&self, agents: usize) -> TenantTruth {
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let accepted = self
+            .admin("accepted-changes")
+            .await
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| {
+                (
+                    text(c, "idempotencyKey"),
+                    text(c, "userId"),
+                    text(c, "state"),
+                )
+            })
+            .collect();
+        let idempotent_replays = self.admin("ground-truth").await["idempotentReplays"]
+            .as_u64()
+            .expect("idempotentReplays");
+        let mut states = Vec::with_capacity(agents);
+        for i in 0..agents {
+            let agent = self.admin(&format!("agents/{}", agent_name(i))).await;
+            states.push(agent["state"].as_str().map(str::to_owned));
+        }
+        TenantTruth {
+            accepted,
+            idempotent_replays,
+            states,
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.process.pid().to_string()
+    }
 }
 
 type Send1 = Arc<
@@ -386,7 +459,7 @@ impl Check {
     }
 }
 
-fn check(log: &Path, server: &SimServerHandle, out: &Outcome) -> Check {
+async fn check(log: &Path, tenant: &Tenant, out: &Outcome) -> Check {
     let bytes = std::fs::read(log).expect("the audit log");
     let mut logged: HashMap<String, (String, String)> = HashMap::new();
     let (mut successes, mut failures_audited, mut duplicate_keys) = (0, 0, 0);
@@ -403,9 +476,8 @@ fn check(log: &Path, server: &SimServerHandle, out: &Outcome) -> Check {
             }
         }
     }
-    let tenant = server.tenant();
-    let tenant = tenant.lock().expect("tenant");
-    let accepted = tenant.accepted_changes();
+    let truth = tenant.truth(out.last_state.len()).await;
+    let accepted = &truth.accepted;
     let mut seen = HashSet::new();
     let mut tenant_duplicate_keys = 0;
     let mut mismatched = 0;
@@ -423,7 +495,7 @@ fn check(log: &Path, server: &SimServerHandle, out: &Outcome) -> Check {
     for (i, want) in out.last_state.iter().enumerate() {
         if let Some(want) = want {
             agents_checked += 1;
-            if tenant.agent_state(&agent_name(i)) != Some(*want) {
+            if truth.states[i].as_deref() != Some(*want) {
                 agents_wrong += 1;
             }
         }
@@ -434,7 +506,7 @@ fn check(log: &Path, server: &SimServerHandle, out: &Outcome) -> Check {
         duplicate_keys,
         tenant_accepted: accepted.len(),
         tenant_duplicate_keys,
-        tenant_replays: tenant.ground_truth().idempotent_replays,
+        tenant_replays: truth.idempotent_replays,
         mismatched,
         agents_wrong,
         agents_checked,
@@ -485,9 +557,10 @@ impl Rig {
     }
 }
 
-/// The library path through its closed-loop phase, and the CPU seconds that phase took.
+/// The library path through its closed-loop phase, and the CPU seconds that phase took (this process's
+/// and its tenant's).
 async fn run_library(load: Load, dir: &Path) -> (Rig, f64) {
-    let server = tenant(load).await;
+    let server = Tenant::start(load);
     let log = dir.join("library-audit.jsonl");
     let mut engine = EngineConfig::new(server.base_url(), CLIENT_ID, Secret::new(CLIENT_SECRET));
     engine.rate_limit = RateLimit {
@@ -509,14 +582,17 @@ async fn run_library(load: Load, dir: &Path) -> (Rig, f64) {
                 .map_err(|e| e.code.as_str().to_owned())
         })
     });
-    let cpu0 = cpu_secs("self");
+    let both = || Some(cpu_secs("self")? + cpu_secs(&server.pid())?);
+    let cpu0 = both();
     let out = drive(load, send.clone()).await;
-    let cpu = cpu_secs("self").zip(cpu0).map_or(f64::NAN, |(b, a)| b - a);
+    let cpu = both().zip(cpu0).map_or(f64::NAN, |(b, a)| b - a);
     let finish: Finish = Box::new(move |total| {
         Box::pin(async move {
             let manager = Arc::into_inner(manager).expect("all done");
             manager.shutdown(Duration::from_secs(1)).await;
-            check(&log, &server, &total)
+            let check = check(&log, &server, &total).await;
+            drop(server);
+            check
         })
     });
     (Rig::new(send, out, finish), cpu)
@@ -636,7 +712,9 @@ async fn scrape(client: &reqwest::Client, url: &str) -> String {
 /// Where the service's time went in the measured phase, from its metrics and CPU use.
 struct ServiceProfile {
     service_cpu: f64,
+    /// The clients.
     bench_cpu: f64,
+    tenant_cpu: f64,
     http_mean_ms: f64,
     fsyncs: f64,
     fsync_mean_ms: f64,
@@ -645,7 +723,7 @@ struct ServiceProfile {
 
 /// The service path through its closed-loop phase, and where its time went.
 async fn run_service(load: Load, dir: &Path, bin: &Path) -> (Rig, ServiceProfile) {
-    let server = tenant(load).await;
+    let server = Tenant::start(load);
     let service = Service::start(bin, dir, &server.base_url());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(load.clients * 2)
@@ -701,15 +779,18 @@ async fn run_service(load: Load, dir: &Path, bin: &Path) -> (Rig, ServiceProfile
     // The warm-up pass is inside `drive`; the profile spans the whole drive (warm-up is one change per
     // agent, a small share of the total).
     let before = scrape(&client, &service.url).await;
-    let (cpu_s0, cpu_b0) = (cpu_secs(&pid), cpu_secs("self"));
+    let tenant_pid = server.pid();
+    let cpu = || (cpu_secs(&pid), cpu_secs("self"), cpu_secs(&tenant_pid));
+    let (cpu_s0, cpu_b0, cpu_t0) = cpu();
     let out = drive(load, send.clone()).await;
-    let (cpu_s1, cpu_b1) = (cpu_secs(&pid), cpu_secs("self"));
+    let (cpu_s1, cpu_b1, cpu_t1) = cpu();
     let after = scrape(&client, &service.url).await;
     let d = |name: &str| metric(&after, name) - metric(&before, name);
     let per = |sum: &str, count: &str| d(sum) / d(count).max(1.0) * 1000.0;
     let profile = ServiceProfile {
         service_cpu: cpu_s1.zip(cpu_s0).map_or(f64::NAN, |(b, a)| b - a),
         bench_cpu: cpu_b1.zip(cpu_b0).map_or(f64::NAN, |(b, a)| b - a),
+        tenant_cpu: cpu_t1.zip(cpu_t0).map_or(f64::NAN, |(b, a)| b - a),
         http_mean_ms: per(
             "cxone_agent_state_http_request_duration_seconds_sum",
             "cxone_agent_state_http_request_duration_seconds_count",
@@ -729,7 +810,9 @@ async fn run_service(load: Load, dir: &Path, bin: &Path) -> (Rig, ServiceProfile
         Box::pin(async move {
             drop(client);
             service.stop();
-            check(&log, &server, &total)
+            let check = check(&log, &server, &total).await;
+            drop(server);
+            check
         })
     });
     (Rig::new(send, out, finish), profile)
@@ -890,11 +973,13 @@ async fn run(load: Load, bin: &Path, quick: bool) {
     let n = (svc.ok_total + svc.failures.values().sum::<usize>()).max(1) as f64;
     let ln = (lib.ok_total + lib.failures.values().sum::<usize>()).max(1) as f64;
     println!(
-        "  where the time goes: service process {:.1} CPU-s ({:.0} µs/change), bench process (clients + tenant) {:.1} CPU-s ({:.0} µs/change); library run {:.1} CPU-s ({:.0} µs/change, tenant included)",
+        "  where the time goes (closed loop): service process {:.1} CPU-s ({:.0} µs/change), its clients {:.1} CPU-s ({:.0} µs/change), its tenant {:.1} CPU-s ({:.0} µs/change); library run {:.1} CPU-s ({:.0} µs/change, its tenant's included)",
         profile.service_cpu,
         profile.service_cpu / n * 1e6,
         profile.bench_cpu,
         profile.bench_cpu / n * 1e6,
+        profile.tenant_cpu,
+        profile.tenant_cpu / n * 1e6,
         lib_cpu,
         lib_cpu / ln * 1e6,
     );

@@ -323,6 +323,11 @@ impl SimProcess {
             .to_owned();
         Self { child, base_url }
     }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for SimProcess {
