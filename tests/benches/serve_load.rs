@@ -29,15 +29,16 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cxone_agent_state::{AgentStateManager, ManagerConfig};
 use cxone_agent_state_core::{EngineConfig, RateLimit, Record, Secret};
+use support::cli::{path_str, program};
+use support::serve::{new_key, serve_args, Service};
 use support::{SimProcess, CLIENT_ID, CLIENT_SECRET};
 
 /// Targets of the issue.
@@ -598,96 +599,35 @@ async fn run_library(load: Load, dir: &Path) -> (Rig, f64) {
     (Rig::new(send, out, finish), cpu)
 }
 
-/// The service as a child process, its stderr kept.
-struct Service {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Service {
-    fn start(bin: &Path, dir: &Path, base_url: &str) -> Self {
-        let key = Command::new(bin)
-            .args(["serve", "new-key", "bench", "--json"])
-            .output()
-            .expect("serve new-key runs");
-        assert!(key.status.success(), "serve new-key failed");
-        let key: serde_json::Value = serde_json::from_slice(&key.stdout).expect("new-key JSON");
-        let keys = dir.join("api-keys");
-        std::fs::write(&keys, format!("{}\n", key["line"].as_str().expect("line")))
-            .expect("key file");
-        // The key itself, for the clients (the key file holds only its hash).
-        std::fs::write(dir.join("api-key"), key["key"].as_str().expect("key")).expect("key");
-        let mut cmd = Command::new(bin);
-        // Settings of the environment would change the service: only the flags count here.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CXONE_") || k.starts_with("WORKFORCE_") {
-                cmd.env_remove(&k);
-            }
-        }
-        let rate = RATE_PER_MIN.to_string();
-        // The default log level, as deployed: a line per request (kept by the reader below).
-        cmd.arg("serve")
-            .arg("--api-keys")
-            .arg(&keys)
-            .args(["--listen", "127.0.0.1:0", "--base-url", base_url])
-            .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-            .args(["--rate-limit", &rate, "--shutdown-grace-secs", "5"])
-            .args(["--webhook-drain-secs", "0", "--audit-log"])
-            .arg(dir.join("service-audit.jsonl"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("serve starts");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(url);
-                }
-                sink.lock().expect("stderr").push(line);
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "serve did not say where it listens; stderr:\n{}",
-                    stderr.lock().expect("stderr").join("\n")
-                )
-            });
-        Self { child, url, stderr }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// SIGTERM, then waits for the service to finish what it holds and exit.
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid()]).status();
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                if !status.success() {
-                    eprintln!(
-                        "serve exited with {status}; stderr:\n{}",
-                        self.stderr.lock().expect("stderr").join("\n")
-                    );
-                }
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("serve did not stop within 30 s after SIGTERM: killed");
-    }
+/// The service as a child process (`support::serve::Service`, with `bin` as the program): a fresh key, the
+/// default log level as deployed (a line per request, kept), and the key for the clients (the key file holds
+/// only its hash).
+async fn start_service(bin: &Path, dir: &Path, base_url: &str) -> (Service, String) {
+    let (key, line) = new_key("bench", false).await;
+    let keys = dir.join("api-keys");
+    std::fs::write(&keys, format!("{line}\n")).expect("key file");
+    let audit = dir.join("service-audit.jsonl");
+    let conn: Vec<String> = [
+        "--base-url",
+        base_url,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+        "--rate-limit",
+        &RATE_PER_MIN.to_string(),
+        "--shutdown-grace-secs",
+        "5",
+        "--webhook-drain-secs",
+        "0",
+        "--audit-log",
+        path_str(&audit),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let service = Service::from_command(program(bin, serve_args(&keys, &conn, &[]))).await;
+    service.ready().await;
+    (service, key)
 }
 
 /// A few sums of the service's `/metrics` (OpenMetrics text).
@@ -724,31 +664,14 @@ struct ServiceProfile {
 /// The service path through its closed-loop phase, and where its time went.
 async fn run_service(load: Load, dir: &Path, bin: &Path) -> (Rig, ServiceProfile) {
     let server = Tenant::start(load);
-    let service = Service::start(bin, dir, &server.base_url());
+    let (service, key) = start_service(bin, dir, &server.base_url()).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(load.clients * 2)
         .tcp_nodelay(true)
         .build()
         .expect("client");
-    let bearer = format!("Bearer {}", api_key(dir));
-    let ready_by = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = client
-            .get(format!("{}/readyz", service.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < ready_by,
-            "serve was not ready within 30 s; stderr:\n{}",
-            service.stderr.lock().expect("stderr").join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let url = service.url.clone();
+    let bearer = format!("Bearer {key}");
+    let url = service.base.clone();
     let c = client.clone();
     let send: Send1 = Arc::new(move |user, state| {
         let c = c.clone();
@@ -775,16 +698,16 @@ async fn run_service(load: Load, dir: &Path, bin: &Path) -> (Rig, ServiceProfile
             Err(format!("{status} {code}"))
         })
     });
-    let pid = service.pid();
+    let pid = service.pid().to_string();
     // The warm-up pass is inside `drive`; the profile spans the whole drive (warm-up is one change per
     // agent, a small share of the total).
-    let before = scrape(&client, &service.url).await;
+    let before = scrape(&client, &service.base).await;
     let tenant_pid = server.pid();
     let cpu = || (cpu_secs(&pid), cpu_secs("self"), cpu_secs(&tenant_pid));
     let (cpu_s0, cpu_b0, cpu_t0) = cpu();
     let out = drive(load, send.clone()).await;
     let (cpu_s1, cpu_b1, cpu_t1) = cpu();
-    let after = scrape(&client, &service.url).await;
+    let after = scrape(&client, &service.base).await;
     let d = |name: &str| metric(&after, name) - metric(&before, name);
     let per = |sum: &str, count: &str| d(sum) / d(count).max(1.0) * 1000.0;
     let profile = ServiceProfile {
@@ -809,21 +732,16 @@ async fn run_service(load: Load, dir: &Path, bin: &Path) -> (Rig, ServiceProfile
     let finish: Finish = Box::new(move |total| {
         Box::pin(async move {
             drop(client);
-            service.stop();
+            let (status, stderr) = service.stop().await;
+            if !status.success() {
+                eprintln!("serve exited with {status}; stderr:\n{stderr}");
+            }
             let check = check(&log, &server, &total).await;
             drop(server);
             check
         })
     });
     (Rig::new(send, out, finish), profile)
-}
-
-/// The API key `Service::start` made (kept beside the key file, which holds only its hash).
-fn api_key(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("api-key"))
-        .expect("the key")
-        .trim()
-        .to_owned()
 }
 
 fn verdict(met: bool) -> &'static str {

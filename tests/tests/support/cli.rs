@@ -66,7 +66,16 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut c = Command::new(super::binary());
+    program(&super::binary(), args)
+}
+
+/// `bin` (another build of the program, a profiling one say) with `args`, a clean environment and no stdin.
+pub fn program<I, S>(bin: &Path, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = Command::new(bin);
     for (name, _) in std::env::vars_os() {
         let n = name.to_string_lossy();
         if n.starts_with("CXONE_") || n.starts_with("WORKFORCE_") || n == "TARGET_USER_ID" {

@@ -117,9 +117,14 @@ impl Service {
         self.stderr.lock().unwrap().join("\n")
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("still running")
+    }
+
     /// Sends a signal (`TERM`, `INT`) with `kill`.
     pub fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("still running").to_string();
+        let pid = self.pid().to_string();
         let status = std::process::Command::new("kill")
             .args([&format!("-{name}"), &pid])
             .status()
